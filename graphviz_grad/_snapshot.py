@@ -1,0 +1,372 @@
+"""One backward call, seen from the inside: walk the graph, hook it, build the frozen `Graph`.
+
+`CallCapture.walk()` runs *before* the backward call (saved tensors are still there and the
+leaves still hold their pre-update values); `attach()` puts a pre-hook on every node (dLoss/dOutput
+and the engine's execution order) and a hook on the nodes whose input edges need their own
+gradient; `build()` turns what was seen into plain data and drops every autograd reference.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from ._forward import OpRecord, op_record
+from ._summary import dtype_name, summarize
+from .model import CallInfo, Edge, Graph, GradSource, LeafStep, Node, Output, Saved, TensorSummary
+from .naming import Names
+
+#: Above this many nodes, saved tensors are listed by name only (reading them all is slow).
+SAVED_LIMIT = 20_000
+
+_saved_attrs_cache: dict[type, tuple[str, ...]] = {}
+
+
+def _saved_attrs(node: Any) -> tuple[str, ...]:
+    kind = type(node)
+    names = _saved_attrs_cache.get(kind)
+    if names is None:
+        names = tuple(a for a in dir(node) if a.startswith("_saved_"))
+        _saved_attrs_cache[kind] = names
+    return names
+
+
+def is_leaf_node(node: Any) -> bool:
+    return hasattr(node, "variable")
+
+
+def gradient_edge(t: torch.Tensor) -> tuple[Any, int] | None:
+    """The autograd node and output number that produced `t` (the accumulator for a leaf)."""
+    if t.grad_fn is not None:
+        return t.grad_fn, t.output_nr
+    if not t.requires_grad:
+        return None
+    edge = torch.autograd.graph.get_gradient_edge(t)
+    return edge.node, edge.output_nr
+
+
+def display_path(filename: str | None) -> str | None:
+    """A file name as the user reads it: relative to the current folder when inside it."""
+    if not filename:
+        return None
+    try:
+        rel = os.path.relpath(filename)
+    except ValueError:
+        return filename
+    return filename if rel.startswith("..") else rel
+
+
+class CallCapture:
+    """Records one backward call (or gradviz's own gradient pass) over the graph of `roots`."""
+
+    def __init__(
+        self,
+        roots: list[tuple[Any, int]],
+        names: Names,
+        *,
+        number: int | None = None,
+        kind: GradSource = "backward",
+        where: tuple[str | None, int | None] = (None, None),
+    ) -> None:
+        self.roots = roots
+        self.names = names
+        self.number = number
+        self.kind = kind
+        self.where = where
+        self.nodes: list[Any] = []
+        self.index: dict[int, int] = {}
+        self.nexts: list[tuple[tuple[Any, int], ...]] = []
+        self.leaf_values: dict[int, TensorSummary] = {}
+        self.grads_before: dict[int, TensorSummary | None] = {}
+        self.saved: dict[int, tuple[Saved, ...]] = {}
+        self.saved_values: dict[tuple[int, int], TensorSummary] = {}
+        self.node_grads: dict[int, tuple[TensorSummary | None, ...]] = {}
+        self.edge_grads: dict[tuple[int, int], TensorSummary | None] = {}
+        self.leaf_edge_raw: dict[tuple[int, int], torch.Tensor] = {}
+        self.leaf_grads: dict[int, TensorSummary | None] = {}
+        self.order: list[int] = []
+        self._order_map: dict[int, int] = {}
+        self.handles: list[Any] = []
+        self.error: str | None = None
+
+    # -- before the call ---------------------------------------------------------------------
+    def walk(self) -> None:
+        """Number every node reachable from the roots, depth first, in `next_functions` order."""
+        stack = [node for node, _ in reversed(self.roots)]
+        index, nodes, nexts = self.index, self.nodes, self.nexts
+        while stack:
+            node = stack.pop()
+            if id(node) in index:
+                continue
+            index[id(node)] = len(nodes)
+            nodes.append(node)
+            children = node.next_functions
+            nexts.append(children)
+            for child, _ in reversed(children):
+                if child is not None and id(child) not in index:
+                    stack.append(child)
+        self._read_leaves()
+        if len(nodes) <= SAVED_LIMIT:
+            self._read_saved()
+
+    def _read_leaves(self) -> None:
+        for i, node in enumerate(self.nodes):
+            if is_leaf_node(node):
+                var = node.variable
+                self.leaf_values[i] = summarize(var)
+                self.grads_before[i] = None if var.grad is None else summarize(var.grad)
+
+    def _read_saved(self) -> None:
+        leaf_ids = {id(n.variable): i for i, n in enumerate(self.nodes) if is_leaf_node(n)}
+        for i, node in enumerate(self.nodes):
+            attrs = _saved_attrs(node)
+            if attrs:
+                self.saved[i] = tuple(self._read_one(node, a, leaf_ids) for a in attrs)
+
+    def _read_one(self, node: Any, attr: str, leaf_ids: dict[int, int]) -> Saved:
+        name = attr.removeprefix("_saved_")
+        try:
+            value = getattr(node, attr)
+        except RuntimeError:
+            return Saved(name, "tensor", state="freed")
+        if isinstance(value, torch.Tensor):
+            return self._saved_tensor(name, value, leaf_ids)
+        if value is None:
+            return Saved(name, "value", text="None", state="none")
+        if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
+            shapes = ", ".join(str(list(t.shape)) for t in value)
+            return Saved(name, "tensor", text=f"{len(value)} tensors: {shapes}")
+        return Saved(name, "value", text=_short(value))
+
+    def _saved_tensor(self, name: str, t: torch.Tensor, leaf_ids: dict[int, int]) -> Saved:
+        ref: int | None = None
+        if t.grad_fn is not None and id(t.grad_fn) in self.index:
+            ref = self.index[id(t.grad_fn)]
+            self.saved_values.setdefault((ref, t.output_nr), summarize(t))
+            return Saved(name, "tensor", node=ref, text=f"output {t.output_nr} of #{ref}")
+        ref = leaf_ids.get(id(t))
+        if ref is not None:
+            return Saved(name, "tensor", node=ref, text=f"leaf #{ref}")
+        return Saved(name, "tensor", summary=summarize(t))
+
+    # -- during the call ---------------------------------------------------------------------
+    def attach(self) -> None:
+        """Hook every node; must be followed by `detach()` once the call returns."""
+        consumers: dict[tuple[int, int], int] = {}
+        for children in self.nexts:
+            for child, nr in children:
+                if child is not None:
+                    key = (self.index[id(child)], nr)
+                    consumers[key] = consumers.get(key, 0) + 1
+        for i, node in enumerate(self.nodes):
+            self.handles.append(node.register_prehook(self._pre_hook(i)))
+            wanted = self._edges_needing_grads(self.nexts[i], consumers)
+            if wanted:
+                self.handles.append(node.register_hook(self._post_hook(i, wanted)))
+
+    def _edges_needing_grads(
+        self, children: tuple[tuple[Any, int], ...], consumers: dict[tuple[int, int], int]
+    ) -> list[tuple[int, bool]]:
+        wanted = []
+        for k, (child, nr) in enumerate(children):
+            if child is None:
+                continue
+            src = self.index[id(child)]
+            leaf = is_leaf_node(child)
+            if leaf or consumers[(src, nr)] > 1:
+                wanted.append((k, leaf))
+        return wanted
+
+    def _pre_hook(self, i: int) -> Any:
+        def hook(grad_outputs: tuple[torch.Tensor | None, ...]) -> None:
+            self.order.append(i)
+            self.node_grads[i] = tuple(None if g is None else summarize(g) for g in grad_outputs)
+
+        return hook
+
+    def _post_hook(self, i: int, wanted: list[tuple[int, bool]]) -> Any:
+        def hook(grad_inputs: tuple[torch.Tensor | None, ...], grad_outputs: Any) -> None:
+            for k, leaf in wanted:
+                g = grad_inputs[k] if k < len(grad_inputs) else None
+                self.edge_grads[(i, k)] = None if g is None else summarize(g)
+                if leaf and g is not None:
+                    self.leaf_edge_raw[(i, k)] = g.detach()
+
+        return hook
+
+    def detach(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+    # -- after the call ----------------------------------------------------------------------
+    def build(self) -> Graph:
+        """The frozen graph; afterwards this capture holds no autograd node."""
+        self._order_map = {n: pos + 1 for pos, n in enumerate(self.order)}
+        nodes = tuple(self._node(i, n) for i, n in enumerate(self.nodes))
+        edges = tuple(self._edges(nodes))
+        graph = Graph(
+            nodes=nodes,
+            edges=edges,
+            roots=tuple(self.index[id(n)] for n, _ in self.roots),
+            call=self.number,
+            grad_source=self.kind if self.node_grads or self.leaf_grads else "none",
+            call_file=display_path(self.where[0]),
+            call_line=self.where[1],
+            notes=(f"backward failed: {self.error}",) if self.error else (),
+        )
+        return graph
+
+    def info(self, graph: Graph) -> CallInfo:
+        """The light per-call record that `gradviz steps` reads."""
+        leaves = tuple(
+            LeafStep(n.label, n.value, n.grad, self.grads_before.get(n.id)) for n in graph.leaves
+        )
+        return CallInfo(
+            number=self.number or 0,
+            kind="autograd.grad" if self.kind == "autograd.grad" else "backward",
+            file=graph.call_file,
+            line=graph.call_line,
+            root_value=graph.nodes[graph.root].value,
+            leaves=leaves,
+            nodes=len(graph.nodes),
+            edges=len(graph.edges),
+            error=self.error,
+        )
+
+    def release(self) -> None:
+        self.nodes, self.nexts, self.roots = [], [], []
+        self.index = {}
+        self.leaf_edge_raw = {}
+
+    def _node(self, i: int, node: Any) -> Node:
+        if is_leaf_node(node):
+            return self._leaf(i, node)
+        record = op_record(node)
+        n_out = _num_outputs(node)
+        grads = self.node_grads.get(i, ())
+        outputs = tuple(
+            Output(self._value(i, k, record), grads[k] if k < len(grads) else None)
+            for k in range(max(n_out, len(grads), 1))
+        )
+        names: list[str] = []
+        for k in range(len(outputs)):
+            names.extend(x for x in self.names.for_output(node, k) if x not in names)
+        shape, dtype = _shape_dtype(node, outputs[0])
+        return Node(
+            id=i,
+            kind="op",
+            op=type(node).__name__,
+            names=tuple(names),
+            shape=shape,
+            dtype=dtype,
+            value=outputs[0].value,
+            grad=outputs[0].grad,
+            outputs=outputs,
+            saved=self.saved.get(i, ()),
+            order=self._order(i),
+            **self._where(record),
+        )
+
+    def _value(self, i: int, k: int, record: OpRecord | None) -> TensorSummary | None:
+        if record is not None and k in record.outputs:
+            return record.outputs[k]
+        return self.saved_values.get((i, k))
+
+    def _leaf(self, i: int, node: Any) -> Node:
+        var = node.variable
+        value = self.leaf_values.get(i)
+        grad = self._leaf_grad(i)
+        return Node(
+            id=i,
+            kind="leaf",
+            op=None,
+            names=self.names.for_leaf(var),
+            shape=tuple(int(d) for d in var.shape),
+            dtype=dtype_name(var.dtype),
+            value=value,
+            grad=grad,
+            order=self._order(i),
+        )
+
+    def _leaf_grad(self, i: int) -> TensorSummary | None:
+        if i in self.leaf_grads:
+            return self.leaf_grads[i]
+        if i in self.node_grads:
+            return self.node_grads[i][0] if self.node_grads[i] else None
+        raw = [g for (dst, k), g in self.leaf_edge_raw.items() if self.nexts_src(dst, k) == i]
+        if not raw:
+            return None
+        total = raw[0]
+        for g in raw[1:]:
+            total = total + g
+        return summarize(total)
+
+    def nexts_src(self, dst: int, k: int) -> int | None:
+        child = self.nexts[dst][k][0]
+        return None if child is None else self.index[id(child)]
+
+    def _order(self, i: int) -> int | None:
+        return self._order_map.get(i)
+
+    def _where(self, record: OpRecord | None) -> dict[str, Any]:
+        if record is None:
+            return {}
+        module = None
+        if record.module_path is not None:
+            root = record.module_root() if record.module_root is not None else None
+            base = (self.names.module_name(root) if root is not None else None) or (
+                type(root).__name__ if root is not None else "module"
+            )
+            module = ".".join((base, *record.module_path))
+        return {
+            "module": module,
+            "module_type": record.module_type,
+            "file": display_path(record.file),
+            "line": record.line,
+            "aten": record.aten,
+            "constants": record.constants,
+        }
+
+    def _edges(self, nodes: tuple[Node, ...]) -> list[Edge]:
+        edges = []
+        for dst, children in enumerate(self.nexts):
+            for k, (child, nr) in enumerate(children):
+                if child is None:
+                    continue
+                src = self.index[id(child)]
+                grad = self.edge_grads.get((dst, k))
+                if (dst, k) not in self.edge_grads:
+                    outs = nodes[src].outputs
+                    grad = outs[nr].grad if nr < len(outs) else nodes[src].grad
+                edges.append(Edge(src=src, dst=dst, index=k, output_nr=nr, grad=grad))
+        return edges
+
+
+def _num_outputs(node: Any) -> int:
+    meta = getattr(node, "_input_metadata", None)
+    try:
+        return len(meta) if meta is not None else 1
+    except TypeError:
+        return 1
+
+
+def _shape_dtype(node: Any, out0: Output) -> tuple[tuple[int, ...] | None, str | None]:
+    for s in (out0.value, out0.grad):
+        if s is not None:
+            return s.shape, s.dtype
+    meta = getattr(node, "_input_metadata", None)
+    if meta:
+        try:
+            m = meta[0]
+            return tuple(int(d) for d in m.shape), dtype_name(m.dtype)
+        except (AttributeError, TypeError, RuntimeError):
+            pass
+    return None, None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,127 @@
+"""Turn a tensor into a `TensorSummary`: small tensors in full, large ones as statistics.
+
+This runs on the per-op recording path, so it is written for speed: a small tensor costs one
+`tolist()` and plain-Python arithmetic, a large one a handful of reductions in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from .model import TensorSummary
+
+#: Tensors with at most this many elements keep their data.
+DATA_LIMIT = 16
+
+_FLOAT_KINDS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def summarize(t: torch.Tensor, limit: int = DATA_LIMIT) -> TensorSummary:
+    """A summary of `t`'s current contents (never raises: odd tensors get a `note`)."""
+    shape = tuple(int(d) for d in t.shape)
+    dtype = dtype_name(t.dtype)
+    try:
+        numel = t.numel()
+        if t.is_sparse or t.layout != torch.strided:
+            return TensorSummary(shape, dtype, numel, note=f"{str(t.layout).removeprefix('torch.')} layout")
+        if t.device.type == "meta":
+            return TensorSummary(shape, dtype, numel, note="meta tensor: no data")
+        if numel == 0:
+            return TensorSummary(shape, dtype, 0)
+        with torch.no_grad():
+            if t.is_complex():
+                return _complex(t.detach(), shape, dtype, numel, limit)
+            if numel <= limit:
+                return _small(t.detach().cpu().tolist(), shape, dtype, numel)
+            return _large(t.detach(), shape, dtype, numel)
+    except Exception as exc:  # a tensor subclass or device we cannot read: say so, never fail
+        return TensorSummary(shape, dtype, int(t.numel()), note=f"unreadable: {type(exc).__name__}")
+
+
+def _flatten(data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        return [data]
+    out: list[Any] = []
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        else:
+            out.append(item)
+    return out
+
+
+def _small(data: Any, shape: tuple[int, ...], dtype: str, numel: int) -> TensorSummary:
+    flat = [float(v) for v in _flatten(data)]
+    finite = [v for v in flat if math.isfinite(v)]
+    nan = sum(1 for v in flat if math.isnan(v))
+    inf = len(flat) - len(finite) - nan
+    if not finite:
+        return TensorSummary(shape, dtype, numel, data, nan=nan, inf=inf)
+    return TensorSummary(
+        shape,
+        dtype,
+        numel,
+        data,
+        min=min(finite),
+        max=max(finite),
+        mean=math.fsum(finite) / len(finite),
+        norm=math.sqrt(math.fsum(v * v for v in finite)),
+        nan=nan,
+        inf=inf,
+    )
+
+
+def _large(t: torch.Tensor, shape: tuple[int, ...], dtype: str, numel: int) -> TensorSummary:
+    f = t.to(torch.float64) if t.dtype != torch.float64 else t
+    if t.dtype in _FLOAT_KINDS:
+        finite_mask = torch.isfinite(f)
+        n_finite = int(finite_mask.sum())
+        if n_finite != numel:
+            nan = int(torch.isnan(f).sum())
+            inf = numel - n_finite - nan
+            f = f[finite_mask]
+            if n_finite == 0:
+                return TensorSummary(shape, dtype, numel, nan=nan, inf=inf)
+            return _stats(f, shape, dtype, numel, nan, inf)
+    return _stats(f, shape, dtype, numel, 0, 0)
+
+
+def _stats(
+    f: torch.Tensor, shape: tuple[int, ...], dtype: str, numel: int, nan: int, inf: int
+) -> TensorSummary:
+    lo, hi = torch.aminmax(f)
+    mean = f.mean()
+    norm = torch.linalg.vector_norm(f)
+    values = torch.stack((lo, hi, mean, norm)).tolist()
+    return TensorSummary(shape, dtype, numel, None, *values, nan=nan, inf=inf)
+
+
+def _complex(
+    t: torch.Tensor, shape: tuple[int, ...], dtype: str, numel: int, limit: int
+) -> TensorSummary:
+    data = None
+    if numel <= limit:
+        data = [str(complex(z)) for z in t.cpu().reshape(-1).tolist()]
+    mag = _large(t.abs(), shape, dtype, numel)
+    return TensorSummary(
+        shape, dtype, numel, data, mag.min, mag.max, mag.mean, mag.norm, mag.nan, mag.inf,
+        note="complex: statistics of |z|",
+    )
+
+
+def add(a: TensorSummary | None, b: TensorSummary | None) -> TensorSummary | None:
+    """Sum of two small summaries' data (for gradients arriving along several edges); else None."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return None

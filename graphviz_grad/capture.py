@@ -1,0 +1,317 @@
+"""Capture: record a block of PyTorch code, or trace a tensor in hand.
+
+`record()` is the one capture that every view reads. While it is active it
+  * attaches each new autograd node's forward value, module and line (`_forward`),
+  * intercepts every `Tensor.backward`, `torch.autograd.backward` and `torch.autograd.grad`,
+    walks the graph just before the call runs, and records the gradients that the user's own
+    call computes (`_snapshot`),
+and restores everything it patched on exit, also when the block raises.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import torch
+
+from ._forward import USER_FRAMES, ForwardRecorder, ModuleStack
+from ._snapshot import CallCapture, gradient_edge
+from .errors import CallError, RootError
+from .model import CallInfo, Graph
+from .naming import Names
+
+class Recorder:
+    """Records forward values and every backward call made inside a `with` block.
+
+    Example:
+        >>> import torch, graphviz_grad as gg
+        >>> with gg.record() as rec:
+        ...     w = torch.tensor(1.0, requires_grad=True)
+        ...     loss = (2.0 * w - 4.0) ** 2
+        ...     loss.backward()
+        >>> rec.graph().nodes[-1].grad.data
+        -8.0
+    """
+
+    def __init__(
+        self,
+        keep: str | int | Callable[[int], bool] = "all",
+        namespaces: Sequence[Mapping[str, Any]] = (),
+        values: bool = True,
+    ) -> None:
+        self.calls: list[CallInfo] = []
+        self.graphs: dict[int, Graph] = {}
+        self.namespaces = list(namespaces)
+        self._keep = keep
+        self._modules = ModuleStack()
+        self._mode = ForwardRecorder(self._modules, values=values)
+        self._saved: dict[str, Any] = {}
+        self._active: CallCapture | None = None
+        self._entered = False
+
+    # -- context manager ---------------------------------------------------------------------
+    def __enter__(self) -> Recorder:
+        self._saved = {"backward": torch.autograd.backward, "grad": torch.autograd.grad}
+        torch.autograd.backward = self._wrap(self._saved["backward"], "backward")  # type: ignore[assignment]
+        torch.autograd.grad = self._wrap(self._saved["grad"], "autograd.grad")  # type: ignore[assignment]
+        self._modules.install()
+        self._mode.__enter__()
+        self._entered = True
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop recording and restore everything (safe to call twice)."""
+        if not self._entered:
+            return
+        self._entered = False
+        try:
+            self._mode.flush()
+            self._mode.__exit__(None, None, None)
+        finally:
+            self._modules.remove()
+            torch.autograd.backward = self._saved["backward"]
+            torch.autograd.grad = self._saved["grad"]
+
+    def flush(self) -> None:
+        """Attach pending forward records now (before looking at a graph by hand)."""
+        if self._entered:
+            self._mode.flush()
+
+    # -- interception ------------------------------------------------------------------------
+    def _wrap(self, original: Callable[..., Any], kind: str) -> Callable[..., Any]:
+        def intercepted(*args: Any, **kwargs: Any) -> Any:
+            if self._active is not None or self._mode.paused or not self._entered:
+                return original(*args, **kwargs)
+            return self._intercept(original, kind, args, kwargs)
+
+        intercepted.__wrapped__ = original  # type: ignore[attr-defined]
+        intercepted.__doc__ = original.__doc__
+        return intercepted
+
+    def _intercept(
+        self, original: Callable[..., Any], kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        self._mode.flush()
+        tensors = args[0] if args else kwargs.get("tensors", kwargs.get("outputs"))
+        roots = [e for e in (gradient_edge(t) for t in _as_list(tensors)) if e is not None]
+        if not roots:
+            return original(*args, **kwargs)
+        frame = USER_FRAMES.find(sys._getframe(2))
+        number = len(self.calls) + 1
+        capture = self._begin(roots, number, kind, frame)
+        create_graph = bool(kwargs.get("create_graph", False))
+        self._mode.paused += 0 if create_graph else 1
+        try:
+            return original(*args, **kwargs)
+        except BaseException as exc:
+            capture.error = str(exc).split("\n")[0]
+            raise
+        finally:
+            self._mode.paused -= 0 if create_graph else 1
+            self._finish(capture)
+
+    def _begin(self, roots: list[tuple[Any, int]], number: int, kind: str, frame: Any) -> CallCapture:
+        for node, _ in roots:
+            node.metadata.setdefault("gradviz_calls", []).append(number)
+        names = Names()
+        if frame is not None:
+            names.scan(frame.f_locals)
+            names.scan(frame.f_globals)
+        names.scan_all(self.namespaces)
+        where = (frame.f_code.co_filename, frame.f_lineno) if frame is not None else (None, None)
+        capture = CallCapture(roots, names, number=number, kind=kind, where=where)  # type: ignore[arg-type]
+        self._mode.paused += 1
+        try:
+            capture.walk()
+            capture.attach()
+        finally:
+            self._mode.paused -= 1
+        self._active = capture
+        return capture
+
+    def _finish(self, capture: CallCapture) -> None:
+        self._mode.paused += 1
+        try:
+            capture.detach()
+            graph = capture.build()
+            self.calls.append(capture.info(graph))
+            if self._keeps(capture.number or 0):
+                self.graphs[capture.number or 0] = graph
+            self._prune()
+        finally:
+            capture.release()
+            self._active = None
+            self._mode.paused -= 1
+
+    def _keeps(self, number: int) -> bool:
+        keep = self._keep
+        if keep == "all" or (isinstance(keep, int) and keep < 0):
+            return True
+        if isinstance(keep, int):
+            return number == keep
+        if callable(keep):
+            return bool(keep(number))
+        return True
+
+    def _prune(self) -> None:
+        if isinstance(self._keep, int) and self._keep < 0:
+            for n in sorted(self.graphs)[: max(0, len(self.graphs) + self._keep)]:
+                del self.graphs[n]
+
+    # -- results -----------------------------------------------------------------------------
+    def graph(self, call: int = -1) -> Graph:
+        """The graph of backward call `call` (1-based; negative counts from the end)."""
+        total = len(self.calls)
+        if total == 0:
+            raise CallError(
+                "The code made no backward call, so there is no recorded graph.",
+                hint="Call `loss.backward()`, or use `trace(loss)` to let gradviz compute gradients.",
+            )
+        number = call if call > 0 else total + call + 1
+        if not 1 <= number <= total:
+            raise CallError(
+                f"There is no backward call {call}: the code made {total}.",
+                hint=f"Pick a call from 1 to {total}, or -1 for the last one.",
+            )
+        if number not in self.graphs:
+            raise CallError(
+                f"Backward call {number} was not kept while recording.",
+                hint="Record with keep='all' or keep=N to keep that call's graph.",
+            )
+        return self.graphs[number]
+
+    def trace(self, tensor: torch.Tensor | Sequence[torch.Tensor], **kwargs: Any) -> Graph:
+        """Trace `tensor` now, with this recording's forward values (see `trace`)."""
+        self.flush()
+        self._mode.paused += 1
+        try:
+            return trace(tensor, namespaces=self.namespaces, **kwargs)
+        finally:
+            self._mode.paused -= 1
+
+
+def record(
+    keep: str | int | Callable[[int], bool] = "all",
+    namespaces: Sequence[Mapping[str, Any]] = (),
+) -> Recorder:
+    """Record forward values and every backward call of a block of code.
+
+    `keep` says which calls keep their full graph: ``"all"``, a call number ``N``, ``-N`` for
+    the last N calls, or a predicate. Every call keeps its light `CallInfo` in `calls`.
+
+    Example:
+        >>> with graphviz_grad.record() as rec:
+        ...     train()                     # the user's own loop, unchanged
+        >>> graphviz_grad.write(rec.graph(-1), "last_step.svg")
+    """
+    return Recorder(keep=keep, namespaces=namespaces)
+
+
+def trace(
+    tensor: torch.Tensor | Sequence[torch.Tensor],
+    *,
+    grad_output: str | torch.Tensor | None = None,
+    namespaces: Iterable[Mapping[str, Any]] = (),
+    grads: bool = True,
+) -> Graph:
+    """The annotated graph of `tensor`, with gradients computed by gradviz.
+
+    The gradients come from an extra `torch.autograd.grad` pass over a retained graph: no
+    `.grad` field of any tensor is changed. A non-scalar `tensor` needs `grad_output`
+    (``"ones"`` or a tensor of its shape). Forward values come from `record()` when the tensor
+    was computed inside one, else from whatever the graph saved for backward.
+
+    Example:
+        >>> w = torch.tensor(1.0, requires_grad=True)
+        >>> g = graphviz_grad.trace((2.0 * w - 4.0) ** 2)
+        >>> g.leaves[0].grad.data
+        -8.0
+    """
+    tensors = _as_list(tensor)
+    roots = []
+    for t in tensors:
+        if not isinstance(t, torch.Tensor):
+            raise RootError(f"Can only trace tensors, not {type(t).__name__}.")
+        edge = gradient_edge(t)
+        if edge is None:
+            raise RootError(
+                "The tensor does not require grad, so it has no autograd graph.",
+                hint="Set `requires_grad=True` on a leaf it is computed from.",
+            )
+        roots.append(edge)
+    names = Names()
+    frame = USER_FRAMES.find(sys._getframe(1))
+    if frame is not None:
+        names.scan(frame.f_locals)
+        names.scan(frame.f_globals)
+    names.scan_all(namespaces)
+    capture = CallCapture(roots, names, kind="gradviz")
+    capture.walk()
+    if grads:
+        _own_pass(capture, tensors, _seeds(tensors, grad_output), names)
+    graph = capture.build()
+    capture.release()
+    return graph
+
+
+def _seeds(tensors: list[torch.Tensor], grad_output: str | torch.Tensor | None) -> list[Any]:
+    seeds: list[Any] = []
+    for t in tensors:
+        if isinstance(grad_output, torch.Tensor):
+            seeds.append(grad_output)
+        elif grad_output == "ones":
+            seeds.append(torch.ones_like(t))
+        elif t.numel() == 1:
+            seeds.append(torch.ones_like(t))
+        else:
+            raise RootError(
+                f"The root has shape {list(t.shape)}; gradients start from a scalar.",
+                hint="Reduce it to a scalar (e.g. `.sum()`), or seed it with `--grad-output ones`.",
+            )
+    return seeds
+
+
+def _own_pass(capture: CallCapture, tensors: list[Any], seeds: list[Any], names: Names) -> None:
+    """Gradients of every node by `autograd.grad`, without touching any `.grad`."""
+    leaves = [(i, n.variable) for i, n in enumerate(capture.nodes) if hasattr(n, "variable")]
+    retained = [t for _, t in names.tensors() if t.grad_fn is not None and t.retains_grad]
+    before = [t.grad for t in retained]
+    capture.attach()
+    try:
+        found = torch.autograd.grad(
+            tensors,
+            [v for _, v in leaves],
+            grad_outputs=seeds,
+            retain_graph=True,
+            allow_unused=True,
+        )
+    except RuntimeError as exc:
+        capture.error = str(exc).split("\n")[0]
+        return
+    finally:
+        capture.detach()
+        for t, g in zip(retained, before):
+            t.grad = g
+    from ._summary import summarize
+
+    for (i, _), g in zip(leaves, found):
+        capture.leaf_grads[i] = None if g is None else summarize(g)
+
+
+def _as_list(tensors: Any) -> list[Any]:
+    if isinstance(tensors, torch.Tensor):
+        return [tensors]
+    if isinstance(tensors, (list, tuple)):
+        return list(tensors)
+    return [tensors] if tensors is not None else []

@@ -1,0 +1,143 @@
+"""From a script on disk to the `Graph` to show: run it recorded, then pick the root.
+
+The root is, in this order: `--target NAME`; else the backward call chosen by `--call` (the last
+by default); else a global named `loss`; else the only global tensor with a `grad_fn`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import CallError, RootError, ScriptExitError
+from .model import Graph
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    """How to pick the graph out of a script run."""
+
+    target: str | None = None
+    call: int = -1
+    grad_output: str | None = None
+
+
+@dataclass
+class Captured:
+    """The graph to show, the run it came from, and remarks for the user (stderr)."""
+
+    graph: Graph
+    run: Any
+    remarks: list[str] = field(default_factory=list)
+
+
+def capture_script(path: str | Path, argv: Sequence[str], options: CaptureOptions) -> Captured:
+    """Run the script under a recorder and return the graph the options pick."""
+    from .capture import Recorder
+    from .runner import run_script
+
+    keep: int | str = options.call
+    run = run_script(path, argv, lambda ns: Recorder(keep=keep, namespaces=ns))
+    if run.error is not None:
+        raise run.error
+    if run.exit_code != 0:
+        raise ScriptExitError(
+            f"The script `{Path(path).name}` exited with status {run.exit_code} (sys.exit), "
+            "so gradviz drew nothing.",
+            code=run.exit_code,
+            hint="gradviz passes the script's exit status on; fix what made it exit.",
+        )
+    return Captured(pick_graph(run, options), run)
+
+
+def pick_graph(run: Any, options: CaptureOptions) -> Graph:
+    rec = run.recorder
+    ns = run.namespace
+    if options.target is not None:
+        return _trace_named(run, options.target, options)
+    if rec.calls:
+        return rec.graph(options.call)
+    if options.call not in (-1, 1):
+        raise CallError(
+            f"There is no backward call {options.call}: the script made none.",
+            hint="Leave out --call: gradviz then computes the gradients itself.",
+        )
+    if isinstance(ns.get("loss"), _tensor_type()):
+        return _trace_named(run, "loss", options)
+    candidates = [(n, t) for n, t in _tensors(ns) if t.grad_fn is not None]
+    if len(candidates) == 1:
+        return _trace_named(run, candidates[0][0], options)
+    raise RootError(
+        "The script made no backward call and gradviz cannot tell which tensor is the loss.",
+        hint=_candidates_hint(ns),
+    )
+
+
+def _trace_named(run: Any, name: str, options: CaptureOptions) -> Graph:
+    ns = run.namespace
+    torch_tensor = _tensor_type()
+    if name not in ns:
+        close = difflib.get_close_matches(name, [k for k in ns if not k.startswith("__")], n=3)
+        hint = f"Did you mean {', '.join('`' + c + '`' for c in close)}?" if close else None
+        raise RootError(
+            f"The script has no variable `{name}`.", hint=hint or _candidates_hint(ns)
+        )
+    value = ns[name]
+    if not isinstance(value, torch_tensor):
+        raise RootError(
+            f"`{name}` is a {type(value).__name__}, not a tensor.", hint=_candidates_hint(ns)
+        )
+    if value.grad_fn is None and not value.requires_grad:
+        leaf = _a_leaf_name(ns)
+        raise RootError(
+            f"`{name}` does not require grad, so it has no autograd graph.",
+            hint=f"Set `requires_grad=True` on a leaf such as `{leaf}`." if leaf else
+            "Create a leaf with `requires_grad=True` and compute the tensor from it.",
+        )
+    calls = value.grad_fn.metadata.get("gradviz_calls") if value.grad_fn is not None else None
+    if calls:
+        for number in reversed(calls):
+            if number in run.recorder.graphs:
+                graph: Graph = run.recorder.graphs[number]
+                return graph
+    graph = run.recorder.trace(value, grad_output=options.grad_output)
+    if graph.grad_source == "none" and any("second time" in n for n in graph.notes):
+        raise RootError(
+            f"The graph of `{name}` was already freed by a backward call, so gradviz "
+            "cannot compute its gradients again.",
+            hint="Leave out --target to show the script's own backward call, "
+            "or pass `retain_graph=True` to backward.",
+        )
+    return graph
+
+
+def _tensor_type() -> type:
+    import torch
+
+    return torch.Tensor
+
+
+def _tensors(ns: dict[str, Any]) -> list[tuple[str, Any]]:
+    t = _tensor_type()
+    return [(k, v) for k, v in ns.items() if not k.startswith("__") and isinstance(v, t)]
+
+
+def _a_leaf_name(ns: dict[str, Any]) -> str | None:
+    for k, v in _tensors(ns):
+        if v.grad_fn is None and v.is_floating_point():
+            return k
+    return None
+
+
+def _candidates_hint(ns: dict[str, Any]) -> str:
+    found = _tensors(ns)
+    if not found:
+        return "The script defines no tensors at module level; name the loss with --target."
+    rows = [
+        f"{k} {list(v.shape)} {'has grad_fn' if v.grad_fn is not None else 'no grad_fn'}"
+        for k, v in found[:12]
+    ]
+    return "Pick one with --target NAME. Tensors in the script: " + "; ".join(rows) + "."

@@ -1,0 +1,225 @@
+"""The graph model: plain, frozen data that every view reads.
+
+A `Graph` is what one backward call (or one `trace`) saw: the autograd nodes reachable from the
+root, numbered in walk order (depth-first, children in `next_functions` order), the edges between
+them, and per node the forward value and the gradient that flowed through it. Nothing here holds a
+tensor or an autograd `Node`: the model is made of numbers, strings and tuples, so it can be
+compared, serialised and rendered without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Literal, Union
+
+NodeKind = Literal["op", "leaf"]
+Severity = Literal["error", "warning", "info"]
+GradSource = Literal["backward", "autograd.grad", "gradviz", "none"]
+
+#: Nested lists of numbers (or one number for a 0-dim tensor), as `Tensor.tolist()` gives.
+Data = Union[float, int, bool, str, list]
+
+
+@dataclass(frozen=True)
+class TensorSummary:
+    """What gradviz keeps of one tensor: always shape and dtype, the data when it is small.
+
+    Statistics are over the finite elements; `nan` and `inf` count the others. `note` says why
+    something is missing (``"sparse"``, ``"meta"``, ``"complex: stats of |z|"``...).
+    """
+
+    shape: tuple[int, ...]
+    dtype: str
+    numel: int
+    data: Data | None = None
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    norm: float | None = None
+    nan: int = 0
+    inf: int = 0
+    note: str | None = None
+
+    @property
+    def is_scalar(self) -> bool:
+        return self.numel == 1 and self.data is not None
+
+    @property
+    def all_zero(self) -> bool:
+        """True when every element is exactly zero (a dead gradient)."""
+        return self.numel > 0 and self.nan == 0 and self.inf == 0 and self.min == 0 == self.max
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output of an op node (multi-output ops such as `split` have several)."""
+
+    value: TensorSummary | None
+    grad: TensorSummary | None
+
+
+@dataclass(frozen=True)
+class Saved:
+    """One `_saved_*` attribute of a node, read before backward freed it.
+
+    `kind` is ``"tensor"`` for saved tensors and ``"value"`` for saved scalars, sizes and flags.
+    A saved tensor that is the output of another node of the graph (or a leaf) names it in `node`.
+    `state` is ``"freed"`` when backward had already released it when gradviz looked.
+    """
+
+    name: str
+    kind: Literal["tensor", "value"]
+    summary: TensorSummary | None = None
+    node: int | None = None
+    text: str | None = None
+    state: Literal["available", "freed", "none"] = "available"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One autograd node: an op (`grad_fn`) or a leaf (`AccumulateGrad.variable`).
+
+    `value` and `grad` are the forward value of output 0 and dLoss/dOutput 0; `outputs` has one
+    entry per output for ops (so multi-output ops show every output). `module` and `file`/`line`
+    say which `nn.Module` forward and which line of the user's code created the op. `order` is the
+    1-based position in which the autograd engine executed the node during the backward call
+    shown (None when it did not run). `aten` is the dispatcher op that produced the output.
+    """
+
+    id: int
+    kind: NodeKind
+    op: str | None
+    names: tuple[str, ...] = ()
+    shape: tuple[int, ...] | None = None
+    dtype: str | None = None
+    value: TensorSummary | None = None
+    grad: TensorSummary | None = None
+    outputs: tuple[Output, ...] = ()
+    saved: tuple[Saved, ...] = ()
+    module: str | None = None
+    module_type: str | None = None
+    file: str | None = None
+    line: int | None = None
+    order: int | None = None
+    aten: str | None = None
+    constants: tuple[tuple[int, TensorSummary], ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The short name a person reads: the first variable name, else the op."""
+        if self.names:
+            return self.names[0]
+        return self.op or "leaf"
+
+    @property
+    def where(self) -> str | None:
+        return f"{self.file}:{self.line}" if self.file and self.line else None
+
+
+@dataclass(frozen=True)
+class Edge:
+    """Data flows from `src` (closer to the leaves) into `dst`, which consumes output
+    `output_nr` of `src` as its `index`-th `next_functions` entry. `grad` is the gradient that
+    flowed back along the edge (the grad_input of `dst` at `index`)."""
+
+    src: int
+    dst: int
+    index: int
+    output_nr: int = 0
+    grad: TensorSummary | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A diagnosis (see `gradviz doctor`): a stable `code`, where it is, and how to fix it."""
+
+    code: str
+    severity: Severity
+    message: str
+    file: str | None = None
+    line: int | None = None
+    nodes: tuple[int, ...] = ()
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
+class Graph:
+    """The autograd graph of one backward call, annotated with values and gradients.
+
+    `call` is the 1-based number of the backward call shown (None for `trace`); `grad_source`
+    says who computed the gradients: the user's own ``"backward"`` or ``"autograd.grad"`` call,
+    ``"gradviz"`` (an extra pass that changed no `.grad`), or ``"none"``.
+    """
+
+    nodes: tuple[Node, ...]
+    edges: tuple[Edge, ...]
+    roots: tuple[int, ...] = (0,)
+    call: int | None = None
+    grad_source: GradSource = "none"
+    call_file: str | None = None
+    call_line: int | None = None
+    findings: tuple[Finding, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def root(self) -> int:
+        return self.roots[0]
+
+    def node(self, node_id: int) -> Node:
+        return self.nodes[node_id]
+
+    @cached_property
+    def inputs(self) -> tuple[tuple[Edge, ...], ...]:
+        """Per node id, the edges into it, in `next_functions` order."""
+        found: list[list[Edge]] = [[] for _ in self.nodes]
+        for edge in self.edges:
+            found[edge.dst].append(edge)
+        return tuple(tuple(sorted(es, key=lambda e: e.index)) for es in found)
+
+    @cached_property
+    def consumers(self) -> tuple[tuple[Edge, ...], ...]:
+        """Per node id, the edges out of it (to the nodes that consume its outputs)."""
+        found: list[list[Edge]] = [[] for _ in self.nodes]
+        for edge in self.edges:
+            found[edge.src].append(edge)
+        return tuple(tuple(es) for es in found)
+
+    @property
+    def leaves(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.kind == "leaf")
+
+    def find(self, name: str) -> Node | None:
+        """The first node carrying variable name `name`, or with op name `name`."""
+        for n in self.nodes:
+            if name in n.names:
+                return n
+        for n in self.nodes:
+            if n.op == name:
+                return n
+        return None
+
+
+@dataclass(frozen=True)
+class LeafStep:
+    """One leaf at one backward call: its value before the call and the gradient it got."""
+
+    name: str
+    value: TensorSummary | None
+    grad: TensorSummary | None
+    grad_before: TensorSummary | None = None
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """A light record of one backward call, kept for every call (see `gradviz steps`)."""
+
+    number: int
+    kind: Literal["backward", "autograd.grad"]
+    file: str | None
+    line: int | None
+    root_value: TensorSummary | None
+    leaves: tuple[LeafStep, ...]
+    nodes: int
+    edges: int
+    error: str | None = None

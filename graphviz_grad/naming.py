@@ -1,0 +1,98 @@
+"""Names for tensors: the user's variables, module parameters, and items of small containers.
+
+`Names.scan` looks at namespaces (a frame's locals, a script's globals) and remembers, for every
+tensor it sees, the names it goes by. A leaf is found again by identity (`AccumulateGrad.variable
+is w`), a non-leaf by its `(grad_fn, output_nr)`. The scanned objects are held for as long as the
+`Names` lives, so no identity can be reused meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+
+_MAX_ITEMS = 64
+
+
+class Names:
+    """Variable names by tensor identity, in the order they were first seen."""
+
+    def __init__(self) -> None:
+        self._by_tensor: dict[int, list[str]] = {}
+        self._by_node: dict[tuple[int, int], list[str]] = {}
+        self._modules: dict[int, str] = {}
+        self._keep: list[Any] = []
+
+    def scan(self, namespace: Mapping[str, Any]) -> None:
+        """Record the tensors, modules and small containers of tensors in `namespace`."""
+        for name, value in list(namespace.items()):
+            if name.startswith("__"):
+                continue
+            if isinstance(value, torch.Tensor):
+                self._add(name, value)
+            elif isinstance(value, torch.nn.Module):
+                self._add_module(name, value)
+            elif isinstance(value, (list, tuple)) and len(value) <= _MAX_ITEMS:
+                for i, item in enumerate(value):
+                    if isinstance(item, torch.Tensor):
+                        self._add(f"{name}[{i}]", item)
+            elif isinstance(value, dict) and len(value) <= _MAX_ITEMS:
+                for key, item in value.items():
+                    if isinstance(item, torch.Tensor) and isinstance(key, (str, int)):
+                        self._add(f"{name}[{key!r}]", item)
+
+    def scan_all(self, namespaces: Iterable[Mapping[str, Any]]) -> None:
+        for ns in namespaces:
+            self.scan(ns)
+
+    def _add(self, name: str, t: torch.Tensor) -> None:
+        self._keep.append(t)
+        node = t.grad_fn
+        if node is not None:
+            self._keep.append(node)
+            _append(self._by_node.setdefault((id(node), t.output_nr), []), name)
+        else:
+            _append(self._by_tensor.setdefault(id(t), []), name)
+
+    def _add_module(self, name: str, module: torch.nn.Module) -> None:
+        self._keep.append(module)
+        self._modules.setdefault(id(module), name)
+        for pname, p in module.named_parameters(remove_duplicate=False):
+            self._add(f"{name}.{pname}", p)
+        for bname, b in module.named_buffers(remove_duplicate=False):
+            if b.requires_grad:
+                self._add(f"{name}.{bname}", b)
+
+    def for_leaf(self, variable: torch.Tensor) -> tuple[str, ...]:
+        return tuple(self._by_tensor.get(id(variable), ()))
+
+    def for_output(self, node: Any, output_nr: int) -> tuple[str, ...]:
+        return tuple(self._by_node.get((id(node), output_nr), ()))
+
+    def module_name(self, module: Any) -> str | None:
+        """The variable a module is bound to, if it was seen."""
+        return self._modules.get(id(module))
+
+    def tensors(self) -> list[tuple[str, torch.Tensor]]:
+        """Every (first name, tensor) pair seen, for listing root candidates."""
+        seen: set[int] = set()
+        found = []
+        for t in self._keep:
+            if isinstance(t, torch.Tensor) and id(t) not in seen:
+                seen.add(id(t))
+                found.append(t)
+        out = []
+        for t in found:
+            names = (
+                self.for_output(t.grad_fn, t.output_nr) if t.grad_fn is not None else self.for_leaf(t)
+            )
+            if names:
+                out.append((names[0], t))
+        return out
+
+
+def _append(names: list[str], name: str) -> None:
+    if name not in names:
+        names.append(name)
