@@ -30,6 +30,10 @@ _OWN_DIR = os.path.dirname(__file__) + os.sep
 _STDLIB_DIR = os.path.dirname(os.__file__) + os.sep
 
 
+#: Frames of other dispatch/function modes are plumbing, not the line that made the op.
+_MODE_HOOKS = frozenset({"__torch_dispatch__", "__torch_function__"})
+
+
 @dataclass
 class OpRecord:
     """What the forward pass knew about one autograd node (kept in `node.metadata`)."""
@@ -71,7 +75,9 @@ class _UserFrames:
         return hit
 
     def find(self, frame: FrameType | None) -> FrameType | None:
-        while frame is not None and not self.is_user(frame.f_code.co_filename):
+        while frame is not None and (
+            not self.is_user(frame.f_code.co_filename) or frame.f_code.co_name in _MODE_HOOKS
+        ):
             frame = frame.f_back
         return frame
 

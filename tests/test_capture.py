@@ -1,0 +1,155 @@
+"""Every value and gradient gradviz records equals what PyTorch itself computes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import graphviz_grad as gg
+from graphviz_grad.capture import Recorder
+from graphviz_grad.runner import load_source
+
+from oracle import Oracle, mismatches
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SCRIPTS = sorted(p.name for p in SAMPLES.glob("*.py"))
+
+
+def run_with_oracle(script: Path) -> tuple[Recorder, Oracle, dict]:
+    path, code = load_source(script)
+    ns: dict = {"__name__": "__main__", "__file__": str(path)}
+    argv = sys.argv
+    sys.argv = [str(path)]
+    try:
+        with Recorder(keep="all", namespaces=[ns]) as rec, Oracle() as oracle:
+            exec(code, ns)
+    finally:
+        sys.argv = argv
+    return rec, oracle, ns
+
+
+@pytest.mark.parametrize("name", [s for s in SCRIPTS if s != "linear_nobackward.py"])
+def test_every_call_of_every_sample_matches_autograd(name: str, capsys: pytest.CaptureFixture) -> None:
+    rec, oracle, _ = run_with_oracle(SAMPLES / name)
+    assert rec.calls, "the sample makes backward calls"
+    assert len(oracle.expected) == len(rec.calls)
+    for number, expected in enumerate(oracle.expected, start=1):
+        graph = rec.graph(number)
+        assert mismatches(graph, expected) == [], f"call {number}"
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_op_node_has_a_value(name: str, capsys: pytest.CaptureFixture) -> None:
+    rec, _, ns = run_with_oracle(SAMPLES / name)
+    graph = rec.graph() if rec.calls else rec.trace(ns["loss"])
+    missing = [n for n in graph.nodes if n.value is None]
+    assert missing == []
+
+
+def test_lesson_hand_values() -> None:
+    rec, _, _ = run_with_oracle(SAMPLES / "linear.py")
+    g = rec.graph()
+    by_name = {name: n for n in g.nodes for name in reversed(n.names)}
+    assert by_name["loss"].value.data == 4.0
+    assert by_name["r"].value.data == -2.0
+    assert by_name["y_hat"].value.data == 2.0
+    assert by_name["w"].kind == "leaf"
+    assert by_name["w"].grad.data == -8.0
+    assert by_name["loss"].grad.data == 1.0
+
+
+def test_trace_without_backward_leaves_grad_untouched() -> None:
+    w = torch.tensor(1.0, requires_grad=True)
+    y_hat = 2.0 * w
+    y_hat.retain_grad()
+    loss = (y_hat - 4.0) ** 2
+    graph = gg.trace(loss)
+    assert w.grad is None and y_hat.grad is None
+    assert graph.grad_source == "gradviz"
+    leaf = graph.leaves[0]
+    assert leaf.names == ("w",)
+    assert leaf.grad.data == -8.0
+
+
+def test_record_api_keeps_last_calls_only() -> None:
+    w = torch.tensor([1.0], requires_grad=True)
+    with gg.record(keep=-2) as rec:
+        for x in (1.0, 2.0, 3.0):
+            loss = ((x * w - 2 * x) ** 2).sum()
+            loss.backward()
+    assert [c.number for c in rec.calls] == [1, 2, 3]
+    assert sorted(rec.graphs) == [2, 3]
+    with pytest.raises(gg.GradvizError):
+        rec.graph(1)
+
+
+def test_training_loop_ends_with_same_w_as_plain_python() -> None:
+    plain: dict = {"__name__": "__main__"}
+    path, code = load_source(SAMPLES / "training_loop.py")
+    exec(code, plain)
+    _, _, recorded = run_with_oracle(SAMPLES / "training_loop.py")
+    assert torch.equal(plain["w"], recorded["w"])
+
+
+def test_leaf_value_is_before_the_update() -> None:
+    rec, _, ns = run_with_oracle(SAMPLES / "training_loop.py")
+    first, second = rec.calls[0], rec.calls[1]
+    assert first.leaves[0].value.data == [1.0]
+    assert second.leaves[0].value.data == pytest.approx([1.0 - 0.01 * first.leaves[0].grad.data[0]])
+
+
+def test_module_parameters_are_named_with_qualified_names() -> None:
+    rec, _, _ = run_with_oracle(SAMPLES / "mlp.py")
+    names = {name for n in rec.graph().leaves for name in n.names}
+    assert "model.0.weight" in names and "model.2.bias" in names
+
+
+def test_tied_weights_list_every_alias() -> None:
+    emb = torch.nn.Embedding(5, 3)
+    head = torch.nn.Linear(3, 5, bias=False)
+    head.weight = emb.weight
+    model = torch.nn.Sequential(emb, head)
+    with gg.record() as rec:
+        loss = model(torch.tensor([1, 2])).sum()
+        loss.backward()
+    leaf = rec.graph().leaves[0]
+    assert {"model.0.weight", "model.1.weight"} <= set(leaf.names)
+
+
+def test_ops_record_module_and_line() -> None:
+    rec, _, _ = run_with_oracle(SAMPLES / "mlp.py")
+    addmm = [n for n in rec.graph().nodes if n.op == "AddmmBackward0"]
+    assert {n.module for n in addmm} == {"model.0", "model.2"}
+    assert all(n.file and n.file.endswith("mlp.py") and n.line for n in addmm)
+
+
+def test_multi_output_node_shows_every_output() -> None:
+    x = torch.arange(4.0, requires_grad=True)
+    with gg.record() as rec:
+        a, b = x.split(2)
+        loss = (a * 2).sum() + (b * 3).sum()
+        loss.backward()
+    split = next(n for n in rec.graph().nodes if n.op == "SplitBackward0")
+    assert len(split.outputs) == 2
+    assert split.outputs[0].value.data == [0.0, 1.0]
+    assert split.outputs[1].grad.data == [3.0, 3.0]
+
+
+def test_decomposed_linear_gets_values_everywhere() -> None:
+    layer = torch.nn.Linear(3, 2)
+    with gg.record() as rec:
+        loss = layer(torch.ones(4, 3)).pow(2).sum()
+        loss.backward()
+    ops = {n.op: n for n in rec.graph().nodes}
+    assert "TBackward0" in ops and "AddmmBackward0" in ops
+    assert all(n.value is not None for n in rec.graph().nodes)
+
+
+def test_recorder_restores_autograd_functions_when_the_block_raises() -> None:
+    backward, grad = torch.autograd.backward, torch.autograd.grad
+    with pytest.raises(ZeroDivisionError), gg.record():
+        1 / 0
+    assert torch.autograd.backward is backward and torch.autograd.grad is grad
