@@ -164,7 +164,7 @@ class ForwardRecorder(TorchDispatchMode):
         super().__init__()
         self.modules = modules
         self.values = values
-        self.pending: list[tuple[Any, Any, tuple[Any, ...], tuple[str, int | None], Any]] = []
+        self.pending: list[tuple[Any, Any, Any, tuple[str | None, int | None], Any]] = []
         self.paused = 0
         self.seq = 0
         self.on_op: Callable[[str, Any], None] | None = None
@@ -191,7 +191,7 @@ class ForwardRecorder(TorchDispatchMode):
     def _resolve(self, func: Any, out: Any, args: Any, where: Any, module: Any) -> None:
         record: OpRecord | None = None
         for t in _tensors(out):
-            node = t.grad_fn
+            node: Any = t.grad_fn
             if node is None:
                 continue
             meta = node.metadata

@@ -15,7 +15,7 @@ import torch
 
 from ._forward import OpRecord, op_record
 from ._summary import dtype_name, summarize
-from .model import CallInfo, Edge, Graph, GradSource, LeafStep, Node, Output, Saved, TensorSummary
+from .model import CallInfo, Edge, GradSource, Graph, LeafStep, Node, Output, Saved, TensorSummary
 from .naming import Names
 
 #: Above this many nodes, saved tensors are listed by name only (reading them all is slow).
@@ -129,8 +129,9 @@ class CallCapture:
         name = attr.removeprefix("_saved_")
         try:
             value = getattr(node, attr)
-        except RuntimeError:
-            return Saved(name, "tensor", state="freed")
+        except RuntimeError as exc:
+            stale = "modified by an inplace operation" in str(exc)
+            return Saved(name, "tensor", text=_first_line(exc), state="stale" if stale else "freed")
         if isinstance(value, torch.Tensor):
             return self._saved_tensor(name, value, leaf_ids)
         if value is None:
@@ -365,6 +366,10 @@ def _shape_dtype(node: Any, out0: Output) -> tuple[tuple[int, ...] | None, str |
         except (AttributeError, TypeError, RuntimeError):
             pass
     return None, None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().split("\n")[0]
 
 
 def _short(value: Any, limit: int = 60) -> str:

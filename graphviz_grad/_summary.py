@@ -30,7 +30,9 @@ def summarize(t: torch.Tensor, limit: int = DATA_LIMIT) -> TensorSummary:
     try:
         numel = t.numel()
         if t.is_sparse or t.layout != torch.strided:
-            return TensorSummary(shape, dtype, numel, note=f"{str(t.layout).removeprefix('torch.')} layout")
+            return TensorSummary(
+                shape, dtype, numel, note=f"{str(t.layout).removeprefix('torch.')} layout"
+            )
         if t.device.type == "meta":
             return TensorSummary(shape, dtype, numel, note="meta tensor: no data")
         if numel == 0:
@@ -101,8 +103,8 @@ def _stats(
     lo, hi = torch.aminmax(f)
     mean = f.mean()
     norm = torch.linalg.vector_norm(f)
-    values = torch.stack((lo, hi, mean, norm)).tolist()
-    return TensorSummary(shape, dtype, numel, None, *values, nan=nan, inf=inf)
+    v_lo, v_hi, v_mean, v_norm = torch.stack((lo, hi, mean, norm)).tolist()
+    return TensorSummary(shape, dtype, numel, None, v_lo, v_hi, v_mean, v_norm, nan, inf)
 
 
 def _complex(
@@ -113,7 +115,16 @@ def _complex(
         data = [str(complex(z)) for z in t.cpu().reshape(-1).tolist()]
     mag = _large(t.abs(), shape, dtype, numel)
     return TensorSummary(
-        shape, dtype, numel, data, mag.min, mag.max, mag.mean, mag.norm, mag.nan, mag.inf,
+        shape,
+        dtype,
+        numel,
+        data,
+        mag.min,
+        mag.max,
+        mag.mean,
+        mag.norm,
+        mag.nan,
+        mag.inf,
         note="complex: statistics of |z|",
     )
 

@@ -23,6 +23,7 @@ from .errors import CallError, RootError
 from .model import CallInfo, Graph
 from .naming import Names
 
+
 class Recorder:
     """Records forward values and every backward call made inside a `with` block.
 
@@ -121,7 +122,9 @@ class Recorder:
             self._mode.paused -= 0 if create_graph else 1
             self._finish(capture)
 
-    def _begin(self, roots: list[tuple[Any, int]], number: int, kind: str, frame: Any) -> CallCapture:
+    def _begin(
+        self, roots: list[tuple[Any, int]], number: int, kind: str, frame: Any
+    ) -> CallCapture:
         for node, _ in roots:
             node.metadata.setdefault("gradviz_calls", []).append(number)
         names = Names()
@@ -176,7 +179,7 @@ class Recorder:
         if total == 0:
             raise CallError(
                 "The code made no backward call, so there is no recorded graph.",
-                hint="Call `loss.backward()`, or use `trace(loss)` to let gradviz compute gradients.",
+                hint="Call `loss.backward()`, or let gradviz compute the gradients: `trace(loss)`.",
             )
         number = call if call > 0 else total + call + 1
         if not 1 <= number <= total:
@@ -270,9 +273,7 @@ def _seeds(tensors: list[torch.Tensor], grad_output: str | torch.Tensor | None) 
     for t in tensors:
         if isinstance(grad_output, torch.Tensor):
             seeds.append(grad_output)
-        elif grad_output == "ones":
-            seeds.append(torch.ones_like(t))
-        elif t.numel() == 1:
+        elif grad_output == "ones" or t.numel() == 1:
             seeds.append(torch.ones_like(t))
         else:
             raise RootError(

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -45,14 +45,15 @@ class Format(str, Enum):
 
 
 ScriptArg = Annotated[
-    Path, typer.Argument(help="The PyTorch script to run, as `python FILE` would.", show_default=False)
+    Path,
+    typer.Argument(help="The PyTorch script to run, as `python FILE` would.", show_default=False),
 ]
 ArgsArg = Annotated[
-    Optional[list[str]],  # noqa: UP007 - typer needs Optional here
+    list[str] | None,
     typer.Argument(help="Arguments for the script, after `--`.", show_default=False),
 ]
 TargetOpt = Annotated[
-    Optional[str],  # noqa: UP007
+    str | None,  # noqa: UP007
     typer.Option(
         "--target", "-t", help="Variable holding the root tensor.", rich_help_panel=ROOT_PANEL
     ),
@@ -67,7 +68,7 @@ CallOpt = Annotated[
     ),
 ]
 SeedOpt = Annotated[
-    Optional[str],  # noqa: UP007
+    str | None,  # noqa: UP007
     typer.Option(
         "--grad-output",
         help="Seed for a non-scalar root when gradviz computes gradients: `ones`.",
@@ -78,7 +79,7 @@ PrecisionOpt = Annotated[
     int, typer.Option("--precision", "-p", min=1, max=17, help="Significant digits shown.")
 ]
 TimeoutOpt = Annotated[
-    Optional[float],  # noqa: UP007
+    float | None,  # noqa: UP007
     typer.Option("--timeout", min=0.0, help="Stop the script after this many seconds."),
 ]
 
@@ -104,13 +105,13 @@ def render(
     file: ScriptArg,
     args: ArgsArg = None,
     output: Annotated[
-        Optional[str],  # noqa: UP007
+        str | None,  # noqa: UP007
         typer.Option(
             "--output", "-o", help="File to write (`-` for stdout).", rich_help_panel=OUT_PANEL
         ),
     ] = None,
     fmt: Annotated[
-        Optional[Format],  # noqa: UP007
+        Format | None,  # noqa: UP007
         typer.Option("--format", "-f", help="Output format.", rich_help_panel=OUT_PANEL),
     ] = None,
     edge_grads: Annotated[
@@ -249,7 +250,8 @@ def _check_output(out: str, script: Path, fmt: str) -> None:
     if not parent.is_dir():
         _fail(
             OutputError(
-                f"The folder `{parent}` does not exist.", hint="Create it first, or pick another -o."
+                f"The folder `{parent}` does not exist.",
+                hint="Create it first, or pick another -o.",
             )
         )
 

@@ -82,10 +82,8 @@ def _trace_named(run: Any, name: str, options: CaptureOptions) -> Graph:
     if name not in ns:
         close = difflib.get_close_matches(name, [k for k in ns if not k.startswith("__")], n=3)
         hint = f"Did you mean {', '.join('`' + c + '`' for c in close)}?" if close else None
-        raise RootError(
-            f"The script has no variable `{name}`.", hint=hint or _candidates_hint(ns)
-        )
-    value = ns[name]
+        raise RootError(f"The script has no variable `{name}`.", hint=hint or _candidates_hint(ns))
+    value: Any = ns[name]
     if not isinstance(value, torch_tensor):
         raise RootError(
             f"`{name}` is a {type(value).__name__}, not a tensor.", hint=_candidates_hint(ns)
@@ -94,8 +92,9 @@ def _trace_named(run: Any, name: str, options: CaptureOptions) -> Graph:
         leaf = _a_leaf_name(ns)
         raise RootError(
             f"`{name}` does not require grad, so it has no autograd graph.",
-            hint=f"Set `requires_grad=True` on a leaf such as `{leaf}`." if leaf else
-            "Create a leaf with `requires_grad=True` and compute the tensor from it.",
+            hint=f"Set `requires_grad=True` on a leaf such as `{leaf}`."
+            if leaf
+            else "Create a leaf with `requires_grad=True` and compute the tensor from it.",
         )
     calls = value.grad_fn.metadata.get("gradviz_calls") if value.grad_fn is not None else None
     if calls:
@@ -114,7 +113,7 @@ def _trace_named(run: Any, name: str, options: CaptureOptions) -> Graph:
     return graph
 
 
-def _tensor_type() -> type:
+def _tensor_type() -> Any:
     import torch
 
     return torch.Tensor

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal, Union
+from typing import Literal
 
 NodeKind = Literal["op", "leaf"]
 Severity = Literal["error", "warning", "info"]
 GradSource = Literal["backward", "autograd.grad", "gradviz", "none"]
 
 #: Nested lists of numbers (or one number for a 0-dim tensor), as `Tensor.tolist()` gives.
-Data = Union[float, int, bool, str, list]
+Data = float | int | bool | str | list
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,8 @@ class Saved:
 
     `kind` is ``"tensor"`` for saved tensors and ``"value"`` for saved scalars, sizes and flags.
     A saved tensor that is the output of another node of the graph (or a leaf) names it in `node`.
-    `state` is ``"freed"`` when backward had already released it when gradviz looked.
+    `state` is ``"freed"`` when backward had already released it when gradviz looked, and
+    ``"stale"`` when it was modified in place after being saved (backward will fail on it).
     """
 
     name: str
@@ -73,7 +74,7 @@ class Saved:
     summary: TensorSummary | None = None
     node: int | None = None
     text: str | None = None
-    state: Literal["available", "freed", "none"] = "available"
+    state: Literal["available", "freed", "stale", "none"] = "available"
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,9 @@ class Names:
         out = []
         for t in found:
             names = (
-                self.for_output(t.grad_fn, t.output_nr) if t.grad_fn is not None else self.for_leaf(t)
+                self.for_output(t.grad_fn, t.output_nr)
+                if t.grad_fn is not None
+                else self.for_leaf(t)
             )
             if names:
                 out.append((names[0], t))

@@ -8,6 +8,7 @@ patched autograd functions) is restored afterwards, whether the script returns, 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import sys
@@ -53,7 +54,9 @@ def load_source(path: str | Path) -> tuple[Path, types.CodeType]:
     except OSError as exc:
         raise ScriptNotFoundError(f"`{path}` cannot be read: {exc.strerror}.", hint=hint) from None
     if b"\0" in raw:
-        raise ScriptNotFoundError(f"`{path}` is not a Python script (it is a binary file).", hint=hint)
+        raise ScriptNotFoundError(
+            f"`{path}` is not a Python script (it is a binary file).", hint=hint
+        )
     try:
         source = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -72,7 +75,9 @@ def load_source(path: str | Path) -> tuple[Path, types.CodeType]:
 
 
 def run_script(
-    path: str | Path, argv: Sequence[str] = (), recorder_factory: Callable[[list[Any]], Any] | None = None
+    path: str | Path,
+    argv: Sequence[str] = (),
+    recorder_factory: Callable[[list[Any]], Any] | None = None,
 ) -> ScriptRun:
     """Run the script inside a recorder made by `recorder_factory(namespaces)`."""
     resolved, code = load_source(path)
@@ -142,10 +147,8 @@ def user_traceback(exc: BaseException) -> str:
 
 def _flush_std() -> None:
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):
             stream.flush()
-        except (OSError, ValueError):
-            pass
 
 
 def in_big_stack(fn: Callable[[], T], timeout: float | None = None) -> T:
@@ -200,7 +203,9 @@ class _ScriptTimeout(BaseException):
 def _raise_in(thread: threading.Thread, exc_type: type[BaseException]) -> None:
     ident = thread.ident
     if ident is not None:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc_type))
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(ident), ctypes.py_object(exc_type)
+        )
 
 
 def _now() -> float:

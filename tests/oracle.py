@@ -136,7 +136,10 @@ def close(summary: TensorSummary | None, ref: torch.Tensor | None, rtol: float =
     r = ref.double()
     stats = (r.min().item(), r.max().item(), r.mean().item(), r.norm().item())
     mine = (summary.min, summary.max, summary.mean, summary.norm)
-    return all(m is not None and math.isclose(m, s, rel_tol=rtol, abs_tol=1e-6) for m, s in zip(mine, stats))
+    return all(
+        m is not None and math.isclose(m, s, rel_tol=rtol, abs_tol=1e-6)
+        for m, s in zip(mine, stats)
+    )
 
 
 def mismatches(graph: Graph, expected: Expected) -> list[str]:
