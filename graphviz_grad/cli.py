@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from . import __version__
-from .errors import GradvizError, OutputError
+from .errors import CallError, GradvizError, OutputError
 
 if TYPE_CHECKING:
     from .job import Captured
@@ -30,7 +30,7 @@ app = typer.Typer(
     "forward value and the gradient of every node.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ROOT_PANEL = "Which graph"
 OUT_PANEL = "Output"
@@ -186,7 +186,7 @@ def _capture(
     from .job import CaptureOptions, capture_script
 
     if call == 0:
-        raise GradvizError(
+        raise CallError(
             "--call 0 names no call: calls are counted from 1.",
             hint="Use --call 1 for the first backward call, or --call -1 for the last.",
         )

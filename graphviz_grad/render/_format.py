@@ -1,0 +1,203 @@
+"""Value formatting shared by every text view (DOT labels, the terminal tree, detail panes).
+
+Numbers are written exactly and short: ``2.0``, ``-8.0``, ``0.1``, ``1e-08``. A tensor is written
+as its number when it has one element, as a compact list when its data was kept, and otherwise as
+dtype, shape and statistics (``f32[64, 128] μ=0.01 min=-0.2 max=0.3 norm=4.1``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+from graphviz_grad.model import Data, TensorSummary
+
+#: Shown where a tensor (value or gradient) is missing.
+MISSING = "—"
+ELLIPSIS = "…"
+
+_DTYPES: dict[str, str] = {
+    "float64": "f64",
+    "float32": "f32",
+    "float16": "f16",
+    "bfloat16": "bf16",
+    "float8_e4m3fn": "f8e4m3",
+    "float8_e5m2": "f8e5m2",
+    "complex128": "c128",
+    "complex64": "c64",
+    "complex32": "c32",
+    "int64": "i64",
+    "int32": "i32",
+    "int16": "i16",
+    "int8": "i8",
+    "uint64": "u64",
+    "uint32": "u32",
+    "uint16": "u16",
+    "uint8": "u8",
+    "bool": "bool",
+}
+_END = object()
+
+
+def fmt_number(x: float, precision: int = 4) -> str:
+    """A number, short and exact enough: ``2.0``, ``-8.0``, ``0.1``, ``1e-08``, ``nan``, ``-inf``.
+
+    Example:
+        >>> fmt_number(2.0, 4), fmt_number(1 / 3, 4), fmt_number(float("-inf"), 4)
+        ('2.0', '0.3333', '-inf')
+    """
+    if isinstance(x, bool):
+        return str(x)
+    if isinstance(x, int):
+        return str(x)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    text = f"{x:.{precision}g}"
+    if "e" in text or "." in text:
+        return text
+    # 6.0 is exact: "6.0"; 6.0000005 only rounds to 6: "6.000" says digits were dropped.
+    return text + ".0" if x.is_integer() else f"{x:#.{precision}g}"
+
+
+def short_dtype(dtype: str | None) -> str:
+    """``"float32"`` -> ``"f32"``; unknown dtypes pass through (``torch.`` prefix dropped)."""
+    if dtype is None:
+        return "?"
+    name = dtype.removeprefix("torch.")
+    return _DTYPES.get(name, name)
+
+
+def fmt_shape(shape: Sequence[int] | None) -> str:
+    """``(3, 4)`` -> ``"[3, 4]"``; a 0-dim tensor is ``"[]"``; unknown is ``"?"``."""
+    if shape is None:
+        return "?"
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def fmt_type(shape: Sequence[int] | None, dtype: str | None) -> str:
+    """dtype and shape the way PyTorch prints them in graphs: ``f32[3, 4]``."""
+    if shape is None and dtype is None:
+        return ""
+    return short_dtype(dtype) + fmt_shape(shape)
+
+
+def _fmt_scalar(item: Data, precision: int) -> str:
+    if isinstance(item, (bool, int, float)):
+        return fmt_number(item, precision)
+    return str(item)
+
+
+def _data_pieces(data: Data, precision: int) -> Iterator[str]:
+    """The pieces of ``[[1.0, 2.0], [3.0, 4.0]]``, walked with an explicit stack."""
+    stack: list[Iterator[Data]] = [iter((data,))]
+    first = [True]
+    while stack:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+            first.pop()
+            if stack:
+                yield "]"
+            continue
+        if not first[-1]:
+            yield ", "
+        first[-1] = False
+        if isinstance(item, list):
+            yield "["
+            stack.append(iter(item))
+            first.append(True)
+        else:
+            yield _fmt_scalar(item, precision)  # type: ignore[arg-type]
+
+
+def fmt_data(data: Data, precision: int = 4, max_chars: int = 60) -> str:
+    """Nested lists compactly, cut with ``…`` beyond `max_chars` characters."""
+    if not isinstance(data, list):
+        return _cut(_fmt_scalar(data, precision), max_chars)
+    out: list[str] = []
+    size = 0
+    for piece in _data_pieces(data, precision):
+        out.append(piece)
+        size += len(piece)
+        if size > max_chars:
+            break
+    return _cut("".join(out), max_chars)
+
+
+def _cut(text: str, max_chars: int) -> str:
+    if len(text) > max_chars:
+        return text[: max(max_chars - 1, 0)] + ELLIPSIS
+    return text
+
+
+def _single(data: Data) -> Data:
+    """The one element of ``[[3.0]]`` (a 1-element tensor of any rank)."""
+    while isinstance(data, list) and len(data) == 1:
+        data = data[0]
+    return data
+
+
+def _stats(s: TensorSummary, precision: int) -> list[str]:
+    parts: list[str] = []
+    if s.mean is not None:
+        parts.append(f"μ={fmt_number(s.mean, precision)}")
+    if s.min is not None:
+        parts.append(f"min={fmt_number(s.min, precision)}")
+    if s.max is not None:
+        parts.append(f"max={fmt_number(s.max, precision)}")
+    if s.norm is not None:
+        parts.append(f"norm={fmt_number(s.norm, precision)}")
+    if s.nan:
+        parts.append(f"nan={s.nan}")
+    if s.inf:
+        parts.append(f"inf={s.inf}")
+    return parts
+
+
+def fmt_summary(s: TensorSummary | None, precision: int = 4, max_chars: int = 60) -> str:
+    """One tensor on one line: its number, its data, or dtype, shape and statistics.
+
+    Example:
+        >>> fmt_summary(TensorSummary(shape=(), dtype="float32", numel=1, data=-8.0))
+        '-8.0'
+    """
+    if s is None:
+        return MISSING
+    if s.data is not None and s.numel == 1:
+        return fmt_data(_single(s.data), precision, max_chars)
+    if s.data is not None:
+        return fmt_data(s.data, precision, max_chars)
+    parts = [fmt_type(s.shape, s.dtype)]
+    if s.numel == 0:
+        parts.append("(empty)")
+    parts.extend(_stats(s, precision))
+    if s.note:
+        parts.append(f"({s.note})")
+    return " ".join(parts)
+
+
+def fmt_summary_lines(
+    s: TensorSummary | None, precision: int = 4, max_chars: int = 60
+) -> list[str]:
+    """One tensor on several lines, for detail views: type, data, statistics, counts, note."""
+    if s is None:
+        return [MISSING]
+    noun = "element" if s.numel == 1 else "elements"
+    lines = [f"{fmt_type(s.shape, s.dtype)} ({s.numel} {noun})"]
+    if s.data is not None:
+        lines.append("data: " + fmt_data(s.data, precision, max_chars))
+    stats = [p for p in _stats(s, precision) if not p.startswith(("nan=", "inf="))]
+    if stats:
+        lines.append(" ".join(stats))
+    if s.nan or s.inf:
+        lines.append(f"nan={s.nan} inf={s.inf}")
+    if s.note:
+        lines.append(f"note: {s.note}")
+    return lines
+
+
+def has_nonfinite(s: TensorSummary | None) -> bool:
+    """True when `s` counts NaN or infinite elements."""
+    return s is not None and (s.nan > 0 or s.inf > 0)

@@ -1,0 +1,294 @@
+"""The graph as JSON (schema ``gradviz/1``, see ``schema.json`` and docs/json-schema.md).
+
+Keys come in a fixed order and lists keep the model's order, so the same graph gives
+byte-identical JSON. Non-finite numbers, which JSON cannot hold, are written as the strings
+``"nan"``, ``"inf"`` and ``"-inf"``. `from_dict` reads the JSON back into the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+from graphviz_grad.errors import GradvizError
+from graphviz_grad.model import Data, Edge, Finding, Graph, Node, Output, Saved, TensorSummary
+
+SCHEMA = "gradviz/1"
+_NONFINITE: dict[str, float] = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _encode_number(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    return x
+
+
+def _decode_number(x: Any) -> Any:
+    if isinstance(x, str) and x in _NONFINITE:
+        return _NONFINITE[x]
+    return x
+
+
+def _map_data(data: Any, fn: Callable[[Any], Any]) -> Any:
+    """A copy of nested lists with `fn` applied to every scalar, walked with a stack."""
+    if not isinstance(data, list):
+        return fn(data)
+    top: list[Any] = []
+    stack: list[tuple[list[Any], list[Any]]] = [(data, top)]
+    while stack:
+        src, dst = stack.pop()
+        for item in src:
+            if isinstance(item, list):
+                new: list[Any] = []
+                dst.append(new)
+                stack.append((item, new))
+            else:
+                dst.append(fn(item))
+    return top
+
+
+def summary_to_dict(s: TensorSummary | None) -> dict[str, Any] | None:
+    """One tensor summary; `data` only when kept, `note` only when set."""
+    if s is None:
+        return None
+    d: dict[str, Any] = {"shape": list(s.shape), "dtype": s.dtype}
+    if s.data is not None:
+        d["data"] = _map_data(s.data, _encode_number)
+    d["min"] = _encode_number(s.min)
+    d["max"] = _encode_number(s.max)
+    d["mean"] = _encode_number(s.mean)
+    d["norm"] = _encode_number(s.norm)
+    d["nan"] = s.nan
+    d["inf"] = s.inf
+    if s.note is not None:
+        d["note"] = s.note
+    return d
+
+
+def _saved_to_dict(s: Saved) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "kind": s.kind,
+        "summary": summary_to_dict(s.summary),
+        "node": s.node,
+        "text": s.text,
+        "state": s.state,
+    }
+
+
+def _output_to_dict(o: Output) -> dict[str, Any]:
+    return {"value": summary_to_dict(o.value), "grad": summary_to_dict(o.grad)}
+
+
+def _node_to_dict(n: Node) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "id": n.id,
+        "kind": n.kind,
+        "op": n.op if n.kind == "op" else None,
+        "names": list(n.names),
+        "shape": list(n.shape) if n.shape is not None else None,
+        "dtype": n.dtype,
+        "value": summary_to_dict(n.value),
+        "grad": summary_to_dict(n.grad),
+    }
+    if n.kind == "op":
+        d["outputs"] = [_output_to_dict(o) for o in n.outputs]
+    d["saved"] = [_saved_to_dict(s) for s in n.saved]
+    d["module"] = n.module
+    d["module_type"] = n.module_type
+    d["file"] = n.file
+    d["line"] = n.line
+    d["order"] = n.order
+    d["aten"] = n.aten
+    d["constants"] = [{"index": i, "value": summary_to_dict(s)} for i, s in n.constants]
+    return d
+
+
+def _edge_to_dict(e: Edge) -> dict[str, Any]:
+    return {
+        "src": e.src,
+        "dst": e.dst,
+        "index": e.index,
+        "output_nr": e.output_nr,
+        "grad": summary_to_dict(e.grad),
+    }
+
+
+def _finding_to_dict(f: Finding) -> dict[str, Any]:
+    return {
+        "code": f.code,
+        "severity": f.severity,
+        "message": f.message,
+        "file": f.file,
+        "line": f.line,
+        "nodes": list(f.nodes),
+        "hint": f.hint,
+    }
+
+
+def to_dict(graph: Graph) -> dict[str, Any]:
+    """The graph as plain dicts and lists, keys in schema order, ready for `json.dumps`."""
+    return {
+        "schema": SCHEMA,
+        "root": graph.root if graph.roots else None,
+        "roots": list(graph.roots),
+        "call": graph.call,
+        "call_file": graph.call_file,
+        "call_line": graph.call_line,
+        "grad_source": graph.grad_source,
+        "nodes": [_node_to_dict(n) for n in graph.nodes],
+        "edges": [_edge_to_dict(e) for e in graph.edges],
+        "findings": [_finding_to_dict(f) for f in graph.findings],
+        "notes": list(graph.notes),
+    }
+
+
+#: Top-level lists written one item per line when indenting.
+_ROWS = ("nodes", "edges", "findings")
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+
+
+def _dumps(value: Any) -> str:
+    return _ENCODER.encode(value)
+
+
+def to_json(graph: Graph, indent: int | None = 1) -> str:
+    """The graph as JSON text; non-ASCII names are kept as they are.
+
+    With `indent`, the top-level keys are indented and every node, edge and finding sits on one
+    line of its own (readable, diff-friendly, and fast: each line goes through the C encoder).
+    `indent=None` gives one compact line.
+
+    Example:
+        >>> Path("graph.json").write_text(to_json(graph), encoding="utf-8")
+    """
+    d = to_dict(graph)
+    if indent is None:
+        return _dumps(d) + "\n"
+    pad = " " * indent
+    entries: list[str] = []
+    for key, value in d.items():
+        if key in _ROWS and value:
+            rows = ",\n".join(pad * 2 + _dumps(item) for item in value)
+            entries.append(f"{pad}{_dumps(key)}: [\n{rows}\n{pad}]")
+        else:
+            entries.append(f"{pad}{_dumps(key)}: {_dumps(value)}")
+    return "{\n" + ",\n".join(entries) + "\n}\n"
+
+
+def summary_from_dict(d: dict[str, Any] | None) -> TensorSummary | None:
+    """The inverse of `summary_to_dict`; `numel` is the product of the shape."""
+    if d is None:
+        return None
+    shape = tuple(int(x) for x in d["shape"])
+    data: Data | None = _map_data(d["data"], _decode_number) if "data" in d else None
+    return TensorSummary(
+        shape=shape,
+        dtype=d["dtype"],
+        numel=math.prod(shape),
+        data=data,
+        min=_decode_number(d["min"]),
+        max=_decode_number(d["max"]),
+        mean=_decode_number(d["mean"]),
+        norm=_decode_number(d["norm"]),
+        nan=d["nan"],
+        inf=d["inf"],
+        note=d.get("note"),
+    )
+
+
+def _saved_from_dict(d: dict[str, Any]) -> Saved:
+    return Saved(
+        name=d["name"],
+        kind=d["kind"],
+        summary=summary_from_dict(d["summary"]),
+        node=d["node"],
+        text=d["text"],
+        state=d["state"],
+    )
+
+
+def _node_from_dict(d: dict[str, Any]) -> Node:
+    outputs = tuple(
+        Output(summary_from_dict(o["value"]), summary_from_dict(o["grad"]))
+        for o in d.get("outputs", ())
+    )
+    constants = tuple(
+        (c["index"], s)
+        for c in d.get("constants", ())
+        if (s := summary_from_dict(c["value"])) is not None
+    )
+    return Node(
+        id=d["id"],
+        kind=d["kind"],
+        op=d["op"],
+        names=tuple(d["names"]),
+        shape=tuple(d["shape"]) if d["shape"] is not None else None,
+        dtype=d["dtype"],
+        value=summary_from_dict(d["value"]),
+        grad=summary_from_dict(d["grad"]),
+        outputs=outputs,
+        saved=tuple(_saved_from_dict(s) for s in d["saved"]),
+        module=d["module"],
+        module_type=d.get("module_type"),
+        file=d["file"],
+        line=d["line"],
+        order=d["order"],
+        aten=d["aten"],
+        constants=constants,
+    )
+
+
+def _edge_from_dict(d: dict[str, Any]) -> Edge:
+    return Edge(d["src"], d["dst"], d["index"], d["output_nr"], summary_from_dict(d["grad"]))
+
+
+def _finding_from_dict(d: dict[str, Any]) -> Finding:
+    return Finding(
+        code=d["code"],
+        severity=d["severity"],
+        message=d["message"],
+        file=d["file"],
+        line=d["line"],
+        nodes=tuple(d["nodes"]),
+        hint=d["hint"],
+    )
+
+
+def _graph_from_dict(d: dict[str, Any]) -> Graph:
+    return Graph(
+        nodes=tuple(_node_from_dict(n) for n in d["nodes"]),
+        edges=tuple(_edge_from_dict(e) for e in d["edges"]),
+        roots=tuple(d["roots"]),
+        call=d["call"],
+        grad_source=d["grad_source"],
+        call_file=d.get("call_file"),
+        call_line=d.get("call_line"),
+        findings=tuple(_finding_from_dict(f) for f in d["findings"]),
+        notes=tuple(d["notes"]),
+    )
+
+
+def from_dict(d: dict[str, Any]) -> Graph:
+    """Rebuild the model from `to_dict` output (or parsed gradviz JSON).
+
+    Example:
+        >>> graph = from_dict(json.loads(Path("graph.json").read_text(encoding="utf-8")))
+    """
+    if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+        found = d.get("schema") if isinstance(d, dict) else type(d).__name__
+        raise GradvizError(
+            f"This is not gradviz JSON: expected schema {SCHEMA!r}, found {found!r}.",
+            hint="Read a file written by `gradviz ... --format json` with the same version.",
+        )
+    try:
+        return _graph_from_dict(d)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise GradvizError(
+            f"The gradviz JSON is incomplete or malformed ({type(exc).__name__}: {exc}).",
+            hint="Check it against graphviz_grad/render/schema.json.",
+        ) from exc

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+from graphs import big, scalar, vector
+
+from graphviz_grad.model import TensorSummary
+from graphviz_grad.render._format import (
+    fmt_data,
+    fmt_number,
+    fmt_shape,
+    fmt_summary,
+    fmt_summary_lines,
+    short_dtype,
+)
+
+
+@pytest.mark.parametrize(
+    ("x", "text"),
+    [
+        (2.0, "2.0"),
+        (-8.0, "-8.0"),
+        (0.1, "0.1"),
+        (1e-08, "1e-08"),
+        (1 / 3, "0.3333"),
+        (123456.0, "1.235e+05"),
+        (-0.0, "-0.0"),
+        (math.nan, "nan"),
+        (math.inf, "inf"),
+        (-math.inf, "-inf"),
+        (3, "3"),
+        (True, "True"),
+    ],
+)
+def test_fmt_number(x: float, text: str) -> None:
+    assert fmt_number(x, 4) == text
+
+
+def test_shapes_and_dtypes() -> None:
+    assert fmt_shape((3, 4)) == "[3, 4]"
+    assert fmt_shape(()) == "[]"
+    assert short_dtype("float32") == "f32"
+    assert short_dtype("torch.bfloat16") == "bf16"
+    assert short_dtype("quint8") == "quint8"
+
+
+def test_summary_scalar_and_missing() -> None:
+    assert fmt_summary(None) == "—"
+    assert fmt_summary(scalar(-8.0)) == "-8.0"
+    one = TensorSummary(shape=(1, 1), dtype="float32", numel=1, data=[[2.5]])
+    assert fmt_summary(one) == "2.5"
+
+
+def test_summary_small_data() -> None:
+    assert fmt_summary(vector([1.0, 2.0, 3.0])) == "[1.0, 2.0, 3.0]"
+    nested = TensorSummary(shape=(2, 2), dtype="int64", numel=4, data=[[1, 2], [3, 4]])
+    assert fmt_summary(nested) == "[[1, 2], [3, 4]]"
+    flags = TensorSummary(shape=(2,), dtype="bool", numel=2, data=[True, False])
+    assert fmt_summary(flags) == "[True, False]"
+
+
+def test_summary_truncates() -> None:
+    text = fmt_summary(vector([0.123456] * 16), max_chars=30)
+    assert len(text) == 30
+    assert text.endswith("…")
+    assert fmt_data([1.0, 2.0], max_chars=60) == "[1.0, 2.0]"
+
+
+def test_summary_stats() -> None:
+    assert fmt_summary(big((64, 128))) == "f32[64, 128] μ=0.01 min=-0.5 max=0.75 norm=12.25"
+    assert fmt_summary(big((2, 2), nan=3)).endswith("nan=3")
+    empty = TensorSummary(shape=(0,), dtype="float32", numel=0, note="sparse")
+    assert fmt_summary(empty) == "f32[0] (empty) (sparse)"
+
+
+def test_summary_lines() -> None:
+    assert fmt_summary_lines(None) == ["—"]
+    assert fmt_summary_lines(big((64, 128), nan=2)) == [
+        "f32[64, 128] (8192 elements)",
+        "μ=0.01 min=-0.5 max=0.75 norm=12.25",
+        "nan=2 inf=0",
+    ]
+    assert fmt_summary_lines(scalar(2.0))[:2] == ["f32[] (1 element)", "data: 2.0"]

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from importlib.resources import files
+from typing import Any
+
+import pytest
+from graphs import NASTY, chain, diamond, large_values, lesson, multi_output, nasty, vector
+
+from graphviz_grad.errors import GradvizError
+from graphviz_grad.model import Graph, Node, Output
+from graphviz_grad.render import from_dict, to_dict, to_json
+
+ALL = [lesson, diamond, multi_output, nasty, large_values]
+
+
+def schema() -> dict[str, Any]:
+    text = files("graphviz_grad.render").joinpath("schema.json").read_text(encoding="utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def test_top_level_keys_in_order() -> None:
+    assert list(to_dict(lesson())) == [
+        "schema",
+        "root",
+        "roots",
+        "call",
+        "call_file",
+        "call_line",
+        "grad_source",
+        "nodes",
+        "edges",
+        "findings",
+        "notes",
+    ]
+
+
+def test_lesson_golden(golden: Callable[[str, str], None]) -> None:
+    golden("lesson.json", to_json(lesson()))
+
+
+def test_node_fields() -> None:
+    d = to_dict(lesson())
+    op, leaf = d["nodes"][0], d["nodes"][3]
+    assert list(op)[:9] == [
+        "id", "kind", "op", "names", "shape", "dtype", "value", "grad", "outputs",
+    ]  # fmt: skip
+    assert "outputs" not in leaf and leaf["op"] is None and leaf["kind"] == "leaf"
+    assert leaf["grad"]["data"] == -8.0
+    assert "note" not in leaf["grad"]
+    assert d["edges"][0] == {
+        "src": 1,
+        "dst": 0,
+        "index": 0,
+        "output_nr": 0,
+        "grad": d["edges"][0]["grad"],
+    }
+    assert "data" not in to_dict(large_values())["nodes"][1]["value"]
+
+
+def test_nonfinite_is_valid_json() -> None:
+    text = to_json(diamond())
+    parsed = json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
+    assert parsed["nodes"][3]["grad"]["data"] == [0.5, -0.5, "nan"]
+    back = from_dict(parsed)
+    data = back.nodes[3].grad.data if back.nodes[3].grad else None
+    assert isinstance(data, list) and math.isnan(data[2])
+
+
+@pytest.mark.parametrize("make", ALL)
+def test_validates_against_schema(make: Callable[[], Graph]) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.Draft202012Validator.check_schema(schema())
+    jsonschema.validate(json.loads(to_json(make())), schema(), cls=jsonschema.Draft202012Validator)
+
+
+def test_schema_rejects_leaf_with_outputs() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    d = json.loads(to_json(lesson()))
+    d["nodes"][3]["outputs"] = []
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(d, schema(), cls=jsonschema.Draft202012Validator)
+
+
+@pytest.mark.parametrize("make", [lesson, multi_output, nasty, large_values])
+def test_round_trip(make: Callable[[], Graph]) -> None:
+    graph = make()
+    assert from_dict(json.loads(to_json(graph))) == graph
+
+
+def test_round_trip_text_with_nan() -> None:
+    text = to_json(diamond())
+    assert to_json(from_dict(json.loads(text))) == text
+
+
+def test_round_trip_constants() -> None:
+    v = vector([1.0])
+    node = Node(0, "op", "AddBackward0", outputs=(Output(v, v),), constants=((1, v),))
+    graph = Graph((node,), ())
+    assert from_dict(to_dict(graph)) == graph
+
+
+def test_nasty_names() -> None:
+    text = to_json(nasty())
+    assert "ŷ∂ & co" in text  # ensure_ascii=False
+    names = [n for node in json.loads(text)["nodes"] for n in node["names"]]
+    assert tuple(names) == NASTY
+
+
+def test_from_dict_rejects_other_json() -> None:
+    with pytest.raises(GradvizError, match="not gradviz JSON"):
+        from_dict({"schema": "other"})
+    with pytest.raises(GradvizError, match="malformed"):
+        from_dict({"schema": "gradviz/1"})
+
+
+def test_100k_chain() -> None:
+    text = to_json(chain(100_000))
+    assert json.loads(text)["nodes"][-1]["kind"] == "leaf"
+
+
+def test_layout_one_item_per_line() -> None:
+    lines = to_json(lesson()).splitlines()
+    assert lines[0] == "{" and lines[-1] == "}"
+    assert lines[1] == ' "schema": "gradviz/1",'
+    assert sum(line.startswith('  {"id": ') for line in lines) == 4
+    assert json.loads(to_json(lesson(), indent=None)) == json.loads(to_json(lesson(), indent=4))
+    assert len(to_json(lesson(), indent=None).splitlines()) == 1

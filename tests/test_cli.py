@@ -1,0 +1,243 @@
+"""The `gradviz` command end to end: outputs, golden files, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from graphviz_grad.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+UPDATE = os.environ.get("GRADVIZ_UPDATE_GOLDEN") == "1"
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def at_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+
+
+def gradviz(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if UPDATE:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"golden file {name} missing: run with GRADVIZ_UPDATE_GOLDEN=1"
+    assert text == path.read_text(encoding="utf-8")
+
+
+def script(tmp_path: Path, body: str, name: str = "script.py") -> Path:
+    p = tmp_path / name
+    p.write_text(body, encoding="utf-8")
+    return p
+
+
+LESSON = ["linear.py", "affine.py", "training_loop.py"]
+
+
+# -- golden outputs ----------------------------------------------------------------------------
+@pytest.mark.parametrize("sample", LESSON)
+def test_dot_matches_golden(sample: str) -> None:
+    code, out, _ = gradviz("render", f"samples/{sample}", "-o", "-", "--format", "dot")
+    assert code == 0
+    check_golden(sample.replace(".py", ".dot"), out[out.index("digraph") :])
+
+
+@pytest.mark.parametrize("sample", LESSON)
+def test_json_matches_golden(sample: str) -> None:
+    code, out, _ = gradviz("render", f"samples/{sample}", "-o", "-", "--format", "json")
+    assert code == 0
+    check_golden(sample.replace(".py", ".json"), out[out.index('{\n "schema"') :])
+
+
+@pytest.mark.parametrize("sample", LESSON)
+def test_tree_matches_golden(sample: str) -> None:
+    code, out, _ = gradviz("tree", f"samples/{sample}")
+    assert code == 0
+    check_golden(sample.replace(".py", ".tree.txt"), out[out.index("#0 ") :])
+
+
+def test_json_is_deterministic(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert gradviz("render", "samples/mlp.py", "-o", str(a))[0] == 0
+    assert gradviz("render", "samples/mlp.py", "-o", str(b))[0] == 0
+    assert a.read_bytes() == b.read_bytes()
+    data = json.loads(a.read_text())
+    assert data["schema"] == "gradviz/1" and data["call"] == 5
+
+
+# -- the script runs as under python -------------------------------------------------------------
+def test_svg_render_and_script_stdout_passes_through(tmp_path: Path) -> None:
+    out = tmp_path / "linear.svg"
+    code, stdout, stderr = gradviz("render", "samples/linear.py", "-o", str(out))
+    assert code == 0
+    plain = subprocess.run(
+        [sys.executable, "samples/linear.py"], capture_output=True, text=True, check=True
+    )
+    assert stdout == plain.stdout
+    assert "wrote" in stderr
+    svg = ET.parse(out).getroot()
+    titles = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}title")]
+    assert {"n0", "n1", "n2", "n3"} <= set(titles)
+
+
+def test_default_output_is_script_name_in_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, _ = gradviz("render", str(SAMPLES / "linear.py"), "--format", "json")
+    assert code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["linear.json"]
+
+
+def test_script_arguments_reach_sys_argv(tmp_path: Path) -> None:
+    p = script(
+        tmp_path,
+        "import sys, torch\n"
+        "print(sys.argv[1:])\n"
+        "w = torch.tensor(float(sys.argv[1]), requires_grad=True)\n"
+        "loss = w * 3\n",
+    )
+    code, out, err = gradviz("render", str(p), "-o", "-", "-f", "json", "--", "2.5", "--flag")
+    assert code == 0, err
+    assert out.startswith("['2.5', '--flag']\n")
+    assert "computed the gradients itself" in err
+
+
+def test_call_picks_a_backward_call() -> None:
+    code, out, _ = gradviz("render", "samples/training_loop.py", "-o", "-", "-f", "json", "-c", "1")
+    assert code == 0
+    data = json.loads(out[out.index('{\n "schema"') :])
+    assert data["call"] == 1
+    w = next(n for n in data["nodes"] if n["kind"] == "leaf")
+    assert w["names"] == ["w"] and w["value"]["data"] == [1.0] and w["grad"]["data"] == [-2.0]
+
+
+def test_non_scalar_root_needs_a_seed(tmp_path: Path) -> None:
+    p = script(tmp_path, "import torch\nw = torch.ones(3, requires_grad=True)\nloss = w * 2\n")
+    code, _, err = gradviz("render", str(p), "-o", "-", "-f", "json")
+    assert code == 5 and "scalar" in err and "--grad-output ones" in err
+    code, out, _ = gradviz("render", str(p), "-o", "-", "-f", "json", "--grad-output", "ones")
+    assert code == 0 and json.loads(out)["nodes"][1]["grad"]["data"] == [2.0, 2.0, 2.0]
+
+
+def test_python_dash_m_and_help_do_not_import_torch() -> None:
+    probe = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from graphviz_grad.cli import app\n"
+        "r = CliRunner().invoke(app, ['--help'])\n"
+        "assert r.exit_code == 0 and 'render' in r.stdout\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+    version = subprocess.run(
+        [sys.executable, "-m", "graphviz_grad", "--version"], capture_output=True, text=True
+    )
+    assert version.returncode == 0 and version.stdout.startswith("gradviz ")
+
+
+# -- bad input: one sentence, a hint, a distinct exit code, no traceback of ours ------------------
+BAD = [
+    ("missing file", ["render", "nope.py"], 3, "There is no file"),
+    ("a folder", ["render", "samples"], 3, "is a folder"),
+    ("unknown suffix", ["render", "samples/linear.py", "-o", "x.txt"], 7, "cannot tell the format"),
+    ("svg to stdout", ["render", "samples/linear.py", "-o", "-", "-f", "svg"], 7, "terminal"),
+    ("missing folder", ["render", "samples/linear.py", "-o", "no/such/x.svg"], 7, "does not exist"),
+    ("call out of range", ["render", "samples/linear.py", "-c", "5"], 6, "no backward call 5"),
+    ("call zero", ["render", "samples/linear.py", "-c", "0"], 6, "counted from 1"),
+    ("unknown target", ["render", "samples/linear.py", "-t", "los"], 5, "Did you mean `loss`"),
+    ("not a tensor", ["tree", "samples/training_loop.py", "-t", "x_data"], 5, "not a tensor"),
+]
+
+
+@pytest.mark.parametrize(("what", "args", "code", "message"), BAD, ids=[b[0] for b in BAD])
+def test_bad_input(what: str, args: list[str], code: int, message: str) -> None:
+    exit_code, _, err = gradviz(*args)
+    assert exit_code == code, err
+    assert message in err
+    assert "Traceback" not in err
+
+
+SCRIPTS = [
+    ("syntax error", "x = (\n", 3, "syntax error at line 1"),
+    ("not utf-8", b"x = '\xff'\n", 3, "not UTF-8"),
+    ("binary", b"\x7fELF\x00\x01", 3, "binary"),
+    ("no tensors", "x = 1\n", 5, "cannot tell which tensor"),
+    ("no grad", "import torch\nw = torch.ones(1)\nloss = w * 2\n", 5, "does not require grad"),
+    ("exits 3", "import sys\nsys.exit(3)\n", 3, "exited with status 3"),
+    (
+        "two roots",
+        "import torch\nw = torch.ones(1, requires_grad=True)\na = w * 2\nb = w * 3\n",
+        5,
+        "a [1] has grad_fn",
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "body", "code", "message"), SCRIPTS, ids=[s[0] for s in SCRIPTS])
+def test_bad_script(tmp_path: Path, what: str, body: str | bytes, code: int, message: str) -> None:
+    p = tmp_path / "bad.py"
+    if isinstance(body, bytes):
+        p.write_bytes(body)
+    else:
+        p.write_text(body)
+    exit_code, _, err = gradviz("render", str(p), "-o", str(tmp_path / "out.svg"))
+    assert exit_code == code, err
+    assert message in err
+    assert not (tmp_path / "out.svg").exists()
+
+
+def test_script_error_shows_only_the_users_traceback(tmp_path: Path) -> None:
+    p = script(tmp_path, "import torch\n\ndef f():\n    return 1 / 0\n\nf()\n")
+    code, _, err = gradviz("render", str(p), "-o", str(tmp_path / "o.svg"))
+    assert code == 4
+    assert "bad.py" not in err and 'script.py", line 6' in err and "line 4" in err
+    assert "ZeroDivisionError" in err and "graphviz_grad" not in err
+    assert not (tmp_path / "o.svg").exists()
+
+
+def test_output_equal_to_script_is_refused(tmp_path: Path) -> None:
+    p = script(tmp_path, "import torch\nw = torch.ones(1, requires_grad=True)\nloss = w * 2\n")
+    before = p.read_bytes()
+    code, _, err = gradviz("render", str(p), "-o", str(p), "-f", "dot")
+    assert code == 7 and "script itself" in err
+    assert p.read_bytes() == before
+
+
+def test_missing_dot_says_how_to_install(tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": str(tmp_path)}
+    out = tmp_path / "x.svg"
+    done = subprocess.run(
+        [sys.executable, "-m", "graphviz_grad", "render", "samples/linear.py", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 8
+    assert "apt-get install graphviz" in done.stderr and "--format dot" in done.stderr
+    assert not out.exists()
+    dot = tmp_path / "x.dot"
+    done = subprocess.run(
+        [sys.executable, "-m", "graphviz_grad", "render", "samples/linear.py", "-o", str(dot)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0 and dot.read_text().startswith("digraph")
