@@ -1,0 +1,17 @@
+"""The `gradviz` command line: thin commands over the library, one error boundary.
+
+Each command lives in its own `cmd_*` module and registers itself on `app`. torch and graphviz
+are imported inside the commands, so `gradviz --help` stays instant.
+"""
+
+from __future__ import annotations
+
+from . import cmd_render, cmd_tree  # noqa: F401  (register the commands)
+from ._app import app, err
+
+__all__ = ["app", "err", "main"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,99 @@
+"""The Typer app, the stderr console, and the options every command shares."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .. import __version__
+
+app = typer.Typer(
+    name="gradviz",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    help="See how PyTorch computes gradients: the autograd graph of your script, with the "
+    "forward value and the gradient of every node.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+#: gradviz's own messages; the script's stdout stays the script's.
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ROOT_PANEL = "Which graph"
+OUT_PANEL = "Output"
+VIEW_PANEL = "What to show"
+
+
+class Format(str, Enum):
+    svg = "svg"
+    png = "png"
+    pdf = "pdf"
+    dot = "dot"
+    json = "json"
+
+
+ScriptArg = Annotated[
+    Path,
+    typer.Argument(help="The PyTorch script to run, as `python FILE` would.", show_default=False),
+]
+ArgsArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="Arguments for the script, after `--`.", show_default=False),
+]
+TargetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--target", "-t", help="Variable holding the root tensor.", rich_help_panel=ROOT_PANEL
+    ),
+]
+CallOpt = Annotated[
+    int,
+    typer.Option(
+        "--call",
+        "-c",
+        help="Which backward call to show: 1-based, negative counts from the end.",
+        rich_help_panel=ROOT_PANEL,
+    ),
+]
+SeedOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--grad-output",
+        help="Seed for a non-scalar root when gradviz computes gradients: `ones`.",
+        rich_help_panel=ROOT_PANEL,
+    ),
+]
+PrecisionOpt = Annotated[
+    int,
+    typer.Option(
+        "--precision",
+        "-p",
+        min=1,
+        max=17,
+        help="Significant digits shown.",
+        rich_help_panel=VIEW_PANEL,
+    ),
+]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option("--timeout", min=0.0, help="Stop the script after this many seconds."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gradviz {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """See how PyTorch computes gradients."""

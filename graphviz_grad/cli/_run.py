@@ -1,0 +1,121 @@
+"""What every command does around its job: capture the script, report errors, check outputs."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import typer
+
+from ..errors import CallError, GradvizError, OutputError
+from ._app import Format, err
+
+if TYPE_CHECKING:
+    from ..job import Captured
+
+
+def capture(
+    file: Path, args: list[str] | None, target: str | None, call: int, grad_output: str | None
+) -> Captured:
+    """Run the script recorded and pick the graph (library errors propagate)."""
+    from ..job import CaptureOptions, capture_script
+
+    if call == 0:
+        raise CallError(
+            "--call 0 names no call: calls are counted from 1.",
+            hint="Use --call 1 for the first backward call, or --call -1 for the last.",
+        )
+    options = CaptureOptions(target=target, call=call, grad_output=grad_output)
+    return capture_script(file, args or [], options)
+
+
+def remarks(captured: Captured) -> None:
+    """Tell the user, on stderr, where the gradients came from and what else to know."""
+    graph = captured.graph
+    if graph.grad_source == "gradviz":
+        err.print(
+            "[dim]note:[/] the script never called backward, so gradviz computed the gradients "
+            "itself (no `.grad` of yours was changed)."
+        )
+    elif graph.call is not None:
+        total = len(captured.run.recorder.calls)
+        if total > 1:
+            err.print(f"[dim]note:[/] showing backward call {graph.call} of {total} (--call N).")
+    for note in graph.notes:
+        err.print(f"[dim]note:[/] {note}")
+
+
+def format_for(output: str | None, fmt: Format | None) -> str:
+    """The output format: --format, else the output's suffix, else svg (dot for stdout)."""
+    if fmt is not None:
+        return fmt.value
+    if output and output != "-":
+        suffix = Path(output).suffix.lstrip(".").lower()
+        if suffix in Format.__members__:
+            return suffix
+        if suffix:
+            fail(
+                OutputError(
+                    f"gradviz cannot tell the format of `{output}` from its suffix `.{suffix}`.",
+                    hint="Use one of .svg .png .pdf .dot .json, or say --format.",
+                )
+            )
+    if output == "-":
+        return "dot"
+    return "svg"
+
+
+def check_output(out: str, script: Path, fmt: str) -> None:
+    """Refuse, before running anything, an output that cannot or must not be written."""
+    if out == "-":
+        if fmt not in ("dot", "json"):
+            fail(
+                OutputError(
+                    f"{fmt.upper()} cannot be written to the terminal.",
+                    hint="Use -o FILE, or --format dot / --format json for stdout.",
+                )
+            )
+        return
+    target = Path(out)
+    if script.exists() and target.exists() and target.resolve() == script.resolve():
+        fail(
+            OutputError(
+                f"The output `{out}` is the script itself; gradviz never overwrites it.",
+                hint="Choose another file name with -o.",
+            )
+        )
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        fail(
+            OutputError(
+                f"The folder `{parent}` does not exist.",
+                hint="Create it first, or pick another -o.",
+            )
+        )
+
+
+def boundary(job: Callable[[], None], timeout: float | None = None) -> None:
+    """Run a command's job in the big-stack thread; turn errors into a sentence and a code."""
+    from ..runner import in_big_stack
+
+    try:
+        in_big_stack(job, timeout=timeout)
+    except GradvizError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/]: no output was written.")
+        raise typer.Exit(130) from None
+
+
+def fail(exc: GradvizError) -> NoReturn:
+    """Print the error (and the user's own traceback, if any) and exit with its code."""
+    details = getattr(exc, "details", "")
+    if details:
+        sys.stderr.write(details)
+        sys.stderr.flush()
+    err.print(f"[bold red]error:[/] {exc.message}")
+    if exc.hint:
+        err.print(f"[dim]hint:[/] {exc.hint}")
+    raise typer.Exit(exc.exit_code)
