@@ -9,10 +9,12 @@ exactly as long as the node: nothing leaks, and no `id()` can be reused for a di
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import sys
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -39,7 +41,7 @@ class OpRecord:
     """What the forward pass knew about one autograd node (kept in `node.metadata`)."""
 
     seq: int
-    aten: str
+    aten: str | None  # None: adopted from a consumer (see `ForwardRecorder.adopt`)
     outputs: dict[int, TensorSummary]
     module_path: tuple[str, ...] | None
     module_root: Any
@@ -47,6 +49,9 @@ class OpRecord:
     file: str | None
     line: int | None
     constants: tuple[tuple[int, TensorSummary], ...]
+    scopes: tuple[tuple[tuple[str, ...], str, int], ...] = ()
+    #: Inputs that were cut from the graph (`diagnose._watch.Cut`), by argument position.
+    cuts: tuple[tuple[int, Any], ...] = ()
 
 
 def op_record(node: Any) -> OpRecord | None:
@@ -98,6 +103,9 @@ class ModuleStack:
         self.stack: list[tuple[Any, tuple[str, ...]]] = []
         self._paths: dict[int, tuple[Any, dict[int, str]]] = {}
         self._handles: list[Any] = []
+        #: Per stack level, the scopes up to it: (path, class name, call number) each.
+        self.scopes: list[tuple[tuple[tuple[str, ...], str, int], ...]] = []
+        self.calls = 0
 
     def install(self) -> None:
         from torch.nn.modules import module as nn_module
@@ -112,6 +120,7 @@ class ModuleStack:
             h.remove()
         self._handles = []
         self.stack.clear()
+        self.scopes.clear()
 
     def _child_name(self, parent: Any, child: Any) -> str:
         entry = self._paths.get(id(parent))
@@ -127,18 +136,22 @@ class ModuleStack:
             self.stack.append((module, (*path, self._child_name(parent, module))))
         else:
             self.stack.append((module, ()))
+        self.calls += 1
+        outer = self.scopes[-1] if self.scopes else ()
+        self.scopes.append((*outer, (self.stack[-1][1], type(module).__name__, self.calls)))
 
     def _pop(self, module: Any, args: Any, output: Any) -> None:
         for i in range(len(self.stack) - 1, -1, -1):
             if self.stack[i][0] is module:
                 del self.stack[i:]
+                del self.scopes[i:]
                 return
 
-    def current(self) -> tuple[tuple[str, ...] | None, Any, str | None]:
+    def current(self) -> tuple[tuple[str, ...] | None, Any, str | None, Any]:
         if not self.stack:
-            return None, None, None
+            return None, None, None, ()
         module, path = self.stack[-1]
-        return path, weakref.ref(self.stack[0][0]), type(module).__name__
+        return path, weakref.ref(self.stack[0][0]), type(module).__name__, self.scopes[-1]
 
 
 def _tensors(out: Any) -> list[torch.Tensor]:
@@ -150,11 +163,23 @@ def _tensors(out: Any) -> list[torch.Tensor]:
 
 
 def _constants(args: tuple[Any, ...]) -> tuple[tuple[int, TensorSummary], ...]:
+    """Small inputs that do not require grad (the `x` in `x * w`), by argument position;
+    Python numbers too (`w * 2` reaches the dispatcher as `mul(w, 2)`)."""
     found = []
     for i, a in enumerate(args):
-        if isinstance(a, torch.Tensor) and not a.requires_grad and a.numel() <= DATA_LIMIT:
-            found.append((i, summarize(a)))
+        if isinstance(a, torch.Tensor):
+            if not a.requires_grad and a.numel() <= DATA_LIMIT:
+                found.append((i, summarize(a)))
+        elif isinstance(a, (int, float)) and not isinstance(a, bool):
+            found.append((i, _number(a)))
     return tuple(found)
+
+
+def _number(x: float) -> TensorSummary:
+    kind = "int64" if isinstance(x, int) else "float64"
+    if math.isfinite(x):
+        return TensorSummary((), kind, 1, x, min=x, max=x, mean=x, norm=abs(x))
+    return TensorSummary((), kind, 1, x, nan=int(math.isnan(x)), inf=int(math.isinf(x)))
 
 
 class ForwardRecorder(TorchDispatchMode):
@@ -168,11 +193,35 @@ class ForwardRecorder(TorchDispatchMode):
         self.paused = 0
         self.seq = 0
         self.on_op: Callable[[str, Any], None] | None = None
+        #: `diagnose._watch.Watch` that sees every op (cuts, in-place writes), or None.
+        self.watch: Any = None
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch wraps `__torch_dispatch__` in a dynamo guard that imports torch._dynamo on the
+        # first op (about a second) and adds a call per op; the recorder never runs compiled.
+        return False
+
+    @contextlib.contextmanager
+    def off(self) -> Iterator[None]:
+        """Take this mode off the dispatch stack while gradviz reads tensors or the user's
+        backward runs (no recording happens then), so those ops skip `__torch_dispatch__`."""
+        from torch.utils._python_dispatch import _get_current_dispatch_mode, _pop_mode_temporarily
+
+        if _get_current_dispatch_mode() is not self:
+            yield
+            return
+        with _pop_mode_temporarily():
+            yield
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if self.pending:
             self.flush()
+        if self.values and not self.paused and torch.is_grad_enabled():
+            self.adopt(args)
         out = func(*args, **(kwargs or {}))
+        if self.watch is not None and not self.paused:
+            self.watch.op(func, args, out, torch.is_grad_enabled())
         if not self.paused and torch.is_grad_enabled():
             where = USER_FRAMES.where(2)
             self.pending.append((func, out, args, where, self.modules.current()))
@@ -203,12 +252,30 @@ class ForwardRecorder(TorchDispatchMode):
             if isinstance(existing, OpRecord) and existing is record and self.values:
                 record.outputs.setdefault(t.output_nr, summarize(t))
 
+    def adopt(self, args: Any) -> None:
+        """Record the value of input tensors whose node no op output reached (the output of a
+        custom `autograd.Function`, a base modified through a view): read just before use."""
+        for a in args:
+            for t in _tensors(a):
+                node: Any = t.grad_fn
+                if node is None:
+                    continue
+                meta = node.metadata
+                record = meta.get(META_KEY)
+                if record is None:
+                    unknown = (None, None, None, ())
+                    record = meta[META_KEY] = self._new_record(None, (), (None, None), unknown)
+                if not isinstance(record, OpRecord) or record.aten is not None:
+                    continue  # the usual case: the op that made the tensor recorded it
+                if t.output_nr not in record.outputs:
+                    record.outputs[t.output_nr] = summarize(t)
+
     def _new_record(self, func: Any, args: Any, where: Any, module: Any) -> OpRecord:
         self.seq += 1
-        path, root, mtype = module
+        path, root, mtype, scopes = module
         return OpRecord(
             seq=self.seq,
-            aten=str(func),
+            aten=None if func is None else str(func),
             outputs={},
             module_path=path,
             module_root=root,
@@ -216,4 +283,6 @@ class ForwardRecorder(TorchDispatchMode):
             file=where[0],
             line=where[1],
             constants=_constants(args) if self.values else (),
+            scopes=scopes,
+            cuts=self.watch.consumed(args) if self.watch is not None else (),
         )

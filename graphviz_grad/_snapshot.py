@@ -8,6 +8,7 @@ gradient; `build()` turns what was seen into plain data and drops every autograd
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -47,6 +48,7 @@ def gradient_edge(t: torch.Tensor) -> tuple[Any, int] | None:
     return edge.node, edge.output_nr
 
 
+@functools.lru_cache(maxsize=1024)
 def display_path(filename: str | None) -> str | None:
     """A file name as the user reads it: relative to the current folder when inside it."""
     if not filename:
@@ -316,12 +318,14 @@ class CallCapture:
         if record is None:
             return {}
         module = None
+        scopes: tuple[tuple[str, str, int], ...] = ()
         if record.module_path is not None:
             root = record.module_root() if record.module_root is not None else None
             base = (self.names.module_name(root) if root is not None else None) or (
                 type(root).__name__ if root is not None else "module"
             )
             module = ".".join((base, *record.module_path))
+            scopes = tuple((".".join((base, *p)), t, c) for p, t, c in record.scopes)
         return {
             "module": module,
             "module_type": record.module_type,
@@ -329,6 +333,7 @@ class CallCapture:
             "line": record.line,
             "aten": record.aten,
             "constants": record.constants,
+            "scopes": scopes,
         }
 
     def _edges(self, nodes: tuple[Node, ...]) -> list[Edge]:

@@ -10,6 +10,7 @@ and restores everything it patched on exit, also when the block raises.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -19,6 +20,7 @@ import torch
 
 from ._forward import USER_FRAMES, ForwardRecorder, ModuleStack
 from ._snapshot import CallCapture, gradient_edge
+from .diagnose._watch import Watch
 from .errors import CallError, RootError
 from .model import CallInfo, Graph
 from .naming import Names
@@ -49,6 +51,9 @@ class Recorder:
         self._keep = keep
         self._modules = ModuleStack()
         self._mode = ForwardRecorder(self._modules, values=values)
+        #: What `gradviz doctor` reads: cuts, in-place writes, module calls (`diagnose`).
+        self.watch = Watch()
+        self._mode.watch = self.watch
         self._saved: dict[str, Any] = {}
         self._active: CallCapture | None = None
         self._entered = False
@@ -59,6 +64,7 @@ class Recorder:
         torch.autograd.backward = self._wrap(self._saved["backward"], "backward")  # type: ignore[assignment]
         torch.autograd.grad = self._wrap(self._saved["grad"], "autograd.grad")  # type: ignore[assignment]
         self._modules.install()
+        self.watch.install()
         self._mode.__enter__()
         self._entered = True
         return self
@@ -81,6 +87,7 @@ class Recorder:
             self._mode.__exit__(None, None, None)
         finally:
             self._modules.remove()
+            self.watch.remove()
             torch.autograd.backward = self._saved["backward"]
             torch.autograd.grad = self._saved["grad"]
 
@@ -105,16 +112,20 @@ class Recorder:
     ) -> Any:
         self._mode.flush()
         tensors = args[0] if args else kwargs.get("tensors", kwargs.get("outputs"))
+        if self._mode.values:
+            self._mode.adopt(_as_list(tensors))  # a root no op output reached
         roots = [e for e in (gradient_edge(t) for t in _as_list(tensors)) if e is not None]
         if not roots:
             return original(*args, **kwargs)
         frame = USER_FRAMES.find(sys._getframe(2))
         number = len(self.calls) + 1
+        self.watch.note_call(kind, args, kwargs)
         capture = self._begin(roots, number, kind, frame)
-        create_graph = bool(kwargs.get("create_graph", False))
+        create_graph = _create_graph(kind, args, kwargs)
         self._mode.paused += 0 if create_graph else 1
         try:
-            return original(*args, **kwargs)
+            with contextlib.nullcontext() if create_graph else self._mode.off():
+                return original(*args, **kwargs)
         except BaseException as exc:
             capture.error = str(exc).split("\n")[0]
             raise
@@ -136,8 +147,9 @@ class Recorder:
         capture = CallCapture(roots, names, number=number, kind=kind, where=where)  # type: ignore[arg-type]
         self._mode.paused += 1
         try:
-            capture.walk()
-            capture.attach()
+            with self._mode.off():
+                capture.walk()
+                capture.attach()
         finally:
             self._mode.paused -= 1
         self._active = capture
@@ -147,11 +159,13 @@ class Recorder:
         self._mode.paused += 1
         try:
             capture.detach()
-            graph = capture.build()
+            with self._mode.off():
+                graph = capture.build()
             self.calls.append(capture.info(graph))
             if self._keeps(capture.number or 0):
                 self.graphs[capture.number or 0] = graph
             self._prune()
+            self.watch.after_call(capture, self.graphs)
         finally:
             capture.release()
             self._active = None
@@ -197,6 +211,8 @@ class Recorder:
     def trace(self, tensor: torch.Tensor | Sequence[torch.Tensor], **kwargs: Any) -> Graph:
         """Trace `tensor` now, with this recording's forward values (see `trace`)."""
         self.flush()
+        if self._mode.values:
+            self._mode.adopt(_as_list(tensor))
         self._mode.paused += 1
         try:
             return trace(tensor, namespaces=self.namespaces, **kwargs)
@@ -308,6 +324,16 @@ def _own_pass(capture: CallCapture, tensors: list[Any], seeds: list[Any], names:
 
     for (i, _), g in zip(leaves, found):
         capture.leaf_grads[i] = None if g is None else summarize(g)
+
+
+def _create_graph(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """`create_graph` of an intercepted call, passed by keyword or by position
+    (`backward(tensors, grad_tensors, retain_graph, create_graph)`,
+    `grad(outputs, inputs, grad_outputs, retain_graph, create_graph)`)."""
+    if "create_graph" in kwargs:
+        return bool(kwargs["create_graph"])
+    position = 3 if kind == "backward" else 4
+    return bool(args[position]) if len(args) > position else False
 
 
 def _as_list(tensors: Any) -> list[Any]:

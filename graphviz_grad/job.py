@@ -32,6 +32,8 @@ class Captured:
     graph: Graph
     run: Any
     remarks: list[str] = field(default_factory=list)
+    #: The script's error when it died in a backward call: report it after showing the graph.
+    error: Any = None
 
 
 def capture_script(path: str | Path, argv: Sequence[str], options: CaptureOptions) -> Captured:
@@ -41,7 +43,7 @@ def capture_script(path: str | Path, argv: Sequence[str], options: CaptureOption
 
     keep: int | str = options.call
     run = run_script(path, argv, lambda ns: Recorder(keep=keep, namespaces=ns))
-    if run.error is not None:
+    if run.error is not None and not failed_in_backward(run, options):
         raise run.error
     if run.exit_code != 0:
         raise ScriptExitError(
@@ -50,7 +52,7 @@ def capture_script(path: str | Path, argv: Sequence[str], options: CaptureOption
             code=run.exit_code,
             hint="gradviz passes the script's exit status on; fix what made it exit.",
         )
-    return Captured(pick_graph(run, options), run)
+    return Captured(with_findings(pick_graph(run, options), run), run, error=run.error)
 
 
 def pick_graph(run: Any, options: CaptureOptions) -> Graph:
@@ -140,3 +142,26 @@ def _candidates_hint(ns: dict[str, Any]) -> str:
         for k, v in found[:12]
     ]
     return "Pick one with --target NAME. Tensors in the script: " + "; ".join(rows) + "."
+
+
+def failed_in_backward(run: Any, options: CaptureOptions) -> bool:
+    """Whether the script died in a backward call whose graph was kept (shown, then reported)."""
+    rec = run.recorder
+    last = rec.calls[-1] if rec.calls else None
+    return (
+        options.target is None
+        and last is not None
+        and last.error is not None
+        and (last.number in rec.graphs)
+    )
+
+
+def with_findings(graph: Graph, run: Any) -> Graph:
+    """`graph` with the findings of `gradviz doctor` filled in (see `diagnose`)."""
+    from dataclasses import replace
+
+    from .diagnose import diagnose
+
+    rec = run.recorder
+    watch = getattr(rec, "watch", None)
+    return replace(graph, findings=diagnose(graph, rec.calls, watch=watch, namespace=run.namespace))

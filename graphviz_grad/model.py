@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Container
+
+    from .render.tree import GraphTree
 
 NodeKind = Literal["op", "leaf"]
 Severity = Literal["error", "warning", "info"]
@@ -105,6 +110,9 @@ class Node:
     order: int | None = None
     aten: str | None = None
     constants: tuple[tuple[int, TensorSummary], ...] = ()
+    #: The `nn.Module` calls around the op, outermost first: (dotted path, class, call number).
+    #: Views group and fold by these; the call number tells repeated calls of one module apart.
+    scopes: tuple[tuple[str, str, int], ...] = ()
 
     @property
     def label(self) -> str:
@@ -199,6 +207,29 @@ class Graph:
             if n.op == name:
                 return n
         return None
+
+    # -- display in Jupyter and rich (graphviz_grad.notebook; rendering is imported only here) --
+    def _repr_mimebundle_(
+        self, include: Container[str] | None = None, exclude: Container[str] | None = None
+    ) -> dict[str, str]:
+        from .notebook import mimebundle
+
+        return mimebundle(self, include, exclude)
+
+    def _repr_html_(self) -> str:
+        from .notebook import html
+
+        return html(self)
+
+    def _repr_svg_(self) -> str | None:
+        from .notebook import svg
+
+        return svg(self)
+
+    def __rich__(self) -> GraphTree:
+        from .notebook import rich_tree
+
+        return rich_tree(self)
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,29 @@ once, so a 100k-node graph converts in well under a second.
 
 from __future__ import annotations
 
-from graphviz_grad.model import Edge, Graph, Node, Output, Saved, TensorSummary
+from typing import TYPE_CHECKING
+
+from graphviz_grad.diagnose.marks import (
+    SEVERITY_COLOR,
+    cut_marks,
+    grad_fills,
+    grad_legend,
+    legend,
+    node_marks,
+    worst,
+)
+from graphviz_grad.model import Edge, Finding, Graph, Node, Output, Saved, TensorSummary
 from graphviz_grad.render._format import MISSING, fmt_summary, fmt_type, has_nonfinite
+
+if TYPE_CHECKING:
+    from graphviz_grad.views import View
 
 FILL_LEAF = "#cfe8fc"
 FILL_ROOT = "#fdd0b1"
 FILL_OP = "#ececec"
 BORDER = "#555555"
 BORDER_BAD = "#d62728"
+GRAD_COLOR = "#c0392b"
 GRADVIZ_NOTE = "gradients computed by gradviz (the script did not call backward)"
 
 #: Characters that are not safe inside an HTML-like label, and what replaces them.
@@ -113,9 +128,13 @@ def _fill(node: Node, roots: frozenset[int]) -> str:
     return FILL_LEAF if node.kind == "leaf" else FILL_OP
 
 
-def node_label(node: Node, *, precision: int = 4, show_saved: bool = False) -> str:
+def node_label(
+    node: Node, *, precision: int = 4, show_saved: bool = False, order: bool = False
+) -> str:
     """The HTML-like table (without the outer ``<>``) that draws one node."""
     rows = [_header(node), *_names_row(node)]
+    if order:
+        rows.append(_order_row(node))
     kind = fmt_type(node.shape, node.dtype)
     if kind:
         rows.append(_row(html(kind)))
@@ -128,12 +147,54 @@ def node_label(node: Node, *, precision: int = 4, show_saved: bool = False) -> s
     return "".join(rows)
 
 
-def _node_stmt(node: Node, roots: frozenset[int], precision: int, show_saved: bool) -> str:
+def _order_row(node: Node) -> str:
+    """``backward step 3``: when the engine ran this node (``did not run`` when it did not)."""
+    text = f"backward step {node.order}" if node.order is not None else "did not run"
+    return _row(f'<font color="{GRAD_COLOR}"><b>{text}</b></font>')
+
+
+def _grad_edges(view: View, precision: int, edge_grads: bool) -> list[str]:
+    """Dashed red edges against the data flow: where each gradient goes, and a legend."""
+    from graphviz_grad.views._draw import dot_name
+
+    out = []
+    for e in view.edges:
+        grad = e.edge.grad if e.edge is not None else None
+        label = f" label=<{html(fmt_summary(grad, precision))}>" if edge_grads and e.edge else ""
+        src, dst = dot_name(view, e.src), dot_name(view, e.dst)
+        out.append(
+            f'  {dst} -> {src} [style=dashed, color="{GRAD_COLOR}", '
+            f'fontcolor="{GRAD_COLOR}", constraint=false{"," if label else ""}{label}];'
+        )
+    out += [
+        "  subgraph cluster_legend {",
+        '    label="legend"; fontsize=9; color="#bbbbbb";',
+        '    legend_a [label="", shape=point]; legend_b [label="", shape=point];',
+        '    legend_c [label="", shape=point]; legend_d [label="", shape=point];',
+        '    legend_a -> legend_b [label="forward: data"];',
+        f'    legend_c -> legend_d [label="backward: gradient", style=dashed, '
+        f'color="{GRAD_COLOR}", fontcolor="{GRAD_COLOR}"];',
+        "  }",
+    ]
+    return out
+
+
+def _node_stmt(
+    node: Node,
+    roots: frozenset[int],
+    precision: int,
+    show_saved: bool,
+    order: bool = False,
+    mark: str | None = None,
+    fill: str | None = None,
+) -> str:
     border, color = ("2", BORDER_BAD) if _bad(node) else ("1", BORDER)
+    if mark is not None:  # a finding names this node: border in its severity's colour
+        border, color = "3", SEVERITY_COLOR[mark]
     table = (
         f'<table border="{border}" cellborder="0" cellspacing="0" cellpadding="3" '
-        f'color="{color}" bgcolor="{_fill(node, roots)}">'
-        f"{node_label(node, precision=precision, show_saved=show_saved)}</table>"
+        f'color="{color}" bgcolor="{fill or _fill(node, roots)}">'
+        f"{node_label(node, precision=precision, show_saved=show_saved, order=order)}</table>"
     )
     return f"  n{node.id} [label=<{table}>];"
 
@@ -164,8 +225,18 @@ def to_dot(
     edge_grads: bool = False,
     show_saved: bool = False,
     title: str | None = None,
+    view: View | None = None,
+    order: bool = False,
+    show_cuts: bool = False,
+    color: str | None = None,
 ) -> str:
     """The graph as DOT text: deterministic, every user string escaped.
+
+    `view` (see `graphviz_grad.views`) says what to draw: module clusters, collapsed and folded
+    modules, elided nodes; by default every node, inside clusters of its module calls.
+    Nodes named by `graph.findings` get a border in their severity's colour and a legend lists
+    the findings; `show_cuts` adds a dashed mark per `cut`; `color="grad"` fills nodes by the
+    log of their gradient norm, with a colour scale.
 
     Example:
         >>> dot = to_dot(graph, edge_grads=True)
@@ -180,7 +251,34 @@ def to_dot(
         '  node [shape=plain, fontname="Helvetica", fontsize=10];',
         '  edge [fontname="Helvetica", fontsize=9, color="#444444"];',
     ]
-    out.extend(_node_stmt(n, roots, precision, show_saved) for n in graph.nodes)
-    out.extend(_edge_stmt(e, graph, precision, edge_grads) for e in graph.edges)
+    from graphviz_grad.views import whole
+    from graphviz_grad.views._draw import body
+
+    marks = node_marks(graph)
+    fills = grad_fills(graph) if color == "grad" else {}
+
+    out.extend(
+        body(
+            view or whole(graph),
+            lambda n: _node_stmt(
+                n, roots, precision, show_saved, order, _mark(marks, n.id), fills.get(n.id)
+            ),
+            lambda e: _edge_stmt(e, graph, precision, edge_grads and not order),
+            precision,
+        )
+    )
+    out.extend(legend(graph))
+    if show_cuts:
+        out.extend(cut_marks(graph, frozenset((view or whole(graph)).shown)))
+    if fills:
+        out.extend(grad_legend(graph))
+    if order:  # `--order`: gradients flow back along dashed red edges, with a legend
+        out.extend(_grad_edges(view or whole(graph), precision, edge_grads))
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def _mark(marks: dict[int, list[Finding]], node_id: int) -> str | None:
+    """The most serious severity of the findings that name node `node_id`, if any."""
+    found = marks.get(node_id)
+    return worst(found) if found else None

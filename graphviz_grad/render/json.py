@@ -7,6 +7,7 @@ byte-identical JSON. Non-finite numbers, which JSON cannot hold, are written as 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -145,6 +146,15 @@ def to_dict(graph: Graph) -> dict[str, Any]:
     }
 
 
+def _lazy_dict(graph: Graph) -> dict[str, Any]:
+    """`to_dict` with the row lists as iterators, so a huge graph never holds all row dicts."""
+    d = to_dict(dataclasses.replace(graph, nodes=(), edges=(), findings=()))
+    d["nodes"] = map(_node_to_dict, graph.nodes)
+    d["edges"] = map(_edge_to_dict, graph.edges)
+    d["findings"] = map(_finding_to_dict, graph.findings)
+    return d
+
+
 #: Top-level lists written one item per line when indenting.
 _ROWS = ("nodes", "edges", "findings")
 
@@ -166,15 +176,18 @@ def to_json(graph: Graph, indent: int | None = 1) -> str:
     Example:
         >>> Path("graph.json").write_text(to_json(graph), encoding="utf-8")
     """
-    d = to_dict(graph)
     if indent is None:
-        return _dumps(d) + "\n"
+        return _dumps(to_dict(graph)) + "\n"
+    d = _lazy_dict(graph)
     pad = " " * indent
     entries: list[str] = []
     for key, value in d.items():
-        if key in _ROWS and value:
-            rows = ",\n".join(pad * 2 + _dumps(item) for item in value)
-            entries.append(f"{pad}{_dumps(key)}: [\n{rows}\n{pad}]")
+        if key in _ROWS:
+            rows = [pad * 2 + _dumps(item) for item in value]  # one row's dict at a time
+            text = ",\n".join(rows)
+            body = f"[\n{text}\n{pad}]" if rows else "[]"
+            entries.append(f"{pad}{_dumps(key)}: {body}")
+            del rows, text
         else:
             entries.append(f"{pad}{_dumps(key)}: {_dumps(value)}")
     return "{\n" + ",\n".join(entries) + "\n}\n"

@@ -17,7 +17,8 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.segment import Segment
 from rich.style import Style
 
-from graphviz_grad.model import Graph, Node, TensorSummary
+from graphviz_grad.diagnose.marks import SEVERITY_MARK, node_marks
+from graphviz_grad.model import Finding, Graph, Node, TensorSummary
 from graphviz_grad.render._format import fmt_summary, fmt_type, has_nonfinite
 
 #: Indentation stops growing beyond this depth (further lines show ``⋮d=<depth>``).
@@ -35,6 +36,13 @@ NAME = Style(color="cyan")
 SHAPE = Style(dim=True)
 GRAD_OK = Style(color="green")
 GRAD_BAD = Style(color="red", bold=True)
+ORDER = Style(color="magenta")
+#: Finding marks, by severity.
+FINDING = {
+    "error": Style(color="red", bold=True),
+    "warning": Style(color="yellow", bold=True),
+    "info": Style(color="blue"),
+}
 
 Part = tuple[str, Style]
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {10: "\\n", 13: "\\r", 9: "\\t"}
@@ -69,8 +77,12 @@ def _pick(node: Node, output_nr: int | None) -> tuple[TensorSummary | None, Tens
     return node.value, node.grad
 
 
-def _node_parts(node: Node, output_nr: int | None, precision: int) -> list[Part]:
+def _node_parts(
+    node: Node, output_nr: int | None, precision: int, order: bool = False
+) -> list[Part]:
     parts: list[Part] = [(f"#{node.id}", ID)]
+    if order:  # `--order`: the engine's execution step, `-` when the node did not run
+        parts.append((f"[step {node.order if node.order is not None else '-'}]", ORDER))
     parts.append(("leaf", LEAF) if node.kind == "leaf" else (clean(node.op or "?"), OP))
     if len(node.outputs) > 1:
         parts.append((f"out{output_nr or 0}", SHAPE))
@@ -121,6 +133,26 @@ def _wrap(parts: list[Part], first: int, rest: int) -> list[list[Part]]:
     return lines
 
 
+def _mark_parts(findings: list[Finding]) -> list[Part]:
+    """``⚠ cut`` after a node that findings name, one part per finding code."""
+    codes = dict.fromkeys((f.severity, f.code) for f in findings)
+    return [(f"{SEVERITY_MARK[sev]} {code}", FINDING[sev]) for sev, code in codes]
+
+
+def _findings_lines(findings: tuple[Finding, ...], width: int) -> Iterator[list[Part]]:
+    """After the tree: one entry per finding (mark, code, file:line, message), wrapped."""
+    if not findings:
+        return
+    yield []
+    yield [(f"findings ({len(findings)}):", OP)]
+    for f in findings:
+        where = f"{f.file}:{f.line}" if f.file and f.line else "-"
+        head: list[Part] = [(f"{SEVERITY_MARK[f.severity]} {f.code}", FINDING[f.severity])]
+        words = [(w, PLAIN) for w in clean(f.message).split(" ") if w]
+        for i, line in enumerate(_wrap([*head, (where, SHAPE), *words], width - 2, width - 4)):
+            yield [("  " if i == 0 else "    ", GUIDE), *line]
+
+
 class GraphTree:
     """A rich renderable: the graph as a tree, one node per line (wrapped when too long).
 
@@ -128,10 +160,14 @@ class GraphTree:
         >>> Console().print(GraphTree(graph))
     """
 
-    def __init__(self, graph: Graph, *, precision: int = 4, max_indent: int = MAX_INDENT) -> None:
+    def __init__(
+        self, graph: Graph, *, precision: int = 4, max_indent: int = MAX_INDENT, order: bool = False
+    ) -> None:
         self.graph = graph
+        self.order = order
         self.precision = precision
         self.max_indent = max_indent
+        self._marks = node_marks(graph)
 
     def _items(self, cap: int) -> Iterator[tuple[_Item, bool]]:
         """Every line in print order, with whether its node was already printed."""
@@ -180,13 +216,16 @@ class GraphTree:
             parts = (
                 _ref_parts(node, item.output_nr)
                 if ref
-                else _node_parts(node, item.output_nr, self.precision)
+                else _node_parts(node, item.output_nr, self.precision, self.order)
             )
+            if not ref and node.id in self._marks:
+                parts.extend(_mark_parts(self._marks[node.id]))
             first, rest = self._prefix(item, cap)
             # guides and the depth marker are one cell per character
             wrapped = _wrap(parts, width - len(first), width - len(rest))
             for i, line in enumerate(wrapped):
                 yield [(first if i == 0 else rest, GUIDE), *line]
+        yield from _findings_lines(self.graph.findings, width)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         newline = Segment.line()

@@ -1,0 +1,167 @@
+"""`gradviz doctor`: run the script and list the gradient bugs found, with where and how to fix."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ._app import (
+    OUT_PANEL,
+    VIEW_PANEL,
+    ArgsArg,
+    CallOpt,
+    Format,
+    PrecisionOpt,
+    ScriptArg,
+    SeedOpt,
+    TargetOpt,
+    TimeoutOpt,
+    app,
+    err,
+)
+from ._run import boundary, capture, check_output, fail, format_for
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ..model import Finding, Graph
+
+#: Exit code when a finding is at `error` level (errors.EXIT_CODES["findings-error"]).
+FINDINGS_ERROR = 10
+_DRAWN = ("svg", "png", "pdf", "dot", "json")
+
+
+class Color(str, Enum):
+    kind = "kind"
+    grad = "grad"
+
+
+_STYLE = {"error": "bold red", "warning": "bold yellow", "info": "blue"}
+
+
+def findings_table(findings: tuple[Finding, ...]) -> Table:
+    """The findings as a rich table: severity, code, where, what, how to fix."""
+    from rich.table import Table
+
+    table = Table(title=f"gradviz doctor: {len(findings)} finding(s)", show_lines=True)
+    table.add_column("severity", no_wrap=True)
+    table.add_column("code", no_wrap=True)
+    table.add_column("where", overflow="fold", min_width=12)
+    table.add_column("what", overflow="fold", ratio=3)
+    table.add_column("how to fix", overflow="fold", ratio=2)
+    for f in findings:
+        where = f"{f.file}:{f.line}" if f.file and f.line else "-"
+        style = _STYLE[f.severity]
+        table.add_row(
+            f"[{style}]{f.severity}[/]", f.code, where, f.message, f.hint or "", style=None
+        )
+    return table
+
+
+def _write(graph: Graph, out: str, fmt: str, precision: int, cuts: bool, color: Color) -> None:
+    from ..render import _check_folder, _layout, _replace_atomically
+    from ..render.dot import to_dot
+    from ..render.json import to_json
+
+    if fmt == "json":
+        data = to_json(graph).encode("utf-8")
+    else:
+        dot = to_dot(graph, precision=precision, show_cuts=cuts, color=color.value)
+        data = dot.encode("utf-8") if fmt == "dot" else _layout(dot, fmt)
+    if out == "-":
+        sys.stdout.write(data.decode("utf-8"))
+        sys.stdout.flush()
+        return
+    _check_folder(Path(out))
+    _replace_atomically(Path(out), data)
+
+
+def _report(graph: Graph) -> None:
+    from rich.console import Console
+
+    sys.stdout.flush()
+    console = Console(highlight=False)
+    if graph.findings:
+        console.print(findings_table(graph.findings))
+    else:
+        console.print(f"gradviz doctor: no findings ({len(graph.nodes)} nodes checked).")
+
+
+@app.command()
+def doctor(
+    file: ScriptArg,
+    args: ArgsArg = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Also draw the diagnosed graph to this file (`-` for stdout: dot or json).",
+            rich_help_panel=OUT_PANEL,
+        ),
+    ] = None,
+    fmt: Annotated[
+        Format | None,
+        typer.Option("--format", "-f", help="Format of --output.", rich_help_panel=OUT_PANEL),
+    ] = None,
+    show_cuts: Annotated[
+        bool,
+        typer.Option(
+            "--show-cuts/--no-show-cuts",
+            help="Mark where the graph is cut (detach, .data, no_grad, .item()).",
+            rich_help_panel=VIEW_PANEL,
+        ),
+    ] = True,
+    color: Annotated[
+        Color,
+        typer.Option(
+            "--color",
+            help="Fill nodes by `kind` (leaf, op, root) or by log `grad` norm.",
+            rich_help_panel=VIEW_PANEL,
+        ),
+    ] = Color.kind,
+    target: TargetOpt = None,
+    call: CallOpt = -1,
+    grad_output: SeedOpt = None,
+    precision: PrecisionOpt = 4,
+    timeout: TimeoutOpt = None,
+) -> None:
+    """Run FILE and list the gradient bugs found: severity, code, file:line, what, how to fix.
+
+    Exit code 0 when nothing at `error` level was found, 10 otherwise. Codes: graph-retained,
+    graph-grows, grad-accumulates, inplace-saved, backward-twice, cut, unused-param, grad-none,
+    grad-zero, grad-nan, grad-inf, grad-scale (see docs/doctor.md).
+
+    Example: `gradviz doctor samples/pitfalls/cut.py -o cut.svg`
+    """
+    fmt_name = format_for(output, fmt) if output is not None else None
+    if output is not None and fmt_name is not None:
+        if fmt_name not in _DRAWN:
+            raise typer.BadParameter(f"choose one of {', '.join(_DRAWN)}.", param_hint="--format")
+        check_output(output, file, fmt_name)
+    codes: list[int] = []
+
+    def job() -> None:
+        from ..diagnose import has_errors
+
+        captured = capture(file, args, target, call, grad_output)
+        graph = captured.graph
+        _report(graph)
+        if output is not None and fmt_name is not None:
+            _write(graph, output, fmt_name, precision, show_cuts, color)
+            if output != "-":
+                err.print(f"[green]wrote[/] {output} ({len(graph.nodes)} nodes)")
+        if has_errors(graph.findings):
+            if captured.error is not None:
+                sys.stderr.write(getattr(captured.error, "details", ""))
+            codes.append(FINDINGS_ERROR)
+        elif captured.error is not None:
+            fail(captured.error)
+
+    boundary(job, timeout)
+    if codes:
+        raise typer.Exit(codes[0])

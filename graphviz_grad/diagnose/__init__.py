@@ -1,0 +1,103 @@
+"""Diagnostics: find the gradient bugs of a script in what the capture recorded.
+
+`diagnose(graph, calls, watch=..., namespace=...)` returns the findings for the graph shown:
+checks on the graph itself (gradients, saved tensors), across the backward calls (`CallInfo`),
+on what the recording watched (cuts, in-place writes, module calls) and on the script's
+tensors and modules at the end of the run. Every finding has a stable `code` (see `CODES`).
+
+Example:
+    >>> run = run_script("train.py", [], lambda ns: Recorder(namespaces=ns))
+    >>> for f in diagnose(run.recorder.graph(), run.recorder.calls,
+    ...                   watch=run.recorder.watch, namespace=run.namespace):
+    ...     print(f.severity, f.code, f.line, f.message)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..model import CallInfo, Finding, Graph
+from . import calls as _calls
+from . import grads as _grads
+from . import saved as _saved
+from ._common import RANK
+from .cuts import cuts as _cuts
+
+if TYPE_CHECKING:
+    from ._watch import Watch
+
+__all__ = ["CODES", "diagnose", "has_errors"]
+
+#: Every finding code, in the order the documentation lists them.
+CODES: tuple[str, ...] = (
+    "graph-retained",
+    "graph-grows",
+    "grad-accumulates",
+    "inplace-saved",
+    "backward-twice",
+    "cut",
+    "unused-param",
+    "grad-none",
+    "grad-zero",
+    "grad-nan",
+    "grad-inf",
+    "grad-scale",
+)
+
+
+def _sort_key(f: Finding) -> tuple[int, int, int, str, tuple[int, ...]]:
+    return (RANK[f.severity], f.line or 0, CODES.index(f.code), f.message, f.nodes)
+
+
+def _graph_checks(graph: Graph, calls: Sequence[CallInfo]) -> list[Finding]:
+    return [
+        *_grads.nonfinite(graph),
+        *_grads.zero(graph),
+        *_grads.none(graph),
+        *_grads.scale(graph),
+        *_calls.grows(graph, calls),
+        *_calls.accumulates(graph, calls),
+    ]
+
+
+def _watch_checks(graph: Graph, calls: Sequence[CallInfo], watch: Watch) -> list[Finding]:
+    events = watch.calls.get(graph.call) if graph.call is not None else None
+    found = _saved.inplace(graph, list(watch.inplace))
+    found += _saved.twice(graph, calls, events.freed_by if events else None)
+    found += _cuts(graph, events.cuts if events else (), watch.items)
+    return found
+
+
+def _run_checks(graph: Graph, watch: Watch, namespace: Mapping[str, Any]) -> list[Finding]:
+    from . import params
+
+    found = params.retained(graph, namespace)
+    events = watch.calls.get(graph.call) if graph.call is not None else None
+    if events is not None:
+        found += params.unused(graph, namespace, events.leaves, watch.called, watch.used)
+    return found
+
+
+def diagnose(
+    graph: Graph,
+    calls: Sequence[CallInfo] = (),
+    *,
+    watch: Watch | None = None,
+    namespace: Mapping[str, Any] | None = None,
+) -> tuple[Finding, ...]:
+    """The findings for `graph`, most serious first (deterministic order)."""
+    found = _graph_checks(graph, calls)
+    if watch is not None:
+        found += _watch_checks(graph, calls, watch)
+        if namespace is not None:
+            found += _run_checks(graph, watch, namespace)
+    else:
+        found += _saved.inplace(graph, ())
+        found += _saved.twice(graph, calls, None)
+    return tuple(sorted(dict.fromkeys(found), key=_sort_key))
+
+
+def has_errors(findings: Sequence[Finding]) -> bool:
+    """Whether any finding is at `error` level (`gradviz doctor` then exits with code 10)."""
+    return any(f.severity == "error" for f in findings)

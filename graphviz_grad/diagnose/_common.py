@@ -1,0 +1,66 @@
+"""Small helpers the checks share: where a node is, how to name it, how to list names."""
+
+from __future__ import annotations
+
+import linecache
+import os
+
+from ..model import Graph, Node
+
+#: Severities, most serious first (the order findings are listed in).
+RANK = {"error": 0, "warning": 1, "info": 2}
+
+
+def shown_path(filename: str | None) -> str | None:
+    """A file name as the user reads it: relative to the current folder when inside it."""
+    if not filename:
+        return None
+    try:
+        rel = os.path.relpath(filename)
+    except ValueError:
+        return filename
+    return filename if rel.startswith("..") else rel
+
+
+def source_line(filename: str | None, line: int | None) -> str:
+    """The stripped text of one line of the user's file ("" when unknown)."""
+    if not filename or not line:
+        return ""
+    return linecache.getline(os.path.abspath(filename), line).strip()
+
+
+def node_ref(node: Node) -> str:
+    """``#3 SigmoidBackward0`` (or ``#0 leaf `w```), the way a finding names a node."""
+    if node.kind == "leaf":
+        return f"#{node.id} leaf `{node.names[0]}`" if node.names else f"#{node.id} leaf"
+    text = f"#{node.id} {node.op}"
+    return text + (f" `{node.names[0]}`" if node.names else "")
+
+
+def at_line(line: int | None) -> str:
+    return f" at line {line}" if line else ""
+
+
+def listing(names: list[str], limit: int = 4, quote: bool = True) -> str:
+    """`a`, `b` and `c` (with "and N more" past `limit`)."""
+    quoted = [f"`{n}`" if quote else n for n in names[:limit]]
+    if len(names) > limit:
+        quoted.append(f"{len(names) - limit} more")
+    if len(quoted) == 1:
+        return quoted[0]
+    return ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+def leaf_where(graph: Graph, node: Node) -> tuple[str | None, int | None]:
+    """A leaf has no line of its own: the line of the first op that consumes it."""
+    if node.file and node.line:
+        return node.file, node.line
+    for edge in graph.consumers[node.id]:
+        dst = graph.nodes[edge.dst]
+        if dst.file and dst.line:
+            return dst.file, dst.line
+    return None, None
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

@@ -1,0 +1,277 @@
+"""What `gradviz doctor` needs to see while the script runs, recorded as cheaply as possible.
+
+`Watch` rides on the forward recorder's dispatch mode (one `op` call per aten op) and on the
+recorder's backward interception (`note_call` / `after_call`). It keeps:
+
+* cut marks: the output of `.detach()` / `.data` / an op under `no_grad` or `inference_mode` whose
+  input required grad carries a `Cut` as a Python attribute (`_gradviz_cut`), passed on through
+  ops that do not track grad, so a later graph op that consumes it as a constant can name it;
+  `.item()` of a tensor that requires grad is remembered by value;
+* in-place writes (op, line, shape, version), to name the write that made a saved tensor stale;
+* which `nn.Module`s were called, and which leaves fed a graph op;
+* per kept backward call, the `CallEvents` the checks read (cut consumers, freed nodes, leaves).
+
+Nothing here holds a tensor or an autograd node beyond the life of what it describes: marks live
+on the tensors they describe, the rest is weak references and plain numbers.
+"""
+
+from __future__ import annotations
+
+import sys
+import weakref
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .._forward import USER_FRAMES, op_record
+from .saved import Write as Inplace
+
+MARK = "_gradviz_cut"
+#: Call number that freed a node's saved tensors, kept in the node's metadata.
+FREED_KEY = "gradviz_freed"
+#: `.item()` values remembered (the oldest are dropped first).
+ITEM_LIMIT = 256
+#: In-place writes remembered.
+INPLACE_LIMIT = 4096
+#: `.item()` values too common to link a constant to (a literal 1 is not a lost gradient).
+_TRIVIAL = frozenset({0.0, 1.0, -1.0})
+
+_PLAIN, _DETACH, _INPLACE, _ITEM = 0, 1, 2, 3
+_DETACH_OPS = frozenset({"aten::detach", "aten::alias"})
+_ITEM_OPS = frozenset({"aten::_local_scalar_dense"})
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Where the graph was cut: `kind` is detach, no_grad, inference_mode or item."""
+
+    kind: str
+    aten: str
+    file: str | None
+    line: int | None
+    source: str | None
+    seq: int
+
+
+@dataclass
+class CallEvents:
+    """What one kept backward call adds to its `Graph` for the checks."""
+
+    cuts: list[tuple[int, int, Cut]] = field(default_factory=list)
+    freed_by: dict[int, int] = field(default_factory=dict)
+    leaves: list[weakref.ref[torch.Tensor]] = field(default_factory=list)
+    retained: bool = False
+
+
+def owner_name(node: Any) -> str | None:
+    """An autograd node's op as PyTorch's error messages name it (``Sigmoid``, not
+    ``SigmoidBackward0``)."""
+    if node is None:
+        return None
+    name = type(node).__name__
+    head, sep, _ = name.rpartition("Backward")
+    return head if sep else name
+
+
+def _where() -> tuple[str | None, int | None]:
+    frame = USER_FRAMES.find(sys._getframe(1))
+    if frame is None:
+        return None, None
+    return frame.f_code.co_filename, frame.f_lineno
+
+
+def _classify(func: Any) -> int:
+    name = func._schema.name
+    if name in _DETACH_OPS:
+        return _DETACH
+    if name in _ITEM_OPS:
+        return _ITEM
+    args = func._schema.arguments
+    if args and args[0].alias_info is not None and args[0].alias_info.is_write:
+        return _INPLACE
+    return _PLAIN
+
+
+def _each_tensor(args: Any) -> Any:
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            yield a
+        elif isinstance(a, (list, tuple)):
+            for b in a:
+                if isinstance(b, torch.Tensor):
+                    yield b
+
+
+def _outputs(out: Any) -> list[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (list, tuple)):
+        return [t for t in out if isinstance(t, torch.Tensor)]
+    return []
+
+
+def _mark(out: Any, cut: Cut) -> None:
+    for t in _outputs(out):
+        try:
+            setattr(t, MARK, cut)
+        except (AttributeError, TypeError, RuntimeError):
+            continue
+
+
+class Watch:
+    """The diagnostic side of a recording (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[Any, int] = {}
+        self.marks = 0
+        self.seq = 0
+        self.items: dict[float, Cut] = {}
+        self.inplace: deque[Inplace] = deque(maxlen=INPLACE_LIMIT)
+        self.called: weakref.WeakKeyDictionary[Any, tuple[str | None, int | None]] = (
+            weakref.WeakKeyDictionary()
+        )
+        #: Leaves that fed a graph op, by id (a WeakSet would compare tensors with `==`).
+        self.used: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
+        self.calls: dict[int, CallEvents] = {}
+        self._retain = False
+        self._handle: Any = None
+
+    # -- module calls ------------------------------------------------------------------------
+    def install(self) -> None:
+        from torch.nn.modules import module as nn_module
+
+        self._handle = nn_module.register_module_forward_pre_hook(self._module_called)
+
+    def remove(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def _module_called(self, module: Any, args: Any) -> None:
+        if module not in self.called:
+            self.called[module] = _where()
+
+    # -- every aten op (the hot path) --------------------------------------------------------
+    def op(self, func: Any, args: Any, out: Any, grad: bool) -> None:
+        """Look at one op that just ran; `grad` says whether grad mode was on."""
+        kind = self._kinds.get(func)
+        if kind is None:
+            kind = self._kinds[func] = _classify(func)
+        if kind == _PLAIN:
+            if not grad or self.marks:
+                self._plain(func, args, out, grad)
+        elif kind == _DETACH:
+            self._cut_by_view(func, args, out)
+        elif kind == _INPLACE:
+            self._write(func, args)
+        else:
+            self._item(func, args, out)
+
+    def _new_cut(self, kind: str, func: Any, source: torch.Tensor) -> Cut:
+        self.seq += 1
+        self.marks += 1
+        file, line = _where()
+        owner = owner_name(source.grad_fn) if source.grad_fn is not None else "leaf"
+        return Cut(kind, str(func), file, line, owner, self.seq)
+
+    def _plain(self, func: Any, args: Any, out: Any, grad: bool) -> None:
+        tracked: torch.Tensor | None = None
+        passed: Cut | None = None
+        for t in _each_tensor(args):
+            if t.requires_grad:
+                tracked = t
+                break
+            if passed is None and self.marks:
+                passed = getattr(t, MARK, None)
+        if tracked is not None:
+            if not grad:
+                kind = "inference_mode" if torch.is_inference_mode_enabled() else "no_grad"
+                _mark(out, self._new_cut(kind, func, tracked))
+        elif passed is not None:
+            _mark(out, passed)
+
+    def _cut_by_view(self, func: Any, args: Any, out: Any) -> None:
+        src = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        if src is None:
+            return
+        if src.requires_grad:
+            _mark(out, self._new_cut("detach", func, src))
+        elif self.marks:
+            passed = getattr(src, MARK, None)
+            if passed is not None:
+                _mark(out, passed)
+
+    def _write(self, func: Any, args: Any) -> None:
+        t = args[0] if args else None
+        if not isinstance(t, torch.Tensor) or t.is_inference():
+            return
+        file, line = _where()
+        owner = owner_name(t.grad_fn) if t.grad_fn is not None else None
+        shape = tuple(int(d) for d in t.shape)
+        self.inplace.append(Inplace(str(func), file, line, owner, shape, t._version + 1))
+
+    def _item(self, func: Any, args: Any, out: Any) -> None:
+        src = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        if src is None or not src.requires_grad or isinstance(out, bool):
+            return
+        if not isinstance(out, (int, float)) or float(out) in _TRIVIAL:
+            return
+        self.items[float(out)] = self._new_cut("item", func, src)
+        if len(self.items) > ITEM_LIMIT:
+            del self.items[next(iter(self.items))]
+
+    # -- when a graph op is created ----------------------------------------------------------
+    def consumed(self, args: Any) -> tuple[tuple[int, Cut], ...]:
+        """The cut inputs of a new graph op (by argument position); notes the leaves it uses."""
+        found: list[tuple[int, Cut]] = []
+        for i, a in enumerate(args):
+            for t in _each_tensor((a,)):
+                if t.requires_grad:
+                    if t.grad_fn is None:
+                        self.used[id(t)] = t
+                elif self.marks:
+                    cut = getattr(t, MARK, None)
+                    if cut is not None:
+                        found.append((i, cut))
+            if self.items and isinstance(a, float) and a in self.items:
+                found.append((i, self.items[a]))
+        return tuple(found)
+
+    # -- backward calls ----------------------------------------------------------------------
+    def note_call(self, kind: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        """Remember whether the coming backward call keeps its graph (`retain_graph`)."""
+        at = 2 if kind == "backward" else 3
+        retain = kwargs.get("retain_graph", args[at] if len(args) > at else None)
+        create = kwargs.get("create_graph", args[at + 1] if len(args) > at + 1 else False)
+        self._retain = bool(create) if retain is None else bool(retain)
+
+    def after_call(self, capture: Any, kept: Mapping[int, Any]) -> None:
+        """Read what the checks need from a finished call, while its nodes are still held."""
+        number = capture.number or 0
+        if number in kept:
+            self.calls[number] = self._events(capture)
+        for old in [n for n in self.calls if n not in kept]:
+            del self.calls[old]
+        if not self._retain and capture.error is None:
+            for i in capture.order:
+                if i in capture.saved:
+                    capture.nodes[i].metadata.setdefault(FREED_KEY, number)
+
+    def _events(self, capture: Any) -> CallEvents:
+        events = CallEvents(retained=self._retain)
+        for i, saved in capture.saved.items():
+            if any(s.state == "freed" for s in saved):
+                by = capture.nodes[i].metadata.get(FREED_KEY)
+                if isinstance(by, int):
+                    events.freed_by[i] = by
+        for i, node in enumerate(capture.nodes):
+            if hasattr(node, "variable"):
+                events.leaves.append(weakref.ref(node.variable))
+                continue
+            record = op_record(node)
+            for index, cut in getattr(record, "cuts", ()):
+                events.cuts.append((i, index, cut))
+        return events

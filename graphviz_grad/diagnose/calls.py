@@ -1,0 +1,134 @@
+"""Checks across backward calls: a graph that grows, gradients that pile up."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from ..model import CallInfo, Finding, Graph, LeafStep, Severity
+from ._common import at_line, listing, plural
+
+#: Calls from one line needed before growth counts as a trend.
+GROW_CALLS = 3
+
+
+def grows(graph: Graph, calls: Sequence[CallInfo]) -> list[Finding]:
+    """[graph-grows]: successive calls from one line see ever larger graphs."""
+    by_site: dict[tuple[str | None, int | None], list[CallInfo]] = {}
+    for call in calls:
+        by_site.setdefault((call.file, call.line), []).append(call)
+    found = []
+    for (file, line), group in by_site.items():
+        sizes = [c.nodes for c in group]
+        tail = sizes[-GROW_CALLS:]
+        if len(sizes) >= GROW_CALLS and all(b > a for a, b in zip(tail, tail[1:])):
+            found.append(_grows_finding(graph, group, file, line))
+    return found
+
+
+def _update_nodes(graph: Graph, repeats: int) -> tuple[int, ...]:
+    """The op nodes of the line repeated most often (at least `repeats` times) in the graph."""
+    count = Counter((n.file, n.line) for n in graph.nodes if n.kind == "op" and n.line)
+    if not count:
+        return ()
+    (where, times), *_ = sorted(count.items(), key=lambda kv: (-kv[1], kv[0][1] or 0))
+    if times < max(2, repeats):
+        return ()
+    return tuple(n.id for n in graph.nodes if n.kind == "op" and (n.file, n.line) == where)
+
+
+def _grows_finding(
+    graph: Graph, group: list[CallInfo], file: str | None, line: int | None
+) -> Finding:
+    first, last = group[0], group[-1]
+    per_call = (last.nodes - first.nodes) / (len(group) - 1)
+    nodes = _update_nodes(graph, len(group) - 1) if graph.call == last.number else ()
+    named = [graph.nodes[i] for i in nodes if graph.nodes[i].names]
+    update = (named or [graph.nodes[i] for i in nodes])[0] if nodes else None
+    if update is not None:
+        name = f"`{update.names[0]}`" if update.names else "a parameter"
+        why = (
+            f"{name} is updated with grad tracking on{at_line(update.line)}, so it stops "
+            "being a leaf and every graph keeps all the earlier updates."
+        )
+        file, line = update.file, update.line
+    else:
+        why = "each step's graph keeps the earlier steps' graphs (a tensor carried over)."
+    message = (
+        f"The graph grows by {_nodes(per_call)} per backward call (from {first.nodes} to "
+        f"{last.nodes} over {len(group)} calls{at_line(first.line)}): {why}"
+    )
+    hint = (
+        "Update parameters without tracking: `with torch.no_grad(): w -= lr * w.grad` (or "
+        "`w.data = w.data - lr * w.grad.data`, or an optimizer); `.detach()` a state you carry "
+        "from one step to the next."
+    )
+    return Finding("graph-grows", "warning", message, file, line, nodes, hint)
+
+
+def _key(steps: Sequence[LeafStep]) -> list[tuple[str, int]]:
+    seen: Counter[str] = Counter()
+    keys = []
+    for s in steps:
+        keys.append((s.name, seen[s.name]))
+        seen[s.name] += 1
+    return keys
+
+
+def _nonzero(step: LeafStep) -> bool:
+    g = step.grad_before
+    return g is not None and not g.all_zero
+
+
+def accumulates(graph: Graph, calls: Sequence[CallInfo]) -> list[Finding]:
+    """[grad-accumulates]: a leaf's `.grad` is non-zero when backward starts again."""
+    before: dict[tuple[str, int], LeafStep] = {}
+    hits: list[tuple[CallInfo, str, bool]] = []
+    cleared: set[str] = set()
+    for call in calls:
+        for key, step in zip(_key(call.leaves), call.leaves):
+            prev = before.get(key)
+            if _nonzero(step) and prev is not None:
+                hits.append((call, step.name, prev.value != step.value))
+            elif prev is not None and hits and any(h[1] == step.name for h in hits):
+                cleared.add(step.name)
+            before[key] = step
+    if not hits:
+        return []
+    return [_accumulates_finding(graph, hits, cleared)]
+
+
+def _accumulates_finding(
+    graph: Graph, hits: list[tuple[CallInfo, str, bool]], cleared: set[str]
+) -> Finding:
+    stepped = [h for h in hits if h[2]]
+    call, _, _ = (stepped or hits)[0]
+    names = list(dict.fromkeys(h[1] for h in (stepped or hits)))
+    shown = [n for n in names if n != "leaf"] or ["a leaf"]
+    nodes = tuple(n.id for n in graph.leaves if n.label in names)
+    who = listing(shown) if shown != ["a leaf"] else "a leaf with no name"
+    start = f"{who} still {'hold' if len(shown) > 1 else 'holds'} a gradient"
+    if stepped:
+        message = (
+            f"{start} when backward call {call.number}{at_line(call.line)} starts, and "
+            f"{'were' if len(shown) > 1 else 'was'} updated in between: gradients add up over "
+            "the steps, so each update uses the sum of all earlier gradients."
+        )
+        hint = (
+            "Zero the gradients before each backward: `optimizer.zero_grad()` or `w.grad = None`."
+        )
+        severity: Severity = "warning"
+    else:
+        kept = "and are zeroed later" if cleared else "over the calls"
+        calls = len({h[0].number for h in hits}) + 1
+        message = (
+            f"{start} when backward call {call.number}{at_line(call.line)} starts: the "
+            f"gradients of {plural(calls, 'call')} add up {kept} (gradient accumulation)."
+        )
+        hint = "Fine for accumulating over micro-batches; otherwise zero them before backward."
+        severity = "info"
+    return Finding("grad-accumulates", severity, message, call.file, call.line, nodes, hint)
+
+
+def _nodes(n: float) -> str:
+    return "1 node" if n == 1 else f"{n:.3g} nodes"

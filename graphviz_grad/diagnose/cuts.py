@@ -1,0 +1,96 @@
+"""[cut]: where the graph was cut on the way to the root (a constant made from a tracked tensor).
+
+The recording marks the result of `.detach()` / `.data`, of ops under `no_grad` /
+`inference_mode` on tensors that require grad, and remembers `.item()` values; a graph op that
+consumes such a result as a constant (`CallEvents.cuts`) or a leaf created from an `.item()` value
+shows where the gradient stops. Reading `.item()` for a print, or a parameter update under
+`no_grad`, never reaches the root, so it is never reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from ..model import Finding, Graph
+from ._common import at_line, listing, node_ref, shown_path, source_line
+
+
+class CutLike(Protocol):
+    """What the check reads of a cut (`_watch.Cut`)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def file(self) -> str | None: ...
+    @property
+    def line(self) -> int | None: ...
+    @property
+    def source(self) -> str | None: ...
+    @property
+    def seq(self) -> int: ...
+
+
+_WHAT = {
+    "detach": "`.detach()`",
+    "data": "`.data`",
+    "no_grad": "an op under `torch.no_grad()`",
+    "inference_mode": "an op under `torch.inference_mode()`",
+    "item": "`.item()`",
+}
+_HINT = {
+    "detach": "Drop the `.detach()` if the gradient should flow back through it.",
+    "data": "Use the tensor itself instead of `.data` if the gradient should flow back.",
+    "no_grad": "Compute it outside `torch.no_grad()` if the gradient should flow back.",
+    "inference_mode": "Compute it outside `torch.inference_mode()` if the gradient should flow.",
+    "item": "Keep the tensor (no `.item()`, no `torch.tensor(x.item())`) for the computation "
+    "that needs a gradient; use `.item()` only for printing and logging.",
+}
+
+
+def _kind(cut: CutLike) -> str:
+    if cut.kind == "detach":
+        text = source_line(cut.file, cut.line)
+        if ".data" in text and ".detach(" not in text:
+            return "data"
+    return cut.kind
+
+
+def cuts(
+    graph: Graph,
+    consumed: Iterable[tuple[int, int, CutLike]],
+    items: Mapping[float, CutLike] | None = None,
+) -> list[Finding]:
+    """One finding per cut whose result reaches the root, naming the nodes that consume it."""
+    by_cut: dict[int, tuple[CutLike, list[int]]] = {}
+    for node_id, _, cut in consumed:
+        by_cut.setdefault(cut.seq, (cut, []))[1].append(node_id)
+    for node_id, cut in _item_leaves(graph, items or {}):
+        by_cut.setdefault(cut.seq, (cut, []))[1].append(node_id)
+    return [_finding(graph, cut, sorted(set(ids))) for _, (cut, ids) in sorted(by_cut.items())]
+
+
+def _item_leaves(graph: Graph, items: Mapping[float, Any]) -> list[tuple[int, Any]]:
+    found = []
+    for leaf in graph.leaves:
+        value = leaf.value
+        if value is not None and value.numel == 1 and isinstance(value.data, (int, float)):
+            cut = items.get(float(value.data))
+            if cut is not None:
+                found.append((leaf.id, cut))
+    return found
+
+
+def _finding(graph: Graph, cut: CutLike, ids: list[int]) -> Finding:
+    kind = _kind(cut)
+    source = f" of a {cut.source} output" if cut.source not in (None, "leaf") else ""
+    if cut.source == "leaf":
+        source = " of a leaf"
+    into = listing([node_ref(graph.nodes[i]) for i in ids], 3, quote=False)
+    message = (
+        f"{_WHAT[kind]}{source}{at_line(cut.line)} cuts the graph: its result reaches the root "
+        f"as a constant through {into}, so no gradient flows back past it."
+    )
+    return Finding(
+        "cut", "warning", message, shown_path(cut.file), cut.line, tuple(ids), _HINT[kind]
+    )

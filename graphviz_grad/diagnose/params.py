@@ -1,0 +1,198 @@
+"""Checks on the script's own tensors and modules at the end of the run (they are still alive).
+
+[unused-param]: tensors that require grad and that the root does not depend on.
+[graph-retained]: a tensor whose graph holds the graphs of earlier backward calls.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+
+from .._snapshot import _saved_attrs
+from ..model import Finding, Graph
+from ._common import at_line, listing, plural, shown_path
+
+#: Nodes walked at most per retained graph.
+WALK_LIMIT = 500_000
+
+
+def _modules(namespace: Mapping[str, Any]) -> list[tuple[str, torch.nn.Module]]:
+    seen: set[int] = set()
+    found = []
+    for name, value in namespace.items():
+        if (
+            isinstance(value, torch.nn.Module)
+            and not name.startswith("_")
+            and id(value) not in seen
+        ):
+            seen.add(id(value))
+            found.append((name, value))
+    return found
+
+
+def _was_called(root: torch.nn.Module, prefix: str, called: Any) -> bool:
+    """Whether the module owning parameter `prefix.x`, or a module above it, was called."""
+    parts = prefix.split(".")[:-1]
+    module: Any = root
+    if module in called:
+        return True
+    for part in parts:
+        module = getattr(module, part, None)
+        if module is None:
+            return False
+        if module in called:
+            return True
+    return False
+
+
+def unused(
+    graph: Graph,
+    namespace: Mapping[str, Any],
+    leaves: Iterable[weakref.ref[torch.Tensor]],
+    called: Any,
+    used: Any,
+) -> list[Finding]:
+    """[unused-param]: parameters and script tensors that need a gradient and get none."""
+    in_graph = {id(t) for r in leaves if (t := r()) is not None}
+    seen = set(in_graph)
+    found = []
+    for name, module in _modules(namespace):
+        groups: dict[bool, list[str]] = {True: [], False: []}
+        for pname, p in module.named_parameters():
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                groups[_was_called(module, pname, called)].append(f"{name}.{pname}")
+            seen.add(id(p))
+        for was_called, names in groups.items():
+            if names:
+                found.append(_module_finding(name, module, names, was_called, called))
+    found.extend(_free_tensors(namespace, seen, used))
+    return found
+
+
+def _module_finding(
+    name: str, module: torch.nn.Module, names: list[str], was_called: bool, called: Any
+) -> Finding:
+    kind = type(module).__name__
+    count = plural(len(names), "parameter")
+    if was_called:
+        file, line = called.get(module, (None, None))
+        message = (
+            f"{count} of `{name}` ({kind}) get no gradient: {listing(names)}. `{name}` ran in the "
+            "forward pass, but the root does not depend on them."
+        )
+        hint = "Use them in forward (a layer defined but never applied?), or freeze them."
+        return Finding("unused-param", "warning", message, shown_path(file), line, (), hint)
+    message = (
+        f"{count} of `{name}` ({kind}) get no gradient: `{name}` was never called (e.g. a template "
+        "layer that another module copies)."
+    )
+    hint = "Nothing to do if it is only a template; otherwise call it in the forward pass."
+    return Finding("unused-param", "info", message, None, None, (), hint)
+
+
+def _free_tensors(namespace: Mapping[str, Any], seen: set[int], used: Any) -> list[Finding]:
+    found = []
+    for name, t in namespace.items():
+        if name.startswith("_") or not isinstance(t, torch.Tensor) or id(t) in seen:
+            continue
+        if not t.requires_grad or t.grad_fn is not None:
+            continue
+        seen.add(id(t))
+        feeds = used.get(id(t)) is t
+        message = (
+            f"`{name}` requires grad but the root does not depend on it, so `{name}.grad` "
+            + ("stays None although it feeds other tensors." if feeds else "stays None.")
+        )
+        hint = (
+            "Check that the loss is computed from it (a `.detach()`, `.item()` or `no_grad` "
+            "on the way cuts the graph)."
+        )
+        found.append(Finding("unused-param", "warning" if feeds else "info", message, hint=hint))
+    return found
+
+
+def _walk(node: Any) -> tuple[list[Any], int]:
+    """The nodes reachable from `node` and how many were roots of recorded backward calls."""
+    seen = {id(node)}
+    stack = [node]
+    nodes: list[Any] = []
+    roots = 0
+    while stack and len(nodes) < WALK_LIMIT:
+        n = stack.pop()
+        nodes.append(n)
+        if n is not node and _calls(n):
+            roots += 1
+        for child, _ in n.next_functions:
+            if child is not None and id(child) not in seen:
+                seen.add(id(child))
+                stack.append(child)
+    return nodes, roots
+
+
+def _calls(node: Any) -> list[int]:
+    try:
+        found = node.metadata.get("gradviz_calls")
+    except (AttributeError, RuntimeError):
+        return []
+    return found if isinstance(found, list) else []
+
+
+def _saved_bytes(nodes: list[Any]) -> int:
+    total = 0
+    for n in nodes:
+        for attr in _saved_attrs(n):
+            try:
+                value = getattr(n, attr)
+            except RuntimeError:
+                continue
+            if isinstance(value, torch.Tensor):
+                total += value.numel() * value.element_size()
+    return total
+
+
+def retained(graph: Graph, namespace: Mapping[str, Any]) -> list[Finding]:
+    """[graph-retained]: a script tensor keeps the graphs of earlier backward calls alive."""
+    from .._forward import op_record
+
+    found = []
+    done: set[int] = set()
+    for name, t in namespace.items():
+        if name.startswith("_") or not isinstance(t, torch.Tensor) or t.grad_fn is None:
+            continue
+        if id(t.grad_fn) in done:
+            continue
+        done.add(id(t.grad_fn))
+        nodes, roots = _walk(t.grad_fn)
+        if roots < 2:
+            continue
+        record = op_record(t.grad_fn)
+        file, line = (record.file, record.line) if record is not None else (None, None)
+        found.append(_retained_finding(graph, name, nodes, roots, file, line))
+    return found
+
+
+def _retained_finding(
+    graph: Graph, name: str, nodes: list[Any], roots: int, file: str | None, line: int | None
+) -> Finding:
+    size = _saved_bytes(nodes)
+    shown = (graph.root,) if any(graph.call in _calls(n) for n in nodes) else ()
+    message = (
+        f"`{name}` keeps the graphs of {roots} iterations alive: {plural(len(nodes), 'node')}, "
+        f"{roots} repeated per-iteration subgraphs (each the graph of an earlier backward call), "
+        f"{_bytes(size)} of saved tensors. It is built{at_line(line)}."
+    )
+    hint = f"Accumulate a number, not the tensor: `{name} += l.item()` (or `l.detach()`)."
+    return Finding("graph-retained", "warning", message, shown_path(file), line, shown, hint)
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:g} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n = n / 1024  # type: ignore[assignment]
+    return f"{n:.1f} GiB"

@@ -1,0 +1,107 @@
+"""`gradviz doctor` end to end, and the findings in every render (DOT, tree, JSON)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from typer.testing import CliRunner
+
+from graphviz_grad.cli import app
+from graphviz_grad.errors import EXIT_CODES
+from graphviz_grad.model import Finding, Graph, Node, TensorSummary
+from graphviz_grad.render.dot import to_dot
+from graphviz_grad.render.tree import tree_text
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = json.loads((ROOT / "graphviz_grad" / "render" / "schema.json").read_text())
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def at_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+
+
+def gradviz(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_error_finding_exits_10_and_prints_the_table() -> None:
+    code, out, err = gradviz("doctor", "samples/pitfalls/inplace_saved.py")
+    assert code == EXIT_CODES["findings-error"] == 10
+    assert "inplace-saved" in out and "samples/pitfalls/inplace_saved.py:14" in out
+    assert "modified by an inplace operation" in err  # the script's own traceback
+
+
+def test_warnings_only_exit_0() -> None:
+    code, out, _ = gradviz("doctor", "samples/pitfalls/cut.py")
+    assert code == 0
+    assert "cut" in out and "samples/pitfalls/cut.py:16" in out
+
+
+def test_correct_script_has_no_findings() -> None:
+    code, out, _ = gradviz("doctor", "samples/training_loop.py")
+    assert code == 0
+    assert "gradviz doctor: no findings (4 nodes checked)." in out
+
+
+def test_doctor_draws_cut_marks_and_grad_colours(tmp_path: Path) -> None:
+    out = tmp_path / "cut.dot"
+    code, _, _ = gradviz("doctor", "samples/pitfalls/cut.py", "-o", str(out), "--color", "grad")
+    assert code == 0
+    dot = out.read_text(encoding="utf-8")
+    assert "cut0 -> n3 [style=dashed" in dot
+    assert "gradient norm (log scale)" in dot and 'findings [class="legend", label=' in dot
+
+
+def test_doctor_no_show_cuts(tmp_path: Path) -> None:
+    out = tmp_path / "cut.dot"
+    assert gradviz("doctor", "samples/pitfalls/cut.py", "-o", str(out), "--no-show-cuts")[0] == 0
+    assert "cut0" not in out.read_text(encoding="utf-8")
+
+
+def test_render_of_a_failed_backward_draws_then_fails(tmp_path: Path) -> None:
+    out = tmp_path / "g.json"
+    code, _, err = gradviz("render", "samples/pitfalls/inplace_saved.py", "-o", str(out))
+    assert code == EXIT_CODES["script-raised"]
+    data = json.loads(out.read_text(encoding="utf-8"))
+    jsonschema.validate(data, SCHEMA)
+    assert [(f["code"], f["severity"], f["line"], f["nodes"]) for f in data["findings"]] == [
+        ("inplace-saved", "error", 14, [2])
+    ]
+    assert "modified by an inplace operation" in err
+
+
+def test_tree_marks_the_nodes_and_lists_findings() -> None:
+    code, out, _ = gradviz("tree", "samples/pitfalls/grad_inf.py")
+    assert code == 0
+    assert "#3 leaf w" in out and "✖ grad-inf" in out
+    assert "findings (1):" in out
+
+
+def _graph() -> Graph:
+    g = TensorSummary((), "float32", 1, data=float("inf"), min=None, max=None, inf=1)
+    nodes = (
+        Node(0, "op", "SqrtBackward0", file="s.py", line=3, grad=g),
+        Node(1, "leaf", None, names=("w",)),
+    )
+    from graphviz_grad.model import Edge
+
+    finding = Finding("grad-inf", "error", "Inf <here> & there.", "s.py", 3, (1,), "fix it")
+    return Graph(nodes, (Edge(1, 0, 0),), findings=(finding,))
+
+
+def test_dot_highlights_named_nodes_and_escapes_the_legend() -> None:
+    dot = to_dot(_graph())
+    assert '<table border="3"' in dot and 'color="#d62728"' in dot
+    assert "Inf &lt;here&gt; &amp; there." in dot
+
+
+def test_tree_text_has_marks_and_findings() -> None:
+    text = tree_text(_graph(), width=80)
+    assert "└── #1 leaf w" in text and "✖ grad-inf" in text.splitlines()[1]
+    assert text.splitlines()[-1] == "  ✖ grad-inf s.py:3 Inf <here> & there."

@@ -1,0 +1,209 @@
+"""Each pitfall script gives exactly its findings (code, severity, line, nodes); correct scripts
+give no warning or error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from graphviz_grad.diagnose import CODES, has_errors
+from graphviz_grad.job import Captured, CaptureOptions, capture_script
+from graphviz_grad.model import Finding
+
+ROOT = Path(__file__).resolve().parents[2]
+PITFALLS = ROOT / "samples" / "pitfalls"
+
+#: Per pitfall: (code, severity, line, nodes) of every finding, in report order.
+EXPECTED: dict[str, list[tuple[str, str, int | None, tuple[int, ...]]]] = {
+    "graph_retained.py": [("graph-retained", "warning", 27, (0,))],
+    "graph_grows.py": [
+        ("graph-grows", "warning", 17, tuple(range(3, 17))),
+        ("grad-accumulates", "info", 16, (17,)),
+    ],
+    "grad_accumulates.py": [("grad-accumulates", "warning", 17, (2, 4))],
+    "inplace_saved.py": [("inplace-saved", "error", 14, (2,))],
+    "backward_twice.py": [
+        ("backward-twice", "error", 14, (3, 4)),
+        ("grad-accumulates", "info", 17, (5,)),
+    ],
+    "cut.py": [("unused-param", "warning", None, ()), ("cut", "warning", 16, (3,))],
+    "unused_param.py": [("unused-param", "warning", 27, ())],
+    "grad_none.py": [("grad-none", "warning", 9, (5, 6))],
+    "grad_zero.py": [
+        ("grad-zero", "warning", 14, (1, 8, 9)),
+        ("grad-zero", "warning", 14, (3, 4, 5, 7)),
+    ],
+    "grad_nan.py": [("grad-nan", "error", 8, (3,)), ("grad-inf", "error", 8, (1,))],
+    "grad_inf.py": [("grad-inf", "error", 8, (3,))],
+    "grad_scale.py": [("grad-scale", "warning", 13, (6,))],
+}
+
+#: Per pitfall, the op (or leaf name) of the first node of its main finding.
+FIRST_NODE: dict[str, str] = {
+    "inplace_saved.py": "SigmoidBackward0",
+    "backward_twice.py": "TanhBackward0",
+    "cut.py": "MmBackward0",
+    "grad_none.py": "MulBackward0",
+    "grad_zero.py": "AddmmBackward0",
+    "grad_nan.py": "SubBackward0",
+    "grad_inf.py": "w",
+    "grad_scale.py": "w_age",
+    "graph_grows.py": "SubBackward0",
+}
+
+CORRECT = ["training_loop.py", "mlp.py", "linear.py", "affine.py", "quadratic.py", "lstm.py"]
+
+
+@pytest.fixture(autouse=True)
+def at_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+
+
+def run(path: Path) -> Captured:
+    return capture_script(path, [], CaptureOptions())
+
+
+def _main(found: tuple[Finding, ...], name: str) -> Finding:
+    code = name.removesuffix(".py").replace("_", "-")
+    return next(f for f in found if f.code == code)
+
+
+def test_there_is_one_pitfall_per_code() -> None:
+    scripts = sorted(p.name for p in PITFALLS.glob("*.py"))
+    assert scripts == sorted(EXPECTED)
+    assert sorted(c.replace("-", "_") + ".py" for c in CODES) == scripts
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_pitfall_findings(name: str) -> None:
+    captured = run(PITFALLS / name)
+    found = captured.graph.findings
+    assert [(f.code, f.severity, f.line, f.nodes) for f in found] == EXPECTED[name]
+    main = _main(found, name)
+    assert main.file == f"samples/pitfalls/{name}"
+    assert main.message.endswith(".") and main.hint
+    if name in FIRST_NODE:
+        node = captured.graph.nodes[main.nodes[0]]
+        assert FIRST_NODE[name] in (node.op, *node.names)
+
+
+@pytest.mark.parametrize("name", ["inplace_saved.py", "backward_twice.py"])
+def test_script_that_dies_in_backward_still_gives_its_graph(name: str) -> None:
+    captured = run(PITFALLS / name)
+    assert captured.error is not None and captured.error.exit_code == 4
+    assert captured.graph.notes and captured.graph.notes[0].startswith("backward failed")
+    assert has_errors(captured.graph.findings)
+
+
+def test_inplace_finding_names_op_line_and_versions() -> None:
+    f = run(PITFALLS / "inplace_saved.py").graph.findings[0]
+    assert "`mul_` at line 14" in f.message
+    assert "version 1, backward needs version 0" in f.message
+    assert "SigmoidBackward0 at line 13 saved `result`" in f.message
+
+
+def test_retained_finding_counts_iterations_and_nodes() -> None:
+    f = run(PITFALLS / "graph_retained.py").graph.findings[0]
+    assert "`total` keeps the graphs of 30 iterations alive: 121 nodes" in f.message
+
+
+def test_grows_finding_reports_growth_per_call() -> None:
+    f = run(PITFALLS / "graph_grows.py").graph.findings[0]
+    assert "grows by 1 node per backward call (from 4 to 18 over 15 calls" in f.message
+    assert "`w` is updated with grad tracking on at line 17" in f.message
+
+
+def test_nan_finding_says_whether_forward_was_finite() -> None:
+    found = run(PITFALLS / "grad_nan.py").graph.findings
+    assert all("forward value was finite" in f.message for f in found)
+
+
+def test_accumulation_before_a_step_is_info(tmp_path: Path) -> None:
+    script = tmp_path / "micro.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.tensor([1.0, 2.0], requires_grad=True)\n"
+        "opt = torch.optim.SGD([w], lr=0.1)\n"
+        "for step in range(2):\n"
+        "    for micro in range(2):\n"
+        "        loss = (w * (micro + 2.0)).sum()\n"
+        "        loss.backward()\n"
+        "    opt.step()\n"
+        "    opt.zero_grad()\n",
+        encoding="utf-8",
+    )
+    found = run(script).graph.findings
+    assert [(f.code, f.severity, f.line) for f in found] == [("grad-accumulates", "info", 7)]
+
+
+@pytest.mark.parametrize("name", CORRECT)
+def test_correct_scripts_give_no_warning_or_error(name: str) -> None:
+    found = run(ROOT / "samples" / name).graph.findings
+    assert [f for f in found if f.severity != "info"] == []
+
+
+def test_template_layer_is_info_only() -> None:
+    found = run(ROOT / "samples" / "transformer.py").graph.findings
+    assert [(f.code, f.severity) for f in found] == [("unused-param", "info")]
+    assert "`layer` was never called" in found[0].message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "w.data = w.data - 0.1 * w.grad.data\n",
+        "with torch.no_grad():\n    w -= 0.1 * w.grad\n",
+        "opt.step()\n",
+        "print(loss.item(), loss.detach().numpy(), w.data)\n",
+    ],
+    ids=["data", "no_grad", "optimizer", "logging"],
+)
+def test_correct_updates_and_logging_are_never_cuts(tmp_path: Path, body: str) -> None:
+    script = tmp_path / "update.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.tensor([1.0, 2.0], requires_grad=True)\n"
+        "opt = torch.optim.SGD([w], lr=0.1)\n"
+        "for step in range(3):\n"
+        "    loss = ((w * 3.0 - 1.5) ** 2).sum()\n"
+        "    loss.backward()\n"
+        + "".join("    " + line + "\n" for line in body.splitlines())
+        + "    w.grad = None\n",
+        encoding="utf-8",
+    )
+    assert run(script).graph.findings == ()
+
+
+def test_item_turned_into_a_new_leaf_is_a_cut(tmp_path: Path) -> None:
+    script = tmp_path / "item.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.tensor([1.5, 2.5], requires_grad=True)\n"
+        "value = (w * 1.25).sum()\n"
+        "loss = torch.tensor(value.item(), requires_grad=True) * 2.0\n"
+        "loss.backward()\n",
+        encoding="utf-8",
+    )
+    found = run(script).graph.findings
+    cut = next(f for f in found if f.code == "cut")
+    assert cut.line == 4 and "`.item()`" in cut.message
+    assert any(f.code == "unused-param" and "`w`" in f.message for f in found)
+
+
+def test_no_grad_result_feeding_the_loss_is_a_cut(tmp_path: Path) -> None:
+    script = tmp_path / "nograd.py"
+    script.write_text(
+        "import torch\n"
+        "w1 = torch.tensor([1.5, 2.5], requires_grad=True)\n"
+        "w2 = torch.tensor([0.5, 0.25], requires_grad=True)\n"
+        "with torch.no_grad():\n"
+        "    h = torch.tanh(w1 * 2.0)\n"
+        "h2 = h + 1.0\n"
+        "loss = (h2 * w2).sum()\n"
+        "loss.backward()\n",
+        encoding="utf-8",
+    )
+    found = run(script).graph.findings
+    cut = next(f for f in found if f.code == "cut")
+    assert cut.line == 5 and "torch.no_grad()" in cut.message
