@@ -1,0 +1,75 @@
+"""`gradviz steps`: one row per backward call of a run, and sparklines of how it moved."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ._app import OUT_PANEL, ArgsArg, PrecisionOpt, ScriptArg, TimeoutOpt, app, err
+from ._run import boundary
+from ._teach import QuietOpt, hush
+
+
+class StepsFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def steps(
+    file: ScriptArg,
+    args: ArgsArg = None,
+    fmt: Annotated[
+        StepsFormat,
+        typer.Option(
+            "--format", "-f", help="Table (terminal), csv or json.", rich_help_panel=OUT_PANEL
+        ),
+    ] = StepsFormat.table,
+    every: Annotated[
+        int,
+        typer.Option(
+            "--every",
+            "-k",
+            min=1,
+            help="Show every K-th call (and the last).",
+            rich_help_panel=OUT_PANEL,
+        ),
+    ] = 1,
+    precision: PrecisionOpt = 4,
+    timeout: TimeoutOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run FILE and show every backward call: the loss, each leaf's value before the call and
+    the gradient it got, as a table with sparklines (or CSV / JSON).
+
+    Example: `gradviz steps samples/training_loop.py --every 30`
+    """
+
+    def job() -> None:
+        from ..errors import CallError
+        from ..teach.calls import no_graph, run_recorded
+        from ..teach.steps import StepsTable, to_csv, to_json
+
+        with hush(quiet):
+            calls = run_recorded(file, args or [], no_graph).recorder.calls
+        if not calls:
+            raise CallError(
+                f"The script `{file.name}` made no backward call, so there are no steps to show.",
+                hint=f"Use `gradviz explain {file}` to see the gradients of one graph.",
+            )
+        sys.stdout.flush()
+        if fmt is StepsFormat.csv:
+            sys.stdout.write(to_csv(calls, every))
+        elif fmt is StepsFormat.json:
+            sys.stdout.write(to_json(calls, every))
+        else:
+            Console(highlight=False).print(StepsTable(calls, every=every, precision=precision))
+        sys.stdout.flush()
+        err.print(f"[dim]note:[/] {len(calls)} backward call(s) recorded.")
+
+    boundary(job, timeout)

@@ -1,0 +1,257 @@
+"""`gradviz explain`: the chain rule on the learner's own graph, one node at a time.
+
+The nodes come in the order the autograd engine executed them (`Node.order`, recorded by a
+pre-hook on every node, not guessed from the graph). For each op the walk-through shows the
+forward formula with names and numbers, the gradient arriving from above (upstream), each local
+derivative and the product; for each leaf, the gradient it ends with. Every number printed is a
+recorded value; the local derivatives are evaluated from recorded inputs.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.table import Table
+from rich.text import Text
+
+from graphviz_grad.model import Edge, Graph, Node, TensorSummary
+from graphviz_grad.render._format import fmt_summary
+from graphviz_grad.teach.formulas import Ctx, Formula, Local, formula, scalar, symbol
+from graphviz_grad.teach.sources import Annotations
+
+Line = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One node of the walk-through: a title and labelled lines."""
+
+    order: int
+    node: int
+    title: str
+    lines: tuple[Line, ...]
+
+
+class Explanation:
+    """A rich renderable: the backward pass of `graph`, step by step.
+
+    Example:
+        >>> Console().print(Explanation(graph))
+    """
+
+    def __init__(
+        self, graph: Graph, *, precision: int = 4, notes: Annotations | None = None
+    ) -> None:
+        self.graph = graph
+        self.precision = precision
+        self.notes = notes or Annotations()
+        root = graph.nodes[graph.root] if graph.nodes else None
+        self.root_name = root.names[0] if root is not None and root.names else "L"
+
+    # -- the text ----------------------------------------------------------------------------
+    def intro(self) -> list[str]:
+        g = self.graph
+        if not g.nodes:
+            return ["(empty graph)"]
+        root = g.nodes[g.root]
+        head = f"Backward pass from {self.root_name} = {self.fmt(root.value)}"
+        if g.call is not None:
+            where = f" at {g.call_file}:{g.call_line}" if g.call_file else ""
+            head += f" (backward call {g.call}{where})"
+        elif g.grad_source == "gradviz":
+            head += " (gradients computed by gradviz, not by a backward call of the script)"
+        return [
+            head + ".",
+            "Nodes in the order the autograd engine ran them; at each one, "
+            "gradient from above × local derivative = gradient passed down (the chain rule).",
+        ]
+
+    def steps(self) -> Iterator[Step]:
+        ran = sorted((n for n in self.graph.nodes if n.order is not None), key=_order)
+        for node in ran:
+            lines = self._leaf(node) if node.kind == "leaf" else self._op(node)
+            yield Step(node.order or 0, node.id, self._title(node), tuple(lines))
+
+    def summary(self) -> list[str]:
+        leaves = [n for n in self.graph.leaves]
+        lines = [f"∂{self.root_name}/∂{symbol(n)} = {self.fmt(n.grad)}" for n in leaves]
+        skipped = [n for n in self.graph.nodes if n.order is None]
+        if skipped and self.graph.grad_source in ("backward", "autograd.grad"):
+            ids = ", ".join(f"#{n.id}" for n in skipped[:10])
+            lines.append(f"{len(skipped)} node(s) did not run in this call: {ids}")
+        return lines
+
+    # -- pieces ------------------------------------------------------------------------------
+    def fmt(self, s: TensorSummary | None) -> str:
+        return fmt_summary(s, self.precision)
+
+    def d(self, node: Node) -> str:
+        return f"∂{self.root_name}/∂{symbol(node)}"
+
+    def _title(self, node: Node) -> str:
+        what = "leaf" if node.kind == "leaf" else node.op or "?"
+        title = f"step {node.order} · {symbol(node)} · {what}"
+        source = self.notes.sources.get(node.id)
+        where = node.where
+        if where and source:
+            title += f" · {where}: {source}"
+        elif source:
+            title += f" · {source}"
+        elif where:
+            title += f" · {where}"
+        return title
+
+    def _upstream(self, node: Node) -> list[Line]:
+        g = self.graph
+        if node.id in g.roots:
+            return [("upstream", f"{self.d(node)} = {self.fmt(node.grad)} (where backward starts)")]
+        parts = self._incoming(node)
+        return [("upstream", f"{self.d(node)} = {parts}")]
+
+    def _incoming(self, node: Node) -> str:
+        """The node's gradient, written as a sum when it arrives along several edges."""
+        edges = self.graph.consumers[node.id]
+        total = self.fmt(node.grad)
+        if len(edges) < 2:
+            return total
+        terms = " + ".join(f"{self.fmt(e.grad)} (from #{e.dst})" for e in edges)
+        return f"{terms} = {total}"
+
+    def _leaf(self, node: Node) -> list[Line]:
+        into = "" if self.graph.grad_source == "gradviz" else f" → {symbol(node)}.grad"
+        return [("gradient", f"{self.d(node)} = {self._incoming(node)}{into}")]
+
+    def _op(self, node: Node) -> list[Line]:
+        names = dict(self.notes.arg_names.get(node.id, {}))
+        ctx = Ctx(self.graph, node, self.precision, names, symbol(node), self.d(node))
+        found = formula(ctx)
+        lines: list[Line] = []
+        if found is None:
+            lines.append(("formula", f"gradviz has no formula for {node.op} ({node.aten or '?'})"))
+            lines.extend(self._upstream(node))
+            lines.extend(self._plain(node))
+            return lines
+        lines.append(("forward", self._forward(ctx, found)))
+        if re.search(r"\bc\b", found.forward):
+            lines.append(("", "c is a plain Python number, which PyTorch does not record"))
+        lines.extend(self._upstream(node))
+        for edge in self.graph.inputs[node.id]:
+            lines.extend(self._input(ctx, found, edge))
+        if found.note:
+            lines.append(("note", found.note))
+        return lines
+
+    def _forward(self, ctx: Ctx, f: Formula) -> str:
+        node = ctx.node
+        parts = [symbol(node), f.forward]
+        if ctx.all_scalar and f.numbers and f.numbers != f.forward and "?" not in f.numbers:
+            parts.append(f.numbers)
+        parts.append(self.fmt(node.value))
+        return " = ".join(parts)
+
+    def _plain(self, node: Node) -> list[Line]:
+        out = []
+        for e in self.graph.inputs[node.id]:
+            src = self.graph.nodes[e.src]
+            out.append(("down", f"{self.d(src)} ← {self.fmt(e.grad)} (recorded)"))
+        return out
+
+    def _input(self, ctx: Ctx, f: Formula, edge: Edge) -> list[Line]:
+        src = self.graph.nodes[edge.src]
+        local = next((x for x in f.locals if x.slot == edge.index), None)
+        chain = next((x for x in f.chains if x.slot == edge.index), None)
+        path = " (this path)" if len(self.graph.consumers[src.id]) > 1 else ""
+        target = f"{self.d(src)}{path}"
+        if ctx.all_scalar and local is not None:
+            return self._scalar_input(ctx, src, local, edge, target)
+        rule = chain.rule if chain is not None else _elementwise(ctx, local)
+        lines: list[Line] = [("chain", f"{target} = {rule}")]
+        if chain is not None and chain.shapes:
+            lines.append(("shapes", chain.shapes))
+        lines.append(("", f"= {self.fmt(edge.grad)}"))
+        return lines
+
+    def _scalar_input(
+        self, ctx: Ctx, src: Node, local: Local, edge: Edge, target: str
+    ) -> list[Line]:
+        partial = f"∂{symbol(ctx.node)}/∂{symbol(src)}"
+        pieces = [partial, local.text]
+        if local.numbers and local.numbers not in pieces:
+            pieces.append(local.numbers)
+        value = ctx.fmt(local.value) if local.value is not None else None
+        if value is not None and value not in pieces and not _same(local.text, local.value):
+            pieces.append(value)
+        up = self.fmt(ctx.node.grad)
+        factor = value if value is not None else partial
+        chain = (
+            f"{target} = {self.d(ctx.node)} · {partial} = {up} · {factor} = {self.fmt(edge.grad)}"
+        )
+        return [("local", " = ".join(pieces)), ("chain", chain)]
+
+    # -- rendering ---------------------------------------------------------------------------
+    def renderables(self) -> list[Text | Table]:
+        out: list[Text | Table] = [Text(line) for line in self.intro()]
+        for step in self.steps():
+            out.append(Text(""))
+            out.append(Text(step.title, style="bold"))
+            grid = Table.grid(padding=(0, 1))
+            grid.add_column(width=10, style="dim", no_wrap=True)
+            grid.add_column(overflow="fold")
+            for label, text in step.lines:
+                grid.add_row("  " + label, text)
+            out.append(grid)
+        out.append(Text(""))
+        out.append(Text("Leaf gradients", style="bold"))
+        out.extend(Text("  " + line) for line in self.summary())
+        return out
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield Group(*self.renderables())
+
+
+def _same(text: str, value: float | None) -> bool:
+    """True when `text` is already the number `value` (``"1"`` and 1.0)."""
+    try:
+        return float(text) == value
+    except ValueError:
+        return False
+
+
+def _order(node: Node) -> int:
+    return node.order or 0
+
+
+def _elementwise(ctx: Ctx, local: Local | None) -> str:
+    """The tensor rule of an elementwise op: upstream ⊙ local, summed where it broadcast."""
+    g = ctx.grad_name
+    if local is None:
+        return f"{g} (rule not written out)"
+    text = f"({local.text})" if " " in local.text else local.text
+    rule = g if local.text == "1" else f"{g} ⊙ {text}"
+    src = ctx.summary(local.slot)
+    if src is not None and ctx.node.shape is not None and tuple(src.shape) != ctx.node.shape:
+        rule += f", summed to {list(src.shape)} (it was broadcast)"
+    return rule
+
+
+def explain_text(
+    graph: Graph, *, width: int = 100, precision: int = 4, notes: Annotations | None = None
+) -> str:
+    """The walk-through as plain text, `width` cells wide: what tests and the docs show.
+
+    Example:
+        >>> print(explain_text(graph, width=80))
+    """
+    console = Console(
+        width=width, file=io.StringIO(), color_system=None, force_terminal=False, record=True
+    )
+    console.print(Explanation(graph, precision=precision, notes=notes))
+    text = console.export_text(styles=False)
+    return "".join(line.rstrip() + "\n" for line in text.splitlines())
+
+
+__all__ = ["Explanation", "Step", "explain_text", "scalar"]

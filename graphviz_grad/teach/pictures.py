@@ -1,0 +1,68 @@
+"""Pictures for teaching: one graph with the backward order drawn in, or one per call.
+
+`write_picture` is `render.write` plus `order` (each node's backward step, dashed red gradient
+edges, a legend). `write_calls` writes one numbered picture per backward call into a folder,
+so a learner can flip through them and watch the weights move.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from graphviz_grad.errors import OutputError
+from graphviz_grad.model import Graph
+from graphviz_grad.teach.calls import numbered
+
+
+def write_picture(
+    graph: Graph,
+    path: Path | str,
+    fmt: str,
+    *,
+    order: bool = False,
+    precision: int = 4,
+    edge_grads: bool = False,
+    show_saved: bool = False,
+    title: str | None = None,
+    view: Any = None,
+) -> Path:
+    """Write `graph` like `render.write`; with `order`, draw the backward pass into it."""
+    from graphviz_grad import render
+
+    opts = {"precision": precision, "edge_grads": edge_grads, "show_saved": show_saved}
+    if view is not None:
+        opts["view"] = view
+    if not order or fmt not in ("svg", "png", "pdf", "dot"):
+        return render.write(graph, path, fmt, title=title, **opts)  # type: ignore[arg-type]
+    dot = render.to_dot(graph, title=title, order=True, **opts)  # type: ignore[arg-type]
+    data = dot.encode("utf-8") if fmt == "dot" else render._layout(dot, fmt)
+    target = Path(path)
+    if str(path) == "-":
+        sys.stdout.write(data.decode("utf-8"))
+        sys.stdout.flush()
+        return target
+    render._check_folder(target)
+    render._replace_atomically(target, data)
+    return target
+
+
+def write_calls(
+    graphs: Sequence[Graph], folder: Path, stem: str, fmt: str, total: int, **opts: object
+) -> list[Path]:
+    """One picture per graph, ``folder/stem-001.svg``..., titled with its call number."""
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(
+            f"`{folder}` is a file; --call with several calls writes into a folder.",
+            hint="Give a folder with -o, e.g. -o pictures/",
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for graph in graphs:
+        number = graph.call or 0
+        path = numbered(folder, stem, number, total, fmt)
+        title = f"backward call {number} of {total}"
+        written.append(write_picture(graph, path, fmt, title=title, **opts))  # type: ignore[arg-type]
+    return written

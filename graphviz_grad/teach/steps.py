@@ -1,0 +1,246 @@
+"""`gradviz steps`: every backward call of a run as one row, and how the numbers moved.
+
+Reads only `Recorder.calls` (one light `CallInfo` per call): the root's value, each leaf's value
+before the call and the gradient it got, the graph's size. A leaf is followed across calls by
+its name. Tensors that are not one number are shown by their summary and followed by their norm.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.table import Table
+from rich.text import Text
+
+from graphviz_grad.model import CallInfo, TensorSummary
+from graphviz_grad.render._format import fmt_number, fmt_summary
+from graphviz_grad.teach.formulas import scalar
+
+BARS = "▁▂▃▄▅▆▇█"
+#: Sparklines are at most this many characters; longer series are averaged into buckets.
+SPARK_WIDTH = 60
+
+
+@dataclass(frozen=True)
+class Row:
+    """One backward call, flattened: the root value and per leaf (value, grad)."""
+
+    call: int
+    root: TensorSummary | None
+    leaves: dict[str, tuple[TensorSummary | None, TensorSummary | None]]
+    nodes: int
+    error: str | None = None
+
+
+def leaf_names(calls: Sequence[CallInfo]) -> list[str]:
+    """Every leaf name, in the order first seen."""
+    names: list[str] = []
+    for call in calls:
+        for leaf in call.leaves:
+            if leaf.name not in names:
+                names.append(leaf.name)
+    return names
+
+
+def rows(calls: Sequence[CallInfo], every: int = 1) -> list[Row]:
+    """One row per call; with `every` K, calls 1, 1+K, 1+2K... and always the last one."""
+    picked = [c for i, c in enumerate(calls) if i % every == 0 or i == len(calls) - 1]
+    return [
+        Row(c.number, c.root_value, {x.name: (x.value, x.grad) for x in c.leaves}, c.nodes, c.error)
+        for c in picked
+    ]
+
+
+def number(s: TensorSummary | None) -> float | None:
+    """What a sparkline follows: the number itself, else the norm."""
+    value = scalar(s)
+    if value is not None:
+        return value
+    return s.norm if s is not None else None
+
+
+def sparkline(values: Sequence[float | None], width: int = SPARK_WIDTH) -> str:
+    """``▁▂▅█``: each value's height between the series' min and max; gaps are spaces."""
+    series = _buckets(list(values), width)
+    known = [v for v in series if v is not None]
+    if not known:
+        return ""
+    lo, hi = min(known), max(known)
+    span = hi - lo
+    out = []
+    for v in series:
+        if v is None:
+            out.append(" ")
+        else:
+            level = 0 if span == 0 else round((v - lo) / span * (len(BARS) - 1))
+            out.append(BARS[level])
+    return "".join(out)
+
+
+def _buckets(values: list[float | None], width: int) -> list[float | None]:
+    if len(values) <= width:
+        return values
+    out: list[float | None] = []
+    for b in range(width):
+        chunk = values[b * len(values) // width : (b + 1) * len(values) // width]
+        known = [v for v in chunk if v is not None]
+        out.append(sum(known) / len(known) if known else None)
+    return out
+
+
+class StepsTable:
+    """A rich renderable: one row per backward call, then sparklines of the loss and leaves.
+
+    Example:
+        >>> Console().print(StepsTable(recorder.calls, every=10))
+    """
+
+    def __init__(self, calls: Sequence[CallInfo], *, every: int = 1, precision: int = 4) -> None:
+        self.calls = list(calls)
+        self.every = every
+        self.precision = precision
+        self.names = leaf_names(self.calls)
+
+    def table(self) -> Table:
+        table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
+        table.add_column("call", justify="right")
+        table.add_column("root", justify="right")
+        for name in self.names:
+            table.add_column(name, justify="right")
+            table.add_column(f"∂/∂{name}", justify="right")
+        table.add_column("nodes", justify="right")
+        for row in rows(self.calls, self.every):
+            cells = [str(row.call), self._fmt(row.root)]
+            for name in self.names:
+                value, grad = row.leaves.get(name, (None, None))
+                cells += [self._fmt(value), self._fmt(grad)]
+            table.add_row(*cells, str(row.nodes))
+        return table
+
+    def _fmt(self, s: TensorSummary | None) -> str:
+        """A number as itself; a tensor as its norm, ``‖1.726‖`` (the table stays narrow)."""
+        value = number(s)
+        if value is None:
+            return ""
+        text = fmt_number(value, self.precision)
+        return text if scalar(s) is not None else f"‖{text}‖"
+
+    def sparklines(self, max_width: int = 100) -> list[str]:
+        series = [("root", [number(c.root_value) for c in self.calls])]
+        for name in self.names:
+            found = [{x.name: x for x in c.leaves}.get(name) for c in self.calls]
+            series.append((name, [number(x.value) if x else None for x in found]))
+            series.append((f"∂/∂{name}", [number(x.grad) if x else None for x in found]))
+        width = max(len(n) for n, _ in series)
+        lines = []
+        for name, values in series:
+            known = [v for v in values if v is not None]
+            if not known:
+                continue
+            ends = (
+                f"{fmt_number(known[0], self.precision)} → {fmt_number(known[-1], self.precision)}"
+            )
+            room = max(8, min(SPARK_WIDTH, max_width - width - len(ends) - 4))
+            lines.append(f"{name.ljust(width)}  {sparkline(values, room)}  {ends}")
+        return lines
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if not self.calls:
+            yield Text("The script made no backward call.")
+            return
+        total = len(self.calls)
+        shown = "" if self.every == 1 else f", every {self.every}th shown"
+        if any(scalar(x.value) is None for c in self.calls for x in c.leaves):
+            shown += "; tensors are shown by their norm ‖·‖"
+        head = Text(f"{total} backward call{'s' if total != 1 else ''}{shown}", style="bold")
+        spark = [Text(line) for line in self.sparklines(options.max_width)]
+        warn = [Text(line, style="yellow") for line in self.warnings()]
+        body: list[Text | Table] = [head, self.table(), *warn, Text("")]
+        body += [Text("over all calls", style="bold"), *spark]
+        yield Group(*body)
+
+    def warnings(self) -> list[str]:
+        """Leaves whose `.grad` was not zero when a backward call began: gradients add up."""
+        out = []
+        for name in self.names:
+            calls = [
+                c.number
+                for c in self.calls
+                for x in c.leaves
+                if x.name == name and x.grad_before is not None and not _zero(x.grad_before)
+            ]
+            if calls:
+                shown = ", ".join(str(n) for n in calls[:5]) + (", …" if len(calls) > 5 else "")
+                out.append(
+                    f"note: {name}.grad was not zero when call(s) {shown} began, so the new "
+                    "gradient was added to the old one (zero it after each step)."
+                )
+        return out
+
+
+def _zero(s: TensorSummary) -> bool:
+    return s.all_zero or scalar(s) == 0.0
+
+
+def _cell(s: TensorSummary | None) -> Any:
+    value = scalar(s)
+    if value is not None:
+        return value
+    if s is None:
+        return None
+    return s.data if s.data is not None else {"shape": list(s.shape), "norm": s.norm}
+
+
+def to_records(calls: Sequence[CallInfo], every: int = 1) -> list[dict[str, Any]]:
+    """The rows as plain dicts (the JSON output): numbers, small lists, or shape and norm."""
+    out = []
+    for row in rows(calls, every):
+        leaves = {n: {"value": _cell(v), "grad": _cell(g)} for n, (v, g) in row.leaves.items()}
+        record: dict[str, Any] = {"call": row.call, "root": _cell(row.root), "leaves": leaves}
+        record["nodes"] = row.nodes
+        if row.error:
+            record["error"] = row.error
+        out.append(record)
+    return out
+
+
+def to_json(calls: Sequence[CallInfo], every: int = 1) -> str:
+    return json.dumps({"calls": to_records(calls, every)}, indent=1, ensure_ascii=False) + "\n"
+
+
+def to_csv(calls: Sequence[CallInfo], every: int = 1, precision: int = 17) -> str:
+    """One line per call: call, root, then value and grad per leaf, then nodes."""
+    names = leaf_names(calls)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    header = ["call", "root"]
+    for name in names:
+        header += [name, f"grad_{name}"]
+    writer.writerow([*header, "nodes"])
+    for row in rows(calls, every):
+        cells = [str(row.call), _csv(row.root, precision)]
+        for name in names:
+            value, grad = row.leaves.get(name, (None, None))
+            cells += [_csv(value, precision), _csv(grad, precision)]
+        writer.writerow([*cells, str(row.nodes)])
+    return buf.getvalue()
+
+
+def _csv(s: TensorSummary | None, precision: int) -> str:
+    return "" if s is None else fmt_summary(s, precision, max_chars=10_000)
+
+
+def steps_text(calls: Sequence[CallInfo], *, every: int = 1, width: int = 100) -> str:
+    """The table and sparklines as plain text, `width` cells wide (tests, docs)."""
+    console = Console(
+        width=width, file=io.StringIO(), color_system=None, force_terminal=False, record=True
+    )
+    console.print(StepsTable(calls, every=every))
+    text = console.export_text(styles=False)
+    return "".join(line.rstrip() + "\n" for line in text.splitlines())

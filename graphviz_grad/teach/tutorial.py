@@ -1,0 +1,87 @@
+"""Regenerate the tutorial: `python -m graphviz_grad.teach.tutorial` (`--check` only compares).
+
+`docs/tutorial/tutorial.in.md` is the prose. In it, every line ``$ gradviz ...`` inside a
+```` ```console ```` block is run from the repository root (colourless, 100 columns) and its
+output is written under it in `docs/tutorial.md`; pictures go to `docs/tutorial/`. A test runs
+`--check`, so the committed outputs can never drift from what gradviz prints.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = ROOT / "docs" / "tutorial" / "tutorial.in.md"
+TARGET = ROOT / "docs" / "tutorial.md"
+WIDTH = 100
+HEADER = (
+    "<!-- Generated from docs/tutorial/tutorial.in.md by "
+    "`python -m graphviz_grad.teach.tutorial`; edit that file, not this one. -->\n\n"
+)
+
+
+def run_gradviz(argv: list[str]) -> str:
+    """What `gradviz ARGV` prints on stdout (and stderr, dimmed into the same block)."""
+    from typer.testing import CliRunner
+
+    from graphviz_grad.cli import app
+
+    result = CliRunner().invoke(app, argv, env={"COLUMNS": str(WIDTH), "NO_COLOR": "1"})
+    text = result.stdout + result.stderr
+    return "".join(line.rstrip() + "\n" for line in text.splitlines())
+
+
+def build(source: str, run: Callable[[list[str]], str] = run_gradviz) -> str:
+    """The tutorial with every console command's output filled in."""
+    out: list[str] = [HEADER]
+    in_console = False
+    for line in source.splitlines(keepends=True):
+        if line.startswith("```"):
+            in_console = line.strip() == "```console" and not in_console
+        out.append(line)
+        if in_console and line.startswith("$ gradviz "):
+            out.append(run(shlex.split(line[2:].strip())[1:]))
+    return "".join(out)
+
+
+def generate(where: Path) -> str:
+    """Run the tutorial's commands with `where` as the current folder; the tutorial text."""
+    source = SOURCE.read_text(encoding="utf-8")
+    before = Path.cwd()
+    os.chdir(where)
+    try:
+        return build(source)
+    finally:
+        os.chdir(before)
+
+
+def check() -> bool:
+    """True when docs/tutorial.md is what the commands print now (run in a scratch copy)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(ROOT / "samples", Path(tmp) / "samples")
+        shutil.copytree(SOURCE.parent, Path(tmp) / "docs" / "tutorial")
+        text = generate(Path(tmp))
+    return TARGET.exists() and TARGET.read_text(encoding="utf-8") == text
+
+
+def main(argv: list[str]) -> int:
+    if "--check" in argv:
+        if check():
+            return 0
+        sys.stderr.write(
+            "docs/tutorial.md is out of date: run `python -m graphviz_grad.teach.tutorial`\n"
+        )
+        return 1
+    TARGET.write_text(generate(ROOT), encoding="utf-8")
+    sys.stdout.write(f"wrote {TARGET.relative_to(ROOT)}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

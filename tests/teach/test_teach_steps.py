@@ -1,0 +1,102 @@
+"""`gradviz steps`: one row per backward call, against PyTorch's own numbers; formats; thinning."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from graphviz_grad.cli import app
+from graphviz_grad.teach.calls import no_graph, run_recorded
+from graphviz_grad.teach.steps import rows, sparkline, steps_text, to_csv, to_json
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.fixture(autouse=True)
+def at_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+
+
+@pytest.fixture(scope="module")
+def loop_calls():  # type: ignore[no-untyped-def]
+    with __import__("contextlib").redirect_stdout(io.StringIO()):
+        return run_recorded(ROOT / "samples/training_loop.py", [], no_graph).recorder.calls
+
+
+def hand_loop() -> list[tuple[float, float, float]]:
+    """The lesson's loop by hand with torch: (loss, w before, dloss/dw) per call."""
+    import torch
+
+    w = torch.tensor([1.0], requires_grad=True)
+    out = []
+    for _ in range(100):
+        for x, y in zip([1.0, 2.0, 3.0], [2.0, 4.0, 6.0]):
+            loss = (x * w - y) ** 2
+            (g,) = torch.autograd.grad(loss, [w])
+            out.append((loss.item(), w.item(), g.item()))
+            w.data = w.data - 0.01 * g.item()
+    return out
+
+
+def test_rows_match_torch_for_every_call(loop_calls) -> None:  # type: ignore[no-untyped-def]
+    table = rows(loop_calls)
+    expected = hand_loop()
+    assert len(table) == len(expected) == 300
+    for row, (loss, w, g) in zip(table, expected):
+        value, grad = row.leaves["w"]
+        assert row.root is not None and value is not None and grad is not None
+        assert row.root.data == pytest.approx([loss] if isinstance(row.root.data, list) else loss)
+        assert value.data == pytest.approx([w])
+        assert grad.data == pytest.approx([g])
+    assert table[0].leaves["w"][1].data == [-2.0]  # the lesson's first `grad: 1.0 2.0 -2.0`
+
+
+def test_every_thins_rows_and_keeps_the_last(loop_calls) -> None:  # type: ignore[no-untyped-def]
+    assert [r.call for r in rows(loop_calls, every=100)] == [1, 101, 201, 300]
+
+
+def test_csv_and_json(loop_calls) -> None:  # type: ignore[no-untyped-def]
+    lines = list(csv.reader(io.StringIO(to_csv(loop_calls, every=150))))
+    assert lines[0] == ["call", "root", "w", "grad_w", "nodes"]
+    assert lines[1] == ["1", "1.0", "1.0", "-2.0", "4"]
+    data = json.loads(to_json(loop_calls, every=150))
+    assert [c["call"] for c in data["calls"]] == [1, 151, 300]
+    assert data["calls"][0]["leaves"]["w"] == {"value": 1.0, "grad": -2.0}
+
+
+def test_sparkline() -> None:
+    assert sparkline([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]) == "▁▂▃▄▅▆▇█"
+    assert sparkline([1.0, None, 1.0]) == "▁ ▁"
+    assert sparkline([]) == ""
+    assert len(sparkline([float(i) for i in range(1000)], width=40)) == 40
+
+
+def test_steps_text_matches_golden(loop_calls) -> None:  # type: ignore[no-untyped-def]
+    text = steps_text(loop_calls, every=50, width=100)
+    path = GOLDEN / "training_loop.steps.txt"
+    if os.environ.get("GRADVIZ_UPDATE_GOLDEN") == "1":
+        path.write_text(text, encoding="utf-8", newline="\n")
+    assert text == path.read_text(encoding="utf-8")
+
+
+def test_unzeroed_gradient_is_pointed_out() -> None:
+    result = CliRunner().invoke(
+        app, ["steps", "docs/tutorial/no_zero_grad.py"], env={"COLUMNS": "100"}
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "w.grad was not zero when call(s) 2, 3 began" in result.stdout
+
+
+def test_steps_cli_formats_and_no_backward() -> None:
+    runner = CliRunner()
+    out = runner.invoke(app, ["steps", "samples/linear.py", "-q", "-f", "csv"])
+    assert out.exit_code == 0 and out.stdout == "call,root,w,grad_w,nodes\n1,4.0,1.0,-8.0,4\n"
+    none = runner.invoke(app, ["steps", "samples/linear_nobackward.py", "-q"])
+    assert none.exit_code == 6 and "made no backward call" in none.stderr
