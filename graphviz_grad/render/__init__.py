@@ -11,12 +11,16 @@ import secrets
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from graphviz_grad.errors import GraphvizMissingError, OutputError, RenderError
 from graphviz_grad.model import Graph
 from graphviz_grad.render.dot import to_dot
 from graphviz_grad.render.json import from_dict, to_dict, to_json
 from graphviz_grad.render.tree import GraphTree, tree_text
+
+if TYPE_CHECKING:
+    from graphviz_grad.views import View
 
 __all__ = [
     "FORMATS",
@@ -31,7 +35,7 @@ __all__ = [
     "write",
 ]
 
-FORMATS = ("svg", "png", "pdf", "dot", "json")
+FORMATS = ("svg", "png", "pdf", "dot", "json", "html")
 TEXT_FORMATS = ("dot", "json")
 _SUFFIXES: dict[str, str] = {
     ".svg": "svg",
@@ -40,8 +44,10 @@ _SUFFIXES: dict[str, str] = {
     ".dot": "dot",
     ".gv": "dot",
     ".json": "json",
+    ".html": "html",
+    ".htm": "html",
 }
-_MISSING_DOT = "Graphviz's `dot` program is not installed, so SVG/PNG/PDF cannot be drawn."
+_MISSING_DOT = "Graphviz's `dot` program is not installed, so SVG/PNG/PDF/HTML cannot be drawn."
 _MISSING_DOT_HINT = (
     "Install it (Debian/Ubuntu: `sudo apt-get install graphviz`; macOS: `brew install graphviz`),"
     " or write DOT or JSON with `--format dot` / `--format json`."
@@ -81,7 +87,7 @@ def _layout(dot: str, fmt: str) -> bytes:
         import graphviz
     except ImportError as exc:
         raise GraphvizMissingError(
-            "The Python package `graphviz` is not installed, so SVG/PNG/PDF cannot be drawn.",
+            "The Python package `graphviz` is not installed, so SVG/PNG/PDF/HTML cannot be drawn.",
             hint="Install it with `pip install graphviz`, or write DOT or JSON instead.",
         ) from exc
     try:
@@ -112,6 +118,7 @@ def render_bytes(
     show_saved: bool = False,
     title: str | None = None,
     indent: int | None = 1,
+    view: View | None = None,
 ) -> bytes:
     """The bytes of `graph` in `fmt` (one of `FORMATS`); text formats are UTF-8.
 
@@ -122,10 +129,20 @@ def render_bytes(
     if fmt == "json":
         return to_json(graph, indent=indent).encode("utf-8")
     dot = to_dot(
-        graph, precision=precision, edge_grads=edge_grads, show_saved=show_saved, title=title
+        graph,
+        precision=precision,
+        edge_grads=edge_grads,
+        show_saved=show_saved,
+        title=title,
+        view=view,
     )
     if fmt == "dot":
         return dot.encode("utf-8")
+    if fmt == "html":
+        from graphviz_grad.render.html import to_html
+
+        svg = _layout(dot, "svg").decode("utf-8")
+        return to_html(graph, svg, title=title).encode("utf-8")
     return _layout(dot, fmt)
 
 
@@ -185,6 +202,7 @@ def write(
     show_saved: bool = False,
     title: str | None = None,
     indent: int | None = 1,
+    view: View | None = None,
 ) -> Path:
     """Write `graph` to `path` (``"-"``: standard output, DOT or JSON only); return the path.
 
@@ -210,6 +228,7 @@ def write(
         show_saved=show_saved,
         title=title,
         indent=indent,
+        view=view,
     )
     if to_stdout:
         sys.stdout.write(data.decode("utf-8"))

@@ -17,7 +17,7 @@ needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `do
 
 
 def test_public_api() -> None:
-    assert FORMATS == ("svg", "png", "pdf", "dot", "json")
+    assert FORMATS == ("svg", "png", "pdf", "dot", "json", "html")
     for name in render.__all__:
         assert hasattr(render, name)
 
