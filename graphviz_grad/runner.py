@@ -155,12 +155,17 @@ def in_big_stack(fn: Callable[[], T], timeout: float | None = None) -> T:
     """Run `fn` in a thread with a large C stack; Ctrl-C and `timeout` interrupt it cleanly."""
     result: list[Any] = []
     failure: list[BaseException] = []
+    # Not `worker.is_alive()`: after a Ctrl-C interrupts `join`, Python 3.11 may call a live
+    # thread stopped (bpo-45274), and the script's own outcome would be lost.
+    done = threading.Event()
 
     def target() -> None:
         try:
             result.append(fn())
         except BaseException as exc:  # handed to the caller's thread below
             failure.append(exc)
+        finally:
+            done.set()
 
     old = threading.stack_size()
     try:
@@ -169,19 +174,19 @@ def in_big_stack(fn: Callable[[], T], timeout: float | None = None) -> T:
         worker.start()
     finally:
         threading.stack_size(old)
-    _wait(worker, timeout)
+    _wait(worker, timeout, done)
     if failure:
         raise failure[0]
     return result[0]
 
 
-def _wait(worker: threading.Thread, timeout: float | None) -> None:
+def _wait(worker: threading.Thread, timeout: float | None, done: threading.Event) -> None:
     interrupted: BaseException | None = None
     timed_out = False
     deadline = None if timeout is None else _now() + timeout
-    while worker.is_alive():
+    while not done.is_set():
         try:
-            worker.join(0.05)
+            done.wait(0.05)
         except KeyboardInterrupt as exc:
             interrupted = exc
             _raise_in(worker, KeyboardInterrupt)

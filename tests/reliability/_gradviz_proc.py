@@ -1,0 +1,44 @@
+"""Run gradviz (and plain python) in a fresh process, the way a user's shell does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+SAMPLES = ROOT / "samples"
+
+#: The environment every subprocess gets: gradviz importable, one torch thread, no colour.
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+    "OMP_NUM_THREADS": "1",
+    "NO_COLOR": "1",
+    "COLUMNS": "200",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+
+#: The command that runs gradviz; a module run, so no console script needs installing.
+GRADVIZ = [sys.executable, "-m", "graphviz_grad"]
+
+
+def run(
+    cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run `cmd` with stdin from /dev/null (never a terminal), capturing text output."""
+    return subprocess.run(
+        cmd,
+        cwd=cwd or ROOT,
+        env=env or ENV,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def gradviz(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """`python -m graphviz_grad ARGS` in a fresh process."""
+    return run([*GRADVIZ, *args], **kwargs)  # type: ignore[arg-type]

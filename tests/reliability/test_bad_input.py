@@ -1,0 +1,392 @@
+"""Bad input, one row each: the exit code and the message gradviz answers with, never its traceback.
+
+`TABLE` is also the table in docs/bad-input.md: `test_the_doc_is_the_table` keeps the two in step
+(rewrite the doc with GRADVIZ_UPDATE_GOLDEN=1). Rows run in process through Typer's CliRunner
+unless they need a real process (`proc`: stdin from /dev/null, a PATH without `dot`, Ctrl-C);
+either way the working folder is a fresh temp folder, so nothing lands in the repository.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from _gradviz_proc import ENV, ROOT, SAMPLES, gradviz
+from typer.testing import CliRunner
+
+from graphviz_grad.cli import app
+
+DOC = ROOT / "docs" / "bad-input.md"
+UPDATE = os.environ.get("GRADVIZ_UPDATE_GOLDEN") == "1"
+
+
+@dataclass(frozen=True)
+class Bad:
+    """One bad input: `body` is written to `script.py` (bytes as they are); `args` may name
+    `{script}`, `{tmp}` and `{samples}`. `message` must appear in stderr (the doc shows it)."""
+
+    what: str
+    body: str | bytes | None
+    args: tuple[str, ...]
+    code: int
+    message: str
+    proc: bool = False
+    skip: str | None = None
+
+
+def _leaf(body: str) -> str:
+    return "import torch\nw = torch.ones(3, requires_grad=True)\n" + body
+
+
+S = "{script}"
+SVG = ("-o", "{tmp}/out.svg")
+JSON = ("-o", "{tmp}/out.json")
+LINEAR = "{samples}/linear.py"
+CUDA = "a GPU is present, so CUDA tensors are not an error" if torch.cuda.is_available() else None
+
+TABLE: tuple[Bad, ...] = (
+    # -- the script itself -------------------------------------------------------------------
+    Bad("missing file", None, ("render", "{tmp}/nope.py"), 3, "There is no file"),
+    Bad("a folder", None, ("render", "{tmp}"), 3, "is a folder, not a Python script"),
+    Bad("binary file", b"\x7fELF\x02\x01\x00\x00", ("render", S), 3, "it is a binary file"),
+    Bad("non-Python text", "# Notes\n\nTwo words.\n", ("render", S), 3, "has a syntax error"),
+    Bad("non-UTF-8 source", b"x = '\xff'\n", ("render", S), 3, "is not UTF-8 text"),
+    Bad("syntax error", "x = (\n", ("render", S), 3, "has a syntax error at line 1"),
+    Bad("empty script", "", ("render", S), 5, "cannot tell which tensor is the loss"),
+    Bad("no tensors at all", "x = 1\n", ("render", S), 5, "cannot tell which tensor is the loss"),
+    Bad(
+        "script raises",
+        "def f():\n    return 1 / 0\n\nf()\n",
+        ("render", S, *SVG),
+        4,
+        "raised ZeroDivisionError: division by zero",
+    ),
+    Bad("sys.exit(3)", "import sys\nsys.exit(3)\n", ("render", S), 3, "exited with status 3"),
+    Bad(
+        "sys.exit('text')",
+        "import sys\nsys.exit('bye')\n",
+        ("render", S),
+        1,
+        "exited with status 1",
+    ),
+    Bad(
+        "script reads stdin (/dev/null)",
+        _leaf("name = input('name? ')\nloss = (w * 2).sum()\n"),
+        ("render", S, *JSON),
+        4,
+        "raised EOFError: EOF when reading a line",
+        proc=True,
+    ),
+    Bad(
+        "script reads all of stdin",
+        _leaf("import sys\ndata = sys.stdin.read()\nloss = (w * len(data)).sum()\n"),
+        ("render", S, *JSON),
+        0,
+        "wrote",
+        proc=True,
+    ),
+    Bad(
+        "script never finishes",
+        "while True:\n    pass\n",
+        ("render", S, "--timeout", "1"),
+        11,
+        "ran longer than the 1 s that --timeout allows",
+    ),
+    Bad(
+        "script raises KeyboardInterrupt",
+        "raise KeyboardInterrupt\n",
+        ("render", S),
+        130,
+        "interrupted",
+    ),
+    Bad(
+        "backward twice without retain_graph",
+        _leaf("loss = (w * w).sum()\nloss.backward()\nloss.backward()\n"),
+        ("render", S, *JSON),
+        4,
+        "raised RuntimeError: Trying to backward through the graph a second time",
+    ),
+    # -- the root ----------------------------------------------------------------------------
+    Bad(
+        "root does not require grad",
+        "import torch\nw = torch.ones(1)\nloss = w * 2\n",
+        ("render", S),
+        5,
+        "`loss` does not require grad",
+    ),
+    Bad(
+        "non-scalar root",
+        _leaf("loss = w * 2\n"),
+        ("render", S, *JSON),
+        5,
+        "The root has shape [3]; gradients start from a scalar.",
+    ),
+    Bad("--target names nothing", None, ("render", LINEAR, "-t", "los"), 5, "Did you mean `loss`"),
+    Bad("--target not a tensor", None, ("render", LINEAR, "-t", "torch"), 5, "not a tensor"),
+    Bad("--call out of range", None, ("render", LINEAR, "-c", "5"), 6, "no backward call 5"),
+    Bad("--call 0", None, ("render", LINEAR, "-c", "0"), 6, "calls are counted from 1"),
+    # -- the options and the output ------------------------------------------------------------
+    Bad(
+        "unknown --format", None, ("render", LINEAR, "-f", "gif"), 2, "Invalid value for '--format'"
+    ),
+    Bad("unknown output suffix", None, ("render", LINEAR, "-o", "x.txt"), 7, "from its suffix"),
+    Bad("SVG to stdout", None, ("render", LINEAR, "-o", "-", "-f", "svg"), 7, "cannot be written"),
+    Bad(
+        "output folder missing",
+        None,
+        ("render", LINEAR, "-o", "{tmp}/no/such/x.svg"),
+        7,
+        "does not exist",
+    ),
+    Bad(
+        "output folder not writable",
+        None,
+        ("render", LINEAR, "-o", "/proc/gradviz.json"),
+        7,
+        "Cannot write",
+    ),
+    Bad("output is a folder", None, ("render", LINEAR, "-o", "{tmp}", "-f", "json"), 7, "folder"),
+    Bad(
+        "output is the script",
+        _leaf("loss = (w * 2).sum()\n"),
+        ("render", S, "-o", S, "-f", "dot"),
+        7,
+        "is the script itself; gradviz never overwrites it",
+    ),
+    Bad("`dot` missing", None, ("render", LINEAR, *SVG), 8, "`dot` program is not installed"),
+    Bad(
+        "graph over the layout budget",
+        None,
+        ("render", "{samples}/mlp.py", *SVG, "--budget", "4"),
+        0,
+        "nodes are above the layout budget of 4",
+    ),
+    Bad("--precision 0", None, ("render", LINEAR, "-p", "0"), 2, "Invalid value for '--precision'"),
+    Bad("negative --timeout", None, ("render", LINEAR, "--timeout", "-1"), 2, "Invalid value"),
+    # -- unusual tensors: drawn, or the user's own error -----------------------------------------
+    Bad(
+        "NaN and Inf values",
+        _leaf("x = torch.tensor([float('nan'), float('inf'), 1.0])\nloss = (w * x).sum()\n"),
+        ("render", S, *SVG),
+        0,
+        "wrote",
+    ),
+    Bad(
+        "complex tensors",
+        "import torch\nz = torch.tensor([1 + 2j, 3j], requires_grad=True)\n"
+        "loss = (z * z.conj()).real.sum()\nloss.backward()\n",
+        ("render", S, *SVG),
+        0,
+        "wrote",
+    ),
+    Bad(
+        "float16",
+        "import torch\nw = torch.ones(3, dtype=torch.float16, requires_grad=True)\n"
+        "loss = (w * 2).sum()\nloss.backward()\n",
+        ("render", S, *SVG),
+        0,
+        "wrote",
+    ),
+    Bad(
+        "bfloat16",
+        "import torch\nw = torch.ones(3, dtype=torch.bfloat16, requires_grad=True)\n"
+        "loss = (w * 2).sum()\nloss.backward()\n",
+        ("render", S, *SVG),
+        0,
+        "wrote",
+    ),
+    Bad(
+        "integer leaf with requires_grad",
+        "import torch\nw = torch.tensor([1, 2], requires_grad=True)\n",
+        ("render", S, *SVG),
+        4,
+        "raised RuntimeError: Only Tensors of floating point",
+    ),
+    Bad(
+        "integer and bool tensors in the graph",
+        _leaf(
+            "i = torch.tensor([1, 2, 3])\nmask = torch.tensor([True, False, True])\n"
+            "loss = torch.where(mask, w * i, w).sum()\nloss.backward()\n"
+        ),
+        ("render", S, *SVG),
+        0,
+        "wrote",
+    ),
+    Bad(
+        "sparse tensors",
+        "import torch\ni = torch.tensor([[0, 1], [1, 0]])\n"
+        "s = torch.sparse_coo_tensor(i, torch.tensor([1.0, 2.0]), (2, 2)).requires_grad_()\n"
+        "loss = torch.sparse.sum(s * 3.0)\nloss.backward()\n",
+        ("render", S, *SVG),
+        0,
+        "wrote",
+    ),
+    Bad(
+        "meta tensors",
+        "import torch\nw = torch.ones(3, device='meta', requires_grad=True)\n"
+        "loss = (w * 2).sum()\nloss.backward()\n",
+        ("render", S, *SVG),
+        0,
+        "wrote",
+    ),
+    Bad(
+        "zero-size tensors",
+        "import torch\nw = torch.ones(0, 3, requires_grad=True)\nloss = (w * 2).sum()\n"
+        "loss.backward()\n",
+        ("render", S, *SVG),
+        0,
+        "wrote",
+    ),
+    Bad(
+        "CUDA tensor without a GPU",
+        "import torch\nw = torch.ones(3, device='cuda', requires_grad=True)\n",
+        ("render", S, *SVG),
+        4,
+        "The script `script.py` raised",
+        skip=CUDA,
+    ),
+    Bad(
+        "torch.compile",
+        _leaf(
+            "f = torch.compile(lambda x: torch.sin(x) * 2)\nloss = f(w).sum()\nloss.backward()\n"
+        ),
+        ("render", S, *SVG),
+        0,
+        "wrote",
+    ),
+    Bad(
+        "checkpoint, use_reentrant=True",
+        _leaf(
+            "from torch.utils.checkpoint import checkpoint\n"
+            "loss = checkpoint(lambda x: torch.sin(x) * 2, w, use_reentrant=True).sum()\n"
+            "loss.backward()\n"
+        ),
+        ("render", S, *SVG),
+        0,
+        "wrote",
+    ),
+    Bad(
+        "checkpoint, use_reentrant=False",
+        _leaf(
+            "from torch.utils.checkpoint import checkpoint\n"
+            "loss = checkpoint(lambda x: torch.sin(x) * 2, w, use_reentrant=False).sum()\n"
+            "loss.backward()\n"
+        ),
+        ("render", S, *SVG),
+        0,
+        "wrote",
+    ),
+    Bad(
+        "double backward (create_graph=True)",
+        _leaf(
+            "loss = (w**3).sum()\n(g,) = torch.autograd.grad(loss, w, create_graph=True)\n"
+            "g.sum().backward()\n"
+        ),
+        ("render", S, *SVG),
+        0,
+        "showing backward call 2 of 2",
+    ),
+)
+
+
+def _ids() -> list[str]:
+    return [row.what for row in TABLE]
+
+
+def _fill(arg: str, script: Path, tmp: Path) -> str:
+    return arg.format(script=script, tmp=tmp, samples=SAMPLES)
+
+
+def _run_row(row: Bad, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    """Exit code and stderr of the row, run in `tmp`."""
+    script = tmp / "script.py"
+    if isinstance(row.body, bytes):
+        script.write_bytes(row.body)
+    elif row.body is not None:
+        script.write_text(row.body, encoding="utf-8")
+    args = [_fill(a, script, tmp) for a in row.args]
+    if row.proc or row.what == "`dot` missing":
+        env = {**ENV, "PATH": str(tmp / "empty-path")} if row.what == "`dot` missing" else ENV
+        done = gradviz(*args, cwd=tmp, env=env, timeout=120)
+        return done.returncode, done.stderr
+    monkeypatch.chdir(tmp)
+    result = CliRunner().invoke(app, args)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    return result.exit_code, result.stderr
+
+
+@pytest.mark.parametrize("row", [pytest.param(r, id=r.what) for r in TABLE])
+def test_bad_input(row: Bad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if row.skip:
+        pytest.skip(row.skip)
+    if row.what.endswith("not writable") and not Path("/proc").is_dir():
+        pytest.skip("no /proc here")
+    code, stderr = _run_row(row, tmp_path, monkeypatch)
+    assert (code, row.message in stderr) == (row.code, True), stderr
+    assert "graphviz_grad" not in stderr, stderr
+    if "Traceback" in stderr:  # only the user's own, trimmed to the script's frames
+        assert code == 4 and 'script.py", line' in stderr, stderr
+    if code not in (0, 4):  # a script that raised after backward still gets its graph drawn
+        assert not any(p.name.startswith("out.") for p in tmp_path.iterdir())
+
+
+def test_the_table_is_long_enough() -> None:
+    assert len(TABLE) >= 30
+    assert len(set(_ids())) == len(TABLE)
+
+
+# -- docs/bad-input.md ----------------------------------------------------------------------------
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _command(row: Bad) -> str:
+    parts = ["gradviz", *row.args]
+    names = {S: "script.py", "{tmp}": "DIR", LINEAR: "samples/linear.py"}
+    shown = [names.get(p, p) for p in parts]
+    shown = [p.replace("{tmp}", "DIR").replace("{samples}", "samples") for p in shown]
+    return " ".join(shown)
+
+
+def doc_text() -> str:
+    """docs/bad-input.md, made from `TABLE`."""
+    lines = [
+        "# Bad input: what gradviz answers",
+        "",
+        "Each row is a test (`tests/reliability/test_bad_input.py`): the command, what stderr",
+        "says, and the exit code. gradviz never answers with a traceback of its own; when the",
+        "script fails, its own traceback is shown, trimmed to the script's frames. Exit code 0",
+        "rows are inputs that gradviz draws (with a note where something is unusual).",
+        "",
+        "This file is generated from the test's table: "
+        "`GRADVIZ_UPDATE_GOLDEN=1 pytest tests/reliability/test_bad_input.py`.",
+        "",
+        "| Input | Command | Message (stderr contains) | Exit code |",
+        "|---|---|---|---|",
+    ]
+    for row in TABLE:
+        command = _cell(_command(row))
+        lines.append(f"| {_cell(row.what)} | `{command}` | {_cell(row.message)} | {row.code} |")
+    lines += [
+        "",
+        "`script.py` holds the input of the row (see the test for its text); `DIR` is a folder.",
+        "Exit codes: 2 usage, 3 script not found or not Python (or the script's own",
+        "`sys.exit(3)`), 4 the script raised, 5 no root, 6 no such backward call, 7 output,",
+        "8 `dot` missing,",
+        "11 timeout, 130 interrupted; a script's `sys.exit(N)` is passed on as N.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def test_the_doc_is_the_table() -> None:
+    text = doc_text()
+    if UPDATE:
+        DOC.write_text(text, encoding="utf-8")
+    assert DOC.exists(), "run with GRADVIZ_UPDATE_GOLDEN=1 to write docs/bad-input.md"
+    assert DOC.read_text(encoding="utf-8") == text

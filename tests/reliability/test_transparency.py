@@ -1,0 +1,305 @@
+"""gradviz is transparent: a script computes, prints and leaves exactly what plain python does.
+
+For every script in samples/ (and benchmarks/workloads/ when it exists) the stdout, the exit
+status and the final tensors are compared between `python FILE` and `gradviz render FILE` (in a
+fresh process), and between `runner.run_script` with and without a recorder (in process, where
+the user's `.grad`, `requires_grad`, hooks and module state can be inspected too). Afterwards the
+interpreter is as it was: gradviz restores what it patched, also when the script raises, calls
+`sys.exit`, or is interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from _gradviz_proc import ENV, GRADVIZ, ROOT, SAMPLES, run
+from torch.nn.modules import module as nn_module
+from torch.overrides import _get_current_function_mode_stack
+from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+from graphviz_grad.capture import Recorder
+from graphviz_grad.runner import in_big_stack, run_script
+
+WORKLOADS = ROOT / "benchmarks" / "workloads"
+#: Scripts larger than this are taken as heavy workloads and skipped here.
+MAX_BYTES = 16_000
+#: Workloads named for a graph size (`chain_100k.py`) above this many ops are skipped here.
+MAX_OPS = 10_000
+_SIZE = re.compile(r"_(\d+)([km]?)$")
+#: A plain run slower than this (seconds) marks the script as too heavy for this test.
+MAX_SECONDS = 60
+
+
+def _scripts() -> list[Any]:
+    found = sorted(SAMPLES.glob("*.py")) + sorted(WORKLOADS.glob("*.py"))
+    params = []
+    for path in found:
+        rel = path.relative_to(ROOT).as_posix()
+        reason = _heavy(path)
+        marks = [pytest.mark.skip(reason=f"{rel} is heavy: {reason}")] if reason else []
+        params.append(pytest.param(path, id=rel, marks=[pytest.mark.slow, *marks]))
+    return params
+
+
+def _heavy(path: Path) -> str | None:
+    """Why `path` is too heavy to run four times here (None when it is not)."""
+    if path.stat().st_size > MAX_BYTES:
+        return f"over {MAX_BYTES} bytes"
+    found = _SIZE.search(path.stem)
+    if found and int(found[1]) * {"": 1, "k": 1_000, "m": 1_000_000}[found[2]] > MAX_OPS:
+        return f"a graph over {MAX_OPS} ops"
+    return None
+
+
+SCRIPTS = _scripts()
+
+
+# -- the state gradviz must leave as it found it --------------------------------------------------
+def interpreter_state() -> dict[str, Any]:
+    """Everything in the interpreter that gradviz patches or could leave behind."""
+    return {
+        "autograd.backward": torch.autograd.backward,
+        "autograd.grad": torch.autograd.grad,
+        "Tensor.backward": torch.Tensor.backward,
+        "argv": list(sys.argv),
+        "path": list(sys.path),
+        "__main__": sys.modules.get("__main__"),
+        "dispatch modes": len(_get_current_dispatch_mode_stack()),
+        "function modes": len(_get_current_function_mode_stack()),
+        "forward pre hooks": dict(nn_module._global_forward_pre_hooks),
+        "forward hooks": dict(nn_module._global_forward_hooks),
+        "always-call hooks": set(nn_module._global_forward_hooks_always_called),
+        "backward hooks": dict(nn_module._global_backward_hooks),
+        "grad enabled": torch.is_grad_enabled(),
+        "default dtype": torch.get_default_dtype(),
+        "stdout": sys.stdout,
+        "stderr": sys.stderr,
+        "stack size": threading.stack_size(),
+        "sigint": signal.getsignal(signal.SIGINT),
+        "trace": sys.gettrace(),
+        "profile": sys.getprofile(),
+        "cwd": os.getcwd(),
+        "threads": sorted(t.name for t in threading.enumerate()),
+    }
+
+
+def _same_tensor(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    if a.dtype != b.dtype or a.shape != b.shape or a.requires_grad != b.requires_grad:
+        return False
+    a, b = a.detach(), b.detach()
+    if a.is_floating_point() and bool(a.isnan().any()):
+        return torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num())
+    return torch.equal(a, b)
+
+
+def _hooks(obj: Any) -> tuple[int, ...]:
+    names = (
+        "_backward_hooks",
+        "_forward_hooks",
+        "_forward_pre_hooks",
+        "_post_accumulate_grad_hooks",
+    )
+    return tuple(len(getattr(obj, n, None) or {}) for n in names)
+
+
+def user_state(ns: dict[str, Any]) -> dict[str, Any]:
+    """The script's tensors, modules and optimizers as comparable entries, by global name."""
+    state: dict[str, Any] = {}
+    for name, value in ns.items():
+        if name.startswith("__"):
+            continue
+        if isinstance(value, torch.Tensor):
+            state[name] = ("tensor", value, value.grad if value.is_leaf else None, _hooks(value))
+        elif isinstance(value, torch.nn.Module):
+            state[name] = ("module", value.training, _hooks(value))
+            for key, t in value.state_dict(keep_vars=True).items():
+                state[f"{name}.{key}"] = ("tensor", t, t.grad, _hooks(t))
+            for key, m in value.named_modules():
+                state[f"{name}.{key}#module"] = ("module", m.training, _hooks(m))
+        elif isinstance(value, torch.optim.Optimizer):
+            for key, t in _flat(value.state_dict()):
+                state[f"{name}.{key}"] = ("tensor", t, None, ())
+    return state
+
+
+def _flat(tree: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    stack = [(prefix, tree)]
+    while stack:
+        key, item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            yield key, item
+        elif isinstance(item, dict):
+            stack.extend((f"{key}.{k}", v) for k, v in item.items())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((f"{key}.{i}", v) for i, v in enumerate(item))
+
+
+def differences(plain: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
+    """What differs between two `user_state`s (empty when the script ended the same)."""
+    problems = [f"{k}: only in one run" for k in sorted(set(plain) ^ set(recorded))]
+    for key in sorted(set(plain) & set(recorded)):
+        a, b = plain[key], recorded[key]
+        if a[0] == "module":
+            if a != b:
+                problems.append(f"{key}: module state {a} != {b}")
+            continue
+        if not _same_tensor(a[1], b[1]):
+            problems.append(f"{key}: value differs")
+        if not _same_tensor(a[2], b[2]):
+            problems.append(f"{key}: .grad differs")
+        if a[3] != b[3]:
+            problems.append(f"{key}: hooks {a[3]} != {b[3]}")
+    return problems
+
+
+def _reseed() -> None:
+    torch.manual_seed(0)
+    random.seed(0)
+
+
+def run_in_process(path: Path, recorded: bool) -> tuple[str, int, dict[str, Any]]:
+    """stdout, exit status and final state of `path` run by gradviz's runner."""
+    _reseed()
+    factory = (lambda ns: Recorder(keep=-1, namespaces=ns)) if recorded else None
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        result = in_big_stack(lambda: run_script(path, (), factory))
+    return out.getvalue(), result.exit_code, user_state(result.namespace)
+
+
+# -- the scripts ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", SCRIPTS)
+def test_gradviz_render_changes_nothing_the_script_prints(path: Path, tmp_path: Path) -> None:
+    try:
+        plain = run([sys.executable, str(path)], cwd=tmp_path, timeout=MAX_SECONDS)
+    except subprocess.TimeoutExpired:
+        pytest.skip(f"{path.name} runs longer than {MAX_SECONDS} s under plain python")
+    out = tmp_path / "graph.json"
+    gradviz = run([*GRADVIZ, "render", str(path), "--format", "json", "-o", str(out)], cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert gradviz.returncode == plain.returncode, gradviz.stderr
+    assert gradviz.stdout == plain.stdout
+    assert "Traceback" not in gradviz.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["graph.json"]
+
+
+@pytest.mark.parametrize("path", SCRIPTS)
+def test_runner_leaves_the_same_tensors_grads_hooks_and_modules(path: Path) -> None:
+    before = interpreter_state()
+    plain_out, plain_code, plain = run_in_process(path, recorded=False)
+    rec_out, rec_code, recorded = run_in_process(path, recorded=True)
+    assert (rec_out, rec_code) == (plain_out, plain_code)
+    assert differences(plain, recorded) == []
+    assert interpreter_state() == before
+
+
+def test_the_state_comparison_can_fail() -> None:
+    w = torch.ones(2, requires_grad=True)
+    a = user_state({"w": w})
+    (w * 2).sum().backward()
+    w.register_hook(lambda g: g)
+    assert differences(a, user_state({"w": w})) == [
+        "w: .grad differs",
+        "w: hooks (0, 0, 0, 0) != (1, 0, 0, 0)",
+    ]
+
+
+# -- restoring what gradviz patched ---------------------------------------------------------------
+ENDINGS: dict[str, tuple[str, type[BaseException] | None, int]] = {
+    "returns": ("", None, 0),
+    "raises": ("raise ValueError('boom')\n", None, 0),
+    "sys.exit(3)": ("import sys\nsys.exit(3)\n", None, 3),
+    "KeyboardInterrupt": ("raise KeyboardInterrupt\n", KeyboardInterrupt, 0),
+}
+
+BODY = """\
+import torch
+from torch import nn
+
+model = nn.Linear(2, 1)
+h = model.register_forward_hook(lambda m, i, o: None)
+w = torch.ones(2, requires_grad=True)
+w.register_hook(lambda g: g * 1)
+loss = (model(w) ** 2).sum()
+loss.backward()
+"""
+
+
+@pytest.mark.parametrize("ending", sorted(ENDINGS))
+@pytest.mark.parametrize("thread", [False, True], ids=["main-thread", "big-stack"])
+def test_everything_patched_is_restored(ending: str, thread: bool, tmp_path: Path) -> None:
+    tail, raised, code = ENDINGS[ending]
+    script = tmp_path / "script.py"
+    script.write_text(BODY + tail, encoding="utf-8")
+    before = interpreter_state()
+
+    def job() -> Any:
+        return run_script(script, ("--x",), lambda ns: Recorder(namespaces=ns))
+
+    if raised is not None:
+        with pytest.raises(raised):
+            in_big_stack(job) if thread else job()
+    else:
+        result = in_big_stack(job) if thread else job()
+        assert result.exit_code == code
+        assert (result.error is not None) == (ending == "raises")
+        assert result.namespace["w"].grad is not None
+    assert interpreter_state() == before
+
+
+def test_user_hooks_and_grads_survive_recording(tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(BODY, encoding="utf-8")
+    _, _, plain = run_in_process(script, recorded=False)
+    _, _, recorded = run_in_process(script, recorded=True)
+    assert differences(plain, recorded) == []
+    assert recorded["w"][3] == (1, 0, 0, 0)  # the script's tensor hook, and nothing of ours
+    assert recorded["model"][2] == (0, 1, 0, 0)  # the script's forward hook, and nothing of ours
+
+
+def test_ctrl_c_stops_gradviz_cleanly(tmp_path: Path) -> None:
+    script = tmp_path / "spin.py"
+    script.write_text(
+        "import time, torch\n"
+        "w = torch.ones(1, requires_grad=True)\n"
+        "loss = (w * 2).sum()\n"
+        "print('ready', flush=True)\n"
+        "while True:\n"
+        "    time.sleep(0.01)\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "spin.json"
+    proc = subprocess.Popen(
+        [*GRADVIZ, "render", str(script), "-o", str(out)],
+        cwd=tmp_path,
+        env=ENV,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spin.py"]
