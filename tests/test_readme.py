@@ -62,12 +62,19 @@ def svg_texts(path: Path) -> list[str]:
     return [t.text or "" for t in ET.parse(path).getroot().iter(f"{SVG_NS}text")]
 
 
+PICTURES = [
+    ("docs/linear.svg", ["render", "samples/linear.py"]),
+    ("docs/img/doctor-cut.svg", ["doctor", "samples/pitfalls/cut.py"]),
+]
+
+
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
-def test_readme_picture_is_current(workdir: Path) -> None:
-    fresh = workdir / "linear.svg"
-    result = CliRunner().invoke(app, ["render", "samples/linear.py", "-o", str(fresh)])
+@pytest.mark.parametrize(("picture", "command"), PICTURES)
+def test_readme_picture_is_current(workdir: Path, picture: str, command: list[str]) -> None:
+    assert picture in README
+    fresh = workdir / "fresh.svg"
+    result = CliRunner().invoke(app, [*command, "-o", str(fresh)])
     assert result.exit_code == 0, result.stderr
-    committed = ROOT / "docs" / "linear.svg"
-    assert svg_texts(fresh) == svg_texts(committed), (
-        "docs/linear.svg is out of date: gradviz render samples/linear.py -o docs/linear.svg"
+    assert svg_texts(fresh) == svg_texts(ROOT / picture), (
+        f"{picture} is out of date: gradviz {' '.join(command)} -o {picture}"
     )
