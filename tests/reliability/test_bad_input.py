@@ -353,6 +353,18 @@ def _command(row: Bad) -> str:
     return " ".join(shown)
 
 
+def table_lines() -> list[str]:
+    """The markdown table of `TABLE`, as in docs/bad-input.md and the README."""
+    lines = [
+        "| Input | Command | Message (stderr contains) | Exit code |",
+        "|---|---|---|---|",
+    ]
+    for row in TABLE:
+        command = _cell(_command(row))
+        lines.append(f"| {_cell(row.what)} | `{command}` | {_cell(row.message)} | {row.code} |")
+    return lines
+
+
 def doc_text() -> str:
     """docs/bad-input.md, made from `TABLE`."""
     lines = [
@@ -366,13 +378,7 @@ def doc_text() -> str:
         "This file is generated from the test's table: "
         "`GRADVIZ_UPDATE_GOLDEN=1 pytest tests/reliability/test_bad_input.py`.",
         "",
-        "| Input | Command | Message (stderr contains) | Exit code |",
-        "|---|---|---|---|",
-    ]
-    for row in TABLE:
-        command = _cell(_command(row))
-        lines.append(f"| {_cell(row.what)} | `{command}` | {_cell(row.message)} | {row.code} |")
-    lines += [
+        *table_lines(),
         "",
         "`script.py` holds the input of the row (see the test for its text); `DIR` is a folder.",
         "Exit codes: 2 usage, 3 script not found or not Python (or the script's own",
@@ -390,3 +396,18 @@ def test_the_doc_is_the_table() -> None:
         DOC.write_text(text, encoding="utf-8")
     assert DOC.exists(), "run with GRADVIZ_UPDATE_GOLDEN=1 to write docs/bad-input.md"
     assert DOC.read_text(encoding="utf-8") == text
+
+
+README = ROOT / "README.md"
+START, END = "<!-- bad-input table: start -->", "<!-- bad-input table: end -->"
+
+
+def test_the_readme_has_the_table() -> None:
+    text = README.read_text(encoding="utf-8")
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    fresh = head + START + "\n" + "\n".join(table_lines()) + "\n" + END + tail
+    if UPDATE:
+        README.write_text(fresh, encoding="utf-8")
+    assert START in text and END in text
+    assert text == fresh, "run with GRADVIZ_UPDATE_GOLDEN=1 to rewrite the README's table"
