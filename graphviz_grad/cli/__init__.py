@@ -6,7 +6,13 @@ are imported inside the commands, so `gradviz --help` stays instant.
 
 from __future__ import annotations
 
-from . import cmd_render, cmd_tree  # noqa: F401  (register the commands)
+from . import (  # noqa: F401  (register the commands)
+    cmd_doctor,
+    cmd_explain,
+    cmd_render,
+    cmd_steps,
+    cmd_tree,
+)
 from ._app import app, err
 
 __all__ = ["app", "err", "main"]

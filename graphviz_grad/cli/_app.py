@@ -33,6 +33,7 @@ class Format(str, Enum):
     pdf = "pdf"
     dot = "dot"
     json = "json"
+    html = "html"
 
 
 ScriptArg = Annotated[
@@ -80,6 +81,62 @@ PrecisionOpt = Annotated[
 TimeoutOpt = Annotated[
     float | None,
     typer.Option("--timeout", min=0.0, help="Stop the script after this many seconds."),
+]
+
+BIG_PANEL = "Big graphs"
+DepthOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--depth",
+        min=0,
+        help="Collapse each module call deeper than K into one node (0: one per top-level module).",
+        rich_help_panel=BIG_PANEL,
+    ),
+]
+FoldOpt = Annotated[
+    bool,
+    typer.Option(
+        "--fold",
+        help="Fold repeated identical blocks into one, with ×N.",
+        rich_help_panel=BIG_PANEL,
+    ),
+]
+FocusOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--focus",
+        help="Show only the neighbourhood of this node (id or name).",
+        rich_help_panel=BIG_PANEL,
+    ),
+]
+RadiusOpt = Annotated[
+    int,
+    typer.Option(
+        "--radius", min=0, help="Edges around --focus to show.", rich_help_panel=BIG_PANEL
+    ),
+]
+HideOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--hide",
+        help="Hide `accumulate` (leaf nodes) and/or `views` (reshape plumbing), comma-separated.",
+        rich_help_panel=BIG_PANEL,
+    ),
+]
+BudgetOpt = Annotated[
+    int,
+    typer.Option(
+        "--budget",
+        min=2,
+        help="Most nodes to lay out in SVG/PNG/PDF before collapsing.",
+        rich_help_panel=BIG_PANEL,
+    ),
+]
+FullOpt = Annotated[
+    bool,
+    typer.Option(
+        "--full", help="Draw every node, whatever the budget (slow).", rich_help_panel=BIG_PANEL
+    ),
 ]
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -45,6 +47,8 @@ def remarks(captured: Captured) -> None:
             err.print(f"[dim]note:[/] showing backward call {graph.call} of {total} (--call N).")
     for note in graph.notes:
         err.print(f"[dim]note:[/] {note}")
+    if captured.error is not None:  # died in that backward call: its graph is shown, now fail
+        fail(captured.error)
 
 
 def format_for(output: str | None, fmt: Format | None) -> str:
@@ -59,7 +63,7 @@ def format_for(output: str | None, fmt: Format | None) -> str:
             fail(
                 OutputError(
                     f"gradviz cannot tell the format of `{output}` from its suffix `.{suffix}`.",
-                    hint="Use one of .svg .png .pdf .dot .json, or say --format.",
+                    hint="Use one of .svg .png .pdf .dot .json .html, or say --format.",
                 )
             )
     if output == "-":
@@ -107,6 +111,66 @@ def boundary(job: Callable[[], None], timeout: float | None = None) -> None:
     except KeyboardInterrupt:
         err.print("[red]interrupted[/]: no output was written.")
         raise typer.Exit(130) from None
+
+
+LAYOUT_FORMATS = ("svg", "png", "pdf", "html")
+
+
+def parse_hide(hide: str | None) -> tuple[str, ...]:
+    """`--hide accumulate,views` as a tuple; an unknown word is a usage error."""
+    from ..views import HIDE_CHOICES
+
+    words = tuple(w.strip() for w in (hide or "").split(",") if w.strip())
+    bad = [w for w in words if w not in HIDE_CHOICES]
+    if bad:
+        raise typer.BadParameter(
+            f"cannot hide {bad[0]!r}; choose from {', '.join(HIDE_CHOICES)}.", param_hint="--hide"
+        )
+    return words
+
+
+def view_for(graph: Any, fmt: str, options: Any, budget: int, full: bool) -> Any:
+    """What to draw: `options` (a `ViewOptions`), fitted to `budget` for SVG/PNG/PDF unless
+    `full`; says on stderr what the budget did. DOT keeps every node the options keep."""
+    from rich.markup import escape
+
+    from ..views import fit_budget, make_view
+
+    if fmt in LAYOUT_FORMATS and not full:
+        view = fit_budget(graph, options, budget)
+    else:
+        view = make_view(graph, options)
+    for note in view.notes:
+        err.print(f"[dim]note:[/] {escape(note)}")
+    return view
+
+
+@contextlib.contextmanager
+def progress(label: str, delay: float = 1.0) -> Iterator[None]:
+    """A spinner on stderr for a step that takes longer than `delay` seconds (terminals only).
+
+    The script's own stdout is never redirected; the spinner disappears when the step ends."""
+    if not err.is_terminal:
+        yield
+        return
+    from rich.live import Live
+    from rich.spinner import Spinner
+
+    live = Live(
+        Spinner("dots", text=f"{label}…"),
+        console=err,
+        transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+    timer = threading.Timer(delay, live.start)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        live.stop()
 
 
 def fail(exc: GradvizError) -> NoReturn:

@@ -10,22 +10,51 @@ from ._app import (
     OUT_PANEL,
     VIEW_PANEL,
     ArgsArg,
-    CallOpt,
+    BudgetOpt,
+    DepthOpt,
+    FocusOpt,
+    FoldOpt,
     Format,
+    FullOpt,
+    HideOpt,
     PrecisionOpt,
-    ScriptArg,
+    RadiusOpt,
     SeedOpt,
     TargetOpt,
     TimeoutOpt,
     app,
     err,
 )
-from ._run import boundary, capture, check_output, format_for, remarks
+from ._run import (
+    boundary,
+    capture,
+    check_output,
+    format_for,
+    parse_hide,
+    progress,
+    remarks,
+    view_for,
+)
+from ._teach import (
+    CallSpecOpt,
+    ExprOpt,
+    LetOpt,
+    OptScriptArg,
+    OrderOpt,
+    ParamOpt,
+    Picture,
+    QuietOpt,
+    call_spec,
+    hush,
+    render_calls,
+    render_expr,
+    source_or_fail,
+)
 
 
 @app.command()
 def render(
-    file: ScriptArg,
+    file: OptScriptArg = None,
     args: ArgsArg = None,
     output: Annotated[
         str | None,
@@ -48,33 +77,65 @@ def render(
         typer.Option("--saved", help="List each node's saved tensors.", rich_help_panel=VIEW_PANEL),
     ] = False,
     target: TargetOpt = None,
-    call: CallOpt = -1,
+    call: CallSpecOpt = "-1",
     grad_output: SeedOpt = None,
     precision: PrecisionOpt = 4,
     timeout: TimeoutOpt = None,
+    depth: DepthOpt = None,
+    fold: FoldOpt = False,
+    focus: FocusOpt = None,
+    radius: RadiusOpt = 2,
+    hide: HideOpt = None,
+    budget: BudgetOpt = 1500,
+    full: FullOpt = False,
+    order: OrderOpt = False,
+    expr: ExprOpt = None,
+    let: LetOpt = None,
+    param: ParamOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Run FILE and draw its autograd graph with values and gradients.
 
     Example: `gradviz render samples/linear.py -o linear.svg`
     """
+    spec = call_spec(call)
+    pic = Picture(output, fmt, order, edge_grads, show_saved, precision, grad_output, quiet)
+    if (file := source_or_fail(file, expr)) is None:
+        return render_expr(expr or "", let, param, pic, timeout)
+    if spec.many:
+        return render_calls(file, args, spec, pic, timeout)
     fmt_name = format_for(output, fmt)
     out = output if output is not None else f"{file.stem}.{fmt_name}"
     check_output(out, file, fmt_name)
+    hidden = parse_hide(hide)
 
     def job() -> None:
-        from ..render import write
+        from ..teach.pictures import write_picture as write
+        from ..views import ViewOptions
 
-        captured = capture(file, args, target, call, grad_output)
-        write(
-            captured.graph,
-            out,
-            fmt_name,
-            precision=precision,
-            edge_grads=edge_grads,
-            show_saved=show_saved,
-        )
+        with progress(f"running {file.name} and capturing its graph"), hush(quiet):
+            captured = capture(file, args, target, spec.single or -1, grad_output)
+        options = ViewOptions(depth, fold, focus, radius, hidden)
+        view = None
+        if fmt_name != "json":
+            with progress("choosing what to draw"):
+                view = view_for(captured.graph, fmt_name, options, budget, full)
+        layout = " (Graphviz layout)" if fmt_name not in ("dot", "json") else ""
+        with progress(f"writing {fmt_name.upper()}{layout}"):
+            write(
+                captured.graph,
+                out,
+                fmt_name,
+                precision=precision,
+                edge_grads=edge_grads,
+                show_saved=show_saved,
+                view=view,
+                order=order,
+            )
         remarks(captured)
         if out != "-":
-            err.print(f"[green]wrote[/] {out} ({len(captured.graph.nodes)} nodes)")
+            total = len(captured.graph.nodes)
+            drawn = f", {view.size} drawn" if view is not None and view.size != total else ""
+            err.print(f"[green]wrote[/] {out} ({total} nodes{drawn})")
 
     boundary(job, timeout)

@@ -6,31 +6,82 @@ import sys
 
 from rich.console import Console
 
-from ._app import ArgsArg, CallOpt, PrecisionOpt, ScriptArg, SeedOpt, TargetOpt, TimeoutOpt, app
-from ._run import boundary, capture, remarks
+from ._app import (
+    ArgsArg,
+    DepthOpt,
+    FocusOpt,
+    FoldOpt,
+    HideOpt,
+    PrecisionOpt,
+    RadiusOpt,
+    SeedOpt,
+    TargetOpt,
+    TimeoutOpt,
+    app,
+)
+from ._run import boundary, capture, parse_hide, remarks
+from ._teach import (
+    CallSpecOpt,
+    ExprOpt,
+    LetOpt,
+    OptScriptArg,
+    OrderOpt,
+    ParamOpt,
+    call_spec,
+    expr_graph,
+    source_or_fail,
+)
 
 
 @app.command()
 def tree(
-    file: ScriptArg,
+    file: OptScriptArg = None,
     args: ArgsArg = None,
     target: TargetOpt = None,
-    call: CallOpt = -1,
+    call: CallSpecOpt = "-1",
     grad_output: SeedOpt = None,
     precision: PrecisionOpt = 4,
     timeout: TimeoutOpt = None,
+    order: OrderOpt = False,
+    expr: ExprOpt = None,
+    let: LetOpt = None,
+    param: ParamOpt = None,
+    depth: DepthOpt = None,
+    fold: FoldOpt = False,
+    focus: FocusOpt = None,
+    radius: RadiusOpt = 2,
+    hide: HideOpt = None,
 ) -> None:
     """Run FILE and print its autograd graph as a tree: root first, leaves last.
 
     Example: `gradviz tree samples/linear.py`
     """
 
+    spec, script = call_spec(call), source_or_fail(file, expr)
+    hidden = parse_hide(hide)
+
     def job() -> None:
         from ..render.tree import GraphTree
+        from ..teach.calls import capture_calls
 
-        captured = capture(file, args, target, call, grad_output)
+        if script is None:  # --expr: one graph, gradients computed by gradviz
+            graph = expr_graph(expr or "", let, param, grad_output)[0]
+            Console(highlight=False).print(GraphTree(graph, precision=precision, order=order))
+            return
+        if spec.many:  # --call all / 1:6: one tree per call, each under its call number
+            run, graphs = capture_calls(script, args or [], spec)
+            sys.stdout.flush()
+            out = Console(highlight=False)
+            for g in graphs:
+                out.print(f"backward call {g.call} of {len(run.recorder.calls)}")
+                out.print(GraphTree(g, precision=precision, order=order))
+            return
+        from ..views import ViewOptions, tree_graph
+
+        captured = capture(script, args, target, spec.single or -1, grad_output)
+        shown = tree_graph(captured.graph, ViewOptions(depth, fold, focus, radius, hidden))
         sys.stdout.flush()
-        Console(highlight=False).print(GraphTree(captured.graph, precision=precision))
+        Console(highlight=False).print(GraphTree(shown, precision=precision, order=order))
         remarks(captured)
 
     boundary(job, timeout)

@@ -1,0 +1,144 @@
+"""Views: pure functions from a `Graph` to what gets drawn, for big models and deep graphs.
+
+`make_view` applies what the user asked for (`--focus`/`--radius`, `--hide`, `--depth`, `--fold`);
+`fit_budget` then makes the drawing small enough for Graphviz to lay out in seconds: it collapses
+modules from the deepest level up, folds repeated blocks, and as a last resort elides the nodes
+farthest from the root into one node that says how many it hides. The graph itself never changes:
+DOT and JSON of the whole graph stay available.
+
+Example:
+    >>> view = fit_budget(graph, ViewOptions(fold=True), budget=1500)
+    >>> to_dot(graph, view=view)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from graphviz_grad.model import Graph
+
+from ._budget import elide, trim_fans
+from ._model import Group, View, ViewEdge, build
+from ._modules import group_modules, max_depth
+from ._select import HIDE_CHOICES, apply_focus, apply_hide, find_node, is_view_op
+from ._tree import as_graph
+
+__all__ = [
+    "DEFAULT_BUDGET",
+    "HIDE_CHOICES",
+    "Group",
+    "View",
+    "ViewEdge",
+    "ViewOptions",
+    "as_graph",
+    "find_node",
+    "fit_budget",
+    "is_view_op",
+    "make_view",
+    "max_depth",
+    "tree_graph",
+    "whole",
+]
+
+#: Drawn nodes above which SVG/PNG/PDF are made smaller (Graphviz needs seconds beyond this).
+DEFAULT_BUDGET = 1500
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    """What to draw: the CLI's `--depth`, `--fold`, `--focus`, `--radius` and `--hide`."""
+
+    depth: int | None = None
+    fold: bool = False
+    focus: str | None = None
+    radius: int = 2
+    hide: tuple[str, ...] = ()
+
+
+def _plan(graph: Graph, options: ViewOptions) -> tuple[list[int], list[Group], list[str]]:
+    owner = list(range(len(graph.nodes)))
+    groups: list[Group] = []
+    notes: list[str] = []
+    if options.focus is not None:
+        notes.append(apply_focus(graph, owner, options.focus, options.radius))
+    if options.hide:
+        apply_hide(graph, owner, options.hide)
+    if options.depth is not None or options.fold:
+        group_modules(graph, owner, groups, options.depth, options.fold)
+    return owner, groups, notes
+
+
+def whole(graph: Graph) -> View:
+    """Every node drawn as itself."""
+    return build(graph, list(range(len(graph.nodes))), [])
+
+
+def make_view(graph: Graph, options: ViewOptions | None = None) -> View:
+    """The view that `options` ask for, without any budget.
+
+    Example:
+        >>> make_view(graph, ViewOptions(depth=0)).groups[0].title
+        'encoder'
+    """
+    owner, groups, notes = _plan(graph, options or ViewOptions())
+    return build(graph, owner, groups, notes)
+
+
+def _size(owner: list[int], groups: list[Group]) -> int:
+    return sum(1 for i, o in enumerate(owner) if o == i) + len(groups)
+
+
+def _attempts(graph: Graph, options: ViewOptions) -> list[ViewOptions]:
+    """Ever coarser options: module depth from the deepest level up, then folding."""
+    levels = max_depth(graph)
+    top = levels if options.depth is None else options.depth
+    tries = [
+        ViewOptions(d, options.fold, options.focus, options.radius, options.hide)
+        for d in range(min(top, levels) - 1, -1, -1)
+    ]
+    if levels and not options.fold:
+        tries.append(ViewOptions(0, True, options.focus, options.radius, options.hide))
+    return tries
+
+
+def fit_budget(
+    graph: Graph, options: ViewOptions | None = None, budget: int = DEFAULT_BUDGET
+) -> View:
+    """The view of `options`, made to fit `budget` drawn nodes; its notes say what was done."""
+    options = options or ViewOptions()
+    owner, groups, notes = _plan(graph, options)
+    before = _size(owner, groups)
+    if before <= budget:
+        return _trimmed(build(graph, owner, groups, notes))
+    done = ""
+    for attempt in _attempts(graph, options):
+        owner, groups, notes = _plan(graph, attempt)
+        done = f"collapsed the module calls at depth {attempt.depth} (as --depth {attempt.depth})"
+        done += " and folded repeated blocks (--fold)" if attempt.fold else ""
+        if _size(owner, groups) <= budget:
+            break
+    if _size(owner, groups) > budget:
+        owner, groups = elide(graph, owner, groups, budget)
+        hidden = len(groups[-1].members)
+        done = (done + ", then " if done else "") + (
+            f"elided the {hidden:,} nodes farthest from the root into one node"
+        )
+    notes.append(
+        f"{before:,} nodes are above the layout budget of {budget:,}: {done} "
+        f"({_size(owner, groups):,} drawn). Use --full to draw everything (slow), --budget N, "
+        "or --format dot / json for the whole graph."
+    )
+    return _trimmed(build(graph, owner, groups, notes))
+
+
+def _trimmed(view: View) -> View:
+    view, note = trim_fans(view)
+    return replace(view, notes=(*view.notes, note)) if note else view
+
+
+def tree_graph(graph: Graph, options: ViewOptions | None = None) -> Graph:
+    """What `gradviz tree` prints: `graph` itself, or its view as a graph (same node ids)."""
+    if options is None or options == ViewOptions():
+        return graph
+    view = make_view(graph, options)
+    return as_graph(view)

@@ -1,0 +1,94 @@
+"""The layout budget's last resort: keep the drawn nodes nearest the root, elide the rest."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import replace
+
+from graphviz_grad.model import Graph
+
+from ._model import Group, View, ViewEdge, drawn_edges
+
+#: A node feeding more drawn nodes than this (an RNN's weights, used at every step) keeps only
+#: `FAN_KEEP` of those edges: Graphviz routes every long edge through every rank it crosses, and
+#: 4 weights x 200 steps take it minutes.
+FAN_LIMIT = 16
+FAN_KEEP = 3
+
+
+def _bfs_order(graph: Graph, owner: list[int], drawn: list[int]) -> list[int]:
+    """Drawn ids in breadth-first order from the root(s), towards the leaves; then the rest."""
+    inputs: dict[int, list[int]] = {}
+    for e in drawn_edges(graph, owner):
+        inputs.setdefault(e.dst, []).append(e.src)
+    starts = [owner[r] for r in graph.roots if owner[r] >= 0]
+    seen = set(starts)
+    order = list(dict.fromkeys(starts))
+    queue = deque(order)
+    while queue:
+        for src in inputs.get(queue.popleft(), ()):
+            if src not in seen:
+                seen.add(src)
+                order.append(src)
+                queue.append(src)
+    order.extend(d for d in drawn if d not in seen)
+    return order
+
+
+def elide(
+    graph: Graph, owner: list[int], groups: list[Group], budget: int
+) -> tuple[list[int], list[Group]]:
+    """Keep the `budget - 1` drawn nodes nearest the root; one group hides all the others."""
+    n = len(graph.nodes)
+    drawn = [i for i, o in enumerate(owner) if o == i] + [g.id for g in groups]
+    keep = set(_bfs_order(graph, owner, drawn)[: max(1, budget - 1)])
+    kept_groups = [g for g in groups if g.id in keep]
+    renumber = {g.id: n + k for k, g in enumerate(kept_groups)}
+    elided_id = n + len(kept_groups)
+    new_owner = [
+        o if o < 0 else (o if o < n else renumber[o]) if o in keep else elided_id for o in owner
+    ]
+    members = tuple(i for i, o in enumerate(new_owner) if o == elided_id)
+    new_groups = [_renumbered(g, renumber[g.id]) for g in kept_groups]
+    ops = sum(1 for i in members if graph.nodes[i].kind == "op")
+    new_groups.append(
+        Group(
+            id=elided_id,
+            kind="elided",
+            title=f"{len(members):,} more nodes",
+            module_type=None,
+            members=members,
+            ops=ops,
+        )
+    )
+    return new_owner, new_groups
+
+
+def _renumbered(group: Group, new_id: int) -> Group:
+    return replace(group, id=new_id)
+
+
+def trim_fans(view: View) -> tuple[View, str | None]:
+    """`view` with each wide fan-out cut to `FAN_KEEP` edges (the last one says how many more)."""
+    fan: dict[int, int] = {}
+    for e in view.edges:
+        fan[e.src] = fan.get(e.src, 0) + 1
+    wide = {src: n for src, n in fan.items() if n > FAN_LIMIT}
+    if not wide:
+        return view, None
+    kept: list[ViewEdge] = []
+    seen: dict[int, int] = {}
+    for e in view.edges:
+        if e.src not in wide:
+            kept.append(e)
+            continue
+        seen[e.src] = seen.get(e.src, 0) + 1
+        if seen[e.src] < FAN_KEEP:
+            kept.append(e)
+        elif seen[e.src] == FAN_KEEP:
+            kept.append(ViewEdge(e.src, e.dst, None, f"+{wide[e.src] - FAN_KEEP} more uses"))
+    note = (
+        f"{len(wide)} node(s) feed more than {FAN_LIMIT} drawn nodes each (shared weights): "
+        f"drawn with {FAN_KEEP} of their edges, since Graphviz slows down badly on such fans."
+    )
+    return replace(view, edges=tuple(kept)), note

@@ -1,0 +1,191 @@
+"""A view as DOT statements: module calls as nested clusters, groups as their own tables.
+
+`dot.to_dot` hands in how it draws one node and one edge, so every decoration it applies to
+ordinary nodes applies here too; this module adds the clusters, the group nodes and the edges
+that touch groups. Clusters nest with an explicit stack, never by recursion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from graphviz_grad.model import Edge, Node
+from graphviz_grad.render._format import fmt_number, fmt_type
+
+from ._model import Group, View
+
+FILL_MODULE = "#fff4cc"
+FILL_FOLD = "#e8def8"
+FILL_ELIDED = "#f4f4f4"
+CLUSTER_COLOR = "#9a9a9a"
+#: Parameters listed in a group's table before "+N more".
+MAX_PARAMS = 6
+
+ClusterKey = tuple[str, int]
+
+
+@dataclass
+class _Cluster:
+    label: str
+    items: list[int] = field(default_factory=list)
+    children: dict[ClusterKey, _Cluster] = field(default_factory=dict)
+
+
+def dot_name(view: View, drawn_id: int) -> str:
+    """The DOT name of a drawn node: ``n12`` for node 12, ``g0`` for the first group."""
+    n = len(view.graph.nodes)
+    return f"n{drawn_id}" if drawn_id < n else f"g{drawn_id - n}"
+
+
+def _call_numbers(view: View) -> dict[ClusterKey, int]:
+    """A 1-based number per call of a module that the view shows several calls of."""
+    calls: dict[str, set[int]] = {}
+    for scopes in _all_scopes(view):
+        for path, _, call in scopes:
+            calls.setdefault(path, set()).add(call)
+    return {
+        (path, call): j
+        for path, numbers in calls.items()
+        if len(numbers) > 1
+        for j, call in enumerate(sorted(numbers), 1)
+    }
+
+
+def _all_scopes(view: View) -> list[tuple[tuple[str, str, int], ...]]:
+    nodes = view.graph.nodes
+    return [nodes[i].scopes for i in view.shown] + [g.enclosing for g in view.groups]
+
+
+def _clusters(view: View) -> _Cluster:
+    numbers = _call_numbers(view)
+    top = _Cluster("")
+    drawn = [*view.shown, *(g.id for g in view.groups)]
+    for drawn_id, scopes in zip(drawn, _all_scopes(view), strict=True):
+        here = top
+        for path, kind, call in scopes:
+            key = (path, call)
+            if key not in here.children:
+                j = numbers.get(key)
+                label = f"{path} ({kind})" + (f" [call {j}]" if j else "")
+                here.children[key] = _Cluster(label)
+            here = here.children[key]
+        here.items.append(drawn_id)
+    return top
+
+
+def _cluster_open(label: str, number: int, pad: str) -> list[str]:
+    from graphviz_grad.render.dot import html
+
+    return [
+        f"{pad}subgraph cluster_{number} {{",
+        f"{pad}  label=<<b>{html(label)}</b>>;",
+        f'{pad}  style="rounded,dashed"; color="{CLUSTER_COLOR}"; fontsize=10; labeljust=l;',
+    ]
+
+
+def _nodes(view: View, node_stmt: Callable[[Node], str], precision: int) -> list[str]:
+    """Node statements inside their nested clusters, walked with an explicit stack."""
+    out: list[str] = []
+    count = 0
+    stack: list[tuple[_Cluster | None, int]] = [(_clusters(view), 0)]
+    while stack:
+        cluster, depth = stack.pop()
+        pad = "  " * depth
+        if cluster is None:
+            out.append(f"{pad}}}")
+            continue
+        if depth:
+            out.extend(_cluster_open(cluster.label, count, pad))
+            count += 1
+            stack.append((None, depth))
+        out.extend(pad + _item(view, i, node_stmt, precision) for i in cluster.items)
+        stack.extend((child, depth + 1) for child in reversed(cluster.children.values()))
+    return out
+
+
+def _item(view: View, drawn_id: int, node_stmt: Callable[[Node], str], precision: int) -> str:
+    group = view.group(drawn_id)
+    if group is None:
+        return node_stmt(view.graph.nodes[drawn_id])
+    return group_stmt(view, group, precision)
+
+
+def body(
+    view: View,
+    node_stmt: Callable[[Node], str],
+    edge_stmt: Callable[[Edge], str],
+    precision: int = 4,
+) -> list[str]:
+    """Every node and edge statement of `view`, in a deterministic order."""
+    out = _nodes(view, node_stmt, precision)
+    for e in view.edges:
+        if e.edge is not None:
+            out.append(edge_stmt(e.edge))
+            continue
+        attrs = f" [label=<<i>{_html(e.label)}</i>>, style=dashed]" if e.label else ""
+        out.append(f"  {dot_name(view, e.src)} -> {dot_name(view, e.dst)}{attrs};")
+    return out
+
+
+def _html(text: str) -> str:
+    from graphviz_grad.render.dot import html
+
+    return html(text)
+
+
+# -- group tables ------------------------------------------------------------------------------
+def _param_rows(view: View, group: Group, precision: int) -> list[str]:
+    from graphviz_grad.render.dot import _row, html
+
+    rows = []
+    for leaf in group.params[:MAX_PARAMS]:
+        node = view.graph.nodes[leaf]
+        norm = node.grad.norm if node.grad is not None else None
+        text = "‖grad‖=" + (fmt_number(norm, precision) if norm is not None else "—")
+        name = node.label.removeprefix(f"{group.path}.") if group.path else node.label
+        rows.append(_row(html(name), html(text)))
+    more = len(group.params) - MAX_PARAMS
+    if more > 0:
+        rows.append(_row(html(f"+{more} more parameters")))
+    return rows
+
+
+def _module_rows(view: View, group: Group, precision: int) -> list[str]:
+    from graphviz_grad.render.dot import _row, _value_rows, html
+
+    badge = f"  ×{group.repeat}" if group.repeat > 1 else ""
+    rows = [_row(html(group.title + badge), bold=True)]
+    kind = f"{group.module_type or 'module'} · hides {group.ops:,} ops"
+    rows.append(_row(html(kind)))
+    if group.output is not None:
+        node = view.graph.nodes[group.output]
+        rows.append(_row(html("output " + fmt_type(node.shape, node.dtype))))
+        rows.extend(_value_rows(node.value, node.grad, precision))
+    rows.extend(_param_rows(view, group, precision))
+    return rows
+
+
+def _elided_rows(group: Group) -> list[str]:
+    from graphviz_grad.render.dot import _row, html
+
+    return [
+        _row(html(f"⋯ {group.title}"), bold=True),
+        _row(html(f"{group.ops:,} ops elided to fit the layout budget")),
+        _row(html("--full, or --format dot / json, shows them")),
+    ]
+
+
+def group_stmt(view: View, group: Group, precision: int = 4) -> str:
+    """The DOT statement of one group: a table like a node's, in its own colour."""
+    if group.kind == "elided":
+        rows, fill = _elided_rows(group), FILL_ELIDED
+    else:
+        rows = _module_rows(view, group, precision)
+        fill = FILL_FOLD if group.kind == "fold" else FILL_MODULE
+    border = "2" if group.kind == "fold" else "1"
+    table = (
+        f'<table border="{border}" cellborder="0" cellspacing="0" cellpadding="3" '
+        f'color="#555555" bgcolor="{fill}">{"".join(rows)}</table>'
+    )
+    return f"  {dot_name(view, group.id)} [label=<{table}>];"

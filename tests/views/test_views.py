@@ -1,0 +1,287 @@
+"""Views: module collapse, folding, focus, hide and the layout budget, on recorded models.
+
+Values shown by a collapsed module are checked against PyTorch: the module's output tensor and
+`torch.autograd.grad` of the loss with respect to it and to its parameters.
+"""
+
+from __future__ import annotations
+
+import shutil
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import nn
+
+import graphviz_grad as gg
+from graphviz_grad.errors import RootError
+from graphviz_grad.model import Graph
+from graphviz_grad.render import render_bytes, to_dot
+from graphviz_grad.views import ViewOptions, find_node, fit_budget, make_view, whole
+
+SVG = "{http://www.w3.org/2000/svg}"
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed")
+
+
+class Block(nn.Module):
+    """Linear + tanh with a residual: the repeated unit."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.tanh(self.lin(x))
+
+
+class Net(nn.Module):
+    def __init__(self, width: int = 3, depth: int = 3) -> None:
+        super().__init__()
+        self.inp = nn.Linear(2, width)
+        self.blocks = nn.ModuleList(Block(width) for _ in range(depth))
+        self.out = nn.Linear(width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        for block in self.blocks:
+            h = block(h)
+        return self.out(h)
+
+
+def record_net() -> tuple[Graph, Net, dict[str, torch.Tensor]]:
+    torch.manual_seed(0)
+    net = Net()
+    x = torch.randn(4, 2)
+    seen: dict[str, torch.Tensor] = {}
+    net.blocks[1].register_forward_hook(lambda m, a, out: seen.update(block1=out))
+    with gg.record(namespaces=[{"net": net}]) as rec:
+        loss = net(x).pow(2).mean()
+        seen["loss"] = loss
+        (g_block,) = torch.autograd.grad(loss, seen["block1"], retain_graph=True)
+        seen["grad_block1"] = g_block
+        loss.backward()
+    return rec.graph(-1), net, seen
+
+
+@pytest.fixture(scope="module")
+def net_graph() -> tuple[Graph, Net, dict[str, torch.Tensor]]:
+    return record_net()
+
+
+def chain(n: int) -> Graph:
+    x = torch.tensor(1.0, requires_grad=True)
+    y = x
+    for _ in range(n // 2):
+        y = y * 1.0001 + 0.1
+    return gg.trace(y)
+
+
+def test_whole_view_draws_every_node_and_edge(net_graph: tuple[Graph, Net, dict]) -> None:
+    graph = net_graph[0]
+    view = whole(graph)
+    assert view.size == len(graph.nodes)
+    assert [e.edge for e in view.edges] == list(graph.edges)
+
+
+def test_nodes_carry_module_scopes(net_graph: tuple[Graph, Net, dict]) -> None:
+    graph = net_graph[0]
+    tanh = [n for n in graph.nodes if n.op == "TanhBackward0"]
+    assert len(tanh) == 3
+    paths = sorted(n.scopes[1][0] for n in tanh)
+    assert paths == ["net.blocks.0", "net.blocks.1", "net.blocks.2"]
+    assert all(n.scopes[0][:2] == ("net", "Net") and n.scopes[1][1] == "Block" for n in tanh)
+
+
+def test_depth_collapses_modules_and_keeps_their_numbers(
+    net_graph: tuple[Graph, Net, dict],
+) -> None:
+    graph, net, seen = net_graph
+    view = make_view(graph, ViewOptions(depth=1))
+    titles = [g.title for g in view.groups]
+    assert sorted(titles) == sorted(
+        ["net.inp", "net.blocks.0", "net.blocks.1", "net.blocks.2", "net.out"]
+    )
+    block = next(g for g in view.groups if g.title == "net.blocks.1")
+    out = graph.nodes[block.output]
+    assert out.value is not None and out.grad is not None
+    assert torch.allclose(torch.tensor(out.value.data), seen["block1"].detach())
+    assert torch.allclose(torch.tensor(out.grad.data), seen["grad_block1"])
+    assert block.module_type == "Block"
+    assert block.ops == sum(
+        1 for n in graph.nodes if n.scopes[1:2] and n.scopes[1][0] == block.title
+    )
+    names = {graph.nodes[i].names[0] for i in block.params}
+    assert names == {"net.blocks.1.lin.weight", "net.blocks.1.lin.bias"}
+    for i in block.params:
+        leaf = graph.nodes[i]
+        param = dict(net.named_parameters())[leaf.names[0].removeprefix("net.")]
+        assert leaf.grad is not None and leaf.grad.norm == pytest.approx(float(param.grad.norm()))
+
+
+def test_depth_zero_is_one_node_per_top_level_module(net_graph: tuple[Graph, Net, dict]) -> None:
+    graph = net_graph[0]
+    view = make_view(graph, ViewOptions(depth=0))
+    assert [g.title for g in view.groups] == ["net"]
+    # the parameters are used only inside `net`: drawn inside its node, not beside it
+    assert all(graph.nodes[i].kind == "op" and not graph.nodes[i].scopes for i in view.shown)
+
+
+def test_fold_draws_identical_blocks_once(net_graph: tuple[Graph, Net, dict]) -> None:
+    graph = net_graph[0]
+    view = make_view(graph, ViewOptions(fold=True))
+    folds = [g for g in view.groups if g.kind == "fold"]
+    assert len(folds) == 1
+    fold = folds[0]
+    assert fold.repeat == 3
+    assert fold.title == "net.blocks.0 … net.blocks.2"
+    block_ops = sum(1 for n in graph.nodes if len(n.scopes) > 1 and n.scopes[1][1] == "Block")
+    assert fold.ops == block_ops
+    # the fold's output is the last block's output, the one nearest the root
+    assert graph.nodes[fold.output].scopes[1][0] == "net.blocks.2"
+
+
+def test_rnn_steps_are_separate_calls_and_fold_into_one() -> None:
+    torch.manual_seed(0)
+    cell = nn.LSTMCell(2, 3)
+    with gg.record(namespaces=[{"cell": cell}]) as rec:
+        h, c = torch.zeros(1, 3), torch.zeros(1, 3)
+        for _ in range(5):
+            h, c = cell(torch.randn(1, 2), (h, c))
+        h.sum().backward()
+    graph = rec.graph(-1)
+    per_call = make_view(graph, ViewOptions(depth=0))
+    assert len(per_call.groups) == 5
+    assert [g.title for g in per_call.groups] == [f"cell [call {j}]" for j in range(5, 0, -1)]
+    # the weights are shared by every step: drawn once, beside the groups
+    leaves = [graph.nodes[i] for i in per_call.shown if graph.nodes[i].kind == "leaf"]
+    assert sorted(n.names[0] for n in leaves) == sorted(
+        f"cell.{p}" for p, _ in cell.named_parameters()
+    )
+    folded = make_view(graph, ViewOptions(fold=True))
+    assert [(g.title, g.repeat) for g in folded.groups] == [("cell", 5)]
+    assert all(graph.nodes[i].kind == "op" for i in folded.shown)  # weights inside the fold
+
+
+def test_focus_keeps_the_neighbourhood() -> None:
+    graph = chain(40)
+    view = make_view(graph, ViewOptions(focus="#10", radius=3))
+    assert view.shown == tuple(range(7, 14))
+    assert len(view.edges) == 6
+    assert "focus on #10" in view.notes[0]
+
+
+@pytest.mark.parametrize("key", ["nope", "#999", "999"])
+def test_focus_on_a_missing_node_says_so(key: str) -> None:
+    with pytest.raises(RootError) as info:
+        find_node(chain(10), key)
+    assert info.value.hint
+
+
+def test_focus_by_name_and_op(net_graph: tuple[Graph, Net, dict]) -> None:
+    graph = net_graph[0]
+    assert find_node(graph, "net.out.bias").kind == "leaf"
+    assert find_node(graph, "TanhBackward0").op == "TanhBackward0"
+
+
+def test_hide_views_bridges_over_reshapes() -> None:
+    w = torch.randn(2, 3, requires_grad=True)
+    graph = gg.trace((w.reshape(3, 2).t().exp()).sum())
+    ops = [n.op for n in graph.nodes]
+    assert "TBackward0" in ops
+    view = make_view(graph, ViewOptions(hide=("views",)))
+    drawn = [graph.nodes[i].op for i in view.shown]
+    assert "TBackward0" not in drawn and not any(str(o).startswith("View") for o in drawn)
+    exp = next(n.id for n in graph.nodes if n.op == "ExpBackward0")
+    leaf = next(n.id for n in graph.nodes if n.kind == "leaf")
+    assert (leaf, exp) in {(e.src, e.dst) for e in view.edges}
+
+
+def test_hide_accumulate_drops_leaves(net_graph: tuple[Graph, Net, dict]) -> None:
+    graph = net_graph[0]
+    view = make_view(graph, ViewOptions(hide=("accumulate",)))
+    assert all(graph.nodes[i].kind == "op" for i in view.shown)
+    assert all(e.src in view.shown and e.dst in view.shown for e in view.edges)
+
+
+def test_budget_elides_the_far_end_of_a_chain() -> None:
+    graph = chain(3000)
+    view = fit_budget(graph, budget=100)
+    assert view.size == 100
+    assert view.shown == tuple(range(99))  # the root and its nearest inputs
+    (elided,) = view.groups
+    assert elided.kind == "elided" and len(elided.members) == len(graph.nodes) - 99
+    assert "--full" in view.notes[-1] and "elided" in view.notes[-1]
+
+
+def test_budget_collapses_modules_before_eliding(net_graph: tuple[Graph, Net, dict]) -> None:
+    graph = net_graph[0]
+    assert len(graph.nodes) > 20
+    view = fit_budget(graph, budget=20)
+    assert view.size <= 20
+    assert all(g.kind != "elided" for g in view.groups)
+    assert "collapsed" in view.notes[-1]
+
+
+def test_budget_leaves_small_graphs_alone(net_graph: tuple[Graph, Net, dict]) -> None:
+    graph = net_graph[0]
+    assert fit_budget(graph).size == len(graph.nodes)
+    assert fit_budget(graph).notes == ()
+
+
+def test_views_are_deterministic() -> None:
+    a, b = record_net()[0], record_net()[0]
+    for options in (ViewOptions(depth=1), ViewOptions(fold=True), ViewOptions(depth=0)):
+        assert to_dot(a, view=make_view(a, options)) == to_dot(b, view=make_view(b, options))
+
+
+@pytest.mark.parametrize(
+    "name,options",
+    [
+        ("net_depth1.dot", ViewOptions(depth=1)),
+        ("net_fold.dot", ViewOptions(fold=True)),
+        ("net_clusters.dot", ViewOptions()),
+    ],
+)
+def test_dot_golden(
+    net_graph: tuple[Graph, Net, dict],
+    golden: Callable[[str, str], None],
+    name: str,
+    options: ViewOptions,
+) -> None:
+    graph = net_graph[0]
+    golden(name, to_dot(graph, view=make_view(graph, options)))
+
+
+@needs_dot
+@pytest.mark.parametrize("options", [ViewOptions(), ViewOptions(depth=1), ViewOptions(fold=True)])
+def test_svg_draws_one_node_per_drawn_item(
+    net_graph: tuple[Graph, Net, dict], options: ViewOptions
+) -> None:
+    graph = net_graph[0]
+    view = make_view(graph, options)
+    root = ET.fromstring(render_bytes(graph, "svg", view=view))
+    titles = [g.findtext(f"{SVG}title") for g in root.iter(f"{SVG}g") if g.get("class") == "node"]
+    expected = [f"n{i}" for i in view.shown] + [f"g{k}" for k in range(len(view.groups))]
+    assert sorted(t for t in titles if t != "findings") == sorted(expected)
+    clusters = [g for g in root.iter(f"{SVG}g") if g.get("class") == "cluster"]
+    assert clusters  # module calls are drawn as clusters
+
+
+def test_budget_trims_wide_fans_of_shared_weights() -> None:
+    torch.manual_seed(0)
+    cell = nn.RNNCell(2, 3)
+    with gg.record(namespaces=[{"cell": cell}]) as rec:
+        h = torch.zeros(1, 3)
+        for _ in range(20):
+            h = cell(torch.randn(1, 2), h)
+        h.sum().backward()
+    graph = rec.graph(-1)
+    full = make_view(graph, ViewOptions(depth=0))
+    weight = next(n.id for n in graph.nodes if n.names == ("cell.weight_ih",))
+    assert sum(1 for e in full.edges if e.src == weight) == 20
+    view = fit_budget(graph, ViewOptions(depth=0))
+    kept = [e for e in view.edges if e.src == weight]
+    assert len(kept) == 3 and kept[-1].label == "+17 more uses"
+    assert "shared weights" in view.notes[-1]
+    assert "+17 more uses" in to_dot(graph, view=view)
