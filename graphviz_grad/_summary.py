@@ -83,6 +83,19 @@ def _small(data: Any, shape: tuple[int, ...], dtype: str, numel: int) -> TensorS
 
 
 def _large(t: torch.Tensor, shape: tuple[int, ...], dtype: str, numel: int) -> TensorSummary:
+    if t.dtype in (torch.float32, torch.float64):
+        # The common case in three reductions: a float64 sum (finite means no nan/inf), the
+        # extremes and the norm, without copying the tensor.
+        total = float(t.sum(dtype=torch.float64))
+        if math.isfinite(total):
+            lo, hi = torch.aminmax(t)
+            norm = torch.linalg.vector_norm(t, dtype=torch.float64)
+            v_lo, v_hi, v_norm = torch.stack((lo.double(), hi.double(), norm)).tolist()
+            return TensorSummary(shape, dtype, numel, None, v_lo, v_hi, total / numel, v_norm)
+    return _masked(t, shape, dtype, numel)
+
+
+def _masked(t: torch.Tensor, shape: tuple[int, ...], dtype: str, numel: int) -> TensorSummary:
     f = t.to(torch.float64) if t.dtype != torch.float64 else t
     if t.dtype in _FLOAT_KINDS:
         finite_mask = torch.isfinite(f)
