@@ -8,13 +8,12 @@ gradient; `build()` turns what was seen into plain data and drops every autograd
 
 from __future__ import annotations
 
-import functools
-import os
 from typing import Any
 
 import torch
 
 from ._forward import OpRecord, op_record
+from ._paths import display_path
 from ._summary import dtype_name, summarize
 from .model import CallInfo, Edge, GradSource, Graph, LeafStep, Node, Output, Saved, TensorSummary
 from .naming import Names
@@ -46,18 +45,6 @@ def gradient_edge(t: torch.Tensor) -> tuple[Any, int] | None:
         return None
     edge = torch.autograd.graph.get_gradient_edge(t)
     return edge.node, edge.output_nr
-
-
-@functools.lru_cache(maxsize=1024)
-def display_path(filename: str | None) -> str | None:
-    """A file name as the user reads it: relative to the current folder when inside it."""
-    if not filename:
-        return None
-    try:
-        rel = os.path.relpath(filename)
-    except ValueError:
-        return filename
-    return filename if rel.startswith("..") else rel
 
 
 class CallCapture:

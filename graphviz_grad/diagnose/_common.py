@@ -11,17 +11,6 @@ from ..model import Graph, Node
 RANK = {"error": 0, "warning": 1, "info": 2}
 
 
-def shown_path(filename: str | None) -> str | None:
-    """A file name as the user reads it: relative to the current folder when inside it."""
-    if not filename:
-        return None
-    try:
-        rel = os.path.relpath(filename)
-    except ValueError:
-        return filename
-    return filename if rel.startswith("..") else rel
-
-
 def source_line(filename: str | None, line: int | None) -> str:
     """The stripped text of one line of the user's file ("" when unknown)."""
     if not filename or not line:

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from .._paths import display_path as shown_path
 from ..model import Finding, Graph
-from ._common import at_line, listing, node_ref, shown_path, source_line
+from ._common import at_line, listing, node_ref, source_line
 
 
 class CutLike(Protocol):

@@ -12,9 +12,10 @@ from typing import Any
 
 import torch
 
+from .._paths import display_path as shown_path
 from .._snapshot import _saved_attrs
 from ..model import Finding, Graph
-from ._common import at_line, listing, plural, shown_path
+from ._common import at_line, listing, plural
 
 #: Nodes walked at most per retained graph.
 WALK_LIMIT = 500_000

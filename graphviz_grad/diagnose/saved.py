@@ -6,8 +6,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from .._paths import display_path as shown_path
 from ..model import CallInfo, Finding, Graph, Node
-from ._common import at_line, listing, node_ref, shown_path
+from ._common import at_line, listing, node_ref
 
 _STALE = re.compile(
     r"\[(?P<type>[\w.]+) \[(?P<shape>[\d, ]*)\]\]"
