@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -63,21 +62,9 @@ def findings_table(findings: tuple[Finding, ...]) -> Table:
 
 
 def _write(graph: Graph, out: str, fmt: str, precision: int, cuts: bool, color: Color) -> None:
-    from ..render import _check_folder, _layout, _replace_atomically
-    from ..render.dot import to_dot
-    from ..render.json import to_json
+    from ..render import write
 
-    if fmt == "json":
-        data = to_json(graph).encode("utf-8")
-    else:
-        dot = to_dot(graph, precision=precision, show_cuts=cuts, color=color.value)
-        data = dot.encode("utf-8") if fmt == "dot" else _layout(dot, fmt)
-    if out == "-":
-        sys.stdout.write(data.decode("utf-8"))
-        sys.stdout.flush()
-        return
-    _check_folder(Path(out))
-    _replace_atomically(Path(out), data)
+    write(graph, out, fmt, precision=precision, show_cuts=cuts, color=color.value)
 
 
 def _report(graph: Graph) -> None:

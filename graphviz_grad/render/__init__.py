@@ -119,6 +119,9 @@ def render_bytes(
     title: str | None = None,
     indent: int | None = 1,
     view: View | None = None,
+    order: bool = False,
+    show_cuts: bool = False,
+    color: str | None = None,
 ) -> bytes:
     """The bytes of `graph` in `fmt` (one of `FORMATS`); text formats are UTF-8.
 
@@ -135,6 +138,9 @@ def render_bytes(
         show_saved=show_saved,
         title=title,
         view=view,
+        order=order,
+        show_cuts=show_cuts,
+        color=color,
     )
     if fmt == "dot":
         return dot.encode("utf-8")
@@ -203,6 +209,9 @@ def write(
     title: str | None = None,
     indent: int | None = 1,
     view: View | None = None,
+    order: bool = False,
+    show_cuts: bool = False,
+    color: str | None = None,
 ) -> Path:
     """Write `graph` to `path` (``"-"``: standard output, DOT or JSON only); return the path.
 
@@ -229,6 +238,9 @@ def write(
         title=title,
         indent=indent,
         view=view,
+        order=order,
+        show_cuts=show_cuts,
+        color=color,
     )
     if to_stdout:
         sys.stdout.write(data.decode("utf-8"))

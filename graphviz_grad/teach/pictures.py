@@ -7,7 +7,6 @@ so a learner can flip through them and watch the weights move.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,21 +31,17 @@ def write_picture(
     """Write `graph` like `render.write`; with `order`, draw the backward pass into it."""
     from graphviz_grad import render
 
-    opts = {"precision": precision, "edge_grads": edge_grads, "show_saved": show_saved}
-    if view is not None:
-        opts["view"] = view
-    if not order or fmt not in ("svg", "png", "pdf", "dot"):
-        return render.write(graph, path, fmt, title=title, **opts)  # type: ignore[arg-type]
-    dot = render.to_dot(graph, title=title, order=True, **opts)  # type: ignore[arg-type]
-    data = dot.encode("utf-8") if fmt == "dot" else render._layout(dot, fmt)
-    target = Path(path)
-    if str(path) == "-":
-        sys.stdout.write(data.decode("utf-8"))
-        sys.stdout.flush()
-        return target
-    render._check_folder(target)
-    render._replace_atomically(target, data)
-    return target
+    return render.write(
+        graph,
+        path,
+        fmt,
+        precision=precision,
+        edge_grads=edge_grads,
+        show_saved=show_saved,
+        title=title,
+        view=view,
+        order=order and fmt in ("svg", "png", "pdf", "dot"),
+    )
 
 
 def write_calls(
