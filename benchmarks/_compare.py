@@ -51,10 +51,9 @@ def _loss(namespace: dict[str, Any]) -> Any:
 
 
 def measure(path: str) -> dict[str, Any]:
-    from graphviz_grad.capture import Recorder, trace
+    from graphviz_grad.capture import Recorder, run_script, trace
     from graphviz_grad.render.dot import to_dot
     from graphviz_grad.render.tree import tree_text
-    from graphviz_grad.runner import run_script
 
     run = run_script(path, (), lambda ns: Recorder(keep=-1, namespaces=ns))
     graph = run.recorder.graph(-1)
@@ -70,7 +69,7 @@ def measure(path: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    from graphviz_grad.runner import in_big_stack
+    from graphviz_grad.capture import in_big_stack
 
     saved, sys.stdout = sys.stdout, io.StringIO()  # the workload's own prints
     try:

@@ -10,8 +10,7 @@ import torch
 from oracle import Oracle, mismatches
 
 import graphviz_grad as gg
-from graphviz_grad.capture import Recorder
-from graphviz_grad.runner import load_source
+from graphviz_grad.capture import Recorder, load_source
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 SCRIPTS = sorted(p.name for p in SAMPLES.glob("*.py"))

@@ -15,14 +15,15 @@ from ..errors import CallError, GradvizError, OutputError
 from ._app import Format, err
 
 if TYPE_CHECKING:
-    from ..job import Captured
+    from ..capture import Captured
 
 
 def capture(
     file: Path, args: list[str] | None, target: str | None, call: int, grad_output: str | None
 ) -> Captured:
     """Run the script recorded and pick the graph (library errors propagate)."""
-    from ..job import CaptureOptions, capture_script
+    from ..capture import CaptureOptions, capture_script
+    from ..diagnose import with_findings
 
     if call == 0:
         raise CallError(
@@ -30,7 +31,7 @@ def capture(
             hint="Use --call 1 for the first backward call, or --call -1 for the last.",
         )
     options = CaptureOptions(target=target, call=call, grad_output=grad_output)
-    return capture_script(file, args or [], options)
+    return with_findings(capture_script(file, args or [], options))
 
 
 def remarks(captured: Captured) -> None:
@@ -102,7 +103,7 @@ def check_output(out: str, script: Path, fmt: str) -> None:
 
 def boundary(job: Callable[[], None], timeout: float | None = None) -> None:
     """Run a command's job in the big-stack thread; turn errors into a sentence and a code."""
-    from ..runner import in_big_stack
+    from ..capture import in_big_stack
 
     try:
         in_big_stack(job, timeout=timeout)

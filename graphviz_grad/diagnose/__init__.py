@@ -25,9 +25,9 @@ from ._common import RANK
 from .cuts import cuts as _cuts
 
 if TYPE_CHECKING:
-    from ._watch import Watch
+    from ..capture import Captured, Watch
 
-__all__ = ["CODES", "diagnose", "has_errors"]
+__all__ = ["CODES", "diagnose", "has_errors", "with_findings"]
 
 #: Every finding code, in the order the documentation lists them.
 CODES: tuple[str, ...] = (
@@ -101,3 +101,17 @@ def diagnose(
 def has_errors(findings: Sequence[Finding]) -> bool:
     """Whether any finding is at `error` level (`gradviz doctor` then exits with code 10)."""
     return any(f.severity == "error" for f in findings)
+
+
+def with_findings(captured: Captured) -> Captured:
+    """`captured` with its graph's findings filled in from everything the run recorded."""
+    from dataclasses import replace
+
+    rec = captured.run.recorder
+    findings = diagnose(
+        captured.graph,
+        rec.calls,
+        watch=getattr(rec, "watch", None),
+        namespace=captured.run.namespace,
+    )
+    return replace(captured, graph=replace(captured.graph, findings=findings))

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from .._paths import display_path as shown_path
-from .._snapshot import _saved_attrs
+from ..capture import saved_attrs
 from ..model import Finding, Graph
 from ._common import at_line, listing, plural
 
@@ -146,7 +146,7 @@ def _calls(node: Any) -> list[int]:
 def _saved_bytes(nodes: list[Any]) -> int:
     total = 0
     for n in nodes:
-        for attr in _saved_attrs(n):
+        for attr in saved_attrs(n):
             try:
                 value = getattr(n, attr)
             except RuntimeError:
@@ -158,7 +158,7 @@ def _saved_bytes(nodes: list[Any]) -> int:
 
 def retained(graph: Graph, namespace: Mapping[str, Any]) -> list[Finding]:
     """[graph-retained]: a script tensor keeps the graphs of earlier backward calls alive."""
-    from .._forward import op_record
+    from ..capture import op_record
 
     found = []
     done: set[int] = set()

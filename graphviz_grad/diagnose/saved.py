@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from .._paths import display_path as shown_path
 from ..model import CallInfo, Finding, Graph, Node
@@ -17,16 +18,21 @@ _STALE = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class Write:
-    """An in-place write as the checks need it (see `_watch.Inplace`)."""
+class Write(Protocol):
+    """What the check reads of an in-place write (`capture.InplaceWrite`)."""
 
-    aten: str
-    file: str | None
-    line: int | None
-    owner: str | None
-    shape: tuple[int, ...]
-    version: int
+    @property
+    def aten(self) -> str: ...
+    @property
+    def file(self) -> str | None: ...
+    @property
+    def line(self) -> int | None: ...
+    @property
+    def owner(self) -> str | None: ...
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def version(self) -> int: ...
 
 
 @dataclass(frozen=True)

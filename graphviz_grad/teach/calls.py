@@ -74,8 +74,7 @@ def _single(number: int) -> CallSpec:
 
 def run_recorded(path: str | Path, argv: Sequence[str], keep: Callable[[int], bool]) -> Any:
     """Run the script under a recorder that keeps the graphs `keep` names; script errors raise."""
-    from graphviz_grad.capture import Recorder
-    from graphviz_grad.runner import run_script
+    from graphviz_grad.capture import Recorder, run_script
 
     run = run_script(path, argv, lambda ns: Recorder(keep=keep, namespaces=ns))
     if run.error is not None:

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from graphviz_grad.job import CaptureOptions, capture_script
+from graphviz_grad.capture import CaptureOptions, capture_script, in_big_stack
 from graphviz_grad.render import to_dot, to_json, tree_text
-from graphviz_grad.runner import in_big_stack
 from graphviz_grad.views import fit_budget
 
 SCRIPT = """\

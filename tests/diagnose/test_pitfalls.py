@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from graphviz_grad.diagnose import CODES, has_errors
-from graphviz_grad.job import Captured, CaptureOptions, capture_script
+from graphviz_grad.capture import Captured, CaptureOptions, capture_script
+from graphviz_grad.diagnose import CODES, has_errors, with_findings
 from graphviz_grad.model import Finding
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +61,7 @@ def at_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def run(path: Path) -> Captured:
-    return capture_script(path, [], CaptureOptions())
+    return with_findings(capture_script(path, [], CaptureOptions()))
 
 
 def _main(found: tuple[Finding, ...], name: str) -> Finding:

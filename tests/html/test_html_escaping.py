@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from browser import Dom
 
-from graphviz_grad.job import Captured, CaptureOptions, capture_script
+from graphviz_grad.capture import Captured, CaptureOptions, capture_script
+from graphviz_grad.diagnose import with_findings
 from graphviz_grad.model import Graph
 from graphviz_grad.render import from_dict, render_bytes, to_dict, to_dot
 
@@ -67,7 +68,7 @@ def script(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def captured(script: Path) -> Captured:
-    return capture_script(script, [], CaptureOptions())
+    return with_findings(capture_script(script, [], CaptureOptions()))
 
 
 @pytest.fixture(scope="module")

@@ -30,8 +30,7 @@ from torch.nn.modules import module as nn_module
 from torch.overrides import _get_current_function_mode_stack
 from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
-from graphviz_grad.capture import Recorder
-from graphviz_grad.runner import in_big_stack, run_script
+from graphviz_grad.capture import Recorder, in_big_stack, run_script
 
 WORKLOADS = ROOT / "benchmarks" / "workloads"
 #: Scripts larger than this are taken as heavy workloads and skipped here.

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from graphviz_grad.capture import CaptureOptions, capture_script
 from graphviz_grad.cli import app
-from graphviz_grad.job import CaptureOptions, capture_script
 from graphviz_grad.teach.explain import Explanation, explain_text
 from graphviz_grad.teach.sources import from_source
 

@@ -18,12 +18,12 @@ from typing import Any
 
 import torch
 
+from ..errors import CallError, RootError
+from ..model import CallInfo, Graph
 from ._forward import USER_FRAMES, ForwardRecorder, ModuleStack
 from ._snapshot import CallCapture, gradient_edge
-from .diagnose._watch import Watch
-from .errors import CallError, RootError
-from .model import CallInfo, Graph
 from .naming import Names
+from .watch import Watch
 
 
 class Recorder:
@@ -320,7 +320,7 @@ def _own_pass(capture: CallCapture, tensors: list[Any], seeds: list[Any], names:
         capture.detach()
         for t, g in zip(retained, before):
             t.grad = g
-    from ._summary import summarize
+    from .summary import summarize
 
     for (i, _), g in zip(leaves, found):
         capture.leaf_grads[i] = None if g is None else summarize(g)

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .model import TensorSummary
+from ..model import TensorSummary
 
 #: Tensors with at most this many elements keep their data.
 DATA_LIMIT = 16

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import GradvizError, ScriptError, ScriptNotFoundError, TimeoutError_
+from ..errors import GradvizError, ScriptError, ScriptNotFoundError, TimeoutError_
 
 T = TypeVar("T")
 

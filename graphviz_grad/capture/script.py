@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CallError, RootError, ScriptExitError
-from .model import Graph
+from ..errors import CallError, RootError, ScriptExitError
+from ..model import Graph
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Captured:
 
 def capture_script(path: str | Path, argv: Sequence[str], options: CaptureOptions) -> Captured:
     """Run the script under a recorder and return the graph the options pick."""
-    from .capture import Recorder
+    from .recorder import Recorder
     from .runner import run_script
 
     keep: int | str = options.call
@@ -52,7 +52,7 @@ def capture_script(path: str | Path, argv: Sequence[str], options: CaptureOption
             code=run.exit_code,
             hint="gradviz passes the script's exit status on; fix what made it exit.",
         )
-    return Captured(with_findings(pick_graph(run, options), run), run, error=run.error)
+    return Captured(pick_graph(run, options), run, error=run.error)
 
 
 def pick_graph(run: Any, options: CaptureOptions) -> Graph:
@@ -154,14 +154,3 @@ def failed_in_backward(run: Any, options: CaptureOptions) -> bool:
         and last.error is not None
         and (last.number in rec.graphs)
     )
-
-
-def with_findings(graph: Graph, run: Any) -> Graph:
-    """`graph` with the findings of `gradviz doctor` filled in (see `diagnose`)."""
-    from dataclasses import replace
-
-    from .diagnose import diagnose
-
-    rec = run.recorder
-    watch = getattr(rec, "watch", None)
-    return replace(graph, findings=diagnose(graph, rec.calls, watch=watch, namespace=run.namespace))

@@ -26,8 +26,7 @@ from typing import Any
 
 import torch
 
-from .._forward import USER_FRAMES, op_record
-from .saved import Write as Inplace
+from ._forward import USER_FRAMES, op_record
 
 MARK = "_gradviz_cut"
 #: Call number that freed a node's saved tensors, kept in the node's metadata.
@@ -42,6 +41,18 @@ _TRIVIAL = frozenset({0.0, 1.0, -1.0})
 _PLAIN, _DETACH, _INPLACE, _ITEM = 0, 1, 2, 3
 _DETACH_OPS = frozenset({"aten::detach", "aten::alias"})
 _ITEM_OPS = frozenset({"aten::_local_scalar_dense"})
+
+
+@dataclass(frozen=True)
+class InplaceWrite:
+    """One in-place write: the aten op, where, the owner's op name, shape and new version."""
+
+    aten: str
+    file: str | None
+    line: int | None
+    owner: str | None
+    shape: tuple[int, ...]
+    version: int
 
 
 @dataclass(frozen=True)
@@ -129,7 +140,7 @@ class Watch:
         self.marks = 0
         self.seq = 0
         self.items: dict[float, Cut] = {}
-        self.inplace: deque[Inplace] = deque(maxlen=INPLACE_LIMIT)
+        self.inplace: deque[InplaceWrite] = deque(maxlen=INPLACE_LIMIT)
         self.called: weakref.WeakKeyDictionary[Any, tuple[str | None, int | None]] = (
             weakref.WeakKeyDictionary()
         )
@@ -211,7 +222,7 @@ class Watch:
         file, line = _where()
         owner = owner_name(t.grad_fn) if t.grad_fn is not None else None
         shape = tuple(int(d) for d in t.shape)
-        self.inplace.append(Inplace(str(func), file, line, owner, shape, t._version + 1))
+        self.inplace.append(InplaceWrite(str(func), file, line, owner, shape, t._version + 1))
 
     def _item(self, func: Any, args: Any, out: Any) -> None:
         src = args[0] if args and isinstance(args[0], torch.Tensor) else None

@@ -12,24 +12,24 @@ from typing import Any
 
 import torch
 
+from .._paths import display_path
+from ..model import CallInfo, Edge, GradSource, Graph, LeafStep, Node, Output, Saved, TensorSummary
 from ._forward import OpRecord, op_record
-from ._paths import display_path
-from ._summary import dtype_name, summarize
-from .model import CallInfo, Edge, GradSource, Graph, LeafStep, Node, Output, Saved, TensorSummary
 from .naming import Names
+from .summary import dtype_name, summarize
 
 #: Above this many nodes, saved tensors are listed by name only (reading them all is slow).
 SAVED_LIMIT = 20_000
 
-_saved_attrs_cache: dict[type, tuple[str, ...]] = {}
+saved_attrs_cache: dict[type, tuple[str, ...]] = {}
 
 
-def _saved_attrs(node: Any) -> tuple[str, ...]:
+def saved_attrs(node: Any) -> tuple[str, ...]:
     kind = type(node)
-    names = _saved_attrs_cache.get(kind)
+    names = saved_attrs_cache.get(kind)
     if names is None:
         names = tuple(a for a in dir(node) if a.startswith("_saved_"))
-        _saved_attrs_cache[kind] = names
+        saved_attrs_cache[kind] = names
     return names
 
 
@@ -110,7 +110,7 @@ class CallCapture:
     def _read_saved(self) -> None:
         leaf_ids = {id(n.variable): i for i, n in enumerate(self.nodes) if is_leaf_node(n)}
         for i, node in enumerate(self.nodes):
-            attrs = _saved_attrs(node)
+            attrs = saved_attrs(node)
             if attrs:
                 self.saved[i] = tuple(self._read_one(node, a, leaf_ids) for a in attrs)
 

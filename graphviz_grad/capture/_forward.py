@@ -22,13 +22,13 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ._summary import DATA_LIMIT, summarize
-from .model import TensorSummary
+from ..model import TensorSummary
+from .summary import DATA_LIMIT, summarize
 
 META_KEY = "gradviz"
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
-_OWN_DIR = os.path.dirname(__file__) + os.sep
+_OWN_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep  # all of graphviz_grad
 _STDLIB_DIR = os.path.dirname(os.__file__) + os.sep
 
 
@@ -50,7 +50,7 @@ class OpRecord:
     line: int | None
     constants: tuple[tuple[int, TensorSummary], ...]
     scopes: tuple[tuple[tuple[str, ...], str, int], ...] = ()
-    #: Inputs that were cut from the graph (`diagnose._watch.Cut`), by argument position.
+    #: Inputs that were cut from the graph (`capture.watch.Cut`), by argument position.
     cuts: tuple[tuple[int, Any], ...] = ()
 
 
@@ -193,7 +193,7 @@ class ForwardRecorder(TorchDispatchMode):
         self.paused = 0
         self.seq = 0
         self.on_op: Callable[[str, Any], None] | None = None
-        #: `diagnose._watch.Watch` that sees every op (cuts, in-place writes), or None.
+        #: `capture.watch.Watch` that sees every op (cuts, in-place writes), or None.
         self.watch: Any = None
 
     @classmethod

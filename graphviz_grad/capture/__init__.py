@@ -1,0 +1,53 @@
+"""Capture: run the user's code and record what autograd did.
+
+Everything that touches torch while the script runs lives here: the recorder (a dispatch mode
+that attaches each op's value, module and line to its autograd node, the `nn.Module` stack, and
+the `Watch` that diagnostics read), the backward interception and the graph walk, tensor
+summaries, variable naming, and running a script as `python FILE` would. What comes out is the
+torch-free `graphviz_grad.model.Graph`. Nothing here imports diagnose, views, render, teach or
+the CLI.
+
+Example:
+    >>> with record() as rec:
+    ...     loss = (2.0 * w - 4.0) ** 2
+    ...     loss.backward()
+    >>> rec.graph(-1).nodes[-1].grad.data
+    -8.0
+"""
+
+from __future__ import annotations
+
+from ._forward import USER_FRAMES, op_record
+from ._snapshot import gradient_edge, saved_attrs
+from .recorder import Recorder, record, trace
+from .runner import ScriptRun, in_big_stack, load_source, run_script, user_traceback
+from .script import Captured, CaptureOptions, capture_script, pick_graph
+from .summary import DATA_LIMIT, dtype_name, summarize
+from .watch import CallEvents, Cut, InplaceWrite, Watch, owner_name
+
+__all__ = [
+    "DATA_LIMIT",
+    "USER_FRAMES",
+    "CallEvents",
+    "CaptureOptions",
+    "Captured",
+    "Cut",
+    "InplaceWrite",
+    "Recorder",
+    "ScriptRun",
+    "Watch",
+    "capture_script",
+    "dtype_name",
+    "gradient_edge",
+    "in_big_stack",
+    "load_source",
+    "op_record",
+    "owner_name",
+    "pick_graph",
+    "record",
+    "run_script",
+    "saved_attrs",
+    "summarize",
+    "trace",
+    "user_traceback",
+]
