@@ -9,6 +9,8 @@ compared, serialised and rendered without torch.
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal
@@ -22,8 +24,28 @@ NodeKind = Literal["op", "leaf"]
 Severity = Literal["error", "warning", "info"]
 GradSource = Literal["backward", "autograd.grad", "gradviz", "none"]
 
+#: Severities, most serious first (the order findings are listed in).
+SEVERITY_RANK: dict[str, int] = {"error": 0, "warning": 1, "info": 2}
+
 #: Nested lists of numbers (or one number for a 0-dim tensor), as `Tensor.tolist()` gives.
 Data = float | int | bool | str | list
+
+
+@functools.lru_cache(maxsize=1024)
+def display_path(filename: str | None) -> str | None:
+    """A file name as the user reads it: relative to the current folder when inside it."""
+    if not filename:
+        return None
+    try:
+        rel = os.path.relpath(filename)
+    except ValueError:
+        return filename
+    return filename if rel.startswith("..") else rel
+
+
+def location(file: str | None, line: int | None) -> str | None:
+    """``file:line`` as every view writes it, or None when either is unknown."""
+    return f"{file}:{line}" if file and line else None
 
 
 @dataclass(frozen=True)
@@ -123,7 +145,7 @@ class Node:
 
     @property
     def where(self) -> str | None:
-        return f"{self.file}:{self.line}" if self.file and self.line else None
+        return location(self.file, self.line)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,18 @@ from typing import Any
 
 import torch
 
-from .._paths import display_path
-from ..model import CallInfo, Edge, GradSource, Graph, LeafStep, Node, Output, Saved, TensorSummary
+from ..model import (
+    CallInfo,
+    Edge,
+    GradSource,
+    Graph,
+    LeafStep,
+    Node,
+    Output,
+    Saved,
+    TensorSummary,
+    display_path,
+)
 from ._forward import OpRecord, op_record
 from .naming import Names
 from .summary import dtype_name, summarize

@@ -17,11 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..model import CallInfo, Finding, Graph
+from ..model import SEVERITY_RANK, CallInfo, Finding, Graph
 from . import calls as _calls
 from . import grads as _grads
 from . import saved as _saved
-from ._common import RANK
 from .cuts import cuts as _cuts
 
 if TYPE_CHECKING:
@@ -47,7 +46,7 @@ CODES: tuple[str, ...] = (
 
 
 def _sort_key(f: Finding) -> tuple[int, int, int, str, tuple[int, ...]]:
-    return (RANK[f.severity], f.line or 0, CODES.index(f.code), f.message, f.nodes)
+    return (SEVERITY_RANK[f.severity], f.line or 0, CODES.index(f.code), f.message, f.nodes)
 
 
 def _graph_checks(graph: Graph, calls: Sequence[CallInfo]) -> list[Finding]:

@@ -7,9 +7,6 @@ import os
 
 from ..model import Graph, Node
 
-#: Severities, most serious first (the order findings are listed in).
-RANK = {"error": 0, "warning": 1, "info": 2}
-
 
 def source_line(filename: str | None, line: int | None) -> str:
     """The stripped text of one line of the user's file ("" when unknown)."""

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from .._paths import display_path as shown_path
-from ..model import Finding, Graph
+from ..model import Finding, Graph, display_path
 from ._common import at_line, listing, node_ref, source_line
 
 
@@ -93,5 +92,5 @@ def _finding(graph: Graph, cut: CutLike, ids: list[int]) -> Finding:
         f"as a constant through {into}, so no gradient flows back past it."
     )
     return Finding(
-        "cut", "warning", message, shown_path(cut.file), cut.line, tuple(ids), _HINT[kind]
+        "cut", "warning", message, display_path(cut.file), cut.line, tuple(ids), _HINT[kind]
     )

@@ -12,9 +12,8 @@ from typing import Any
 
 import torch
 
-from .._paths import display_path as shown_path
 from ..capture import saved_attrs
-from ..model import Finding, Graph
+from ..model import Finding, Graph, display_path
 from ._common import at_line, listing, plural
 
 #: Nodes walked at most per retained graph.
@@ -87,7 +86,7 @@ def _module_finding(
             "forward pass, but the root does not depend on them."
         )
         hint = "Use them in forward (a layer defined but never applied?), or freeze them."
-        return Finding("unused-param", "warning", message, shown_path(file), line, (), hint)
+        return Finding("unused-param", "warning", message, display_path(file), line, (), hint)
     message = (
         f"{count} of `{name}` ({kind}) get no gradient: `{name}` was never called (e.g. a template "
         "layer that another module copies)."
@@ -188,7 +187,7 @@ def _retained_finding(
         f"{_bytes(size)} of saved tensors. It is built{at_line(line)}."
     )
     hint = f"Accumulate a number, not the tensor: `{name} += l.item()` (or `l.detach()`)."
-    return Finding("graph-retained", "warning", message, shown_path(file), line, shown, hint)
+    return Finding("graph-retained", "warning", message, display_path(file), line, shown, hint)
 
 
 def _bytes(n: int) -> str:

@@ -7,8 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .._paths import display_path as shown_path
-from ..model import CallInfo, Finding, Graph, Node
+from ..model import CallInfo, Finding, Graph, Node, display_path
 from ._common import at_line, listing, node_ref
 
 _STALE = re.compile(
@@ -85,7 +84,7 @@ def _inplace_finding(
     )
     if write is not None:
         what = f"`{_op_name(write.aten)}`{at_line(write.line)} modified it in place"
-        file, line = shown_path(write.file), write.line
+        file, line = display_path(write.file), write.line
     else:
         what = "an in-place operation modified it"
         file, line = node.file, node.line

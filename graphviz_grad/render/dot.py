@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from graphviz_grad.diagnose.marks import (
+from graphviz_grad.model import Edge, Finding, Graph, Node, Output, Saved
+from graphviz_grad.render.format import MISSING, fmt_summary, fmt_type, has_nonfinite
+from graphviz_grad.render.labels import BORDER_BAD, html, row, value_rows
+from graphviz_grad.render.marks import (
     SEVERITY_COLOR,
     cut_marks,
     grad_fills,
@@ -18,8 +21,6 @@ from graphviz_grad.diagnose.marks import (
     node_marks,
     worst,
 )
-from graphviz_grad.model import Edge, Finding, Graph, Node, Output, Saved, TensorSummary
-from graphviz_grad.render._format import MISSING, fmt_summary, fmt_type, has_nonfinite
 
 if TYPE_CHECKING:
     from graphviz_grad.views import View
@@ -28,79 +29,26 @@ FILL_LEAF = "#cfe8fc"
 FILL_ROOT = "#fdd0b1"
 FILL_OP = "#ececec"
 BORDER = "#555555"
-BORDER_BAD = "#d62728"
 GRAD_COLOR = "#c0392b"
 GRADVIZ_NOTE = "gradients computed by gradviz (the script did not call backward)"
-
-#: Characters that are not safe inside an HTML-like label, and what replaces them.
-_HTML_ESCAPES: dict[str, str] = {
-    "&": "&amp;",
-    "<": "&lt;",
-    ">": "&gt;",
-    '"': "&quot;",
-    "'": "&#39;",
-    "\\": "&#92;",
-    "{": "&#123;",
-    "}": "&#125;",
-    "\n": "<br/>",
-    "\r": "",
-    "\t": " ",
-}
-
-
-def _escape_table() -> dict[int, str]:
-    table = {ord(ch): rep for ch, rep in _HTML_ESCAPES.items()}
-    bad = [*range(32), *range(0x7F, 0xA0), *range(0xD800, 0xE000)]
-    for code in bad:
-        table.setdefault(code, "\ufffd")
-    return table
-
-
-_TABLE = _escape_table()
-
-
-def html(text: str) -> str:
-    """`text` made safe for a Graphviz HTML-like label; newlines become line breaks."""
-    return text.translate(_TABLE)
-
-
-def _row(*cells: str, bold: bool = False) -> str:
-    """One table row; the cells are already escaped. A single cell spans both columns."""
-    if len(cells) == 1:
-        inner = f"<b>{cells[0]}</b>" if bold else cells[0]
-        return f'<tr><td colspan="2">{inner}</td></tr>'
-    head, body = cells
-    return f'<tr><td align="left">{head}</td><td align="left">{body}</td></tr>'
 
 
 def _header(node: Node) -> str:
     if node.kind == "leaf":
         first = f"<b>{html(node.names[0])}</b> " if node.names else ""
         return f'<tr><td colspan="2">{first}leaf</td></tr>'
-    return _row(html(node.op or "?"), bold=True)
+    return row(html(node.op or "?"), bold=True)
 
 
 def _names_row(node: Node) -> list[str]:
     shown = node.names if node.kind == "op" else node.names if len(node.names) > 1 else ()
-    return [_row(html(", ".join(shown)))] if shown else []
-
-
-def _value_rows(
-    value: TensorSummary | None, grad: TensorSummary | None, precision: int, prefix: str = ""
-) -> list[str]:
-    grad_text = html(fmt_summary(grad, precision))
-    if has_nonfinite(grad):
-        grad_text = f'<font color="{BORDER_BAD}">{grad_text}</font>'
-    return [
-        _row(f"{prefix}value", html(fmt_summary(value, precision))),
-        _row(f"{prefix}grad", grad_text),
-    ]
+    return [row(html(", ".join(shown)))] if shown else []
 
 
 def _outputs_rows(outputs: tuple[Output, ...], precision: int) -> list[str]:
     rows: list[str] = []
     for nr, out in enumerate(outputs):
-        rows.extend(_value_rows(out.value, out.grad, precision, prefix=f"out{nr} "))
+        rows.extend(value_rows(out.value, out.grad, precision, prefix=f"out{nr} "))
     return rows
 
 
@@ -115,7 +63,7 @@ def _saved_text(saved: Saved, precision: int) -> str:
 
 
 def _saved_rows(node: Node, precision: int) -> list[str]:
-    return [_row(html(s.name), html(_saved_text(s, precision))) for s in node.saved]
+    return [row(html(s.name), html(_saved_text(s, precision))) for s in node.saved]
 
 
 def _bad(node: Node) -> bool:
@@ -137,11 +85,11 @@ def node_label(
         rows.append(_order_row(node))
     kind = fmt_type(node.shape, node.dtype)
     if kind:
-        rows.append(_row(html(kind)))
+        rows.append(row(html(kind)))
     if len(node.outputs) > 1:
         rows.extend(_outputs_rows(node.outputs, precision))
     else:
-        rows.extend(_value_rows(node.value, node.grad, precision))
+        rows.extend(value_rows(node.value, node.grad, precision))
     if show_saved:
         rows.extend(_saved_rows(node, precision))
     return "".join(rows)
@@ -150,12 +98,12 @@ def node_label(
 def _order_row(node: Node) -> str:
     """``backward step 3``: when the engine ran this node (``did not run`` when it did not)."""
     text = f"backward step {node.order}" if node.order is not None else "did not run"
-    return _row(f'<font color="{GRAD_COLOR}"><b>{text}</b></font>')
+    return row(f'<font color="{GRAD_COLOR}"><b>{text}</b></font>')
 
 
 def _grad_edges(view: View, precision: int, edge_grads: bool) -> list[str]:
     """Dashed red edges against the data flow: where each gradient goes, and a legend."""
-    from graphviz_grad.views._draw import dot_name
+    from graphviz_grad.render.clusters import dot_name
 
     out = []
     for e in view.edges:
@@ -251,8 +199,8 @@ def to_dot(
         '  node [shape=plain, fontname="Helvetica", fontsize=10];',
         '  edge [fontname="Helvetica", fontsize=9, color="#444444"];',
     ]
+    from graphviz_grad.render.clusters import body
     from graphviz_grad.views import whole
-    from graphviz_grad.views._draw import body
 
     marks = node_marks(graph)
     fills = grad_fills(graph) if color == "grad" else {}

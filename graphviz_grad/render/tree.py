@@ -17,9 +17,9 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.segment import Segment
 from rich.style import Style
 
-from graphviz_grad.diagnose.marks import SEVERITY_MARK, node_marks
 from graphviz_grad.model import Finding, Graph, Node, TensorSummary
-from graphviz_grad.render._format import fmt_summary, fmt_type, has_nonfinite
+from graphviz_grad.render.format import fmt_summary, fmt_type, has_nonfinite
+from graphviz_grad.render.marks import SEVERITY_MARK, node_marks
 
 #: Indentation stops growing beyond this depth (further lines show ``⋮d=<depth>``).
 MAX_INDENT = 24

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from graphviz_grad.model import Edge, Graph, Node, TensorSummary
-from graphviz_grad.render._format import fmt_summary
+from graphviz_grad.render.format import fmt_summary
 from graphviz_grad.teach.formulas import Ctx, Formula, Local, formula, scalar, symbol
 from graphviz_grad.teach.sources import Annotations
 

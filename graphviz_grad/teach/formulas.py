@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from graphviz_grad.model import Graph, Node, TensorSummary
-from graphviz_grad.render._format import fmt_number, fmt_shape
+from graphviz_grad.render.format import fmt_number, fmt_shape
 
 _SUPERSCRIPTS = {2: "²", 3: "³"}
 

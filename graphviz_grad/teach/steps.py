@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from graphviz_grad.model import CallInfo, TensorSummary
-from graphviz_grad.render._format import fmt_number, fmt_summary
+from graphviz_grad.render.format import fmt_number, fmt_summary
 from graphviz_grad.teach.formulas import scalar
 
 BARS = "▁▂▃▄▅▆▇█"

@@ -6,7 +6,7 @@ import pytest
 from graphs import big, scalar, vector
 
 from graphviz_grad.model import TensorSummary
-from graphviz_grad.render._format import (
+from graphviz_grad.render.format import (
     fmt_data,
     fmt_number,
     fmt_shape,

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from graphviz_grad.model import Edge, Node
-from graphviz_grad.render._format import fmt_number, fmt_type
-
-from ._model import Group, View
+from graphviz_grad.render.format import fmt_number, fmt_type
+from graphviz_grad.render.labels import html, row, value_rows
+from graphviz_grad.views import Group, View
 
 FILL_MODULE = "#fff4cc"
 FILL_FOLD = "#e8def8"
@@ -75,7 +75,6 @@ def _clusters(view: View) -> _Cluster:
 
 
 def _cluster_open(label: str, number: int, pad: str) -> list[str]:
-    from graphviz_grad.render.dot import html
 
     return [
         f"{pad}subgraph cluster_{number} {{",
@@ -123,20 +122,13 @@ def body(
         if e.edge is not None:
             out.append(edge_stmt(e.edge))
             continue
-        attrs = f" [label=<<i>{_html(e.label)}</i>>, style=dashed]" if e.label else ""
+        attrs = f" [label=<<i>{html(e.label)}</i>>, style=dashed]" if e.label else ""
         out.append(f"  {dot_name(view, e.src)} -> {dot_name(view, e.dst)}{attrs};")
     return out
 
 
-def _html(text: str) -> str:
-    from graphviz_grad.render.dot import html
-
-    return html(text)
-
-
 # -- group tables ------------------------------------------------------------------------------
 def _param_rows(view: View, group: Group, precision: int) -> list[str]:
-    from graphviz_grad.render.dot import _row, html
 
     rows = []
     for leaf in group.params[:MAX_PARAMS]:
@@ -144,35 +136,33 @@ def _param_rows(view: View, group: Group, precision: int) -> list[str]:
         norm = node.grad.norm if node.grad is not None else None
         text = "‖grad‖=" + (fmt_number(norm, precision) if norm is not None else "—")
         name = node.label.removeprefix(f"{group.path}.") if group.path else node.label
-        rows.append(_row(html(name), html(text)))
+        rows.append(row(html(name), html(text)))
     more = len(group.params) - MAX_PARAMS
     if more > 0:
-        rows.append(_row(html(f"+{more} more parameters")))
+        rows.append(row(html(f"+{more} more parameters")))
     return rows
 
 
 def _module_rows(view: View, group: Group, precision: int) -> list[str]:
-    from graphviz_grad.render.dot import _row, _value_rows, html
 
     badge = f"  ×{group.repeat}" if group.repeat > 1 else ""
-    rows = [_row(html(group.title + badge), bold=True)]
+    rows = [row(html(group.title + badge), bold=True)]
     kind = f"{group.module_type or 'module'} · hides {group.ops:,} ops"
-    rows.append(_row(html(kind)))
+    rows.append(row(html(kind)))
     if group.output is not None:
         node = view.graph.nodes[group.output]
-        rows.append(_row(html("output " + fmt_type(node.shape, node.dtype))))
-        rows.extend(_value_rows(node.value, node.grad, precision))
+        rows.append(row(html("output " + fmt_type(node.shape, node.dtype))))
+        rows.extend(value_rows(node.value, node.grad, precision))
     rows.extend(_param_rows(view, group, precision))
     return rows
 
 
 def _elided_rows(group: Group) -> list[str]:
-    from graphviz_grad.render.dot import _row, html
 
     return [
-        _row(html(f"⋯ {group.title}"), bold=True),
-        _row(html(f"{group.ops:,} ops elided to fit the layout budget")),
-        _row(html("--full, or --format dot / json, shows them")),
+        row(html(f"⋯ {group.title}"), bold=True),
+        row(html(f"{group.ops:,} ops elided to fit the layout budget")),
+        row(html("--full, or --format dot / json, shows them")),
     ]
 
 

@@ -8,8 +8,8 @@ import math
 import textwrap
 from collections.abc import Collection
 
+from ..model import SEVERITY_RANK as RANK
 from ..model import Finding, Graph
-from ._common import RANK
 
 #: Border colour of a highlighted node, and of the severity dot in the legend.
 SEVERITY_COLOR = {"error": "#d62728", "warning": "#ff7f0e", "info": "#1f77b4"}
