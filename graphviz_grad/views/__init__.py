@@ -25,6 +25,7 @@ from ._tree import as_graph
 
 __all__ = [
     "DEFAULT_BUDGET",
+    "FLOOR",
     "HIDE_CHOICES",
     "Group",
     "View",
@@ -88,41 +89,65 @@ def _size(owner: list[int], groups: list[Group]) -> int:
     return sum(1 for i, o in enumerate(owner) if o == i) + len(groups)
 
 
-def _attempts(graph: Graph, options: ViewOptions) -> list[ViewOptions]:
-    """Ever coarser options: module depth from the deepest level up, then folding."""
-    levels = max_depth(graph)
+#: A fit that draws fewer nodes than this (one box for the whole model) says almost nothing: the
+#: budget then keeps the finer attempt before it and elides that one's far end instead.
+FLOOR = 4
+
+
+def _attempts(options: ViewOptions, levels: int) -> list[ViewOptions]:
+    """Ever coarser options: fold repeated blocks first (nothing else hidden), then collapse
+    module calls from the deepest level up, still folded."""
     top = levels if options.depth is None else options.depth
-    tries = [
-        ViewOptions(d, options.fold, options.focus, options.radius, options.hide)
-        for d in range(min(top, levels) - 1, -1, -1)
-    ]
-    if levels and not options.fold:
-        tries.append(ViewOptions(0, True, options.focus, options.radius, options.hide))
+    keep = (options.focus, options.radius, options.hide)
+    tries = [] if options.fold or not levels else [ViewOptions(options.depth, True, *keep)]
+    tries += [ViewOptions(d, True, *keep) for d in range(min(top, levels) - 1, -1, -1)]
     return tries
+
+
+def _describe(attempt: ViewOptions) -> str:
+    folded = "folded repeated blocks (as --fold)"
+    if attempt.depth is None:
+        return folded
+    return f"{folded} and collapsed the module calls at depth {attempt.depth} (as --depth {attempt.depth})"
+
+
+def _choose(
+    graph: Graph, options: ViewOptions, budget: int
+) -> tuple[list[int], list[Group], list[str], str]:
+    """The first attempt that fits `budget`. When none does, or a module collapse would leave
+    almost nothing drawn, the last attempt too big for the budget, with its far end elided."""
+    best = (*_plan(graph, options), "")
+    for attempt in _attempts(options, max_depth(graph)):
+        owner, groups, notes = _plan(graph, attempt)
+        size = _size(owner, groups)
+        if size <= budget and (attempt.depth is None or size >= min(FLOOR, budget)):
+            return owner, groups, notes, _describe(attempt)
+        if size > budget:
+            best = (owner, groups, notes, _describe(attempt))
+    owner, groups, notes, done = best
+    owner, groups = elide(graph, owner, groups, budget)
+    hidden = len(groups[-1].members)
+    done = (done + ", then " if done else "") + (
+        f"elided the {hidden:,} nodes farthest from the root into one node"
+    )
+    return owner, groups, notes, done
 
 
 def fit_budget(
     graph: Graph, options: ViewOptions | None = None, budget: int = DEFAULT_BUDGET
 ) -> View:
-    """The view of `options`, made to fit `budget` drawn nodes; its notes say what was done."""
+    """The view of `options`, made to fit `budget` drawn nodes; its notes say what was done.
+
+    Folding repeated blocks comes first (it hides nothing that is not drawn once), then module
+    calls collapse from the deepest level up; a view that would draw almost nothing is never
+    chosen over a finer one with its far end elided.
+    """
     options = options or ViewOptions()
     owner, groups, notes = _plan(graph, options)
     before = _size(owner, groups)
     if before <= budget:
         return _trimmed(build(graph, owner, groups, notes))
-    done = ""
-    for attempt in _attempts(graph, options):
-        owner, groups, notes = _plan(graph, attempt)
-        done = f"collapsed the module calls at depth {attempt.depth} (as --depth {attempt.depth})"
-        done += " and folded repeated blocks (--fold)" if attempt.fold else ""
-        if _size(owner, groups) <= budget:
-            break
-    if _size(owner, groups) > budget:
-        owner, groups = elide(graph, owner, groups, budget)
-        hidden = len(groups[-1].members)
-        done = (done + ", then " if done else "") + (
-            f"elided the {hidden:,} nodes farthest from the root into one node"
-        )
+    owner, groups, notes, done = _choose(graph, options, budget)
     notes.append(
         f"{before:,} nodes are above the layout budget of {budget:,}: {done} "
         f"({_size(owner, groups):,} drawn). Use --full to draw everything (slow), --budget N, "

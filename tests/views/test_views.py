@@ -214,13 +214,79 @@ def test_budget_elides_the_far_end_of_a_chain() -> None:
     assert "--full" in view.notes[-1] and "elided" in view.notes[-1]
 
 
-def test_budget_collapses_modules_before_eliding(net_graph: tuple[Graph, Net, dict]) -> None:
+def test_budget_folds_before_collapsing(net_graph: tuple[Graph, Net, dict]) -> None:
     graph = net_graph[0]
     assert len(graph.nodes) > 20
     view = fit_budget(graph, budget=20)
     assert view.size <= 20
+    assert [g.kind for g in view.groups] == ["fold"]
+    assert "folded repeated blocks" in view.notes[-1] and "collapsed" not in view.notes[-1]
+
+
+def test_budget_collapses_modules_when_folding_is_not_enough(
+    net_graph: tuple[Graph, Net, dict],
+) -> None:
+    graph = net_graph[0]
+    folded = make_view(graph, ViewOptions(fold=True)).size
+    view = fit_budget(graph, budget=folded - 1)
+    assert view.size <= folded - 1
     assert all(g.kind != "elided" for g in view.groups)
-    assert "collapsed" in view.notes[-1]
+    assert "collapsed the module calls at depth" in view.notes[-1]
+
+
+class Loop(nn.Module):
+    """Many ops straight inside one module: no repeated child to fold."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(150):
+            x = x * 1.0001 + 0.1
+        return x
+
+
+def test_budget_never_draws_almost_nothing() -> None:
+    x = torch.tensor(1.0, requires_grad=True)
+    loop = Loop()
+    with gg.record(namespaces=[{"loop": loop}]) as rec:
+        loop(x).sum().backward()
+    graph = rec.graph(-1)
+    assert make_view(graph, ViewOptions(depth=0)).size <= 3  # one box: almost nothing
+    view = fit_budget(graph, budget=100)
+    assert view.size == 100
+    assert view.groups[-1].kind == "elided"
+    assert "elided" in view.notes[-1]
+
+
+class Sequence(nn.Module):
+    """pytorch/examples time_sequence_prediction: two LSTMCells and a Linear per step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm1 = nn.LSTMCell(1, 4)
+        self.lstm2 = nn.LSTMCell(4, 4)
+        self.linear = nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = c = h2 = c2 = torch.zeros(x.size(0), 4)
+        outputs = []
+        for step in x.split(1, dim=1):
+            h, c = self.lstm1(step, (h, c))
+            h2, c2 = self.lstm2(h, (h2, c2))
+            outputs.append(self.linear(h2))
+        return torch.cat(outputs, dim=1)
+
+
+def test_budget_folds_a_long_recurrent_loop_into_a_few_nodes() -> None:
+    torch.manual_seed(0)
+    seq = Sequence()
+    with gg.record(namespaces=[{"seq": seq}]) as rec:
+        seq(torch.randn(2, 120)).pow(2).mean().backward()
+    graph = rec.graph(-1)
+    assert len(graph.nodes) > 3000
+    view = fit_budget(graph, budget=1500)
+    folds = sorted((g.title, g.repeat) for g in view.groups if g.kind == "fold")
+    assert folds == [("seq.linear", 120), ("seq.lstm1", 120), ("seq.lstm2", 120)]
+    assert view.size < 12
+    assert "folded repeated blocks" in view.notes[-1]
 
 
 def test_budget_leaves_small_graphs_alone(net_graph: tuple[Graph, Net, dict]) -> None:
