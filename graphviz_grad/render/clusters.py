@@ -131,6 +131,8 @@ def body(
 def _param_rows(view: View, group: Group, precision: int) -> list[str]:
 
     rows = []
+    if group.params and group.params_of:
+        rows.append(row(f"<i>{html('parameters of ' + group.params_of)}</i>"))
     for leaf in group.params[:MAX_PARAMS]:
         node = view.graph.nodes[leaf]
         norm = node.grad.norm if node.grad is not None else None
@@ -151,7 +153,8 @@ def _module_rows(view: View, group: Group, precision: int) -> list[str]:
     rows.append(row(html(kind)))
     if group.output is not None:
         node = view.graph.nodes[group.output]
-        rows.append(row(html("output " + fmt_type(node.shape, node.dtype))))
+        of = f"output of {group.output_of}: " if group.output_of else "output "
+        rows.append(row(html(of + fmt_type(node.shape, node.dtype))))
         rows.extend(value_rows(node.value, node.grad, precision))
     rows.extend(_param_rows(view, group, precision))
     return rows

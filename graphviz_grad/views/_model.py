@@ -30,6 +30,8 @@ class Group:
     `output` is the member whose value and gradient the group shows (the one whose output leaves
     the group, nearest the root); `params` are the parameter leaves of the module (absorbed in the
     group or drawn next to it); `enclosing` are the module calls around the group, for clusters.
+    In a fold, `output_of` and `params_of` say which instance those numbers belong to
+    (``h.11``, ``call 999 of 999``; ``h.0``, ``all 999 calls (shared)``).
     """
 
     id: int
@@ -43,6 +45,8 @@ class Group:
     repeat: int = 1
     enclosing: tuple[Scope, ...] = ()
     path: str | None = None
+    output_of: str | None = None
+    params_of: str | None = None
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ class _Grouper:
         ids = sorted(i for k in keys for i in members[k])
         first = self.graph.nodes[ids[0]].scopes
         gid = len(self.graph.nodes) + len(self.groups)
+        output = _output(self.graph, ids)
         group = Group(
             id=gid,
             kind="fold" if kind == "fold" else "module",
@@ -70,11 +71,13 @@ class _Grouper:
             module_type=first[level][1],
             members=tuple(ids),
             ops=sum(1 for i in ids if self.graph.nodes[i].kind == "op"),
-            output=_output(self.graph, ids),
+            output=output,
             repeat=len(keys),
             enclosing=first[:level],
             path=keys[0][0],
         )
+        if kind == "fold":
+            group = _instances(group, self.graph.nodes[output].scopes[level], keys)
         self.groups.append(group)
         self.paths_of[gid] = tuple(dict.fromkeys(k[0] for k in keys))
         for i in ids:
@@ -91,6 +94,18 @@ def _output(graph: Graph, ids: Sequence[int]) -> int:
         if i in roots or any(e.dst not in inside for e in graph.consumers[i]):
             return i
     return ids[0]
+
+
+def _instances(group: Group, out_scope: Scope, keys: list[Key]) -> Group:
+    """Say which block of a fold its numbers come from: the output's, and the parameters'."""
+    paths = list(dict.fromkeys(k[0] for k in keys))
+    if len(paths) > 1:
+        return replace(group, output_of=out_scope[0], params_of=paths[0])
+    calls = sorted(k[1] for k in keys)
+    j = calls.index(out_scope[2]) + 1 if out_scope[2] in calls else len(calls)
+    return replace(
+        group, output_of=f"call {j} of {len(calls)}", params_of=f"all {len(calls)} calls (shared)"
+    )
 
 
 def _call_titles(members: dict[Key, list[int]]) -> dict[Key, str]:

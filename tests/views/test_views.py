@@ -139,6 +139,12 @@ def test_fold_draws_identical_blocks_once(net_graph: tuple[Graph, Net, dict]) ->
     assert fold.ops == block_ops
     # the fold's output is the last block's output, the one nearest the root
     assert graph.nodes[fold.output].scopes[1][0] == "net.blocks.2"
+    # and the picture says so: the numbers beside the title belong to different blocks
+    assert (fold.output_of, fold.params_of) == ("net.blocks.2", "net.blocks.0")
+    assert {graph.nodes[i].names[0] for i in fold.params} == {
+        "net.blocks.0.lin.weight",
+        "net.blocks.0.lin.bias",
+    }
 
 
 def test_rnn_steps_are_separate_calls_and_fold_into_one() -> None:
@@ -160,6 +166,8 @@ def test_rnn_steps_are_separate_calls_and_fold_into_one() -> None:
     )
     folded = make_view(graph, ViewOptions(fold=True))
     assert [(g.title, g.repeat) for g in folded.groups] == [("cell", 5)]
+    assert folded.groups[0].output_of == "call 5 of 5"
+    assert folded.groups[0].params_of == "all 5 calls (shared)"
     assert all(graph.nodes[i].kind == "op" for i in folded.shown)  # weights inside the fold
 
 
