@@ -53,8 +53,7 @@ def _call_numbers(view: View) -> dict[ClusterKey, int]:
 
 
 def _all_scopes(view: View) -> list[tuple[tuple[str, str, int], ...]]:
-    nodes = view.graph.nodes
-    return [nodes[i].scopes for i in view.shown] + [g.enclosing for g in view.groups]
+    return [view.scopes(i) for i in view.shown] + [g.enclosing for g in view.groups]
 
 
 def _clusters(view: View) -> _Cluster:

@@ -8,7 +8,7 @@ Drawn ids keep the graph's ids for original nodes; groups get ids from ``len(gra
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -74,11 +74,17 @@ class View:
     groups: tuple[Group, ...] = ()
     edges: tuple[ViewEdge, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    #: Module calls around each drawn parameter (its own module's box, not the top level).
+    placed: Mapping[int, tuple[Scope, ...]] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
         """How many nodes are drawn."""
         return len(self.shown) + len(self.groups)
+
+    def scopes(self, drawn_id: int) -> tuple[Scope, ...]:
+        """The module calls (clusters) a drawn original node sits in."""
+        return self.placed.get(drawn_id, self.graph.nodes[drawn_id].scopes)
 
     def group(self, drawn_id: int) -> Group | None:
         """The group with drawn id `drawn_id`, or None for an original node."""
@@ -134,4 +140,24 @@ def build(
 ) -> View:
     """The view that `owner` (a drawn id, DROP or CONTRACT per node) and `groups` describe."""
     shown = tuple(i for i, o in enumerate(owner) if o == i)
-    return View(graph, shown, tuple(groups), drawn_edges(graph, owner), tuple(notes))
+    placed = {i: place_leaf(graph, i) for i in shown if graph.nodes[i].kind == "leaf"}
+    placed = {i: scopes for i, scopes in placed.items() if scopes}
+    return View(graph, shown, tuple(groups), drawn_edges(graph, owner), tuple(notes), placed)
+
+
+def place_leaf(graph: Graph, leaf: int) -> tuple[Scope, ...]:
+    """The module calls a parameter belongs in: those shared by every op that uses it, as far
+    down as its name reaches (``net.blocks.0.lin.weight`` stops at ``net.blocks.0.lin``)."""
+    node = graph.nodes[leaf]
+    users = [graph.nodes[e.dst].scopes for e in graph.consumers[leaf]]
+    if not node.names or not users:
+        return ()
+    owner = node.names[0].rpartition(".")[0]
+    common: list[Scope] = []
+    for level, scope in enumerate(users[0]):
+        if any(len(s) <= level or s[level] != scope for s in users[1:]):
+            break
+        if owner != scope[0] and not owner.startswith(scope[0] + "."):
+            break
+        common.append(scope)
+    return tuple(common)

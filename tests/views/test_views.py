@@ -359,3 +359,32 @@ def test_budget_trims_wide_fans_of_shared_weights() -> None:
     assert len(kept) == 3 and kept[-1].label == "+17 more uses"
     assert "shared weights" in view.notes[-1]
     assert "+17 more uses" in to_dot(graph, view=view)
+
+
+def test_parameters_are_drawn_inside_their_module(net_graph: tuple[Graph, Net, dict]) -> None:
+    graph = net_graph[0]
+    view = whole(graph)
+    weight = graph.find("net.blocks.1.lin.weight")
+    assert weight is not None
+    assert [path for path, _, _ in view.scopes(weight.id)] == [
+        "net",
+        "net.blocks.1",
+        "net.blocks.1.lin",
+    ]
+    dot = to_dot(graph, view=view)
+    cluster = dot.index("net.blocks.1.lin (Linear)")
+    assert dot.index(f"n{weight.id} [", cluster) < dot.index("}", cluster)
+
+
+def test_shared_weights_sit_in_the_module_around_every_call() -> None:
+    torch.manual_seed(0)
+    cell = nn.RNNCell(2, 3)
+    with gg.record(namespaces=[{"cell": cell}]) as rec:
+        h = torch.zeros(1, 3)
+        for _ in range(3):
+            h = cell(torch.randn(1, 2), h)
+        h.sum().backward()
+    graph = rec.graph(-1)
+    weight = graph.find("cell.weight_ih")
+    assert weight is not None
+    assert whole(graph).scopes(weight.id) == ()  # used by three calls: in none of them
