@@ -108,7 +108,8 @@ def _describe(attempt: ViewOptions) -> str:
     folded = "folded repeated blocks (as --fold)"
     if attempt.depth is None:
         return folded
-    return f"{folded} and collapsed the module calls at depth {attempt.depth} (as --depth {attempt.depth})"
+    depth = attempt.depth
+    return f"{folded} and collapsed the module calls at depth {depth} (as --depth {depth})"
 
 
 def _choose(
