@@ -64,6 +64,12 @@ class RenderError(GradvizError):
     exit_code = 9
 
 
+class PlotMissingError(GradvizError):
+    """matplotlib, needed to draw `gradviz steps` as a picture, is not installed."""
+
+    exit_code = 12
+
+
 class TimeoutError_(GradvizError):
     """The script ran longer than `--timeout` allowed."""
 
@@ -83,6 +89,7 @@ EXIT_CODES: dict[str, int] = {
     "render": RenderError.exit_code,
     "findings-error": 10,
     "timeout": TimeoutError_.exit_code,
+    "plot-missing": PlotMissingError.exit_code,
     "interrupted": 130,
 }
 

@@ -43,12 +43,26 @@ def steps(
     precision: PrecisionOpt = 4,
     timeout: TimeoutOpt = None,
     quiet: QuietOpt = False,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Draw the loss, values and gradient norms over the calls into "
+            "steps.svg / .png / .pdf / .html (needs matplotlib: `pip install 'gradviz[plot]'`).",
+            rich_help_panel=OUT_PANEL,
+        ),
+    ] = None,
 ) -> None:
     """Run FILE and show every backward call: the loss, each leaf's value before the call and
-    the gradient it got, as a table with sparklines (or CSV / JSON).
+    the gradient it got, as a table with sparklines (or CSV / JSON, or a picture with -o).
 
     Example: `gradviz steps samples/training_loop.py --every 30`
     """
+    if output is not None:
+        from ._plot import check_plot_output
+
+        check_plot_output(output, file)
 
     def job() -> None:
         from ..errors import CallError
@@ -63,6 +77,10 @@ def steps(
                 hint=f"Use `gradviz explain {file}` to see the gradients of one graph.",
             )
         sys.stdout.flush()
+        if output is not None:
+            from ._plot import write_plot
+
+            return write_plot(calls, output)
         if fmt is StepsFormat.csv:
             sys.stdout.write(to_csv(calls, every))
         elif fmt is StepsFormat.json:

@@ -1,0 +1,40 @@
+"""`gradviz steps -o FILE`: check the picture's path before the run, write it after."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ._app import err
+from ._run import check_output, fail
+
+if TYPE_CHECKING:
+    from ..model import CallInfo
+
+
+def check_plot_output(output: str, script: Path) -> None:
+    """Refuse a bad -o (suffix, folder, the script itself, stdout) before running anything."""
+    from ..errors import GradvizError, OutputError
+    from ..render.plot import plot_format
+
+    if output == "-":
+        fail(
+            OutputError(
+                "A steps picture cannot be written to the terminal.",
+                hint="Give a file such as -o steps.svg, or leave out -o for the table.",
+            )
+        )
+    try:
+        fmt = plot_format(output)
+    except GradvizError as exc:
+        fail(exc)
+    check_output(output, script, fmt)
+
+
+def write_plot(calls: Sequence[CallInfo], output: str) -> None:
+    """Draw the calls into `output` and say so on stderr."""
+    from ..render.plot import write_steps_plot
+
+    write_steps_plot(calls, output)
+    err.print(f"[green]wrote[/] {output} ({len(calls)} backward calls)")
