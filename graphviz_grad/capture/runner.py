@@ -165,6 +165,7 @@ def in_big_stack(fn: Callable[[], T], timeout: float | None = None) -> T:
         except BaseException as exc:  # handed to the caller's thread below
             failure.append(exc)
         finally:
+            leave_torch_modes()
             done.set()
 
     old = threading.stack_size()
@@ -175,9 +176,37 @@ def in_big_stack(fn: Callable[[], T], timeout: float | None = None) -> T:
     finally:
         threading.stack_size(old)
     _wait(worker, timeout, done)
+    worker.join(_JOIN_GRACE)
     if failure:
         raise failure[0]
     return result[0]
+
+
+#: Seconds to wait for the script's thread to end once its job is done (it only unwinds).
+_JOIN_GRACE = 5.0
+
+
+def leave_torch_modes() -> None:
+    """Leave every torch mode the script entered on this thread and did not leave.
+
+    torch keeps its function- and dispatch-mode stacks (`torch.set_default_device` pushes one)
+    in C++ thread-local storage that holds Python objects. If they are still set when the
+    thread ends while the interpreter is shutting down, their destructor takes the GIL from a
+    dying thread and the process aborts (SIGABRT). Emptying them here, on the thread that
+    entered them, makes the thread's end free of Python work.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    with contextlib.suppress(Exception):
+        torch.set_default_device(None)
+    c = torch._C
+    with contextlib.suppress(Exception):
+        while c._len_torch_function_stack() > 0:
+            c._pop_torch_function_stack()
+    with contextlib.suppress(Exception):
+        while c._len_torch_dispatch_stack() > 0:
+            c._pop_torch_dispatch_stack()
 
 
 def _wait(worker: threading.Thread, timeout: float | None, done: threading.Event) -> None:
