@@ -25,6 +25,7 @@ from ..model import (
     display_path,
 )
 from ._forward import OpRecord, op_record
+from .functions import saved_tensors
 from .naming import Names
 from .summary import dtype_name, summarize
 
@@ -123,6 +124,11 @@ class CallCapture:
             attrs = saved_attrs(node)
             if attrs:
                 self.saved[i] = tuple(self._read_one(node, a, leaf_ids) for a in attrs)
+            elif (found := saved_tensors(node)) is not None:
+                self.saved[i] = tuple(
+                    self._saved_tensor(f"saved_tensors[{k}]", t, leaf_ids)
+                    for k, t in enumerate(found)
+                )
 
     def _read_one(self, node: Any, attr: str, leaf_ids: dict[int, int]) -> Saved:
         name = attr.removeprefix("_saved_")

@@ -22,6 +22,7 @@ from ..errors import CallError, RootError
 from ..model import CallInfo, Graph
 from ._forward import USER_FRAMES, ForwardRecorder, ModuleStack
 from ._snapshot import CallCapture, gradient_edge
+from .functions import FunctionCalls
 from .naming import Names
 from .watch import Watch
 
@@ -54,6 +55,7 @@ class Recorder:
         #: What `gradviz doctor` reads: cuts, in-place writes, module calls (`diagnose`).
         self.watch = Watch()
         self._mode.watch = self.watch
+        self._functions = FunctionCalls(self._mode)
         self._saved: dict[str, Any] = {}
         self._active: CallCapture | None = None
         self._entered = False
@@ -64,6 +66,7 @@ class Recorder:
         torch.autograd.backward = self._wrap(self._saved["backward"], "backward")  # type: ignore[assignment]
         torch.autograd.grad = self._wrap(self._saved["grad"], "autograd.grad")  # type: ignore[assignment]
         self._modules.install()
+        self._functions.install()
         self.watch.install()
         self._mode.__enter__()
         self._entered = True
@@ -87,6 +90,7 @@ class Recorder:
             self._mode.__exit__(None, None, None)
         finally:
             self._modules.remove()
+            self._functions.remove()
             self.watch.remove()
             torch.autograd.backward = self._saved["backward"]
             torch.autograd.grad = self._saved["grad"]

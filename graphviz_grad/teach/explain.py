@@ -18,7 +18,7 @@ from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.table import Table
 from rich.text import Text
 
-from graphviz_grad.model import Edge, Graph, Node, TensorSummary
+from graphviz_grad.model import Edge, Graph, Node, Saved, TensorSummary
 from graphviz_grad.render.format import fmt_summary
 from graphviz_grad.teach.formulas import Ctx, Formula, Local, formula, scalar, symbol
 from graphviz_grad.teach.sources import Annotations
@@ -131,10 +131,7 @@ class Explanation:
         found = formula(ctx)
         lines: list[Line] = []
         if found is None:
-            lines.append(("formula", f"gradviz has no formula for {node.op} ({node.aten or '?'})"))
-            lines.extend(self._upstream(node))
-            lines.extend(self._plain(node))
-            return lines
+            return self._computed(node)
         lines.append(("forward", self._forward(ctx, found)))
         if re.search(r"\bc\b", found.forward):
             lines.append(("", "c is a plain Python number, which PyTorch does not record"))
@@ -153,12 +150,29 @@ class Explanation:
         parts.append(self.fmt(node.value))
         return " = ".join(parts)
 
-    def _plain(self, node: Node) -> list[Line]:
-        out = []
+    def _computed(self, node: Node) -> list[Line]:
+        """A node without a formula: what its backward received and returned, as recorded."""
+        function = custom_function(node)
+        if function is not None:
+            head = f"{function}.backward is your own code (a custom autograd.Function)"
+        else:
+            head = f"gradviz has no formula for {node.op} ({node.aten or 'no aten op recorded'})"
+        lines: list[Line] = [("backward", head + "; what it computed, as recorded:")]
+        if node.value is not None:
+            lines.append(("forward", f"{symbol(node)} = {self.fmt(node.value)}"))
+        lines.extend(("saved", f"{s.name} = {self._saved(s)}") for s in node.saved)
+        lines.append(("grad in", self._upstream(node)[0][1]))
         for e in self.graph.inputs[node.id]:
             src = self.graph.nodes[e.src]
-            out.append(("down", f"{self.d(src)} ← {self.fmt(e.grad)} (recorded)"))
-        return out
+            lines.append(("grad out", f"{self.d(src)} ← {self.fmt(e.grad)} (input {e.index})"))
+        return lines
+
+    def _saved(self, saved: Saved) -> str:
+        if saved.node is not None:
+            return symbol(self.graph.nodes[saved.node])
+        if saved.summary is not None:
+            return self.fmt(saved.summary)
+        return saved.text or "?"
 
     def _input(self, ctx: Ctx, f: Formula, edge: Edge) -> list[Line]:
         src = self.graph.nodes[edge.src]
@@ -219,6 +233,15 @@ def _same(text: str, value: float | None) -> bool:
         return float(text) == value
     except ValueError:
         return False
+
+
+def custom_function(node: Node) -> str | None:
+    """The class name of a custom `autograd.Function` node (`LegendrePolynomial3Backward`,
+    `CompiledFunctionBackward`): torch names its own nodes with a number (`MulBackward0`)."""
+    op = node.op or ""
+    if node.kind != "op" or node.aten is not None or not op.endswith("Backward"):
+        return None
+    return op.removesuffix("Backward") or None
 
 
 def _order(node: Node) -> int:
