@@ -78,6 +78,15 @@ PrecisionOpt = Annotated[
         rich_help_panel=VIEW_PANEL,
     ),
 ]
+WatchOpt = Annotated[
+    bool,
+    typer.Option(
+        "--watch",
+        "-w",
+        help="Run again and redraw whenever the script (or a module it imports from its folder) "
+        "is saved; an HTML output is served on 127.0.0.1 and reloads itself. Ctrl-C stops.",
+    ),
+]
 TimeoutOpt = Annotated[
     float | None,
     typer.Option("--timeout", min=0.0, help="Stop the script after this many seconds."),

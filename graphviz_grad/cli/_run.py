@@ -176,6 +176,12 @@ def progress(label: str, delay: float = 1.0) -> Iterator[None]:
 
 def fail(exc: GradvizError) -> NoReturn:
     """Print the error (and the user's own traceback, if any) and exit with its code."""
+    report(exc)
+    raise typer.Exit(exc.exit_code)
+
+
+def report(exc: GradvizError) -> None:
+    """Print the error, the user's own traceback if any, and the hint on stderr."""
     details = getattr(exc, "details", "")
     if details:
         sys.stderr.write(details)
@@ -183,4 +189,3 @@ def fail(exc: GradvizError) -> NoReturn:
     err.print(f"[bold red]error:[/] {exc.message}")
     if exc.hint:
         err.print(f"[dim]hint:[/] {exc.hint}")
-    raise typer.Exit(exc.exit_code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,6 +23,7 @@ from ._app import (
     SeedOpt,
     TargetOpt,
     TimeoutOpt,
+    WatchOpt,
     app,
     err,
 )
@@ -50,6 +52,8 @@ from ._teach import (
     render_expr,
     source_or_fail,
 )
+from ._watch import check_watch
+from ._watch import watch as run_watching
 
 
 @app.command()
@@ -93,6 +97,7 @@ def render(
     let: LetOpt = None,
     param: ParamOpt = None,
     quiet: QuietOpt = False,
+    watch: WatchOpt = False,
 ) -> None:
     """Run FILE and draw its autograd graph with values and gradients.
 
@@ -100,6 +105,7 @@ def render(
     """
     spec = call_spec(call)
     pic = Picture(output, fmt, order, edge_grads, show_saved, precision, grad_output, quiet)
+    check_watch(watch, expr, spec.many, output)
     if (file := source_or_fail(file, expr)) is None:
         return render_expr(expr or "", let, param, pic, timeout)
     if spec.many:
@@ -138,4 +144,6 @@ def render(
             drawn = f", {view.size} drawn" if view is not None and view.size != total else ""
             err.print(f"[green]wrote[/] {out} ({total} nodes{drawn})")
 
+    if watch:
+        run_watching(file, job, timeout, page=Path(out) if fmt_name == "html" else None)
     boundary(job, timeout)

@@ -17,6 +17,7 @@ from ._app import (
     SeedOpt,
     TargetOpt,
     TimeoutOpt,
+    WatchOpt,
     app,
 )
 from ._run import boundary, capture, parse_hide, remarks
@@ -31,6 +32,8 @@ from ._teach import (
     expr_graph,
     source_or_fail,
 )
+from ._watch import check_watch
+from ._watch import watch as run_watching
 
 
 @app.command()
@@ -51,13 +54,16 @@ def tree(
     focus: FocusOpt = None,
     radius: RadiusOpt = 2,
     hide: HideOpt = None,
+    watch: WatchOpt = False,
 ) -> None:
     """Run FILE and print its autograd graph as a tree: root first, leaves last.
 
     Example: `gradviz tree samples/linear.py`
     """
 
-    spec, script = call_spec(call), source_or_fail(file, expr)
+    spec = call_spec(call)
+    check_watch(watch, expr, spec.many, None)
+    script = source_or_fail(file, expr)
     hidden = parse_hide(hide)
 
     def job() -> None:
@@ -84,4 +90,6 @@ def tree(
         Console(highlight=False).print(GraphTree(shown, precision=precision, order=order))
         remarks(captured)
 
+    if watch and script is not None:
+        run_watching(script, job, timeout, clear=Console().clear)
     boundary(job, timeout)
