@@ -23,6 +23,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..model import TensorSummary
+from .compiled import compiling
+from .naming import is_compile_wrapper, is_wrapper, unwrap
 from .summary import DATA_LIMIT, summarize
 
 META_KEY = "gradviz"
@@ -73,7 +75,7 @@ class _UserFrames:
         hit = self._cache.get(filename)
         if hit is None:
             hit = not (
-                filename.startswith((_TORCH_DIR, _OWN_DIR, "<frozen"))
+                filename.startswith((_TORCH_DIR, _OWN_DIR, "<frozen", "<eval_with_key>"))
                 or (filename.startswith(_STDLIB_DIR) and "site-packages" not in filename)
             )
             self._cache[filename] = hit
@@ -131,6 +133,10 @@ class ModuleStack:
         return entry[1].get(id(child), type(child).__name__)
 
     def _push(self, module: Any, args: Any) -> None:
+        if compiling() or is_wrapper(module):
+            if compiling() or not is_compile_wrapper(module):
+                return
+            module = unwrap(module)  # its own hooks do not fire: they were compiled away
         if self.stack:
             parent, path = self.stack[-1]
             self.stack.append((module, (*path, self._child_name(parent, module))))
@@ -141,6 +147,10 @@ class ModuleStack:
         self.scopes.append((*outer, (self.stack[-1][1], type(module).__name__, self.calls)))
 
     def _pop(self, module: Any, args: Any, output: Any) -> None:
+        if compiling():
+            return
+        if is_compile_wrapper(module):
+            module = unwrap(module)
         for i in range(len(self.stack) - 1, -1, -1):
             if self.stack[i][0] is module:
                 del self.stack[i:]
@@ -201,6 +211,12 @@ class ForwardRecorder(TorchDispatchMode):
         # torch wraps `__torch_dispatch__` in a dynamo guard that imports torch._dynamo on the
         # first op (about a second) and adds a call per op; the recorder never runs compiled.
         return False
+
+    @classmethod
+    def ignore_compile_internals(cls) -> bool:
+        # Off while torch.compile traces and compiles, on while the compiled code runs: the
+        # user's compiled functions are compiled as without gradviz (`capture.compiled`).
+        return True
 
     @contextlib.contextmanager
     def off(self) -> Iterator[None]:

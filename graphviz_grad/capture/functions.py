@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ._forward import META_KEY, USER_FRAMES, ForwardRecorder, _tensors
+from .compiled import compiling, skip_frames
 
 
 class FunctionCalls:
@@ -32,10 +33,12 @@ class FunctionCalls:
 
         def apply(cls: Any, *args: Any, **kwargs: Any) -> Any:
             out = bound(cls, *args, **kwargs)
-            if not mode.paused and torch.is_grad_enabled() and not _compiling():
+            if not mode.paused and torch.is_grad_enabled() and not compiling():
                 _attach(mode, out, args)
             return out
 
+        skip_frames(apply, recursive=False)
+        skip_frames(_attach)
         apply.__wrapped__ = bound  # type: ignore[attr-defined]
         apply.__doc__ = bound.__doc__
         function.apply = classmethod(apply)  # type: ignore[assignment, method-assign]
@@ -44,10 +47,6 @@ class FunctionCalls:
         if self._original is not None:
             torch.autograd.Function.apply = self._original  # type: ignore[method-assign]
             self._original = None
-
-
-def _compiling() -> bool:
-    return bool(torch.compiler.is_compiling())
 
 
 def _attach(mode: ForwardRecorder, out: Any, args: tuple[Any, ...]) -> None:

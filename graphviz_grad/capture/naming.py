@@ -15,6 +15,37 @@ import torch
 
 _MAX_ITEMS = 64
 
+#: Modules that wrap the user's model and hold it in one attribute: their parameters are the
+#: model's, named without the wrapper's prefix (`model.0.weight`, not `model.module.0.weight`).
+WRAPPERS: dict[tuple[str, str], str] = {
+    ("torch.nn.parallel.distributed", "DistributedDataParallel"): "module",
+    ("torch.nn.parallel.data_parallel", "DataParallel"): "module",
+    ("torch._dynamo.eval_frame", "OptimizedModule"): "_orig_mod",
+}
+
+
+def is_wrapper(module: Any) -> bool:
+    """Whether `module` is DDP, DataParallel or `torch.compile`'s `OptimizedModule`."""
+    kind = type(module)
+    return (kind.__module__, kind.__name__) in WRAPPERS
+
+
+def is_compile_wrapper(module: Any) -> bool:
+    """Whether `module` is the `OptimizedModule` that `torch.compile(model)` returns."""
+    kind = type(module)
+    return (kind.__module__, kind.__name__) == ("torch._dynamo.eval_frame", "OptimizedModule")
+
+
+def unwrap(module: Any) -> Any:
+    """The user's model inside any number of wrappers (`DDP(torch.compile(model))`)."""
+    while True:
+        kind = type(module)
+        attr = WRAPPERS.get((kind.__module__, kind.__name__))
+        inner = getattr(module, attr, None) if attr is not None else None
+        if inner is None:
+            return module
+        module = inner
+
 
 class Names:
     """Variable names by tensor identity, in the order they were first seen."""
@@ -27,11 +58,14 @@ class Names:
 
     def scan(self, namespace: Mapping[str, Any]) -> None:
         """Record the tensors, modules and small containers of tensors in `namespace`."""
+        wrapped: list[tuple[str, torch.nn.Module]] = []
         for name, value in list(namespace.items()):
             if name.startswith("__"):
                 continue
             if isinstance(value, torch.Tensor):
                 self._add(name, value)
+            elif isinstance(value, torch.nn.Module) and is_wrapper(value):
+                wrapped.append((name, value))
             elif isinstance(value, torch.nn.Module):
                 self._add_module(name, value)
             elif isinstance(value, (list, tuple)) and len(value) <= _MAX_ITEMS:
@@ -42,6 +76,8 @@ class Names:
                 for key, item in value.items():
                     if isinstance(item, torch.Tensor) and isinstance(key, (str, int)):
                         self._add(f"{name}[{key!r}]", item)
+        for name, value in wrapped:  # after the model itself, whose own name comes first
+            self._add_module(name, unwrap(value))
 
     def scan_all(self, namespaces: Iterable[Mapping[str, Any]]) -> None:
         for ns in namespaces:

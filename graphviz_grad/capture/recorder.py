@@ -22,6 +22,7 @@ from ..errors import CallError, RootError
 from ..model import CallInfo, Graph
 from ._forward import USER_FRAMES, ForwardRecorder, ModuleStack
 from ._snapshot import CallCapture, gradient_edge
+from .compiled import QuietHooksWarning, skip_frames
 from .functions import FunctionCalls
 from .naming import Names
 from .watch import Watch
@@ -56,6 +57,7 @@ class Recorder:
         self.watch = Watch()
         self._mode.watch = self.watch
         self._functions = FunctionCalls(self._mode)
+        self._quiet = QuietHooksWarning()
         self._saved: dict[str, Any] = {}
         self._active: CallCapture | None = None
         self._entered = False
@@ -65,6 +67,8 @@ class Recorder:
         self._saved = {"backward": torch.autograd.backward, "grad": torch.autograd.grad}
         torch.autograd.backward = self._wrap(self._saved["backward"], "backward")  # type: ignore[assignment]
         torch.autograd.grad = self._wrap(self._saved["grad"], "autograd.grad")  # type: ignore[assignment]
+        keep_out_of_dynamo(self._modules, self.watch)
+        self._quiet.install()
         self._modules.install()
         self._functions.install()
         self.watch.install()
@@ -91,6 +95,7 @@ class Recorder:
         finally:
             self._modules.remove()
             self._functions.remove()
+            self._quiet.remove()
             self.watch.remove()
             torch.autograd.backward = self._saved["backward"]
             torch.autograd.grad = self._saved["grad"]
@@ -222,6 +227,17 @@ class Recorder:
             return trace(tensor, namespaces=self.namespaces, **kwargs)
         finally:
             self._mode.paused -= 1
+
+
+def keep_out_of_dynamo(modules: ModuleStack, watch: Watch) -> None:
+    """Mark the frames gradviz runs inside the user's code as never compiled (`compiled`)."""
+    skip_frames(
+        ForwardRecorder.__torch_dispatch__,
+        ForwardRecorder.flush,
+        modules._push,
+        modules._pop,
+        watch._module_called,
+    )
 
 
 def record(

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from ._forward import USER_FRAMES, op_record
+from .compiled import compiling
 
 MARK = "_gradviz_cut"
 #: Call number that freed a node's saved tensors, kept in the node's metadata.
@@ -162,6 +163,8 @@ class Watch:
             self._handle = None
 
     def _module_called(self, module: Any, args: Any) -> None:
+        if compiling():
+            return
         if module not in self.called:
             self.called[module] = _where()
 
