@@ -70,7 +70,7 @@ class QuietHooksWarning:
     def remove(self) -> None:
         if self._filter is not None:
             with contextlib.suppress(ValueError):  # the script reset the filters itself
-                warnings.filters.remove(self._filter)
+                warnings.filters.remove(self._filter)  # type: ignore[attr-defined]
             warnings._filters_mutated()  # type: ignore[attr-defined]
             self._filter = None
 
