@@ -39,6 +39,15 @@ if TYPE_CHECKING:
     from .render import write
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext graphviz_grad`: registers the `%gradviz` / `%%gradviz` magic (see `magic`).
+
+    IPython's extension hook, so not in `__all__`."""
+    from .magic import register
+
+    register(ipython)
+
+
 def __getattr__(name: str) -> Any:
     # torch is imported only when capture is first used, so `import graphviz_grad` stays cheap.
     if name in ("Recorder", "record", "trace"):
