@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from .render.tree import GraphTree
 
-NodeKind = Literal["op", "leaf"]
+NodeKind = Literal["op", "leaf", "input"]
 Severity = Literal["error", "warning", "info"]
 GradSource = Literal["backward", "autograd.grad", "gradviz", "none"]
 
@@ -106,7 +106,8 @@ class Saved:
 
 @dataclass(frozen=True)
 class Node:
-    """One autograd node: an op (`grad_fn`) or a leaf (`AccumulateGrad.variable`).
+    """One autograd node: an op (`grad_fn`) or a leaf (`AccumulateGrad.variable`); or an input
+    that needs no gradient (kind ``"input"``, see `Graph.input_nodes`).
 
     `value` and `grad` are the forward value of output 0 and dLoss/dOutput 0; `outputs` has one
     entry per output for ops (so multi-output ops show every output). `module` and `file`/`line`
@@ -132,6 +133,9 @@ class Node:
     order: int | None = None
     aten: str | None = None
     constants: tuple[tuple[int, TensorSummary], ...] = ()
+    #: The constants that are operands of the op (drawn as `input` nodes), by argument position,
+    #: with the script's name for the tensor (None: a Python number or an unnamed temporary).
+    operands: tuple[tuple[int, str | None], ...] = ()
     #: The `nn.Module` calls around the op, outermost first: (dotted path, class, call number).
     #: Views group and fold by these; the call number tells repeated calls of one module apart.
     scopes: tuple[tuple[str, str, int], ...] = ()
@@ -217,6 +221,40 @@ class Graph:
         return tuple(tuple(es) for es in found)
 
     @property
+    def input_nodes(self) -> tuple[Node, ...]:
+        """The inputs that need no gradient (``x``, a target, the ``2`` in ``w * 2``) as nodes of
+        kind ``"input"``, from the ops' `operands`. Their ids follow the autograd nodes'
+        (``len(nodes)`` up, in op order), so adding them moves no other id. A named tensor used
+        by several ops is one node; numbers and unnamed temporaries get one node per use."""
+        return self._inputs[0]
+
+    @property
+    def input_edges(self) -> tuple[Edge, ...]:
+        """Edges from `input_nodes` into the ops; `index` is the op's argument position."""
+        return self._inputs[1]
+
+    @cached_property
+    def _inputs(self) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
+        first = len(self.nodes)
+        nodes: list[Node] = []
+        edges: list[Edge] = []
+        named: dict[str, list[int]] = {}
+        for op in self.nodes:
+            values = dict(op.constants)
+            for index, name in op.operands:
+                value = values.get(index)
+                if value is None:
+                    continue
+                same = [k for k in named.get(name or "", ()) if nodes[k].value == value]
+                if not same:
+                    same = [len(nodes)]
+                    nodes.append(_input_node(first + len(nodes), name, value))
+                    if name:
+                        named.setdefault(name, []).append(same[0])
+                edges.append(Edge(src=first + same[0], dst=op.id, index=index))
+        return tuple(nodes), tuple(edges)
+
+    @property
     def leaves(self) -> tuple[Node, ...]:
         return tuple(n for n in self.nodes if n.kind == "leaf")
 
@@ -252,6 +290,11 @@ class Graph:
         from .notebook import rich_tree
 
         return rich_tree(self)
+
+
+def _input_node(node_id: int, name: str | None, value: TensorSummary) -> Node:
+    names = (name,) if name else ()
+    return Node(node_id, "input", None, names, value.shape, value.dtype, value)
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ def test_json_is_deterministic(tmp_path: Path) -> None:
     assert gradviz("render", "samples/mlp.py", "-o", str(b))[0] == 0
     assert a.read_bytes() == b.read_bytes()
     data = json.loads(a.read_text())
-    assert data["schema"] == "gradviz/1" and data["call"] == 5
+    assert data["schema"] == "gradviz/2" and data["call"] == 5
 
 
 # -- the script runs as under python -------------------------------------------------------------

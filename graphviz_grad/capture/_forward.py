@@ -25,7 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from ..model import TensorSummary
 from .compiled import compiling
 from .naming import is_compile_wrapper, is_wrapper, unwrap
-from .summary import DATA_LIMIT, summarize
+from .summary import DATA_LIMIT, dtype_name, summarize
 
 META_KEY = "gradviz"
 
@@ -52,6 +52,10 @@ class OpRecord:
     line: int | None
     constants: tuple[tuple[int, TensorSummary], ...]
     scopes: tuple[tuple[tuple[str, ...], str, int], ...] = ()
+    #: Argument positions of the constants that are operands (a tensor, a `Scalar` argument;
+    #: not a dim or a flag), each with a weak reference to its tensor (None for a number), so the
+    #: snapshot can name it after the variable that holds it.
+    operands: tuple[tuple[int, Any], ...] = ()
     #: Inputs that were cut from the graph (`capture.watch.Cut`), by argument position.
     cuts: tuple[tuple[int, Any], ...] = ()
 
@@ -172,17 +176,49 @@ def _tensors(out: Any) -> list[torch.Tensor]:
     return []
 
 
-def _constants(args: tuple[Any, ...]) -> tuple[tuple[int, TensorSummary], ...]:
-    """Small inputs that do not require grad (the `x` in `x * w`), by argument position;
-    Python numbers too (`w * 2` reaches the dispatcher as `mul(w, 2)`)."""
+#: Schema types of the arguments that are operands of an op (drawn as its inputs).
+_OPERAND_TYPES = frozenset({"Tensor", "Optional[Tensor]", "number"})
+_operand_positions: dict[Any, frozenset[int]] = {}
+
+
+def operand_positions(func: Any) -> frozenset[int]:
+    """Positions of `func`'s tensor and `Scalar` arguments (not dims, sizes or flags)."""
+    found = _operand_positions.get(func)
+    if found is None:
+        try:
+            arguments = func._schema.arguments
+        except AttributeError:
+            arguments = ()
+        found = frozenset(i for i, a in enumerate(arguments) if str(a.type) in _OPERAND_TYPES)
+        _operand_positions[func] = found
+    return found
+
+
+def _constants(
+    func: Any, args: tuple[Any, ...]
+) -> tuple[tuple[tuple[int, TensorSummary], ...], tuple[tuple[int, Any], ...]]:
+    """Inputs that do not require grad (the `x` in `x * w`), by argument position, and which of
+    them are operands; Python numbers too (`w * 2` reaches the dispatcher as `mul(w, 2)`).
+    A large tensor is kept as its shape and dtype only: the recording path stays cheap."""
     found = []
+    operands: list[tuple[int, Any]] = []
+    positions = operand_positions(func)
     for i, a in enumerate(args):
         if isinstance(a, torch.Tensor):
-            if not a.requires_grad and a.numel() <= DATA_LIMIT:
-                found.append((i, summarize(a)))
+            if a.requires_grad:
+                continue
+            found.append((i, summarize(a) if a.numel() <= DATA_LIMIT else _shape_only(a)))
+            if i in positions:
+                operands.append((i, weakref.ref(a)))
         elif isinstance(a, (int, float)) and not isinstance(a, bool):
             found.append((i, _number(a)))
-    return tuple(found)
+            if i in positions:
+                operands.append((i, None))
+    return tuple(found), tuple(operands)
+
+
+def _shape_only(t: torch.Tensor) -> TensorSummary:
+    return TensorSummary(tuple(int(d) for d in t.shape), dtype_name(t.dtype), t.numel())
 
 
 def _number(x: float) -> TensorSummary:
@@ -289,6 +325,7 @@ class ForwardRecorder(TorchDispatchMode):
     def _new_record(self, func: Any, args: Any, where: Any, module: Any) -> OpRecord:
         self.seq += 1
         path, root, mtype, scopes = module
+        constants, operands = _constants(func, args) if self.values else ((), ())
         return OpRecord(
             seq=self.seq,
             aten=None if func is None else str(func),
@@ -298,7 +335,8 @@ class ForwardRecorder(TorchDispatchMode):
             module_type=mtype,
             file=where[0],
             line=where[1],
-            constants=_constants(args) if self.values else (),
+            constants=constants,
             scopes=scopes,
+            operands=operands,
             cuts=self.watch.consumed(args) if self.watch is not None else (),
         )

@@ -336,8 +336,15 @@ class CallCapture:
             "line": record.line,
             "aten": record.aten,
             "constants": record.constants,
+            "operands": tuple((i, self._name_of(ref)) for i, ref in record.operands),
             "scopes": scopes,
         }
+
+    def _name_of(self, ref: Any) -> str | None:
+        """The script's name for a constant tensor still alive (None: a number, a temporary)."""
+        t = ref() if ref is not None else None
+        names = self.names.for_leaf(t) if t is not None else ()
+        return names[0] if names else None
 
     def _edges(self, nodes: tuple[Node, ...]) -> list[Edge]:
         edges = []

@@ -33,9 +33,13 @@ class _Cluster:
 
 
 def dot_name(view: View, drawn_id: int) -> str:
-    """The DOT name of a drawn node: ``n12`` for node 12, ``g0`` for the first group."""
+    """The DOT name of a drawn node: ``n12`` for node 12, ``g0`` for the first group, and an
+    input node by its id in the graph's JSON (``n40``)."""
     n = len(view.graph.nodes)
-    return f"n{drawn_id}" if drawn_id < n else f"g{drawn_id - n}"
+    if drawn_id < n:
+        return f"n{drawn_id}"
+    node = view.input(drawn_id)
+    return f"n{node.id}" if node is not None else f"g{drawn_id - n}"
 
 
 def _call_numbers(view: View) -> dict[ClusterKey, int]:
@@ -53,14 +57,13 @@ def _call_numbers(view: View) -> dict[ClusterKey, int]:
 
 
 def _all_scopes(view: View) -> list[tuple[tuple[str, str, int], ...]]:
-    return [view.scopes(i) for i in view.shown] + [g.enclosing for g in view.groups]
+    return [g.enclosing if (g := view.group(i)) else view.scopes(i) for i in view.drawn]
 
 
 def _clusters(view: View) -> _Cluster:
     numbers = _call_numbers(view)
     top = _Cluster("")
-    drawn = [*view.shown, *(g.id for g in view.groups)]
-    for drawn_id, scopes in zip(drawn, _all_scopes(view), strict=True):
+    for drawn_id, scopes in zip(view.drawn, _all_scopes(view), strict=True):
         here = top
         for path, kind, call in scopes:
             key = (path, call)
@@ -104,9 +107,9 @@ def _nodes(view: View, node_stmt: Callable[[Node], str], precision: int) -> list
 
 def _item(view: View, drawn_id: int, node_stmt: Callable[[Node], str], precision: int) -> str:
     group = view.group(drawn_id)
-    if group is None:
-        return node_stmt(view.graph.nodes[drawn_id])
-    return group_stmt(view, group, precision)
+    if group is not None:
+        return group_stmt(view, group, precision)
+    return node_stmt(view.input(drawn_id) or view.graph.nodes[drawn_id])
 
 
 def body(

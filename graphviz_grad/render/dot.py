@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 FILL_LEAF = "#cfe8fc"
 FILL_ROOT = "#fdd0b1"
 FILL_OP = "#ececec"
+FILL_INPUT = "#f7f7f7"
+BORDER_INPUT = "#9a9a9a"
 BORDER = "#555555"
 GRAD_COLOR = "#c0392b"
 GRADVIZ_NOTE = "gradients computed by gradviz (the script did not call backward)"
@@ -71,15 +73,31 @@ def _bad(node: Node) -> bool:
 
 
 def _fill(node: Node, roots: frozenset[int]) -> str:
+    if node.kind == "input":
+        return FILL_INPUT
     if node.id in roots:
         return FILL_ROOT
     return FILL_LEAF if node.kind == "leaf" else FILL_OP
+
+
+def _input_rows(node: Node, precision: int) -> list[str]:
+    """An input needs no gradient: its name, type and value (a bare number for a constant)."""
+    value = node.value
+    if not node.names and value is not None and value.shape == () and value.data is not None:
+        return [row(html(fmt_summary(value, precision)), bold=True), row("constant")]
+    head = f"<b>{html(node.names[0])}</b> input" if node.names else "input"
+    rows = [row(head), row(html(fmt_type(node.shape, node.dtype)))]
+    if value is None or (value.data is None and value.min is None and value.note is None):
+        return rows  # a large tensor is recorded by shape and dtype only
+    return [*rows, row("value", html(fmt_summary(value, precision)))]
 
 
 def node_label(
     node: Node, *, precision: int = 4, show_saved: bool = False, order: bool = False
 ) -> str:
     """The HTML-like table (without the outer ``<>``) that draws one node."""
+    if node.kind == "input":
+        return "".join(_input_rows(node, precision))
     rows = [_header(node), *_names_row(node)]
     if order:
         rows.append(_order_row(node))
@@ -107,6 +125,8 @@ def _grad_edges(view: View, precision: int, edge_grads: bool) -> list[str]:
 
     out = []
     for e in view.edges:
+        if view.input(e.src) is not None:
+            continue
         grad = e.edge.grad if e.edge is not None else None
         label = f" label=<{html(fmt_summary(grad, precision))}>" if edge_grads and e.edge else ""
         src, dst = dot_name(view, e.src), dot_name(view, e.dst)
@@ -135,8 +155,11 @@ def _node_stmt(
     order: bool = False,
     mark: str | None = None,
     fill: str | None = None,
+    keep_order: bool = False,
 ) -> str:
     border, color = ("2", BORDER_BAD) if _bad(node) else ("1", BORDER)
+    if node.kind == "input":
+        border, color = "1", BORDER_INPUT
     if mark is not None:  # a finding names this node: border in its severity's colour
         border, color = "3", SEVERITY_COLOR[mark]
     table = (
@@ -144,10 +167,13 @@ def _node_stmt(
         f'color="{color}" bgcolor="{fill or _fill(node, roots)}">'
         f"{node_label(node, precision=precision, show_saved=show_saved, order=order)}</table>"
     )
-    return f"  n{node.id} [label=<{table}>];"
+    ordering = ", ordering=in" if keep_order else ""  # `x * w`: x left of w, as written
+    return f"  n{node.id} [label=<{table}>{ordering}];"
 
 
 def _edge_stmt(edge: Edge, graph: Graph, precision: int, edge_grads: bool) -> str:
+    if edge.src >= len(graph.nodes):  # from an input: no gradient flows back along it
+        return f'  n{edge.src} -> n{edge.dst} [color="{BORDER_INPUT}"];'
     parts: list[str] = []
     if len(graph.nodes[edge.src].outputs) > 1:
         parts.append(f"out{edge.output_nr}")
@@ -177,6 +203,7 @@ def to_dot(
     order: bool = False,
     show_cuts: bool = False,
     color: str | None = None,
+    inputs: bool | None = None,
 ) -> str:
     """The graph as DOT text: deterministic, every user string escaped.
 
@@ -184,7 +211,8 @@ def to_dot(
     modules, elided nodes; by default every node, inside clusters of its module calls.
     Nodes named by `graph.findings` get a border in their severity's colour and a legend lists
     the findings; `show_cuts` adds a dashed mark per `cut`; `color="grad"` fills nodes by the
-    log of their gradient norm, with a colour scale.
+    log of their gradient norm, with a colour scale. `inputs` draws the inputs that need no
+    gradient (`x`, targets, numbers) as grey nodes; None: when the view is small enough.
 
     Example:
         >>> dot = to_dot(graph, edge_grads=True)
@@ -200,16 +228,27 @@ def to_dot(
         '  edge [fontname="Helvetica", fontsize=9, color="#444444"];',
     ]
     from graphviz_grad.render.clusters import body
-    from graphviz_grad.views import whole
+    from graphviz_grad.views import INPUTS_AUTO, whole, with_inputs
 
+    view = view or whole(graph)
+    if inputs or (inputs is None and view.size <= INPUTS_AUTO):
+        view = with_inputs(view)
     marks = node_marks(graph)
     fills = grad_fills(graph) if color == "grad" else {}
+    with_args = frozenset(e.dst for e in view.edges if view.input(e.src) is not None)
 
     out.extend(
         body(
-            view or whole(graph),
+            view,
             lambda n: _node_stmt(
-                n, roots, precision, show_saved, order, _mark(marks, n.id), fills.get(n.id)
+                n,
+                roots,
+                precision,
+                show_saved,
+                order,
+                _mark(marks, n.id),
+                fills.get(n.id),
+                n.id in with_args,
             ),
             lambda e: _edge_stmt(e, graph, precision, edge_grads and not order),
             precision,
@@ -217,11 +256,11 @@ def to_dot(
     )
     out.extend(legend(graph))
     if show_cuts:
-        out.extend(cut_marks(graph, frozenset((view or whole(graph)).shown)))
+        out.extend(cut_marks(graph, frozenset(view.shown)))
     if fills:
         out.extend(grad_legend(graph))
     if order:  # `--order`: gradients flow back along dashed red edges, with a legend
-        out.extend(_grad_edges(view or whole(graph), precision, edge_grads))
+        out.extend(_grad_edges(view, precision, edge_grads))
     out.append("}")
     return "\n".join(out) + "\n"
 

@@ -1,13 +1,16 @@
-"""The graph as JSON (schema ``gradviz/1``, see ``schema.json`` and docs/json-schema.md).
+"""The graph as JSON (schema ``gradviz/2``, see ``schema.json`` and docs/json-schema.md).
 
 Keys come in a fixed order and lists keep the model's order, so the same graph gives
-byte-identical JSON. Non-finite numbers, which JSON cannot hold, are written as the strings
+byte-identical JSON. The inputs that need no gradient are nodes of kind ``"input"`` after the
+autograd nodes, with edges into the ops that use them (``gradviz/1``, which had no input nodes,
+is still read). Non-finite numbers, which JSON cannot hold, are written as the strings
 ``"nan"``, ``"inf"`` and ``"-inf"``. `from_dict` reads the JSON back into the model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 from collections.abc import Callable
@@ -16,7 +19,9 @@ from typing import Any
 from graphviz_grad.errors import GradvizError
 from graphviz_grad.model import Data, Edge, Finding, Graph, Node, Output, Saved, TensorSummary
 
-SCHEMA = "gradviz/1"
+SCHEMA = "gradviz/2"
+#: Older schemas `from_dict` still reads.
+READS = (SCHEMA, "gradviz/1")
 _NONFINITE: dict[str, float] = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
@@ -139,8 +144,8 @@ def to_dict(graph: Graph) -> dict[str, Any]:
         "call_file": graph.call_file,
         "call_line": graph.call_line,
         "grad_source": graph.grad_source,
-        "nodes": [_node_to_dict(n) for n in graph.nodes],
-        "edges": [_edge_to_dict(e) for e in graph.edges],
+        "nodes": [_node_to_dict(n) for n in (*graph.nodes, *graph.input_nodes)],
+        "edges": [_edge_to_dict(e) for e in (*graph.edges, *graph.input_edges)],
         "findings": [_finding_to_dict(f) for f in graph.findings],
         "notes": list(graph.notes),
     }
@@ -149,8 +154,8 @@ def to_dict(graph: Graph) -> dict[str, Any]:
 def _lazy_dict(graph: Graph) -> dict[str, Any]:
     """`to_dict` with the row lists as iterators, so a huge graph never holds all row dicts."""
     d = to_dict(dataclasses.replace(graph, nodes=(), edges=(), findings=()))
-    d["nodes"] = map(_node_to_dict, graph.nodes)
-    d["edges"] = map(_edge_to_dict, graph.edges)
+    d["nodes"] = map(_node_to_dict, itertools.chain(graph.nodes, graph.input_nodes))
+    d["edges"] = map(_edge_to_dict, itertools.chain(graph.edges, graph.input_edges))
     d["findings"] = map(_finding_to_dict, graph.findings)
     return d
 
@@ -272,10 +277,26 @@ def _finding_from_dict(d: dict[str, Any]) -> Finding:
     )
 
 
+def _with_operands(nodes: list[Node], inputs: list[dict[str, Any]], edges: list[Edge]) -> None:
+    """Give each op the operands that the input nodes' edges name (in the edges' order)."""
+    first = len(nodes)
+    found: dict[int, list[tuple[int, str | None]]] = {}
+    for e in edges:
+        if e.src >= first:
+            names = inputs[e.src - first]["names"]
+            found.setdefault(e.dst, []).append((e.index, names[0] if names else None))
+    for dst, operands in found.items():
+        nodes[dst] = dataclasses.replace(nodes[dst], operands=tuple(operands))
+
+
 def _graph_from_dict(d: dict[str, Any]) -> Graph:
+    nodes = [_node_from_dict(n) for n in d["nodes"] if n["kind"] != "input"]
+    inputs = [n for n in d["nodes"] if n["kind"] == "input"]
+    all_edges = [_edge_from_dict(e) for e in d["edges"]]
+    _with_operands(nodes, inputs, all_edges)
     return Graph(
-        nodes=tuple(_node_from_dict(n) for n in d["nodes"]),
-        edges=tuple(_edge_from_dict(e) for e in d["edges"]),
+        nodes=tuple(nodes),
+        edges=tuple(e for e in all_edges if e.src < len(nodes)),
         roots=tuple(d["roots"]),
         call=d["call"],
         grad_source=d["grad_source"],
@@ -292,7 +313,7 @@ def from_dict(d: dict[str, Any]) -> Graph:
     Example:
         >>> graph = from_dict(json.loads(Path("graph.json").read_text(encoding="utf-8")))
     """
-    if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+    if not isinstance(d, dict) or d.get("schema") not in READS:
         found = d.get("schema") if isinstance(d, dict) else type(d).__name__
         raise GradvizError(
             f"This is not gradviz JSON: expected schema {SCHEMA!r}, found {found!r}.",

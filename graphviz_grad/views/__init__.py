@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from graphviz_grad.model import Graph
 
 from ._budget import elide, trim_fans
+from ._inputs import INPUTS_AUTO, with_inputs
 from ._model import Group, View, ViewEdge, build
 from ._modules import group_modules, max_depth
 from ._select import HIDE_CHOICES, apply_focus, apply_hide, find_node, is_view_op
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_BUDGET",
     "FLOOR",
     "HIDE_CHOICES",
+    "INPUTS_AUTO",
     "Group",
     "View",
     "ViewEdge",
@@ -39,6 +41,7 @@ __all__ = [
     "max_depth",
     "tree_graph",
     "whole",
+    "with_inputs",
 ]
 
 #: Drawn nodes above which SVG/PNG/PDF are made smaller (Graphviz needs seconds beyond this).

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from graphviz_grad.model import Edge, Graph
+from graphviz_grad.model import Edge, Graph, Node
 
 GroupKind = Literal["module", "fold", "elided"]
 
@@ -76,15 +76,29 @@ class View:
     notes: tuple[str, ...] = field(default=())
     #: Module calls around each drawn parameter (its own module's box, not the top level).
     placed: Mapping[int, tuple[Scope, ...]] = field(default_factory=dict)
+    #: The `graph.input_nodes` drawn (by position there); their drawn ids follow the groups'.
+    inputs: tuple[int, ...] = ()
 
     @property
     def size(self) -> int:
         """How many nodes are drawn."""
-        return len(self.shown) + len(self.groups)
+        return len(self.shown) + len(self.groups) + len(self.inputs)
+
+    @property
+    def drawn(self) -> tuple[int, ...]:
+        """Every drawn id: original nodes, groups, then inputs."""
+        base = len(self.graph.nodes) + len(self.groups)
+        return (*self.shown, *(g.id for g in self.groups), *(base + k for k in self.inputs))
+
+    def input(self, drawn_id: int) -> Node | None:
+        """The input node with drawn id `drawn_id`, or None for any other drawn node."""
+        k = drawn_id - len(self.graph.nodes) - len(self.groups)
+        return self.graph.input_nodes[k] if 0 <= k < len(self.graph.input_nodes) else None
 
     def scopes(self, drawn_id: int) -> tuple[Scope, ...]:
         """The module calls (clusters) a drawn original node sits in."""
-        return self.placed.get(drawn_id, self.graph.nodes[drawn_id].scopes)
+        found = self.placed.get(drawn_id)
+        return found if found is not None else self.graph.nodes[drawn_id].scopes
 
     def group(self, drawn_id: int) -> Group | None:
         """The group with drawn id `drawn_id`, or None for an original node."""

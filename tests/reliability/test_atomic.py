@@ -106,7 +106,7 @@ def test_a_successful_write_replaces_the_file_whole_and_keeps_its_mode(tmp_path:
     out.write_bytes(OLD)
     out.chmod(0o640)
     write(_graph(), out)
-    assert json.loads(out.read_text())["schema"] == "gradviz/1"
+    assert json.loads(out.read_text())["schema"] == "gradviz/2"
     assert out.stat().st_mode & 0o777 == 0o640
     assert _listing(tmp_path) == [out.name]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from graphviz_grad.model import Edge, Finding, Graph, Node, Output, Saved, TensorSummary
 
@@ -269,3 +270,24 @@ def large_values() -> Graph:
         ),
     )
     return Graph(nodes, (Edge(1, 0, 0),), roots=(0,))
+
+
+def lesson_with_inputs() -> Graph:
+    """`lesson` with what capture records of its inputs: x into ×, y into −, 2 into **."""
+    graph = lesson()
+    two = TensorSummary((), "int64", 1, 2, min=2, max=2, mean=2, norm=2)
+    consts = {
+        0: ((1, two),),  # pow(r, 2)
+        1: ((1, scalar(4.0)),),  # sub(y_hat, y)
+        2: ((0, scalar(2.0)),),  # mul(x, w)
+    }
+    names: dict[int, tuple[tuple[int, str | None], ...]] = {
+        0: ((1, None),),
+        1: ((1, "y"),),
+        2: ((0, "x"),),
+    }
+    nodes = tuple(
+        replace(n, constants=consts[n.id], operands=names[n.id]) if n.id in consts else n
+        for n in graph.nodes
+    )
+    return replace(graph, nodes=nodes)

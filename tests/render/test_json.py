@@ -125,7 +125,7 @@ def test_100k_chain() -> None:
 def test_layout_one_item_per_line() -> None:
     lines = to_json(lesson()).splitlines()
     assert lines[0] == "{" and lines[-1] == "}"
-    assert lines[1] == ' "schema": "gradviz/1",'
+    assert lines[1] == ' "schema": "gradviz/2",'
     assert sum(line.startswith('  {"id": ') for line in lines) == 4
     assert json.loads(to_json(lesson(), indent=None)) == json.loads(to_json(lesson(), indent=4))
     assert len(to_json(lesson(), indent=None).splitlines()) == 1

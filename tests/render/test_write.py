@@ -43,7 +43,7 @@ def test_write_dot_and_json(tmp_path: Path) -> None:
     assert write(lesson(), tmp_path / "g.dot") == tmp_path / "g.dot"
     assert (tmp_path / "g.dot").read_text(encoding="utf-8") == to_dot(lesson())
     write(lesson(), str(tmp_path / "g.json"))
-    assert json.loads((tmp_path / "g.json").read_text(encoding="utf-8"))["schema"] == "gradviz/1"
+    assert json.loads((tmp_path / "g.json").read_text(encoding="utf-8"))["schema"] == "gradviz/2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.dot", "g.json"]
 
 

@@ -18,7 +18,8 @@ import graphviz_grad as gg
 from graphviz_grad.errors import RootError
 from graphviz_grad.model import Graph
 from graphviz_grad.render import render_bytes, to_dot
-from graphviz_grad.views import ViewOptions, find_node, fit_budget, make_view, whole
+from graphviz_grad.render.clusters import dot_name
+from graphviz_grad.views import ViewOptions, find_node, fit_budget, make_view, whole, with_inputs
 
 SVG = "{http://www.w3.org/2000/svg}"
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed")
@@ -336,7 +337,8 @@ def test_svg_draws_one_node_per_drawn_item(
     view = make_view(graph, options)
     root = ET.fromstring(render_bytes(graph, "svg", view=view))
     titles = [g.findtext(f"{SVG}title") for g in root.iter(f"{SVG}g") if g.get("class") == "node"]
-    expected = [f"n{i}" for i in view.shown] + [f"g{k}" for k in range(len(view.groups))]
+    drawn = with_inputs(view)  # small: the inputs are drawn too
+    expected = [dot_name(drawn, d) for d in drawn.drawn]
     assert sorted(t for t in titles if t != "findings") == sorted(expected)
     clusters = [g for g in root.iter(f"{SVG}g") if g.get("class") == "cluster"]
     assert clusters  # module calls are drawn as clusters
