@@ -33,7 +33,9 @@ def run_gradviz(argv: list[str]) -> str:
     from graphviz_grad.cli import app
 
     result = CliRunner().invoke(app, argv, env={"COLUMNS": str(WIDTH), "NO_COLOR": "1"})
-    text = result.stdout + result.stderr
+    if result.exit_code == 2 and "Usage:" in result.stderr:  # a typo in the tutorial
+        raise SystemExit(f"`gradviz {shlex.join(argv)}` is not a valid command:\n{result.stderr}")
+    text = (result.stdout + result.stderr).replace(str(Path.cwd()) + os.sep, "")
     return "".join(line.rstrip() + "\n" for line in text.splitlines())
 
 
@@ -62,20 +64,46 @@ def generate(where: Path) -> str:
 
 
 def check() -> bool:
-    """True when docs/tutorial.md is what the commands print now (run in a scratch copy)."""
+    """True when docs/tutorial.md and its pictures are what the commands make now."""
+    return not stale()
+
+
+def stale() -> list[str]:
+    """What is out of date: docs/tutorial.md, or a picture whose texts (labels, values, axis
+    ticks) differ from a fresh one's. The commands run in a scratch copy of samples/ and of
+    docs/tutorial/ without its pictures."""
+    pictures = ROOT / "docs" / "tutorial"
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copytree(ROOT / "samples", Path(tmp) / "samples")
-        shutil.copytree(SOURCE.parent, Path(tmp) / "docs" / "tutorial")
+        fresh = Path(tmp) / "docs" / "tutorial"
+        shutil.copytree(SOURCE.parent, fresh, ignore=shutil.ignore_patterns("*.svg", "*.png"))
         text = generate(Path(tmp))
-    return TARGET.exists() and TARGET.read_text(encoding="utf-8") == text
+        out = [
+            f"docs/tutorial/{p.relative_to(fresh)}"
+            for p in sorted(fresh.rglob("*.svg"))
+            if not (pictures / p.relative_to(fresh)).exists()
+            or svg_texts(p) != svg_texts(pictures / p.relative_to(fresh))
+        ]
+    if not TARGET.exists() or TARGET.read_text(encoding="utf-8") != text:
+        out.insert(0, "docs/tutorial.md")
+    return out
+
+
+def svg_texts(path: Path) -> list[str]:
+    """Every text of an SVG, in order: what a reader sees, whatever the renderer's version."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(path).getroot()
+    return ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
 
 
 def main(argv: list[str]) -> int:
     if "--check" in argv:
-        if check():
+        old = stale()
+        if not old:
             return 0
         sys.stderr.write(
-            "docs/tutorial.md is out of date: run `python -m graphviz_grad.teach.tutorial`\n"
+            f"out of date: {', '.join(old)}; run `python -m graphviz_grad.teach.tutorial`\n"
         )
         return 1
     TARGET.write_text(generate(ROOT), encoding="utf-8")
