@@ -139,6 +139,9 @@ class Node:
     #: The `nn.Module` calls around the op, outermost first: (dotted path, class, call number).
     #: Views group and fold by these; the call number tells repeated calls of one module apart.
     scopes: tuple[tuple[str, str, int], ...] = ()
+    #: Under DDP, a parameter's `.grad` after the call: the mean over ranks that DDP's
+    #: all-reduce left and the optimizer uses (`grad` is the local gradient of this rank).
+    synced_grad: TensorSummary | None = None
 
     @property
     def label(self) -> str:
@@ -196,6 +199,9 @@ class Graph:
     call_line: int | None = None
     findings: tuple[Finding, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    #: Under torch.distributed: the rank whose graph this is, of `world_size` ranks.
+    rank: int | None = None
+    world_size: int | None = None
 
     @property
     def root(self) -> int:

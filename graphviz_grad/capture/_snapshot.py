@@ -8,6 +8,7 @@ gradient; `build()` turns what was seen into plain data and drops every autograd
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -90,6 +91,9 @@ class CallCapture:
         self._order_map: dict[int, int] = {}
         self.handles: list[Any] = []
         self.error: str | None = None
+        #: Under torch.distributed: (rank, world size), and the parameters DDP all-reduces.
+        self.dist: tuple[int, int] | None = None
+        self.reduced: dict[int, Any] = {}
 
     # -- before the call ---------------------------------------------------------------------
     def walk(self) -> None:
@@ -223,6 +227,8 @@ class CallCapture:
             call_line=self.where[1],
             notes=(f"backward failed: {self.error}",) if self.error else (),
         )
+        if self.dist is not None:
+            graph = with_rank(graph, *self.dist, reduced=bool(self.reduced))
         return graph
 
     def info(self, graph: Graph) -> CallInfo:
@@ -295,7 +301,14 @@ class CallCapture:
             value=value,
             grad=grad,
             order=self._order(i),
+            synced_grad=self._synced(var),
         )
+
+    def _synced(self, var: torch.Tensor) -> TensorSummary | None:
+        """DDP's all-reduced `.grad` of a parameter, read after the call returned."""
+        if id(var) not in self.reduced or var.grad is None:
+            return None
+        return summarize(var.grad)
 
     def _leaf_grad(self, i: int) -> TensorSummary | None:
         if i in self.leaf_grads:
@@ -359,6 +372,15 @@ class CallCapture:
                     grad = outs[nr].grad if nr < len(outs) else nodes[src].grad
                 edges.append(Edge(src=src, dst=dst, index=k, output_nr=nr, grad=grad))
         return edges
+
+
+def with_rank(graph: Graph, rank: int, world: int, reduced: bool) -> Graph:
+    """The graph of one rank of a torch.distributed job, saying so in its notes."""
+    note = f"rank {rank} of {world}: gradients are this rank's local ones"
+    if reduced:
+        note += "; `.grad (all-reduced)` on DDP parameters is the mean over ranks"
+    note += " (--rank R draws another rank)"
+    return replace(graph, rank=rank, world_size=world, notes=(*graph.notes, note))
 
 
 def _num_outputs(node: Any) -> int:

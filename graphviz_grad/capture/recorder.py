@@ -23,6 +23,7 @@ from ..model import CallInfo, Graph
 from ._forward import USER_FRAMES, ForwardRecorder, ModuleStack
 from ._snapshot import CallCapture, gradient_edge
 from .compiled import QuietHooksWarning, skip_frames
+from .distributed import ddp_parameters, rank_and_world
 from .functions import FunctionCalls
 from .naming import Names
 from .watch import Watch
@@ -154,6 +155,9 @@ class Recorder:
         names.scan_all(self.namespaces)
         where = (frame.f_code.co_filename, frame.f_lineno) if frame is not None else (None, None)
         capture = CallCapture(roots, names, number=number, kind=kind, where=where)  # type: ignore[arg-type]
+        capture.dist = rank_and_world()
+        if capture.dist is not None:
+            capture.reduced = ddp_parameters(self.watch.called.keys())
         self._mode.paused += 1
         try:
             with self._mode.off():

@@ -112,10 +112,14 @@ def _exec(code: types.CodeType, namespace: dict[str, Any], run: ScriptRun) -> No
     except (KeyboardInterrupt, GradvizError):
         raise
     except Exception as exc:
+        from .distributed import launch_hint
+
         run.error = ScriptError(
             f"The script `{run.path.name}` raised {type(exc).__name__}: {_first_line(exc)}",
-            hint="Fix the error in your script (see its traceback above); "
-            "`python " + run.path.name + "` shows the same error.",
+            hint=launch_hint(exc, run.path.name)
+            or "Fix the error in your script (see its traceback above); `python "
+            + run.path.name
+            + "` shows the same error.",
             details=user_traceback(exc),
         )
 

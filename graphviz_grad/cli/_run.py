@@ -13,6 +13,7 @@ import typer
 
 from ..errors import CallError, GradvizError, OutputError
 from ._app import Format, err
+from ._ranks import NotDrawing, stop_unless_drawing
 
 if TYPE_CHECKING:
     from ..capture import Captured
@@ -31,7 +32,9 @@ def capture(
             hint="Use --call 1 for the first backward call, or --call -1 for the last.",
         )
     options = CaptureOptions(target=target, call=call, grad_output=grad_output)
-    return with_findings(capture_script(file, args or [], options))
+    captured = capture_script(file, args or [], options)
+    stop_unless_drawing()
+    return with_findings(captured)
 
 
 def remarks(captured: Captured) -> None:
@@ -107,6 +110,8 @@ def boundary(job: Callable[[], None], timeout: float | None = None) -> None:
 
     try:
         in_big_stack(job, timeout=timeout)
+    except NotDrawing:
+        raise typer.Exit(0) from None
     except GradvizError as exc:
         fail(exc)
     except KeyboardInterrupt:

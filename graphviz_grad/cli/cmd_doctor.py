@@ -22,6 +22,7 @@ from ._app import (
     app,
     err,
 )
+from ._ranks import RankOpt, setup
 from ._run import boundary, capture, check_output, fail, format_for
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ def doctor(
     grad_output: SeedOpt = None,
     precision: PrecisionOpt = 4,
     timeout: TimeoutOpt = None,
+    rank: RankOpt = 0,
 ) -> None:
     """Run FILE and list the gradient bugs found: severity, code, file:line, what, how to fix.
 
@@ -125,6 +127,7 @@ def doctor(
 
     Example: `gradviz doctor samples/pitfalls/cut.py -o cut.svg`
     """
+    output = setup(rank, output)
     fmt_name = format_for(output, fmt) if output is not None else None
     if output is not None and fmt_name is not None:
         if fmt_name not in _DRAWN:

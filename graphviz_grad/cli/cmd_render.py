@@ -27,6 +27,7 @@ from ._app import (
     app,
     err,
 )
+from ._ranks import RankOpt, setup
 from ._run import (
     boundary,
     capture,
@@ -98,11 +99,13 @@ def render(
     param: ParamOpt = None,
     quiet: QuietOpt = False,
     watch: WatchOpt = False,
+    rank: RankOpt = 0,
 ) -> None:
     """Run FILE and draw its autograd graph with values and gradients.
 
     Example: `gradviz render samples/linear.py -o linear.svg`
     """
+    output = setup(rank, output)
     spec = call_spec(call)
     pic = Picture(output, fmt, order, edge_grads, show_saved, precision, grad_output, quiet)
     check_watch(watch, expr, spec.many, output)

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from ._app import OUT_PANEL, ArgsArg, PrecisionOpt, ScriptArg, TimeoutOpt, app, err
+from ._ranks import RankOpt, setup, stop_unless_drawing
 from ._run import boundary
 from ._teach import QuietOpt, hush
 
@@ -53,12 +54,14 @@ def steps(
             rich_help_panel=OUT_PANEL,
         ),
     ] = None,
+    rank: RankOpt = 0,
 ) -> None:
     """Run FILE and show every backward call: the loss, each leaf's value before the call and
     the gradient it got, as a table with sparklines (or CSV / JSON, or a picture with -o).
 
     Example: `gradviz steps samples/training_loop.py --every 30`
     """
+    output = setup(rank, output)
     if output is not None:
         from ._plot import check_plot_output
 
@@ -71,6 +74,7 @@ def steps(
 
         with hush(quiet):
             calls = run_recorded(file, args or [], no_graph).recorder.calls
+        stop_unless_drawing()
         if not calls:
             raise CallError(
                 f"The script `{file.name}` made no backward call, so there are no steps to show.",

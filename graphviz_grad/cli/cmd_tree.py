@@ -20,6 +20,7 @@ from ._app import (
     WatchOpt,
     app,
 )
+from ._ranks import RankOpt, setup
 from ._run import boundary, capture, parse_hide, remarks
 from ._teach import (
     CallSpecOpt,
@@ -55,12 +56,14 @@ def tree(
     radius: RadiusOpt = 2,
     hide: HideOpt = None,
     watch: WatchOpt = False,
+    rank: RankOpt = 0,
 ) -> None:
     """Run FILE and print its autograd graph as a tree: root first, leaves last.
 
     Example: `gradviz tree samples/linear.py`
     """
 
+    setup(rank, None)
     spec = call_spec(call)
     check_watch(watch, expr, spec.many, None)
     script = source_or_fail(file, expr)

@@ -108,6 +108,8 @@ def node_label(
         rows.extend(_outputs_rows(node.outputs, precision))
     else:
         rows.extend(value_rows(node.value, node.grad, precision))
+    if node.synced_grad is not None:  # DDP: the local grad above, the all-reduced .grad here
+        rows.append(row(".grad (all-reduced)", html(fmt_summary(node.synced_grad, precision))))
     if show_saved:
         rows.extend(_saved_rows(node, precision))
     return "".join(rows)
@@ -187,6 +189,8 @@ def _graph_label(graph: Graph, title: str | None) -> list[str]:
     lines = [html(title)] if title else []
     if graph.grad_source == "gradviz":
         lines.append(f"<i>{html(GRADVIZ_NOTE)}</i>")
+    if graph.rank is not None:
+        lines.append(html(f"rank {graph.rank} of {graph.world_size} (local gradients)"))
     if not lines:
         return []
     return [f"  label=<{'<br/>'.join(lines)}>;", "  labelloc=t;"]

@@ -109,6 +109,8 @@ def _node_to_dict(n: Node) -> dict[str, Any]:
     d["order"] = n.order
     d["aten"] = n.aten
     d["constants"] = [{"index": i, "value": summary_to_dict(s)} for i, s in n.constants]
+    if n.synced_grad is not None:  # optional: DDP's all-reduced .grad of a parameter
+        d["synced_grad"] = summary_to_dict(n.synced_grad)
     return d
 
 
@@ -148,7 +150,15 @@ def to_dict(graph: Graph) -> dict[str, Any]:
         "edges": [_edge_to_dict(e) for e in (*graph.edges, *graph.input_edges)],
         "findings": [_finding_to_dict(f) for f in graph.findings],
         "notes": list(graph.notes),
+        **_distributed(graph),
     }
+
+
+def _distributed(graph: Graph) -> dict[str, Any]:
+    """Optional keys, present only for a graph from a torch.distributed rank."""
+    if graph.rank is None:
+        return {}
+    return {"rank": graph.rank, "world_size": graph.world_size}
 
 
 def _lazy_dict(graph: Graph) -> dict[str, Any]:
@@ -258,6 +268,7 @@ def _node_from_dict(d: dict[str, Any]) -> Node:
         order=d["order"],
         aten=d["aten"],
         constants=constants,
+        synced_grad=summary_from_dict(d.get("synced_grad")),
     )
 
 
@@ -304,6 +315,8 @@ def _graph_from_dict(d: dict[str, Any]) -> Graph:
         call_line=d.get("call_line"),
         findings=tuple(_finding_from_dict(f) for f in d["findings"]),
         notes=tuple(d["notes"]),
+        rank=d.get("rank"),
+        world_size=d.get("world_size"),
     )
 
 

@@ -1,0 +1,85 @@
+"""DDP under torchrun (2 ranks, CPU, gloo): every rank runs the script, one rank draws (or each
+writes its own file), and leaves show the local gradient and DDP's all-reduced `.grad`, both
+checked against torch's own."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+from training_run import SCRIPTS, TORCHRUN, run
+
+pytestmark = pytest.mark.skipif(
+    not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+    reason="torch.distributed with gloo is needed",
+)
+
+SCRIPT = str(SCRIPTS / "ddp_train.py")
+
+
+def _launch() -> list[str]:
+    """torchrun for 2 ranks on a free local port, running gradviz."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return [*TORCHRUN, "--nproc-per-node", "2", "--master-port", str(port), "-m", "graphviz_grad"]
+
+
+def _close(a: object, b: object) -> bool:
+    return bool(torch.allclose(torch.tensor(a), torch.tensor(b), rtol=1e-5, atol=1e-7))
+
+
+@pytest.mark.slow
+def test_every_rank_writes_its_own_file_with_local_and_reduced_grads(tmp_path: Path) -> None:
+    out = tmp_path / "ddp-{rank}.json"
+    done = run([*_launch(), "render", SCRIPT, "-o", str(out)], REF_DIR=str(tmp_path), timeout=240)
+    assert done.returncode == 0, done.stderr
+    for rank in (0, 1):
+        graph = json.loads((tmp_path / f"ddp-{rank}.json").read_text())
+        ref = json.loads((tmp_path / f"ref-{rank}.json").read_text())
+        assert (graph["rank"], graph["world_size"]) == (rank, 2)
+        assert any(f"rank {rank} of 2" in n for n in graph["notes"])
+        leaves = {n["names"][0]: n for n in graph["nodes"] if n["kind"] == "leaf"}
+        assert sorted(leaves) == sorted(f"model.{k}" for k in ref["local"])
+        for name, leaf in leaves.items():
+            key = name.removeprefix("model.")
+            assert _close(leaf["grad"]["data"], ref["local"][key]), name
+            assert _close(leaf["synced_grad"]["data"], ref["synced"][key]), name
+    ranks = [json.loads((tmp_path / f"ref-{r}.json").read_text()) for r in (0, 1)]
+    for key in ranks[0]["local"]:  # the all-reduced .grad is the mean of the local ones
+        mean = (torch.tensor(ranks[0]["local"][key]) + torch.tensor(ranks[1]["local"][key])) / 2
+        assert _close(ranks[0]["synced"][key], mean.tolist())
+        assert not _close(ranks[0]["local"][key], ranks[1]["local"][key])
+
+
+@pytest.mark.slow
+def test_one_rank_draws_and_says_which(tmp_path: Path) -> None:
+    done = run([*_launch(), "tree", SCRIPT, "--rank", "1"], REF_DIR=str(tmp_path), timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("#0 MeanBackward0") == 1
+    assert done.stderr.count("note: rank 1 of 2") == 1
+    assert "rank 0 of 2" not in done.stderr
+    assert ".grad(all-reduced)=" in done.stdout
+
+
+def test_init_process_group_without_torchrun_names_torchrun(tmp_path: Path) -> None:
+    from training_run import GRADVIZ
+
+    env = {"RANK": "", "WORLD_SIZE": "", "MASTER_ADDR": "", "MASTER_PORT": ""}
+    done = run([*GRADVIZ, "tree", SCRIPT], REF_DIR=str(tmp_path), **env)
+    assert done.returncode == 4
+    assert "hint: The script starts torch.distributed" in done.stderr
+    assert "torchrun --nproc-per-node 2 -m graphviz_grad render ddp_train.py" in done.stderr
+
+
+def test_rank_without_torchrun_is_a_usage_error() -> None:
+    from typer.testing import CliRunner
+
+    from graphviz_grad.cli import app
+
+    result = CliRunner().invoke(app, ["tree", SCRIPT, "--rank", "1"])
+    assert result.exit_code == 2
+    assert "only means something under torchrun" in result.output
