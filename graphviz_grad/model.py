@@ -142,6 +142,8 @@ class Node:
     #: Under DDP, a parameter's `.grad` after the call: the mean over ranks that DDP's
     #: all-reduce left and the optimizer uses (`grad` is the local gradient of this rank).
     synced_grad: TensorSummary | None = None
+    #: Made inside a non-reentrant activation-checkpointed region: backward recomputes it.
+    checkpointed: bool = False
 
     @property
     def label(self) -> str:

@@ -23,6 +23,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..model import TensorSummary
+from .checkpoint import in_checkpoint
 from .compiled import compiling
 from .naming import is_compile_wrapper, is_wrapper, unwrap
 from .summary import DATA_LIMIT, dtype_name, summarize
@@ -58,6 +59,8 @@ class OpRecord:
     operands: tuple[tuple[int, Any], ...] = ()
     #: Inputs that were cut from the graph (`capture.watch.Cut`), by argument position.
     cuts: tuple[tuple[int, Any], ...] = ()
+    #: Made inside a non-reentrant checkpointed region (`capture.checkpoint`).
+    checkpointed: bool = False
 
 
 def op_record(node: Any) -> OpRecord | None:
@@ -235,7 +238,7 @@ class ForwardRecorder(TorchDispatchMode):
         super().__init__()
         self.modules = modules
         self.values = values
-        self.pending: list[tuple[Any, Any, Any, tuple[str | None, int | None], Any]] = []
+        self.pending: list[tuple[Any, Any, Any, tuple[Any, ...], Any]] = []
         self.paused = 0
         self.seq = 0
         self.on_op: Callable[[str, Any], None] | None = None
@@ -275,7 +278,9 @@ class ForwardRecorder(TorchDispatchMode):
         if self.watch is not None and not self.paused:
             self.watch.op(func, args, out, torch.is_grad_enabled())
         if not self.paused and torch.is_grad_enabled():
-            where = USER_FRAMES.where(2)
+            where: tuple[Any, ...] = USER_FRAMES.where(2)
+            if in_checkpoint():  # now, not at flush: the next op may be outside the region
+                where = (*where, True)
             self.pending.append((func, out, args, where, self.modules.current()))
         return out
 
@@ -339,4 +344,5 @@ class ForwardRecorder(TorchDispatchMode):
             scopes=scopes,
             operands=operands,
             cuts=self.watch.consumed(args) if self.watch is not None else (),
+            checkpointed=len(where) > 2 and bool(where[2]),
         )

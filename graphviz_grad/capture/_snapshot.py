@@ -126,7 +126,11 @@ class CallCapture:
         leaf_ids = {id(n.variable): i for i, n in enumerate(self.nodes) if is_leaf_node(n)}
         for i, node in enumerate(self.nodes):
             attrs = saved_attrs(node)
-            if attrs:
+            record = op_record(node)
+            if attrs and record is not None and record.checkpointed:
+                # Reading them would run the region's recomputation now, an extra time.
+                self.saved[i] = tuple(_recomputed(a) for a in attrs)
+            elif attrs:
                 self.saved[i] = tuple(self._read_one(node, a, leaf_ids) for a in attrs)
             elif (found := saved_tensors(node)) is not None:
                 self.saved[i] = tuple(
@@ -351,6 +355,7 @@ class CallCapture:
             "constants": record.constants,
             "operands": tuple((i, self._name_of(ref)) for i, ref in record.operands),
             "scopes": scopes,
+            "checkpointed": record.checkpointed,
         }
 
     def _name_of(self, ref: Any) -> str | None:
@@ -403,6 +408,11 @@ def _shape_dtype(node: Any, out0: Output) -> tuple[tuple[int, ...] | None, str |
         except (AttributeError, TypeError, RuntimeError):
             pass
     return None, None
+
+
+def _recomputed(attr: str) -> Saved:
+    name = attr.removeprefix("_saved_")
+    return Saved(name, "tensor", text="checkpointed: recomputed in backward")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -108,6 +108,8 @@ def node_label(
         rows.extend(_outputs_rows(node.outputs, precision))
     else:
         rows.extend(value_rows(node.value, node.grad, precision))
+    if node.checkpointed:
+        rows.append(row('<font color="#1f618d">checkpointed: recomputed in backward</font>'))
     if node.synced_grad is not None:  # DDP: the local grad above, the all-reduced .grad here
         rows.append(row(".grad (all-reduced)", html(fmt_summary(node.synced_grad, precision))))
     if show_saved:

@@ -109,6 +109,8 @@ def _node_to_dict(n: Node) -> dict[str, Any]:
     d["order"] = n.order
     d["aten"] = n.aten
     d["constants"] = [{"index": i, "value": summary_to_dict(s)} for i, s in n.constants]
+    if n.checkpointed:  # optional: recomputed in backward (activation checkpointing)
+        d["checkpointed"] = True
     if n.synced_grad is not None:  # optional: DDP's all-reduced .grad of a parameter
         d["synced_grad"] = summary_to_dict(n.synced_grad)
     return d
@@ -269,6 +271,7 @@ def _node_from_dict(d: dict[str, Any]) -> Node:
         aten=d["aten"],
         constants=constants,
         synced_grad=summary_from_dict(d.get("synced_grad")),
+        checkpointed=bool(d.get("checkpointed", False)),
     )
 
 

@@ -94,6 +94,8 @@ def _node_parts(
     value, grad = _pick(node, output_nr)
     parts.append(("value=" + clean(fmt_summary(value, precision)), PLAIN))
     parts.append(("grad=" + clean(fmt_summary(grad, precision)), _grad_style(grad)))
+    if node.checkpointed:
+        parts.append(("[checkpointed]", ORDER))
     if node.synced_grad is not None:  # DDP: `grad` is this rank's, this the all-reduced mean
         parts.append(
             (".grad(all-reduced)=" + clean(fmt_summary(node.synced_grad, precision)), PLAIN)
