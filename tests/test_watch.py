@@ -23,7 +23,7 @@ import pytest
 from typer.testing import CliRunner
 
 from graphviz_grad.cli import app
-from graphviz_grad.cli._watch import user_modules, wait_for_change
+from graphviz_grad.cli._watch import stamps, user_modules, wait_for_change
 from graphviz_grad.render.live import STATE_PATH, live_page
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,8 +234,11 @@ def test_wait_for_change_names_the_saved_file(tmp_path: Path) -> None:
     b.write_text("2\n")
     timer = threading.Timer(0.5, lambda: b.write_text("22\n"))
     timer.start()
-    assert wait_for_change([a, b]) == [b]
+    assert wait_for_change(stamps([a, b])) == [b]
     timer.join()
+    before = stamps([a, b])
+    a.write_text("11\n")  # saved while the script ran: seen at once, not lost
+    assert wait_for_change(before) == [a]
 
 
 def test_live_page_widens_the_csp_by_one_rule_and_keeps_the_body() -> None:
@@ -247,3 +250,66 @@ def test_live_page_widens_the_csp_by_one_rule_and_keeps_the_body() -> None:
     assert "content=\"connect-src 'self'; default-src 'none'\"" in live
     assert live.index("<p>graph</p>") < live.index("<script>") < live.index("</body>")
     assert "var loaded = 3" in live and "</script><b>" not in live
+
+
+NODE_HARNESS = r"""
+const states = JSON.parse(process.argv[1]), log = [];
+let i = 0, bar = null;
+global.document = {
+  createElement: () => (bar = {style: {}, remove() { log.push("hide"); }}),
+  body: {appendChild() {}},
+};
+global.location = {reload() { log.push("reload"); finish(); }};
+const later = setTimeout;
+global.setTimeout = (fn) => later(fn, 0);
+global.fetch = () => {
+  if (i >= states.length) finish();
+  const s = states[i++];
+  return s === "fail" ? Promise.reject(new Error("down"))
+    : Promise.resolve({json: () => Promise.resolve(s)});
+};
+function finish() {
+  if (bar && !log.includes("reload")) log.push("bar: " + bar.textContent);
+  console.log(JSON.stringify(log)); process.exit(0);
+}
+const show = (t) => log.push("show: " + t);
+"""
+
+
+def run_page_script(version: int, states: list[Any], error: str | None = None) -> list[str]:
+    """Run the live-reload script in node against a fake server answering `states` in turn."""
+    import shutil
+
+    from graphviz_grad.render.live import live_script
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    body = live_script(version, error).removeprefix("<script>").removesuffix("</script>\n")
+    body = body.replace("bar.textContent = text;", "bar.textContent = text; log.push(text);")
+    done = subprocess.run(
+        [node, "-e", NODE_HARNESS + body, json.dumps(states)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return list(json.loads(done.stdout))
+
+
+def test_page_reloads_on_a_new_version_and_shows_errors_over_the_old_graph() -> None:
+    same, boom, fixed = (
+        {"version": 1, "error": None},
+        {"version": 2, "error": "boom"},
+        {"version": 3, "error": None},
+    )
+    assert run_page_script(1, [same, boom, boom, fixed]) == ["boom", "reload"]
+
+
+def test_page_says_when_the_server_is_gone_and_recovers() -> None:
+    log = run_page_script(1, ["fail", {"version": 1, "error": None}])
+    assert log[0].startswith("gradviz --watch is not answering") and log[1] == "hide"
+
+
+def test_page_loaded_during_a_failed_run_shows_that_error() -> None:
+    assert run_page_script(4, [{"version": 4, "error": "bad"}], error="bad")[0] == "bad"

@@ -24,7 +24,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import NoReturn
@@ -138,23 +138,24 @@ def _stamp(path: Path) -> Stamp:
     return (st.st_mtime_ns, st.st_size)
 
 
-def _stamps(paths: Iterable[Path]) -> dict[Path, Stamp]:
+def stamps(paths: Iterable[Path]) -> dict[Path, Stamp]:
+    """Each file's (mtime, size) now; None for a file that is missing."""
     return {p: _stamp(p) for p in paths}
 
 
-def wait_for_change(paths: Iterable[Path]) -> list[Path]:
-    """Block until one of `paths` changes (and the files are still again); the changed ones."""
-    first = _stamps(paths)
-    while True:
+def wait_for_change(baseline: Mapping[Path, Stamp]) -> list[Path]:
+    """Block until a file differs from `baseline` (and the files are still again); those files.
+
+    The baseline is taken before the run, so a save made while the script runs is not lost."""
+    now = stamps(baseline)
+    while now == baseline:
         time.sleep(POLL_S)
-        now = _stamps(first)
-        if now != first:
-            break
+        now = stamps(baseline)
     while True:  # let the editor finish writing
         time.sleep(SETTLE_S)
-        later = _stamps(first)
+        later = stamps(baseline)
         if later == now:
-            return [p for p in first if first[p] != now[p]]
+            return [p for p in baseline if baseline[p] != now[p]]
         now = later
 
 
@@ -186,12 +187,15 @@ def watch(
     folder = script.resolve().parent
     before = frozenset(sys.modules)
     live = LiveServer(page.resolve()) if page is not None else None
+    files = [script.resolve()]
     try:
         while True:
+            at_start = stamps(files)
             _run_and_tell(job, timeout, live, clear)
-            files = {script.resolve(), *user_modules(folder, before).values()}
+            files = sorted({script.resolve(), *user_modules(folder, before).values()})
+            baseline = {p: at_start[p] if p in at_start else _stamp(p) for p in files}
             err.print(f"[dim]watching {len(files)} file(s) for changes; Ctrl-C stops.[/]")
-            changed = wait_for_change(sorted(files))
+            changed = wait_for_change(baseline)
             _forget(folder, before, changed)
             names = ", ".join(p.name for p in changed)
             err.print(f"[bold]{time.strftime('%H:%M:%S')}[/] {names} changed: running again")

@@ -4,8 +4,9 @@ The file on disk stays exactly what `render` writes. The copy served on 127.0.0.
 script that asks the server every half second which version of the output it has
 (``/__gradviz/state``, JSON ``{"version": N, "error": "..." | null}``): a newer version reloads
 the page; a failed re-run shows its error in a red bar over the last good graph, which stays
-visible. The page's Content-Security-Policy, which forbids every fetch, is widened by exactly one
-rule in the served copy: ``connect-src 'self'``, so that the script may ask its own server.
+visible; while the server does not answer the bar says so and the page asks again, slower.
+The page's Content-Security-Policy, which forbids every fetch, is widened by exactly one rule in
+the served copy: ``connect-src 'self'``, so that the script may ask its own server.
 """
 
 from __future__ import annotations
@@ -36,16 +37,25 @@ _SCRIPT = """<script>
     }
     bar.textContent = text;
   }
+  function hide() {
+    if (bar) { bar.remove(); bar = null; }
+  }
   function poll() {
     fetch("%(path)s", {cache: "no-store"}).then(function (r) { return r.json(); })
       .then(function (state) {
         if (state.version !== loaded) {
-          if (state.error) { show(state.error); loaded = state.version; }
-          else { location.reload(); return; }
+          if (!state.error) { location.reload(); return; }
+          loaded = state.version;
+          show(state.error);
+        } else if (!state.error) {
+          hide();
         }
         setTimeout(poll, %(poll)s);
       })
-      .catch(function () { show("gradviz --watch has stopped; this page no longer updates."); });
+      .catch(function () {
+        show("gradviz --watch is not answering (stopped?): this page updates when it is back.");
+        setTimeout(poll, %(poll)s * 4);
+      });
   }
   if (%(error)s) { show(%(error)s); }
   setTimeout(poll, %(poll)s);

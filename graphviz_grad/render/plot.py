@@ -161,6 +161,8 @@ def steps_figure(calls: Sequence[CallInfo], title: str | None = None) -> Any:
 
 def _draw(ax: Any, series: Series, color: str) -> None:
     """One series: the line through its finite points, marks for NaN and ±inf, its scale."""
+    from matplotlib.ticker import MaxNLocator
+
     xs = list(series.calls)
     ys = [v if v is not None and math.isfinite(v) else math.nan for v in series.values]
     ax.plot(xs, ys, color=color, marker="." if len(xs) <= 60 else None, linewidth=1.4)
@@ -177,6 +179,7 @@ def _draw(ax: Any, series: Series, color: str) -> None:
     note = {"linear": "", "log": " (log scale)", "symlog": " (symmetric log scale)"}[kind]
     ax.set_title(f"{series.label}{note}{bad}", loc="left", fontsize=10)
     ax.grid(True, alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # calls are whole numbers
     ax.set_gid(f"gradviz-series-{series.label}")
 
 
