@@ -139,11 +139,16 @@ def _note(text: str) -> None:
 
 
 def _report(exc: GradvizError) -> None:
-    """One sentence and a hint on stderr, as the command line says it (no traceback)."""
+    """One sentence and a hint on stderr, as the command line says it (no traceback); what
+    capture says of "the script" is said of the cell."""
     details = getattr(exc, "details", "")
-    sys.stderr.write(f"{details}error: {exc.message}\n")
+    sys.stderr.write(f"{details}error: {_cell_words(exc.message)}\n")
     if exc.hint:
-        sys.stderr.write(f"hint: {exc.hint}\n")
+        sys.stderr.write(f"hint: {_cell_words(exc.hint)}\n")
+
+
+def _cell_words(text: str) -> str:
+    return text.replace("The script", "The cell").replace("the script", "the cell")
 
 
 def _write(graph: Graph, o: argparse.Namespace) -> None:
@@ -189,7 +194,9 @@ def _run_cell(shell: Any, cell: str, o: argparse.Namespace) -> Graph | None:
     with Recorder(keep=o.call, namespaces=[ns]) as rec, quiet:
         result = shell.run_cell(cell, store_history=False)
     _last["graphs"] = rec.graphs
-    new = ns if o.target else {k: v for k, v in ns.items() if before.get(k, _GONE) is not v}
+    hidden = getattr(shell, "user_ns_hidden", {})  # In, Out, exit, get_ipython...
+    mine = {k: v for k, v in ns.items() if k not in hidden and not k.startswith("_")}
+    new = mine if o.target else {k: v for k, v in mine.items() if before.get(k, _GONE) is not v}
     run = ScriptRun(Path("<cell>"), new, rec)
     options = CaptureOptions(target=o.target, call=o.call, grad_output=o.grad_output)
     if not result.success and not failed_in_backward(run, options):

@@ -5,6 +5,7 @@ The gradients the magic shows are checked against `torch.autograd.grad`.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -40,6 +41,7 @@ CELLS = [
     "%gradviz nothing_here",
     "%gradviz x",
     "%%gradviz\nraise ValueError('oops')",
+    "%%gradviz --target nope\nz = w * 2",
 ]
 
 
@@ -93,8 +95,11 @@ def test_cell_magic_runs_the_cell_and_shows_its_graph(
     assert f"in cell {want['lesson']}" in text_of(cells[1], "stdout")
     html = text_of(cells[1], "text/html")
     assert 'class="gradviz"' in html
+    data = re.search(r'<script type="application/json"[^>]*>(.*?)</script>', html, re.S)
+    assert data is not None
+    kinds = [n["kind"] for n in json.loads(data.group(1))["nodes"]]
+    assert kinds.count("op") == 3 and kinds.count("leaf") == 1  # pow, sub, mul; w
     titles = [n.text[1] for n in Dom.parse(html).all("g", "node")]
-    assert [t for t in titles if re.fullmatch(r"n\d+", t)] == ["n0", "n1", "n2", "n3"]
     assert any(t.startswith("legend") for t in titles)  # --order's legend: the options count
     assert "#3 leaf w" in text_of(cells[1], "text/plain")
     assert f"grad={want['lesson']}" in text_of(cells[1], "text/plain")
@@ -131,6 +136,9 @@ def test_bad_input_is_one_sentence_and_a_hint(executed: tuple[list[list[Any]], P
         assert "Traceback" not in said[i - 7]
     (error,) = [o for o in cells[10] if o.output_type == "error"]  # the cell's own error
     assert error.ename == "ValueError" and not text_of(cells[10], "text/plain")
+    said = text_of(cells[11], "stderr")  # the notebook's own names (open, In, Out) not offered
+    assert "error: The cell has no variable `nope`." in said
+    assert "z [] has grad_fn" in said and "open" not in said
 
 
 @pytest.mark.parametrize(
