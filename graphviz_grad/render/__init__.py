@@ -20,6 +20,9 @@ from graphviz_grad.render.json import from_dict, to_dict, to_json
 from graphviz_grad.render.tree import GraphTree, tree_text
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from graphviz_grad.render.html_data import StepText
     from graphviz_grad.views import View
 
 __all__ = [
@@ -122,8 +125,10 @@ def render_bytes(
     order: bool = False,
     show_cuts: bool = False,
     color: str | None = None,
+    steps: Sequence[StepText] = (),
 ) -> bytes:
-    """The bytes of `graph` in `fmt` (one of `FORMATS`); text formats are UTF-8.
+    """The bytes of `graph` in `fmt` (one of `FORMATS`); text formats are UTF-8. HTML is the
+    explorer page, which lays the graph out itself (`steps` add its backward step control).
 
     Example:
         >>> svg = render_bytes(graph, "svg", edge_grads=True)
@@ -131,6 +136,11 @@ def render_bytes(
     fmt = _check_format(fmt)
     if fmt == "json":
         return to_json(graph, indent=indent).encode("utf-8")
+    if fmt == "html":
+        from graphviz_grad.render.html import to_html
+
+        page = to_html(graph, None, title=title, steps=steps, precision=precision)
+        return page.encode("utf-8")
     dot = to_dot(
         graph,
         precision=precision,
@@ -144,11 +154,6 @@ def render_bytes(
     )
     if fmt == "dot":
         return dot.encode("utf-8")
-    if fmt == "html":
-        from graphviz_grad.render.html import to_html
-
-        svg = _layout(dot, "svg").decode("utf-8")
-        return to_html(graph, svg, title=title).encode("utf-8")
     return _layout(dot, fmt)
 
 
@@ -212,6 +217,7 @@ def write(
     order: bool = False,
     show_cuts: bool = False,
     color: str | None = None,
+    steps: Sequence[StepText] = (),
 ) -> Path:
     """Write `graph` to `path` (``"-"``: standard output, DOT or JSON only); return the path.
 
@@ -241,6 +247,7 @@ def write(
         order=order,
         show_cuts=show_cuts,
         color=color,
+        steps=steps,
     )
     if to_stdout:
         sys.stdout.write(data.decode("utf-8"))

@@ -1,13 +1,17 @@
 """The graph as one self-contained interactive HTML page, or as a fragment for notebooks.
 
-The page holds the Graphviz-laid-out SVG inline, the graph as gradviz JSON (`to_dict`) in a
-``<script type="application/json">`` block, and a small script and stylesheet from
-``render/assets`` inlined: no network access, no external fonts, scripts or styles. A
-Content-Security-Policy in the page forbids fetching anything, so it stays that way.
+The page is an explorer: it opens with every nn.Module call collapsed into one node at the
+deepest module level that keeps the first drawing small, and lays out again whatever is expanded
+or collapsed, in the browser, with Graphviz compiled to WebAssembly (Viz.js, vendored in
+``render/assets``, refreshed by ``tools/vendor_viz.sh``). The graph travels as compact columns
+(`html_data.page_data`) in a ``<script type="application/json">`` block; the page script writes
+the DOT of what is visible in the style of `render.dot`. Everything is inline: no network access,
+no external fonts, scripts or styles, and a Content-Security-Policy forbids fetching anything.
 
-The script adds pan and zoom, search over names and ops, a details panel per node, collapsing of
-nn.Module groups and colouring by value or gradient magnitude. It writes user text only through
-``textContent``; this module escapes everything it writes itself (`escape`, `script_json`).
+The script adds pan and zoom, search (expanding the modules around a match), a details panel per
+node, grouped findings, colouring by value or gradient magnitude and, when `steps` are given, a
+backward step control. It writes user text only through ``textContent``; this module escapes
+everything it writes itself (`escape`, `script_json`).
 """
 
 from __future__ import annotations
@@ -15,21 +19,27 @@ from __future__ import annotations
 import html as _html
 import json
 import re
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from graphviz_grad.model import Finding, Graph
-from graphviz_grad.render.json import to_dict
-from graphviz_grad.render.tree import tree_text
+from graphviz_grad.render.html_data import StepText, page_data
 
-#: Blocks every network fetch; only the inline script and style may run.
+#: Blocks every network fetch; only the inline scripts and style may run, and the inline
+#: WebAssembly (Graphviz) may be compiled.
 CSP = (
-    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "default-src 'none'; script-src 'unsafe-inline' 'wasm-unsafe-eval'; "
+    "style-src 'unsafe-inline'; "
     "img-src data:; base-uri 'none'; form-action 'none'"
 )
 #: Height of the view inside a notebook cell, in CSS pixels.
 FRAGMENT_HEIGHT = 520
+#: Node buttons listed under one finding before "+N more".
+MAX_FINDING_LINKS = 50
+#: The script files of the page, in the order they run.
+SCRIPTS = ("viz-global.js", "gradviz.js")
 
 _SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"}
 _UNSAFE = {c: "\ufffd" for c in (*range(9), 11, 12, *range(14, 32), *range(0x7F, 0xA0))}
@@ -106,14 +116,22 @@ def _node_button(graph: Graph, node_id: int) -> str:
 
 
 def _finding_html(graph: Graph, f: Finding) -> str:
+    """One line per finding (severity, code, message, how many nodes), expandable to where it
+    is, its hint and links to its nodes."""
     where = f'<div class="gv-hint gv-text">{escape(f"{f.file}:{f.line}")}</div>' if f.file else ""
     hint = f'<div class="gv-hint gv-text">hint: {escape(f.hint)}</div>' if f.hint else ""
-    nodes = " ".join(_node_button(graph, n) for n in f.nodes)
+    shown = f.nodes[:MAX_FINDING_LINKS]
+    nodes = " ".join(_node_button(graph, n) for n in shown)
+    more = len(f.nodes) - len(shown)
+    if more > 0:
+        nodes += f' <span class="gv-hint">+{more:,} more (search #id)</span>'
+    count = len(f.nodes)
+    counted = f' <span class="gv-count-badge">{count:,} {"node" if count == 1 else "nodes"}</span>'
     return (
-        f'<div class="gv-finding"><span class="gv-sev-{escape(f.severity)}">'
+        f'<details class="gv-finding"><summary><span class="gv-sev-{escape(f.severity)}">'
         f"{escape(f.severity)} {escape(f.code)}</span> "
-        f'<span class="gv-text">{escape(f.message)}</span>{where}{hint}'
-        f"{f'<div>{nodes}</div>' if nodes else ''}</div>"
+        f'<span class="gv-text">{escape(f.message)}</span>{counted if count else ""}</summary>'
+        f"{where}{hint}{f'<div>{nodes}</div>' if nodes else ''}</details>"
     )
 
 
@@ -132,11 +150,12 @@ def info_html(graph: Graph) -> str:
     return "".join(out)
 
 
-def _bar(title: str) -> str:
+def _bar(title: str, stepper: str = "") -> str:
     return (
         '<header class="gv-bar">'
         f'<span class="gv-title" title="{escape(title)}">{escape(title)}</span>'
-        '<input type="search" class="gv-search" placeholder="Search names, ops, modules"'
+        + stepper
+        + '<input type="search" class="gv-search" placeholder="Search names, ops, modules"'
         ' aria-label="Search nodes" autocomplete="off" spellcheck="false">'
         '<span class="gv-count" aria-live="polite"></span>'
         '<label>Colour <select class="gv-colour" aria-label="Colour nodes by">'
@@ -151,7 +170,7 @@ def _bar(title: str) -> str:
 
 
 def _modules_box(graph: Graph) -> str:
-    if not any(n.module for n in graph.nodes):
+    if not any(n.scopes or n.module for n in graph.nodes):
         return ""
     return (
         '<section class="gv-modules-box"><h3>modules</h3><div>'
@@ -161,48 +180,81 @@ def _modules_box(graph: Graph) -> str:
     )
 
 
-def _canvas(graph: Graph, svg: str | None) -> str:
-    if svg:
-        return f'<div class="gv-canvas">{inline_svg(svg)}<div class="gv-legend"></div></div>'
-    note = "Graphviz's `dot` program is not installed, so the graph is shown as a tree."
+def _steps_bar(steps: Sequence[StepText]) -> str:
+    if not steps:
+        return ""
     return (
-        f'<div class="gv-canvas gv-fallback"><div class="gv-hint">{escape(note)}</div>'
-        f"<pre>{escape(tree_text(graph))}</pre></div>"
+        '<span class="gv-stepper" role="group" aria-label="Backward steps">'
+        '<button type="button" class="gv-step-first" title="Forward values only (step 0)">'
+        "\u00ab</button>"
+        '<button type="button" class="gv-step-prev" title="Previous backward step (\u2190)">'
+        "\u25c0</button>"
+        '<span class="gv-step-label" aria-live="polite"></span>'
+        '<button type="button" class="gv-step-next" title="Next backward step (\u2192)">'
+        "\u25b6</button>"
+        '<button type="button" class="gv-step-last" title="Every gradient (last step)">'
+        "\u00bb</button></span>"
     )
 
 
-def view_html(graph: Graph, svg: str | None, *, title: str, page: bool) -> str:
-    """The view itself: toolbar, canvas, side panel, the graph's JSON and the script."""
+def _canvas(svg: str | None) -> str:
+    first = inline_svg(svg) if svg else ""
+    return (
+        f'<div class="gv-canvas">{first}'
+        '<div class="gv-status gv-hint" aria-live="polite">laying out the graph\u2026</div>'
+        '<div class="gv-legend"></div></div>'
+    )
+
+
+def view_html(
+    graph: Graph,
+    svg: str | None,
+    *,
+    title: str,
+    page: bool,
+    steps: Sequence[StepText] = (),
+    precision: int = 4,
+) -> str:
+    """The view itself: toolbar, canvas, side panel, the graph's data and the scripts."""
     cls = "gradviz gv-page" if page else "gradviz"
     style = "" if page else f' style="height: {FRAGMENT_HEIGHT}px"'
+    data = page_data(graph, precision=precision, steps=steps)
     return (
         f'<div class="{cls}"{style}>'
         + ("" if page else f"<style>{asset('gradviz.css')}</style>")
-        + _bar(title)
+        + _bar(title, _steps_bar(steps))
         + '<div class="gv-main">'
-        + _canvas(graph, svg)
+        + _canvas(svg)
         + '<aside class="gv-panel"><section class="gv-details" aria-live="polite"></section>'
         + f'<section class="gv-info">{info_html(graph)}</section>'
         + _modules_box(graph)
         + "</aside></div>"
-        + f'<script type="application/json" class="gv-data">{script_json(to_dict(graph))}</script>'
-        + f"<script>{asset('gradviz.js')}</script>"
+        + f'<script type="application/json" class="gv-data">{script_json(data)}</script>'
+        + "".join(f"<script>{asset(name)}</script>" for name in SCRIPTS)
         + "</div>"
     )
 
 
 def to_html(
-    graph: Graph, svg: str | None, *, title: str | None = None, standalone: bool = True
+    graph: Graph,
+    svg: str | None = None,
+    *,
+    title: str | None = None,
+    standalone: bool = True,
+    steps: Sequence[StepText] = (),
+    precision: int = 4,
 ) -> str:
-    """The interactive view of `graph` around `svg` (Graphviz's drawing of it, or None to show
-    the tree instead): a whole page, or with `standalone=False` a fragment for a notebook cell.
+    """The interactive explorer of `graph`: a whole page, or with `standalone=False` a fragment
+    for a notebook cell. The page lays the graph out itself; `svg` (Graphviz's drawing of the
+    whole graph, optional) is shown until it has. `steps` (`teach.explain.Explanation.steps()`)
+    add the backward step control, with each step's explanation in the side panel.
 
     Example:
-        >>> svg = render_bytes(graph, "svg").decode("utf-8")
-        >>> Path("graph.html").write_text(to_html(graph, svg), encoding="utf-8")
+        >>> steps = tuple(Explanation(graph).steps())
+        >>> Path("graph.html").write_text(to_html(graph, steps=steps), encoding="utf-8")
     """
     title = title if title is not None else default_title(graph)
-    view = view_html(graph, svg, title=title, page=standalone)
+    view = view_html(graph, svg, title=title, page=standalone, steps=steps, precision=precision)
     if not standalone:
         return view
     return (

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphviz_grad.errors import OutputError
 from graphviz_grad.model import Graph
 from graphviz_grad.teach.calls import numbered
+
+if TYPE_CHECKING:
+    from graphviz_grad.teach.explain import Step
 
 
 def write_picture(
@@ -28,7 +31,8 @@ def write_picture(
     title: str | None = None,
     view: Any = None,
 ) -> Path:
-    """Write `graph` like `render.write`; with `order`, draw the backward pass into it."""
+    """Write `graph` like `render.write`; with `order`, draw the backward pass into it. An HTML
+    page gets the backward step control, with `explain`'s text for every step."""
     from graphviz_grad import render
 
     return render.write(
@@ -41,7 +45,23 @@ def write_picture(
         title=title,
         view=view,
         order=order and fmt in ("svg", "png", "pdf", "dot"),
+        steps=explained_steps(graph, precision) if fmt == "html" else (),
     )
+
+
+#: Above this many nodes the HTML page gets no step texts (the walk-through is for learning).
+MAX_STEP_NODES = 20_000
+
+
+def explained_steps(graph: Graph, precision: int = 4) -> tuple[Step, ...]:
+    """`explain`'s steps of `graph`, with the names its script's source gives (none for
+    graphs too big to step through by hand)."""
+    from graphviz_grad.teach.explain import Explanation
+    from graphviz_grad.teach.sources import from_source
+
+    if len(graph.nodes) > MAX_STEP_NODES:
+        return ()
+    return tuple(Explanation(graph, precision=precision, notes=from_source(graph)).steps())
 
 
 def write_calls(

@@ -1,132 +1,34 @@
-// gradviz interactive view: pan/zoom, search, node details, module groups, colouring.
-// Reads the graph from the JSON block of each .gradviz element; never writes user text as HTML
-// (everything goes through textContent), so names cannot inject markup.
+// gradviz explorer: the autograd graph laid out in the page with Graphviz (Viz.js, WebAssembly).
+// Reads the compact columnar graph (render/html_data.py) from the JSON block of each .gradviz
+// element, decides what is visible (module calls collapsed or expanded, identical siblings folded
+// into one node, the far end of a huge graph elided), writes the DOT of that in the style of
+// render/dot.py and lays it out again after every expand or collapse. User text goes into the
+// DOM only through textContent, and into DOT only through escapeLabel, so names cannot inject
+// markup.
 (function () {
   "use strict";
   var SVGNS = "http://www.w3.org/2000/svg";
-  var PRECISION = 4;
   var MISSING = "\u2014";
   var RAMP = [[239, 243, 255], [254, 227, 145], [252, 141, 89]];
   var ZERO = "#d9d9d9";
   var BAD = "#ff6b6b";
   var NONE = "#ffffff";
+  // render/dot.py and views/_draw.py
+  var FILL = { leaf: "#cfe8fc", root: "#fdd0b1", op: "#ececec", other: "#f4f4f4",
+    module: "#fff4cc", fold: "#e8def8", elided: "#f4f4f4" };
+  var BORDER = "#555555";
+  var BORDER_BAD = "#d62728";
+  var SEVERITY_COLOR = { error: "#d62728", warning: "#ff7f0e", info: "#1f77b4" };
+  var RANK = { error: 0, warning: 1, info: 2 };
+  var CLUSTER_COLOR = "#9a9a9a";
+  var MAX_PARAMS = 6;
+  var MAX_LINKS = 50;
+  //: The first drawing shows at most this many nodes when module levels allow it.
+  var FIRST_VIEW = 60;
+  //: Without modules to collapse, nodes beyond this many (nearest the root first) are elided.
+  var ELIDE_AT = 200;
 
-  // -- numbers, as graphviz_grad/render/_format.py writes them ---------------------------------
-  function isFloatDtype(dtype) {
-    return /float|complex/.test(String(dtype || "float"));
-  }
-
-  function stripZeros(text) {
-    return text.indexOf(".") < 0 ? text : text.replace(/0+$/, "").replace(/\.$/, "");
-  }
-
-  function fmtNumber(x, isFloat) {
-    if (typeof x === "string" || typeof x === "boolean") return String(x);
-    if (x === null || x === undefined) return MISSING;
-    if (!isFloat) return String(x);
-    if (x === 0) return Object.is(x, -0) ? "-0.0" : "0.0";
-    var exp = Number(x.toExponential(PRECISION - 1).split("e")[1]);
-    if (exp < -4 || exp >= PRECISION) {
-      var parts = x.toExponential(PRECISION - 1).split("e");
-      var e = Number(parts[1]);
-      var digits = String(Math.abs(e));
-      return stripZeros(parts[0]) + "e" + (e < 0 ? "-" : "+") + (digits.length < 2 ? "0" : "") + digits;
-    }
-    var fixed = x.toFixed(Math.max(0, PRECISION - 1 - exp));
-    var short = stripZeros(fixed);
-    if (short.indexOf(".") >= 0) return short;
-    if (Number.isInteger(x)) return short + ".0";
-    return fixed.indexOf(".") < 0 ? fixed + "." : fixed;
-  }
-
-  function fmtData(data, isFloat, maxChars) {
-    var out = [];
-    var size = 0;
-    var stack = [{ items: [data], i: 0, top: true }];
-    while (stack.length && size <= maxChars) {
-      var frame = stack[stack.length - 1];
-      if (frame.i >= frame.items.length) {
-        stack.pop();
-        if (!frame.top) out.push("]");
-        continue;
-      }
-      var item = frame.items[frame.i];
-      if (frame.i > 0) out.push(", ");
-      frame.i += 1;
-      if (Array.isArray(item)) {
-        out.push("[");
-        stack.push({ items: item, i: 0, top: false });
-      } else {
-        var piece = fmtNumber(item, isFloat);
-        out.push(piece);
-        size += piece.length;
-      }
-    }
-    var text = out.join("");
-    return text.length > maxChars ? text.slice(0, maxChars - 1) + "\u2026" : text;
-  }
-
-  function shortType(shape, dtype) {
-    if (!shape && !dtype) return "";
-    var names = { float64: "f64", float32: "f32", float16: "f16", bfloat16: "bf16", int64: "i64",
-      int32: "i32", int16: "i16", int8: "i8", uint8: "u8", bool: "bool", complex64: "c64",
-      complex128: "c128" };
-    var d = dtype ? (names[dtype] || dtype) : "?";
-    return d + (shape ? "[" + shape.join(", ") + "]" : "?");
-  }
-
-  function numel(s) {
-    return s.shape.reduce(function (a, b) { return a * b; }, 1);
-  }
-
-  function single(data) {
-    while (Array.isArray(data) && data.length === 1) data = data[0];
-    return data;
-  }
-
-  function summaryLine(s) {
-    if (!s) return MISSING;
-    var f = isFloatDtype(s.dtype);
-    if (s.data !== undefined) return fmtData(numel(s) === 1 ? single(s.data) : s.data, f, 60);
-    return [shortType(s.shape, s.dtype)].concat(stats(s)).join(" ");
-  }
-
-  function stats(s) {
-    var f = isFloatDtype(s.dtype);
-    var parts = [];
-    if (s.mean !== null) parts.push("\u03bc=" + fmtNumber(s.mean, true));
-    if (s.min !== null) parts.push("min=" + fmtNumber(s.min, f));
-    if (s.max !== null) parts.push("max=" + fmtNumber(s.max, f));
-    if (s.norm !== null) parts.push("norm=" + fmtNumber(s.norm, true));
-    return parts;
-  }
-
-  // -- magnitudes and colours ---------------------------------------------------------------
-  function magnitude(s) {
-    // log10 of the RMS of the finite elements: size-independent, comparable across nodes.
-    if (!s || s.nan > 0 || s.inf > 0) return null;
-    if (typeof s.norm !== "number") return null;
-    var count = numel(s);
-    if (count === 0 || s.norm === 0) return null;
-    return Math.log10(s.norm / Math.sqrt(count));
-  }
-
-  function category(s) {
-    if (!s) return "none";
-    if (s.nan > 0 || s.inf > 0) return "bad";
-    if (s.norm === 0 || (s.min === 0 && s.max === 0)) return "zero";
-    return magnitude(s) === null ? "none" : "scale";
-  }
-
-  function ramp(t) {
-    var x = Math.min(1, Math.max(0, t)) * (RAMP.length - 1);
-    var i = Math.min(RAMP.length - 2, Math.floor(x));
-    var u = x - i;
-    var c = RAMP[i].map(function (a, k) { return Math.round(a + (RAMP[i + 1][k] - a) * u); });
-    return "rgb(" + c.join(",") + ")";
-  }
-
-  // -- small DOM helpers (text only, never innerHTML) -----------------------------------------
+  // -- small helpers (text only, never innerHTML) -----------------------------------------------
   function el(tag, cls, text) {
     var e = document.createElement(tag);
     if (cls) e.className = cls;
@@ -161,89 +63,671 @@
     return out;
   }
 
+  function fmtCount(n) {
+    return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  }
+
+  // Text made safe for a Graphviz HTML-like label, as render/dot.py's html() does.
+  var LABEL_ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&#39;",
+    "\\": "&#92;", "{": "&#123;", "}": "&#125;", "\n": "<br/>", "\r": "", "\t": " " };
+  function escapeLabel(text) {
+    return String(text).replace(/[&<>"'\\{}\n\r\t]|[\u0000-\u001f\u007f-\u009f\ud800-\udfff]/g, function (c) {
+      return LABEL_ESCAPES[c] !== undefined ? LABEL_ESCAPES[c] : "\ufffd";
+    });
+  }
+
+  function tr1(text, bold) {
+    return "<tr><td colspan=\"2\">" + (bold ? "<b>" + text + "</b>" : text) + "</td></tr>";
+  }
+
+  function tr2(head, body) {
+    return "<tr><td align=\"left\">" + head + "</td><td align=\"left\">" + body + "</td></tr>";
+  }
+
+  function ramp(t) {
+    var x = Math.min(1, Math.max(0, t)) * (RAMP.length - 1);
+    var i = Math.min(RAMP.length - 2, Math.floor(x));
+    var u = x - i;
+    var c = RAMP[i].map(function (a, k) { return Math.round(a + (RAMP[i + 1][k] - a) * u); });
+    return "rgb(" + c.join(",") + ")";
+  }
+
+  var vizReady = null;
+  function viz() {
+    if (!vizReady) {
+      vizReady = typeof Viz !== "undefined" && Viz.instance
+        ? Viz.instance()
+        : Promise.reject(new Error("the Graphviz WebAssembly script is missing"));
+    }
+    return vizReady;
+  }
+
+  // -- the graph, read from columns -----------------------------------------------------------
+  function Graph(d) {
+    if (d.version !== 1) throw new Error("unknown gradviz page data version " + d.version);
+    var self = this;
+    this.d = d;
+    this.n = d.count;
+    this.S = d.strings;
+    this.roots = d.roots;
+    this.isRoot = {};
+    d.roots.forEach(function (r) { self.isRoot[r] = true; });
+    var E = d.edges;
+    this.inputs = [];
+    this.consumers = [];
+    for (var i = 0; i < this.n; i++) { this.inputs.push([]); this.consumers.push([]); }
+    for (var k = 0; k < E.src.length; k++) {
+      this.inputs[E.dst[k]].push(k);
+      this.consumers[E.src[k]].push(k);
+    }
+    var C = d.calls;
+    this.nc = C.path.length;
+    this.level = new Int32Array(this.nc);
+    this.maxLevel = -1;
+    this.children = [];
+    for (var c = 0; c < this.nc; c++) {
+      this.level[c] = C.parent[c] < 0 ? 0 : this.level[C.parent[c]] + 1;
+      this.maxLevel = Math.max(this.maxLevel, this.level[c]);
+      this.children.push([]);
+      if (C.parent[c] >= 0) this.children[C.parent[c]].push(c);
+    }
+    this.families = [];
+    C.family.forEach(function (f, c) {
+      if (f < 0) return;
+      (self.families[f] = self.families[f] || []).push(c);
+    });
+    this.nf = this.families.length;
+    this.findingsOf = {};
+    d.findings.forEach(function (f, k) {
+      f.nodes.forEach(function (id) { (self.findingsOf[id] = self.findingsOf[id] || []).push(k); });
+    });
+    this.stepAt = {};
+    d.steps.node.forEach(function (id, k) { self.stepAt[id] = k; });
+  }
+
+  Graph.prototype.str = function (col, i) {
+    var k = this.d[col][i];
+    return k < 0 ? null : this.S[k];
+  };
+  Graph.prototype.kind = function (i) { return this.S[this.d.kind[i]]; };
+  Graph.prototype.callPath = function (c) { return this.S[this.d.calls.path[c]]; };
+  Graph.prototype.callType = function (c) { return this.S[this.d.calls.type[c]]; };
+  Graph.prototype.label = function (i) {
+    var names = this.str("names", i);
+    return names ? names.split(", ")[0] : this.str("op", i);
+  };
+
+  // -- what is drawn --------------------------------------------------------------------------
+  // Drawn ids: node i is i, call c is n + c, family f is n + nc + f, the elided rest n + nc + nf.
+  function Plan(g, state) {
+    this.g = g;
+    this.owner = new Int32Array(g.n);
+    this.items = [];
+    this.members = {};
+    this.assign(state);
+  }
+
+  Plan.prototype.groupOf = function (i, state) {
+    var g = this.g;
+    var outer = -1;
+    for (var c = g.d.call[i]; c >= 0; c = g.d.calls.parent[c]) if (!state.expanded[c]) outer = c;
+    if (outer < 0) return i;
+    var f = g.d.calls.family[outer];
+    return f >= 0 && !state.unfolded[f] ? g.n + g.nc + f : g.n + outer;
+  };
+
+  Plan.prototype.assign = function (state) {
+    var g = this.g;
+    var owner = this.owner;
+    var i;
+    for (i = 0; i < g.n; i++) owner[i] = g.kind(i) === "op" || g.d.call[i] >= 0 ? this.groupOf(i, state) : i;
+    for (i = 0; i < g.n; i++) {
+      // A leaf or input used only inside one collapsed group (a module's parameter) goes with it.
+      if (owner[i] !== i || g.d.call[i] >= 0 || !g.consumers[i].length) continue;
+      var first = owner[g.d.edges.dst[g.consumers[i][0]]];
+      if (first < g.n) continue;
+      var same = g.consumers[i].every(function (k) { return owner[g.d.edges.dst[k]] === first; });
+      if (same) owner[i] = first;
+    }
+    if (state.limit) this.elide(state.limit);
+    var seen = {};
+    for (i = 0; i < g.n; i++) {
+      var o = owner[i];
+      if (!seen[o]) { seen[o] = true; this.items.push(o); this.members[o] = []; }
+      this.members[o].push(i);
+    }
+  };
+
+  Plan.prototype.count = function () {
+    var seen = new Uint8Array(this.g.n + this.g.nc + this.g.nf + 1);
+    var k = 0;
+    for (var i = 0; i < this.g.n; i++) if (!seen[this.owner[i]]) { seen[this.owner[i]] = 1; k++; }
+    return k;
+  };
+
+  Plan.prototype.elide = function (limit) {
+    // Keep the `limit` drawn nodes nearest the root; the rest becomes one node saying so.
+    var g = this.g;
+    var owner = this.owner;
+    if (this.count() <= limit) return;
+    var dist = g.distances();
+    var best = {};
+    for (var i = 0; i < g.n; i++) {
+      var o = owner[i];
+      if (best[o] === undefined || dist[i] < best[o]) best[o] = dist[i];
+    }
+    var drawn = Object.keys(best).map(Number).sort(function (a, b) { return best[a] - best[b] || a - b; });
+    var keep = {};
+    drawn.slice(0, limit - 1).forEach(function (o) { keep[o] = true; });
+    var rest = g.n + g.nc + g.nf;
+    for (i = 0; i < g.n; i++) if (!keep[owner[i]]) owner[i] = rest;
+  };
+
+  Graph.prototype.distances = function () {
+    // Edges from each root, breadth first over inputs (no recursion).
+    if (this.dist) return this.dist;
+    var dist = new Int32Array(this.n).fill(0x3fffffff);
+    var queue = [];
+    var self = this;
+    this.roots.forEach(function (r) { if (r < self.n) { dist[r] = 0; queue.push(r); } });
+    for (var h = 0; h < queue.length; h++) {
+      var v = queue[h];
+      this.inputs[v].forEach(function (k) {
+        var u = self.d.edges.src[k];
+        if (dist[u] > dist[v] + 1) { dist[u] = dist[v] + 1; queue.push(u); }
+      });
+    }
+    this.dist = dist;
+    return dist;
+  };
+
   // -- the view ------------------------------------------------------------------------------
-  function View(root, graph) {
+  function View(root, data) {
     this.root = root;
-    this.graph = graph;
-    this.nodes = graph.nodes;
+    this.g = new Graph(data);
     this.canvas = root.querySelector(".gv-canvas");
-    this.svg = this.canvas ? this.canvas.querySelector("svg") : null;
+    this.status = root.querySelector(".gv-status");
     this.details = root.querySelector(".gv-details");
     this.search = root.querySelector(".gv-search");
     this.count = root.querySelector(".gv-count");
     this.colour = root.querySelector(".gv-colour");
     this.legend = root.querySelector(".gv-legend");
     this.modulesBox = root.querySelector(".gv-modules");
-    this.nodeEls = {};
-    this.edgeEls = [];
+    this.stepLabel = root.querySelector(".gv-step-label");
+    this.svg = null;
     this.selected = null;
     this.matches = [];
     this.matchAt = -1;
-    this.collapsed = {};
-    this.findingsOf = {};
-    this.moduleOf = {};
-    this.inputs = {};
-    this.consumers = {};
+    this.step = null;
+    this.state = {
+      expanded: new Uint8Array(this.g.nc),
+      unfolded: new Uint8Array(this.g.nf),
+      limit: 0
+    };
+    this.layouts = 0;
   }
 
   View.prototype.start = function () {
-    this.indexGraph();
-    if (this.svg) {
-      this.indexSvg();
-      this.setupViewBox();
-      this.bindPanZoom();
-    }
+    var self = this;
+    this.firstState();
     this.bindControls();
     this.buildModules();
-    this.applyColour();
-    this.showDefault();
-    if (this.root.classList.contains("gv-page")) this.applyHash(parseHash(window.location.hash));
-    this.root.setAttribute("data-gv-ready", "1");
+    var opts = this.root.classList.contains("gv-page") ? parseHash(window.location.hash) : {};
+    this.applyHashState(opts);
+    return this.layout().then(function () {
+      self.applyHashView(opts);
+      self.root.setAttribute("data-gv-ready", "1");
+      if (self.root.classList.contains("gv-page")) {
+        window.addEventListener("hashchange", function () {
+          var o = parseHash(window.location.hash);
+          self.applyHashState(o);
+          self.layout().then(function () { self.applyHashView(o); });
+        });
+      }
+    });
   };
 
-  View.prototype.indexGraph = function () {
+  View.prototype.firstState = function () {
+    // The deepest module level whose drawing has at most FIRST_VIEW nodes (repeated blocks
+    // folded); everything when the graph is that small; elided beyond ELIDE_AT otherwise.
+    var g = this.g;
+    var s = this.state;
+    for (var d = g.maxLevel + 1; d >= 0; d--) {
+      for (var c = 0; c < g.nc; c++) s.expanded[c] = g.level[c] < d ? 1 : 0;
+      if (d === 0 || new Plan(g, s).count() <= FIRST_VIEW) break;
+    }
+    s.limit = new Plan(g, s).count() > ELIDE_AT ? ELIDE_AT : 0;
+  };
+
+  View.prototype.plan = function () {
+    this.current = new Plan(this.g, this.state);
+    return this.current;
+  };
+
+  // -- DOT ------------------------------------------------------------------------------------
+  View.prototype.dotName = function (o) {
+    var g = this.g;
+    if (o < g.n) return "n" + o;
+    if (o < g.n + g.nc) return "c" + (o - g.n);
+    if (o < g.n + g.nc + g.nf) return "f" + (o - g.n - g.nc);
+    return "e0";
+  };
+
+  View.prototype.valueRows = function (value, grad, bad, prefix) {
+    var g = this.g;
+    var gradText = escapeLabel(g.S[grad]);
+    if (bad) gradText = "<font color=\"" + BORDER_BAD + "\">" + gradText + "</font>";
+    return tr2(prefix + "value", escapeLabel(g.S[value])) + tr2(prefix + "grad", gradText);
+  };
+
+  View.prototype.nodeLabel = function (i) {
+    var g = this.g;
+    var kind = g.kind(i);
+    var rows = [];
+    if (kind === "op") rows.push(tr1(escapeLabel(g.str("op", i)), true));
+    else rows.push(tr1((g.str("op", i) !== kind ? "<b>" + escapeLabel(g.str("op", i)) + "</b> " : "") + escapeLabel(kind)));
+    var names = g.str("names", i);
+    if (names) rows.push(tr1(escapeLabel(names)));
+    var type = g.str("type", i);
+    if (type) rows.push(tr1(escapeLabel(type)));
+    var outs = g.d.outputs[String(i)];
     var self = this;
-    this.nodes.forEach(function (n) { self.inputs[n.id] = []; self.consumers[n.id] = []; });
-    this.graph.edges.forEach(function (e) {
-      if (self.inputs[e.dst]) self.inputs[e.dst].push(e);
-      if (self.consumers[e.src]) self.consumers[e.src].push(e);
+    if (outs) outs.forEach(function (o, nr) { rows.push(self.valueRows(o[0], o[1], false, "out" + nr + " ")); });
+    else rows.push(this.valueRows(g.d.value[i], g.d.grad[i], g.d.bad[i], ""));
+    return rows.join("");
+  };
+
+  View.prototype.nodeStmt = function (i) {
+    var g = this.g;
+    var border = g.d.bad[i] ? "2" : "1";
+    var color = g.d.bad[i] ? BORDER_BAD : BORDER;
+    var marks = g.findingsOf[i];
+    if (marks) {
+      var worst = marks.map(function (k) { return g.d.findings[k].severity; })
+        .sort(function (a, b) { return RANK[a] - RANK[b]; })[0];
+      border = "3";
+      color = SEVERITY_COLOR[worst] || BORDER;
+    }
+    var kind = g.kind(i);
+    var fill = g.isRoot[i] ? FILL.root : FILL[kind] || FILL.other;
+    return "n" + i + " [label=<<table border=\"" + border + "\" cellborder=\"0\" cellspacing=\"0\" " +
+      "cellpadding=\"3\" color=\"" + color + "\" bgcolor=\"" + fill + "\">" + this.nodeLabel(i) + "</table>>];";
+  };
+
+  View.prototype.groupInfo = function (o) {
+    // Members, the op count, the member whose output leaves the group (nearest the root) and
+    // the absorbed parameters.
+    var g = this.g;
+    var plan = this.current;
+    var members = plan.members[o] || [];
+    var ops = 0;
+    var output = -1;
+    var params = [];
+    members.forEach(function (i) {
+      var op = g.kind(i) === "op";
+      if (op) ops++;
+      else if (g.d.call[i] < 0) params.push(i);
+      if (!op || output >= 0) return;
+      var leaves = g.isRoot[i] || g.consumers[i].some(function (k) { return plan.owner[g.d.edges.dst[k]] !== o; });
+      if (leaves) output = i;
     });
-    var known = {};
-    this.nodes.forEach(function (n) { if (n.module) known[n.module] = true; });
-    this.nodes.forEach(function (n) { self.moduleOf[n.id] = n.module || ownerOf(n, known); });
-    this.graph.findings.forEach(function (f) {
-      f.nodes.forEach(function (id) { (self.findingsOf[id] = self.findingsOf[id] || []).push(f); });
+    if (output < 0) output = members.filter(function (i) { return g.kind(i) === "op"; })[0];
+    return { members: members, ops: ops, output: output === undefined ? -1 : output, params: params };
+  };
+
+  View.prototype.groupTitle = function (o) {
+    var g = this.g;
+    if (o < g.n + g.nc) {
+      var c = o - g.n;
+      return { title: g.callPath(c), type: g.callType(c), repeat: 1 };
+    }
+    var fam = g.families[o - g.n - g.nc];
+    var first = g.callPath(fam[0]);
+    var last = g.callPath(fam[fam.length - 1]);
+    return { title: first === last ? first : first + " \u2026 " + last, type: g.callType(fam[0]),
+      repeat: fam.length, last: last, lastCall: fam[fam.length - 1] };
+  };
+
+  View.prototype.groupStmt = function (o) {
+    var g = this.g;
+    var name = this.dotName(o);
+    var info = this.groupInfo(o);
+    var rows = [];
+    var fill;
+    if (name === "e0") {
+      fill = FILL.elided;
+      rows.push(tr1(escapeLabel("\u22ef " + fmtCount(info.members.length) + " nodes farther from the root"), true));
+      rows.push(tr1(escapeLabel(fmtCount(info.ops) + " ops elided to keep the page quick")));
+      rows.push(tr1(escapeLabel("click to draw more of them")));
+    } else {
+      var t = this.groupTitle(o);
+      fill = t.repeat > 1 ? FILL.fold : FILL.module;
+      rows.push(tr1(escapeLabel(t.title + (t.repeat > 1 ? "  \u00d7" + t.repeat : "")), true));
+      rows.push(tr1(escapeLabel((t.type || "module") + " \u00b7 hides " + fmtCount(info.ops) + " ops")));
+      if (info.output >= 0) {
+        var i = info.output;
+        var type = g.str("type", i);
+        var whose = t.repeat > 1 ? " (of " + this.instanceOf(i, t) + ")" : "";
+        rows.push(tr1(escapeLabel("output " + (type || "") + whose)));
+        rows.push(this.valueRows(g.d.value[i], g.d.grad[i], g.d.bad[i], ""));
+      }
+      var prefix = t.repeat > 1 ? "" : t.title + ".";
+      info.params.slice(0, MAX_PARAMS).forEach(function (p) {
+        var label = g.label(p);
+        if (prefix && label.indexOf(prefix) === 0) label = label.slice(prefix.length);
+        rows.push(tr2(escapeLabel(label), escapeLabel("\u2016grad\u2016=" + (g.str("gnorm", p) || MISSING))));
+      });
+      if (info.params.length > MAX_PARAMS) rows.push(tr1(escapeLabel("+" + (info.params.length - MAX_PARAMS) + " more parameters")));
+    }
+    var border = name.charAt(0) === "f" ? "2" : "1";
+    return name + " [label=<<table border=\"" + border + "\" cellborder=\"0\" cellspacing=\"0\" " +
+      "cellpadding=\"3\" color=\"" + BORDER + "\" bgcolor=\"" + fill + "\">" + rows.join("") + "</table>>];";
+  };
+
+  View.prototype.instanceOf = function (i, t) {
+    // Which call of a folded family node i ran in.
+    var g = this.g;
+    for (var c = g.d.call[i]; c >= 0; c = g.d.calls.parent[c]) {
+      if (g.d.calls.family[c] >= 0 && g.families[g.d.calls.family[c]].indexOf(c) >= 0) {
+        var n = g.d.calls.number[c];
+        return g.callPath(c) + (g.callPath(c) === t.title ? " call " + n : "");
+      }
+    }
+    return t.last;
+  };
+
+  View.prototype.placeOf = function (o) {
+    // The expanded call whose cluster holds drawn node o (-1: the top level).
+    var g = this.g;
+    var plan = this.current;
+    if (o < g.n) {
+      if (g.d.call[o] >= 0) return g.d.call[o];
+      var places = g.consumers[o].map(function (k) {
+        var dst = plan.owner[g.d.edges.dst[k]];
+        return dst === o ? -2 : dst < g.n ? g.d.call[dst] : -1;
+      });
+      return places.length && places.every(function (p) { return p === places[0]; }) && places[0] >= 0 ? places[0] : -1;
+    }
+    if (o < g.n + g.nc) return g.d.calls.parent[o - g.n];
+    if (o < g.n + g.nc + g.nf) return g.d.calls.parent[g.families[o - g.n - g.nc][0]];
+    return -1;
+  };
+
+  View.prototype.toDot = function () {
+    var g = this.g;
+    var self = this;
+    var plan = this.plan();
+    var out = ["digraph gradviz {", "rankdir=TB;", "fontname=\"Helvetica\";",
+      "node [shape=plain, fontname=\"Helvetica\", fontsize=10];",
+      "edge [fontname=\"Helvetica\", fontsize=9, color=\"#444444\"];"];
+    if (g.d.gradviz) out.push("label=<<i>gradients computed by gradviz (the script did not call backward)</i>>; labelloc=t;");
+    var inside = {};
+    plan.items.forEach(function (o) {
+      var p = self.placeOf(o);
+      (inside[p] = inside[p] || []).push(o);
+      for (var c = p; c >= 0; c = g.d.calls.parent[c]) {
+        var up = g.d.calls.parent[c];
+        var kids = (inside["k" + up] = inside["k" + up] || {});
+        if (kids[c]) break;
+        kids[c] = true;
+      }
     });
+    var numbers = this.callNumbers(inside);
+    var stack = [[-1, 0]];
+    while (stack.length) {
+      var top = stack.pop();
+      var c = top[0];
+      if (c === null) { out.push("}"); continue; }
+      if (c >= 0) {
+        var label = g.callPath(c) + " (" + g.callType(c) + ")" + (numbers[c] ? " [call " + numbers[c] + "]" : "");
+        out.push("subgraph cluster_c" + c + " {", "label=<<b>" + escapeLabel(label) + "</b>>;",
+          "style=\"rounded,dashed\"; color=\"" + CLUSTER_COLOR + "\"; fontsize=10; labeljust=l;");
+        stack.push([null, 0]);
+      }
+      (inside[c] || []).forEach(function (o) { out.push(o < g.n ? self.nodeStmt(o) : self.groupStmt(o)); });
+      var kids = Object.keys(inside["k" + c] || {}).map(Number).sort(function (a, b) { return b - a; });
+      kids.forEach(function (k) { stack.push([k, 0]); });
+    }
+    this.edgeStmts(out);
+    out.push("}");
+    return out.join("\n");
+  };
+
+  View.prototype.callNumbers = function (inside) {
+    // A 1-based number per call of a module path that is drawn as several clusters.
+    var g = this.g;
+    var byPath = {};
+    Object.keys(inside).forEach(function (key) {
+      if (key.charAt(0) !== "k") return;
+      Object.keys(inside[key]).forEach(function (c) {
+        var p = g.callPath(Number(c));
+        (byPath[p] = byPath[p] || []).push(Number(c));
+      });
+    });
+    var numbers = {};
+    Object.keys(byPath).forEach(function (p) {
+      if (byPath[p].length < 2) return;
+      byPath[p].sort(function (a, b) { return g.d.calls.number[a] - g.d.calls.number[b]; })
+        .forEach(function (c, j) { numbers[c] = j + 1; });
+    });
+    return numbers;
+  };
+
+  View.prototype.edgeStmts = function (out) {
+    var g = this.g;
+    var E = g.d.edges;
+    var owner = this.current.owner;
+    var seen = new Set();
+    for (var k = 0; k < E.src.length; k++) {
+      var a = owner[E.src[k]];
+      var b = owner[E.dst[k]];
+      if (a === b) continue;
+      var own = a === E.src[k] && b === E.dst[k];
+      var key = own ? "e" + k : a + ">" + b;
+      if (seen.has(key) || (!own && seen.has(a + ">" + b))) continue;
+      seen.add(key);
+      seen.add(a + ">" + b);
+      var label = own && g.d.outputs[String(a)] ? " [label=<out" + E.output[k] + ">]" : "";
+      out.push(this.dotName(a) + " -> " + this.dotName(b) + label + ";");
+    }
+  };
+
+  // -- layout ---------------------------------------------------------------------------------
+  View.prototype.layout = function () {
+    var self = this;
+    var dot = this.toDot();
+    this.dot = dot;
+    this.layouts += 1;
+    var mine = this.layouts;
+    if (this.status) this.status.textContent = "laying out " + fmtCount(this.current.items.length) + " nodes\u2026";
+    return viz().then(function (v) {
+      if (mine !== self.layouts) return;
+      var t0 = performance.now();
+      var svg = v.renderSVGElement(dot);
+      self.root.setAttribute("data-gv-layout-ms", String(Math.round(performance.now() - t0)));
+      self.show(svg);
+    }).catch(function (err) {
+      self.root.setAttribute("data-gv-error", String(err && err.message || err));
+      if (self.status) self.status.textContent = "The in-page layout failed: " + String(err && err.message || err);
+    });
+  };
+
+  View.prototype.show = function (svg) {
+    var old = this.canvas.querySelector("svg");
+    svg.removeAttribute("width");
+    svg.removeAttribute("height");
+    svg.setAttribute("class", "gv-svg");
+    svg.setAttribute("role", "img");
+    svg.querySelectorAll("script, foreignObject").forEach(function (e) { e.remove(); });
+    if (old) old.replaceWith(svg); else this.canvas.insertBefore(svg, this.canvas.firstChild);
+    this.svg = svg;
+    this.root.setAttribute("data-gv-drawn", String(this.current.items.length));
+    if (this.status) this.status.textContent = "";
+    this.indexSvg();
+    this.setupViewBox();
+    if (!this.panBound) { this.bindPanZoom(); this.panBound = true; }
+    this.applyColour();
+    this.markMatches();
+    this.applyStep();
+    if (this.selected !== null) this.ring(this.selected);
+    this.syncModules();
   };
 
   View.prototype.indexSvg = function () {
     var self = this;
+    var g = this.g;
     this.layer = this.svg.querySelector("g.graph") || this.svg;
-    this.svg.querySelectorAll("g.node").forEach(function (g) {
-      var title = g.querySelector("title");
-      var m = /^n(\d+)$/.exec(title ? title.textContent.trim() : "");
+    this.drawnEls = {};
+    this.svg.querySelectorAll("g.node").forEach(function (e) {
+      var title = e.querySelector("title");
+      var m = /^([ncfe])(\d+)$/.exec(title ? title.textContent.trim() : "");
       if (!m) return;
-      var id = Number(m[1]);
-      g.classList.add("gv-node");
-      g.setAttribute("data-node", String(id));
-      var fill = g.querySelector("polygon:not([fill='none']), path:not([fill='none'])");
-      if (fill) g.setAttribute("data-fill", fill.getAttribute("fill") || "");
-      self.nodeEls[id] = g;
-      g.addEventListener("mouseenter", function () { self.preview(id); });
-      g.addEventListener("mouseleave", function () { self.preview(null); });
-      g.addEventListener("click", function (ev) { ev.stopPropagation(); self.select(id, false); });
+      var k = Number(m[2]);
+      var o = m[1] === "n" ? k : m[1] === "c" ? g.n + k : m[1] === "f" ? g.n + g.nc + k : g.n + g.nc + g.nf;
+      e.classList.add("gv-node");
+      if (m[1] === "n") e.setAttribute("data-node", String(k));
+      else {
+        e.classList.add("gv-grouped");
+        e.setAttribute("data-group", m[1] + k);
+        if (m[1] !== "e") e.setAttribute("data-module", self.groupTitle(o).title);
+      }
+      var fill = e.querySelector("polygon:not([fill='none']), path:not([fill='none'])");
+      if (fill) e.setAttribute("data-fill", fill.getAttribute("fill") || "");
+      self.drawnEls[o] = e;
+      if (m[1] === "n") {
+        e.addEventListener("mouseenter", function () { self.preview(k); });
+        e.addEventListener("mouseleave", function () { self.preview(null); });
+      }
+      e.addEventListener("click", function (ev) { ev.stopPropagation(); self.clickDrawn(o); });
     });
-    this.svg.querySelectorAll("g.edge").forEach(function (g) {
-      var title = g.querySelector("title");
-      var m = /^n(\d+)(?::\S*)?->n(\d+)/.exec(title ? title.textContent.trim() : "");
+    this.svg.querySelectorAll("g.cluster").forEach(function (e) {
+      var title = e.querySelector("title");
+      var m = /^cluster_c(\d+)$/.exec(title ? title.textContent.trim() : "");
       if (!m) return;
-      g.classList.add("gv-edge");
-      g.setAttribute("data-src", m[1]);
-      g.setAttribute("data-dst", m[2]);
-      self.edgeEls.push(g);
+      var c = Number(m[1]);
+      e.classList.add("gv-cluster");
+      e.setAttribute("data-module", g.callPath(c));
+      var label = e.querySelector("text");
+      if (!label) return;
+      label.classList.add("gv-collapse");
+      var tip = svgEl("title");
+      tip.textContent = "Click to collapse " + g.callPath(c);
+      label.appendChild(tip);
+      label.addEventListener("click", function (ev) { ev.stopPropagation(); self.collapseCall(c); });
     });
+    this.svg.querySelectorAll("g.edge").forEach(function (e) { e.classList.add("gv-edge"); });
     this.overlay = svgEl("g", { "class": "gv-overlay" });
     this.layer.appendChild(this.overlay);
+  };
+
+  // -- expanding and collapsing ---------------------------------------------------------------
+  View.prototype.clickDrawn = function (o) {
+    var g = this.g;
+    if (o < g.n) { this.select(o, false); return; }
+    if (o < g.n + g.nc) { this.expandCall(o - g.n); }
+    else if (o < g.n + g.nc + g.nf) { this.state.unfolded[o - g.n - g.nc] = 1; }
+    else { this.state.limit = this.state.limit * 2; }
+    this.showGroup(o);
+    this.layout();
+  };
+
+  View.prototype.expandCall = function (c) {
+    var g = this.g;
+    for (var k = c; k >= 0; k = g.d.calls.parent[k]) {
+      this.state.expanded[k] = 1;
+      if (g.d.calls.family[k] >= 0) this.state.unfolded[g.d.calls.family[k]] = 1;
+    }
+  };
+
+  View.prototype.collapseCall = function (c) {
+    var g = this.g;
+    var s = this.state;
+    var stack = [c];
+    while (stack.length) {
+      var k = stack.pop();
+      s.expanded[k] = 0;
+      g.children[k].forEach(function (child) { stack.push(child); });
+    }
+    var f = g.d.calls.family[c];
+    if (f >= 0 && g.families[f].every(function (k) { return !s.expanded[k]; })) s.unfolded[f] = 0;
+    this.layout();
+  };
+
+  View.prototype.expandFor = function (id) {
+    // Make node `id` drawn as itself: expand the calls around it, un-elide it.
+    var g = this.g;
+    if (g.d.call[id] >= 0) this.expandCall(g.d.call[id]);
+    var p = new Plan(g, this.state);
+    var o = p.owner[id];
+    if (o >= g.n && o < g.n + g.nc + g.nf && g.d.call[id] < 0) {
+      // a parameter inside a collapsed module: open the module of its first consumer
+      var k = g.consumers[id][0];
+      if (k !== undefined && g.d.call[g.d.edges.dst[k]] >= 0) this.expandCall(g.d.call[g.d.edges.dst[k]]);
+      p = new Plan(g, this.state);
+    }
+    if (p.owner[id] === g.n + g.nc + g.nf) {
+      var limit = this.state.limit;
+      while (limit < g.n && new Plan(g, { expanded: this.state.expanded, unfolded: this.state.unfolded, limit: limit }).owner[id] === g.n + g.nc + g.nf) limit *= 2;
+      this.state.limit = limit >= g.n ? 0 : limit;
+    }
+  };
+
+  View.prototype.setAll = function (on) {
+    var g = this.g;
+    for (var c = 0; c < g.nc; c++) this.state.expanded[c] = on ? 1 : 0;
+    for (var f = 0; f < g.nf; f++) this.state.unfolded[f] = on ? 1 : 0;
+  };
+
+  View.prototype.callsAt = function (path) {
+    var g = this.g;
+    var found = [];
+    for (var c = 0; c < g.nc; c++) {
+      var p = g.callPath(c);
+      if (p === path || p.indexOf(path + ".") === 0) found.push(c);
+    }
+    return found;
+  };
+
+  View.prototype.buildModules = function () {
+    var box = this.modulesBox;
+    if (!box) return;
+    var g = this.g;
+    var self = this;
+    var paths = {};
+    for (var c = 0; c < g.nc; c++) {
+      var p = g.callPath(c);
+      if (!paths[p]) paths[p] = { calls: [], type: g.callType(c), level: g.level[c] };
+      paths[p].calls.push(c);
+    }
+    this.moduleInputs = {};
+    this.modulePaths = paths;
+    Object.keys(paths).sort(function (a, b) { return a.localeCompare(b, "en", { numeric: true }); }).forEach(function (p) {
+      var info = paths[p];
+      var label = el("label");
+      var cb = el("input");
+      cb.type = "checkbox";
+      cb.setAttribute("data-module", p);
+      cb.addEventListener("change", function () {
+        if (cb.checked) info.calls.forEach(function (c) { self.expandCall(c); });
+        else info.calls.forEach(function (c) { self.state.expanded[c] = 0; });
+        self.layout();
+      });
+      self.moduleInputs[p] = cb;
+      label.appendChild(document.createTextNode(new Array(info.level + 1).join("  ")));
+      label.appendChild(cb);
+      var calls = info.calls.length > 1 ? " \u00d7" + info.calls.length : "";
+      label.appendChild(document.createTextNode(" " + p + " (" + info.type + ")" + calls));
+      label.title = p;
+      box.appendChild(label);
+    });
+  };
+
+  View.prototype.syncModules = function () {
+    var self = this;
+    if (!this.moduleInputs) return;
+    Object.keys(this.moduleInputs).forEach(function (p) {
+      self.moduleInputs[p].checked = self.modulePaths[p].calls.some(function (c) { return self.state.expanded[c]; });
+    });
   };
 
   // -- pan and zoom through the viewBox -------------------------------------------------------
@@ -260,6 +744,7 @@
   };
 
   View.prototype.fit = function () {
+    if (!this.base) return;
     var pad = 0.02 * Math.max(this.base.w, this.base.h);
     this.setBox({ x: this.base.x - pad, y: this.base.y - pad, w: this.base.w + 2 * pad, h: this.base.h + 2 * pad });
   };
@@ -275,6 +760,7 @@
   };
 
   View.prototype.zoom = function (factor, clientX, clientY) {
+    if (!this.svg) return;
     var b = this.box;
     var rect = this.svg.getBoundingClientRect();
     var p = clientX === undefined ? { x: b.x + b.w / 2, y: b.y + b.h / 2 } : this.toSvg(clientX, clientY);
@@ -291,7 +777,7 @@
       self.zoom(Math.exp(ev.deltaY * (ev.deltaMode ? 0.05 : 0.0015)), ev.clientX, ev.clientY);
     }, { passive: false });
     this.canvas.addEventListener("pointerdown", function (ev) {
-      if (ev.button !== 0) return;
+      if (ev.button !== 0 || !self.svg) return;
       drag = { x: ev.clientX, y: ev.clientY, box: self.box, moved: false, id: ev.pointerId };
     });
     this.canvas.addEventListener("pointermove", function (ev) {
@@ -322,9 +808,8 @@
     this.canvas.addEventListener("click", function () { self.select(null, false); });
   };
 
-  View.prototype.boxOf = function (g) {
-    // The node's box in the coordinates of the graph layer (graphviz gives nodes no transform).
-    var b = g.getBBox();
+  View.prototype.boxOf = function (e) {
+    var b = e.getBBox();
     return { x: b.x, y: b.y, w: b.width, h: b.height };
   };
 
@@ -338,186 +823,195 @@
     return { x: q.x, y: q.y };
   };
 
+  View.prototype.drawnOf = function (id) {
+    return this.current ? this.drawnEls[this.current.owner[id]] : null;
+  };
+
   View.prototype.focus = function (id) {
-    var g = this.nodeEls[id];
-    if (!g || !this.box) return;
-    var b = this.boxOf(g);
+    var e = this.drawnOf(id);
+    if (!e || !this.box) return;
+    var b = this.boxOf(e);
     var c = this.layerToSvg(b.x + b.w / 2, b.y + b.h / 2);
-    // Zoom in only as far as needed to make the node readable (about 160 px wide).
     var ctm = this.svg.getScreenCTM();
     var px = ctm ? b.w * ctm.a : 160;
     var k = px > 0 && px < 100 ? px / 160 : 1;
-    var w = this.box.w * k;
-    var h = this.box.h * k;
-    this.setBox({ x: c.x - w / 2, y: c.y - h / 2, w: w, h: h });
+    this.setBox({ x: c.x - this.box.w * k / 2, y: c.y - this.box.h * k / 2, w: this.box.w * k, h: this.box.h * k });
   };
 
   // -- search -------------------------------------------------------------------------------
-  View.prototype.rank = function (n, q) {
-    var words = [].concat(n.names, [n.op, n.aten, n.module, n.module_type, n.kind]).filter(Boolean)
-      .map(function (s) { return String(s).toLowerCase(); });
-    if (q === "#" + n.id) return 0;
+  View.prototype.words = function (i) {
+    var g = this.g;
+    var words = [g.str("op", i), g.str("kind", i), g.str("aten", i), g.str("module", i)];
+    var names = g.str("names", i);
+    if (names) words = words.concat(names.split(", "));
+    for (var c = g.d.call[i]; c >= 0; c = g.d.calls.parent[c]) words.push(g.callPath(c), g.callType(c));
+    return words.filter(Boolean).map(function (w) { return w.toLowerCase(); });
+  };
+
+  View.prototype.rank = function (i, q) {
+    if (q === "#" + i) return 0;
+    var words = this.words(i);
     if (words.indexOf(q) >= 0) return 1;
     if (words.some(function (w) { return w.indexOf(q) === 0; })) return 2;
     if (words.some(function (w) { return w.indexOf(q) >= 0; })) return 3;
-    var where = (n.file || "") + ":" + (n.line || "");
+    var where = (this.g.str("file", i) || "") + ":" + (this.g.d.line[i] || "");
     return where.toLowerCase().indexOf(q) >= 0 ? 4 : -1;
   };
 
-  View.prototype.runSearch = function (text, jump) {
-    var self = this;
+  View.prototype.runSearch = function (text) {
     var q = String(text || "").trim().toLowerCase();
-    Object.keys(this.nodeEls).forEach(function (id) { self.nodeEls[id].classList.remove("gv-match"); });
     this.matches = [];
     this.matchAt = -1;
-    if (!q) {
-      this.root.classList.remove("gv-searching");
-      this.count.textContent = "";
-      return;
+    if (q) {
+      var ranked = [];
+      for (var i = 0; i < this.g.n; i++) {
+        var r = this.rank(i, q);
+        if (r >= 0) ranked.push([r, i]);
+      }
+      ranked.sort(function (a, b) { return a[0] - b[0] || a[1] - b[1]; });
+      this.matches = ranked.map(function (p) { return p[1]; });
     }
-    var ranked = [];
-    this.nodes.forEach(function (n) {
-      var r = self.rank(n, q);
-      if (r >= 0) ranked.push([r, n.id]);
-    });
-    ranked.sort(function (a, b) { return a[0] - b[0] || a[1] - b[1]; });
-    this.matches = ranked.map(function (p) { return p[1]; });
-    this.matches.forEach(function (id) { if (self.nodeEls[id]) self.nodeEls[id].classList.add("gv-match"); });
-    this.root.classList.add("gv-searching");
+    this.root.classList.toggle("gv-searching", !!q);
     var n = this.matches.length;
-    this.count.textContent = n === 1 ? "1 match" : n + " matches";
-    if (jump && n) this.nextMatch();
+    this.count.textContent = q ? (n === 1 ? "1 match" : fmtCount(n) + " matches") : "";
+    this.markMatches();
+  };
+
+  View.prototype.markMatches = function () {
+    // A match is lit where it is drawn: its own node, or the collapsed module holding it.
+    var self = this;
+    if (!this.svg) return;
+    this.svg.querySelectorAll(".gv-match").forEach(function (e) { e.classList.remove("gv-match"); });
+    this.matches.forEach(function (id) {
+      var e = self.drawnOf(id);
+      if (e) e.classList.add("gv-match");
+    });
   };
 
   View.prototype.nextMatch = function () {
-    if (!this.matches.length) return;
+    if (!this.matches.length) return Promise.resolve();
     this.matchAt = (this.matchAt + 1) % this.matches.length;
     var id = this.matches[this.matchAt];
-    this.count.textContent = (this.matchAt + 1) + " of " + this.matches.length;
-    this.select(id, true);
+    this.count.textContent = (this.matchAt + 1) + " of " + fmtCount(this.matches.length);
+    return this.reveal(id);
+  };
+
+  View.prototype.reveal = function (id) {
+    // Expand the path to node `id` (laying out again if that changed anything), select it.
+    var self = this;
+    var before = this.current ? this.current.owner[id] : -1;
+    this.expandFor(id);
+    var after = new Plan(this.g, this.state).owner[id];
+    var ready = after !== before || !this.svg ? this.layout() : Promise.resolve();
+    return ready.then(function () { self.select(id, true); });
   };
 
   // -- details ------------------------------------------------------------------------------
-  View.prototype.label = function (n) {
-    return n.names.length ? n.names[0] : (n.op || "leaf");
-  };
-
   View.prototype.nodeLink = function (id, suffix) {
     var self = this;
-    var n = this.nodes[id];
-    var b = el("button", "gv-link", "#" + id + " " + (n ? this.label(n) : "?") + (suffix || ""));
+    var b = el("button", "gv-link", "#" + id + " " + (id < this.g.n ? this.g.label(id) : "?") + (suffix || ""));
     b.type = "button";
-    b.addEventListener("click", function () { self.select(id, true); });
+    b.addEventListener("click", function () { self.reveal(id); });
     return b;
   };
 
-  View.prototype.summaryBlock = function (title, s) {
-    var box = el("div");
-    box.appendChild(el("h3", "", title));
-    if (!s) {
-      box.appendChild(el("div", "gv-hint", MISSING + " (not recorded)"));
-      return box;
-    }
-    var t = el("table");
-    var count = numel(s);
-    row(t, "type", shortType(s.shape, s.dtype) + " (" + count + (count === 1 ? " element)" : " elements)"));
-    if (s.data !== undefined) {
-      var pre = el("pre", "gv-data-text", fmtData(s.data, isFloatDtype(s.dtype), 4000));
-      row(t, "data", pre);
-    }
-    var st = stats(s);
-    if (st.length) row(t, "stats", st.join("  "));
-    if (s.nan || s.inf) row(t, "non-finite", "nan=" + s.nan + " inf=" + s.inf);
-    if (s.note) row(t, "note", s.note);
-    box.appendChild(t);
-    return box;
-  };
-
   View.prototype.render = function (id) {
-    var n = this.nodes[id];
+    var g = this.g;
     var d = this.details;
     d.textContent = "";
     d.setAttribute("data-node", String(id));
-    d.appendChild(el("h2", "gv-node-title", "#" + n.id + " " + (n.kind === "leaf" ? "leaf" : n.op || "?")));
+    var kind = g.kind(id);
+    d.appendChild(el("h2", "gv-node-title", "#" + id + " " + (kind === "op" ? g.str("op", id) : kind)));
+    this.renderStep(d, id);
     var t = el("table", "gv-facts");
-    if (n.names.length) row(t, "names", n.names.join(", "));
-    row(t, "shape", n.shape ? "[" + n.shape.join(", ") + "]" : "?");
-    row(t, "dtype", n.dtype || "?");
-    row(t, "value", summaryLine(n.value));
-    row(t, "grad", summaryLine(n.grad));
-    if (n.module) row(t, "module", n.module + (n.module_type ? " (" + n.module_type + ")" : ""));
-    if (n.file) row(t, "where", n.file + (n.line ? ":" + n.line : ""));
-    if (n.aten) row(t, "aten op", n.aten);
-    if (n.order !== null && n.order !== undefined) row(t, "backward order", n.order);
-    d.appendChild(t);
-    this.renderFindings(d, this.findingsOf[id] || []);
-    if (n.outputs && n.outputs.length > 1) {
-      var self = this;
-      n.outputs.forEach(function (o, i) {
-        d.appendChild(self.summaryBlock("output " + i + " value", o.value));
-        d.appendChild(self.summaryBlock("output " + i + " gradient", o.grad));
+    var names = g.str("names", id) || (kind !== "op" ? g.str("op", id) : "");
+    if (names) row(t, "names", names);
+    row(t, "type", g.str("type", id) || "?");
+    var outs = g.d.outputs[String(id)];
+    var hideGrad = this.step !== null && !this.reached(id);
+    if (outs) {
+      outs.forEach(function (o, nr) {
+        row(t, "out" + nr + " value", g.S[o[0]]);
+        row(t, "out" + nr + " grad", hideGrad ? MISSING + " (not reached yet)" : g.S[o[1]]);
       });
     } else {
-      d.appendChild(this.summaryBlock("value", n.value));
-      d.appendChild(this.summaryBlock("gradient (dLoss/dOutput)", n.grad));
+      row(t, "value", g.S[g.d.value[id]]);
+      row(t, "grad", hideGrad ? MISSING + " (not reached yet)" : g.S[g.d.grad[id]]);
     }
-    this.renderSaved(d, n);
-    this.renderConstants(d, n);
-    this.renderEdges(d, "inputs", this.inputs[id], "src");
-    this.renderEdges(d, "used by", this.consumers[id], "dst");
+    if (g.str("module", id)) row(t, "module", g.str("module", id));
+    if (g.str("file", id)) row(t, "where", g.str("file", id) + (g.d.line[id] ? ":" + g.d.line[id] : ""));
+    if (g.str("aten", id)) row(t, "aten op", g.str("aten", id));
+    if (g.d.order[id] >= 0) row(t, "backward order", g.d.order[id]);
+    d.appendChild(t);
+    this.renderFindings(d, g.findingsOf[id] || []);
+    this.renderPairs(d, "saved for backward", g.d.saved[String(id)]);
+    this.renderPairs(d, "constant inputs", g.d.constants[String(id)]);
+    this.renderEdges(d, "inputs", g.inputs[id], "src");
+    this.renderEdges(d, "used by", g.consumers[id], "dst");
   };
 
-  View.prototype.renderFindings = function (d, findings) {
-    if (!findings.length) return;
+  View.prototype.renderStep = function (d, id) {
+    var g = this.g;
+    var k = g.stepAt[id];
+    if (k === undefined || this.step === null) return;
+    var box = el("section", "gv-step-text");
+    box.appendChild(el("div", "gv-step-title", g.S[g.d.steps.title[k]]));
+    var t = el("table");
+    g.d.steps.lines[k].forEach(function (pair) { row(t, g.S[pair[0]], g.S[pair[1]]); });
+    box.appendChild(t);
+    d.appendChild(box);
+  };
+
+  View.prototype.renderFindings = function (d, ks) {
+    var g = this.g;
+    if (!ks.length) return;
     d.appendChild(el("h3", "", "findings"));
-    findings.forEach(function (f) {
+    ks.forEach(function (k) {
+      var f = g.d.findings[k];
       var p = el("div", "gv-finding");
       p.appendChild(el("span", "gv-sev-" + f.severity, f.severity + " " + f.code));
       p.appendChild(el("span", "gv-text", " " + f.message));
-      if (f.file) p.appendChild(el("div", "gv-hint gv-text", f.file + (f.line ? ":" + f.line : "")));
+      if (f.where) p.appendChild(el("div", "gv-hint gv-text", f.where));
       if (f.hint) p.appendChild(el("div", "gv-hint gv-text", "hint: " + f.hint));
       d.appendChild(p);
     });
   };
 
-  View.prototype.renderSaved = function (d, n) {
-    if (!n.saved.length) return;
-    var self = this;
-    d.appendChild(el("h3", "", "saved for backward"));
-    var t = el("table");
-    n.saved.forEach(function (s) {
-      var cell = el("span");
-      var text = s.state === "freed" ? "(freed)" : s.summary ? summaryLine(s.summary) : (s.text === null ? MISSING : s.text);
-      cell.appendChild(el("span", "gv-text", text + (s.state === "stale" ? " (modified in place: stale)" : "")));
-      if (s.node !== null && s.node !== undefined) {
-        cell.appendChild(document.createTextNode(" = "));
-        cell.appendChild(self.nodeLink(s.node));
-      }
-      row(t, s.name, cell);
-    });
-    d.appendChild(t);
-  };
-
-  View.prototype.renderConstants = function (d, n) {
-    if (!n.constants || !n.constants.length) return;
-    d.appendChild(el("h3", "", "constant inputs"));
-    var t = el("table");
-    n.constants.forEach(function (c) { row(t, "arg " + c.index, summaryLine(c.value)); });
-    d.appendChild(t);
-  };
-
-  View.prototype.renderEdges = function (d, title, edges, end) {
-    if (!edges || !edges.length) return;
-    var self = this;
+  View.prototype.renderPairs = function (d, title, pairs) {
+    var g = this.g;
+    if (!pairs || !pairs.length) return;
     d.appendChild(el("h3", "", title));
     var t = el("table");
-    edges.forEach(function (e) {
-      var cell = el("span");
-      cell.appendChild(self.nodeLink(e[end], e.output_nr ? " (out" + e.output_nr + ")" : ""));
-      if (e.grad) cell.appendChild(el("span", "gv-hint", "  grad " + summaryLine(e.grad)));
-      row(t, end === "src" ? "input " + e.index : "as input " + e.index, cell);
+    pairs.forEach(function (p) { row(t, g.S[p[0]], g.S[p[1]]); });
+    d.appendChild(t);
+  };
+
+  View.prototype.renderEdges = function (d, title, ks, end) {
+    var g = this.g;
+    var self = this;
+    if (!ks || !ks.length) return;
+    d.appendChild(el("h3", "", title + (ks.length > MAX_LINKS ? " (first " + MAX_LINKS + " of " + fmtCount(ks.length) + ")" : "")));
+    var t = el("table");
+    ks.slice(0, MAX_LINKS).forEach(function (k) {
+      var other = g.d.edges[end][k];
+      var nr = g.d.edges.output[k];
+      row(t, (end === "src" ? "input " : "as input ") + g.d.edges.index[k], self.nodeLink(other, nr ? " (out" + nr + ")" : ""));
     });
     d.appendChild(t);
+  };
+
+  View.prototype.showGroup = function (o) {
+    var d = this.details;
+    d.textContent = "";
+    d.removeAttribute("data-node");
+    var g = this.g;
+    if (o >= g.n + g.nc + g.nf) {
+      d.appendChild(el("div", "gv-hint", "Drawing more of the graph\u2026"));
+      return;
+    }
+    var t = this.groupTitle(o);
+    d.appendChild(el("h2", "gv-node-title", t.title + (t.repeat > 1 ? " \u00d7" + t.repeat : "")));
+    d.appendChild(el("div", "gv-hint", (t.type || "module") + (t.repeat > 1 ? ": " + t.repeat + " identical blocks, drawn one by one now" : ": expanded")));
   };
 
   View.prototype.showDefault = function () {
@@ -525,28 +1019,28 @@
     d.textContent = "";
     d.removeAttribute("data-node");
     d.appendChild(el("div", "gv-hint",
-      "Click or hover a node for its details. Drag to pan, wheel to zoom, / to search."));
+      "Click a module to expand it, its dashed frame's title to collapse it, a node for its " +
+      "details. Drag to pan, wheel to zoom, / to search" + (this.g.d.steps.node.length ? ", \u2190/\u2192 to step through backward." : ".")));
   };
 
   View.prototype.ring = function (id) {
     if (this.ringEl) this.ringEl.remove();
     this.ringEl = null;
-    var g = this.nodeEls[id];
-    if (!g || !this.overlay) return;
-    var b = this.boxOf(g);
+    var e = id === null ? null : this.drawnOf(id);
+    if (!e || !this.overlay) return;
+    var b = this.boxOf(e);
     this.ringEl = svgEl("rect", { "class": "gv-ring", x: b.x - 4, y: b.y - 4, width: b.w + 8, height: b.h + 8, rx: 4 });
     this.overlay.appendChild(this.ringEl);
   };
 
   View.prototype.select = function (id, focus) {
-    this.selected = id;
-    if (id === null || !this.nodes[id]) {
+    if (id === null || id < 0 || id >= this.g.n) {
       this.selected = null;
       this.ring(null);
       this.showDefault();
       return;
     }
-    this.expandFor(id);
+    this.selected = id;
     this.render(id);
     this.ring(id);
     if (focus) this.focus(id);
@@ -560,183 +1054,86 @@
     this.render(id);
   };
 
-  // -- module groups ------------------------------------------------------------------------
-  View.prototype.modulePaths = function () {
-    var counts = {};
-    var types = {};
-    var self = this;
-    this.nodes.forEach(function (n) {
-      var m = self.moduleOf[n.id];
-      if (!m) return;
-      var parts = m.split(".");
-      for (var i = 1; i <= parts.length; i++) {
-        var p = parts.slice(0, i).join(".");
-        counts[p] = (counts[p] || 0) + 1;
-      }
-      if (n.module) types[n.module] = n.module_type;
-    });
-    var paths = Object.keys(counts).sort(function (a, b) { return a.localeCompare(b, "en", { numeric: true }); });
-    return { paths: paths, counts: counts, types: types };
+  // -- backward steps -----------------------------------------------------------------------
+  View.prototype.reached = function (id) {
+    var g = this.g;
+    if (this.step === null) return true;
+    if (this.step === 0) return false;
+    var limit = g.d.steps.order[this.step - 1];
+    return g.d.order[id] >= 0 && g.d.order[id] <= limit;
   };
 
-  View.prototype.buildModules = function () {
-    var box = this.modulesBox;
-    if (!box) return;
-    var self = this;
-    var info = this.modulePaths();
-    box.textContent = "";
-    this.moduleInputs = {};
-    info.paths.forEach(function (p) {
-      var depth = p.split(".").length - 1;
-      var label = el("label");
-      var cb = el("input");
-      cb.type = "checkbox";
-      cb.checked = true;
-      cb.setAttribute("data-module", p);
-      cb.addEventListener("change", function () { self.setCollapsed(p, !cb.checked); });
-      self.moduleInputs[p] = cb;
-      label.appendChild(document.createTextNode(new Array(depth + 1).join("  ")));
-      label.appendChild(cb);
-      var type = info.types[p] ? " (" + info.types[p] + ")" : "";
-      label.appendChild(document.createTextNode(" " + p.split(".").pop() + type + " \u00b7 " + info.counts[p]));
-      label.title = p;
-      box.appendChild(label);
-    });
-  };
-
-  function ownerOf(n, known) {
-    // A parameter leaf named "model.0.weight" belongs to module "model.0" when that module ran.
-    if (n.kind !== "leaf") return null;
-    for (var i = 0; i < n.names.length; i++) {
-      var cut = n.names[i].lastIndexOf(".");
-      if (cut > 0 && known[n.names[i].slice(0, cut)]) return n.names[i].slice(0, cut);
+  View.prototype.setStep = function (k) {
+    var total = this.g.d.steps.node.length;
+    if (!total) return;
+    this.step = Math.max(0, Math.min(total, k));
+    this.applyStep();
+    if (this.step > 0) {
+      var id = this.g.d.steps.node[this.step - 1];
+      this.selected = id;
+      this.render(id);
+      this.ring(id);
+    } else {
+      this.select(null, false);
     }
-    return null;
-  }
-
-  function within(m, p) {
-    return !!m && (m === p || m.indexOf(p + ".") === 0);
-  }
-
-  View.prototype.setCollapsed = function (path, on) {
-    if (on) this.collapsed[path] = true; else delete this.collapsed[path];
-    if (this.moduleInputs && this.moduleInputs[path]) this.moduleInputs[path].checked = !on;
-    this.drawGroups();
   };
 
-  View.prototype.expandFor = function (id) {
-    var n = this.nodes[id];
+  View.prototype.applyStep = function () {
+    // At step K the drawn nodes the backward pass has not reached show no gradient yet.
     var self = this;
-    var m = this.moduleOf[id];
-    Object.keys(this.collapsed).forEach(function (p) { if (within(m, p)) self.setCollapsed(p, false); });
-  };
-
-  View.prototype.groupOf = function (n) {
-    // The outermost collapsed module holding `n`, or null.
-    var best = null;
-    var m = this.moduleOf[n.id];
-    Object.keys(this.collapsed).forEach(function (p) {
-      if (within(m, p) && (best === null || p.length < best.length)) best = p;
+    var g = this.g;
+    if (!this.svg || this.step === null) return;
+    var total = g.d.steps.node.length;
+    if (this.stepLabel) {
+      this.stepLabel.textContent = this.step === 0 ? "step 0 / " + total + ": forward values"
+        : "step " + this.step + " / " + total;
+    }
+    this.root.setAttribute("data-gv-step", String(this.step));
+    this.current.items.forEach(function (o) {
+      var e = self.drawnEls[o];
+      if (!e) return;
+      var id = o < g.n ? o : self.groupInfo(o).output;
+      var on = id >= 0 && self.reached(id);
+      var texts = e.querySelectorAll("text");
+      for (var k = 0; k + 1 < texts.length; k++) {
+        var key = texts[k].textContent;
+        if (key !== "grad" && !/ grad$/.test(key)) continue;
+        var cell = texts[k + 1];
+        if (!cell.hasAttribute("data-gv-full")) cell.setAttribute("data-gv-full", cell.textContent);
+        cell.textContent = on ? cell.getAttribute("data-gv-full") : MISSING;
+      }
+      e.classList.toggle("gv-unreached", !on);
     });
-    return best;
-  };
-
-  View.prototype.drawGroups = function () {
-    if (!this.svg) return;
-    var self = this;
-    var members = {};
-    this.nodes.forEach(function (n) {
-      var g = self.nodeEls[n.id];
-      var p = self.groupOf(n);
-      if (g) g.classList.toggle("gv-collapsed", p !== null);
-      if (p !== null) (members[p] = members[p] || []).push(n.id);
-    });
-    this.edgeEls.forEach(function (g) {
-      var a = self.groupOf(self.nodes[Number(g.getAttribute("data-src"))]);
-      var b = self.groupOf(self.nodes[Number(g.getAttribute("data-dst"))]);
-      g.classList.toggle("gv-collapsed", a !== null && a === b);
-    });
-    var boxes = {};
-    Object.keys(members).forEach(function (p) {
-      boxes[p] = members[p].filter(function (id) { return self.nodeEls[id]; })
-        .map(function (id) { return self.boxOf(self.nodeEls[id]); });
-    });
-    this.clusterMembers().forEach(function (c) {
-      // A Graphviz cluster folds with its module: every node drawn inside it is in one group.
-      var first = c.ids.length ? self.groupOf(self.nodes[c.ids[0]]) : null;
-      var all = first !== null && c.ids.every(function (id) { return self.groupOf(self.nodes[id]) === first; });
-      c.g.classList.toggle("gv-collapsed", all);
-      if (all) boxes[first].push(c.box);
-    });
-    this.overlay.querySelectorAll(".gv-group").forEach(function (g) { g.remove(); });
-    Object.keys(members).sort().forEach(function (p) { self.drawGroup(p, members[p].length, boxes[p]); });
-  };
-
-  View.prototype.clusterMembers = function () {
-    // Per Graphviz cluster, the nodes whose centre lies inside it (measured once, on first use).
-    if (this.clusters) return this.clusters;
-    var self = this;
-    var centres = Object.keys(this.nodeEls).map(function (id) {
-      var b = self.boxOf(self.nodeEls[id]);
-      return { id: Number(id), x: b.x + b.w / 2, y: b.y + b.h / 2 };
-    });
-    this.clusters = [];
-    this.svg.querySelectorAll("g.cluster").forEach(function (g) {
-      var b = self.boxOf(g);
-      var ids = centres.filter(function (c) {
-        return c.x >= b.x && c.x <= b.x + b.w && c.y >= b.y && c.y <= b.y + b.h;
-      }).map(function (c) { return c.id; });
-      self.clusters.push({ g: g, box: b, ids: ids });
-    });
-    return this.clusters;
-  };
-
-  View.prototype.drawGroup = function (path, count, boxes) {
-    var self = this;
-    var x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
-    boxes.forEach(function (b) {
-      x0 = Math.min(x0, b.x); y0 = Math.min(y0, b.y);
-      x1 = Math.max(x1, b.x + b.w); y1 = Math.max(y1, b.y + b.h);
-    });
-    if (!isFinite(x0)) return;
-    var g = svgEl("g", { "class": "gv-group", "data-module": path });
-    g.appendChild(svgEl("rect", { x: x0 - 6, y: y0 - 6, width: x1 - x0 + 12, height: y1 - y0 + 12, rx: 6 }));
-    var text = svgEl("text", { x: x0, y: y0 + 12 });
-    text.textContent = "\u25b8 " + path + " (" + count + (count === 1 ? " node)" : " nodes)");
-    g.appendChild(text);
-    var title = svgEl("title");
-    title.textContent = "Click to expand " + path;
-    g.appendChild(title);
-    g.addEventListener("click", function (ev) { ev.stopPropagation(); self.setCollapsed(path, false); });
-    this.overlay.insertBefore(g, this.overlay.firstChild);
   };
 
   // -- colouring ----------------------------------------------------------------------------
   View.prototype.applyColour = function () {
     if (!this.svg) return;
     var self = this;
+    var g = this.g;
     var mode = this.colour ? this.colour.value : "kind";
-    var pick = function (n) { return mode === "value" ? n.value : n.grad; };
-    var mags = this.nodes.map(function (n) { return magnitude(pick(n)); }).filter(function (m) { return m !== null; });
-    var lo = mags.length ? Math.min.apply(null, mags) : 0;
-    var hi = mags.length ? Math.max.apply(null, mags) : 0;
-    this.nodes.forEach(function (n) {
-      var g = self.nodeEls[n.id];
-      if (!g) return;
-      var fill = g.querySelector("polygon:not([fill='none']), path:not([fill='none'])");
+    var col = mode === "value" ? g.d.vmag : g.d.gmag;
+    var nums = col.filter(function (m) { return typeof m === "number"; });
+    var lo = nums.length ? Math.min.apply(null, nums) : 0;
+    var hi = nums.length ? Math.max.apply(null, nums) : 0;
+    Object.keys(this.drawnEls).forEach(function (key) {
+      var o = Number(key);
+      var e = self.drawnEls[o];
+      var fill = e.querySelector("polygon:not([fill='none']), path:not([fill='none'])");
       if (!fill) return;
-      fill.setAttribute("fill", mode === "kind" ? g.getAttribute("data-fill") : self.colourFor(pick(n), lo, hi));
+      var id = o < g.n ? o : self.groupInfo(o).output;
+      var colour = mode === "kind" || id < 0 ? e.getAttribute("data-fill") : self.colourFor(col[id], lo, hi);
+      fill.setAttribute("fill", colour);
     });
     this.root.setAttribute("data-colour", mode);
     this.drawLegend(mode, lo, hi);
   };
 
-  View.prototype.colourFor = function (s, lo, hi) {
-    var c = category(s);
-    if (c === "bad") return BAD;
-    if (c === "zero") return ZERO;
-    if (c === "none") return NONE;
-    return ramp(hi > lo ? (magnitude(s) - lo) / (hi - lo) : 0.5);
+  View.prototype.colourFor = function (m, lo, hi) {
+    if (m === "bad") return BAD;
+    if (m === "zero") return ZERO;
+    if (typeof m !== "number") return NONE;
+    return ramp(hi > lo ? (m - lo) / (hi - lo) : 0.5);
   };
 
   View.prototype.drawLegend = function (mode, lo, hi) {
@@ -750,11 +1147,11 @@
       box.appendChild(s);
       box.appendChild(el("span", "", text));
     };
-    box.appendChild(el("span", "", "rms " + fmtNumber(Math.pow(10, lo), true)));
+    box.appendChild(el("span", "", "rms " + Math.pow(10, lo).toPrecision(3)));
     var r = el("span", "gv-ramp");
     r.style.background = "linear-gradient(to right," + [0, 0.5, 1].map(ramp).join(",") + ")";
     box.appendChild(r);
-    box.appendChild(el("span", "", fmtNumber(Math.pow(10, hi), true)));
+    box.appendChild(el("span", "", Math.pow(10, hi).toPrecision(3)));
     swatch(ZERO, "zero");
     swatch(BAD, "nan/inf");
   };
@@ -763,10 +1160,10 @@
   View.prototype.bindControls = function () {
     var self = this;
     if (this.search) {
-      this.search.addEventListener("input", function () { self.runSearch(self.search.value, false); });
+      this.search.addEventListener("input", function () { self.runSearch(self.search.value); });
       this.search.addEventListener("keydown", function (ev) {
         if (ev.key === "Enter") { ev.preventDefault(); self.nextMatch(); }
-        if (ev.key === "Escape") { self.search.value = ""; self.runSearch("", false); }
+        if (ev.key === "Escape") { self.search.value = ""; self.runSearch(""); }
       });
     }
     if (this.colour) this.colour.addEventListener("change", function () { self.applyColour(); });
@@ -774,42 +1171,67 @@
       var b = self.root.querySelector(cls);
       if (b) b.addEventListener("click", fn);
     };
-    on(".gv-fit", function () { if (self.svg) self.fit(); });
-    on(".gv-zoom-in", function () { if (self.svg) self.zoom(1 / 1.4); });
-    on(".gv-zoom-out", function () { if (self.svg) self.zoom(1.4); });
-    on(".gv-collapse-all", function () { self.setAll(true); });
-    on(".gv-expand-all", function () { self.setAll(false); });
+    on(".gv-fit", function () { self.fit(); });
+    on(".gv-zoom-in", function () { self.zoom(1 / 1.4); });
+    on(".gv-zoom-out", function () { self.zoom(1.4); });
+    on(".gv-collapse-all", function () { self.setAll(false); self.layout(); });
+    on(".gv-expand-all", function () { self.setAll(true); self.layout(); });
+    on(".gv-step-first", function () { self.setStep(0); });
+    on(".gv-step-prev", function () { self.setStep((self.step === null ? 1 : self.step) - 1); });
+    on(".gv-step-next", function () { self.setStep((self.step === null ? -1 : self.step) + 1); });
+    on(".gv-step-last", function () { self.setStep(self.g.d.steps.node.length); });
     this.root.querySelectorAll(".gv-info [data-goto]").forEach(function (b) {
-      b.addEventListener("click", function () { self.select(Number(b.getAttribute("data-goto")), true); });
+      b.addEventListener("click", function () { self.reveal(Number(b.getAttribute("data-goto"))); });
     });
     if (this.root.classList.contains("gv-page")) {
       document.addEventListener("keydown", function (ev) {
         if (ev.target === self.search) return;
         if (ev.key === "/") { ev.preventDefault(); self.search.focus(); }
-        if (ev.key === "f" && self.svg) self.fit();
+        if (ev.key === "f") self.fit();
         if (ev.key === "Escape") self.select(null, false);
+        if (ev.key === "ArrowRight") { ev.preventDefault(); self.setStep((self.step === null ? -1 : self.step) + 1); }
+        if (ev.key === "ArrowLeft") { ev.preventDefault(); self.setStep((self.step === null ? 1 : self.step) - 1); }
       });
     }
   };
 
-  View.prototype.setAll = function (on) {
+  View.prototype.applyHashState = function (opts) {
+    // What the fragment asks to be drawn: #expand=PATH[,PATH] or all, #collapse=PATH[,...],
+    // and the path to #node= / the first #search= match. Laid out once afterwards.
     var self = this;
-    this.modulePaths().paths.forEach(function (p) {
-      if (p.indexOf(".") < 0 || !on) self.setCollapsed(p, on);
+    var list = function (text) { return String(text).split(",").map(function (p) { return p.trim(); }).filter(Boolean); };
+    if (opts.expand === "all") { this.setAll(true); this.state.limit = 0; }
+    else if (opts.expand) list(opts.expand).forEach(function (p) { self.callsAt(p).forEach(function (c) { if (self.g.callPath(c) === p) self.expandCall(c); }); });
+    if (opts.collapse === "all") this.setAll(false);
+    else if (opts.collapse) list(opts.collapse).forEach(function (p) {
+      self.callsAt(p).forEach(function (c) { self.state.expanded[c] = 0; });
+      self.callsAt(p).forEach(function (c) {
+        var f = self.g.d.calls.family[c];
+        if (f >= 0 && self.g.families[f].every(function (k) { return !self.state.expanded[k]; })) self.state.unfolded[f] = 0;
+      });
     });
+    if (opts.search !== undefined && this.search) {
+      this.search.value = opts.search;
+      this.runSearch(opts.search);
+      if (this.matches.length) { this.matchAt = 0; this.expandFor(this.matches[0]); }
+    }
+    var node = opts.node !== undefined ? Number(opts.node) : NaN;
+    if (node >= 0 && node < this.g.n) this.expandFor(node);
   };
 
-  View.prototype.applyHash = function (opts) {
+  View.prototype.applyHashView = function (opts) {
     if (opts.colour && this.colour) {
       this.colour.value = opts.colour;
       this.applyColour();
     }
-    if (opts.collapse) this.setCollapsed(opts.collapse, true);
-    if (opts.search !== undefined && this.search) {
-      this.search.value = opts.search;
-      this.runSearch(opts.search, true);
+    if (this.matches.length && this.matchAt === 0) {
+      this.count.textContent = "1 of " + fmtCount(this.matches.length);
+      this.select(this.matches[0], true);
     }
-    if (opts.node !== undefined && this.nodes[Number(opts.node)]) this.select(Number(opts.node), true);
+    var node = opts.node !== undefined ? Number(opts.node) : NaN;
+    if (node >= 0 && node < this.g.n) this.select(node, true);
+    if (opts.step !== undefined && /^\d+$/.test(opts.step)) this.setStep(Number(opts.step));
+    if (this.selected === null) this.showDefault();
   };
 
   function init(root) {
@@ -817,7 +1239,9 @@
     var data = root.querySelector("script.gv-data");
     if (!data) return;
     try {
-      new View(root, JSON.parse(data.textContent)).start();
+      new View(root, JSON.parse(data.textContent)).start().catch(function (err) {
+        root.setAttribute("data-gv-error", String(err && err.message || err));
+      });
     } catch (err) {
       root.setAttribute("data-gv-error", String(err && err.message || err));
       throw err;
