@@ -126,7 +126,7 @@ def render(
             captured = capture(file, args, target, spec.single or -1, grad_output)
         options = ViewOptions(depth, fold, focus, radius, hidden)
         view = None
-        if fmt_name != "json":
+        if fmt_name not in ("json", "html"):  # the HTML page chooses in the browser
             with progress("choosing what to draw"):
                 view = view_for(captured.graph, fmt_name, options, budget, full)
         layout = " (Graphviz layout)" if fmt_name not in ("dot", "json") else ""

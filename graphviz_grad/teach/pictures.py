@@ -50,7 +50,7 @@ def write_picture(
 
 
 #: Above this many nodes the HTML page gets no step texts (the walk-through is for learning).
-MAX_STEP_NODES = 20_000
+MAX_STEP_NODES = 5_000
 
 
 def explained_steps(graph: Graph, precision: int = 4) -> tuple[Step, ...]:
@@ -61,7 +61,31 @@ def explained_steps(graph: Graph, precision: int = 4) -> tuple[Step, ...]:
 
     if len(graph.nodes) > MAX_STEP_NODES:
         return ()
-    return tuple(Explanation(graph, precision=precision, notes=from_source(graph)).steps())
+    steps = tuple(Explanation(graph, precision=precision, notes=from_source(graph)).steps())
+    return tuple(_with_products(graph, steps))
+
+
+def _with_products(graph: Graph, steps: tuple[Step, ...]) -> list[Step]:
+    """Each leaf's step with the chain-rule lines that made its gradient (upstream · local =
+    product, from the steps of the ops that use it), so its panel shows the arithmetic."""
+    from dataclasses import replace
+
+    at = {s.node: s for s in steps}
+    out = []
+    for step in steps:
+        if graph.nodes[step.node].kind != "leaf" or not step.lines:
+            out.append(step)
+            continue
+        target = step.lines[0][1].split(" = ", 1)[0] + " = "
+        extra = [
+            (f"chain (#{e.dst})", text)
+            for e in graph.consumers[step.node]
+            if e.dst in at
+            for key, text in at[e.dst].lines
+            if key == "chain" and text.startswith(target)
+        ]
+        out.append(replace(step, lines=(*step.lines, *extra)))
+    return out
 
 
 def write_calls(

@@ -1,19 +1,28 @@
 """Headless Chromium for the HTML tests, a DOM reader and a tiny PNG decoder (no Pillow needed).
 
 Only Debian's `chromium` (or a `chromium-browser`) is used, with networking, sync and updates
-off; the tests skip when none is installed.
+off; the tests skip when none is installed. The browser is driven over the DevTools protocol on a
+pipe (``--remote-debugging-pipe``: no port, stdlib only), so a test waits until the page says it
+is ready (``data-gv-ready`` or ``data-gv-error`` on its ``.gradviz`` element: the in-page
+WebAssembly layout is done) instead of guessing a time budget.
 """
 
 from __future__ import annotations
 
+import atexit
+import base64
+import json
+import os
 import shutil
 import struct
 import subprocess
+import tempfile
+import time
 import zlib
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from itertools import count
 from pathlib import Path
+from typing import Any
 
 FLAGS = (
     "--headless",
@@ -28,9 +37,12 @@ FLAGS = (
     "--hide-scrollbars",
     "--mute-audio",
 )
-#: A guard against a hung browser, not a timing assertion.
+#: A guard against a hung browser or page, not a timing assertion.
 GUARD_S = 120
-_profiles = count()
+_READY = (
+    "(function(){var r=document.querySelector('.gradviz');"
+    "return !!r && !!(r.getAttribute('data-gv-ready') || r.getAttribute('data-gv-error'))})()"
+)
 
 
 def chromium() -> str | None:
@@ -41,35 +53,125 @@ def chromium() -> str | None:
     return None
 
 
-def _run(page: Path, fragment: str, tmp: Path, *extra: str) -> bytes:
-    exe = chromium()
-    if exe is None:
-        raise RuntimeError("chromium is not installed")
-    profile = tmp / f"chromium-profile-{next(_profiles)}"
-    cmd = [exe, *FLAGS, f"--user-data-dir={profile}", *extra, page.as_uri() + fragment]
-    proc = subprocess.run(cmd, capture_output=True, timeout=GUARD_S, check=False, cwd=tmp)
-    if proc.returncode != 0:
-        raise RuntimeError(f"chromium failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
-    return proc.stdout
+class Browser:
+    """One headless Chromium, spoken to over ``--remote-debugging-pipe`` (its fds 3 and 4)."""
+
+    def __init__(self, profile: Path) -> None:
+        exe = chromium()
+        if exe is None:
+            raise RuntimeError("chromium is not installed")
+        to_child, self._write = os.pipe()
+        self._read, from_child = os.pipe()
+
+        def fds() -> None:
+            os.dup2(to_child, 3)
+            os.dup2(from_child, 4)
+
+        self.proc = subprocess.Popen(
+            [exe, *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={profile}"],
+            preexec_fn=fds,
+            close_fds=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(to_child)
+        os.close(from_child)
+        self._next = 0
+        self._buffer = b""
+
+    def call(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
+        """Send one command and return its result (events in between are dropped)."""
+        self._next += 1
+        message: dict[str, Any] = {"id": self._next, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        os.write(self._write, json.dumps(message).encode() + b"\0")
+        while True:
+            reply = self._message()
+            if reply.get("id") == self._next:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                result: dict[str, Any] = reply.get("result", {})
+                return result
+
+    def _message(self) -> dict[str, Any]:
+        while b"\0" not in self._buffer:
+            chunk = os.read(self._read, 1 << 20)
+            if not chunk:
+                raise RuntimeError("chromium closed the DevTools pipe")
+            self._buffer += chunk
+        raw, self._buffer = self._buffer.split(b"\0", 1)
+        found: dict[str, Any] = json.loads(raw)
+        return found
+
+    def evaluate(self, session: str, expression: str) -> Any:
+        got = self.call("Runtime.evaluate", session, expression=expression, returnByValue=True)
+        return got.get("result", {}).get("value")
+
+    def open(self, url: str, size: tuple[int, int]) -> tuple[str, str]:
+        """A new tab at `url`, `size` CSS pixels, once its page is ready: (target, session)."""
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            session,
+            width=size[0],
+            height=size[1],
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        self.call("Page.navigate", session, url=url)
+        start = time.monotonic()
+        while not self.evaluate(session, _READY):
+            if time.monotonic() - start > GUARD_S:
+                raise RuntimeError(f"{url} was not ready after {GUARD_S} s")
+            time.sleep(0.02)
+        return target, session
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+_browser: list[Browser] = []
+
+
+def browser() -> Browser:
+    """The one browser of this test process (started on first use, stopped at exit)."""
+    if not _browser:
+        profile = Path(tempfile.mkdtemp(prefix="gv-chromium-"))
+        _browser.append(Browser(profile))
+
+        def stop() -> None:
+            _browser[0].close()
+            shutil.rmtree(profile, ignore_errors=True)
+
+        atexit.register(stop)
+    return _browser[0]
+
+
+def _visit(page: Path, fragment: str, size: tuple[int, int], grab: str) -> Any:
+    b = browser()
+    target, session = b.open(page.as_uri() + fragment, size)
+    try:
+        if grab == "dom":
+            return b.evaluate(session, "document.documentElement.outerHTML")
+        shot = b.call("Page.captureScreenshot", session, format="png")
+        return base64.b64decode(shot["data"])
+    finally:
+        b.call("Target.closeTarget", targetId=target)
 
 
 def dump_dom(page: Path, fragment: str, tmp: Path) -> Dom:
-    """The DOM after the page's scripts ran, opened at `fragment` (``#search=w``)."""
-    out = _run(page, fragment, tmp, "--virtual-time-budget=5000", "--dump-dom")
-    return Dom.parse(out.decode("utf-8"))
+    """The DOM once the page is ready, opened at `fragment` (``#search=w``)."""
+    return Dom.parse(str(_visit(page, fragment, (1200, 800), "dom")))
 
 
 def screenshot(page: Path, fragment: str, tmp: Path, size: tuple[int, int] = (900, 600)) -> bytes:
-    shot = tmp / f"shot-{next(_profiles)}.png"
-    _run(
-        page,
-        fragment,
-        tmp,
-        "--virtual-time-budget=5000",
-        f"--window-size={size[0]},{size[1]}",
-        f"--screenshot={shot}",
-    )
-    return shot.read_bytes()
+    """A PNG of the page once it is ready, `size` pixels."""
+    data: bytes = _visit(page, fragment, size, "png")
+    (tmp / "shot.png").write_bytes(data)
+    return data
 
 
 # -- the DOM -----------------------------------------------------------------------------------

@@ -1,10 +1,14 @@
-"""Hand-built graphs for the HTML tests: hostile strings everywhere, and nn.Module groups."""
+"""Hand-built graphs for the HTML tests: hostile strings everywhere, nn.Module groups, a big
+net of repeated blocks, and `decode`, which reads the page's columnar data back per node."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from graphs import scalar, vector  # tests/render/graphs.py
 
-from graphviz_grad.model import Edge, Finding, Graph, Node, Output, Saved
+from graphviz_grad.model import Edge, Finding, Graph, Node, Output, Saved, TensorSummary
+from graphviz_grad.render._format import fmt_summary, fmt_type
 
 #: Strings that break naive DOT, SVG, HTML, JSON or JavaScript: quotes, markup that would end a
 #: <script> or open a comment, braces, backslashes, newlines, non-ASCII, a JSON line separator.
@@ -77,12 +81,110 @@ def modules() -> Graph:
     """A two-layer model: model.0 (Linear) -> model.1 (ReLU) -> loss, parameters as leaves."""
     s = scalar(0.5)
     op = dict(shape=(), dtype="float32", value=s, grad=s, outputs=(Output(s, s),))
+    top = ("model", "Sequential", 1)
+    relu = dict(module="model.1", module_type="ReLU", scopes=(top, ("model.1", "ReLU", 1)))
+    linear = dict(module="model.0", module_type="Linear", scopes=(top, ("model.0", "Linear", 1)))
     nodes = (
         Node(0, "op", "SumBackward0", ("loss",), **op),
-        Node(1, "op", "ReluBackward0", (), module="model.1", module_type="ReLU", **op),
-        Node(2, "op", "MulBackward0", (), module="model.0", module_type="Linear", **op),
+        Node(1, "op", "ReluBackward0", (), **relu, **op),  # type: ignore[arg-type]
+        Node(2, "op", "MulBackward0", (), **linear, **op),  # type: ignore[arg-type]
         Node(3, "leaf", None, ("model.0.weight",), (), "float32", s, s),
         Node(4, "leaf", None, ("x",), (), "float32", s, scalar(float("nan"))),
     )
     edges = (Edge(1, 0, 0), Edge(2, 1, 0), Edge(3, 2, 0), Edge(4, 2, 1))
     return Graph(nodes, edges, roots=(0,), grad_source="gradviz")
+
+
+def blocks(count: int = 40) -> Graph:
+    """`net`: `count` identical Blocks (a Linear then a Tanh) in an nn.Sequential, then a sum.
+
+    Ids in walk order from the loss: per block (last first) tanh, add (bias), mm (weight),
+    then the two parameter leaves; `x` (a leaf) feeds the first block.
+    """
+    s = scalar(0.5)
+    nodes: list[Node] = [Node(0, "op", "SumBackward0", ("loss",), (), "float32", s, scalar(1.0))]
+    edges: list[Edge] = []
+    below = 0
+    for b in reversed(range(count)):
+        net, block = ("net", "Sequential", 1), (f"net.{b}", "Block", 1)
+        fc, act = (f"net.{b}.fc", "Linear", 1), (f"net.{b}.act", "Tanh", 1)
+        i = len(nodes)
+        grad = scalar(0.01 * (b + 1))
+        op = dict(shape=(), dtype="float32", value=s, grad=grad, order=None)
+        nodes += [
+            Node(i, "op", "TanhBackward0", (), scopes=(net, block, act), **op),  # type: ignore[arg-type]
+            Node(i + 1, "op", "AddBackward0", (), scopes=(net, block, fc), **op),  # type: ignore[arg-type]
+            Node(i + 2, "op", "MulBackward0", (), scopes=(net, block, fc), **op),  # type: ignore[arg-type]
+            Node(i + 3, "leaf", None, (f"net.{b}.fc.bias",), (), "float32", s, grad),
+            Node(i + 4, "leaf", None, (f"net.{b}.fc.weight",), (), "float32", s, grad),
+        ]
+        edges += [
+            Edge(i, below, 0),
+            Edge(i + 1, i, 0),
+            Edge(i + 2, i + 1, 0),
+            Edge(i + 3, i + 1, 1),
+            Edge(i + 4, i + 2, 1),
+        ]
+        below = i + 2
+    x = len(nodes)
+    nodes.append(Node(x, "leaf", None, ("x",), (), "float32", s, None))
+    edges.append(Edge(x, below, 0))
+    return Graph(tuple(nodes), tuple(edges), roots=(0,), grad_source="backward")
+
+
+def decode(data: dict[str, Any]) -> dict[str, Any]:
+    """The page's columns read back: one dict per node, the edges, the module calls."""
+    S = data["strings"]
+
+    def text(col: str, i: int) -> str | None:
+        k = data[col][i]
+        return None if k < 0 else S[k]
+
+    nodes = [
+        {
+            "kind": text("kind", i),
+            "header": text("op", i),
+            "names": text("names", i),
+            "type": text("type", i),
+            "value": text("value", i),
+            "grad": text("grad", i),
+            "order": data["order"][i],
+            "scopes": _scopes(data, data["call"][i]),
+        }
+        for i in range(data["count"])
+    ]
+    e = data["edges"]
+    edges = list(zip(e["src"], e["dst"], e["index"], e["output"], strict=True))
+    return {"nodes": nodes, "edges": edges}
+
+
+def _scopes(data: dict[str, Any], call: int) -> list[tuple[str, str, int]]:
+    calls, S = data["calls"], data["strings"]
+    out = []
+    while call >= 0:
+        out.append((S[calls["path"][call]], S[calls["type"][call]], calls["number"][call]))
+        call = calls["parent"][call]
+    return out[::-1]
+
+
+def expected(graph: Graph, precision: int = 4) -> dict[str, Any]:
+    """What `decode` must give for `graph`: the DOT labels' texts, node by node."""
+
+    def fmt(s: TensorSummary | None) -> str:
+        return fmt_summary(s, precision)
+
+    nodes = [
+        {
+            "kind": n.kind,
+            "header": n.op or "?" if n.kind == "op" else n.names[0] if n.names else n.kind,
+            "names": ", ".join(n.names if n.kind == "op" or len(n.names) > 1 else ()),
+            "type": fmt_type(n.shape, n.dtype),
+            "value": fmt(n.value),
+            "grad": fmt(n.grad),
+            "order": -1 if n.order is None else n.order,
+            "scopes": list(n.scopes),
+        }
+        for n in graph.nodes
+    ]
+    edges = [(e.src, e.dst, e.index, e.output_nr) for e in graph.edges]
+    return {"nodes": nodes, "edges": edges}

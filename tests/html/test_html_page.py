@@ -1,15 +1,15 @@
 """The HTML page and the notebook fragment, read as text: self-contained, well-formed, escaped.
 
 Every user-controlled string (variable, module and op names, file paths, findings, notes, the
-title) is hostile here; the page must keep exactly its own two scripts and one stylesheet, and the
-JSON block must read back as the graph's JSON.
+title) is hostile here; the page must keep exactly its own three scripts (data, Graphviz, the
+explorer) and one stylesheet, and the columnar data block must read back node by node as the texts
+the DOT labels show.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -18,13 +18,23 @@ from pathlib import Path
 import graphs  # tests/render/graphs.py
 import pytest
 from browser import Dom
-from html_graphs import BAD, HOSTILE, hostile, modules
+from html_graphs import BAD, HOSTILE, blocks, decode, expected, hostile, modules
 from hypothesis import given
 from hypothesis import strategies as st
 
-from graphviz_grad.model import Graph
-from graphviz_grad.render import from_dict, render_bytes, to_dict, to_dot, to_json, write
-from graphviz_grad.render.html import asset, default_title, escape, inline_svg, script_json, to_html
+from graphviz_grad.model import Finding, Graph
+from graphviz_grad.render import from_dict, render_bytes, to_dot, to_json, write
+from graphviz_grad.render.html import (
+    MAX_FINDING_LINKS,
+    SCRIPTS,
+    asset,
+    default_title,
+    escape,
+    info_html,
+    inline_svg,
+    script_json,
+    to_html,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SVG_NS = "{http://www.w3.org/2000/svg}"
@@ -35,14 +45,16 @@ GRAPHS = {
     "nasty": graphs.nasty,
     "hostile": hostile,
     "modules": modules,
+    "blocks": blocks,
 }
 
 
-def data_block(page: str) -> object:
+def data_block(page: str) -> dict[str, object]:
     dom = Dom.parse(page)
     block = [s for s in dom.all("script") if s.attrs.get("type") == "application/json"]
     assert len(block) == 1
-    return json.loads(block[0].content)
+    found: dict[str, object] = json.loads(block[0].content)
+    return found
 
 
 def svg_of(graph: Graph) -> str:
@@ -56,12 +68,45 @@ def test_page_has_exactly_its_own_scripts_and_styles(name: str) -> None:
     page = to_html(graph, None)
     dom = Dom.parse(page)
     scripts = dom.all("script")
-    assert [s.attrs.get("type") for s in scripts] == ["application/json", None]
-    assert scripts[1].content == asset("gradviz.js")
+    assert [s.attrs.get("type") for s in scripts] == ["application/json", None, None]
+    assert [s.content for s in scripts[1:]] == [asset(name) for name in SCRIPTS]
     assert len(dom.all("style")) == 1 and dom.all("style")[0].content == asset("gradviz.css")
     assert dom.all("img") == [] and dom.all("iframe") == [] and dom.all("link") == []
-    assert data_block(page) == to_dict(graph)
+    assert decode(data_block(page)) == expected(graph)
     assert text_of(dom.one("title")) == default_title(graph)
+
+
+def test_data_is_columnar_and_shares_its_texts() -> None:
+    data = data_block(to_html(blocks(), None))
+    strings = data["strings"]
+    assert isinstance(strings, list) and len(strings) == len(set(strings))
+    for column in ("kind", "op", "names", "type", "value", "grad", "order", "call"):
+        values = data[column]
+        assert isinstance(values, list) and len(values) == data["count"] == 202
+        assert all(isinstance(v, int) for v in values)
+    assert strings.count("f32[]") == 1 and strings.count("TanhBackward0") == 1
+    calls = data["calls"]
+    assert isinstance(calls, dict)
+    net_blocks = [c for c, p in enumerate(calls["path"]) if strings[p].count(".") == 1]
+    assert len(net_blocks) == 40 and {calls["family"][c] for c in net_blocks} == {0}
+
+
+def test_findings_are_one_line_each_with_a_count() -> None:
+    graph = blocks()
+    many = tuple(range(1, 201))
+    findings = (
+        Finding("GV101", "warning", "tanh saturates", "net.py", 3, many, "lower the lr"),
+        Finding("GV102", "info", "one node", None, None, (5,)),
+    )
+    html = info_html(Graph(graph.nodes, graph.edges, graph.roots, findings=findings))
+    dom = Dom.parse(html)
+    rows = dom.all("details", "gv-finding")
+    assert len(rows) == 2
+    summaries = [text_of(e) for e in dom.all("summary")]
+    assert "200 nodes" in summaries[0] and "tanh saturates" in summaries[0]
+    assert "1 node" in summaries[1]
+    assert len(dom.all("button", "gv-link")) == MAX_FINDING_LINKS + 1
+    assert f"+{200 - MAX_FINDING_LINKS} more" in html
 
 
 def text_of(e: object) -> str:
@@ -81,7 +126,7 @@ def test_page_fetches_nothing(needs_dot: None) -> None:
     assert csp.attrs["content"].startswith("default-src 'none'")
 
 
-@pytest.mark.parametrize("name", ["gradviz.js", "gradviz.css"])
+@pytest.mark.parametrize("name", [*SCRIPTS, "gradviz.css"])
 def test_assets_cannot_end_their_own_element(name: str) -> None:
     text = asset(name).lower()
     assert "</script" not in text and "</style" not in text and "<!--" not in text
@@ -91,9 +136,9 @@ def test_hostile_strings_are_text_in_the_page(needs_dot: None) -> None:
     graph = hostile()
     page = to_html(graph, svg_of(graph), title=BAD)
     dom = Dom.parse(page)
-    assert len(dom.all("script")) == 2 and len(dom.all("style")) == 1
+    assert len(dom.all("script")) == 3 and len(dom.all("style")) == 1
     assert dom.all("img") == []
-    assert data_block(page) == to_dict(graph)
+    assert decode(data_block(page)) == expected(graph)
     assert text_of(dom.all("title")[0]) == BAD  # the page's; the SVG's titles follow
     assert dom.one("span", "gv-title").attrs["title"] == BAD
     info = text_of(dom.one("section", "gv-info"))
@@ -165,19 +210,20 @@ def test_inline_svg_drops_prolog_size_comments_and_ids() -> None:
 
 
 # -- writing ---------------------------------------------------------------------------------
-def test_write_infers_html_from_the_suffix(tmp_path: Path, needs_dot: None) -> None:
+def test_write_infers_html_from_the_suffix(tmp_path: Path) -> None:
     out = write(graphs.lesson(), tmp_path / "lesson.html")
     page = out.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>")
-    assert len(Dom.parse(page).all("g", "node")) == 4
+    assert decode(data_block(page)) == expected(graphs.lesson())
     assert render_bytes(graphs.lesson(), "html") == out.read_bytes()  # deterministic
 
 
-def test_page_without_graphviz_shows_the_tree() -> None:
-    page = to_html(graphs.lesson(), None)
-    dom = Dom.parse(page)
-    assert dom.all("svg") == []
-    assert "#3 leaf w" in text_of(dom.one("div", "gv-canvas"))
+def test_html_needs_no_graphviz_program(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page lays itself out in the browser, so writing it never runs `dot`."""
+    monkeypatch.setattr("graphviz_grad.render.shutil.which", lambda name: None)
+    page = render_bytes(blocks(), "html").decode("utf-8")
+    assert Dom.parse(page).all("svg") == []
+    assert "laying out the graph" in text_of(Dom.parse(page).one("div", "gv-status"))
 
 
 def test_fragment_is_scoped_for_notebooks() -> None:
@@ -190,7 +236,7 @@ def test_fragment_is_scoped_for_notebooks() -> None:
     )
 
 
-def test_cli_renders_html(tmp_path: Path, needs_dot: None) -> None:
+def test_cli_renders_html(tmp_path: Path) -> None:
     out = tmp_path / "linear.html"
     proc = subprocess.run(
         [sys.executable, "-m", "graphviz_grad", "render", "samples/linear.py", "-o", str(out)],
@@ -200,6 +246,13 @@ def test_cli_renders_html(tmp_path: Path, needs_dot: None) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    graph = from_dict(data_block(out.read_text(encoding="utf-8")))  # type: ignore[arg-type]
-    assert graph.find("w").grad.data == -8.0  # type: ignore[union-attr]
-    assert shutil.which("dot")
+    data = data_block(out.read_text(encoding="utf-8"))
+    nodes = decode(data)["nodes"]
+    w = next(n for n in nodes if n["header"] == "w")
+    assert w["grad"] == "-8.0" and w["order"] == 4
+    steps = data["steps"]
+    assert isinstance(steps, dict) and steps["order"] == [1, 2, 3, 4]
+    strings = data["strings"]
+    assert isinstance(strings, list)
+    texts = [strings[v] for lines in steps["lines"] for _, v in lines]
+    assert any("-4.0 · 2.0 = -8.0" in t for t in texts)  # explain's chain rule, in the page

@@ -27,6 +27,8 @@
   var FIRST_VIEW = 60;
   //: Without modules to collapse, nodes beyond this many (nearest the root first) are elided.
   var ELIDE_AT = 200;
+  //: Drawn nodes above which Graphviz is told to spend less effort on crossings.
+  var BIG_LAYOUT = 400;
 
   // -- small helpers (text only, never innerHTML) -----------------------------------------------
   function el(tag, cls, text) {
@@ -136,7 +138,15 @@
       if (f < 0) return;
       (self.families[f] = self.families[f] || []).push(c);
     });
-    this.nf = this.families.length;
+    this.families.forEach(function (fam) {
+      fam.sort(function (a, b) {
+        return self.callPath(a).localeCompare(self.callPath(b), "en", { numeric: true }) ||
+          C.number[a] - C.number[b];
+      });
+    });
+    // A run of folded siblings is drawn with the id of its first call.
+    this.nf = this.nc;
+    this.isParam = this.params();
     this.findingsOf = {};
     d.findings.forEach(function (f, k) {
       f.nodes.forEach(function (id) { (self.findingsOf[id] = self.findingsOf[id] || []).push(k); });
@@ -144,6 +154,23 @@
     this.stepAt = {};
     d.steps.node.forEach(function (id, k) { self.stepAt[id] = k; });
   }
+
+  Graph.prototype.params = function () {
+    // Leaves named like a parameter of a module that ran ("model.0.weight" when "model.0"
+    // ran): they are drawn inside their module. Inputs such as "x" are not.
+    var paths = {};
+    var found = new Uint8Array(this.n);
+    for (var c = 0; c < this.nc; c++) paths[this.callPath(c)] = true;
+    for (var i = 0; i < this.n; i++) {
+      if (this.kind(i) === "op") continue;
+      var names = (this.str("names", i) || this.str("op", i) || "").split(", ");
+      found[i] = names.some(function (name) {
+        var cut = name.lastIndexOf(".");
+        return cut > 0 && paths[name.slice(0, cut)] === true;
+      }) ? 1 : 0;
+    }
+    return found;
+  };
 
   Graph.prototype.str = function (col, i) {
     var k = this.d[col][i];
@@ -158,22 +185,41 @@
   };
 
   // -- what is drawn --------------------------------------------------------------------------
-  // Drawn ids: node i is i, call c is n + c, family f is n + nc + f, the elided rest n + nc + nf.
+  // Drawn ids: node i is i, a collapsed call c is n + c, a run of two or more consecutive
+  // collapsed identical siblings starting at call c is n + nc + c, the elided rest n + 2 nc.
   function Plan(g, state) {
     this.g = g;
     this.owner = new Int32Array(g.n);
     this.items = [];
     this.members = {};
+    this.folds(state);
     this.assign(state);
   }
+
+  Plan.prototype.folds = function (state) {
+    // Identical siblings that are collapsed next to each other fold into one node (×N).
+    var runOf = (this.runOf = new Int32Array(this.g.nc).fill(-1));
+    var runs = (this.runs = {});
+    this.g.families.forEach(function (fam) {
+      var run = [];
+      var close = function () {
+        if (run.length > 1) {
+          runs[run[0]] = run;
+          run.forEach(function (c) { runOf[c] = run[0]; });
+        }
+        run = [];
+      };
+      fam.forEach(function (c) { if (state.expanded[c]) close(); else run.push(c); });
+      close();
+    });
+  };
 
   Plan.prototype.groupOf = function (i, state) {
     var g = this.g;
     var outer = -1;
     for (var c = g.d.call[i]; c >= 0; c = g.d.calls.parent[c]) if (!state.expanded[c]) outer = c;
     if (outer < 0) return i;
-    var f = g.d.calls.family[outer];
-    return f >= 0 && !state.unfolded[f] ? g.n + g.nc + f : g.n + outer;
+    return this.runOf[outer] >= 0 ? g.n + g.nc + this.runOf[outer] : g.n + outer;
   };
 
   Plan.prototype.assign = function (state) {
@@ -183,7 +229,7 @@
     for (i = 0; i < g.n; i++) owner[i] = g.kind(i) === "op" || g.d.call[i] >= 0 ? this.groupOf(i, state) : i;
     for (i = 0; i < g.n; i++) {
       // A leaf or input used only inside one collapsed group (a module's parameter) goes with it.
-      if (owner[i] !== i || g.d.call[i] >= 0 || !g.consumers[i].length) continue;
+      if (owner[i] !== i || !g.isParam[i] || !g.consumers[i].length) continue;
       var first = owner[g.d.edges.dst[g.consumers[i][0]]];
       if (first < g.n) continue;
       var same = g.consumers[i].every(function (k) { return owner[g.d.edges.dst[k]] === first; });
@@ -261,7 +307,6 @@
     this.step = null;
     this.state = {
       expanded: new Uint8Array(this.g.nc),
-      unfolded: new Uint8Array(this.g.nf),
       limit: 0
     };
     this.layouts = 0;
@@ -276,6 +321,7 @@
     this.applyHashState(opts);
     return this.layout().then(function () {
       self.applyHashView(opts);
+      self.root.setAttribute("data-gv-ready-ms", String(Math.round(performance.now())));
       self.root.setAttribute("data-gv-ready", "1");
       if (self.root.classList.contains("gv-page")) {
         window.addEventListener("hashchange", function () {
@@ -366,7 +412,7 @@
     members.forEach(function (i) {
       var op = g.kind(i) === "op";
       if (op) ops++;
-      else if (g.d.call[i] < 0) params.push(i);
+      else if (g.isParam[i]) params.push(i);
       if (!op || output >= 0) return;
       var leaves = g.isRoot[i] || g.consumers[i].some(function (k) { return plan.owner[g.d.edges.dst[k]] !== o; });
       if (leaves) output = i;
@@ -381,11 +427,11 @@
       var c = o - g.n;
       return { title: g.callPath(c), type: g.callType(c), repeat: 1 };
     }
-    var fam = g.families[o - g.n - g.nc];
+    var fam = this.current.runs[o - g.n - g.nc];
     var first = g.callPath(fam[0]);
     var last = g.callPath(fam[fam.length - 1]);
     return { title: first === last ? first : first + " \u2026 " + last, type: g.callType(fam[0]),
-      repeat: fam.length, last: last, lastCall: fam[fam.length - 1] };
+      repeat: fam.length, last: last, start: fam[0] };
   };
 
   View.prototype.groupStmt = function (o) {
@@ -411,29 +457,36 @@
         rows.push(tr1(escapeLabel("output " + (type || "") + whose)));
         rows.push(this.valueRows(g.d.value[i], g.d.grad[i], g.d.bad[i], ""));
       }
-      var prefix = t.repeat > 1 ? "" : t.title + ".";
-      info.params.slice(0, MAX_PARAMS).forEach(function (p) {
+      // A fold lists the parameters of the instance its numbers come from.
+      var inst = t.repeat > 1 ? this.instanceCall(info.output, t.start) : -1;
+      var prefix = (inst >= 0 ? g.callPath(inst) : t.title) + ".";
+      var params = info.params.filter(function (p) { return t.repeat === 1 || g.label(p).indexOf(prefix) === 0; });
+      params.slice(0, MAX_PARAMS).forEach(function (p) {
         var label = g.label(p);
         if (prefix && label.indexOf(prefix) === 0) label = label.slice(prefix.length);
         rows.push(tr2(escapeLabel(label), escapeLabel("\u2016grad\u2016=" + (g.str("gnorm", p) || MISSING))));
       });
-      if (info.params.length > MAX_PARAMS) rows.push(tr1(escapeLabel("+" + (info.params.length - MAX_PARAMS) + " more parameters")));
+      if (params.length > MAX_PARAMS) rows.push(tr1(escapeLabel("+" + (params.length - MAX_PARAMS) + " more parameters")));
     }
     var border = name.charAt(0) === "f" ? "2" : "1";
     return name + " [label=<<table border=\"" + border + "\" cellborder=\"0\" cellspacing=\"0\" " +
       "cellpadding=\"3\" color=\"" + BORDER + "\" bgcolor=\"" + fill + "\">" + rows.join("") + "</table>>];";
   };
 
-  View.prototype.instanceOf = function (i, t) {
-    // Which call of a folded family node i ran in.
+  View.prototype.instanceCall = function (i, start) {
+    // The call of the fold starting at call `start` that node i ran in (-1 when none).
     var g = this.g;
-    for (var c = g.d.call[i]; c >= 0; c = g.d.calls.parent[c]) {
-      if (g.d.calls.family[c] >= 0 && g.families[g.d.calls.family[c]].indexOf(c) >= 0) {
-        var n = g.d.calls.number[c];
-        return g.callPath(c) + (g.callPath(c) === t.title ? " call " + n : "");
-      }
-    }
-    return t.last;
+    if (i < 0) return -1;
+    for (var c = g.d.call[i]; c >= 0; c = g.d.calls.parent[c]) if (this.current.runOf[c] === start) return c;
+    return -1;
+  };
+
+  View.prototype.instanceOf = function (i, t) {
+    // Which instance of a fold node i belongs to: its path, or its call number.
+    var c = this.instanceCall(i, t.start);
+    if (c < 0) return t.last;
+    var path = this.g.callPath(c);
+    return path === t.title ? path + " call " + (this.g.families[this.g.d.calls.family[c]].indexOf(c) + 1) : path;
   };
 
   View.prototype.placeOf = function (o) {
@@ -442,6 +495,7 @@
     var plan = this.current;
     if (o < g.n) {
       if (g.d.call[o] >= 0) return g.d.call[o];
+      if (!g.isParam[o]) return -1;
       var places = g.consumers[o].map(function (k) {
         var dst = plan.owner[g.d.edges.dst[k]];
         return dst === o ? -2 : dst < g.n ? g.d.call[dst] : -1;
@@ -449,7 +503,7 @@
       return places.length && places.every(function (p) { return p === places[0]; }) && places[0] >= 0 ? places[0] : -1;
     }
     if (o < g.n + g.nc) return g.d.calls.parent[o - g.n];
-    if (o < g.n + g.nc + g.nf) return g.d.calls.parent[g.families[o - g.n - g.nc][0]];
+    if (o < g.n + g.nc + g.nf) return g.d.calls.parent[o - g.n - g.nc];
     return -1;
   };
 
@@ -460,6 +514,8 @@
     var out = ["digraph gradviz {", "rankdir=TB;", "fontname=\"Helvetica\";",
       "node [shape=plain, fontname=\"Helvetica\", fontsize=10];",
       "edge [fontname=\"Helvetica\", fontsize=9, color=\"#444444\"];"];
+    // Big drawings trade a few edge crossings for a layout in seconds instead of minutes.
+    if (plan.items.length > BIG_LAYOUT) out.push("mclimit=0.2; nslimit=1; nslimit1=1; searchsize=10;");
     if (g.d.gradviz) out.push("label=<<i>gradients computed by gradviz (the script did not call backward)</i>>; labelloc=t;");
     var inside = {};
     plan.items.forEach(function (o) {
@@ -625,7 +681,11 @@
     var g = this.g;
     if (o < g.n) { this.select(o, false); return; }
     if (o < g.n + g.nc) { this.expandCall(o - g.n); }
-    else if (o < g.n + g.nc + g.nf) { this.state.unfolded[o - g.n - g.nc] = 1; }
+    else if (o < g.n + g.nc + g.nf) {
+      // A fold opens at the instance whose numbers it shows.
+      var shown = this.instanceCall(this.groupInfo(o).output, o - g.n - g.nc);
+      this.expandCall(shown >= 0 ? shown : o - g.n - g.nc);
+    }
     else { this.state.limit = this.state.limit * 2; }
     this.showGroup(o);
     this.layout();
@@ -633,10 +693,7 @@
 
   View.prototype.expandCall = function (c) {
     var g = this.g;
-    for (var k = c; k >= 0; k = g.d.calls.parent[k]) {
-      this.state.expanded[k] = 1;
-      if (g.d.calls.family[k] >= 0) this.state.unfolded[g.d.calls.family[k]] = 1;
-    }
+    for (var k = c; k >= 0; k = g.d.calls.parent[k]) this.state.expanded[k] = 1;
   };
 
   View.prototype.collapseCall = function (c) {
@@ -648,8 +705,6 @@
       s.expanded[k] = 0;
       g.children[k].forEach(function (child) { stack.push(child); });
     }
-    var f = g.d.calls.family[c];
-    if (f >= 0 && g.families[f].every(function (k) { return !s.expanded[k]; })) s.unfolded[f] = 0;
     this.layout();
   };
 
@@ -667,7 +722,7 @@
     }
     if (p.owner[id] === g.n + g.nc + g.nf) {
       var limit = this.state.limit;
-      while (limit < g.n && new Plan(g, { expanded: this.state.expanded, unfolded: this.state.unfolded, limit: limit }).owner[id] === g.n + g.nc + g.nf) limit *= 2;
+      while (limit < g.n && new Plan(g, { expanded: this.state.expanded, limit: limit }).owner[id] === g.n + g.nc + g.nf) limit *= 2;
       this.state.limit = limit >= g.n ? 0 : limit;
     }
   };
@@ -675,7 +730,6 @@
   View.prototype.setAll = function (on) {
     var g = this.g;
     for (var c = 0; c < g.nc; c++) this.state.expanded[c] = on ? 1 : 0;
-    for (var f = 0; f < g.nf; f++) this.state.unfolded[f] = on ? 1 : 0;
   };
 
   View.prototype.callsAt = function (path) {
@@ -1205,10 +1259,6 @@
     if (opts.collapse === "all") this.setAll(false);
     else if (opts.collapse) list(opts.collapse).forEach(function (p) {
       self.callsAt(p).forEach(function (c) { self.state.expanded[c] = 0; });
-      self.callsAt(p).forEach(function (c) {
-        var f = self.g.d.calls.family[c];
-        if (f >= 0 && self.g.families[f].every(function (k) { return !self.state.expanded[k]; })) self.state.unfolded[f] = 0;
-      });
     });
     if (opts.search !== undefined && this.search) {
       this.search.value = opts.search;

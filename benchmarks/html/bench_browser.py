@@ -1,0 +1,193 @@
+"""How fast the HTML explorer opens in headless Chromium, measured inside the browser.
+
+    python benchmarks/html/bench_browser.py                      # gpt, chain_100k, lesson
+    python benchmarks/html/bench_browser.py --only gpt --repeat 3
+    python benchmarks/html/bench_browser.py --page out.html '#expand=all'
+
+Per workload it writes the page once with `gradviz render W -o W.html` (capture time is not
+part of the figure), then opens it in a fresh headless Chromium per repeat, driven over the
+DevTools protocol on a pipe (no network port, stdlib only), and reads what the page recorded:
+`data-gv-ready-ms` (milliseconds from navigation start until the first drawing is in the DOM
+and the page took its fragment into account: HTML parse, JSON parse, WebAssembly compile,
+Graphviz layout), `data-gv-layout-ms` (the last layout alone) and `data-gv-drawn` (how many
+nodes that drawing has). Best of `--repeat`. Nothing asserts on time; the table is the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKLOADS = ROOT / "benchmarks" / "workloads"
+#: (workload, fragment) pairs measured by default.
+CASES = [
+    ("lesson", ""),
+    ("lesson", "#step=3"),
+    ("gpt", ""),
+    ("gpt", "#search=c_proj"),
+    ("gpt", "#expand=all"),
+    ("chain_100k", ""),
+]
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--mute-audio",
+    "--window-size=1400,900",
+)
+GUARD_S = 300.0
+
+
+class Browser:
+    """One headless Chromium, spoken to over ``--remote-debugging-pipe`` (fds 3 and 4)."""
+
+    def __init__(self, profile: Path) -> None:
+        exe = shutil.which("chromium") or shutil.which("chromium-browser")
+        if exe is None:
+            raise SystemExit("chromium is not installed")
+        to_child, self._write = os.pipe()
+        self._read, from_child = os.pipe()
+        os.set_inheritable(to_child, True)
+        os.set_inheritable(from_child, True)
+        cmd = [exe, *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={profile}"]
+
+        def fds() -> None:
+            os.dup2(to_child, 3)
+            os.dup2(from_child, 4)
+
+        self.proc = subprocess.Popen(
+            cmd,
+            preexec_fn=fds,
+            close_fds=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(to_child)
+        os.close(from_child)
+        self._next = 0
+        self._buffer = b""
+
+    def call(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
+        self._next += 1
+        message: dict[str, Any] = {"id": self._next, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        os.write(self._write, json.dumps(message).encode() + b"\0")
+        while True:
+            reply = self._message()
+            if reply.get("id") == self._next:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                result: dict[str, Any] = reply.get("result", {})
+                return result
+
+    def _message(self) -> dict[str, Any]:
+        while b"\0" not in self._buffer:
+            chunk = os.read(self._read, 1 << 20)
+            if not chunk:
+                raise RuntimeError("chromium closed the pipe")
+            self._buffer += chunk
+        raw, self._buffer = self._buffer.split(b"\0", 1)
+        found: dict[str, Any] = json.loads(raw)
+        return found
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def measure(page: Path, fragment: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        browser = Browser(Path(tmp))
+        try:
+            target = browser.call("Target.createTarget", url="about:blank")["targetId"]
+            session = browser.call("Target.attachToTarget", targetId=target, flatten=True)[
+                "sessionId"
+            ]
+            browser.call("Page.navigate", session, url=page.as_uri() + fragment)
+            probe = (
+                "(function(){var r=document.querySelector('.gradviz');"
+                "return r?[r.getAttribute('data-gv-ready'),r.getAttribute('data-gv-ready-ms'),"
+                "r.getAttribute('data-gv-layout-ms'),r.getAttribute('data-gv-drawn'),"
+                "r.getAttribute('data-gv-error')]:null})()"
+            )
+            start = time.monotonic()
+            while time.monotonic() - start < GUARD_S:
+                got = browser.call(
+                    "Runtime.evaluate", session, expression=probe, returnByValue=True
+                )
+                value = got.get("result", {}).get("value")
+                if value and (value[0] == "1" or value[4]):
+                    ready, layout, drawn, error = value[1:]
+                    return {
+                        "ready_ms": int(ready or -1),
+                        "layout_ms": int(layout or -1),
+                        "drawn": int(drawn or -1),
+                        "error": error,
+                    }
+                time.sleep(0.02)
+            return {"ready_ms": -1, "layout_ms": -1, "drawn": -1, "error": "timed out"}
+        finally:
+            browser.close()
+
+
+def write_page(name: str, folder: Path) -> Path:
+    out = folder / f"{name}.html"
+    if not out.exists():
+        cmd = [
+            sys.executable,
+            "-m",
+            "graphviz_grad",
+            "render",
+            str(WORKLOADS / f"{name}.py"),
+            "-o",
+            str(out),
+            "--quiet",
+        ]
+        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="workloads to measure")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--pages", type=Path, default=Path(tempfile.gettempdir()) / "gv-pages")
+    parser.add_argument("--page", nargs=2, metavar=("HTML", "FRAGMENT"), help="one page as is")
+    opts = parser.parse_args()
+    opts.pages.mkdir(parents=True, exist_ok=True)
+    if opts.page:
+        cases = [(Path(opts.page[0]), opts.page[1])]
+    else:
+        wanted = [c for c in CASES if not opts.only or c[0] in opts.only]
+        cases = [(write_page(name, opts.pages), frag) for name, frag in wanted]
+    head = ("page", "fragment", "bytes", "drawn", "ready ms", "layout ms")
+    print("{:<28} {:<18} {:>10} {:>6} {:>9} {:>10}".format(*head))
+    for page, fragment in cases:
+        runs = [measure(page, fragment) for _ in range(opts.repeat)]
+        ok = [r for r in runs if not r["error"]] or runs
+        best = min(ok, key=lambda r: r["ready_ms"])
+        note = f"  error: {best['error']}" if best["error"] else ""
+        print(
+            f"{page.name:<28} {fragment or '-':<18} {page.stat().st_size:>10,} {best['drawn']:>6}"
+            f" {best['ready_ms']:>9} {best['layout_ms']:>10}{note}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
