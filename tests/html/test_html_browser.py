@@ -26,12 +26,18 @@ pytestmark = [
     ),
 ]
 BLOCKS = 40
+CHAIN = 20_000
 
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("pages")
-    made = {"hostile": hostile(), "modules": modules(), "blocks": blocks(BLOCKS)}
+    made = {
+        "hostile": hostile(),
+        "modules": modules(),
+        "blocks": blocks(BLOCKS),
+        "chain": graphs.chain(CHAIN),
+    }
     out = {name: write(graph, folder / f"{name}.html") for name, graph in made.items()}
     lesson = graphs.lesson()
     out["lesson"] = write(lesson, folder / "lesson.html", steps=explained_steps(lesson))
@@ -216,6 +222,20 @@ def test_big_graph_screenshot_is_not_blank(pages: dict[str, Path], tmp_path: Pat
     shot = screenshot(pages["blocks"], "#expand=net.3", tmp_path, size=(1000, 700))
     share, colours = ink(shot, box=(0, 60, 1000 - 360, 700))
     assert share > 0.02 and colours > 20
+
+
+def test_a_long_chain_opens_as_its_ends_and_one_folded_middle(
+    pages: dict[str, Path], tmp_path: Path
+) -> None:
+    dom = dump_dom(pages["chain"], "", tmp_path)
+    assert drawn(dom) == 1 + 3 + 1 + 3 + 1  # the root, 3 ops, the middle, 3 ops, the leaf x
+    middle = next(g for g in dom.all("g", "gv-grouped") if g.attrs["data-group"].startswith("k"))
+    label = " ".join(text(t) for t in children(dom, middle, "text"))
+    assert f"{CHAIN - 2 - 6:,} ops in a chain" in label
+    assert f"MulBackward0 ×{CHAIN - 2 - 6:,}" in label
+    found = dump_dom(pages["chain"], "#node=9000", tmp_path)
+    assert node_el(found, 9000) and found.one("section", "gv-details").attrs["data-node"] == "9000"
+    assert drawn(found) < 50  # the chain opened only where the node is
 
 
 # -- hostile text, modules, colour -----------------------------------------------------------

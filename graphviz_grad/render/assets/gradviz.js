@@ -29,6 +29,11 @@
   var ELIDE_AT = 200;
   //: Drawn nodes above which Graphviz is told to spend less effort on crossings.
   var BIG_LAYOUT = 400;
+  //: A chain of single-input, single-use ops keeps this many nodes drawn at each end; the rest
+  //: folds into one node (a 100k-op chain opens as a few nodes, not a sliver).
+  var CHAIN_ENDS = 3;
+  //: "#expand=all" draws at most this many nodes (the rest is elided, nearest the root kept).
+  var MAX_DRAWN = 6000;
 
   // -- small helpers (text only, never innerHTML) -----------------------------------------------
   function el(tag, cls, text) {
@@ -235,6 +240,7 @@
       var same = g.consumers[i].every(function (k) { return owner[g.d.edges.dst[k]] === first; });
       if (same) owner[i] = first;
     }
+    if (!state.all) this.foldChains(state);
     if (state.limit) this.elide(state.limit);
     var seen = {};
     for (i = 0; i < g.n; i++) {
@@ -244,11 +250,67 @@
     }
   };
 
+  Plan.prototype.foldChains = function (state) {
+    // Long chains of drawn ops, each with one drawn input and one drawn use, keep their ends;
+    // the middle becomes one node. Its id is CHAIN + the chain's first node (its key in
+    // state.chains, which says how many nodes each end shows).
+    var g = this.g;
+    var owner = this.owner;
+    var E = g.d.edges;
+    var ins = new Int32Array(g.n).fill(0);
+    var outs = new Int32Array(g.n).fill(0);
+    var next = new Int32Array(g.n).fill(-1);
+    var prev = new Int32Array(g.n).fill(-1);
+    var seen = new Set();
+    for (var k = 0; k < E.src.length; k++) {
+      var a = owner[E.src[k]];
+      var b = owner[E.dst[k]];
+      if (a === b || seen.has(a + ">" + b)) continue;
+      seen.add(a + ">" + b);
+      if (b < g.n) { ins[b]++; prev[b] = a; }
+      if (a < g.n) { outs[a]++; next[a] = b; }
+    }
+    var linear = function (v) { return v >= 0 && v < g.n && owner[v] === v && ins[v] === 1 && outs[v] === 1 && g.kind(v) === "op"; };
+    this.chains = {};
+    var base = g.n + 2 * g.nc + 1;
+    var self = this;
+    for (var v = 0; v < g.n; v++) {
+      if (!linear(v) || linear(prev[v])) continue;
+      var chain = [];
+      for (var u = v; linear(u) && chain.length <= g.n; u = next[u]) chain.push(u);
+      if (chain.length < 2 * CHAIN_ENDS + 4) continue;
+      var shown = new Uint8Array(chain.length);
+      var reveal = function (at, radius) {
+        for (var q = Math.max(0, at - radius); q <= Math.min(chain.length - 1, at + radius); q++) shown[q] = 1;
+      };
+      reveal(0, CHAIN_ENDS - 1);
+      reveal(chain.length - 1, CHAIN_ENDS - 1);
+      var wants = state.chains[v] || {};
+      chain.forEach(function (node, at) { if (wants[node]) reveal(at, wants[node]); });
+      this.hideRuns(chain, shown, base, v);
+    }
+  };
+
+  Plan.prototype.hideRuns = function (chain, shown, base, key) {
+    // Each stretch of at least 4 hidden nodes becomes one drawn node; shorter ones stay.
+    var owner = this.owner;
+    var start = -1;
+    for (var at = 0; at <= chain.length; at++) {
+      if (at < chain.length && !shown[at]) { if (start < 0) start = at; continue; }
+      if (start >= 0 && at - start >= 4) {
+        var middle = chain.slice(start, at);
+        var id = base + middle[0];
+        middle.forEach(function (m) { owner[m] = id; });
+        this.chains[id] = { key: key, nodes: chain, middle: middle, first: start };
+      }
+      start = -1;
+    }
+  };
+
   Plan.prototype.count = function () {
-    var seen = new Uint8Array(this.g.n + this.g.nc + this.g.nf + 1);
-    var k = 0;
-    for (var i = 0; i < this.g.n; i++) if (!seen[this.owner[i]]) { seen[this.owner[i]] = 1; k++; }
-    return k;
+    var seen = new Set();
+    for (var i = 0; i < this.g.n; i++) seen.add(this.owner[i]);
+    return seen.size;
   };
 
   Plan.prototype.elide = function (limit) {
@@ -307,7 +369,9 @@
     this.step = null;
     this.state = {
       expanded: new Uint8Array(this.g.nc),
-      limit: 0
+      limit: 0,
+      chains: {},
+      all: false
     };
     this.layouts = 0;
   }
@@ -356,6 +420,7 @@
     if (o < g.n) return "n" + o;
     if (o < g.n + g.nc) return "c" + (o - g.n);
     if (o < g.n + g.nc + g.nf) return "f" + (o - g.n - g.nc);
+    if (o > g.n + 2 * g.nc) return "k" + (o - g.n - 2 * g.nc - 1);
     return "e0";
   };
 
@@ -440,7 +505,13 @@
     var info = this.groupInfo(o);
     var rows = [];
     var fill;
-    if (name === "e0") {
+    if (name.charAt(0) === "k") {
+      fill = FILL.elided;
+      var chain = this.current.chains[o];
+      rows.push(tr1(escapeLabel("\u22ef " + fmtCount(chain.middle.length) + " ops in a chain"), true));
+      rows.push(tr1(escapeLabel(this.pattern(chain.middle))));
+      rows.push(tr1(escapeLabel("click to draw 10 more at each end")));
+    } else if (name === "e0") {
       fill = FILL.elided;
       rows.push(tr1(escapeLabel("\u22ef " + fmtCount(info.members.length) + " nodes farther from the root"), true));
       rows.push(tr1(escapeLabel(fmtCount(info.ops) + " ops elided to keep the page quick")));
@@ -471,6 +542,25 @@
     var border = name.charAt(0) === "f" ? "2" : "1";
     return name + " [label=<<table border=\"" + border + "\" cellborder=\"0\" cellspacing=\"0\" " +
       "cellpadding=\"3\" color=\"" + BORDER + "\" bgcolor=\"" + fill + "\">" + rows.join("") + "</table>>];";
+  };
+
+  View.prototype.pattern = function (nodes) {
+    // "MulBackward0 → AddBackward0 ×49,997": the chain's ops as a repeated pattern when they
+    // repeat with a short period, else the first few distinct ops.
+    var g = this.g;
+    var ops = nodes.map(function (i) { return g.str("op", i); });
+    for (var p = 1; p <= 4 && p * 2 <= ops.length; p++) {
+      var periodic = true;
+      for (var i = p; i < ops.length && periodic; i++) periodic = ops[i] === ops[i - p];
+      if (periodic) {
+        var unit = ops.slice(0, p).join(" \u2192 ");
+        var times = Math.floor(ops.length / p);
+        var rest = ops.length % p ? " (+" + (ops.length % p) + ")" : "";
+        return unit + " \u00d7" + fmtCount(times) + rest;
+      }
+    }
+    var distinct = ops.filter(function (op, k) { return ops.indexOf(op) === k; });
+    return distinct.slice(0, 3).join(", ") + (distinct.length > 3 ? ", \u2026" : "");
   };
 
   View.prototype.instanceCall = function (i, start) {
@@ -504,6 +594,10 @@
     }
     if (o < g.n + g.nc) return g.d.calls.parent[o - g.n];
     if (o < g.n + g.nc + g.nf) return g.d.calls.parent[o - g.n - g.nc];
+    if (o > g.n + 2 * g.nc) {
+      var calls = this.current.chains[o].middle.map(function (i) { return g.d.call[i]; });
+      return calls.every(function (c) { return c === calls[0]; }) ? calls[0] : -1;
+    }
     return -1;
   };
 
@@ -636,16 +730,17 @@
     this.drawnEls = {};
     this.svg.querySelectorAll("g.node").forEach(function (e) {
       var title = e.querySelector("title");
-      var m = /^([ncfe])(\d+)$/.exec(title ? title.textContent.trim() : "");
+      var m = /^([ncfek])(\d+)$/.exec(title ? title.textContent.trim() : "");
       if (!m) return;
       var k = Number(m[2]);
-      var o = m[1] === "n" ? k : m[1] === "c" ? g.n + k : m[1] === "f" ? g.n + g.nc + k : g.n + g.nc + g.nf;
+      var o = m[1] === "n" ? k : m[1] === "c" ? g.n + k : m[1] === "f" ? g.n + g.nc + k
+        : m[1] === "k" ? g.n + 2 * g.nc + 1 + k : g.n + g.nc + g.nf;
       e.classList.add("gv-node");
       if (m[1] === "n") e.setAttribute("data-node", String(k));
       else {
         e.classList.add("gv-grouped");
         e.setAttribute("data-group", m[1] + k);
-        if (m[1] !== "e") e.setAttribute("data-module", self.groupTitle(o).title);
+        if (m[1] === "c" || m[1] === "f") e.setAttribute("data-module", self.groupTitle(o).title);
       }
       var fill = e.querySelector("polygon:not([fill='none']), path:not([fill='none'])");
       if (fill) e.setAttribute("data-fill", fill.getAttribute("fill") || "");
@@ -686,6 +781,13 @@
       var shown = this.instanceCall(this.groupInfo(o).output, o - g.n - g.nc);
       this.expandCall(shown >= 0 ? shown : o - g.n - g.nc);
     }
+    else if (o > g.n + 2 * g.nc) {
+      // Draw more of a folded chain: 9 more nodes at each end of this stretch.
+      var chain = this.current.chains[o];
+      var wants = (this.state.chains[chain.key] = this.state.chains[chain.key] || {});
+      wants[chain.middle[0]] = 9;
+      wants[chain.middle[chain.middle.length - 1]] = 9;
+    }
     else { this.state.limit = this.state.limit * 2; }
     this.showGroup(o);
     this.layout();
@@ -720,16 +822,27 @@
       if (k !== undefined && g.d.call[g.d.edges.dst[k]] >= 0) this.expandCall(g.d.call[g.d.edges.dst[k]]);
       p = new Plan(g, this.state);
     }
+    var chain = p.chains && p.chains[p.owner[id]];
+    if (chain) {
+      // Open the chain around the node, two neighbours each side.
+      (this.state.chains[chain.key] = this.state.chains[chain.key] || {})[id] = 2;
+      p = new Plan(g, this.state);
+    }
     if (p.owner[id] === g.n + g.nc + g.nf) {
       var limit = this.state.limit;
-      while (limit < g.n && new Plan(g, { expanded: this.state.expanded, limit: limit }).owner[id] === g.n + g.nc + g.nf) limit *= 2;
+      var probe = { expanded: this.state.expanded, chains: this.state.chains, all: this.state.all, limit: limit };
+      while (limit < g.n && new Plan(g, probe).owner[id] === g.n + g.nc + g.nf) probe.limit = limit *= 2;
       this.state.limit = limit >= g.n ? 0 : limit;
     }
   };
 
   View.prototype.setAll = function (on) {
+    // Expand all: every op drawn as itself (up to MAX_DRAWN); collapse all: the first view.
     var g = this.g;
     for (var c = 0; c < g.nc; c++) this.state.expanded[c] = on ? 1 : 0;
+    this.state.all = on;
+    this.state.chains = {};
+    this.state.limit = on ? (g.n > MAX_DRAWN ? MAX_DRAWN : 0) : (new Plan(g, this.state).count() > ELIDE_AT ? ELIDE_AT : 0);
   };
 
   View.prototype.callsAt = function (path) {
@@ -1059,7 +1172,7 @@
     d.textContent = "";
     d.removeAttribute("data-node");
     var g = this.g;
-    if (o >= g.n + g.nc + g.nf) {
+    if (o >= g.n + 2 * g.nc) {
       d.appendChild(el("div", "gv-hint", "Drawing more of the graph\u2026"));
       return;
     }
@@ -1254,7 +1367,7 @@
     // and the path to #node= / the first #search= match. Laid out once afterwards.
     var self = this;
     var list = function (text) { return String(text).split(",").map(function (p) { return p.trim(); }).filter(Boolean); };
-    if (opts.expand === "all") { this.setAll(true); this.state.limit = 0; }
+    if (opts.expand === "all") this.setAll(true);
     else if (opts.expand) list(opts.expand).forEach(function (p) { self.callsAt(p).forEach(function (c) { if (self.g.callPath(c) === p) self.expandCall(c); }); });
     if (opts.collapse === "all") this.setAll(false);
     else if (opts.collapse) list(opts.collapse).forEach(function (p) {
