@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from graphviz_grad.model import Graph, Node, TensorSummary
-from graphviz_grad.render._format import fmt_number, fmt_summary, fmt_type, has_nonfinite
+from graphviz_grad.render.format import fmt_number, fmt_summary, fmt_type, has_nonfinite
 
 #: Bumped when the layout of the data changes (the page script checks it).
 VERSION = 1
