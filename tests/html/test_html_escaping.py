@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from browser import Dom
+from html_graphs import decode, expected
 
 from graphviz_grad.capture import Captured, CaptureOptions, capture_script
 from graphviz_grad.diagnose import with_findings
@@ -116,16 +117,16 @@ def test_json_reads_back(graph: Graph) -> None:
     assert to_dict(from_dict(data)) == data
 
 
-def test_html_keeps_its_own_two_scripts(graph: Graph, needs_dot: None) -> None:
+def test_html_keeps_its_own_three_scripts(graph: Graph) -> None:
     page = render_bytes(graph, "html", title=BAD).decode("utf-8")
     dom = Dom.parse(page)
     scripts = dom.all("script")
-    assert len(scripts) == 2 and dom.all("img") == []
-    assert json.loads(scripts[0].content) == to_dict(graph)
+    assert len(scripts) == 3 and dom.all("img") == []
+    assert decode(json.loads(scripts[0].content)) == expected(graph)
     assert dom.all("title")[0].content == BAD
 
 
-def test_the_cli_writes_the_page(script: Path, tmp_path: Path, needs_dot: None) -> None:
+def test_the_cli_writes_the_page(script: Path, tmp_path: Path) -> None:
     out = tmp_path / "graph.html"
     proc = subprocess.run(
         [sys.executable, "-m", "graphviz_grad", "render", str(script), "-o", str(out)],
@@ -136,5 +137,6 @@ def test_the_cli_writes_the_page(script: Path, tmp_path: Path, needs_dot: None) 
     )
     assert proc.returncode == 0, proc.stderr
     scripts = Dom.parse(out.read_text(encoding="utf-8")).all("script")
-    assert len(scripts) == 2
-    assert f"{BAD}Backward" in [n["op"] for n in json.loads(scripts[0].content)["nodes"]]
+    assert len(scripts) == 3
+    nodes = decode(json.loads(scripts[0].content))["nodes"]
+    assert f"{BAD}Backward" in [n["header"] for n in nodes]
