@@ -16,6 +16,7 @@ nodes that drawing has). Best of `--repeat`. Nothing asserts on time; the table 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -66,8 +67,10 @@ class Browser:
         cmd = [exe, *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={profile}"]
 
         def fds() -> None:
-            os.dup2(to_child, 3)
-            os.dup2(from_child, 4)
+            # Move both ends above 4 first: either may itself be fd 3 or 4.
+            high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_child, from_child)]
+            os.dup2(high[0], 3)
+            os.dup2(high[1], 4)
 
         self.proc = subprocess.Popen(
             cmd,

@@ -23,8 +23,9 @@ import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from graphviz_grad.model import Graph, Node, TensorSummary
+from graphviz_grad.model import Edge, Graph, Node, TensorSummary
 from graphviz_grad.render.format import fmt_number, fmt_summary, fmt_type, has_nonfinite
+from graphviz_grad.views import INPUTS_AUTO
 
 #: Bumped when the layout of the data changes (the page script checks it).
 VERSION = 1
@@ -63,10 +64,31 @@ class _Strings:
         return found
 
 
-def _header(node: Node) -> str:
+def _kind(node: Node) -> str:
+    """The node's kind; an unnamed number that enters an op is a ``constant`` in the page."""
+    return "constant" if node.kind == "input" and not node.names else node.kind
+
+
+def _header(node: Node, precision: int) -> str:
     if node.kind == "op":
         return node.op or "?"
+    if _kind(node) == "constant":
+        return fmt_summary(node.value, precision)
     return node.names[0] if node.names else node.kind
+
+
+def _type(node: Node) -> str:
+    return "constant" if _kind(node) == "constant" else fmt_type(node.shape, node.dtype)
+
+
+def drawn_nodes(graph: Graph) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
+    """The nodes and edges the page carries: the graph's, plus its input nodes (what needs no
+    gradient: ``x``, targets, numbers) when the graph is small enough for them to stay readable,
+    as in the static pictures; edges in argument order per op, so inputs sit left to right."""
+    if len(graph.nodes) > INPUTS_AUTO or not graph.input_nodes:
+        return graph.nodes, graph.edges
+    edges = sorted((*graph.edges, *graph.input_edges), key=lambda e: (e.dst, e.index))
+    return (*graph.nodes, *graph.input_nodes), tuple(edges)
 
 
 def _names(node: Node) -> str:
@@ -95,6 +117,7 @@ def _grad_norm(s: TensorSummary | None, precision: int) -> str:
 class _Builder:
     def __init__(self, graph: Graph, precision: int) -> None:
         self.graph = graph
+        self.all_nodes, self.all_edges = drawn_nodes(graph)
         self.precision = precision
         self.s = _Strings()
         self.call_index: dict[tuple[int, str, int], int] = {}
@@ -125,11 +148,11 @@ class _Builder:
             + ("file", "line", "aten", "module", "gnorm")
         }
         mags: dict[str, list[float | str | None]] = {"vmag": [], "gmag": []}
-        for node in self.graph.nodes:
-            cols["kind"].append(self.s.add(node.kind))
-            cols["op"].append(self.s.add(_header(node)))
+        for node in self.all_nodes:
+            cols["kind"].append(self.s.add(_kind(node)))
+            cols["op"].append(self.s.add(_header(node, self.precision)))
             cols["names"].append(self.s.add(_names(node)))
-            cols["type"].append(self.s.add(fmt_type(node.shape, node.dtype)))
+            cols["type"].append(self.s.add(_type(node)))
             cols["value"].append(self.text(node.value))
             cols["grad"].append(self.text(node.grad))
             bad = has_nonfinite(node.grad) or any(has_nonfinite(o.grad) for o in node.outputs)
@@ -153,7 +176,7 @@ class _Builder:
         tensors, constant inputs; each row a pair of string indexes."""
         out: dict[str, dict[str, list[list[int]]]] = {"outputs": {}, "saved": {}, "constants": {}}
         p = self.precision
-        for node in self.graph.nodes:
+        for node in self.all_nodes:
             key = str(node.id)
             if len(node.outputs) > 1:
                 out["outputs"][key] = [
@@ -173,7 +196,7 @@ class _Builder:
         """Per call, its family id (-1 when it has no identical sibling)."""
         ops: list[list[str]] = [[] for _ in self.calls["path"]]
         parent = self.calls["parent"]
-        for node, call in zip(self.graph.nodes, call_of_node, strict=True):
+        for node, call in zip(self.all_nodes, call_of_node, strict=True):
             while call >= 0:
                 ops[call].append(node.op or "")
                 call = parent[call]
@@ -238,18 +261,19 @@ def page_data(
     """Everything the page needs to draw and explain `graph`, as columns of integers."""
     b = _Builder(graph, precision)
     cols = b.nodes()
+    edges = b.all_edges
     data: dict[str, Any] = {
         "version": VERSION,
-        "count": len(graph.nodes),
+        "count": len(b.all_nodes),
         "roots": list(graph.roots),
         "gradviz": graph.grad_source == "gradviz",
         **cols,
         **b.mags,
         "edges": {
-            "src": [e.src for e in graph.edges],
-            "dst": [e.dst for e in graph.edges],
-            "index": [e.index for e in graph.edges],
-            "output": [e.output_nr for e in graph.edges],
+            "src": [e.src for e in edges],
+            "dst": [e.dst for e in edges],
+            "index": [e.index for e in edges],
+            "output": [e.output_nr for e in edges],
         },
         **b.sparse(),
         "findings": _findings(graph),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import fcntl
 import json
 import os
 import shutil
@@ -64,8 +65,10 @@ class Browser:
         self._read, from_child = os.pipe()
 
         def fds() -> None:
-            os.dup2(to_child, 3)
-            os.dup2(from_child, 4)
+            # Move both ends above 4 first: either may itself be fd 3 or 4.
+            high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_child, from_child)]
+            os.dup2(high[0], 3)
+            os.dup2(high[1], 4)
 
         self.proc = subprocess.Popen(
             [exe, *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={profile}"],

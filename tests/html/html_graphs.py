@@ -3,6 +3,7 @@ net of repeated blocks, and `decode`, which reads the page's columnar data back 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from graphs import scalar, vector  # tests/render/graphs.py
@@ -168,23 +169,32 @@ def _scopes(data: dict[str, Any], call: int) -> list[tuple[str, str, int]]:
 
 
 def expected(graph: Graph, precision: int = 4) -> dict[str, Any]:
-    """What `decode` must give for `graph`: the DOT labels' texts, node by node."""
+    """What `decode` must give for `graph`: the DOT labels' texts, node by node, with the input
+    nodes (x, targets, numbers) after the autograd nodes when the graph has at most 50 nodes."""
 
     def fmt(s: TensorSummary | None) -> str:
         return fmt_summary(s, precision)
 
-    nodes = [
-        {
-            "kind": n.kind,
-            "header": n.op or "?" if n.kind == "op" else n.names[0] if n.names else n.kind,
-            "names": ", ".join(n.names if n.kind == "op" or len(n.names) > 1 else ()),
-            "type": fmt_type(n.shape, n.dtype),
-            "value": fmt(n.value),
-            "grad": fmt(n.grad),
-            "order": -1 if n.order is None else n.order,
-            "scopes": list(n.scopes),
-        }
-        for n in graph.nodes
-    ]
+    small = len(graph.nodes) <= 50
+    nodes = [_expected_node(n, fmt) for n in (*graph.nodes, *(graph.input_nodes if small else ()))]
     edges = [(e.src, e.dst, e.index, e.output_nr) for e in graph.edges]
+    if small and graph.input_edges:
+        both = (*graph.edges, *graph.input_edges)
+        ordered = sorted(both, key=lambda e: (e.dst, e.index))
+        edges = [(e.src, e.dst, e.index, e.output_nr) for e in ordered]
     return {"nodes": nodes, "edges": edges}
+
+
+def _expected_node(n: Node, fmt: Callable[[TensorSummary | None], str]) -> dict[str, Any]:
+    constant = n.kind == "input" and not n.names
+    header = n.op or "?" if n.kind == "op" else n.names[0] if n.names else n.kind
+    return {
+        "kind": "constant" if constant else n.kind,
+        "header": fmt(n.value) if constant else header,
+        "names": ", ".join(n.names if n.kind == "op" or len(n.names) > 1 else ()),
+        "type": "constant" if constant else fmt_type(n.shape, n.dtype),
+        "value": fmt(n.value),
+        "grad": fmt(n.grad),
+        "order": -1 if n.order is None else n.order,
+        "scopes": list(n.scopes),
+    }

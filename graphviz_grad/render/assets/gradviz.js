@@ -15,6 +15,7 @@
   var NONE = "#ffffff";
   // render/dot.py and views/_draw.py
   var FILL = { leaf: "#cfe8fc", root: "#fdd0b1", op: "#ececec", other: "#f4f4f4",
+    input: "#f7f7f7", constant: "#f7f7f7",
     module: "#fff4cc", fold: "#e8def8", elided: "#f4f4f4" };
   var BORDER = "#555555";
   var BORDER_BAD = "#d62728";
@@ -167,7 +168,8 @@
     var found = new Uint8Array(this.n);
     for (var c = 0; c < this.nc; c++) paths[this.callPath(c)] = true;
     for (var i = 0; i < this.n; i++) {
-      if (this.kind(i) === "op") continue;
+      if (this.kind(i) === "constant") found[i] = 1;  // a number goes where its op goes
+      if (this.kind(i) !== "leaf") continue;
       var names = (this.str("names", i) || this.str("op", i) || "").split(", ");
       found[i] = names.some(function (name) {
         var cut = name.lastIndexOf(".");
@@ -435,6 +437,14 @@
     var g = this.g;
     var kind = g.kind(i);
     var rows = [];
+    if (kind === "constant") return tr1(escapeLabel(g.str("op", i)), true) + tr1("constant");
+    if (kind === "input") {
+      // An input needs no gradient: its name, type and value, as render/dot.py draws it.
+      rows.push(tr1("<b>" + escapeLabel(g.str("op", i)) + "</b> input"));
+      if (g.str("type", i)) rows.push(tr1(escapeLabel(g.str("type", i))));
+      rows.push(tr2("value", escapeLabel(g.S[g.d.value[i]])));
+      return rows.join("");
+    }
     if (kind === "op") rows.push(tr1(escapeLabel(g.str("op", i)), true));
     else rows.push(tr1((g.str("op", i) !== kind ? "<b>" + escapeLabel(g.str("op", i)) + "</b> " : "") + escapeLabel(kind)));
     var names = g.str("names", i);
@@ -477,7 +487,7 @@
     members.forEach(function (i) {
       var op = g.kind(i) === "op";
       if (op) ops++;
-      else if (g.isParam[i]) params.push(i);
+      else if (g.isParam[i] && g.kind(i) === "leaf") params.push(i);
       if (!op || output >= 0) return;
       var leaves = g.isRoot[i] || g.consumers[i].some(function (k) { return plan.owner[g.d.edges.dst[k]] !== o; });
       if (leaves) output = i;
@@ -611,6 +621,9 @@
     // Big drawings trade a few edge crossings for a layout in seconds instead of minutes.
     if (plan.items.length > BIG_LAYOUT) out.push("mclimit=0.2; nslimit=1; nslimit1=1; searchsize=10;");
     if (g.d.gradviz) out.push("label=<<i>gradients computed by gradviz (the script did not call backward)</i>>; labelloc=t;");
+    // Edges first, in argument order per op: Graphviz then meets the inputs of an op left to
+    // right (x before w in x * w), as the static pictures draw them.
+    this.edgeStmts(out);
     var inside = {};
     plan.items.forEach(function (o) {
       var p = self.placeOf(o);
@@ -638,7 +651,6 @@
       var kids = Object.keys(inside["k" + c] || {}).map(Number).sort(function (a, b) { return b - a; });
       kids.forEach(function (k) { stack.push([k, 0]); });
     }
-    this.edgeStmts(out);
     out.push("}");
     return out.join("\n");
   };
