@@ -142,8 +142,11 @@ def test_record_example_keeps_every_call(examples: tuple[dict[str, Any], Path]) 
 def test_write_example_writes_every_format(examples: tuple[dict[str, Any], Path]) -> None:
     _, folder = examples
     written = {p.name: p.read_bytes() for p in folder.iterdir()}
-    assert set(written) == {f"lesson.{s}" for s in ("json", "dot", "svg", "html", "page")}
+    formats = ("json", "dot", "svg", "html", "page")
+    assert set(written) == {f"lesson.{s}" for s in formats} | {"lesson-steps.html"}
     assert written["lesson.page"] == written["lesson.html"]
+    stepper = b'class="gv-stepper"'
+    assert stepper in written["lesson-steps.html"] and stepper not in written["lesson.html"]
     assert written["lesson.svg"].lstrip().startswith(b"<?xml")
     assert written["lesson.dot"].startswith(b"digraph")
 
