@@ -204,6 +204,8 @@ class Graph:
     #: Under torch.distributed: the rank whose graph this is, of `world_size` ranks.
     rank: int | None = None
     world_size: int | None = None
+    #: The `GradScaler` scale the root was multiplied by: every gradient here is scaled by it.
+    grad_scale: float | None = None
 
     @property
     def root(self) -> int:

@@ -94,6 +94,8 @@ class CallCapture:
         #: Under torch.distributed: (rank, world size), and the parameters DDP all-reduces.
         self.dist: tuple[int, int] | None = None
         self.reduced: dict[int, Any] = {}
+        #: GradScaler's scale when the root is a scaled loss: every gradient is multiplied by it.
+        self.grad_scale: float | None = None
 
     # -- before the call ---------------------------------------------------------------------
     def walk(self) -> None:
@@ -233,6 +235,8 @@ class CallCapture:
         )
         if self.dist is not None:
             graph = with_rank(graph, *self.dist, reduced=bool(self.reduced))
+        if self.grad_scale is not None:
+            graph = with_scale(graph, self.grad_scale)
         return graph
 
     def info(self, graph: Graph) -> CallInfo:
@@ -386,6 +390,15 @@ def with_rank(graph: Graph, rank: int, world: int, reduced: bool) -> Graph:
         note += "; `.grad (all-reduced)` on DDP parameters is the mean over ranks"
     note += " (--rank R draws another rank)"
     return replace(graph, rank=rank, world_size=world, notes=(*graph.notes, note))
+
+
+def with_scale(graph: Graph, scale: float) -> Graph:
+    """The graph of a GradScaler-scaled backward call, saying so in its notes."""
+    note = (
+        f"the loss was scaled by GradScaler (x{scale:g}): every gradient shown is scaled; "
+        "scaler.step divides them by the scale (and skips the step if any is inf/NaN)"
+    )
+    return replace(graph, grad_scale=scale, notes=(*graph.notes, note))
 
 
 def _num_outputs(node: Any) -> int:

@@ -22,6 +22,7 @@ from ..errors import CallError, RootError
 from ..model import CallInfo, Graph
 from ._forward import USER_FRAMES, ForwardRecorder, ModuleStack
 from ._snapshot import CallCapture, gradient_edge
+from .amp import ScalerCalls, root_scale
 from .compiled import QuietHooksWarning, skip_frames
 from .distributed import ddp_parameters, rank_and_world
 from .functions import FunctionCalls
@@ -59,6 +60,7 @@ class Recorder:
         self._mode.watch = self.watch
         self._functions = FunctionCalls(self._mode)
         self._quiet = QuietHooksWarning()
+        self._scalers = ScalerCalls()
         self._saved: dict[str, Any] = {}
         self._active: CallCapture | None = None
         self._entered = False
@@ -72,6 +74,7 @@ class Recorder:
         self._quiet.install()
         self._modules.install()
         self._functions.install()
+        self._scalers.install()
         self.watch.install()
         self._mode.__enter__()
         self._entered = True
@@ -96,6 +99,7 @@ class Recorder:
         finally:
             self._modules.remove()
             self._functions.remove()
+            self._scalers.remove()
             self._quiet.remove()
             self.watch.remove()
             torch.autograd.backward = self._saved["backward"]
@@ -155,6 +159,7 @@ class Recorder:
         names.scan_all(self.namespaces)
         where = (frame.f_code.co_filename, frame.f_lineno) if frame is not None else (None, None)
         capture = CallCapture(roots, names, number=number, kind=kind, where=where)  # type: ignore[arg-type]
+        capture.grad_scale = root_scale(roots)
         capture.dist = rank_and_world()
         if capture.dist is not None:
             capture.reduced = ddp_parameters(self.watch.called.keys())

@@ -22,6 +22,7 @@ from . import calls as _calls
 from . import grads as _grads
 from . import saved as _saved
 from .cuts import cuts as _cuts
+from .training import account_for_scale
 
 if TYPE_CHECKING:
     from ..capture import Captured, Watch
@@ -94,6 +95,7 @@ def diagnose(
     else:
         found += _saved.inplace(graph, ())
         found += _saved.twice(graph, calls, None)
+    found = account_for_scale(graph, found)
     return tuple(sorted(dict.fromkeys(found), key=_sort_key))
 
 

@@ -191,6 +191,8 @@ def _graph_label(graph: Graph, title: str | None) -> list[str]:
     lines = [html(title)] if title else []
     if graph.grad_source == "gradviz":
         lines.append(f"<i>{html(GRADVIZ_NOTE)}</i>")
+    if graph.grad_scale is not None:
+        lines.append(html(f"gradients scaled by GradScaler (x{graph.grad_scale:g})"))
     if graph.rank is not None:
         lines.append(html(f"rank {graph.rank} of {graph.world_size} (local gradients)"))
     if not lines:

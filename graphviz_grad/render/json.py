@@ -157,10 +157,13 @@ def to_dict(graph: Graph) -> dict[str, Any]:
 
 
 def _distributed(graph: Graph) -> dict[str, Any]:
-    """Optional keys, present only for a graph from a torch.distributed rank."""
-    if graph.rank is None:
-        return {}
-    return {"rank": graph.rank, "world_size": graph.world_size}
+    """Optional keys: the torch.distributed rank, the GradScaler scale (only when set)."""
+    found: dict[str, Any] = {}
+    if graph.rank is not None:
+        found.update(rank=graph.rank, world_size=graph.world_size)
+    if graph.grad_scale is not None:
+        found["grad_scale"] = _encode_number(graph.grad_scale)
+    return found
 
 
 def _lazy_dict(graph: Graph) -> dict[str, Any]:
@@ -320,6 +323,7 @@ def _graph_from_dict(d: dict[str, Any]) -> Graph:
         notes=tuple(d["notes"]),
         rank=d.get("rank"),
         world_size=d.get("world_size"),
+        grad_scale=_decode_number(d.get("grad_scale")),
     )
 
 

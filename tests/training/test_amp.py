@@ -1,0 +1,67 @@
+"""Mixed precision: autocast's dtypes and casts, GradScaler's scaled gradients, against torch."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from oracle import Oracle, close, mismatches
+from torch import nn
+from training_run import SCRIPTS
+from typer.testing import CliRunner
+
+from graphviz_grad.capture import Recorder
+from graphviz_grad.cli import app
+from graphviz_grad.render.json import from_dict, to_dict
+
+
+def test_autocast_bfloat16_shows_dtypes_and_casts() -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    x = torch.randn(3, 4)
+    with Recorder() as rec, Oracle() as oracle:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(x).float().pow(2).mean()
+        loss.backward()
+    graph = rec.graph(-1)
+    assert mismatches(graph, oracle.expected[-1]) == []
+    addmm = graph.find("AddmmBackward0")
+    assert addmm is not None and addmm.dtype == "bfloat16"
+    casts = [n for n in graph.nodes if n.op == "ToCopyBackward0"]
+    assert {n.dtype for n in casts} == {"float32", "bfloat16"}  # up for the loss, down for w, b
+    assert {n.dtype for n in graph.leaves} == {"float32"}
+
+
+def test_grad_scaler_gradients_are_labelled_scaled_and_equal_torchs() -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    x = torch.randn(3, 4)
+    with Recorder(namespaces=[{"model": model}]) as rec:
+        loss = model(x).pow(2).mean()
+        scaler.scale(loss).backward()
+    graph = rec.graph(-1)
+    assert graph.grad_scale == 1024.0
+    assert any("scaled by GradScaler (x1024)" in n for n in graph.notes)
+    for leaf in graph.leaves:
+        param = dict(model.named_parameters())[leaf.names[0].removeprefix("model.")]
+        assert close(leaf.grad, param.grad)  # torch's own, still scaled
+    (w,) = [n for n in graph.leaves if n.names[0] == "model.weight"]
+    (g,) = torch.autograd.grad(model(x).pow(2).mean(), [model.weight])
+    assert close(w.grad, g * 1024)
+    assert from_dict(json.loads(json.dumps(to_dict(graph)))).grad_scale == 1024.0
+
+
+def test_recording_without_a_scaler_says_nothing_about_scale() -> None:
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    with Recorder() as rec:
+        (w * 3).sum().backward()
+    assert rec.graph(-1).grad_scale is None
+    assert "grad_scale" not in to_dict(rec.graph(-1))
+
+
+def test_doctor_calls_a_scaled_overflow_info() -> None:
+    result = CliRunner().invoke(app, ["doctor", str(SCRIPTS / "scaler_overflow.py")])
+    assert result.exit_code == 0, result.output
+    assert "grad-inf" in result.output and "info" in result.output
+    assert "│ error" not in result.output
