@@ -2,6 +2,7 @@
 
 import torch
 import torch.nn as nn
+
 torch.manual_seed(0)
 model = nn.Linear(4, 2)
 opt = torch.optim.SGD(model.parameters(), lr=0.1)
