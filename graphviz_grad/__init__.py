@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CallInfo",
+    "DrawOptions",
     "Edge",
     "Finding",
     "Graph",
@@ -36,7 +37,7 @@ from .model import CallInfo, Edge, Finding, Graph, Node, TensorSummary
 
 if TYPE_CHECKING:
     from .capture import Recorder, record, trace
-    from .render import write
+    from .render import DrawOptions, write
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -54,8 +55,8 @@ def __getattr__(name: str) -> Any:
         from . import capture
 
         return getattr(capture, name)
-    if name == "write":
-        from .render import write
+    if name in ("write", "DrawOptions"):
+        from . import render
 
-        return write
+        return getattr(render, name)
     raise AttributeError(f"module 'graphviz_grad' has no attribute {name!r}")

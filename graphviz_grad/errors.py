@@ -18,6 +18,16 @@ class GradvizError(Exception):
         self.hint = hint
 
 
+class UsageError(GradvizError):
+    """A command or a function was given a value or a combination of arguments it cannot use."""
+
+    exit_code = 2
+
+
+class ExprError(UsageError):
+    """An expression (`--expr`) or a `--let`/`--param` value cannot be used."""
+
+
 class ScriptNotFoundError(GradvizError):
     """The script to run does not exist, is a folder, or is not Python source."""
 
@@ -64,6 +74,12 @@ class RenderError(GradvizError):
     exit_code = 9
 
 
+class FindingsError(GradvizError):
+    """`gradviz doctor` found something at or above the `--fail-on` severity."""
+
+    exit_code = 10
+
+
 class PlotMissingError(GradvizError):
     """matplotlib, needed to draw `gradviz steps` as a picture, is not installed."""
 
@@ -76,10 +92,24 @@ class TimeoutError_(GradvizError):
     exit_code = 11
 
 
+class ScriptExitError(GradvizError):
+    """The user's script called `sys.exit(N)` with N != 0; gradviz exits with N too."""
+
+    def __init__(self, message: str, code: int, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.exit_code = code
+
+
+class Interrupted(GradvizError):
+    """The user pressed Ctrl-C (or the script raised KeyboardInterrupt)."""
+
+    exit_code = 130
+
+
 #: Exit codes, as documented in the README.
 EXIT_CODES: dict[str, int] = {
     "ok": 0,
-    "usage": 2,
+    "usage": UsageError.exit_code,
     "script-not-found": ScriptNotFoundError.exit_code,
     "script-raised": ScriptError.exit_code,
     "no-root": RootError.exit_code,
@@ -87,16 +117,8 @@ EXIT_CODES: dict[str, int] = {
     "output": OutputError.exit_code,
     "graphviz-missing": GraphvizMissingError.exit_code,
     "render": RenderError.exit_code,
-    "findings-error": 10,
+    "findings-error": FindingsError.exit_code,
     "timeout": TimeoutError_.exit_code,
     "plot-missing": PlotMissingError.exit_code,
-    "interrupted": 130,
+    "interrupted": Interrupted.exit_code,
 }
-
-
-class ScriptExitError(GradvizError):
-    """The user's script called `sys.exit(N)` with N != 0; gradviz exits with N too."""
-
-    def __init__(self, message: str, code: int, hint: str | None = None) -> None:
-        super().__init__(message, hint)
-        self.exit_code = code

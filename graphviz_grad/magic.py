@@ -32,10 +32,14 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graphviz_grad.errors import GradvizError
 from graphviz_grad.model import Graph
+
+if TYPE_CHECKING:
+    from graphviz_grad.render import DrawOptions
+    from graphviz_grad.views import View
 
 #: The graphs of the latest ``%%gradviz`` cell: `%gradviz EXPR` shows them for its tensors.
 _last: dict[str, Any] = {}
@@ -105,22 +109,28 @@ def plain_tree(graph: Graph, precision: int) -> str:
     return tree_text(graph, precision=precision).rstrip("\n")
 
 
-def _draw_kwargs(graph: Graph, o: argparse.Namespace, layout: bool) -> dict[str, Any]:
-    from graphviz_grad.views import ViewOptions, fit_budget, make_view
+def _draw_options(o: argparse.Namespace) -> DrawOptions:
+    from graphviz_grad.render import DrawOptions
+    from graphviz_grad.views import ViewOptions
 
-    view_options = ViewOptions(depth=o.depth, fold=o.fold)
-    view = make_view(graph, view_options) if o.full or not layout else None
-    if view is None:
-        view = fit_budget(graph, view_options, o.budget)
+    return DrawOptions(
+        precision=o.precision,
+        edge_grads=o.edge_grads,
+        saved=o.saved,
+        order=o.order,
+        view=ViewOptions(depth=o.depth, fold=o.fold),
+        budget=o.budget,
+        full=o.full,
+    )
+
+
+def _view(graph: Graph, fmt: str, options: DrawOptions) -> View:
+    from graphviz_grad.render import choose_view
+
+    view = choose_view(graph, fmt, options)
     for note in view.notes:
         _note(note)
-    return {
-        "precision": o.precision,
-        "edge_grads": o.edge_grads,
-        "show_saved": o.saved,
-        "order": o.order,
-        "view": view,
-    }
+    return view
 
 
 def _svg(graph: Graph, o: argparse.Namespace) -> str | None:
@@ -128,7 +138,9 @@ def _svg(graph: Graph, o: argparse.Namespace) -> str | None:
     from graphviz_grad.render import render_bytes
 
     try:
-        return render_bytes(graph, "svg", **_draw_kwargs(graph, o, layout=True)).decode("utf-8")
+        options = _draw_options(o)
+        view = _view(graph, "svg", options)
+        return render_bytes(graph, "svg", options, view=view).decode("utf-8")
     except GraphvizMissingError:
         _note("Graphviz's `dot` is not installed: showing the tree instead of the drawing.")
         return None
@@ -155,10 +167,9 @@ def _write(graph: Graph, o: argparse.Namespace) -> None:
     from graphviz_grad.render import infer_format, write
 
     fmt = infer_format(o.output)
-    kwargs = _draw_kwargs(graph, o, layout=fmt in ("svg", "png", "pdf", "html"))
-    if fmt == "json":
-        kwargs.pop("view")
-    write(graph, o.output, fmt, **kwargs)
+    options = _draw_options(o)
+    view = _view(graph, fmt, options) if fmt != "json" else None
+    write(graph, o.output, fmt, options, view=view)
     _note(f"wrote {o.output} ({len(graph.nodes)} nodes)")
 
 

@@ -18,14 +18,15 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from collections.abc import Container
 
-    from .render.tree import GraphTree
-
 NodeKind = Literal["op", "leaf", "input"]
 Severity = Literal["error", "warning", "info"]
 GradSource = Literal["backward", "autograd.grad", "gradviz", "none"]
 
 #: Severities, most serious first (the order findings are listed in).
 SEVERITY_RANK: dict[str, int] = {"error": 0, "warning": 1, "info": 2}
+
+#: How a graph's notes begin when its backward call failed (then torch's message follows).
+BACKWARD_FAILED = "backward failed: "
 
 #: Nested lists of numbers (or one number for a 0-dim tensor), as `Tensor.tolist()` gives.
 Data = float | int | bool | str | list
@@ -67,10 +68,6 @@ class TensorSummary:
     nan: int = 0
     inf: int = 0
     note: str | None = None
-
-    @property
-    def is_scalar(self) -> bool:
-        return self.numel == 1 and self.data is not None
 
     @property
     def all_zero(self) -> bool:
@@ -211,6 +208,19 @@ class Graph:
     def root(self) -> int:
         return self.roots[0]
 
+    @property
+    def backward_failed(self) -> str | None:
+        """Why the backward call shown failed (torch's first line), or None when it did not."""
+        for note in self.notes:
+            if note.startswith(BACKWARD_FAILED):
+                return note.removeprefix(BACKWARD_FAILED)
+        return None
+
+    @property
+    def graph_was_freed(self) -> bool:
+        """Whether backward failed because an earlier call had freed this graph's saved tensors."""
+        return "backward through the graph a second time" in (self.backward_failed or "")
+
     def node(self, node_id: int) -> Node:
         return self.nodes[node_id]
 
@@ -296,7 +306,7 @@ class Graph:
 
         return svg(self)
 
-    def __rich__(self) -> GraphTree:
+    def __rich__(self) -> object:
         from .notebook import rich_tree
 
         return rich_tree(self)

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 API_DOC = ROOT / "docs" / "api.md"
 PUBLIC = [
     "CallInfo",
+    "DrawOptions",
     "Edge",
     "Finding",
     "Graph",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from oracle import Oracle, mismatches
+from helpers.oracle import Oracle, mismatches
 
 import graphviz_grad as gg
 from graphviz_grad.capture import Recorder, load_source

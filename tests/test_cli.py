@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from helpers.golden import check_golden as check_file
 from typer.testing import CliRunner
 
 from graphviz_grad.cli import app
@@ -17,7 +18,6 @@ from graphviz_grad.cli import app
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 GOLDEN = Path(__file__).resolve().parent / "golden"
-UPDATE = os.environ.get("GRADVIZ_UPDATE_GOLDEN") == "1"
 
 runner = CliRunner()
 
@@ -33,12 +33,7 @@ def gradviz(*args: str) -> tuple[int, str, str]:
 
 
 def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if UPDATE:
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"golden file {name} missing: run with GRADVIZ_UPDATE_GOLDEN=1"
-    assert text == path.read_text(encoding="utf-8")
+    check_file(GOLDEN / name, text)
 
 
 def script(tmp_path: Path, body: str, name: str = "script.py") -> Path:

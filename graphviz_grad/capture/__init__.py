@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from ._forward import USER_FRAMES, op_record
 from ._snapshot import gradient_edge, saved_attrs
+from .calls import CallSpec, capture_calls, no_graph, parse_call_spec, run_recorded
 from .recorder import Recorder, record, trace
 from .runner import ScriptRun, in_big_stack, load_source, run_script, user_traceback
 from .script import Captured, CaptureOptions, capture_script, pick_graph
@@ -29,6 +30,7 @@ __all__ = [
     "DATA_LIMIT",
     "USER_FRAMES",
     "CallEvents",
+    "CallSpec",
     "CaptureOptions",
     "Captured",
     "Cut",
@@ -36,15 +38,19 @@ __all__ = [
     "Recorder",
     "ScriptRun",
     "Watch",
+    "capture_calls",
     "capture_script",
     "dtype_name",
     "gradient_edge",
     "in_big_stack",
     "load_source",
+    "no_graph",
     "op_record",
     "owner_name",
+    "parse_call_spec",
     "pick_graph",
     "record",
+    "run_recorded",
     "run_script",
     "saved_attrs",
     "summarize",

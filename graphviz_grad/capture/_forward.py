@@ -14,7 +14,7 @@ import math
 import os
 import sys
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -241,7 +241,6 @@ class ForwardRecorder(TorchDispatchMode):
         self.pending: list[tuple[Any, Any, Any, tuple[Any, ...], Any]] = []
         self.paused = 0
         self.seq = 0
-        self.on_op: Callable[[str, Any], None] | None = None
         #: `capture.watch.Watch` that sees every op (cuts, in-place writes), or None.
         self.watch: Any = None
 

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ..model import (
+    BACKWARD_FAILED,
     CallInfo,
     Edge,
     GradSource,
@@ -231,7 +232,7 @@ class CallCapture:
             grad_source=self.kind if self.node_grads or self.leaf_grads else "none",
             call_file=display_path(self.where[0]),
             call_line=self.where[1],
-            notes=(f"backward failed: {self.error}",) if self.error else (),
+            notes=(f"{BACKWARD_FAILED}{self.error}",) if self.error else (),
         )
         if self.dist is not None:
             graph = with_rank(graph, *self.dist, reduced=bool(self.reduced))

@@ -16,7 +16,7 @@ import threading
 import traceback
 import types
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,7 +38,6 @@ class ScriptRun:
     recorder: Any
     exit_code: int = 0
     error: ScriptError | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def load_source(path: str | Path) -> tuple[Path, types.CodeType]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,6 @@ class Captured:
 
     graph: Graph
     run: Any
-    remarks: list[str] = field(default_factory=list)
     #: The script's error when it died in a backward call: report it after showing the graph.
     error: Any = None
 
@@ -105,7 +104,7 @@ def _trace_named(run: Any, name: str, options: CaptureOptions) -> Graph:
                 graph: Graph = run.recorder.graphs[number]
                 return graph
     graph = run.recorder.trace(value, grad_output=options.grad_output)
-    if graph.grad_source == "none" and any("second time" in n for n in graph.notes):
+    if graph.grad_source == "none" and graph.graph_was_freed:
         raise RootError(
             f"The graph of `{name}` was already freed by a backward call, so gradviz "
             "cannot compute its gradients again.",

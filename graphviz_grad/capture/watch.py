@@ -107,6 +107,12 @@ def _classify(func: Any) -> int:
     return _PLAIN
 
 
+def _literal_like(x: float) -> bool:
+    """A number a script may well write as a literal (``4.0``, ``0.25``): a Python constant of that
+    value is not linked to an `.item()` that gave the same value by chance."""
+    return x.is_integer() or len(repr(x)) <= 5
+
+
 def _each_tensor(args: Any) -> Any:
     for a in args:
         if isinstance(a, torch.Tensor):
@@ -250,7 +256,7 @@ class Watch:
                     cut = getattr(t, MARK, None)
                     if cut is not None:
                         found.append((i, cut))
-            if self.items and isinstance(a, float) and a in self.items:
+            if self.items and isinstance(a, float) and a in self.items and not _literal_like(a):
                 found.append((i, self.items[a]))
         return tuple(found)
 

@@ -1,7 +1,8 @@
 """The `gradviz` command line: thin commands over the library, one error boundary.
 
-Each command lives in its own `cmd_*` module and registers itself on `app`. torch and graphviz
-are imported inside the commands, so `gradviz --help` stays instant.
+Each command lives in its own `cmd_*` module and registers itself on `app`; every option is
+declared once in `_options`; `_run.reported` is the one place errors become exit codes. torch
+and graphviz are imported inside the commands, so `gradviz --help` stays instant.
 """
 
 from __future__ import annotations

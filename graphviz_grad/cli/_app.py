@@ -1,9 +1,7 @@
-"""The Typer app, the stderr console, and the options every command shares."""
+"""The Typer app and the stderr console every command reports on."""
 
 from __future__ import annotations
 
-from enum import Enum
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -21,132 +19,6 @@ app = typer.Typer(
 )
 #: gradviz's own messages; the script's stdout stays the script's.
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-ROOT_PANEL = "Which graph"
-OUT_PANEL = "Output"
-VIEW_PANEL = "What to show"
-
-
-class Format(str, Enum):
-    svg = "svg"
-    png = "png"
-    pdf = "pdf"
-    dot = "dot"
-    json = "json"
-    html = "html"
-
-
-ScriptArg = Annotated[
-    Path,
-    typer.Argument(help="The PyTorch script to run, as `python FILE` would.", show_default=False),
-]
-ArgsArg = Annotated[
-    list[str] | None,
-    typer.Argument(help="Arguments for the script, after `--`.", show_default=False),
-]
-TargetOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--target", "-t", help="Variable holding the root tensor.", rich_help_panel=ROOT_PANEL
-    ),
-]
-CallOpt = Annotated[
-    int,
-    typer.Option(
-        "--call",
-        "-c",
-        help="Which backward call to show: 1-based, negative counts from the end.",
-        rich_help_panel=ROOT_PANEL,
-    ),
-]
-SeedOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--grad-output",
-        help="Seed for a non-scalar root when gradviz computes gradients: `ones`.",
-        rich_help_panel=ROOT_PANEL,
-    ),
-]
-PrecisionOpt = Annotated[
-    int,
-    typer.Option(
-        "--precision",
-        "-p",
-        min=1,
-        max=17,
-        help="Significant digits shown.",
-        rich_help_panel=VIEW_PANEL,
-    ),
-]
-WatchOpt = Annotated[
-    bool,
-    typer.Option(
-        "--watch",
-        "-w",
-        help="Run again and redraw whenever the script (or a module it imports from its folder) "
-        "is saved; an HTML output is served on 127.0.0.1 and reloads itself. Ctrl-C stops.",
-    ),
-]
-TimeoutOpt = Annotated[
-    float | None,
-    typer.Option("--timeout", min=0.0, help="Stop the script after this many seconds."),
-]
-
-BIG_PANEL = "Big graphs"
-DepthOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--depth",
-        min=0,
-        help="Collapse each module call deeper than K into one node (0: one per top-level module).",
-        rich_help_panel=BIG_PANEL,
-    ),
-]
-FoldOpt = Annotated[
-    bool,
-    typer.Option(
-        "--fold",
-        help="Fold repeated identical blocks into one, with ×N.",
-        rich_help_panel=BIG_PANEL,
-    ),
-]
-FocusOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--focus",
-        help="Show only the neighbourhood of this node (id or name).",
-        rich_help_panel=BIG_PANEL,
-    ),
-]
-RadiusOpt = Annotated[
-    int,
-    typer.Option(
-        "--radius", min=0, help="Edges around --focus to show.", rich_help_panel=BIG_PANEL
-    ),
-]
-HideOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--hide",
-        help="Hide `accumulate` (leaf nodes) and/or `views` (reshape plumbing), comma-separated.",
-        rich_help_panel=BIG_PANEL,
-    ),
-]
-BudgetOpt = Annotated[
-    int,
-    typer.Option(
-        "--budget",
-        min=2,
-        help="Most nodes to lay out in SVG/PNG/PDF before collapsing.",
-        rich_help_panel=BIG_PANEL,
-    ),
-]
-FullOpt = Annotated[
-    bool,
-    typer.Option(
-        "--full", help="Draw every node, whatever the budget (slow).", rich_help_panel=BIG_PANEL
-    ),
-]
 
 
 def _version(value: bool) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._app import err
-from ._run import check_output, fail
+from ._run import check_output
 
 if TYPE_CHECKING:
     from ..model import CallInfo
@@ -15,21 +15,15 @@ if TYPE_CHECKING:
 
 def check_plot_output(output: str, script: Path) -> None:
     """Refuse a bad -o (suffix, folder, the script itself, stdout) before running anything."""
-    from ..errors import GradvizError, OutputError
+    from ..errors import OutputError
     from ..render.plot import plot_format
 
     if output == "-":
-        fail(
-            OutputError(
-                "A steps picture cannot be written to the terminal.",
-                hint="Give a file such as -o steps.svg, or leave out -o for the table.",
-            )
+        raise OutputError(
+            "A steps picture cannot be written to the terminal.",
+            hint="Give a file such as -o steps.svg, or leave out -o for the table.",
         )
-    try:
-        fmt = plot_format(output)
-    except GradvizError as exc:
-        fail(exc)
-    check_output(output, script, fmt)
+    check_output(output, script, plot_format(output))
 
 
 def write_plot(calls: Sequence[CallInfo], output: str) -> None:

@@ -14,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from ._app import ROOT_PANEL
+from ..errors import UsageError
+from ._options import ROOT_PANEL
 
 RANK_TOKEN = "{rank}"
 
@@ -62,14 +63,14 @@ def setup(rank: int, output: str | None) -> str | None:
     """Note which rank draws; returns `output` with `{rank}` filled in."""
     here, world = _env_int("RANK"), _env_int("WORLD_SIZE")
     if world is not None and rank >= world:
-        raise typer.BadParameter(
-            f"there are only {world} ranks (0 to {world - 1}).", param_hint="--rank"
+        raise UsageError(
+            f"--rank {rank}: there are only {world} ranks (0 to {world - 1}).",
+            hint=f"Pick a rank from 0 to {world - 1}.",
         )
     if world is None and rank != 0:
-        raise typer.BadParameter(
-            "only means something under torchrun, e.g. "
-            "`torchrun --nproc-per-node 2 -m graphviz_grad render train.py --rank 1`.",
-            param_hint="--rank",
+        raise UsageError(
+            "--rank only means something under torchrun.",
+            hint="e.g. `torchrun --nproc-per-node 2 -m graphviz_grad render train.py --rank 1`.",
         )
     every = output is not None and RANK_TOKEN in output
     ROLE.rank, ROLE.world, ROLE.draw, ROLE.every = here, world, rank, every

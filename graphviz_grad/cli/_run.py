@@ -1,154 +1,215 @@
-"""What every command does around its job: capture the script, report errors, check outputs."""
+"""What every command does around its job: the one exit path, running the script, drawing.
+
+`reported()` is the only place where gradviz's errors become a message, a hint and an exit code.
+A command checks its options (building `DrawOptions` refuses bad values), then hands its job to
+`in_thread`, which runs it in the big-stack thread that the user's script needs.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ..errors import CallError, GradvizError, OutputError
-from ._app import Format, err
+from ..errors import GradvizError, Interrupted, OutputError, UsageError
+from ._app import err
 from ._ranks import NotDrawing, stop_unless_drawing
 
 if TYPE_CHECKING:
-    from ..capture import Captured
+    from ..capture import CallSpec, Captured
+    from ..model import Graph
+    from ..render import DrawOptions
+    from ..teach.expr import ExprGraph
+    from ..views import View
 
 
-def capture(
-    file: Path, args: list[str] | None, target: str | None, call: int, grad_output: str | None
-) -> Captured:
-    """Run the script recorded and pick the graph (library errors propagate)."""
-    from ..capture import CaptureOptions, capture_script
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """The one exit path: a `GradvizError` (or Ctrl-C) becomes a message, a hint, an exit code."""
+    try:
+        yield
+    except NotDrawing:  # under torchrun, a rank that does not draw ends quietly
+        raise typer.Exit(0) from None
+    except GradvizError as exc:
+        report(exc)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/]: no output was written.")
+        raise typer.Exit(Interrupted.exit_code) from None
+
+
+def report(exc: GradvizError) -> None:
+    """Print the error, the user's own traceback if any, and the hint on stderr."""
+    details = getattr(exc, "details", "")
+    if details:
+        sys.stderr.write(details)
+        sys.stderr.flush()
+    err.print(f"[bold red]error:[/] {exc.message}")
+    if exc.hint:
+        err.print(f"[dim]hint:[/] {exc.hint}")
+
+
+def in_thread(job: Callable[[], None], timeout: float | None = None) -> None:
+    """Run `job` in the big-stack thread (see `capture.in_big_stack`); errors propagate."""
+    from ..capture import in_big_stack
+
+    in_big_stack(job, timeout=timeout)
+
+
+def hush(quiet: bool) -> contextlib.AbstractContextManager[Any]:
+    """Swallow the script's stdout when `quiet` (gradviz's own output is printed after)."""
+    return contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext()
+
+
+# -- which script, which calls ---------------------------------------------------------------
+def one_source(file: Path | None, expr: str | None) -> Path | None:
+    """The script to run, or None for --expr; neither or both is a usage error."""
+    if file is not None and expr is not None:
+        raise UsageError(
+            "Give either a script FILE or --expr, not both.",
+            hint="Drop FILE to draw the expression, or drop --expr to run the script.",
+        )
+    if file is None and expr is None:
+        raise UsageError(
+            "Give a script FILE to run, or an expression with --expr.",
+            hint='e.g. `gradviz render samples/linear.py` or `gradviz render --expr "x*w" '
+            "--let x=2 --param w=1.0`",
+        )
+    return file
+
+
+def call_spec(text: str, target: str | None = None) -> CallSpec:
+    """Parse --call; a range together with --target is a usage error."""
+    from ..capture import parse_call_spec
+
+    spec = parse_call_spec(text)
+    if spec.many and target is not None:
+        raise UsageError(
+            f"--target shows one tensor, so --call {text} (several calls) cannot go with it.",
+            hint="Leave out --target, or pick one call with --call N.",
+        )
+    return spec
+
+
+def captures(
+    file: Path, args: list[str] | None, spec: CallSpec, target: str | None, grad_output: str | None
+) -> tuple[list[Captured], int]:
+    """The graphs `spec` picks (one, or one per call of a range) with their findings, and the
+    number of backward calls the script made."""
+    from ..capture import Captured, CaptureOptions, capture_calls, capture_script
     from ..diagnose import with_findings
 
-    if call == 0:
-        raise CallError(
-            "--call 0 names no call: calls are counted from 1.",
-            hint="Use --call 1 for the first backward call, or --call -1 for the last.",
-        )
-    options = CaptureOptions(target=target, call=call, grad_output=grad_output)
+    if spec.many:
+        run, graphs = capture_calls(file, args or [], spec)
+        stop_unless_drawing()
+        found = [with_findings(Captured(g, run)) for g in graphs]
+        return found, len(run.recorder.calls)
+    options = CaptureOptions(target=target, call=spec.single or -1, grad_output=grad_output)
     captured = capture_script(file, args or [], options)
     stop_unless_drawing()
-    return with_findings(captured)
+    captured = with_findings(captured)
+    return [captured], len(captured.run.recorder.calls)
 
 
-def remarks(captured: Captured) -> None:
-    """Tell the user, on stderr, where the gradients came from and what else to know."""
+def expr_graph(
+    expr: str, lets: list[str] | None, params: list[str] | None, grad_output: str | None
+) -> ExprGraph:
+    """The `ExprGraph` (graph and annotations) of a one-liner."""
+    from ..teach.expr import evaluate, parse_bindings
+
+    return evaluate(
+        expr,
+        parse_bindings(lets or [], "--let"),
+        parse_bindings(params or [], "--param"),
+        grad_output=grad_output,
+    )
+
+
+def remarks(captured: Captured, total: int) -> None:
+    """Tell the user, on stderr, where the gradients came from and what else to know; a script
+    that died in the backward call shown fails now, after its graph was shown."""
     graph = captured.graph
     if graph.grad_source == "gradviz":
         err.print(
             "[dim]note:[/] the script never called backward, so gradviz computed the gradients "
             "itself (no `.grad` of yours was changed)."
         )
-    elif graph.call is not None:
-        total = len(captured.run.recorder.calls)
-        if total > 1:
-            err.print(f"[dim]note:[/] showing backward call {graph.call} of {total} (--call N).")
+    elif graph.call is not None and total > 1:
+        err.print(f"[dim]note:[/] showing backward call {graph.call} of {total} (--call N).")
     for note in graph.notes:
         err.print(f"[dim]note:[/] {note}")
-    if captured.error is not None:  # died in that backward call: its graph is shown, now fail
-        fail(captured.error)
+    if captured.error is not None:
+        raise captured.error
 
 
-def format_for(output: str | None, fmt: Format | None) -> str:
+# -- outputs ---------------------------------------------------------------------------------
+def output_format(output: str | None, fmt: Enum | None) -> str:
     """The output format: --format, else the output's suffix, else svg (dot for stdout)."""
-    if fmt is not None:
-        return fmt.value
-    if output and output != "-":
-        suffix = Path(output).suffix.lstrip(".").lower()
-        if suffix in Format.__members__:
-            return suffix
-        if suffix:
-            fail(
-                OutputError(
-                    f"gradviz cannot tell the format of `{output}` from its suffix `.{suffix}`.",
-                    hint="Use one of .svg .png .pdf .dot .json .html, or say --format.",
-                )
-            )
-    if output == "-":
-        return "dot"
-    return "svg"
+    from ..render import infer_format
+
+    return infer_format(output or "", fmt.value if fmt is not None else None)
 
 
-def check_output(out: str, script: Path, fmt: str) -> None:
+def check_output(out: str, script: Path | None, fmt: str) -> None:
     """Refuse, before running anything, an output that cannot or must not be written."""
+    from ..render import TEXT_FORMATS
+
     if out == "-":
-        if fmt not in ("dot", "json"):
-            fail(
-                OutputError(
-                    f"{fmt.upper()} cannot be written to the terminal.",
-                    hint="Use -o FILE, or --format dot / --format json for stdout.",
-                )
+        if fmt not in TEXT_FORMATS:
+            raise OutputError(
+                f"{fmt.upper()} cannot be written to the terminal.",
+                hint="Use -o FILE, or --format dot / --format json for stdout.",
             )
         return
     target = Path(out)
-    if script.exists() and target.exists() and target.resolve() == script.resolve():
-        fail(
-            OutputError(
-                f"The output `{out}` is the script itself; gradviz never overwrites it.",
-                hint="Choose another file name with -o.",
-            )
+    same = script is not None and script.exists() and target.exists()
+    if same and target.resolve() == script.resolve():  # type: ignore[union-attr]
+        raise OutputError(
+            f"The output `{out}` is the script itself; gradviz never overwrites it.",
+            hint="Choose another file name with -o.",
         )
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
-        fail(
-            OutputError(
-                f"The folder `{parent}` does not exist.",
-                hint="Create it first, or pick another -o.",
-            )
+        raise OutputError(
+            f"The folder `{parent}` does not exist.", hint="Create it first, or pick another -o."
         )
 
 
-def boundary(job: Callable[[], None], timeout: float | None = None) -> None:
-    """Run a command's job in the big-stack thread; turn errors into a sentence and a code."""
-    from ..capture import in_big_stack
-
-    try:
-        in_big_stack(job, timeout=timeout)
-    except NotDrawing:
-        raise typer.Exit(0) from None
-    except GradvizError as exc:
-        fail(exc)
-    except KeyboardInterrupt:
-        err.print("[red]interrupted[/]: no output was written.")
-        raise typer.Exit(130) from None
-
-
-LAYOUT_FORMATS = ("svg", "png", "pdf", "html")
-
-
-def parse_hide(hide: str | None) -> tuple[str, ...]:
-    """`--hide accumulate,views` as a tuple; an unknown word is a usage error."""
-    from ..views import HIDE_CHOICES
-
-    words = tuple(w.strip() for w in (hide or "").split(",") if w.strip())
-    bad = [w for w in words if w not in HIDE_CHOICES]
-    if bad:
-        raise typer.BadParameter(
-            f"cannot hide {bad[0]!r}; choose from {', '.join(HIDE_CHOICES)}.", param_hint="--hide"
-        )
-    return words
-
-
-def view_for(graph: Any, fmt: str, options: Any, budget: int, full: bool) -> Any:
-    """What to draw: `options` (a `ViewOptions`), fitted to `budget` for SVG/PNG/PDF unless
-    `full`; says on stderr what the budget did. DOT keeps every node the options keep."""
+def draw(graph: Graph, out: str, fmt: str, options: DrawOptions) -> View | None:
+    """Write `graph` as `options` say, saying on stderr what the layout budget did; the view
+    drawn (None for JSON, which always holds the whole graph)."""
     from rich.markup import escape
 
-    from ..views import fit_budget, make_view
+    from ..render import choose_view, write
+    from ..teach.explain import explained_steps
 
-    if fmt in LAYOUT_FORMATS and not full:
-        view = fit_budget(graph, options, budget)
-    else:
-        view = make_view(graph, options)
-    for note in view.notes:
-        err.print(f"[dim]note:[/] {escape(note)}")
+    view = None
+    if fmt not in ("json", "html"):  # JSON holds the whole graph; the page lays out itself
+        with progress("choosing what to draw"):
+            view = choose_view(graph, fmt, options)
+        for note in view.notes:
+            err.print(f"[dim]note:[/] {escape(note)}")
+    layout = " (Graphviz layout)" if fmt not in ("dot", "json") else ""
+    steps = explained_steps(graph, options.precision) if fmt == "html" else ()
+    with progress(f"writing {fmt.upper()}{layout}"):
+        write(graph, out, fmt, options, view=view, steps=steps)
     return view
+
+
+def wrote(out: str, graph: Graph, view: View | None) -> None:
+    """``wrote linear.svg (4 nodes)`` on stderr (nothing for stdout)."""
+    if out == "-":
+        return
+    total = len(graph.nodes)
+    drawn = f", {view.size} drawn" if view is not None and view.size != total else ""
+    err.print(f"[green]wrote[/] {out} ({total} nodes{drawn})")
 
 
 @contextlib.contextmanager
@@ -177,20 +238,3 @@ def progress(label: str, delay: float = 1.0) -> Iterator[None]:
     finally:
         timer.cancel()
         live.stop()
-
-
-def fail(exc: GradvizError) -> NoReturn:
-    """Print the error (and the user's own traceback, if any) and exit with its code."""
-    report(exc)
-    raise typer.Exit(exc.exit_code)
-
-
-def report(exc: GradvizError) -> None:
-    """Print the error, the user's own traceback if any, and the hint on stderr."""
-    details = getattr(exc, "details", "")
-    if details:
-        sys.stderr.write(details)
-        sys.stderr.flush()
-    err.print(f"[bold red]error:[/] {exc.message}")
-    if exc.hint:
-        err.print(f"[dim]hint:[/] {exc.hint}")

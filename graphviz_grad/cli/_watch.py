@@ -238,8 +238,7 @@ def _forget(folder: Path, before: Iterable[str], changed: Iterable[Path]) -> Non
 
 def check_watch(watching: bool, expr: str | None, many: bool, output: str | None) -> None:
     """--watch needs a script to watch, one graph and a file to rewrite (a usage error else)."""
-    from ._run import fail
-    from ._teach import UsageError
+    from ..errors import UsageError
 
     if not watching:
         return
@@ -251,4 +250,4 @@ def check_watch(watching: bool, expr: str | None, many: bool, output: str | None
         why = "--watch rewrites a file on every save; it cannot write to standard output."
     else:
         return
-    fail(UsageError(why, hint="e.g. `gradviz render samples/linear.py -o linear.html --watch`"))
+    raise UsageError(why, hint="e.g. `gradviz render samples/linear.py -o linear.html --watch`")

@@ -3,42 +3,55 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
-
-from ._app import (
-    OUT_PANEL,
-    VIEW_PANEL,
+from ._app import app
+from ._options import (
+    BUDGET,
+    CALL,
+    PRECISION,
+    RADIUS,
     ArgsArg,
+    BudgetOpt,
     CallOpt,
-    Format,
+    ColorOpt,
+    CutsOpt,
+    DepthOpt,
+    DpiOpt,
+    FocusOpt,
+    FoldOpt,
+    FormatOpt,
+    FullOpt,
+    HideOpt,
+    OutputOpt,
     PrecisionOpt,
+    QuietOpt,
+    RadiusOpt,
+    RankDirOpt,
     ScriptArg,
     SeedOpt,
     TargetOpt,
     TimeoutOpt,
-    app,
-    err,
+    draw_options,
+    view_options,
 )
 from ._ranks import RankOpt, setup
-from ._run import boundary, capture, check_output, fail, format_for
+from ._run import (
+    call_spec,
+    captures,
+    check_output,
+    draw,
+    hush,
+    in_thread,
+    output_format,
+    reported,
+    wrote,
+)
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from ..model import Finding, Graph
-
-#: Exit code when a finding is at `error` level (errors.EXIT_CODES["findings-error"]).
-FINDINGS_ERROR = 10
-_DRAWN = ("svg", "png", "pdf", "dot", "json")
-
-
-class Color(str, Enum):
-    kind = "kind"
-    grad = "grad"
-
 
 _STYLE = {"error": "bold red", "warning": "bold yellow", "info": "blue"}
 
@@ -47,6 +60,8 @@ def findings_table(findings: tuple[Finding, ...]) -> Table:
     """The findings as a rich table: severity, code, where, what, how to fix."""
     from rich.table import Table
 
+    from ..model import location
+
     table = Table(title=f"gradviz doctor: {len(findings)} finding(s)", show_lines=True)
     table.add_column("severity", no_wrap=True)
     table.add_column("code", no_wrap=True)
@@ -54,25 +69,25 @@ def findings_table(findings: tuple[Finding, ...]) -> Table:
     table.add_column("what", overflow="fold", ratio=3)
     table.add_column("how to fix", overflow="fold", ratio=2)
     for f in findings:
-        where = f"{f.file}:{f.line}" if f.file and f.line else "-"
         style = _STYLE[f.severity]
         table.add_row(
-            f"[{style}]{f.severity}[/]", f.code, where, f.message, f.hint or "", style=None
+            f"[{style}]{f.severity}[/]",
+            f.code,
+            location(f.file, f.line) or "-",
+            f.message,
+            f.hint or "",
+            style=None,
         )
     return table
 
 
-def _write(graph: Graph, out: str, fmt: str, precision: int, cuts: bool, color: Color) -> None:
-    from ..render import write
-
-    write(graph, out, fmt, precision=precision, show_cuts=cuts, color=color.value)
-
-
-def _report(graph: Graph) -> None:
+def _report(graph: Graph, heading: str | None = None) -> None:
     from rich.console import Console
 
     sys.stdout.flush()
     console = Console(highlight=False)
+    if heading:
+        console.print(heading)
     if graph.findings:
         console.print(findings_table(graph.findings))
     else:
@@ -83,40 +98,25 @@ def _report(graph: Graph) -> None:
 def doctor(
     file: ScriptArg,
     args: ArgsArg = None,
-    output: Annotated[
-        str | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="Also draw the diagnosed graph to this file (`-` for stdout: dot or json).",
-            rich_help_panel=OUT_PANEL,
-        ),
-    ] = None,
-    fmt: Annotated[
-        Format | None,
-        typer.Option("--format", "-f", help="Format of --output.", rich_help_panel=OUT_PANEL),
-    ] = None,
-    show_cuts: Annotated[
-        bool,
-        typer.Option(
-            "--show-cuts/--no-show-cuts",
-            help="Mark where the graph is cut (detach, .data, no_grad, .item()).",
-            rich_help_panel=VIEW_PANEL,
-        ),
-    ] = True,
-    color: Annotated[
-        Color,
-        typer.Option(
-            "--color",
-            help="Fill nodes by `kind` (leaf, op, root) or by log `grad` norm.",
-            rich_help_panel=VIEW_PANEL,
-        ),
-    ] = Color.kind,
+    output: OutputOpt = None,
+    fmt: FormatOpt = None,
+    show_cuts: CutsOpt = True,
+    color: ColorOpt | None = None,
+    rankdir: RankDirOpt | None = None,
+    dpi: DpiOpt = None,
     target: TargetOpt = None,
-    call: CallOpt = -1,
+    call: CallOpt = CALL,
     grad_output: SeedOpt = None,
-    precision: PrecisionOpt = 4,
+    precision: PrecisionOpt = PRECISION,
+    depth: DepthOpt = None,
+    fold: FoldOpt = False,
+    focus: FocusOpt = None,
+    radius: RadiusOpt = RADIUS,
+    hide: HideOpt = None,
+    budget: BudgetOpt = BUDGET,
+    full: FullOpt = False,
     timeout: TimeoutOpt = None,
+    quiet: QuietOpt = False,
     rank: RankOpt = 0,
 ) -> None:
     """Run FILE and list the gradient bugs found: severity, code, file:line, what, how to fix.
@@ -127,31 +127,53 @@ def doctor(
 
     Example: `gradviz doctor samples/pitfalls/cut.py -o cut.svg`
     """
-    output = setup(rank, output)
-    fmt_name = format_for(output, fmt) if output is not None else None
-    if output is not None and fmt_name is not None:
-        if fmt_name not in _DRAWN:
-            raise typer.BadParameter(f"choose one of {', '.join(_DRAWN)}.", param_hint="--format")
-        check_output(output, file, fmt_name)
-    codes: list[int] = []
-
-    def job() -> None:
-        from ..diagnose import has_errors
-
-        captured = capture(file, args, target, call, grad_output)
-        graph = captured.graph
-        _report(graph)
+    with reported():
+        output = setup(rank, output)
+        spec = call_spec(call, target)
+        options = draw_options(
+            view=view_options(depth, fold, focus, radius, hide),
+            precision=precision,
+            cuts=show_cuts,
+            color=color,
+            budget=budget,
+            full=full,
+            rankdir=rankdir,
+            dpi=dpi,
+        )
+        fmt_name = output_format(output, fmt) if output is not None else None
         if output is not None and fmt_name is not None:
-            _write(graph, output, fmt_name, precision, show_cuts, color)
-            if output != "-":
-                err.print(f"[green]wrote[/] {output} ({len(graph.nodes)} nodes)")
-        if has_errors(graph.findings):
-            if captured.error is not None:
-                sys.stderr.write(getattr(captured.error, "details", ""))
-            codes.append(FINDINGS_ERROR)
-        elif captured.error is not None:
-            fail(captured.error)
+            if spec.many:
+                from ..errors import UsageError
 
-    boundary(job, timeout)
-    if codes:
-        raise typer.Exit(codes[0])
+                raise UsageError(
+                    "doctor draws one graph with -o; a range of calls makes several.",
+                    hint="Pick one call with --call N, or draw them with `gradviz render --call`.",
+                )
+            check_output(output, file, fmt_name)
+
+        def job() -> None:
+            from ..diagnose import has_errors
+            from ..errors import FindingsError
+
+            with hush(quiet):
+                found, total = captures(file, args, spec, target, grad_output)
+            failed = False
+            for captured in found:
+                graph = captured.graph
+                heading = f"backward call {graph.call} of {total}" if spec.many else None
+                _report(graph, heading)
+                if output is not None and fmt_name is not None:
+                    wrote(output, graph, draw(graph, output, fmt_name, options))
+                failed = failed or has_errors(graph.findings)
+            error = found[-1].error
+            if failed:
+                if error is not None:
+                    sys.stderr.write(getattr(error, "details", ""))
+                raise FindingsError(
+                    "gradviz doctor found a problem at `error` level (see the table above).",
+                    hint="Fix the findings marked `error`; docs/doctor.md explains each code.",
+                )
+            if error is not None:
+                raise error
+
+        in_thread(job, timeout)

@@ -6,18 +6,23 @@ import sys
 
 from rich.console import Console
 
-from ._app import ArgsArg, CallOpt, PrecisionOpt, SeedOpt, TargetOpt, TimeoutOpt, app
-from ._run import boundary, capture, fail, remarks
-from ._teach import (
+from ._app import app
+from ._options import (
+    CALL,
+    PRECISION,
+    ArgsArg,
+    CallOpt,
     ExprOpt,
     LetOpt,
     OptScriptArg,
     ParamOpt,
+    PrecisionOpt,
     QuietOpt,
-    expr_graph,
-    hush,
-    need_one_source,
+    SeedOpt,
+    TargetOpt,
+    TimeoutOpt,
 )
+from ._run import call_spec, captures, expr_graph, hush, in_thread, one_source, remarks, reported
 
 
 @app.command()
@@ -28,9 +33,9 @@ def explain(
     let: LetOpt = None,
     param: ParamOpt = None,
     target: TargetOpt = None,
-    call: CallOpt = -1,
+    call: CallOpt = CALL,
     grad_output: SeedOpt = None,
-    precision: PrecisionOpt = 4,
+    precision: PrecisionOpt = PRECISION,
     timeout: TimeoutOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -39,27 +44,28 @@ def explain(
 
     Example: `gradviz explain samples/linear.py`
     """
-    from ..errors import GradvizError
+    with reported():
+        script = one_source(file, expr)
+        spec = call_spec(call, target)
 
-    try:
-        need_one_source(file, expr)
-    except GradvizError as exc:
-        fail(exc)
+        def job() -> None:
+            from ..teach.explain import Explanation
+            from ..teach.sources import from_source
 
-    def job() -> None:
-        from ..teach.explain import Explanation
-        from ..teach.sources import from_source
-
-        captured = None
-        if file is not None:
+            out = Console(highlight=False)
+            if script is None:
+                found = expr_graph(expr or "", let, param, grad_output)
+                out.print(Explanation(found.graph, precision=precision, notes=found.notes))
+                return
             with hush(quiet):
-                captured = capture(file, args, target, call, grad_output)
-            graph, notes = captured.graph, from_source(captured.graph)
-        else:
-            graph, notes = expr_graph(expr or "", let, param, grad_output)
-        sys.stdout.flush()
-        Console(highlight=False).print(Explanation(graph, precision=precision, notes=notes))
-        if captured is not None:
-            remarks(captured)
+                captured, total = captures(script, args, spec, target, grad_output)
+            sys.stdout.flush()
+            for one in captured:
+                if spec.many:
+                    out.print(f"backward call {one.graph.call} of {total}")
+                notes = from_source(one.graph)
+                out.print(Explanation(one.graph, precision=precision, notes=notes))
+            if not spec.many:
+                remarks(captured[0], total)
 
-    boundary(job, timeout)
+        in_thread(job, timeout)

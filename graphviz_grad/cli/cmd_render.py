@@ -2,151 +2,180 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING
 
-import typer
-
-from ._app import (
-    OUT_PANEL,
-    VIEW_PANEL,
+from ._app import app, err
+from ._options import (
+    BUDGET,
+    CALL,
+    PRECISION,
+    RADIUS,
     ArgsArg,
     BudgetOpt,
+    CallOpt,
+    ColorOpt,
+    CutsOpt,
     DepthOpt,
+    DpiOpt,
+    EdgeGradsOpt,
+    ExprOpt,
     FocusOpt,
     FoldOpt,
-    Format,
+    FormatOpt,
     FullOpt,
     HideOpt,
+    LetOpt,
+    OptScriptArg,
+    OrderOpt,
+    OutputOpt,
+    ParamOpt,
     PrecisionOpt,
+    QuietOpt,
     RadiusOpt,
+    RankDirOpt,
+    SavedOpt,
     SeedOpt,
     TargetOpt,
     TimeoutOpt,
     WatchOpt,
-    app,
-    err,
+    draw_options,
+    view_options,
 )
 from ._ranks import RankOpt, setup
 from ._run import (
-    boundary,
-    capture,
+    call_spec,
+    captures,
     check_output,
-    format_for,
-    parse_hide,
+    draw,
+    expr_graph,
+    hush,
+    in_thread,
+    one_source,
+    output_format,
     progress,
     remarks,
-    view_for,
-)
-from ._teach import (
-    CallSpecOpt,
-    ExprOpt,
-    LetOpt,
-    OptScriptArg,
-    OrderOpt,
-    ParamOpt,
-    Picture,
-    QuietOpt,
-    call_spec,
-    hush,
-    render_calls,
-    render_expr,
-    source_or_fail,
+    reported,
+    wrote,
 )
 from ._watch import check_watch
 from ._watch import watch as run_watching
+
+if TYPE_CHECKING:
+    from ..capture import CallSpec
+    from ..render import DrawOptions
 
 
 @app.command()
 def render(
     file: OptScriptArg = None,
     args: ArgsArg = None,
-    output: Annotated[
-        str | None,
-        typer.Option(
-            "--output", "-o", help="File to write (`-` for stdout).", rich_help_panel=OUT_PANEL
-        ),
-    ] = None,
-    fmt: Annotated[
-        Format | None,
-        typer.Option("--format", "-f", help="Output format.", rich_help_panel=OUT_PANEL),
-    ] = None,
-    edge_grads: Annotated[
-        bool,
-        typer.Option(
-            "--edge-grads", help="Label edges with their gradient.", rich_help_panel=VIEW_PANEL
-        ),
-    ] = False,
-    show_saved: Annotated[
-        bool,
-        typer.Option("--saved", help="List each node's saved tensors.", rich_help_panel=VIEW_PANEL),
-    ] = False,
+    output: OutputOpt = None,
+    fmt: FormatOpt = None,
+    edge_grads: EdgeGradsOpt = False,
+    saved: SavedOpt = False,
+    order: OrderOpt = False,
+    color: ColorOpt | None = None,
+    show_cuts: CutsOpt = False,
+    rankdir: RankDirOpt | None = None,
+    dpi: DpiOpt = None,
     target: TargetOpt = None,
-    call: CallSpecOpt = "-1",
+    call: CallOpt = CALL,
     grad_output: SeedOpt = None,
-    precision: PrecisionOpt = 4,
-    timeout: TimeoutOpt = None,
+    precision: PrecisionOpt = PRECISION,
     depth: DepthOpt = None,
     fold: FoldOpt = False,
     focus: FocusOpt = None,
-    radius: RadiusOpt = 2,
+    radius: RadiusOpt = RADIUS,
     hide: HideOpt = None,
-    budget: BudgetOpt = 1500,
+    budget: BudgetOpt = BUDGET,
     full: FullOpt = False,
-    order: OrderOpt = False,
     expr: ExprOpt = None,
     let: LetOpt = None,
     param: ParamOpt = None,
+    timeout: TimeoutOpt = None,
     quiet: QuietOpt = False,
-    watch: WatchOpt = False,
     rank: RankOpt = 0,
+    watch: WatchOpt = False,
 ) -> None:
     """Run FILE and draw its autograd graph with values and gradients.
 
     Example: `gradviz render samples/linear.py -o linear.svg`
     """
-    output = setup(rank, output)
-    spec = call_spec(call)
-    pic = Picture(output, fmt, order, edge_grads, show_saved, precision, grad_output, quiet)
-    check_watch(watch, expr, spec.many, output)
-    if (file := source_or_fail(file, expr)) is None:
-        return render_expr(expr or "", let, param, pic, timeout)
-    if spec.many:
-        return render_calls(file, args, spec, pic, timeout)
-    fmt_name = format_for(output, fmt)
-    out = output if output is not None else f"{file.stem}.{fmt_name}"
-    check_output(out, file, fmt_name)
-    hidden = parse_hide(hide)
+    with reported():
+        output = setup(rank, output)
+        script = one_source(file, expr)
+        spec = call_spec(call, target)
+        check_watch(watch, expr, spec.many, output)
+        options = draw_options(
+            view=view_options(depth, fold, focus, radius, hide),
+            precision=precision,
+            edge_grads=edge_grads,
+            saved=saved,
+            order=order,
+            cuts=show_cuts,
+            color=color,
+            budget=budget,
+            full=full,
+            rankdir=rankdir,
+            dpi=dpi,
+        )
+        if script is not None and spec.many:
+            return _calls(script, args, spec, output, fmt, options, timeout, quiet)
+        fmt_name = output_format(output, fmt)
+        stem = script.stem if script is not None else "expr"
+        out = output if output is not None else f"{stem}.{fmt_name}"
+        check_output(out, script, fmt_name)
+
+        def job() -> None:
+            if script is None:
+                graph = expr_graph(expr or "", let, param, grad_output).graph
+                wrote(out, graph, draw(graph, out, fmt_name, options))
+                return
+            with progress(f"running {script.name} and capturing its graph"), hush(quiet):
+                (captured,), total = captures(script, args, spec, target, grad_output)
+            view = draw(captured.graph, out, fmt_name, options)
+            remarks(captured, total)
+            wrote(out, captured.graph, view)
+
+        if watch and script is not None:
+            run_watching(script, job, timeout, page=Path(out) if fmt_name == "html" else None)
+        in_thread(job, timeout)
+
+
+def _calls(
+    script: Path,
+    args: list[str] | None,
+    spec: CallSpec,
+    output: str | None,
+    fmt: Enum | None,
+    options: DrawOptions,
+    timeout: float | None,
+    quiet: bool,
+) -> None:
+    """`render --call all` / `--call 1:6`: one numbered picture per call, in a folder."""
+    from ..errors import UsageError
+    from ..render import write_calls
+
+    if output == "-":
+        raise UsageError(
+            "Several calls make several pictures; they cannot go to standard output.",
+            hint="Give a folder with -o, or pick one call with --call N.",
+        )
+    fmt_name = output_format(None, fmt)
+    folder = Path(output) if output else Path(f"{script.stem}-calls")
 
     def job() -> None:
-        from ..teach.pictures import write_picture as write
-        from ..views import ViewOptions
+        with hush(quiet):
+            found, total = captures(script, args, spec, None, None)
+        graphs = [c.graph for c in found]
+        written = write_calls(graphs, folder, script.stem, fmt_name, total, options)
+        first, last = graphs[0].call, graphs[-1].call
+        which = f"call {first}" if first == last else f"calls {first}–{last}"
+        err.print(
+            f"[green]wrote[/] {len(written)} picture{'s' if len(written) != 1 else ''} to "
+            f"{folder}/ ({which} of {total})"
+        )
 
-        with progress(f"running {file.name} and capturing its graph"), hush(quiet):
-            captured = capture(file, args, target, spec.single or -1, grad_output)
-        options = ViewOptions(depth, fold, focus, radius, hidden)
-        view = None
-        if fmt_name not in ("json", "html"):  # the HTML page chooses in the browser
-            with progress("choosing what to draw"):
-                view = view_for(captured.graph, fmt_name, options, budget, full)
-        layout = " (Graphviz layout)" if fmt_name not in ("dot", "json") else ""
-        with progress(f"writing {fmt_name.upper()}{layout}"):
-            write(
-                captured.graph,
-                out,
-                fmt_name,
-                precision=precision,
-                edge_grads=edge_grads,
-                show_saved=show_saved,
-                view=view,
-                order=order,
-            )
-        remarks(captured)
-        if out != "-":
-            total = len(captured.graph.nodes)
-            drawn = f", {view.size} drawn" if view is not None and view.size != total else ""
-            err.print(f"[green]wrote[/] {out} ({total} nodes{drawn})")
-
-    if watch:
-        run_watching(file, job, timeout, page=Path(out) if fmt_name == "html" else None)
-    boundary(job, timeout)
+    in_thread(job, timeout)

@@ -9,10 +9,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ._app import OUT_PANEL, ArgsArg, PrecisionOpt, ScriptArg, TimeoutOpt, app, err
+from ._app import app, err
+from ._options import (
+    OUT_PANEL,
+    PRECISION,
+    ArgsArg,
+    PrecisionOpt,
+    QuietOpt,
+    ScriptArg,
+    TimeoutOpt,
+)
 from ._ranks import RankOpt, setup, stop_unless_drawing
-from ._run import boundary
-from ._teach import QuietOpt, hush
+from ._run import hush, in_thread, reported
 
 
 class StepsFormat(str, Enum):
@@ -41,9 +49,10 @@ def steps(
             rich_help_panel=OUT_PANEL,
         ),
     ] = 1,
-    precision: PrecisionOpt = 4,
+    precision: PrecisionOpt = PRECISION,
     timeout: TimeoutOpt = None,
     quiet: QuietOpt = False,
+    rank: RankOpt = 0,
     output: Annotated[
         str | None,
         typer.Option(
@@ -54,22 +63,16 @@ def steps(
             rich_help_panel=OUT_PANEL,
         ),
     ] = None,
-    rank: RankOpt = 0,
 ) -> None:
     """Run FILE and show every backward call: the loss, each leaf's value before the call and
     the gradient it got, as a table with sparklines (or CSV / JSON, or a picture with -o).
 
     Example: `gradviz steps samples/training_loop.py --every 30`
     """
-    output = setup(rank, output)
-    if output is not None:
-        from ._plot import check_plot_output
-
-        check_plot_output(output, file)
 
     def job() -> None:
+        from ..capture import no_graph, run_recorded
         from ..errors import CallError
-        from ..teach.calls import no_graph, run_recorded
         from ..teach.steps import StepsTable, to_csv, to_json
 
         with hush(quiet):
@@ -94,4 +97,10 @@ def steps(
         sys.stdout.flush()
         err.print(f"[dim]note:[/] {len(calls)} backward call(s) recorded.")
 
-    boundary(job, timeout)
+    with reported():
+        output = setup(rank, output)
+        if output is not None:
+            from ._plot import check_plot_output
+
+            check_plot_output(output, file)
+        in_thread(job, timeout)

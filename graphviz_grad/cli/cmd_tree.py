@@ -6,33 +6,33 @@ import sys
 
 from rich.console import Console
 
-from ._app import (
+from ._app import app
+from ._options import (
+    CALL,
+    PRECISION,
+    RADIUS,
     ArgsArg,
+    CallOpt,
     DepthOpt,
+    ExprOpt,
     FocusOpt,
     FoldOpt,
     HideOpt,
+    LetOpt,
+    OptScriptArg,
+    OrderOpt,
+    ParamOpt,
     PrecisionOpt,
+    QuietOpt,
     RadiusOpt,
     SeedOpt,
     TargetOpt,
     TimeoutOpt,
     WatchOpt,
-    app,
+    view_options,
 )
 from ._ranks import RankOpt, setup
-from ._run import boundary, capture, parse_hide, remarks
-from ._teach import (
-    CallSpecOpt,
-    ExprOpt,
-    LetOpt,
-    OptScriptArg,
-    OrderOpt,
-    ParamOpt,
-    call_spec,
-    expr_graph,
-    source_or_fail,
-)
+from ._run import call_spec, captures, expr_graph, hush, in_thread, one_source, remarks, reported
 from ._watch import check_watch
 from ._watch import watch as run_watching
 
@@ -42,57 +42,54 @@ def tree(
     file: OptScriptArg = None,
     args: ArgsArg = None,
     target: TargetOpt = None,
-    call: CallSpecOpt = "-1",
+    call: CallOpt = CALL,
     grad_output: SeedOpt = None,
-    precision: PrecisionOpt = 4,
-    timeout: TimeoutOpt = None,
+    precision: PrecisionOpt = PRECISION,
     order: OrderOpt = False,
-    expr: ExprOpt = None,
-    let: LetOpt = None,
-    param: ParamOpt = None,
     depth: DepthOpt = None,
     fold: FoldOpt = False,
     focus: FocusOpt = None,
-    radius: RadiusOpt = 2,
+    radius: RadiusOpt = RADIUS,
     hide: HideOpt = None,
-    watch: WatchOpt = False,
+    expr: ExprOpt = None,
+    let: LetOpt = None,
+    param: ParamOpt = None,
+    timeout: TimeoutOpt = None,
+    quiet: QuietOpt = False,
     rank: RankOpt = 0,
+    watch: WatchOpt = False,
 ) -> None:
     """Run FILE and print its autograd graph as a tree: root first, leaves last.
 
     Example: `gradviz tree samples/linear.py`
     """
+    with reported():
+        setup(rank, None)
+        script = one_source(file, expr)
+        spec = call_spec(call, target)
+        check_watch(watch, expr, spec.many, None)
+        view = view_options(depth, fold, focus, radius, hide)
 
-    setup(rank, None)
-    spec = call_spec(call)
-    check_watch(watch, expr, spec.many, None)
-    script = source_or_fail(file, expr)
-    hidden = parse_hide(hide)
+        def job() -> None:
+            from ..render.tree import GraphTree
+            from ..views import tree_graph
 
-    def job() -> None:
-        from ..render.tree import GraphTree
-        from ..teach.calls import capture_calls
-
-        if script is None:  # --expr: one graph, gradients computed by gradviz
-            graph = expr_graph(expr or "", let, param, grad_output)[0]
-            Console(highlight=False).print(GraphTree(graph, precision=precision, order=order))
-            return
-        if spec.many:  # --call all / 1:6: one tree per call, each under its call number
-            run, graphs = capture_calls(script, args or [], spec)
-            sys.stdout.flush()
             out = Console(highlight=False)
-            for g in graphs:
-                out.print(f"backward call {g.call} of {len(run.recorder.calls)}")
-                out.print(GraphTree(g, precision=precision, order=order))
-            return
-        from ..views import ViewOptions, tree_graph
+            if script is None:  # --expr: one graph, gradients computed by gradviz
+                graph = expr_graph(expr or "", let, param, grad_output).graph
+                out.print(GraphTree(tree_graph(graph, view), precision=precision, order=order))
+                return
+            with hush(quiet):
+                found, total = captures(script, args, spec, target, grad_output)
+            sys.stdout.flush()
+            for captured in found:
+                if spec.many:  # one tree per call, each under its call number
+                    out.print(f"backward call {captured.graph.call} of {total}")
+                shown = tree_graph(captured.graph, view)
+                out.print(GraphTree(shown, precision=precision, order=order))
+            if not spec.many:
+                remarks(found[0], total)
 
-        captured = capture(script, args, target, spec.single or -1, grad_output)
-        shown = tree_graph(captured.graph, ViewOptions(depth, fold, focus, radius, hidden))
-        sys.stdout.flush()
-        Console(highlight=False).print(GraphTree(shown, precision=precision, order=order))
-        remarks(captured)
-
-    if watch and script is not None:
-        run_watching(script, job, timeout, clear=Console().clear)
-    boundary(job, timeout)
+        if watch and script is not None:
+            run_watching(script, job, timeout, clear=Console().clear)
+        in_thread(job, timeout)

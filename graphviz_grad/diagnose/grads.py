@@ -29,7 +29,7 @@ def _backward_order(graph: Graph) -> list[Node]:
 
 
 def _failed(graph: Graph) -> bool:
-    return any(note.startswith("backward failed") for note in graph.notes)
+    return graph.backward_failed is not None
 
 
 def nonfinite(graph: Graph) -> list[Finding]:

@@ -103,7 +103,7 @@ def twice(
     graph: Graph, calls: Sequence[CallInfo], freed_by: Mapping[int, int] | None
 ) -> list[Finding]:
     """[backward-twice]: this call goes through saved tensors an earlier call freed."""
-    failed = any("second time" in note for note in graph.notes)
+    failed = graph.graph_was_freed
     freed = [n for n in graph.nodes if any(s.state == "freed" for s in n.saved)]
     if not failed:
         freed = [n for n in freed if n.order is not None]

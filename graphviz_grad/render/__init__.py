@@ -10,13 +10,16 @@ import os
 import secrets
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from graphviz_grad.errors import GraphvizMissingError, OutputError, RenderError
 from graphviz_grad.model import Graph
 from graphviz_grad.render.dot import to_dot
+from graphviz_grad.render.formats import FORMATS, LAYOUT_FORMATS, TEXT_FORMATS, infer_format
 from graphviz_grad.render.json import from_dict, to_dict, to_json
+from graphviz_grad.render.options import DrawOptions
 from graphviz_grad.render.tree import GraphTree, tree_text
 
 if TYPE_CHECKING:
@@ -27,59 +30,28 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMATS",
+    "LAYOUT_FORMATS",
+    "TEXT_FORMATS",
+    "DrawOptions",
     "GraphTree",
+    "choose_view",
     "from_dict",
     "infer_format",
+    "numbered",
     "render_bytes",
     "to_dict",
     "to_dot",
     "to_json",
     "tree_text",
     "write",
+    "write_calls",
 ]
 
-FORMATS = ("svg", "png", "pdf", "dot", "json", "html")
-TEXT_FORMATS = ("dot", "json")
-_SUFFIXES: dict[str, str] = {
-    ".svg": "svg",
-    ".png": "png",
-    ".pdf": "pdf",
-    ".dot": "dot",
-    ".gv": "dot",
-    ".json": "json",
-    ".html": "html",
-    ".htm": "html",
-}
 _MISSING_DOT = "Graphviz's `dot` program is not installed, so SVG/PNG/PDF/HTML cannot be drawn."
 _MISSING_DOT_HINT = (
     "Install it (Debian/Ubuntu: `sudo apt-get install graphviz`; macOS: `brew install graphviz`),"
     " or write DOT or JSON with `--format dot` / `--format json`."
 )
-
-
-def _check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise OutputError(
-            f"Unknown output format {fmt!r}.", hint=f"Choose one of: {', '.join(FORMATS)}."
-        )
-    return fmt
-
-
-def infer_format(path: Path | str, fmt: str | None = None) -> str:
-    """`fmt` when given, else the format the suffix of `path` names (svg when it has none)."""
-    if fmt is not None:
-        return _check_format(fmt.lower())
-    if str(path) == "-":
-        return "dot"
-    suffix = Path(path).suffix.lower()
-    if not suffix:
-        return "svg"
-    if suffix not in _SUFFIXES:
-        raise OutputError(
-            f"Cannot tell the output format from the file name {str(path)!r}.",
-            hint=f"End it in {', '.join(_SUFFIXES)} or pass --format.",
-        )
-    return _SUFFIXES[suffix]
 
 
 def _layout(dot: str, fmt: str) -> bytes:
@@ -112,46 +84,52 @@ def _last_line(stderr: bytes | str | None) -> str:
     return lines[-1].strip() if lines else "dot failed without a message."
 
 
+def choose_view(graph: Graph, fmt: str, options: DrawOptions | None = None) -> View:
+    """What to draw of `graph` in `fmt`: `options.view`, fitted to `options.budget` for the
+    formats Graphviz lays out (unless `options.full`); the view's `notes` say what was done.
+
+    Example:
+        >>> choose_view(graph, "svg", DrawOptions(budget=200)).size
+        200
+    """
+    from graphviz_grad.views import fit_budget, make_view
+
+    opts = options or DrawOptions()
+    if fmt in LAYOUT_FORMATS and not opts.full:
+        return fit_budget(graph, opts.view, opts.budget)
+    return make_view(graph, opts.view)
+
+
 def render_bytes(
     graph: Graph,
     fmt: str,
+    options: DrawOptions | None = None,
     *,
-    precision: int = 4,
-    edge_grads: bool = False,
-    show_saved: bool = False,
-    title: str | None = None,
-    indent: int | None = 1,
     view: View | None = None,
-    order: bool = False,
-    show_cuts: bool = False,
-    color: str | None = None,
     steps: Sequence[StepText] = (),
 ) -> bytes:
-    """The bytes of `graph` in `fmt` (one of `FORMATS`); text formats are UTF-8. HTML is the
-    explorer page, which lays the graph out itself (`steps` add its backward step control).
+    """The bytes of `graph` in `fmt` (one of `FORMATS`); text formats are UTF-8. `view` is what
+    to draw (default: `choose_view`); JSON always holds the whole graph. HTML is the explorer
+    page, which lays the graph out itself in the browser (`steps`, `explain`'s text per backward
+    step, add its step control).
 
     Example:
-        >>> svg = render_bytes(graph, "svg", edge_grads=True)
+        >>> svg = render_bytes(graph, "svg", DrawOptions(edge_grads=True))
     """
-    fmt = _check_format(fmt)
+    from graphviz_grad.render.formats import check_format
+
+    fmt = check_format(fmt)
+    opts = options or DrawOptions()
     if fmt == "json":
-        return to_json(graph, indent=indent).encode("utf-8")
+        return to_json(graph, indent=opts.indent).encode("utf-8")
     if fmt == "html":
         from graphviz_grad.render.html import to_html
 
-        page = to_html(graph, None, title=title, steps=steps, precision=precision)
+        page = to_html(graph, None, title=opts.title, steps=steps, precision=opts.precision)
         return page.encode("utf-8")
-    dot = to_dot(
-        graph,
-        precision=precision,
-        edge_grads=edge_grads,
-        show_saved=show_saved,
-        title=title,
-        view=view,
-        order=order,
-        show_cuts=show_cuts,
-        color=color,
-    )
+    if view is None:
+        view = choose_view(graph, fmt, opts)
+    dot = to_dot(graph, opts, view=view, fmt=fmt)
     if fmt == "dot":
         return dot.encode("utf-8")
     return _layout(dot, fmt)
@@ -199,7 +177,7 @@ def _check_stdout(fmt: str) -> None:
     if fmt not in TEXT_FORMATS:
         raise OutputError(
             f"{fmt.upper()} cannot be written to standard output (`-`).",
-            hint="Give a file name such as graph.svg, or use `--format dot` / `--format json`.",
+            hint="Give a file name such as graph.svg, or write DOT or JSON to standard output.",
         )
 
 
@@ -207,25 +185,20 @@ def write(
     graph: Graph,
     path: Path | str,
     fmt: str | None = None,
+    options: DrawOptions | None = None,
     *,
-    precision: int = 4,
-    edge_grads: bool = False,
-    show_saved: bool = False,
-    title: str | None = None,
-    indent: int | None = 1,
     view: View | None = None,
-    order: bool = False,
-    show_cuts: bool = False,
-    color: str | None = None,
     steps: Sequence[StepText] = (),
 ) -> Path:
     """Write `graph` to `path` (``"-"``: standard output, DOT or JSON only); return the path.
 
-    The format is `fmt`, else the suffix of `path` (``.svg .png .pdf .dot .gv .json``; svg when
-    there is none; dot for ``"-"``). An existing file is replaced only once rendering succeeded.
+    The format is `fmt`, else the suffix of `path` (``.svg .png .pdf .dot .gv .json .html``; svg
+    when there is none; dot for ``"-"``). An existing file is replaced only once rendering
+    succeeded, so a failed render never leaves a half-written file. `steps` (`explain`'s text
+    per backward step) give an HTML page its step control.
 
     Example:
-        >>> write(graph, "out/graph.svg", edge_grads=True)
+        >>> write(graph, "out/graph.svg", options=DrawOptions(edge_grads=True))
         PosixPath('out/graph.svg')
     """
     fmt = infer_format(path, fmt)
@@ -235,23 +208,41 @@ def write(
         _check_stdout(fmt)
     else:
         _check_folder(target)
-    data = render_bytes(
-        graph,
-        fmt,
-        precision=precision,
-        edge_grads=edge_grads,
-        show_saved=show_saved,
-        title=title,
-        indent=indent,
-        view=view,
-        order=order,
-        show_cuts=show_cuts,
-        color=color,
-        steps=steps,
-    )
+    data = render_bytes(graph, fmt, options, view=view, steps=steps)
     if to_stdout:
         sys.stdout.write(data.decode("utf-8"))
         sys.stdout.flush()
         return target
     _replace_atomically(target, data)
     return target
+
+
+def numbered(folder: Path, stem: str, number: int, total: int, fmt: str) -> Path:
+    """``folder/stem-007.svg``: numbers padded so the files sort in call order."""
+    width = max(3, len(str(total)))
+    return folder / f"{stem}-{number:0{width}d}.{fmt}"
+
+
+def write_calls(
+    graphs: Sequence[Graph],
+    folder: Path,
+    stem: str,
+    fmt: str,
+    total: int,
+    options: DrawOptions | None = None,
+) -> list[Path]:
+    """One picture per graph, ``folder/stem-001.svg``..., titled with its backward call."""
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(
+            f"`{folder}` is a file; several calls make several pictures, written into a folder.",
+            hint="Give a folder, e.g. pictures/",
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    opts = options or DrawOptions()
+    written = []
+    for graph in graphs:
+        number = graph.call or 0
+        title = f"backward call {number} of {total}"
+        path = numbered(folder, stem, number, total, fmt)
+        written.append(write(graph, path, fmt, replace(opts, title=title)))
+    return written

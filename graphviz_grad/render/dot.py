@@ -15,12 +15,13 @@ from graphviz_grad.render.labels import BORDER_BAD, html, row, value_rows
 from graphviz_grad.render.marks import (
     SEVERITY_COLOR,
     cut_marks,
-    grad_fills,
-    grad_legend,
     legend,
     node_marks,
+    norm_fills,
+    norm_legend,
     worst,
 )
+from graphviz_grad.render.options import DrawOptions
 
 if TYPE_CHECKING:
     from graphviz_grad.views import View
@@ -202,73 +203,69 @@ def _graph_label(graph: Graph, title: str | None) -> list[str]:
 
 def to_dot(
     graph: Graph,
+    options: DrawOptions | None = None,
     *,
-    precision: int = 4,
-    edge_grads: bool = False,
-    show_saved: bool = False,
-    title: str | None = None,
     view: View | None = None,
-    order: bool = False,
-    show_cuts: bool = False,
-    color: str | None = None,
-    inputs: bool | None = None,
+    fmt: str = "dot",
 ) -> str:
     """The graph as DOT text: deterministic, every user string escaped.
 
-    `view` (see `graphviz_grad.views`) says what to draw: module clusters, collapsed and folded
-    modules, elided nodes; by default every node, inside clusters of its module calls.
-    Nodes named by `graph.findings` get a border in their severity's colour and a legend lists
-    the findings; `show_cuts` adds a dashed mark per `cut`; `color="grad"` fills nodes by the
-    log of their gradient norm, with a colour scale. `inputs` draws the inputs that need no
-    gradient (`x`, targets, numbers) as grey nodes; None: when the view is small enough.
+    `options` say how to draw (see `DrawOptions`); `view` (see `graphviz_grad.views`) what to
+    draw: module clusters, collapsed and folded modules, elided nodes — by default every node,
+    inside clusters of its module calls. Nodes named by `graph.findings` get a border in their
+    severity's colour and a legend lists the findings. Inputs that need no gradient (`x`,
+    targets, numbers) are drawn as grey nodes when `options.inputs` says so (None: when the view
+    is small enough). `fmt` is the format the DOT is laid out into (`dpi` applies to PNG only).
 
     Example:
-        >>> dot = to_dot(graph, edge_grads=True)
+        >>> dot = to_dot(graph, DrawOptions(edge_grads=True))
         >>> graphviz.Source(dot).pipe(format="svg")
     """
-    roots = frozenset(graph.roots)
-    out = [
-        "digraph gradviz {",
-        "  rankdir=TB;",
-        '  fontname="Helvetica";',
-        *_graph_label(graph, title),
-        '  node [shape=plain, fontname="Helvetica", fontsize=10];',
-        '  edge [fontname="Helvetica", fontsize=9, color="#444444"];',
-    ]
     from graphviz_grad.render.clusters import body
     from graphviz_grad.views import INPUTS_AUTO, whole, with_inputs
 
-    view = view or whole(graph)
-    if inputs or (inputs is None and view.size <= INPUTS_AUTO):
-        view = with_inputs(view)
+    opts = options or DrawOptions()
+    shown = view or whole(graph)
+    if opts.inputs or (opts.inputs is None and shown.size <= INPUTS_AUTO):
+        shown = with_inputs(shown)
+    roots = frozenset(graph.roots)
+    out = [
+        "digraph gradviz {",
+        f"  rankdir={opts.rankdir};",
+        *([f"  dpi={opts.dpi};"] if opts.dpi and fmt == "png" else []),
+        '  fontname="Helvetica";',
+        *_graph_label(graph, opts.title),
+        '  node [shape=plain, fontname="Helvetica", fontsize=10];',
+        '  edge [fontname="Helvetica", fontsize=9, color="#444444"];',
+    ]
     marks = node_marks(graph)
-    fills = grad_fills(graph) if color == "grad" else {}
-    with_args = frozenset(e.dst for e in view.edges if view.input(e.src) is not None)
-
+    fills = norm_fills(graph, opts.color) if opts.color != "kind" else {}
+    with_args = frozenset(e.dst for e in shown.edges if shown.input(e.src) is not None)
+    p = opts.precision
     out.extend(
         body(
-            view,
+            shown,
             lambda n: _node_stmt(
                 n,
                 roots,
-                precision,
-                show_saved,
-                order,
+                p,
+                opts.saved,
+                opts.order,
                 _mark(marks, n.id),
                 fills.get(n.id),
                 n.id in with_args,
             ),
-            lambda e: _edge_stmt(e, graph, precision, edge_grads and not order),
-            precision,
+            lambda e: _edge_stmt(e, graph, p, opts.edge_grads and not opts.order),
+            p,
         )
     )
     out.extend(legend(graph))
-    if show_cuts:
-        out.extend(cut_marks(graph, frozenset(view.shown)))
+    if opts.cuts:
+        out.extend(cut_marks(graph, frozenset(shown.shown)))
     if fills:
-        out.extend(grad_legend(graph))
-    if order:  # `--order`: gradients flow back along dashed red edges, with a legend
-        out.extend(_grad_edges(view, precision, edge_grads))
+        out.extend(norm_legend(graph, opts.color))
+    if opts.order:  # gradients flow back along dashed red edges, with a legend
+        out.extend(_grad_edges(shown, p, opts.edge_grads))
     out.append("}")
     return "\n".join(out) + "\n"
 

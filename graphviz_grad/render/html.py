@@ -24,7 +24,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from graphviz_grad.model import Finding, Graph
+from graphviz_grad.model import Finding, Graph, location
 from graphviz_grad.render.html_data import StepText, page_data
 
 #: Blocks every network fetch; only the inline scripts and style may run, and the inline
@@ -102,7 +102,8 @@ def _info_rows(graph: Graph) -> list[tuple[str, str]]:
         ("gradients", _SOURCES.get(graph.grad_source, graph.grad_source)),
     ]
     if graph.call is not None:
-        where = f" at {graph.call_file}:{graph.call_line}" if graph.call_file else ""
+        at = location(graph.call_file, graph.call_line) or graph.call_file
+        where = f" at {at}" if at else ""
         rows.append(("call", f"backward call {graph.call}{where}"))
     return rows
 
@@ -116,9 +117,8 @@ def _node_button(graph: Graph, node_id: int) -> str:
 
 
 def _finding_html(graph: Graph, f: Finding) -> str:
-    """One line per finding (severity, code, message, how many nodes), expandable to where it
-    is, its hint and links to its nodes."""
-    where = f'<div class="gv-hint gv-text">{escape(f"{f.file}:{f.line}")}</div>' if f.file else ""
+    at = location(f.file, f.line) or f.file
+    where = f'<div class="gv-hint gv-text">{escape(at)}</div>' if at else ""
     hint = f'<div class="gv-hint gv-text">hint: {escape(f.hint)}</div>' if f.hint else ""
     shown = f.nodes[:MAX_FINDING_LINKS]
     nodes = " ".join(_node_button(graph, n) for n in shown)

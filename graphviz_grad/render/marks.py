@@ -1,5 +1,5 @@
 """How findings look in the pictures: node highlights, the findings legend, cut marks, and the
-colouring of nodes by gradient norm (`--color grad`). Pure functions of the `Graph`.
+colouring of nodes by value or gradient norm (`--color value|grad`). Pure functions of the `Graph`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import textwrap
 from collections.abc import Collection
 
 from ..model import SEVERITY_RANK as RANK
-from ..model import Finding, Graph
+from ..model import Finding, Graph, location
 
 #: Border colour of a highlighted node, and of the severity dot in the legend.
 SEVERITY_COLOR = {"error": "#d62728", "warning": "#ff7f0e", "info": "#1f77b4"}
@@ -39,9 +39,7 @@ def worst(findings: list[Finding]) -> str:
 
 
 def _where(f: Finding) -> str:
-    if f.file and f.line:
-        return f"{f.file}:{f.line}"
-    return "-"
+    return location(f.file, f.line) or "-"
 
 
 def legend(graph: Graph) -> list[str]:
@@ -91,18 +89,18 @@ def cut_marks(graph: Graph, shown: Collection[int]) -> list[str]:
     return out
 
 
-def _log_norms(graph: Graph) -> dict[int, float]:
+def _log_norms(graph: Graph, which: str) -> dict[int, float]:
     found = {}
     for n in graph.nodes:
-        g = n.grad
-        if g is not None and g.norm is not None and g.norm > 0 and math.isfinite(g.norm):
-            found[n.id] = math.log10(g.norm)
+        s = n.grad if which == "grad" else n.value
+        if s is not None and s.norm is not None and s.norm > 0 and math.isfinite(s.norm):
+            found[n.id] = math.log10(s.norm)
     return found
 
 
-def grad_fills(graph: Graph) -> dict[int, str]:
-    """Per node, a fill colour by log10 of its gradient norm (`--color grad`); white: none."""
-    logs = _log_norms(graph)
+def norm_fills(graph: Graph, which: str = "grad") -> dict[int, str]:
+    """Per node, a fill colour by log10 of its `which` ("grad" or "value") norm; white: none."""
+    logs = _log_norms(graph, which)
     if not logs:
         return {}
     lo, hi = min(logs.values()), max(logs.values())
@@ -117,9 +115,9 @@ def grad_fills(graph: Graph) -> dict[int, str]:
     return fills
 
 
-def grad_legend(graph: Graph) -> list[str]:
-    """The colour scale of `grad_fills`: one cell per colour, labelled with the norm it starts."""
-    logs = _log_norms(graph)
+def norm_legend(graph: Graph, which: str = "grad") -> list[str]:
+    """The colour scale of `norm_fills`: one cell per colour, labelled with the norm it starts."""
+    logs = _log_norms(graph, which)
     if not logs:
         return []
     lo, hi = min(logs.values()), max(logs.values())
@@ -127,7 +125,8 @@ def grad_legend(graph: Graph) -> list[str]:
     cells = "".join(
         f'<td bgcolor="{c}">{10 ** (lo + i * step):.2g}</td>' for i, c in enumerate(GRAD_RAMP)
     )
-    head = f'<tr><td colspan="{len(GRAD_RAMP)}">gradient norm (log scale)</td></tr>'
+    word = "gradient" if which == "grad" else "value"
+    head = f'<tr><td colspan="{len(GRAD_RAMP)}">{word} norm (log scale)</td></tr>'
     table = (
         '<table border="1" cellborder="0" cellspacing="0" cellpadding="3" color="#999999">'
         f"{head}<tr>{cells}</tr></table>"

@@ -17,7 +17,7 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.segment import Segment
 from rich.style import Style
 
-from graphviz_grad.model import Finding, Graph, Node, TensorSummary
+from graphviz_grad.model import Finding, Graph, Node, TensorSummary, location
 from graphviz_grad.render.format import fmt_summary, fmt_type, has_nonfinite
 from graphviz_grad.render.marks import SEVERITY_MARK, node_marks
 
@@ -152,7 +152,7 @@ def _findings_lines(findings: tuple[Finding, ...], width: int) -> Iterator[list[
     yield []
     yield [(f"findings ({len(findings)}):", OP)]
     for f in findings:
-        where = f"{f.file}:{f.line}" if f.file and f.line else "-"
+        where = location(f.file, f.line) or "-"
         head: list[Part] = [(f"{SEVERITY_MARK[f.severity]} {f.code}", FINDING[f.severity])]
         words = [(w, PLAIN) for w in clean(f.message).split(" ") if w]
         for i, line in enumerate(_wrap([*head, (where, SHAPE), *words], width - 2, width - 4)):

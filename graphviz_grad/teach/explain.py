@@ -18,7 +18,7 @@ from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.table import Table
 from rich.text import Text
 
-from graphviz_grad.model import Edge, Graph, Node, Saved, TensorSummary
+from graphviz_grad.model import Edge, Graph, Node, Saved, TensorSummary, location
 from graphviz_grad.render.format import fmt_summary
 from graphviz_grad.teach.formulas import Ctx, Formula, Local, formula, scalar, symbol
 from graphviz_grad.teach.sources import Annotations
@@ -60,7 +60,9 @@ class Explanation:
         root = g.nodes[g.root]
         head = f"Backward pass from {self.root_name} = {self.fmt(root.value)}"
         if g.call is not None:
-            where = f" at {g.call_file}:{g.call_line}" if g.call_file else ""
+            where = (
+                f" at {location(g.call_file, g.call_line) or g.call_file}" if g.call_file else ""
+            )
             head += f" (backward call {g.call}{where})"
         elif g.grad_source == "gradviz":
             head += " (gradients computed by gradviz, not by a backward call of the script)"
@@ -277,4 +279,42 @@ def explain_text(
     return "".join(line.rstrip() + "\n" for line in text.splitlines())
 
 
-__all__ = ["Explanation", "Step", "explain_text", "scalar"]
+#: Above this many nodes the HTML page gets no step texts (the walk-through is for learning).
+MAX_STEP_NODES = 5_000
+
+
+def explained_steps(graph: Graph, precision: int = 4) -> tuple[Step, ...]:
+    """`explain`'s steps of `graph`, with the names its script's source gives (none for
+    graphs too big to step through by hand)."""
+    from graphviz_grad.teach.sources import from_source
+
+    if len(graph.nodes) > MAX_STEP_NODES:
+        return ()
+    steps = tuple(Explanation(graph, precision=precision, notes=from_source(graph)).steps())
+    return tuple(_with_products(graph, steps))
+
+
+def _with_products(graph: Graph, steps: tuple[Step, ...]) -> list[Step]:
+    """Each leaf's step with the chain-rule lines that made its gradient (upstream · local =
+    product, from the steps of the ops that use it), so its panel shows the arithmetic."""
+    from dataclasses import replace
+
+    at = {s.node: s for s in steps}
+    out = []
+    for step in steps:
+        if graph.nodes[step.node].kind != "leaf" or not step.lines:
+            out.append(step)
+            continue
+        target = step.lines[0][1].split(" = ", 1)[0] + " = "
+        extra = [
+            (f"chain (#{e.dst})", text)
+            for e in graph.consumers[step.node]
+            if e.dst in at
+            for key, text in at[e.dst].lines
+            if key == "chain" and text.startswith(target)
+        ]
+        out.append(replace(step, lines=(*step.lines, *extra)))
+    return out
+
+
+__all__ = ["Explanation", "Step", "explain_text", "explained_steps", "scalar"]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from graphviz_grad.errors import GradvizError
+from graphviz_grad.errors import ExprError
 from graphviz_grad.model import Graph
 from graphviz_grad.teach.sources import Annotations
 
@@ -44,12 +44,6 @@ _HINT = (
     + ", ".join(_FUNCTIONS)
     + "."
 )
-
-
-class ExprError(GradvizError):
-    """The expression or a --let/--param value cannot be used (a usage error)."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)

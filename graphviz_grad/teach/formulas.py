@@ -76,9 +76,6 @@ class Ctx:
                 return outs[e.output_nr].value if e.output_nr < len(outs) else src.value
         return dict(self.node.constants).get(k)
 
-    def has(self, k: int) -> bool:
-        return self.summary(k) is not None or k in self.edge_slots
-
     @property
     def edge_slots(self) -> list[int]:
         return [e.index for e in self.graph.inputs[self.node.id]]

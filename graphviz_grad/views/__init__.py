@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from graphviz_grad.errors import UsageError
 from graphviz_grad.model import Graph
 
 from ._budget import elide, trim_fans
@@ -39,6 +40,7 @@ __all__ = [
     "is_view_op",
     "make_view",
     "max_depth",
+    "parse_hide",
     "tree_graph",
     "whole",
     "with_inputs",
@@ -57,6 +59,22 @@ class ViewOptions:
     focus: str | None = None
     radius: int = 2
     hide: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        bad = [w for w in self.hide if w not in HIDE_CHOICES]
+        if bad:
+            raise UsageError(
+                f"Cannot hide {bad[0]!r}.", hint=f"Hide one or more of: {', '.join(HIDE_CHOICES)}."
+            )
+        if self.depth is not None and self.depth < 0:
+            raise UsageError(f"depth={self.depth} is negative.", hint="Give a depth of 0 or more.")
+        if self.radius < 0:
+            raise UsageError(f"radius={self.radius} is negative.", hint="Give 0 or more edges.")
+
+
+def parse_hide(text: str | None) -> tuple[str, ...]:
+    """``"accumulate, views"`` -> ``("accumulate", "views")`` (checked by `ViewOptions`)."""
+    return tuple(w.strip() for w in (text or "").split(",") if w.strip())
 
 
 def _plan(graph: Graph, options: ViewOptions) -> tuple[list[int], list[Group], list[str]]:

@@ -1,16 +1,10 @@
-"""Shared setup for the HTML, notebook and escaping tests: helper modules on the path."""
+"""Shared setup for the HTML, notebook and escaping tests."""
 
 from __future__ import annotations
 
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
-
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "render"))
 
 
 @pytest.fixture

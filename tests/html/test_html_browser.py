@@ -11,13 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-import graphs  # tests/render/graphs.py
 import pytest
-from browser import Dom, Element, chromium, dump_dom, ink, png_pixels, screenshot
-from html_graphs import BAD, HOSTILE, blocks, hostile, modules
+from helpers import graphs
+from helpers.browser import Dom, Element, chromium, dump_dom, ink, png_pixels, screenshot
+from helpers.html_graphs import BAD, HOSTILE, blocks, hostile, modules
 
 from graphviz_grad.render import write
-from graphviz_grad.teach.pictures import explained_steps
+from graphviz_grad.teach.explain import explained_steps
 
 pytestmark = [
     pytest.mark.slow,

@@ -15,13 +15,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from browser import Dom
-from html_graphs import decode, expected
+from helpers.browser import Dom
+from helpers.html_graphs import decode, expected
 
 from graphviz_grad.capture import Captured, CaptureOptions, capture_script
 from graphviz_grad.diagnose import with_findings
 from graphviz_grad.model import Graph
-from graphviz_grad.render import from_dict, render_bytes, to_dict, to_dot
+from graphviz_grad.render import DrawOptions, from_dict, render_bytes, to_dict, to_dot
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Python allows any text as a class name given to type(), a module name given to add_module
@@ -88,7 +88,7 @@ def test_the_hostile_strings_reach_the_graph(graph: Graph, script: Path) -> None
 
 
 def test_dot_lays_out_with_every_node(graph: Graph, needs_dot: None) -> None:
-    dot = to_dot(graph, title=BAD, show_saved=True, edge_grads=True)
+    dot = to_dot(graph, DrawOptions(title=BAD, saved=True, edge_grads=True))
     proc = subprocess.run(["dot", "-Tplain"], input=dot.encode(), capture_output=True, check=False)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.decode().splitlines()
@@ -118,7 +118,7 @@ def test_json_reads_back(graph: Graph) -> None:
 
 
 def test_html_keeps_its_own_three_scripts(graph: Graph) -> None:
-    page = render_bytes(graph, "html", title=BAD).decode("utf-8")
+    page = render_bytes(graph, "html", DrawOptions(title=BAD)).decode("utf-8")
     dom = Dom.parse(page)
     scripts = dom.all("script")
     assert len(scripts) == 3 and dom.all("img") == []

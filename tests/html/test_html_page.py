@@ -15,15 +15,22 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import graphs  # tests/render/graphs.py
 import pytest
-from browser import Dom
-from html_graphs import BAD, HOSTILE, blocks, decode, expected, hostile, modules
+from helpers import graphs
+from helpers.browser import Dom
+from helpers.html_graphs import BAD, HOSTILE, blocks, decode, expected, hostile, modules
 from hypothesis import given
 from hypothesis import strategies as st
 
 from graphviz_grad.model import Finding, Graph
-from graphviz_grad.render import from_dict, render_bytes, to_dot, to_json, write
+from graphviz_grad.render import (
+    DrawOptions,
+    from_dict,
+    render_bytes,
+    to_dot,
+    to_json,
+    write,
+)
 from graphviz_grad.render.html import (
     MAX_FINDING_LINKS,
     SCRIPTS,
@@ -165,7 +172,7 @@ def test_the_svg_inside_stays_well_formed(needs_dot: None) -> None:
 
 def test_dot_of_hostile_names_lays_out_with_every_node(needs_dot: None) -> None:
     graph = hostile()
-    dot = to_dot(graph, title=BAD, show_saved=True, edge_grads=True)
+    dot = to_dot(graph, DrawOptions(title=BAD, saved=True, edge_grads=True))
     proc = subprocess.run(["dot", "-Tplain"], input=dot.encode(), capture_output=True, check=False)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.decode().splitlines()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import torch
-from browser import Dom
+from helpers.browser import Dom
 
 from graphviz_grad.magic import split_line
 

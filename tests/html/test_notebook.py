@@ -7,9 +7,9 @@ import os
 import re
 from pathlib import Path
 
-import graphs  # tests/render/graphs.py
 import pytest
-from browser import Dom
+from helpers import graphs
+from helpers.browser import Dom
 from rich.console import Console
 
 from graphviz_grad.render import tree_text

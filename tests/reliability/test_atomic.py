@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import torch
-from _gradviz_proc import ENV, GRADVIZ, SAMPLES, gradviz, run
+from helpers.gradviz_proc import ENV, GRADVIZ, SAMPLES, gradviz, run
 from typer.testing import CliRunner
 
 import graphviz_grad as gg

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _gradviz_proc import ENV, ROOT, SAMPLES, gradviz
+from helpers.gradviz_proc import ENV, ROOT, SAMPLES, gradviz
 from typer.testing import CliRunner
 
 from graphviz_grad.cli import app

@@ -28,13 +28,13 @@ import jsonschema
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.oracle import UNKNOWN, Expected, Oracle, close, walk
 from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
-from oracle import UNKNOWN, Expected, Oracle, close, walk
 
 import graphviz_grad as gg
 from graphviz_grad.model import Graph
-from graphviz_grad.render import to_dot, to_json, tree_text
+from graphviz_grad.render import DrawOptions, to_dot, to_json, tree_text
 
 SCHEMA = json.loads(
     (Path(gg.__file__).parent / "render" / "schema.json").read_text(encoding="utf-8")
@@ -327,7 +327,7 @@ def node_mismatches(graph: Graph, expected: Expected, all_values: bool = True) -
 
 def check_renderings(graph: Graph) -> None:
     """DOT lays out, JSON validates against the schema, the tree prints each node once."""
-    dot = to_dot(graph, edge_grads=True, show_saved=True)
+    dot = to_dot(graph, DrawOptions(edge_grads=True, saved=True))
     if shutil.which("dot"):
         done = subprocess.run(["dot", "-Tsvg"], input=dot.encode(), capture_output=True)
         assert done.returncode == 0, done.stderr.decode()

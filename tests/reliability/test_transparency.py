@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import torch
-from _gradviz_proc import ENV, GRADVIZ, ROOT, SAMPLES, run
+from helpers.gradviz_proc import ENV, GRADVIZ, ROOT, SAMPLES, run
 from torch.nn.modules import module as nn_module
 from torch.overrides import _get_current_function_mode_stack
 from torch.utils._python_dispatch import _get_current_dispatch_mode_stack

@@ -6,10 +6,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
 import pytest
-from graphs import NASTY, chain, diamond, large_values, lesson, multi_output, nasty
+from helpers.graphs import NASTY, chain, diamond, large_values, lesson, multi_output, nasty
 
 from graphviz_grad.model import Graph
-from graphviz_grad.render import render_bytes, to_dot
+from graphviz_grad.render import DrawOptions, render_bytes, to_dot
 from graphviz_grad.render.dot import FILL_LEAF, FILL_OP, FILL_ROOT, GRADVIZ_NOTE, html
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` not installed")
@@ -25,11 +25,13 @@ def run_dot(text: str) -> bytes:
 
 def test_lesson_golden(golden: Callable[[str, str], None]) -> None:
     golden("lesson.dot", to_dot(lesson()))
-    golden("lesson_edges_saved.dot", to_dot(lesson(), edge_grads=True, show_saved=True))
+    golden("lesson_edges_saved.dot", to_dot(lesson(), DrawOptions(edge_grads=True, saved=True)))
 
 
 def test_deterministic() -> None:
-    assert to_dot(diamond(), edge_grads=True) == to_dot(diamond(), edge_grads=True)
+    assert to_dot(diamond(), DrawOptions(edge_grads=True)) == to_dot(
+        diamond(), DrawOptions(edge_grads=True)
+    )
 
 
 def test_lesson_content() -> None:
@@ -54,7 +56,7 @@ def test_nonfinite_grad_red_and_gradviz_note() -> None:
 
 
 def test_multi_output_rows_and_edge_labels() -> None:
-    dot = to_dot(multi_output(), edge_grads=True)
+    dot = to_dot(multi_output(), DrawOptions(edge_grads=True))
     assert "out0 value" in dot and "out1 grad" in dot
     assert "n2 -> n1 [label=<out0: [3.0, 4.0]>];" in dot
     assert "n2 -> n1 [label=<out1: [1.0, 2.0]>];" in dot
@@ -69,7 +71,7 @@ def test_escape() -> None:
 
 
 def test_nasty_names_escaped() -> None:
-    dot = to_dot(nasty(), title='<b>"title"</b>', edge_grads=True, show_saved=True)
+    dot = to_dot(nasty(), DrawOptions(title='<b>"title"</b>', edge_grads=True, saved=True))
     assert "<script>" not in dot
     assert "&lt;script&gt;" in dot
     assert "ŷ∂ &amp; co" in dot
@@ -79,7 +81,7 @@ def test_nasty_names_escaped() -> None:
 @needs_dot
 @pytest.mark.parametrize("make", [lesson, diamond, multi_output, nasty, large_values])
 def test_dot_parses(make: Callable[[], Graph]) -> None:
-    run_dot(to_dot(make(), edge_grads=True, show_saved=True, title="t"))
+    run_dot(to_dot(make(), DrawOptions(edge_grads=True, saved=True, title="t")))
 
 
 @needs_dot
@@ -109,5 +111,5 @@ def test_binary_formats(fmt: str) -> None:
 
 def test_100k_chain_does_not_recurse() -> None:
     graph = chain(100_000)
-    dot = to_dot(graph, edge_grads=True)
+    dot = to_dot(graph, DrawOptions(edge_grads=True))
     assert dot.count("->") == 99_999

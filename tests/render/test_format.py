@@ -3,7 +3,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from graphs import big, scalar, vector
+from helpers.graphs import big, scalar, vector
 
 from graphviz_grad.model import TensorSummary
 from graphviz_grad.render.format import (

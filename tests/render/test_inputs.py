@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 import torch
-from graphs import lesson, lesson_with_inputs
+from helpers.graphs import lesson, lesson_with_inputs
 
 import graphviz_grad as gg
-from graphviz_grad.render import from_dict, to_dict, to_dot, to_json
+from graphviz_grad.render import DrawOptions, from_dict, to_dict, to_dot, to_json
 from graphviz_grad.views import INPUTS_AUTO, fit_budget, whole, with_inputs
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed")
@@ -115,8 +115,8 @@ def test_dot_golden_with_inputs(golden: Callable[[str, str], None]) -> None:
 def test_inputs_on_off_and_automatic() -> None:
     graph = lesson_with_inputs()
     assert 'n6 [label=<<table border="1"' in to_dot(graph)  # small: drawn
-    assert "n6 [" not in to_dot(graph, inputs=False)
-    assert "x</b> input" in to_dot(graph, inputs=True)
+    assert "n6 [" not in to_dot(graph, DrawOptions(inputs=False))
+    assert "x</b> input" in to_dot(graph, DrawOptions(inputs=True))
     big = with_inputs(whole(graph))
     assert big.size == 7 and INPUTS_AUTO > 7
 

@@ -7,7 +7,7 @@ from importlib.resources import files
 from typing import Any
 
 import pytest
-from graphs import NASTY, chain, diamond, large_values, lesson, multi_output, nasty, vector
+from helpers.graphs import NASTY, chain, diamond, large_values, lesson, multi_output, nasty, vector
 
 from graphviz_grad.errors import GradvizError
 from graphviz_grad.model import Graph, Node, Output

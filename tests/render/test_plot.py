@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from graphviz_grad.capture import no_graph, run_recorded
 from graphviz_grad.cli import app
 from graphviz_grad.errors import EXIT_CODES, PlotMissingError
 from graphviz_grad.model import TensorSummary
@@ -23,7 +24,6 @@ from graphviz_grad.render.plot import (
     steps_series,
     write_steps_plot,
 )
-from graphviz_grad.teach.calls import no_graph, run_recorded
 
 pytest.importorskip("matplotlib")
 

@@ -4,7 +4,7 @@ import io
 from collections.abc import Callable
 
 import pytest
-from graphs import chain, diamond, large_values, lesson, multi_output, nasty
+from helpers.graphs import chain, diamond, large_values, lesson, multi_output, nasty
 from rich.console import Console
 
 from graphviz_grad.model import Graph

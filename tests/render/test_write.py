@@ -7,11 +7,11 @@ import stat
 from pathlib import Path
 
 import pytest
-from graphs import lesson
+from helpers.graphs import lesson
 
 import graphviz_grad.render as render
 from graphviz_grad.errors import GraphvizMissingError, OutputError, RenderError
-from graphviz_grad.render import FORMATS, infer_format, render_bytes, to_dot, write
+from graphviz_grad.render import FORMATS, DrawOptions, infer_format, render_bytes, to_dot, write
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` not installed")
 
@@ -32,11 +32,14 @@ def test_infer_format(name: str, fmt: str) -> None:
 
 
 def test_infer_format_errors() -> None:
-    with pytest.raises(OutputError, match="Cannot tell"):
+    with pytest.raises(OutputError, match="cannot tell the format"):
         infer_format("g.jpg")
     with pytest.raises(OutputError, match="Unknown output format"):
         infer_format("g.svg", "bmp")
-    assert infer_format("g.svg", "json") == "json"
+    with pytest.raises(OutputError, match="ends in `.svg` but the format asked for is json"):
+        infer_format("g.svg", "json")  # a PNG is never written under a .svg name
+    assert infer_format("g.gv", "dot") == "dot"
+    assert infer_format("graph", "json") == "json"
 
 
 def test_write_dot_and_json(tmp_path: Path) -> None:
@@ -49,7 +52,7 @@ def test_write_dot_and_json(tmp_path: Path) -> None:
 
 @needs_dot
 def test_write_svg(tmp_path: Path) -> None:
-    write(lesson(), tmp_path / "g.svg", edge_grads=True, title="lesson")
+    write(lesson(), tmp_path / "g.svg", options=DrawOptions(edge_grads=True, title="lesson"))
     assert (tmp_path / "g.svg").read_text(encoding="utf-8").lstrip().startswith("<?xml")
 
 

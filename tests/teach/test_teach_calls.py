@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from graphviz_grad.capture import CallSpec, parse_call_spec
 from graphviz_grad.cli import app
 from graphviz_grad.errors import CallError
-from graphviz_grad.teach.calls import CallSpec, parse_call_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 

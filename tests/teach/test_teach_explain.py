@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from helpers.golden import check_golden as check_file
 from typer.testing import CliRunner
 
 from graphviz_grad.capture import CaptureOptions, capture_script
@@ -23,11 +23,7 @@ def at_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("GRADVIZ_UPDATE_GOLDEN") == "1":
-        path.write_text(text, encoding="utf-8", newline="\n")
-    assert path.exists(), f"golden {name} missing: run with GRADVIZ_UPDATE_GOLDEN=1"
-    assert text == path.read_text(encoding="utf-8")
+    check_file(GOLDEN / name, text)
 
 
 def lesson(sample: str) -> str:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from graphviz_grad.capture import no_graph, run_recorded
 from graphviz_grad.cli import app
-from graphviz_grad.teach.calls import no_graph, run_recorded
 from graphviz_grad.teach.steps import rows, sparkline, steps_text, to_csv, to_json
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,12 +77,8 @@ def test_sparkline() -> None:
     assert len(sparkline([float(i) for i in range(1000)], width=40)) == 40
 
 
-def test_steps_text_matches_golden(loop_calls) -> None:  # type: ignore[no-untyped-def]
-    text = steps_text(loop_calls, every=50, width=100)
-    path = GOLDEN / "training_loop.steps.txt"
-    if os.environ.get("GRADVIZ_UPDATE_GOLDEN") == "1":
-        path.write_text(text, encoding="utf-8", newline="\n")
-    assert text == path.read_text(encoding="utf-8")
+def test_steps_text_matches_golden(loop_calls, golden) -> None:  # type: ignore[no-untyped-def]
+    golden("training_loop.steps.txt", steps_text(loop_calls, every=50, width=100))
 
 
 def test_unzeroed_gradient_is_pointed_out() -> None:

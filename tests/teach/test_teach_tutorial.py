@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from graphviz_grad.teach import tutorial
+from tools import tutorial
 
 
 def test_tutorial_is_current() -> None:
-    assert tutorial.check(), "run `python -m graphviz_grad.teach.tutorial` and commit the result"
+    assert tutorial.check(), "run `python tools/tutorial.py` and commit the result"
 
 
 def test_build_fills_only_console_commands() -> None:

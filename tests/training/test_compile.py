@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-from oracle import close
+from helpers.oracle import close
 from torch import nn
 
 from graphviz_grad.capture import Recorder

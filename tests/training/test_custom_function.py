@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 import torch
-from oracle import Oracle, close, mismatches
+from helpers.oracle import Oracle, close, mismatches
 from torch.autograd.function import once_differentiable
 
 from graphviz_grad.capture import Recorder

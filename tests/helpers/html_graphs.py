@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from graphs import scalar, vector  # tests/render/graphs.py
-
 from graphviz_grad.model import Edge, Finding, Graph, Node, Output, Saved, TensorSummary
 from graphviz_grad.render.format import fmt_summary, fmt_type
+from helpers.graphs import scalar, vector
 
 #: Strings that break naive DOT, SVG, HTML, JSON or JavaScript: quotes, markup that would end a
 #: <script> or open a comment, braces, backslashes, newlines, non-ASCII, a JSON line separator.

@@ -1,4 +1,4 @@
-"""Several backward calls at once: `--call all`, `--call 1:6`, and the pictures of each.
+"""Which backward calls to keep: `--call 3`, `--call -1`, `--call all`, `--call 1:6`.
 
 A `CallSpec` is what `--call` says: one call (``3``, ``-1``), every call (``all``), or a range
 (``1:6``, both ends included, either may be left out: ``:10``, ``250:``). The recorder keeps
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from graphviz_grad.errors import CallError, ScriptExitError
-from graphviz_grad.model import Graph
+from ..errors import CallError, ScriptExitError
+from ..model import Graph
 
 _RANGE = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*$")
 _HINT = "Use --call N (1-based, -1 for the last), --call all, or a range such as --call 1:6."
@@ -105,9 +105,3 @@ def capture_calls(path: str | Path, argv: Sequence[str], spec: CallSpec) -> tupl
 def no_graph(number: int) -> bool:
     """A `keep` predicate that keeps no graph (only the light per-call records)."""
     return False
-
-
-def numbered(folder: Path, stem: str, number: int, total: int, fmt: str) -> Path:
-    """``folder/stem-007.svg``: numbers padded so the files sort in call order."""
-    width = max(3, len(str(total)))
-    return folder / f"{stem}-{number:0{width}d}.{fmt}"

@@ -1,4 +1,4 @@
-"""Regenerate the tutorial: `python -m graphviz_grad.teach.tutorial` (`--check` only compares).
+"""Regenerate the tutorial: `python tools/tutorial.py` (`--check` only compares).
 
 `docs/tutorial/tutorial.in.md` is the prose. In it, every line ``$ gradviz ...`` inside a
 ```` ```console ```` block is run from the repository root (colourless, 100 columns) and its
@@ -16,13 +16,13 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "docs" / "tutorial" / "tutorial.in.md"
 TARGET = ROOT / "docs" / "tutorial.md"
 WIDTH = 100
 HEADER = (
     "<!-- Generated from docs/tutorial/tutorial.in.md by "
-    "`python -m graphviz_grad.teach.tutorial`; edit that file, not this one. -->\n\n"
+    "`python tools/tutorial.py`; edit that file, not this one. -->\n\n"
 )
 
 
@@ -102,9 +102,7 @@ def main(argv: list[str]) -> int:
         old = stale()
         if not old:
             return 0
-        sys.stderr.write(
-            f"out of date: {', '.join(old)}; run `python -m graphviz_grad.teach.tutorial`\n"
-        )
+        sys.stderr.write(f"out of date: {', '.join(old)}; run `python tools/tutorial.py`\n")
         return 1
     TARGET.write_text(generate(ROOT), encoding="utf-8")
     sys.stdout.write(f"wrote {TARGET.relative_to(ROOT)}\n")

@@ -1,0 +1,1 @@
+"""Shared test helpers: the autograd oracle, sample graphs, a headless browser, subprocesses."""
