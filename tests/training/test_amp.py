@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import torch
-from oracle import Oracle, close, mismatches
+from helpers.oracle import Oracle, close, mismatches
 from torch import nn
 from training_run import SCRIPTS
 from typer.testing import CliRunner
