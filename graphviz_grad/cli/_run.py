@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -177,6 +179,50 @@ def progress(label: str, delay: float = 1.0) -> Iterator[None]:
     finally:
         timer.cancel()
         live.stop()
+
+
+def script_stdout(quiet: bool, data_on_stdout: bool) -> contextlib.AbstractContextManager[Any]:
+    """Where the script's own prints go while it runs: nowhere with `-q`; to stderr when
+    gradviz's stdout carries data (`-o -`, `-f json|csv`, a piped tree), so a pipe holds exactly
+    the data; else to stdout as usual. gradviz writes its own output after the script ended."""
+    if quiet:
+        return contextlib.redirect_stdout(io.StringIO())
+    return stdout_to_stderr() if data_on_stdout else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send stdout to stderr: `sys.stdout` and, for prints from C code or child processes,
+    file descriptor 1 (when it is a real one); both are restored afterwards."""
+    sys.stdout.flush()
+    saved = _dup_stdout()
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _dup_stdout() -> int | None:
+    """A copy of fd 1, after pointing fd 1 at stderr; None when there is no such descriptor."""
+    try:
+        if sys.__stdout__ is None or sys.__stdout__.fileno() != 1:
+            return None
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return saved
+
+
+def data_to_stdout() -> bool:
+    """True when stdout is not a terminal (a pipe or a file): prints of the script go to
+    stderr, so `gradviz tree x.py > tree.txt` holds only the tree."""
+    return not sys.stdout.isatty()
 
 
 def fail(exc: GradvizError) -> NoReturn:

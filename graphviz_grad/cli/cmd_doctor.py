@@ -23,7 +23,7 @@ from ._app import (
     err,
 )
 from ._ranks import RankOpt, setup
-from ._run import boundary, capture, check_output, fail, format_for
+from ._run import boundary, capture, check_output, fail, format_for, script_stdout
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -68,11 +68,12 @@ def _write(graph: Graph, out: str, fmt: str, precision: int, cuts: bool, color: 
     write(graph, out, fmt, precision=precision, show_cuts=cuts, color=color.value)
 
 
-def _report(graph: Graph) -> None:
+def _report(graph: Graph, to_stderr: bool) -> None:
+    """The findings on stdout, or on stderr when stdout carries the drawn graph (`-o -`)."""
     from rich.console import Console
 
     sys.stdout.flush()
-    console = Console(highlight=False)
+    console = err if to_stderr else Console(highlight=False)
     if graph.findings:
         console.print(findings_table(graph.findings))
     else:
@@ -138,9 +139,10 @@ def doctor(
     def job() -> None:
         from ..diagnose import has_errors
 
-        captured = capture(file, args, target, call, grad_output)
+        with script_stdout(False, data_on_stdout=output == "-"):
+            captured = capture(file, args, target, call, grad_output)
         graph = captured.graph
-        _report(graph)
+        _report(graph, to_stderr=output == "-")
         if output is not None and fmt_name is not None:
             _write(graph, output, fmt_name, precision, show_cuts, color)
             if output != "-":

@@ -36,6 +36,7 @@ from ._run import (
     parse_hide,
     progress,
     remarks,
+    script_stdout,
     view_for,
 )
 from ._teach import (
@@ -48,7 +49,6 @@ from ._teach import (
     Picture,
     QuietOpt,
     call_spec,
-    hush,
     render_calls,
     render_expr,
     source_or_fail,
@@ -122,7 +122,8 @@ def render(
         from ..teach.pictures import write_picture as write
         from ..views import ViewOptions
 
-        with progress(f"running {file.name} and capturing its graph"), hush(quiet):
+        running = progress(f"running {file.name} and capturing its graph")
+        with running, script_stdout(quiet, data_on_stdout=out == "-"):
             captured = capture(file, args, target, spec.single or -1, grad_output)
         options = ViewOptions(depth, fold, focus, radius, hidden)
         view = None

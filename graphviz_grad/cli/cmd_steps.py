@@ -11,8 +11,8 @@ from rich.console import Console
 
 from ._app import OUT_PANEL, ArgsArg, PrecisionOpt, ScriptArg, TimeoutOpt, app, err
 from ._ranks import RankOpt, setup, stop_unless_drawing
-from ._run import boundary
-from ._teach import QuietOpt, hush
+from ._run import boundary, script_stdout
+from ._teach import QuietOpt
 
 
 class StepsFormat(str, Enum):
@@ -72,7 +72,8 @@ def steps(
         from ..teach.calls import no_graph, run_recorded
         from ..teach.steps import StepsTable, to_csv, to_json
 
-        with hush(quiet):
+        data = output is None and fmt is not StepsFormat.table
+        with script_stdout(quiet, data_on_stdout=data):
             calls = run_recorded(file, args or [], no_graph).recorder.calls
         stop_unless_drawing()
         if not calls:

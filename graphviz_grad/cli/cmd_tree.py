@@ -21,7 +21,14 @@ from ._app import (
     app,
 )
 from ._ranks import RankOpt, setup
-from ._run import boundary, capture, parse_hide, remarks
+from ._run import (
+    boundary,
+    capture,
+    data_to_stdout,
+    parse_hide,
+    remarks,
+    script_stdout,
+)
 from ._teach import (
     CallSpecOpt,
     ExprOpt,
@@ -68,6 +75,7 @@ def tree(
     check_watch(watch, expr, spec.many, None)
     script = source_or_fail(file, expr)
     hidden = parse_hide(hide)
+    piped = data_to_stdout()
 
     def job() -> None:
         from ..render.tree import GraphTree
@@ -78,7 +86,8 @@ def tree(
             Console(highlight=False).print(GraphTree(graph, precision=precision, order=order))
             return
         if spec.many:  # --call all / 1:6: one tree per call, each under its call number
-            run, graphs = capture_calls(script, args or [], spec)
+            with script_stdout(False, data_on_stdout=piped):
+                run, graphs = capture_calls(script, args or [], spec)
             sys.stdout.flush()
             out = Console(highlight=False)
             for g in graphs:
@@ -87,7 +96,8 @@ def tree(
             return
         from ..views import ViewOptions, tree_graph
 
-        captured = capture(script, args, target, spec.single or -1, grad_output)
+        with script_stdout(False, data_on_stdout=piped):
+            captured = capture(script, args, target, spec.single or -1, grad_output)
         shown = tree_graph(captured.graph, ViewOptions(depth, fold, focus, radius, hidden))
         sys.stdout.flush()
         Console(highlight=False).print(GraphTree(shown, precision=precision, order=order))
