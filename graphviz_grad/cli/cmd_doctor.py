@@ -26,9 +26,7 @@ from ._ranks import RankOpt, setup
 from ._run import boundary, capture, check_output, fail, format_for, script_stdout
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
-    from ..model import Finding, Graph
+    from ..model import Graph
 
 #: Exit code when a finding is at `error` level (errors.EXIT_CODES["findings-error"]).
 FINDINGS_ERROR = 10
@@ -38,28 +36,6 @@ _DRAWN = ("svg", "png", "pdf", "dot", "json")
 class Color(str, Enum):
     kind = "kind"
     grad = "grad"
-
-
-_STYLE = {"error": "bold red", "warning": "bold yellow", "info": "blue"}
-
-
-def findings_table(findings: tuple[Finding, ...]) -> Table:
-    """The findings as a rich table: severity, code, where, what, how to fix."""
-    from rich.table import Table
-
-    table = Table(title=f"gradviz doctor: {len(findings)} finding(s)", show_lines=True)
-    table.add_column("severity", no_wrap=True)
-    table.add_column("code", no_wrap=True)
-    table.add_column("where", overflow="fold", min_width=12)
-    table.add_column("what", overflow="fold", ratio=3)
-    table.add_column("how to fix", overflow="fold", ratio=2)
-    for f in findings:
-        where = f"{f.file}:{f.line}" if f.file and f.line else "-"
-        style = _STYLE[f.severity]
-        table.add_row(
-            f"[{style}]{f.severity}[/]", f.code, where, f.message, f.hint or "", style=None
-        )
-    return table
 
 
 def _write(graph: Graph, out: str, fmt: str, precision: int, cuts: bool, color: Color) -> None:
@@ -72,12 +48,11 @@ def _report(graph: Graph, to_stderr: bool) -> None:
     """The findings on stdout, or on stderr when stdout carries the drawn graph (`-o -`)."""
     from rich.console import Console
 
+    from ..render.findings import FindingsReport
+
     sys.stdout.flush()
-    console = err if to_stderr else Console(highlight=False)
-    if graph.findings:
-        console.print(findings_table(graph.findings))
-    else:
-        console.print(f"gradviz doctor: no findings ({len(graph.nodes)} nodes checked).")
+    console = Console(highlight=False, stderr=to_stderr)
+    console.print(FindingsReport(graph.findings, nodes=len(graph.nodes)))
 
 
 @app.command()
