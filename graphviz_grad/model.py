@@ -330,3 +330,5 @@ class CallInfo:
     nodes: int
     edges: int
     error: str | None = None
+    #: The root's name in the script (``loss``), when it has one.
+    root_name: str | None = None
