@@ -235,7 +235,7 @@ class StepsTable:
             f"One column per leaf needs {need} columns; `--format csv` has every value.",
             style="dim",
         )
-        narrow = [head, self.table(leaves=False), *warn, Text("")]
+        narrow: list[Text | Table] = [head, self.table(leaves=False), *warn, Text("")]
         yield Group(*narrow, self.leaf_view(options.max_width), note)
 
     def warnings(self) -> list[str]:
