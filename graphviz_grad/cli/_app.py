@@ -11,6 +11,24 @@ from rich.console import Console
 
 from .. import __version__
 
+
+def _flags_as_flags() -> None:
+    """Show a flag as a flag in `--help`: typer prints a `<bool>` type for every option,
+    `--fold` and `--help` included, though a flag takes no value."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "gradviz", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: typer.Context) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich.gradviz = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign,assignment]
+
+
+_flags_as_flags()
 app = typer.Typer(
     name="gradviz",
     no_args_is_help=True,
@@ -98,7 +116,8 @@ DepthOpt = Annotated[
     typer.Option(
         "--depth",
         min=0,
-        help="Collapse each module call deeper than K into one node (0: one per top-level module).",
+        help="Draw each module call K levels deep as one node, with all it contains "
+        "(0: one node per top-level module, 1: their children).",
         rich_help_panel=BIG_PANEL,
     ),
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
+from rich.markup import escape
 
 from ..errors import CallError, GradvizError, OutputError
 from ._app import Format, err
@@ -58,8 +60,17 @@ def remarks(captured: Captured) -> None:
 
 
 def format_for(output: str | None, fmt: Format | None) -> str:
-    """The output format: --format, else the output's suffix, else svg (dot for stdout)."""
+    """The output format: --format, else the output's suffix, else svg (dot for stdout).
+
+    A --format that contradicts the suffix (`-o out.svg -f png`) is refused."""
     if fmt is not None:
+        if output and output != "-":
+            from ..render import infer_format
+
+            try:
+                infer_format(output, fmt.value)
+            except GradvizError as exc:
+                fail(exc)
         return fmt.value
     if output and output != "-":
         suffix = Path(output).suffix.lstrip(".").lower()
@@ -225,6 +236,13 @@ def data_to_stdout() -> bool:
     return not sys.stdout.isatty()
 
 
+def for_cli(text: str) -> str:
+    """A library message in the CLI's words: `fmt=` is `--format`, ``fmt="png"`` is
+    ``--format png`` (the library names its own arguments, the CLI its flags)."""
+    text = text.replace("`fmt=`", "`--format`")
+    return re.sub(r"`fmt=['\"]?([\w-]+)['\"]?`", r"`--format \1`", text)
+
+
 def fail(exc: GradvizError) -> NoReturn:
     """Print the error (and the user's own traceback, if any) and exit with its code."""
     report(exc)
@@ -237,6 +255,6 @@ def report(exc: GradvizError) -> None:
     if details:
         sys.stderr.write(details)
         sys.stderr.flush()
-    err.print(f"[bold red]error:[/] {exc.message}")
+    err.print(f"[bold red]error:[/] {escape(for_cli(exc.message))}")
     if exc.hint:
-        err.print(f"[dim]hint:[/] {exc.hint}")
+        err.print(f"[dim]hint:[/] {escape(for_cli(exc.hint))}")

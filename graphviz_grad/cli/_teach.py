@@ -190,9 +190,27 @@ def render_calls(
             run, graphs = capture_calls(file, args or [], spec)
         total = len(run.recorder.calls)
         written = write_calls(graphs, folder, file.stem, fmt_name, total, **_opts(pic))
-        err.print(f"[green]wrote[/] {len(written)} pictures to {folder}/ (calls of {total})")
+        numbers = [g.call for g in graphs if g.call is not None]
+        noun = "picture" if len(written) == 1 else "pictures"
+        err.print(
+            f"[green]wrote[/] {len(written)} {noun} to {folder}/ ({calls_shown(numbers, total)})"
+        )
 
     boundary(job, timeout)
+
+
+def calls_shown(numbers: list[int], total: int) -> str:
+    """``calls 1–6 of 300``, ``call 3 of 300``, ``all 12 calls``, ``calls 1, 4, 9 of 12``."""
+    if not numbers:
+        return f"none of {total} calls"
+    if len(numbers) == total and numbers == list(range(1, total + 1)):
+        return f"all {total} calls" if total != 1 else "the only call"
+    if len(numbers) == 1:
+        return f"call {numbers[0]} of {total}"
+    if numbers == list(range(numbers[0], numbers[-1] + 1)):
+        return f"calls {numbers[0]}–{numbers[-1]} of {total}"
+    shown = ", ".join(str(n) for n in numbers[:6]) + (", …" if len(numbers) > 6 else "")
+    return f"calls {shown} of {total}"
 
 
 def _opts(pic: Picture) -> dict[str, Any]:

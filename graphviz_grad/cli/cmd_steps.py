@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from ..model import plural
 from ._app import OUT_PANEL, ArgsArg, PrecisionOpt, ScriptArg, TimeoutOpt, app, err
 from ._ranks import RankOpt, setup, stop_unless_drawing
 from ._run import boundary, script_stdout
@@ -93,6 +94,6 @@ def steps(
         else:
             Console(highlight=False).print(StepsTable(calls, every=every, precision=precision))
         sys.stdout.flush()
-        err.print(f"[dim]note:[/] {len(calls)} backward call(s) recorded.")
+        err.print(f"[dim]note:[/] {plural(len(calls), 'backward call')} recorded.")
 
     boundary(job, timeout)

@@ -53,22 +53,34 @@ _SUFFIXES: dict[str, str] = {
 _MISSING_DOT = "Graphviz's `dot` program is not installed, so SVG/PNG/PDF/HTML cannot be drawn."
 _MISSING_DOT_HINT = (
     "Install it (Debian/Ubuntu: `sudo apt-get install graphviz`; macOS: `brew install graphviz`),"
-    " or write DOT or JSON with `--format dot` / `--format json`."
+    ' or write DOT or JSON with `fmt="dot"` / `fmt="json"`.'
 )
 
 
 def _check_format(fmt: str) -> str:
     if fmt not in FORMATS:
         raise OutputError(
-            f"Unknown output format {fmt!r}.", hint=f"Choose one of: {', '.join(FORMATS)}."
+            f"Unknown output format `fmt={fmt!r}`.", hint=f"Choose one of: {', '.join(FORMATS)}."
         )
     return fmt
 
 
 def infer_format(path: Path | str, fmt: str | None = None) -> str:
-    """`fmt` when given, else the format the suffix of `path` names (svg when it has none)."""
+    """`fmt` when given, else the format the suffix of `path` names (svg when it has none).
+
+    A `fmt` that contradicts a known suffix (``out.svg`` with ``fmt="png"``) is refused rather
+    than writing a PNG named ``.svg``.
+    """
     if fmt is not None:
-        return _check_format(fmt.lower())
+        fmt = _check_format(fmt.lower())
+        named = _SUFFIXES.get(Path(path).suffix.lower()) if str(path) != "-" else None
+        if named is not None and named != fmt:
+            raise OutputError(
+                f"The file name {str(path)!r} says {named.upper()} but `fmt={fmt!r}` asks for "
+                f"{fmt.upper()}.",
+                hint=f"Name the file `{Path(path).stem}.{fmt}`, or leave out `fmt=`.",
+            )
+        return fmt
     if str(path) == "-":
         return "dot"
     suffix = Path(path).suffix.lower()
@@ -77,7 +89,7 @@ def infer_format(path: Path | str, fmt: str | None = None) -> str:
     if suffix not in _SUFFIXES:
         raise OutputError(
             f"Cannot tell the output format from the file name {str(path)!r}.",
-            hint=f"End it in {', '.join(_SUFFIXES)} or pass --format.",
+            hint=f"End it in {', '.join(_SUFFIXES)} or pass `fmt=`.",
         )
     return _SUFFIXES[suffix]
 
@@ -100,7 +112,7 @@ def _layout(dot: str, fmt: str) -> bytes:
     except graphviz.CalledProcessError as exc:
         raise RenderError(
             f"Graphviz could not lay out the graph: {_last_line(exc.stderr)}",
-            hint="Write it with `--format dot` and run `dot -Tsvg` on it to see the whole error.",
+            hint='Write it with `fmt="dot"` and run `dot -Tsvg` on it to see the whole error.',
         ) from exc
     return data
 
@@ -199,7 +211,7 @@ def _check_stdout(fmt: str) -> None:
     if fmt not in TEXT_FORMATS:
         raise OutputError(
             f"{fmt.upper()} cannot be written to standard output (`-`).",
-            hint="Give a file name such as graph.svg, or use `--format dot` / `--format json`.",
+            hint='Give a file name such as graph.svg, or use `fmt="dot"` / `fmt="json"`.',
         )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from graphviz_grad.model import Edge, Node
+from graphviz_grad.model import Edge, Node, plural
 from graphviz_grad.render.format import fmt_number, fmt_type
 from graphviz_grad.render.labels import html, row, value_rows
 from graphviz_grad.views import Group, View
@@ -151,7 +151,7 @@ def _module_rows(view: View, group: Group, precision: int) -> list[str]:
 
     badge = f"  ×{group.repeat}" if group.repeat > 1 else ""
     rows = [row(html(group.title + badge), bold=True)]
-    kind = f"{group.module_type or 'module'} · hides {group.ops:,} ops"
+    kind = f"{group.module_type or 'module'} · hides {plural(group.ops, 'op')}"
     rows.append(row(html(kind)))
     if group.output is not None:
         node = view.graph.nodes[group.output]
@@ -166,7 +166,7 @@ def _elided_rows(group: Group) -> list[str]:
 
     return [
         row(html(f"⋯ {group.title}"), bold=True),
-        row(html(f"{group.ops:,} ops elided to fit the layout budget")),
+        row(html(f"{plural(group.ops, 'op')} elided to fit the layout budget")),
         row(html("--full, or --format dot / json, shows them")),
     ]
 

@@ -31,6 +31,10 @@ from graphviz_grad.render.format import (
         (-math.inf, "-inf"),
         (3, "3"),
         (True, "True"),
+        (1000.0, "1000.0"),  # exact: keeps its .0
+        (2369.4, "2369"),  # rounded to a whole number: no trailing dot
+        (999.97, "1000"),
+        (6.0000005, "6.000"),
     ],
 )
 def test_fmt_number(x: float, text: str) -> None:
