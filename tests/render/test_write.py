@@ -36,7 +36,10 @@ def test_infer_format_errors() -> None:
         infer_format("g.jpg")
     with pytest.raises(OutputError, match="Unknown output format"):
         infer_format("g.svg", "bmp")
-    assert infer_format("g.svg", "json") == "json"
+    with pytest.raises(OutputError, match=r"says SVG but `fmt='json'` asks for JSON"):
+        infer_format("g.svg", "json")  # not a JSON file named .svg
+    assert infer_format("g.txt", "json") == "json"
+    assert infer_format("g.gv", "dot") == "dot"
 
 
 def test_write_dot_and_json(tmp_path: Path) -> None:
