@@ -54,6 +54,8 @@ FINDING = {
 Part = tuple[str, Style]
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {10: "\\n", 13: "\\r", 9: "\\t"}
 _OPEN, _CLOSE = "([{", ")]}"
+#: Before the second and later lines of one part broken over lines.
+_INDENT = "  "
 
 
 def clean(text: str) -> str:
@@ -155,47 +157,54 @@ _SPLITS = (_top_words, lambda text: [w for w in text.split(" ") if w])
 
 
 class _Lines:
-    """Parts filled into lines of `first`, then `rest` cells, one space between parts."""
+    """Parts filled into lines of `first`, then `rest` cells, one space between parts; a part
+    broken over lines goes on indented by two cells, so its pieces read as one."""
 
     def __init__(self, first: int, rest: int) -> None:
         self.lines: list[list[Part]] = [[]]
         self.first, self.rest = max(first, 1), max(rest, 1)
         self.used = 0
+        self.bare = False  # the line holds only an indent: no space before the next part
 
     def room(self) -> int:
         width = self.first if len(self.lines) == 1 else self.rest
-        return width - self.used - (1 if self.used else 0)
+        return width - self.used - (1 if self.used and not self.bare else 0)
 
     def put(self, text: str, style: Style, size: int) -> None:
-        if self.used:
+        if self.used and not self.bare:
             self.lines[-1].append((" ", PLAIN))
             self.used += 1
         self.lines[-1].append((text, style))
         self.used += size
+        self.bare = False
 
-    def newline(self) -> None:
-        if self.used:
-            self.lines.append([])
-            self.used = 0
+    def newline(self, indent: bool = False) -> None:
+        if self.used and not self.bare:
+            self.lines.append([(_INDENT, PLAIN)] if indent else [])
+            self.used, self.bare = (len(_INDENT), True) if indent else (0, False)
 
     def add(self, text: str, style: Style) -> None:
         """Place `text`: on this line if it fits, else from the next line, whole if it fits
         there, else word by word (splitting ever finer), and a word wider than a line chopped."""
         todo: list[tuple[str, int]] = [(text, 0)]
+        started = False
         while todo:
             piece, level = todo.pop()
             size = _cells(piece)
-            if size > self.room() and (level == 0 or size <= self.rest):
-                self.newline()
+            if size > self.room() and (level == 0 or size <= self.rest - len(_INDENT)):
+                self.newline(indent=started)
             if size <= self.room() or level > len(_SPLITS):
                 self.put(piece, style, size)
+                started = True
                 continue
             words = [piece]
             while len(words) == 1 and level < len(_SPLITS):
                 words = _SPLITS[level](piece)
                 level += 1
             if len(words) == 1:
-                words, level = chop_cells(piece, self.rest), len(_SPLITS) + 1
+                self.newline(indent=started)
+                words = chop_cells(piece, max(1, self.room()))
+                level = len(_SPLITS) + 1
             todo.extend((w, level) for w in reversed(words))
 
 
