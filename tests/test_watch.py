@@ -198,6 +198,11 @@ def test_tree_watch_prints_the_new_tree_after_a_save(
     (lesson / "model.py").write_text(MODEL.replace("4.0", "7.0"), encoding="utf-8")
     proc.wait_err("watching", count=2)
     wait(lambda: "-20" in "".join(proc.out), REDRAW_S, lambda: "".join(proc.out))  # 2*(2-7)*2
+    # A run that fails before importing helper.py still watches it.
+    (lesson / "model.py").write_text("w = (\n", encoding="utf-8")
+    proc.wait_err("syntax error at line 1")
+    (lesson / "helper.py").write_text("SCALE = 3.0\n", encoding="utf-8")
+    proc.wait_err(r"helper\.py changed")
     assert proc.stop() == 0
 
 
