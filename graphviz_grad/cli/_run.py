@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from ..errors import CallError, GradvizError, OutputError
 from ._app import Format, err
-from ._ranks import NotDrawing, stop_unless_drawing
+from ._ranks import NotDrawing, share_report, stop_unless_drawing, with_rank_findings
 
 if TYPE_CHECKING:
     from ..capture import Captured
@@ -37,8 +37,11 @@ def capture(
         )
     options = CaptureOptions(target=target, call=call, grad_output=grad_output)
     captured = capture_script(file, args or [], options)
+    share_report(captured.graph)
     stop_unless_drawing()
-    return with_findings(captured)
+    captured = with_findings(captured)
+    captured.graph = with_rank_findings(captured.graph)
+    return captured
 
 
 def remarks(captured: Captured) -> None:
