@@ -206,3 +206,25 @@ def fmt_summary_lines(
 def has_nonfinite(s: TensorSummary | None) -> bool:
     """True when `s` counts NaN or infinite elements."""
     return s is not None and (s.nan > 0 or s.inf > 0)
+
+
+#: Saved attributes that hold an enum as an int, and what each value means.
+_SAVED_ENUMS: dict[str, dict[int, str]] = {
+    "reduction": {0: "none", 1: "mean", 2: "sum"},
+}
+_WRAP = 2**64
+
+
+def fmt_saved_value(name: str, text: str) -> str:
+    """A saved attribute as a user wrote it: ``reduction='mean'`` for ``1``, ``-100`` for
+    ``18446744073709551516`` (autograd stores negative int64 attributes as unsigned)."""
+    try:
+        number = int(text)
+    except ValueError:
+        return text
+    if number >= _WRAP // 2:
+        number -= _WRAP
+    enum = _SAVED_ENUMS.get(name)
+    if enum is not None and number in enum:
+        return repr(enum[number])
+    return str(number)
