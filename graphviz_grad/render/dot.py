@@ -242,11 +242,12 @@ def to_dot(
         '  edge [fontname="Helvetica", fontsize=9, color="#444444"];',
     ]
     from graphviz_grad.render.clusters import body
-    from graphviz_grad.views import INPUTS_AUTO, whole, with_inputs
+    from graphviz_grad.views import INPUTS_AUTO, whole, with_inputs, wrap
 
     view = view or whole(graph)
     if inputs or (inputs is None and view.size <= INPUTS_AUTO):
         view = with_inputs(view)
+    view = wrap(view)
     marks = node_marks(graph)
     fills = grad_fills(graph) if color == "grad" else {}
     with_args = frozenset(e.dst for e in view.edges if view.input(e.src) is not None)
