@@ -311,6 +311,50 @@ class Graph:
 
         return rich_tree(self)
 
+    def summary(self) -> str:
+        """One line: root, size, backward call and findings (what `print(graph)` shows).
+
+        Example:
+            >>> print(graph)
+            Graph: root #0 PowBackward0 `loss`, 4 nodes, 3 edges, backward call 1, no findings
+        """
+        parts = [f"{len(self.nodes)} node{_s(len(self.nodes))}"]
+        parts.append(f"{len(self.edges)} edge{_s(len(self.edges))}")
+        if self.call is not None:
+            parts.append(f"backward call {self.call}")
+        parts.append(_findings_summary(self.findings))
+        if not self.nodes:
+            return "Graph: empty, " + ", ".join(parts)
+        root = self.nodes[self.root] if 0 <= self.root < len(self.nodes) else None
+        if root is None:
+            return "Graph: " + ", ".join(parts)
+        name = f" `{root.names[0]}`" if root.names else ""
+        kind = "leaf" if root.kind == "leaf" else (root.op or "?")
+        return f"Graph: root #{root.id} {kind}{name}, " + ", ".join(parts)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def __repr__(self) -> str:
+        return f"<{self.summary()}>"
+
+
+def _s(n: int) -> str:
+    return "" if n == 1 else "s"
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 op``, ``2 ops``, ``1,500 ops``: a count and its noun, in the right number."""
+    return f"{n:,} {noun}{_s(n)}"
+
+
+def _findings_summary(findings: tuple[Finding, ...]) -> str:
+    """``no findings``, ``1 finding (cut)``, ``3 findings (grad-nan, cut)``: each code once."""
+    if not findings:
+        return "no findings"
+    codes = ", ".join(dict.fromkeys(f.code for f in findings))
+    return f"{len(findings)} finding{_s(len(findings))} ({codes})"
+
 
 def _input_node(node_id: int, name: str | None, value: TensorSummary) -> Node:
     names = (name,) if name else ()
@@ -340,3 +384,5 @@ class CallInfo:
     nodes: int
     edges: int
     error: str | None = None
+    #: The root's name in the script (``loss``), when it has one.
+    root_name: str | None = None

@@ -82,7 +82,7 @@ def test_a_suffix_that_names_another_format_is_refused(tmp_path: Path) -> None:
     code, _, err = gradviz(
         "render", "samples/linear.py", "-o", str(tmp_path / "x.svg"), "-f", "png"
     )
-    assert code == 7 and "ends in `.svg` but the format asked for is png" in err
+    assert code == 7 and "says SVG but `--format png` asks for PNG" in err
     assert not (tmp_path / "x.svg").exists()
 
 

@@ -48,8 +48,8 @@ def test_console_example_runs(workdir: Path, command: str, expected: list[str]) 
     assert argv[0] == "gradviz"
     result = CliRunner().invoke(app, argv[1:])
     assert result.exit_code == 0, result.stderr
-    if expected:
-        assert result.stdout.rstrip("\n").splitlines() == expected
+    if expected:  # what the terminal shows: stdout and stderr, interleaved
+        assert result.output.rstrip("\n").splitlines() == expected
 
 
 def test_python_example_runs(workdir: Path) -> None:

@@ -136,14 +136,21 @@ def state(url: str) -> dict[str, Any]:
     return dict(json.loads(get(base + STATE_PATH)))
 
 
-def w_grad(page: Path) -> float:
-    """w's gradient in the graph data that the HTML page carries."""
-    text = page.read_text(encoding="utf-8")
-    data = re.search(r'<script type="application/json"[^>]*>(.*?)</script>', text, re.S)
+def page_columns(html: str) -> dict[str, list[str]]:
+    """The page's node columns (`render.html_data.page_data`) with their texts looked up."""
+    data = re.search(r'<script type="application/json"[^>]*>(.*?)</script>', html, re.S)
     assert data is not None
-    nodes = json.loads(data.group(1))["nodes"]
-    (leaf,) = [n for n in nodes if n["names"] == ["w"]]
-    return float(leaf["grad"]["data"])
+    page = json.loads(data.group(1))
+    return {k: [page["strings"][i] for i in page[k]] for k in ("kind", "op", "grad")}
+
+
+def w_grad(page: Path) -> float:
+    """w's gradient as the HTML page shows it (a leaf's header is its name)."""
+    cols = page_columns(page.read_text(encoding="utf-8"))
+    (grad,) = [
+        g for k, n, g in zip(cols["kind"], cols["op"], cols["grad"]) if (k, n) == ("leaf", "w")
+    ]
+    return float(grad)
 
 
 @pytest.mark.slow
@@ -191,6 +198,11 @@ def test_tree_watch_prints_the_new_tree_after_a_save(
     (lesson / "model.py").write_text(MODEL.replace("4.0", "7.0"), encoding="utf-8")
     proc.wait_err("watching", count=2)
     wait(lambda: "-20" in "".join(proc.out), REDRAW_S, lambda: "".join(proc.out))  # 2*(2-7)*2
+    # A run that fails before importing helper.py still watches it.
+    (lesson / "model.py").write_text("w = (\n", encoding="utf-8")
+    proc.wait_err("syntax error at line 1")
+    (lesson / "helper.py").write_text("SCALE = 3.0\n", encoding="utf-8")
+    proc.wait_err(r"helper\.py changed")
     assert proc.stop() == 0
 
 

@@ -1,6 +1,6 @@
 """How fast the HTML explorer opens in headless Chromium, measured inside the browser.
 
-    python benchmarks/html/bench_browser.py                      # gpt, chain_100k, lesson
+    python benchmarks/html/bench_browser.py                      # lesson, gpt, lstmcell, chain_100k
     python benchmarks/html/bench_browser.py --only gpt --repeat 3
     python benchmarks/html/bench_browser.py --page out.html '#expand=all'
 
@@ -36,7 +36,9 @@ CASES = [
     ("gpt", ""),
     ("gpt", "#search=c_proj"),
     ("gpt", "#expand=all"),
+    ("lstmcell", ""),
     ("chain_100k", ""),
+    ("chain_100k", "#node=50000"),
 ]
 FLAGS = (
     "--headless",
@@ -114,7 +116,7 @@ class Browser:
 
 
 def measure(page: Path, fragment: str) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         browser = Browser(Path(tmp))
         try:
             target = browser.call("Target.createTarget", url="about:blank")["targetId"]

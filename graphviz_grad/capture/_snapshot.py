@@ -255,6 +255,7 @@ class CallCapture:
             nodes=len(graph.nodes),
             edges=len(graph.edges),
             error=self.error,
+            root_name=next(iter(graph.nodes[graph.root].names), None),
         )
 
     def release(self) -> None:

@@ -4,10 +4,17 @@
 tensor it sees, the names it goes by. A leaf is found again by identity (`AccumulateGrad.variable
 is w`), a non-leaf by its `(grad_fn, output_nr)`. The scanned objects are held for as long as the
 `Names` lives, so no identity can be reused meanwhile.
+
+A loop variable (`for param in model.parameters()`) still names the last item when the scan
+happens; where a tensor also has a module-qualified name (`model.0.bias`), the loop variable is
+not listed as its name.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
+import linecache
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -55,10 +62,15 @@ class Names:
         self._by_node: dict[tuple[int, int], list[str]] = {}
         self._modules: dict[int, str] = {}
         self._keep: list[Any] = []
+        self._qualified: set[str] = set()
+        self._loop_names: set[str] = set()
 
     def scan(self, namespace: Mapping[str, Any]) -> None:
         """Record the tensors, modules and small containers of tensors in `namespace`."""
         wrapped: list[tuple[str, torch.nn.Module]] = []
+        filename = namespace.get("__file__")
+        if isinstance(filename, str):
+            self._loop_names |= loop_targets(filename)
         for name, value in list(namespace.items()):
             if name.startswith("__"):
                 continue
@@ -96,16 +108,25 @@ class Names:
         self._keep.append(module)
         self._modules.setdefault(id(module), name)
         for pname, p in module.named_parameters(remove_duplicate=False):
+            self._qualified.add(f"{name}.{pname}")
             self._add(f"{name}.{pname}", p)
         for bname, b in module.named_buffers(remove_duplicate=False):
             if b.requires_grad:
+                self._qualified.add(f"{name}.{bname}")
                 self._add(f"{name}.{bname}", b)
 
     def for_leaf(self, variable: torch.Tensor) -> tuple[str, ...]:
-        return tuple(self._by_tensor.get(id(variable), ()))
+        return self._shown(self._by_tensor.get(id(variable), ()))
 
     def for_output(self, node: Any, output_nr: int) -> tuple[str, ...]:
-        return tuple(self._by_node.get((id(node), output_nr), ()))
+        return self._shown(self._by_node.get((id(node), output_nr), ()))
+
+    def _shown(self, names: Iterable[str]) -> tuple[str, ...]:
+        """`names` without loop variables when a module-qualified name is among them."""
+        names = tuple(names)
+        if self._loop_names and any(n in self._qualified for n in names):
+            return tuple(n for n in names if n not in self._loop_names)
+        return names
 
     def module_name(self, module: Any) -> str | None:
         """The variable a module is bound to, if it was seen."""
@@ -129,6 +150,30 @@ class Names:
             if names:
                 out.append((names[0], t))
         return out
+
+
+@functools.lru_cache(maxsize=64)
+def loop_targets(filename: str) -> frozenset[str]:
+    """Names bound by `for` loops and comprehensions anywhere in a file (a notebook's cells
+    are read from `linecache`, where the runner put them); empty when it cannot be parsed."""
+    lines = linecache.getlines(filename)
+    if filename.endswith(".ipynb"):
+        cell = f"{filename}[cell "
+        lines = [
+            line
+            for key in list(linecache.cache)
+            if key.startswith(cell)
+            for line in [*linecache.getlines(key), "\n"]
+        ]
+    try:
+        tree = ast.parse("".join(lines))
+    except (SyntaxError, ValueError):
+        return frozenset()
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
+            found.update(n.id for n in ast.walk(node.target) if isinstance(n, ast.Name))
+    return frozenset(found)
 
 
 def _append(names: list[str], name: str) -> None:

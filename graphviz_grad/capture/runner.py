@@ -1,22 +1,25 @@
 """Run a user's script as `python FILE ARGS` would, inside a recording.
 
 The script runs as `__main__`, its folder first on `sys.path`, `ARGS` as `sys.argv[1:]`; its
-stdout is untouched. Everything gradviz changes in the interpreter (argv, path, `__main__`, the
-patched autograd functions) is restored afterwards, whether the script returns, raises, calls
-`sys.exit` or is interrupted.
+stdout is untouched (the CLI sends it to stderr when stdout carries data). A Jupyter notebook
+(`.ipynb`) runs as its code cells, in order. Everything gradviz changes in the interpreter (argv,
+path, `__main__`, the patched autograd functions) is restored afterwards, whether the script
+returns, raises, calls `sys.exit` or is interrupted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
+import linecache
 import os
 import sys
 import threading
 import traceback
 import types
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,39 +41,117 @@ class ScriptRun:
     recorder: Any
     exit_code: int = 0
     error: ScriptError | None = None
+    #: What gradviz said about the source before running it (notebook cells skipped...).
+    notes: list[str] = field(default_factory=list)
 
 
 def load_source(path: str | Path) -> tuple[Path, types.CodeType]:
-    """Read and compile the script, or say clearly why it cannot be run."""
+    """Read and compile the script, or say clearly why it cannot be run.
+
+    A notebook (``.ipynb``) compiles to its first code cell here; `load_cells` gives them all.
+    """
+    resolved, cells, _ = load_cells(path)
+    return resolved, cells[0] if cells else compile("", str(resolved), "exec")
+
+
+def load_cells(path: str | Path) -> tuple[Path, list[types.CodeType], list[str]]:
+    """The code to run, in order, and notes for the user: one code object for a script, one
+    per code cell for a notebook (named ``nb.ipynb[cell 3]`` in tracebacks and findings).
+
+    Example:
+        >>> path, cells, notes = load_cells("samples/linear.py")
+    """
     p = Path(path)
+    source = _read_text(p, str(path))
+    if p.suffix.lower() == ".ipynb":
+        return p.resolve(), *notebook_cells(p.resolve(), source, str(path))
+    return p.resolve(), [_compile(source, str(p.resolve()), str(path))], []
+
+
+def _read_text(p: Path, shown: str) -> str:
     hint = "Give the path of a Python script, e.g. `gradviz render samples/linear.py`."
     if not p.exists():
-        raise ScriptNotFoundError(f"There is no file `{path}`.", hint=hint)
+        raise ScriptNotFoundError(f"There is no file `{shown}`.", hint=hint)
     if p.is_dir():
-        raise ScriptNotFoundError(f"`{path}` is a folder, not a Python script.", hint=hint)
+        raise ScriptNotFoundError(f"`{shown}` is a folder, not a Python script.", hint=hint)
     try:
         raw = p.read_bytes()
     except OSError as exc:
-        raise ScriptNotFoundError(f"`{path}` cannot be read: {exc.strerror}.", hint=hint) from None
+        raise ScriptNotFoundError(f"`{shown}` cannot be read: {exc.strerror}.", hint=hint) from None
     if b"\0" in raw:
         raise ScriptNotFoundError(
-            f"`{path}` is not a Python script (it is a binary file).", hint=hint
+            f"`{shown}` is not a Python script (it is a binary file).", hint=hint
         )
     try:
-        source = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ScriptNotFoundError(
-            f"`{path}` is not UTF-8 text (byte {exc.start} cannot be decoded).",
+            f"`{shown}` is not UTF-8 text (byte {exc.start} cannot be decoded).",
             hint="Save the script as UTF-8, as Python 3 expects.",
         ) from None
+
+
+def _compile(source: str, filename: str, shown: str, where: str = "") -> types.CodeType:
     try:
-        code = compile(source, str(p.resolve()), "exec")
+        return compile(source, filename, "exec")
     except SyntaxError as exc:
         raise ScriptNotFoundError(
-            f"`{path}` has a syntax error at line {exc.lineno}: {exc.msg}.",
-            hint="Fix the script so that `python " + str(path) + "` runs it.",
+            f"`{shown}` has a syntax error at {where}line {exc.lineno}: {exc.msg}.",
+            hint="Fix the script so that `python " + shown + "` runs it."
+            if not where
+            else "Fix that cell so that the notebook runs top to bottom.",
         ) from None
-    return p.resolve(), code
+
+
+def notebook_cells(path: Path, text: str, shown: str) -> tuple[list[types.CodeType], list[str]]:
+    """The code cells of a notebook, compiled in order, and a note per skipped magic line.
+
+    IPython magics (``%time``, ``%%bash``) and shell escapes (``!pip``) are not Python: a magic
+    line becomes ``pass`` (indentation kept); a cell magic (``%%``) skips its whole cell. Each
+    cell's source is registered with `linecache`, so tracebacks and `explain` show its lines.
+    """
+    cells = _code_cells(text, shown)
+    codes: list[types.CodeType] = []
+    skipped: list[str] = []
+    for number, source in cells:
+        name = f"{path}[cell {number}]"
+        if source.lstrip().startswith("%%"):
+            skipped.append(f"cell {number} (cell magic {source.split()[0]})")
+            continue
+        lines = source.splitlines(keepends=True)
+        for i, line in enumerate(lines):
+            stripped = line.lstrip()
+            if stripped.startswith(("%", "!")):
+                lines[i] = line[: len(line) - len(stripped)] + "pass\n"
+                skipped.append(f"cell {number}, line {i + 1} ({stripped.split()[0]})")
+        code_text = "".join(lines)
+        linecache.cache[name] = (len(code_text), None, lines, name)
+        codes.append(_compile(code_text, name, shown, f"cell {number}, "))
+    notes = []
+    if skipped:
+        shown_list = "; ".join(skipped[:5]) + ("; …" if len(skipped) > 5 else "")
+        notes.append(
+            f"{Path(shown).name}: skipped {len(skipped)} IPython magic/shell line"
+            f"{'s' if len(skipped) != 1 else ''} that Python cannot run: {shown_list}."
+        )
+    return codes, notes
+
+
+def _code_cells(text: str, shown: str) -> list[tuple[int, str]]:
+    """(1-based cell number among all cells, source) of every code cell, from the JSON."""
+    try:
+        cells = json.loads(text)["cells"]
+        found = [
+            (i, c["source"] if isinstance(c["source"], str) else "".join(c["source"]))
+            for i, c in enumerate(cells, start=1)
+            if c.get("cell_type") == "code"
+        ]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ScriptNotFoundError(
+            f"`{shown}` is not a readable Jupyter notebook ({type(exc).__name__}: {exc}).",
+            hint="Open and save it in Jupyter, or export it with `jupyter nbconvert --to script`.",
+        ) from None
+    return found
 
 
 def run_script(
@@ -79,12 +160,14 @@ def run_script(
     recorder_factory: Callable[[list[Any]], Any] | None = None,
 ) -> ScriptRun:
     """Run the script inside a recorder made by `recorder_factory(namespaces)`."""
-    resolved, code = load_source(path)
+    resolved, codes, notes = load_cells(path)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     module = types.ModuleType("__main__")
     module.__dict__.update(__file__=str(resolved), __builtins__=__builtins__, __spec__=None)
     namespace = module.__dict__
     recorder = recorder_factory([namespace]) if recorder_factory else None
-    run = ScriptRun(resolved, namespace, recorder)
+    run = ScriptRun(resolved, namespace, recorder, notes=notes)
     saved = (sys.argv, list(sys.path), sys.modules.get("__main__"))
     sys.argv = [str(path), *argv]
     sys.path.insert(0, str(resolved.parent))
@@ -92,9 +175,9 @@ def run_script(
     try:
         if recorder is not None:
             with recorder:
-                _exec(code, namespace, run)
+                _exec_all(codes, namespace, run)
         else:
-            _exec(code, namespace, run)
+            _exec_all(codes, namespace, run)
     finally:
         sys.argv, sys.path[:] = saved[0], saved[1]
         if saved[2] is not None:
@@ -103,9 +186,18 @@ def run_script(
     return run
 
 
-def _exec(code: types.CodeType, namespace: dict[str, Any], run: ScriptRun) -> None:
+def _exec_all(codes: Sequence[types.CodeType], namespace: dict[str, Any], run: ScriptRun) -> None:
+    """Run each code object in turn (a notebook's cells), stopping at an error or exit."""
+    for code in codes:
+        if not _exec(code, namespace, run):
+            return
+
+
+def _exec(code: types.CodeType, namespace: dict[str, Any], run: ScriptRun) -> bool:
+    """Run `code`; False when the script stopped (an error or `sys.exit`)."""
     try:
         exec(code, namespace)
+        return True
     except SystemExit as exc:
         run.exit_code = _exit_code(exc.code)
     except (KeyboardInterrupt, GradvizError):
@@ -115,12 +207,19 @@ def _exec(code: types.CodeType, namespace: dict[str, Any], run: ScriptRun) -> No
 
         run.error = ScriptError(
             f"The script `{run.path.name}` raised {type(exc).__name__}: {_first_line(exc)}",
-            hint=launch_hint(exc, run.path.name)
-            or "Fix the error in your script (see its traceback above); `python "
-            + run.path.name
-            + "` shows the same error.",
+            hint=launch_hint(exc, run.path.name) or _fix_hint(run.path),
             details=user_traceback(exc),
         )
+    return False
+
+
+def _fix_hint(path: Path) -> str:
+    if path.suffix.lower() == ".ipynb":
+        return "Fix the error in that cell (see its traceback above); the notebook shows the same."
+    return (
+        "Fix the error in your script (see its traceback above); "
+        f"`python {path.name}` shows the same error."
+    )
 
 
 def _exit_code(code: Any) -> int:

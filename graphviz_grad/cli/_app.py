@@ -9,6 +9,24 @@ from rich.console import Console
 
 from .. import __version__
 
+
+def _flags_as_flags() -> None:
+    """Show a flag as a flag in `--help`: typer prints a `<bool>` type for every option,
+    `--fold` and `--help` included, though a flag takes no value."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "gradviz", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: typer.Context) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich.gradviz = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign,assignment]
+
+
+_flags_as_flags()
 app = typer.Typer(
     name="gradviz",
     no_args_is_help=True,

@@ -218,7 +218,8 @@ DepthOpt = Annotated[
     typer.Option(
         "--depth",
         min=0,
-        help="Draw each module call at nesting depth K as one node (0: one per top-level module).",
+        help="Draw each module call K levels deep as one node, with all it contains "
+        "(0: one node per top-level module, 1: their children).",
         rich_help_panel=BIG_PANEL,
     ),
 ]

@@ -8,14 +8,22 @@ holding `{rank}` makes every rank write its own file.
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
-from typing import Annotated
+import re
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..errors import UsageError
 from ._options import ROOT_PANEL
+
+if TYPE_CHECKING:
+    from ..model import Graph
 
 RANK_TOKEN = "{rank}"
 
@@ -83,3 +91,76 @@ def stop_unless_drawing() -> None:
     """After the script ran: end here on a rank that neither writes nor prints."""
     if not ROLE.draws:
         raise NotDrawing
+
+
+#: How long the drawing rank waits for the other ranks' reports (they ran the same script).
+REPORT_WAIT = 60.0
+#: Reports older than this process (less a margin) are left over from an earlier job.
+_STARTED = time.time() - 30.0
+
+
+#: What tells one torchrun job from another on this machine.
+_JOB_ENV = ("MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
+
+
+def _folder() -> Path:
+    key = "-".join(
+        os.environ.get(k, "") for k in ("MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
+    )
+    return Path(tempfile.gettempdir()) / ("gradviz-ranks-" + re.sub(r"[^A-Za-z0-9.]+", "_", key))
+
+
+def share_report(graph: Graph) -> None:
+    """Under torchrun with 2+ ranks: leave this rank's report where the drawing rank reads it.
+
+    Files, not a collective: a rank that died or took another path can never block the others.
+    """
+    if ROLE.rank is None or ROLE.world is None or ROLE.world < 2:
+        return
+    from ..diagnose.ranks import report
+
+    folder = _folder()
+    folder.mkdir(exist_ok=True)
+    tmp = folder / f".rank-{ROLE.rank}.{os.getpid()}.json"
+    tmp.write_text(json.dumps(report(graph, ROLE.rank)), encoding="utf-8")
+    os.replace(tmp, folder / f"rank-{ROLE.rank}.json")
+
+
+def with_rank_findings(graph: Graph) -> Graph:
+    """The drawing rank's graph plus what the other ranks' reports reveal (`diagnose.ranks`)."""
+    if ROLE.rank is None or ROLE.world is None or ROLE.world < 2:
+        return graph
+    from ..diagnose.ranks import compare
+
+    reports, missing = _collect(ROLE.rank, ROLE.world)
+    notes = graph.notes
+    if missing:
+        ranks = ", ".join(str(r) for r in missing)
+        notes = (*notes, f"no report from rank(s) {ranks} within {REPORT_WAIT:g} s: not compared")
+    found = compare(graph, ROLE.rank, reports)
+    return replace(graph, findings=(*found, *graph.findings), notes=notes)
+
+
+def _collect(rank: int, world: int) -> tuple[list[dict[str, Any]], list[int]]:
+    folder = _folder()
+    wanted = {r: folder / f"rank-{r}.json" for r in range(world) if r != rank}
+    found: dict[int, dict[str, Any]] = {}
+    deadline = time.monotonic() + REPORT_WAIT
+    while True:
+        for r, path in wanted.items():
+            if r not in found and _fresh(path):
+                try:
+                    found[r] = json.loads(path.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    continue
+        if len(found) == len(wanted) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    return list(found.values()), sorted(set(wanted) - set(found))
+
+
+def _fresh(path: Path) -> bool:
+    try:
+        return path.stat().st_mtime >= _STARTED
+    except OSError:
+        return False

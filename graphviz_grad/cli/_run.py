@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -17,10 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 
 from ..errors import GradvizError, Interrupted, OutputError, UsageError
 from ._app import err
-from ._ranks import NotDrawing, stop_unless_drawing
+from ._ranks import NotDrawing, share_report, stop_unless_drawing, with_rank_findings
 
 if TYPE_CHECKING:
     from ..capture import CallSpec, Captured
@@ -51,9 +54,16 @@ def report(exc: GradvizError) -> None:
     if details:
         sys.stderr.write(details)
         sys.stderr.flush()
-    err.print(f"[bold red]error:[/] {exc.message}")
+    err.print(f"[bold red]error:[/] {escape(for_cli(exc.message))}")
     if exc.hint:
-        err.print(f"[dim]hint:[/] {exc.hint}")
+        err.print(f"[dim]hint:[/] {escape(for_cli(exc.hint))}")
+
+
+def for_cli(text: str) -> str:
+    """A library message in the CLI's words: `fmt=` is `--format`, ``fmt="png"`` is
+    ``--format png`` (the library names its own arguments, the CLI its flags)."""
+    text = text.replace("`fmt=`", "`--format`")
+    return re.sub(r"`fmt=['\"]?([\w-]+)['\"]?`", r"`--format \1`", text)
 
 
 def in_thread(job: Callable[[], None], timeout: float | None = None) -> None:
@@ -63,9 +73,48 @@ def in_thread(job: Callable[[], None], timeout: float | None = None) -> None:
     in_big_stack(job, timeout=timeout)
 
 
-def hush(quiet: bool) -> contextlib.AbstractContextManager[Any]:
-    """Swallow the script's stdout when `quiet` (gradviz's own output is printed after)."""
-    return contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext()
+def script_stdout(quiet: bool, data_on_stdout: bool) -> contextlib.AbstractContextManager[Any]:
+    """Where the script's own prints go while it runs: nowhere with `-q`; to stderr when
+    gradviz's stdout carries data (`-o -`, `-f json|csv`, a piped tree), so a pipe holds exactly
+    the data; else to stdout as usual. gradviz writes its own output after the script ended."""
+    if quiet:
+        return contextlib.redirect_stdout(io.StringIO())
+    return stdout_to_stderr() if data_on_stdout else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send stdout to stderr: `sys.stdout` and, for prints from C code or child processes,
+    file descriptor 1 (when it is a real one); both are restored afterwards."""
+    sys.stdout.flush()
+    saved = _dup_stdout()
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _dup_stdout() -> int | None:
+    """A copy of fd 1, after pointing fd 1 at stderr; None when there is no such descriptor."""
+    try:
+        if sys.__stdout__ is None or sys.__stdout__.fileno() != 1:
+            return None
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return saved
+
+
+def data_to_stdout() -> bool:
+    """True when stdout is not a terminal (a pipe or a file): prints of the script go to
+    stderr, so `gradviz tree x.py > tree.txt` holds only the tree."""
+    return not sys.stdout.isatty()
 
 
 # -- which script, which calls ---------------------------------------------------------------
@@ -103,18 +152,24 @@ def captures(
 ) -> tuple[list[Captured], int]:
     """The graphs `spec` picks (one, or one per call of a range) with their findings, and the
     number of backward calls the script made."""
+    from dataclasses import replace
+
     from ..capture import Captured, CaptureOptions, capture_calls, capture_script
     from ..diagnose import with_findings
 
     if spec.many:
         run, graphs = capture_calls(file, args or [], spec)
+        if graphs:
+            share_report(graphs[-1])
         stop_unless_drawing()
         found = [with_findings(Captured(g, run)) for g in graphs]
         return found, len(run.recorder.calls)
     options = CaptureOptions(target=target, call=spec.single or -1, grad_output=grad_output)
     captured = capture_script(file, args or [], options)
+    share_report(captured.graph)
     stop_unless_drawing()
     captured = with_findings(captured)
+    captured = replace(captured, graph=with_rank_findings(captured.graph))
     return [captured], len(captured.run.recorder.calls)
 
 

@@ -192,7 +192,8 @@ def watch(
         while True:
             at_start = stamps(files)
             _run_and_tell(job, timeout, live, clear)
-            files = sorted({script.resolve(), *user_modules(folder, before).values()})
+            # Still watch what an earlier run imported: a run that failed early imports less.
+            files = sorted({*files, *user_modules(folder, before).values()})
             baseline = {p: at_start[p] if p in at_start else _stamp(p) for p in files}
             err.print(f"[dim]watching {len(files)} file(s) for changes; Ctrl-C stops.[/]")
             changed = wait_for_change(baseline)

@@ -41,57 +41,28 @@ from ._run import (
     captures,
     check_output,
     draw,
-    hush,
     in_thread,
     output_format,
     reported,
+    script_stdout,
     wrote,
 )
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
-    from ..model import Finding, Graph
-
-_STYLE = {"error": "bold red", "warning": "bold yellow", "info": "blue"}
+    from ..model import Graph
 
 
-def findings_table(findings: tuple[Finding, ...]) -> Table:
-    """The findings as a rich table: severity, code, where, what, how to fix."""
-    from rich.table import Table
-
-    from ..model import location
-
-    table = Table(title=f"gradviz doctor: {len(findings)} finding(s)", show_lines=True)
-    table.add_column("severity", no_wrap=True)
-    table.add_column("code", no_wrap=True)
-    table.add_column("where", overflow="fold", min_width=12)
-    table.add_column("what", overflow="fold", ratio=3)
-    table.add_column("how to fix", overflow="fold", ratio=2)
-    for f in findings:
-        style = _STYLE[f.severity]
-        table.add_row(
-            f"[{style}]{f.severity}[/]",
-            f.code,
-            location(f.file, f.line) or "-",
-            f.message,
-            f.hint or "",
-            style=None,
-        )
-    return table
-
-
-def _report(graph: Graph, heading: str | None = None) -> None:
+def _report(graph: Graph, heading: str | None = None, to_stderr: bool = False) -> None:
+    """The findings on stdout, or on stderr when stdout carries the drawn graph (`-o -`)."""
     from rich.console import Console
 
+    from ..render.findings import FindingsReport
+
     sys.stdout.flush()
-    console = Console(highlight=False)
+    console = Console(highlight=False, stderr=to_stderr)
     if heading:
         console.print(heading)
-    if graph.findings:
-        console.print(findings_table(graph.findings))
-    else:
-        console.print(f"gradviz doctor: no findings ({len(graph.nodes)} nodes checked).")
+    console.print(FindingsReport(graph.findings, nodes=len(graph.nodes)))
 
 
 @app.command()
@@ -155,13 +126,13 @@ def doctor(
             from ..diagnose import has_errors
             from ..errors import FindingsError
 
-            with hush(quiet):
+            with script_stdout(quiet, data_on_stdout=output == "-"):
                 found, total = captures(file, args, spec, target, grad_output)
             failed = False
             for captured in found:
                 graph = captured.graph
                 heading = f"backward call {graph.call} of {total}" if spec.many else None
-                _report(graph, heading)
+                _report(graph, heading, to_stderr=output == "-")
                 if output is not None and fmt_name is not None:
                     wrote(output, graph, draw(graph, output, fmt_name, options))
                 failed = failed or has_errors(graph.findings)

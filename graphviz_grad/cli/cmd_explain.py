@@ -22,7 +22,16 @@ from ._options import (
     TargetOpt,
     TimeoutOpt,
 )
-from ._run import call_spec, captures, expr_graph, hush, in_thread, one_source, remarks, reported
+from ._run import (
+    call_spec,
+    captures,
+    expr_graph,
+    in_thread,
+    one_source,
+    remarks,
+    reported,
+    script_stdout,
+)
 
 
 @app.command()
@@ -57,7 +66,7 @@ def explain(
                 found = expr_graph(expr or "", let, param, grad_output)
                 out.print(Explanation(found.graph, precision=precision, notes=found.notes))
                 return
-            with hush(quiet):
+            with script_stdout(quiet, data_on_stdout=False):
                 captured, total = captures(script, args, spec, target, grad_output)
             sys.stdout.flush()
             for one in captured:

@@ -50,13 +50,13 @@ from ._run import (
     check_output,
     draw,
     expr_graph,
-    hush,
     in_thread,
     one_source,
     output_format,
     progress,
     remarks,
     reported,
+    script_stdout,
     wrote,
 )
 from ._watch import check_watch
@@ -133,7 +133,8 @@ def render(
                 graph = expr_graph(expr or "", let, param, grad_output).graph
                 wrote(out, graph, draw(graph, out, fmt_name, options))
                 return
-            with progress(f"running {script.name} and capturing its graph"), hush(quiet):
+            running = progress(f"running {script.name} and capturing its graph")
+            with running, script_stdout(quiet, data_on_stdout=out == "-"):
                 (captured,), total = captures(script, args, spec, target, grad_output)
             view = draw(captured.graph, out, fmt_name, options)
             remarks(captured, total)
@@ -167,15 +168,28 @@ def _calls(
     folder = Path(output) if output else Path(f"{script.stem}-calls")
 
     def job() -> None:
-        with hush(quiet):
+        with script_stdout(quiet, data_on_stdout=False):
             found, total = captures(script, args, spec, None, None)
         graphs = [c.graph for c in found]
         written = write_calls(graphs, folder, script.stem, fmt_name, total, options)
-        first, last = graphs[0].call, graphs[-1].call
-        which = f"call {first}" if first == last else f"calls {first}–{last}"
+        numbers = [g.call for g in graphs if g.call is not None]
+        noun = "picture" if len(written) == 1 else "pictures"
         err.print(
-            f"[green]wrote[/] {len(written)} picture{'s' if len(written) != 1 else ''} to "
-            f"{folder}/ ({which} of {total})"
+            f"[green]wrote[/] {len(written)} {noun} to {folder}/ ({calls_shown(numbers, total)})"
         )
 
     in_thread(job, timeout)
+
+
+def calls_shown(numbers: list[int], total: int) -> str:
+    """``calls 1–6 of 300``, ``call 3 of 300``, ``all 12 calls``, ``calls 1, 4, 9 of 12``."""
+    if not numbers:
+        return f"none of {total} calls"
+    if len(numbers) == total and numbers == list(range(1, total + 1)):
+        return f"all {total} calls" if total != 1 else "the only call"
+    if len(numbers) == 1:
+        return f"call {numbers[0]} of {total}"
+    if numbers == list(range(numbers[0], numbers[-1] + 1)):
+        return f"calls {numbers[0]}–{numbers[-1]} of {total}"
+    shown = ", ".join(str(n) for n in numbers[:6]) + (", …" if len(numbers) > 6 else "")
+    return f"calls {shown} of {total}"

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from ..model import plural
 from ._app import app, err
 from ._options import (
     OUT_PANEL,
@@ -20,7 +21,7 @@ from ._options import (
     TimeoutOpt,
 )
 from ._ranks import RankOpt, setup, stop_unless_drawing
-from ._run import hush, in_thread, reported
+from ._run import in_thread, reported, script_stdout
 
 
 class StepsFormat(str, Enum):
@@ -75,7 +76,8 @@ def steps(
         from ..errors import CallError
         from ..teach.steps import StepsTable, to_csv, to_json
 
-        with hush(quiet):
+        data = output is None and fmt is not StepsFormat.table
+        with script_stdout(quiet, data_on_stdout=data):
             calls = run_recorded(file, args or [], no_graph).recorder.calls
         stop_unless_drawing()
         if not calls:
@@ -95,7 +97,7 @@ def steps(
         else:
             Console(highlight=False).print(StepsTable(calls, every=every, precision=precision))
         sys.stdout.flush()
-        err.print(f"[dim]note:[/] {len(calls)} backward call(s) recorded.")
+        err.print(f"[dim]note:[/] {plural(len(calls), 'backward call')} recorded.")
 
     with reported():
         output = setup(rank, output)

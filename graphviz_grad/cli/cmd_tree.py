@@ -32,7 +32,17 @@ from ._options import (
     view_options,
 )
 from ._ranks import RankOpt, setup
-from ._run import call_spec, captures, expr_graph, hush, in_thread, one_source, remarks, reported
+from ._run import (
+    call_spec,
+    captures,
+    data_to_stdout,
+    expr_graph,
+    in_thread,
+    one_source,
+    remarks,
+    reported,
+    script_stdout,
+)
 from ._watch import check_watch
 from ._watch import watch as run_watching
 
@@ -69,6 +79,7 @@ def tree(
         spec = call_spec(call, target)
         check_watch(watch, expr, spec.many, None)
         view = view_options(depth, fold, focus, radius, hide)
+        piped = data_to_stdout()
 
         def job() -> None:
             from ..render.tree import GraphTree
@@ -79,7 +90,7 @@ def tree(
                 graph = expr_graph(expr or "", let, param, grad_output).graph
                 out.print(GraphTree(tree_graph(graph, view), precision=precision, order=order))
                 return
-            with hush(quiet):
+            with script_stdout(quiet, data_on_stdout=piped):
                 found, total = captures(script, args, spec, target, grad_output)
             sys.stdout.flush()
             for captured in found:

@@ -50,7 +50,7 @@ __all__ = [
 _MISSING_DOT = "Graphviz's `dot` program is not installed, so SVG/PNG/PDF/HTML cannot be drawn."
 _MISSING_DOT_HINT = (
     "Install it (Debian/Ubuntu: `sudo apt-get install graphviz`; macOS: `brew install graphviz`),"
-    " or write DOT or JSON with `--format dot` / `--format json`."
+    ' or write DOT or JSON with `fmt="dot"` / `fmt="json"`.'
 )
 
 
@@ -72,7 +72,7 @@ def _layout(dot: str, fmt: str) -> bytes:
     except graphviz.CalledProcessError as exc:
         raise RenderError(
             f"Graphviz could not lay out the graph: {_last_line(exc.stderr)}",
-            hint="Write it with `--format dot` and run `dot -Tsvg` on it to see the whole error.",
+            hint='Write it with `fmt="dot"` and run `dot -Tsvg` on it to see the whole error.',
         ) from exc
     return data
 
@@ -177,7 +177,7 @@ def _check_stdout(fmt: str) -> None:
     if fmt not in TEXT_FORMATS:
         raise OutputError(
             f"{fmt.upper()} cannot be written to standard output (`-`).",
-            hint="Give a file name such as graph.svg, or write DOT or JSON to standard output.",
+            hint='Give a file name such as graph.svg, or use `fmt="dot"` / `fmt="json"`.',
         )
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from graphviz_grad.model import Edge, Node
+from graphviz_grad.model import Edge, Node, plural
 from graphviz_grad.render.format import fmt_number, fmt_type
 from graphviz_grad.render.labels import html, row, value_rows
-from graphviz_grad.views import Group, View
+from graphviz_grad.views import Group, View, anchors
 
 FILL_MODULE = "#fff4cc"
 FILL_FOLD = "#e8def8"
@@ -120,13 +120,30 @@ def body(
 ) -> list[str]:
     """Every node and edge statement of `view`, in a deterministic order."""
     out = _nodes(view, node_stmt, precision)
+    bands = view.bands
     for e in view.edges:
         if e.edge is not None:
-            out.append(edge_stmt(e.edge))
-            continue
-        attrs = f" [label=<<i>{html(e.label)}</i>>, style=dashed]" if e.label else ""
-        out.append(f"  {dot_name(view, e.src)} -> {dot_name(view, e.dst)}{attrs};")
+            stmt = edge_stmt(e.edge)
+        else:
+            attrs = f" [label=<<i>{html(e.label)}</i>>, style=dashed]" if e.label else ""
+            stmt = f"  {dot_name(view, e.src)} -> {dot_name(view, e.dst)}{attrs};"
+        if bands and bands.get(e.src) != bands.get(e.dst):
+            stmt = _unconstrained(stmt)
+        out.append(stmt)
+    for src, leaf in anchors(view):
+        stmt = f"  {dot_name(view, src)} -> {dot_name(view, leaf)} [style=invis];"
+        out.append(_unconstrained(stmt) if bands.get(src) != bands.get(leaf) else stmt)
+    if len(view.heads) > 1:
+        chain = " -> ".join(dot_name(view, d) for d in view.heads)
+        out.append(f"  {{ rank=same; {chain} [style=invis]; }}")
     return out
+
+
+def _unconstrained(stmt: str) -> str:
+    """An edge between two bands of a wrapped view: it must not pull them into one column."""
+    if stmt.endswith("];"):
+        return stmt[:-2] + ", constraint=false];"
+    return stmt[:-1] + " [constraint=false];"
 
 
 # -- group tables ------------------------------------------------------------------------------
@@ -151,7 +168,7 @@ def _module_rows(view: View, group: Group, precision: int) -> list[str]:
 
     badge = f"  ×{group.repeat}" if group.repeat > 1 else ""
     rows = [row(html(group.title + badge), bold=True)]
-    kind = f"{group.module_type or 'module'} · hides {group.ops:,} ops"
+    kind = f"{group.module_type or 'module'} · hides {plural(group.ops, 'op')}"
     rows.append(row(html(kind)))
     if group.output is not None:
         node = view.graph.nodes[group.output]
@@ -166,7 +183,7 @@ def _elided_rows(group: Group) -> list[str]:
 
     return [
         row(html(f"⋯ {group.title}"), bold=True),
-        row(html(f"{group.ops:,} ops elided to fit the layout budget")),
+        row(html(f"{plural(group.ops, 'op')} elided to fit the layout budget")),
         row(html("--full, or --format dot / json, shows them")),
     ]
 

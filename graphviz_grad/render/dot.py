@@ -10,7 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from graphviz_grad.model import Edge, Finding, Graph, Node, Output, Saved
-from graphviz_grad.render.format import MISSING, fmt_summary, fmt_type, has_nonfinite
+from graphviz_grad.render.format import (
+    MISSING,
+    fmt_saved_value,
+    fmt_summary,
+    fmt_type,
+    has_nonfinite,
+)
 from graphviz_grad.render.labels import BORDER_BAD, html, row, value_rows
 from graphviz_grad.render.marks import (
     SEVERITY_COLOR,
@@ -61,7 +67,7 @@ def _saved_text(saved: Saved, precision: int) -> str:
     if saved.summary is not None:
         text = fmt_summary(saved.summary, precision)
     else:
-        text = saved.text if saved.text is not None else MISSING
+        text = fmt_saved_value(saved.name, saved.text) if saved.text is not None else MISSING
     return text + (f" = #{saved.node}" if saved.node is not None else "")
 
 
@@ -222,12 +228,13 @@ def to_dot(
         >>> graphviz.Source(dot).pipe(format="svg")
     """
     from graphviz_grad.render.clusters import body
-    from graphviz_grad.views import INPUTS_AUTO, whole, with_inputs
+    from graphviz_grad.views import INPUTS_AUTO, whole, with_inputs, wrap
 
     opts = options or DrawOptions()
     shown = view or whole(graph)
     if opts.inputs or (opts.inputs is None and shown.size <= INPUTS_AUTO):
         shown = with_inputs(shown)
+    shown = wrap(shown)
     roots = frozenset(graph.roots)
     out = [
         "digraph gradviz {",

@@ -42,6 +42,10 @@ _END = object()
 def fmt_number(x: float, precision: int = 4) -> str:
     """A number, short and exact enough: ``2.0``, ``-8.0``, ``0.1``, ``1e-08``, ``nan``, ``-inf``.
 
+    An exact whole number keeps its ``.0``; one that only rounds to a whole number does not
+    (``2369.4`` is ``2369`` at 4 digits, ``6.0000005`` is ``6.000``), so a bare ``2369`` reads
+    as rounded and ``2369.0`` as exact.
+
     Example:
         >>> fmt_number(2.0, 4), fmt_number(1 / 3, 4), fmt_number(float("-inf"), 4)
         ('2.0', '0.3333', '-inf')
@@ -57,8 +61,9 @@ def fmt_number(x: float, precision: int = 4) -> str:
     text = f"{x:.{precision}g}"
     if "e" in text or "." in text:
         return text
-    # 6.0 is exact: "6.0"; 6.0000005 only rounds to 6: "6.000" says digits were dropped.
-    return text + ".0" if x.is_integer() else f"{x:#.{precision}g}"
+    # 6.0 is exact: "6.0"; 6.0000005 only rounds to 6: "6.000" says digits were dropped;
+    # 2369.4 rounds to "2369" (the alternate form's trailing "2369." read as a typo).
+    return text + ".0" if x.is_integer() else f"{x:#.{precision}g}".removesuffix(".")
 
 
 def short_dtype(dtype: str | None) -> str:
@@ -201,3 +206,25 @@ def fmt_summary_lines(
 def has_nonfinite(s: TensorSummary | None) -> bool:
     """True when `s` counts NaN or infinite elements."""
     return s is not None and (s.nan > 0 or s.inf > 0)
+
+
+#: Saved attributes that hold an enum as an int, and what each value means.
+_SAVED_ENUMS: dict[str, dict[int, str]] = {
+    "reduction": {0: "none", 1: "mean", 2: "sum"},
+}
+_WRAP = 2**64
+
+
+def fmt_saved_value(name: str, text: str) -> str:
+    """A saved attribute as a user wrote it: ``reduction='mean'`` for ``1``, ``-100`` for
+    ``18446744073709551516`` (autograd stores negative int64 attributes as unsigned)."""
+    try:
+        number = int(text)
+    except ValueError:
+        return text
+    if number >= _WRAP // 2:
+        number -= _WRAP
+    enum = _SAVED_ENUMS.get(name)
+    if enum is not None and number in enum:
+        return repr(enum[number])
+    return str(number)

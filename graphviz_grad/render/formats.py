@@ -30,7 +30,7 @@ def check_format(fmt: str) -> str:
     name = fmt.lower()
     if name not in FORMATS:
         raise OutputError(
-            f"Unknown output format {fmt!r}.", hint=f"Choose one of: {', '.join(FORMATS)}."
+            f"Unknown output format `fmt={fmt!r}`.", hint=f"Choose one of: {', '.join(FORMATS)}."
         )
     return name
 
@@ -50,9 +50,9 @@ def infer_format(path: Path | str, fmt: str | None = None) -> str:
         fmt = check_format(fmt)
         if named is not None and named != fmt:
             raise OutputError(
-                f"The output `{path}` ends in `{suffix}` but the format asked for is {fmt}.",
-                hint=f"Name the file `{Path(path).with_suffix('.' + fmt).name}`, or drop the "
-                "format to write it as its suffix says.",
+                f"The file name {str(path)!r} says {named.upper()} but `fmt={fmt!r}` asks for "
+                f"{fmt.upper()}.",
+                hint=f"Name the file `{Path(path).stem}.{fmt}`, or leave out `fmt=`.",
             )
         return fmt
     if str(path) == "-":
@@ -62,6 +62,6 @@ def infer_format(path: Path | str, fmt: str | None = None) -> str:
     if named is None:
         raise OutputError(
             f"gradviz cannot tell the format of `{path}` from its suffix `{suffix}`.",
-            hint=f"Use one of {' '.join(SUFFIXES)}, or name the format.",
+            hint=f"Use one of {' '.join(SUFFIXES)}, or pass `fmt=`.",
         )
     return named

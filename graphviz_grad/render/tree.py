@@ -3,14 +3,19 @@
 Children are a node's input edges in `next_functions` order. A node reached a second time (a DAG)
 is printed once and referenced after that as ``↑ #12 label``, so the output is linear in nodes
 plus edges. The guides are drawn here with an explicit stack (not `rich.tree.Tree`, which
-recurses), and indentation stops growing at a capped depth, where a ``⋮d=N`` marker takes over.
+recurses). The tree indents as deep as the graph is while the console leaves room for text;
+deeper than that, a node's one continuing input is drawn flat under it (``↓ d=31 #31 …``, the
+depth counted), and a node with several continuing inputs is continued in a section after the
+tree (``⤷ inputs below``), so no child is ever drawn under the wrong parent. Lines wrap only
+between tokens (a list breaks after a comma), with the guides continued.
 """
 
 from __future__ import annotations
 
 import io
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from rich.cells import cell_len, chop_cells
 from rich.console import Console, ConsoleOptions, RenderResult
@@ -21,11 +26,11 @@ from graphviz_grad.model import Finding, Graph, Node, TensorSummary, location
 from graphviz_grad.render.format import fmt_summary, fmt_type, has_nonfinite
 from graphviz_grad.render.marks import SEVERITY_MARK, node_marks
 
-#: Indentation stops growing beyond this depth (further lines show ``⋮d=<depth>``).
+#: Most levels of indentation, however wide the console.
 MAX_INDENT = 24
-#: Columns always left for a line's text, however deep the tree (caps indentation on narrow
-#: consoles: 10 levels at 100 columns, 24 from 156 columns).
-MIN_TEXT_WIDTH = 60
+#: Columns always left for a node's text, however deep the tree (fewer levels on narrow
+#: consoles: 6 at 80 columns, 16 at 120; two levels are kept for the flat marker ``↓ d=N``).
+MIN_TEXT_WIDTH = 48
 
 PLAIN = Style()
 GUIDE = Style(dim=True)
@@ -44,8 +49,13 @@ FINDING = {
     "info": Style(color="blue"),
 }
 
+#: A run of text in one style. In a line, parts are separated by one space; a part wraps as a
+#: whole when it can, else between its words.
 Part = tuple[str, Style]
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {10: "\\n", 13: "\\r", 9: "\\t"}
+_OPEN, _CLOSE = "([{", ")]}"
+#: Before the second and later lines of one part broken over lines.
+_INDENT = "  "
 
 
 def clean(text: str) -> str:
@@ -53,15 +63,26 @@ def clean(text: str) -> str:
     return text.translate(_CONTROL)
 
 
-@dataclass(frozen=True)
-class _Item:
-    """One line to print: node `node` reached through output `output_nr` at `depth`."""
+class _Item(NamedTuple):
+    """One line to print: node `node` reached through output `output_nr` at `depth`.
+
+    `cols` are the guides before the line's marker; `how` is the marker: ``root``, ``branch``
+    (``├──``/``└──``, `last` says which) or ``flat`` (``↓ d=N``, the one continuing input of a
+    node drawn at the indentation cap)."""
 
     node: int
     output_nr: int | None
     depth: int
     cols: str
     last: bool
+    how: str = "branch"
+
+    @property
+    def inner(self) -> str:
+        """The guides before this node's children's markers."""
+        if self.how != "branch":
+            return self.cols
+        return self.cols + ("    " if self.last else "│   ")
 
 
 def _grad_style(grad: TensorSummary | None) -> Style:
@@ -114,29 +135,90 @@ def _cells(text: str) -> int:
     return len(text) if text.isascii() else cell_len(text)
 
 
+def _top_words(text: str) -> list[str]:
+    """`text` split at spaces outside brackets: ``f32[16, 3]`` stays one word."""
+    words: list[str] = []
+    depth = start = 0
+    for i, char in enumerate(text):
+        if char in _OPEN:
+            depth += 1
+        elif char in _CLOSE:
+            depth = max(0, depth - 1)
+        elif char == " " and depth == 0:
+            words.append(text[start:i])
+            start = i + 1
+    words.append(text[start:])
+    return [w for w in words if w]
+
+
+#: How a part too long for a fresh line is split, in turn: at spaces outside brackets, at every
+#: space (a list breaks after its commas), and last into pieces of the line's width.
+_SPLITS = (_top_words, lambda text: [w for w in text.split(" ") if w])
+
+
+class _Lines:
+    """Parts filled into lines of `first`, then `rest` cells, one space between parts; a part
+    broken over lines goes on indented by two cells, so its pieces read as one."""
+
+    def __init__(self, first: int, rest: int) -> None:
+        self.lines: list[list[Part]] = [[]]
+        self.first, self.rest = max(first, 1), max(rest, 1)
+        self.used = 0
+        self.bare = False  # the line holds only an indent: no space before the next part
+
+    def room(self) -> int:
+        width = self.first if len(self.lines) == 1 else self.rest
+        return width - self.used - (1 if self.used and not self.bare else 0)
+
+    def put(self, text: str, style: Style, size: int) -> None:
+        if self.used and not self.bare:
+            self.lines[-1].append((" ", PLAIN))
+            self.used += 1
+        self.lines[-1].append((text, style))
+        self.used += size
+        self.bare = False
+
+    def newline(self, indent: bool = False) -> None:
+        if self.used and not self.bare:
+            self.lines.append([(_INDENT, PLAIN)] if indent else [])
+            self.used, self.bare = (len(_INDENT), True) if indent else (0, False)
+
+    def add(self, text: str, style: Style) -> None:
+        """Place `text`: on this line if it fits, else from the next line, whole if it fits
+        there, else word by word (splitting ever finer), and a word wider than a line chopped."""
+        todo: list[tuple[str, int]] = [(text, 0)]
+        started = False
+        while todo:
+            piece, level = todo.pop()
+            size = _cells(piece)
+            if size > self.room() and (level == 0 or size <= self.rest - len(_INDENT)):
+                self.newline(indent=started)
+            if size <= self.room() or level > len(_SPLITS):
+                self.put(piece, style, size)
+                started = True
+                continue
+            words = [piece]
+            while len(words) == 1 and level < len(_SPLITS):
+                words = _SPLITS[level](piece)
+                level += 1
+            if len(words) == 1:
+                self.newline(indent=started)
+                words = chop_cells(piece, max(1, self.room()))
+                level = len(_SPLITS) + 1
+            todo.extend((w, level) for w in reversed(words))
+
+
 def _wrap(parts: list[Part], first: int, rest: int) -> list[list[Part]]:
-    """Parts joined by spaces in lines of `first`, then `rest` cells; long parts are chopped."""
-    sizes = [_cells(text) for text, _ in parts]
-    if sum(sizes) + len(parts) - 1 <= first:
+    """Parts joined by spaces in lines of `first`, then `rest` cells, broken between tokens."""
+    if sum(_cells(text) for text, _ in parts) + len(parts) - 1 <= first:  # the common case
         joined: list[Part] = []
         for part in parts:
             joined.extend([(" ", PLAIN), part] if joined else [part])
         return [joined]
-    lines: list[list[Part]] = [[]]
-    used = 0
-    for (text, style), size in zip(parts, sizes, strict=True):
-        width = first if len(lines) == 1 else rest
-        gap = 1 if lines[-1] else 0
-        if used + gap + size <= width:
-            lines[-1].extend([(" ", PLAIN), (text, style)] if gap else [(text, style)])
-            used += gap + size
-            continue
-        chunks = chop_cells(text, rest) if size > rest else [text]
-        if not lines[-1]:
-            lines.pop()
-        lines.extend([[(chunk, style)] for chunk in chunks])
-        used = _cells(chunks[-1])
-    return lines
+    out = _Lines(first, rest)
+    for text, style in parts:
+        out.add(text, style)
+    return out.lines
 
 
 def _mark_parts(findings: list[Finding]) -> list[Part]:
@@ -154,9 +236,13 @@ def _findings_lines(findings: tuple[Finding, ...], width: int) -> Iterator[list[
     for f in findings:
         where = location(f.file, f.line) or "-"
         head: list[Part] = [(f"{SEVERITY_MARK[f.severity]} {f.code}", FINDING[f.severity])]
-        words = [(w, PLAIN) for w in clean(f.message).split(" ") if w]
-        for i, line in enumerate(_wrap([*head, (where, SHAPE), *words], width - 2, width - 4)):
+        message = (clean(f.message), PLAIN)
+        for i, line in enumerate(_wrap([*head, (where, SHAPE), message], width - 2, width - 4)):
             yield [("  " if i == 0 else "    ", GUIDE), *line]
+
+
+#: After a node whose inputs continue in a section below the tree.
+_CONTINUED = ("⤷ inputs below", SHAPE)
 
 
 class GraphTree:
@@ -175,60 +261,109 @@ class GraphTree:
         self.max_indent = max_indent
         self._marks = node_marks(graph)
 
-    def _items(self, cap: int) -> Iterator[tuple[_Item, bool]]:
-        """Every line in print order, with whether its node was already printed."""
+    def _items(self, cap: int) -> Iterator[tuple[_Item, str]]:
+        """Every line in print order, with what it is: ``node``, ``ref`` (printed before),
+        ``cut`` (inputs continued below) or ``section`` (the heading of a continuation)."""
         graph = self.graph
         seen = [False] * len(graph.nodes)
         roots = [r for r in graph.roots if 0 <= r < len(graph.nodes)]
-        stack = [_Item(r, None, 0, "", i == len(roots) - 1) for i, r in enumerate(roots)][::-1]
-        while stack:
+        stack = [_Item(r, None, 0, "", i == len(roots) - 1, "root") for i, r in enumerate(roots)]
+        stack.reverse()
+        later: deque[_Item] = deque()
+        while stack or later:
+            if not stack:
+                item = later.popleft()
+                yield item, "section"
+                stack.extend(reversed(self._children(item, "")))
+                continue
             item = stack.pop()
             if seen[item.node]:
-                yield item, True
+                yield item, "ref"
                 continue
             seen[item.node] = True
-            yield item, False
-            stack.extend(self._children(item, cap)[::-1])
+            children = self._layout(item, cap, seen)
+            if children is None:
+                later.append(item)
+                yield item, "cut"
+                continue
+            yield item, "node"
+            stack.extend(reversed(children))
 
-    def _children(self, item: _Item, cap: int) -> list[_Item]:
+    def _layout(self, item: _Item, cap: int, seen: list[bool]) -> list[_Item] | None:
+        """The children of `item` to print under it; None when they must continue below.
+
+        Below the cap the children branch as usual. At the cap, inputs that end there (leaves,
+        nodes printed before) still branch, one more that continues is drawn flat, and two or
+        more that continue make `item` a cut."""
+        inner = item.inner
+        if len(inner) < 4 * cap:
+            return self._children(item, inner)
         edges = self.graph.inputs[item.node]
-        depth = item.depth + 1
-        cols = item.cols
-        if 1 < depth <= cap:
-            cols += "    " if item.last else "│   "
+        going = [e for e in edges if self.graph.inputs[e.src] and not seen[e.src]]
+        if len(going) > 1:
+            return None
+        ends = [e for e in edges if not (going and e is going[0])]
+        out = [
+            _Item(e.src, e.output_nr, item.depth + 1, inner, i == len(ends) - 1 and not going)
+            for i, e in enumerate(ends)
+        ]
+        if going:
+            edge = going[0]
+            out.append(_Item(edge.src, edge.output_nr, item.depth + 1, inner, True, "flat"))
+        return out
+
+    def _children(self, item: _Item, cols: str) -> list[_Item]:
+        """`item`'s inputs as branches after the guides `cols`."""
+        edges = self.graph.inputs[item.node]
         n = len(edges)
-        return [_Item(e.src, e.output_nr, depth, cols, i == n - 1) for i, e in enumerate(edges)]
+        return [
+            _Item(e.src, e.output_nr, item.depth + 1, cols, i == n - 1) for i, e in enumerate(edges)
+        ]
 
     @staticmethod
-    def _prefix(item: _Item, cap: int) -> tuple[str, str]:
+    def _prefix(item: _Item) -> tuple[str, str]:
         """The guides before a node's first line, and before its continuation lines."""
-        if item.depth == 0:
+        if item.how == "root":
             return "", "  "
+        if item.how == "flat":
+            return item.cols + f"↓ d={item.depth} ", item.cols + "    "
         first = item.cols + ("└── " if item.last else "├── ")
-        if item.depth > cap:
-            first += f"⋮d={item.depth} "
-        rest = item.cols + ("    " if item.last else "│   ") + "  "
-        return first, rest
+        return first, item.inner + "  "
+
+    def _section(self, item: _Item) -> list[Part]:
+        node = self.graph.nodes[item.node]
+        return [
+            ("inputs of", SHAPE),
+            (f"#{node.id}", ID),
+            (clean(node.label), NAME),
+            (f"(depth {item.depth}):", SHAPE),
+        ]
+
+    def _parts(self, item: _Item, what: str) -> list[Part]:
+        node = self.graph.nodes[item.node]
+        if what == "ref":
+            return _ref_parts(node, item.output_nr)
+        parts = _node_parts(node, item.output_nr, self.precision, self.order)
+        if node.id in self._marks:
+            parts.extend(_mark_parts(self._marks[node.id]))
+        if what == "cut":
+            parts.append(_CONTINUED)
+        return parts
 
     def lines(self, width: int) -> Iterator[list[Part]]:
         """Each printed line as styled parts, for `width` cells."""
         if not self.graph.nodes:
             yield [("(empty graph)", SHAPE)]
             return
-        cap = min(self.max_indent, max(1, (width - MIN_TEXT_WIDTH) // 4))
-        nodes = self.graph.nodes
-        for item, ref in self._items(cap):
-            node = nodes[item.node]
-            parts = (
-                _ref_parts(node, item.output_nr)
-                if ref
-                else _node_parts(node, item.output_nr, self.precision, self.order)
-            )
-            if not ref and node.id in self._marks:
-                parts.extend(_mark_parts(self._marks[node.id]))
-            first, rest = self._prefix(item, cap)
-            # guides and the depth marker are one cell per character
-            wrapped = _wrap(parts, width - len(first), width - len(rest))
+        cap = max(1, min(self.max_indent, (width - MIN_TEXT_WIDTH) // 4 - 2))
+        for item, what in self._items(cap):
+            if what == "section":
+                yield []
+                yield from _wrap(self._section(item), width, width)
+                continue
+            first, rest = self._prefix(item)
+            # guides are one cell per character
+            wrapped = _wrap(self._parts(item, what), width - len(first), width - len(rest))
             for i, line in enumerate(wrapped):
                 yield [(first if i == 0 else rest, GUIDE), *line]
         yield from _findings_lines(self.graph.findings, width)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -46,6 +48,13 @@ def leaf_names(calls: Sequence[CallInfo]) -> list[str]:
             if leaf.name not in names:
                 names.append(leaf.name)
     return names
+
+
+def root_name(calls: Sequence[CallInfo]) -> str:
+    """What the root is called in the script (``loss``), the most common name over the calls;
+    ``root`` when it has none."""
+    names = Counter(c.root_name for c in calls if c.root_name)
+    return names.most_common(1)[0][0] if names else "root"
 
 
 def rows(calls: Sequence[CallInfo], every: int = 1) -> list[Row]:
@@ -97,6 +106,10 @@ def _buckets(values: list[float | None], width: int) -> list[float | None]:
 class StepsTable:
     """A rich renderable: one row per backward call, then sparklines of the loss and leaves.
 
+    When one column per leaf does not fit the console (an `nn.Module` at 80 columns), the table
+    keeps the call, the loss and the size, and each leaf gets a row of its own below: its value
+    and gradient at the first and the last call, with sparklines between. Nothing is cut.
+
     Example:
         >>> Console().print(StepsTable(recorder.calls, every=10))
     """
@@ -106,18 +119,21 @@ class StepsTable:
         self.every = every
         self.precision = precision
         self.names = leaf_names(self.calls)
+        self.root = root_name(self.calls)
 
-    def table(self) -> Table:
+    def table(self, leaves: bool = True) -> Table:
+        """One row per call: the call, the root, per leaf (with `leaves`) value and gradient."""
         table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
-        table.add_column("call", justify="right")
-        table.add_column("root", justify="right")
-        for name in self.names:
-            table.add_column(name, justify="right")
-            table.add_column(f"∂/∂{name}", justify="right")
-        table.add_column("nodes", justify="right")
+        table.add_column("call", justify="right", no_wrap=True)
+        table.add_column(self.root, justify="right", no_wrap=True)
+        names = self.names if leaves else []
+        for name in names:
+            table.add_column(name, justify="right", no_wrap=True)
+            table.add_column(f"∂/∂{name}", justify="right", no_wrap=True)
+        table.add_column("nodes", justify="right", no_wrap=True)
         for row in rows(self.calls, self.every):
             cells = [str(row.call), self._fmt(row.root)]
-            for name in self.names:
+            for name in names:
                 value, grad = row.leaves.get(name, (None, None))
                 cells += [self._fmt(value), self._fmt(grad)]
             table.add_row(*cells, str(row.nodes))
@@ -131,24 +147,72 @@ class StepsTable:
         text = fmt_number(value, self.precision)
         return text if scalar(s) is not None else f"‖{text}‖"
 
-    def sparklines(self, max_width: int = 100) -> list[str]:
-        series = [("root", [number(c.root_value) for c in self.calls])]
+    def _series(self) -> list[tuple[str, list[float | None]]]:
+        series = [(self.root, [number(c.root_value) for c in self.calls])]
         for name in self.names:
             found = [{x.name: x for x in c.leaves}.get(name) for c in self.calls]
             series.append((name, [number(x.value) if x else None for x in found]))
             series.append((f"∂/∂{name}", [number(x.grad) if x else None for x in found]))
+        return series
+
+    def _ends(self, values: list[float | None]) -> str:
+        """``first → last`` of a series (one number when there is one call)."""
+        known = [v for v in values if v is not None]
+        if not known:
+            return ""
+        first = fmt_number(known[0], self.precision)
+        return (
+            first if len(self.calls) == 1 else f"{first} → {fmt_number(known[-1], self.precision)}"
+        )
+
+    def sparklines(self, max_width: int = 100) -> list[str]:
+        series = self._series()
         width = max(len(n) for n, _ in series)
         lines = []
         for name, values in series:
-            known = [v for v in values if v is not None]
-            if not known:
+            ends = self._ends(values)
+            if not ends:
                 continue
-            ends = (
-                f"{fmt_number(known[0], self.precision)} → {fmt_number(known[-1], self.precision)}"
-            )
             room = max(8, min(SPARK_WIDTH, max_width - width - len(ends) - 4))
             lines.append(f"{name.ljust(width)}  {sparkline(values, room)}  {ends}")
         return lines
+
+    def leaf_rows(self, max_width: int) -> list[tuple[str, str, str]]:
+        """Per leaf (the root first): name, value and gradient over all calls, each as a
+        sparkline and its first → last numbers (`max_width` sizes the sparklines)."""
+        series = dict(self._series())
+        names = [self.root, *self.names]
+        ends = [(self._ends(series[n]), self._ends(series.get(f"∂/∂{n}", []))) for n in names]
+        fixed = max(len(n) for n in names) + sum(max(len(e[i]) for e in ends) for i in (0, 1))
+        room = max(5, min(len(self.calls), 24, (max_width - fixed - 8) // 2))
+        out = []
+        for name, (value, grad) in zip(names, ends, strict=True):
+            cells = []
+            for text, values in ((value, series[name]), (grad, series.get(f"∂/∂{name}", []))):
+                spark = sparkline(values, room) if len(self.calls) > 1 and text else ""
+                cells.append(f"{spark} {text}".strip())
+            out.append((name, cells[0], cells[1]))
+        return out
+
+    def leaf_view(self, max_width: int) -> Table | Group:
+        """The leaves over all calls: a table of name, value and gradient when it fits in
+        `max_width`, else one short block per leaf (name, then value and gradient)."""
+        found = self.leaf_rows(max_width)
+        heads = ("over all calls", "value", "gradient")
+        widths = [max(len(r[i]) for r in [heads, *found]) for i in range(3)]
+        if sum(widths) + 4 <= max_width:
+            table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
+            for head in heads:
+                table.add_column(head, no_wrap=True)
+            for row in found:
+                table.add_row(*row)
+            return table
+        blocks: list[Text] = [Text("over all calls", style="bold")]
+        for name, value, grad in found:
+            blocks.append(Text(name, style="bold", overflow="fold"))
+            line = Text.assemble("  value ", value, *(("   gradient ", grad) if grad else ()))
+            blocks.append(line)
+        return Group(*blocks)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         if not self.calls:
@@ -159,11 +223,20 @@ class StepsTable:
         if any(scalar(x.value) is None for c in self.calls for x in c.leaves):
             shown += "; tensors are shown by their norm ‖·‖"
         head = Text(f"{total} backward call{'s' if total != 1 else ''}{shown}", style="bold")
-        spark = [Text(line) for line in self.sparklines(options.max_width)]
         warn = [Text(line, style="yellow") for line in self.warnings()]
-        body: list[Text | Table] = [head, self.table(), *warn, Text("")]
-        body += [Text("over all calls", style="bold"), *spark]
-        yield Group(*body)
+        wide = self.table()
+        need = Measurement.get(console, options.update(max_width=10**6), wide).maximum
+        if need <= options.max_width:
+            spark = [Text(line) for line in self.sparklines(options.max_width)]
+            body: list[Text | Table] = [head, wide, *warn, Text("")]
+            yield Group(*body, Text("over all calls", style="bold"), *spark)
+            return
+        note = Text(
+            f"One column per leaf needs {need} columns; `--format csv` has every value.",
+            style="dim",
+        )
+        narrow: list[Text | Table] = [head, self.table(leaves=False), *warn, Text("")]
+        yield Group(*narrow, self.leaf_view(options.max_width), note)
 
     def warnings(self) -> list[str]:
         """Leaves whose `.grad` was not zero when a backward call began: gradients add up."""

@@ -20,16 +20,19 @@ from graphviz_grad.model import Graph
 
 from ._budget import elide, trim_fans
 from ._inputs import INPUTS_AUTO, with_inputs
-from ._model import Group, View, ViewEdge, build
+from ._model import Group, View, ViewEdge, anchors, build
 from ._modules import group_modules, max_depth
 from ._select import HIDE_CHOICES, apply_focus, apply_hide, find_node, is_view_op
 from ._tree import as_graph
+from ._wrap import WRAP_RANKS, is_sliver, wrap
 
 __all__ = [
+    "anchors",
     "DEFAULT_BUDGET",
     "FLOOR",
     "HIDE_CHOICES",
     "INPUTS_AUTO",
+    "WRAP_RANKS",
     "Group",
     "View",
     "ViewEdge",
@@ -37,6 +40,7 @@ __all__ = [
     "as_graph",
     "find_node",
     "fit_budget",
+    "is_sliver",
     "is_view_op",
     "make_view",
     "max_depth",
@@ -44,6 +48,7 @@ __all__ = [
     "tree_graph",
     "whole",
     "with_inputs",
+    "wrap",
 ]
 
 #: Drawn nodes above which SVG/PNG/PDF are made smaller (Graphviz needs seconds beyond this).
@@ -168,7 +173,7 @@ def fit_budget(
     owner, groups, notes = _plan(graph, options)
     before = _size(owner, groups)
     if before <= budget:
-        return _trimmed(build(graph, owner, groups, notes))
+        return _unslivered(graph, options, _trimmed(build(graph, owner, groups, notes)))
     owner, groups, notes, done = _choose(graph, options, budget)
     notes.append(
         f"{before:,} nodes are above the layout budget of {budget:,}: {done} "
@@ -176,6 +181,20 @@ def fit_budget(
         "or --format dot / json for the whole graph."
     )
     return _trimmed(build(graph, owner, groups, notes))
+
+
+def _unslivered(graph: Graph, options: ViewOptions, view: View) -> View:
+    """A view too long and narrow to wrap (nested blocks) is folded, when folding shortens it."""
+    if options.fold or not is_sliver(view):
+        return view
+    folded = make_view(graph, replace(options, fold=True))
+    if folded.size >= view.size:
+        return view
+    note = (
+        f"the {view.size:,} nodes would draw as a long narrow strip: folded repeated blocks "
+        f"(as --fold; {folded.size:,} drawn). Use --full to draw every node."
+    )
+    return _trimmed(replace(folded, notes=(*folded.notes, note)))
 
 
 def _trimmed(view: View) -> View:

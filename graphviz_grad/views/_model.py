@@ -78,6 +78,10 @@ class View:
     placed: Mapping[int, tuple[Scope, ...]] = field(default_factory=dict)
     #: The `graph.input_nodes` drawn (by position there); their drawn ids follow the groups'.
     inputs: tuple[int, ...] = ()
+    #: Per drawn id, the column (row, left to right) of a long view wrapped by `wrap`.
+    bands: Mapping[int, int] = field(default_factory=dict)
+    #: The top node of each band, in band order (the renderer lines them up left to right).
+    heads: tuple[int, ...] = ()
 
     @property
     def size(self) -> int:
@@ -175,3 +179,41 @@ def place_leaf(graph: Graph, leaf: int) -> tuple[Scope, ...]:
             break
         common.append(scope)
     return tuple(common)
+
+
+def anchors(view: View, per_box: int = 2) -> list[tuple[int, int]]:
+    """Pairs (node outside, parameter inside) that keep a module box with its parameters below
+    what feeds the box: without them a parameter floats up beside the previous box, and
+    Graphviz, which never overlaps boxes, staggers a stack of blocks into a staircase."""
+    inside: dict[tuple[str, int], list[int]] = {}
+    for d in view.shown:
+        scopes = view.placed.get(d)
+        if scopes and view.graph.nodes[d].kind == "leaf":
+            inside.setdefault((scopes[-1][0], scopes[-1][2]), []).append(d)
+    if not inside:
+        return []
+    feeders: dict[tuple[str, int], list[int]] = {}
+    for e in view.edges:
+        if e.src >= len(view.graph.nodes) or view.graph.nodes[e.src].kind != "op":
+            continue
+        outer = {(p, c) for p, _, c in _box_scopes(view, e.src)}
+        for path, _, call in _box_scopes(view, e.dst):
+            key = (path, call)
+            found = feeders.setdefault(key, [])
+            if key in inside and key not in outer and e.src not in found and len(found) < per_box:
+                found.append(e.src)
+    return [
+        (src, leaf)
+        for key, leaves in inside.items()
+        for src in feeders.get(key, ())
+        for leaf in leaves
+    ]
+
+
+def _box_scopes(view: View, drawn_id: int) -> tuple[Scope, ...]:
+    group = view.group(drawn_id)
+    if group is not None:
+        return group.enclosing
+    if view.input(drawn_id) is not None:
+        return view.placed.get(drawn_id, ())
+    return view.scopes(drawn_id)

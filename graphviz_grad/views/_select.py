@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections import deque
 
@@ -52,9 +53,22 @@ def find_node(graph: Graph, key: str) -> Node:
     if node is None:
         raise RootError(
             f"The graph has no node named `{text}` (no variable, parameter or op by that name).",
-            hint="Give a node id such as 12, a variable name, or an op such as MulBackward0.",
+            hint=_close_names(graph, text)
+            or "Give a node id such as 12, a variable name, or an op such as MulBackward0.",
         )
     return node
+
+
+def _close_names(graph: Graph, text: str) -> str | None:
+    """``Did you mean `model.0.weight`?`` from the graph's names and ops, or None."""
+    known = dict.fromkeys(name for n in graph.nodes for name in (*n.names, n.op) if name)
+    close = difflib.get_close_matches(text, list(known), n=3, cutoff=0.6)
+    if not close:
+        lowered = text.lower()
+        close = [k for k in known if lowered in k.lower()][:3]
+    if not close:
+        return None
+    return "Did you mean " + " or ".join(f"`{c}`" for c in close) + "?"
 
 
 def neighbourhood(graph: Graph, centre: int, radius: int) -> list[bool]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from graphviz_grad.model import Edge, Graph, Node
+from graphviz_grad.model import Edge, Graph, Node, plural
 
 from ._model import Group, View
 
@@ -22,7 +22,9 @@ def _group_node(graph: Graph, group: Group) -> Node:
     if group.kind == "elided":
         return Node(id=group.id, kind="op", op=f"⋯ {group.title} (elided)")
     badge = f" ×{group.repeat}" if group.repeat > 1 else ""
-    what = f"[{group.title}{badge}: {group.module_type or 'module'}, hides {group.ops:,} ops]"
+    what = (
+        f"[{group.title}{badge}: {group.module_type or 'module'}, hides {plural(group.ops, 'op')}]"
+    )
     out = graph.nodes[group.output] if group.output is not None else None
     params = _params(graph, group)
     if out is None:

@@ -165,6 +165,24 @@ def _visit(page: Path, fragment: str, size: tuple[int, int], grab: str) -> Any:
         b.call("Target.closeTarget", targetId=target)
 
 
+def interact(page: Path, fragment: str, actions: list[tuple[str, str]]) -> Dom:
+    """Open the page, then per (action, until) run the JavaScript `action` (a click, a key) and
+    wait until the JavaScript condition `until` holds (the page laid out again); the DOM after."""
+    b = browser()
+    target, session = b.open(page.as_uri() + fragment, (1200, 800))
+    try:
+        for action, until in actions:
+            b.evaluate(session, f"(function(){{{action}}})()")
+            start = time.monotonic()
+            while not b.evaluate(session, f"!!(function(){{return {until}}})()"):
+                if time.monotonic() - start > GUARD_S:
+                    raise RuntimeError(f"after {action!r}, {until!r} did not hold in {GUARD_S} s")
+                time.sleep(0.02)
+        return Dom.parse(str(b.evaluate(session, "document.documentElement.outerHTML")))
+    finally:
+        b.call("Target.closeTarget", targetId=target)
+
+
 def dump_dom(page: Path, fragment: str, tmp: Path) -> Dom:
     """The DOM once the page is ready, opened at `fragment` (``#search=w``)."""
     return Dom.parse(str(_visit(page, fragment, (1200, 800), "dom")))

@@ -291,3 +291,33 @@ def lesson_with_inputs() -> Graph:
         for n in graph.nodes
     )
     return replace(graph, nodes=nodes)
+
+
+def spine(n: int) -> Graph:
+    """An unrolled loop: n `AddBackward0` in a line, each also taking a leaf `b<i>`."""
+    one = scalar(1.0)
+    nodes: list[Node] = []
+    edges: list[Edge] = []
+    for i in range(n):
+        nodes.append(Node(2 * i, "op", "AddBackward0", (), (), "float32", one, one))
+        nodes.append(Node(2 * i + 1, "leaf", None, (f"b{i}",), (), "float32", one, one))
+        edges.append(Edge(2 * i + 1, 2 * i, 0, 0, one))
+        if i + 1 < n:
+            edges.append(Edge(2 * i + 2, 2 * i, 0, 1, one))
+    return Graph(tuple(nodes), tuple(edges), roots=(0,))
+
+
+def comb(n: int) -> Graph:
+    """n `MulBackward0` in a line, each also taking a side branch `ExpBackward0 <- leaf`."""
+    one = scalar(1.0)
+    nodes: list[Node] = []
+    edges: list[Edge] = []
+    for i in range(n):
+        nodes.append(Node(3 * i, "op", "MulBackward0", (), (), "float32", one, one))
+        nodes.append(Node(3 * i + 1, "op", "ExpBackward0", (), (), "float32", one, one))
+        nodes.append(Node(3 * i + 2, "leaf", None, (f"x{i}",), (), "float32", one, one))
+        edges.append(Edge(3 * i + 1, 3 * i, 0, 0, one))
+        edges.append(Edge(3 * i + 2, 3 * i + 1, 0, 0, one))
+        if i + 1 < n:
+            edges.append(Edge(3 * i + 3, 3 * i, 0, 1, one))
+    return Graph(tuple(nodes), tuple(edges), roots=(0,))

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 from helpers import graphs
-from helpers.browser import Dom, Element, chromium, dump_dom, ink, png_pixels, screenshot
+from helpers.browser import Dom, Element, chromium, dump_dom, ink, interact, png_pixels, screenshot
 from helpers.html_graphs import BAD, HOSTILE, blocks, hostile, modules
 
 from graphviz_grad.render import write
@@ -205,6 +205,51 @@ def test_expanding_and_collapsing_changes_what_is_drawn(
     assert not everything.all("g", "gv-grouped")
     again = dump_dom(pages["blocks"], "#expand=all&collapse=net", tmp_path)
     assert drawn(again) < first + 2
+
+
+DRAWN = "Number(document.querySelector('.gradviz').getAttribute('data-gv-drawn'))"
+CLICK = "document.querySelector('{}').dispatchEvent(new MouseEvent('click', {{bubbles: true}}));"
+KEY = "document.dispatchEvent(new KeyboardEvent('keydown', {{key: '{}', bubbles: true}}));"
+
+
+def test_clicking_a_fold_opens_it_and_its_frame_title_closes_it(
+    pages: dict[str, Path], tmp_path: Path
+) -> None:
+    first = drawn(dump_dom(pages["blocks"], "", tmp_path))
+    opened = interact(
+        pages["blocks"],
+        "",
+        [(CLICK.format("g[data-group^=f]"), f"{DRAWN} > {first}")],
+    )
+    modules_drawn = {g.attrs.get("data-module") for g in opened.all("g", "gv-grouped")}
+    assert modules_drawn == {"net.0 … net.38", "net.39.fc", "net.39.act"}  # the shown instance
+    closed = interact(
+        pages["blocks"],
+        "#expand=net.39",
+        [
+            (
+                CLICK.format('g.gv-cluster[data-module="net.39"] text.gv-collapse'),
+                f"{DRAWN} == {first}",
+            )
+        ],
+    )
+    assert drawn(closed) == first
+
+
+def test_arrow_keys_step_through_backward(pages: dict[str, Path], tmp_path: Path) -> None:
+    step = "document.querySelector('.gradviz').getAttribute('data-gv-step')"
+    dom = interact(
+        pages["lesson"],
+        "",
+        [
+            (KEY.format("ArrowRight"), f"{step} == '0'"),
+            (KEY.format("ArrowRight"), f"{step} == '1'"),
+            (KEY.format("ArrowRight"), f"{step} == '2'"),
+            (KEY.format("ArrowLeft"), f"{step} == '1'"),
+        ],
+    )
+    assert grad_shown(dom, 0) == "1.0" and grad_shown(dom, 1) == "—"
+    assert "step 1 / 4" in text(dom.one("span", "gv-step-label"))
 
 
 def test_search_expands_the_path_to_a_node(pages: dict[str, Path], tmp_path: Path) -> None:

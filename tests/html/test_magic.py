@@ -97,8 +97,8 @@ def test_cell_magic_runs_the_cell_and_shows_its_graph(
     assert 'class="gradviz"' in html
     data = re.search(r'<script type="application/json"[^>]*>(.*?)</script>', html, re.S)
     assert data is not None
-    page = json.loads(data.group(1))  # columnar: kinds are indices into the string table
-    kinds = [page["strings"][k] for k in page["kind"]]
+    page = json.loads(data.group(1))
+    kinds = [page["strings"][i] for i in page["kind"]]
     assert kinds.count("op") == 3 and kinds.count("leaf") == 1  # pow, sub, mul; w
     titles = [n.text[1] for n in Dom.parse(html).all("g", "node")]
     assert any(t.startswith("legend") for t in titles)  # --order's legend: the options count

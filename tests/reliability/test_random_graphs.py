@@ -334,7 +334,7 @@ def check_renderings(graph: Graph) -> None:
         assert b"<svg" in done.stdout
     jsonschema.validate(json.loads(to_json(graph)), SCHEMA)
     text = tree_text(graph, width=100_000)
-    heads = re.findall(r"^[│├└─ ]*(?:⋮d=\d+ )?#(\d+) ", text, flags=re.M)
+    heads = re.findall(r"^[│├└─ ]*(?:↓ d=\d+ )?#(\d+) ", text, flags=re.M)
     assert sorted(int(h) for h in heads) == list(range(len(graph.nodes)))
 
 

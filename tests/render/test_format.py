@@ -6,9 +6,11 @@ import pytest
 from helpers.graphs import big, scalar, vector
 
 from graphviz_grad.model import TensorSummary
+from graphviz_grad.render import DrawOptions
 from graphviz_grad.render.format import (
     fmt_data,
     fmt_number,
+    fmt_saved_value,
     fmt_shape,
     fmt_summary,
     fmt_summary_lines,
@@ -31,6 +33,10 @@ from graphviz_grad.render.format import (
         (-math.inf, "-inf"),
         (3, "3"),
         (True, "True"),
+        (1000.0, "1000.0"),  # exact: keeps its .0
+        (2369.4, "2369"),  # rounded to a whole number: no trailing dot
+        (999.97, "1000"),
+        (6.0000005, "6.000"),
     ],
 )
 def test_fmt_number(x: float, text: str) -> None:
@@ -82,3 +88,37 @@ def test_summary_lines() -> None:
         "nan=2 inf=0",
     ]
     assert fmt_summary_lines(scalar(2.0))[:2] == ["f32[] (1 element)", "data: 2.0"]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "shown"),
+    [
+        ("reduction", "1", "'mean'"),
+        ("reduction", "0", "'none'"),
+        ("reduction", "2", "'sum'"),
+        ("ignore_index", "18446744073709551516", "-100"),
+        ("dim", "18446744073709551615", "-1"),
+        ("dim", "1", "1"),
+        ("beta", "1.0", "1.0"),
+        ("weight", "None", "None"),
+        ("reduction", "7", "7"),
+    ],
+)
+def test_saved_values_read_as_written(name: str, text: str, shown: str) -> None:
+    assert fmt_saved_value(name, text) == shown
+
+
+def test_saved_values_of_a_real_loss_in_the_picture() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    import graphviz_grad as gg
+    from graphviz_grad.render import to_dot
+
+    x = torch.randn(4, 5, requires_grad=True)
+    target = torch.tensor([1, 2, -100, 3])
+    graph = gg.trace(F.cross_entropy(x, target, ignore_index=-100))
+    dot = to_dot(graph, DrawOptions(saved=True))
+    assert 'ignore_index</td><td align="left">-100<' in dot
+    assert 'reduction</td><td align="left">&#39;mean&#39;<' in dot
+    assert "18446744073709551516" not in dot

@@ -1,15 +1,17 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 
 import pytest
-from helpers.graphs import chain, diamond, large_values, lesson, multi_output, nasty
+from helpers.graphs import chain, comb, diamond, large_values, lesson, multi_output, nasty, spine
+from rich.cells import cell_len
 from rich.console import Console
 
 from graphviz_grad.model import Graph
 from graphviz_grad.render import GraphTree, tree_text
-from graphviz_grad.render.tree import tree_text_console
+from graphviz_grad.render.tree import MIN_TEXT_WIDTH, tree_text_console
 
 LESSON = """\
 #0 PowBackward0 loss f32[] value=4.0 grad=1.0
@@ -75,20 +77,89 @@ def test_colour_only_with_a_colour_console() -> None:
     assert "\x1b[" not in tree_text(lesson())
 
 
-def test_depth_capped() -> None:
-    text = tree_text(chain(60), width=200)
-    lines = text.splitlines()
+def test_indents_as_deep_as_the_graph_while_room_is_left() -> None:
+    lines = tree_text(chain(8), width=80).splitlines()
+    for depth in range(1, 8):
+        assert lines[depth].startswith(" " * (4 * depth - 4) + f"└── #{depth} ")
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_long_chain_goes_flat_with_a_depth_counter(width: int) -> None:
+    cap = (width - MIN_TEXT_WIDTH) // 4 - 2
+    lines = [line for line in tree_text(chain(60), width=width).splitlines() if "#" in line]
     assert len(lines) == 60
-    assert lines[24].startswith(" " * 92 + "└── #24 ")
-    assert lines[25].startswith(" " * 92 + "└── ⋮d=25 #25 ")
-    assert lines[59].startswith(" " * 92 + "└── ⋮d=59 #59 leaf x")
+    assert lines[cap].startswith(" " * (4 * cap - 4) + f"└── #{cap} ")
+    guides = " " * (4 * cap)
+    assert lines[cap + 1].startswith(guides + f"↓ d={cap + 1} #{cap + 1} MulBackward0")
+    assert lines[58].startswith(guides + "↓ d=58 #58 MulBackward0")
+    assert lines[59].startswith(guides + "└── #59 leaf x")
 
 
-def test_depth_cap_narrows_with_width() -> None:
-    lines = tree_text(chain(40), width=100).splitlines()
-    assert max(len(line) for line in lines) <= 100
-    assert lines[10].startswith(" " * 36 + "└── #10 ")
-    assert lines[11].startswith(" " * 36 + "└── ⋮d=11 #11 ")
+def test_children_stay_under_their_parent_past_the_cap() -> None:
+    """The old cap drew deep children as siblings of their parent; now every child is drawn
+    one level under its parent, flat under it, or in a section headed by its parent."""
+    for graph in (chain(40), spine(40), comb(40)):
+        parents = _parents(tree_text(graph, width=80))
+        expected = {e.src: e.dst for e in graph.edges}
+        assert parents == expected
+
+
+def _parents(text: str) -> dict[int, int]:
+    """Who each printed node hangs under, read back from the guides alone."""
+    parents: dict[int, int] = {}
+    open_at: dict[int, int] = {}  # column of a marker -> the node whose children start there
+    for line in text.splitlines():
+        if line.startswith("inputs of #"):
+            open_at = {0: int(line.split()[2][1:])}
+            continue
+        m = re.match(r"^([│ ]*)(├── |└── |↓ d=\d+ )(?:↑ )?#(\d+) ", line)
+        if m is None:
+            if re.match(r"^#(\d+) ", line):
+                open_at = {0: int(line.split()[0][1:])}
+            continue
+        col, marker, node = len(m.group(1)), m.group(2), int(m.group(3))
+        parents[node] = open_at[col]
+        if not line[m.end(2) :].startswith("↑"):
+            open_at[col if marker.startswith("↓") else col + 4] = node
+            open_at = {
+                c: n
+                for c, n in open_at.items()
+                if c <= (col if marker.startswith("↓") else col + 4)
+            }
+    return parents
+
+
+def test_a_node_with_several_deep_inputs_continues_below() -> None:
+    text = tree_text(comb(20), width=80)
+    assert "⤷ inputs below" in text
+    assert "\ninputs of #18 MulBackward0 (depth 6):\n├── #19 ExpBackward0" in text
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_goldens_at_80_and_120_columns(width: int, golden: Callable[[str, str], None]) -> None:
+    for name, graph in [
+        ("large_values", large_values()),
+        ("multi_output", multi_output()),
+        ("spine", spine(24)),
+        ("comb", comb(16)),
+    ]:
+        golden(f"{name}.{width}.tree.txt", tree_text(graph, width=width))
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 120])
+@pytest.mark.parametrize("make", [lesson, diamond, multi_output, nasty, large_values])
+def test_lines_fit_and_break_only_between_tokens(make: Callable[[], Graph], width: int) -> None:
+    wide = tree_text(make(), width=100_000)
+    text = tree_text(make(), width=width)
+    assert max(cell_len(line) for line in text.splitlines()) <= width
+    assert _tokens(text) == _tokens(wide)
+
+
+def _tokens(text: str) -> list[str]:
+    """The words of the node lines, guides and layout markers left out, sorted."""
+    lines = [line for line in text.splitlines() if not line.startswith("inputs of #")]
+    words = " ".join(lines).replace("⤷ inputs below", "").split()
+    return sorted(w for w in words if not set(w) <= set("│├└─↓") and not re.match(r"d=\d+$", w))
 
 
 def test_100k_chain_is_linear() -> None:

@@ -36,10 +36,10 @@ def test_infer_format_errors() -> None:
         infer_format("g.jpg")
     with pytest.raises(OutputError, match="Unknown output format"):
         infer_format("g.svg", "bmp")
-    with pytest.raises(OutputError, match="ends in `.svg` but the format asked for is json"):
-        infer_format("g.svg", "json")  # a PNG is never written under a .svg name
+    with pytest.raises(OutputError, match=r"says SVG but `fmt='json'` asks for JSON"):
+        infer_format("g.svg", "json")  # not a JSON file named .svg
+    assert infer_format("g.txt", "json") == "json"
     assert infer_format("g.gv", "dot") == "dot"
-    assert infer_format("graph", "json") == "json"
 
 
 def test_write_dot_and_json(tmp_path: Path) -> None:

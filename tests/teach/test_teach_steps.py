@@ -95,3 +95,55 @@ def test_steps_cli_formats_and_no_backward() -> None:
     assert out.exit_code == 0 and out.stdout == "call,root,w,grad_w,nodes\n1,4.0,1.0,-8.0,4\n"
     none = runner.invoke(app, ["steps", "samples/linear_nobackward.py", "-q"])
     assert none.exit_code == 6 and "made no backward call" in none.stderr
+
+
+@pytest.fixture(scope="module")
+def mlp_calls():  # type: ignore[no-untyped-def]
+    with __import__("contextlib").redirect_stdout(io.StringIO()):
+        return run_recorded(ROOT / "samples/mlp.py", [], no_graph).recorder.calls
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_module_loop_fits_the_width(mlp_calls, width: int, golden) -> None:  # type: ignore[no-untyped-def]
+    """At 80 and 120 columns an nn.Module loop is one row per call and one per parameter, and
+    nothing is cut to `…`; the root column carries the loss's name."""
+    text = steps_text(mlp_calls, width=width)
+    golden(f"mlp.steps.{width}.txt", text)
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= width
+    assert text.splitlines()[1].split() == ["call", "loss", "nodes"]
+    for name in ("model.0.weight", "model.0.bias", "model.2.weight", "model.2.bias"):
+        assert sum(line.split()[0] == name for line in text.splitlines() if line.strip()) == 1
+
+
+def test_wide_console_keeps_one_column_per_leaf(mlp_calls) -> None:  # type: ignore[no-untyped-def]
+    text = steps_text(mlp_calls, width=200)
+    assert text.splitlines()[1].split()[:4] == ["call", "loss", "model.2.bias", "∂/∂model.2.bias"]
+    assert "…" not in text
+
+
+def test_long_names_become_blocks() -> None:
+    from graphviz_grad.model import CallInfo, LeafStep, TensorSummary
+
+    def num(x: float) -> TensorSummary:
+        return TensorSummary(shape=(), dtype="float32", numel=1, data=x)
+
+    name = "encoder.layers.0.self_attn.out_proj.weight"
+    calls = [
+        CallInfo(
+            i,
+            "backward",
+            None,
+            None,
+            num(1.0 / i),
+            (LeafStep(name, num(i), num(-i)),),
+            3,
+            2,
+            root_name="loss",
+        )
+        for i in range(1, 4)
+    ]
+    lines = steps_text(calls, width=60).splitlines()
+    assert name in lines
+    assert lines[lines.index(name) + 1].strip().startswith("value ")
+    assert "…" not in "\n".join(lines)

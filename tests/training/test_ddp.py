@@ -83,3 +83,32 @@ def test_rank_without_torchrun_is_a_usage_error() -> None:
     result = CliRunner().invoke(app, ["tree", SCRIPT, "--rank", "1"])
     assert result.exit_code == 2
     assert "only means something under torchrun" in result.output
+
+
+@pytest.mark.slow
+def test_doctor_on_rank_0_reports_a_nan_from_rank_1(tmp_path: Path) -> None:
+    script = str(SCRIPTS / "ddp_nan_rank.py")
+    done = run([*_launch(), "doctor", script], cwd=tmp_path, timeout=240)
+    # torchrun exits 1 when a rank fails, and says which code that rank had.
+    assert done.returncode == 1 and "exitcode  : 10" in done.stderr, done.stdout + done.stderr
+    assert "On rank 1, the local gradient of" in done.stdout
+    assert done.stdout.count("gradviz doctor:") == 1  # rank 1 prints nothing
+
+
+def test_ranks_that_disagree_on_parameters_used() -> None:
+    from graphviz_grad.diagnose.ranks import compare, report
+    from graphviz_grad.model import Graph, Node, TensorSummary
+
+    g = TensorSummary((1,), "float32", 1, [1.0], 1.0, 1.0, 1.0, 1.0)
+    here = Graph(
+        nodes=(
+            Node(0, "leaf", None, names=("a",), grad=g),
+            Node(1, "leaf", None, names=("b",), grad=g),
+        ),
+        edges=(),
+    )
+    there = Graph(nodes=(Node(0, "leaf", None, names=("a",), grad=g),), edges=())
+    (finding,) = compare(here, 0, [report(there, 1)])
+    assert finding.code == "unused-param" and finding.nodes == (1,)
+    assert "`b` get a gradient on rank 0 but not on rank 1" in finding.message
+    assert compare(here, 0, [report(here, 1)]) == []

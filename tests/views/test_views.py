@@ -19,7 +19,15 @@ from graphviz_grad.errors import RootError
 from graphviz_grad.model import Graph
 from graphviz_grad.render import render_bytes, to_dot
 from graphviz_grad.render.clusters import dot_name
-from graphviz_grad.views import ViewOptions, find_node, fit_budget, make_view, whole, with_inputs
+from graphviz_grad.views import (
+    ViewOptions,
+    find_node,
+    fit_budget,
+    make_view,
+    whole,
+    with_inputs,
+    wrap,
+)
 
 SVG = "{http://www.w3.org/2000/svg}"
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed")
@@ -390,3 +398,57 @@ def test_shared_weights_sit_in_the_module_around_every_call() -> None:
     weight = graph.find("cell.weight_ih")
     assert weight is not None
     assert whole(graph).scopes(weight.id) == ()  # used by three calls: in none of them
+
+
+def test_a_long_chain_wraps_into_columns() -> None:
+    graph = chain(200)
+    view = wrap(whole(graph))
+    columns = len(view.heads)
+    assert columns >= 3
+    per_column = [sum(1 for b in view.bands.values() if b == k) for k in range(columns)]
+    assert max(per_column) <= 2 * len(graph.nodes) / columns  # balanced
+    dot = to_dot(graph)
+    crossing = [line for line in dot.splitlines() if "constraint=false" in line]
+    assert len(crossing) == columns - 1  # only the edges from one column into the next
+    assert view.bands[graph.leaves[0].id] == 0 and view.bands[graph.root] == columns - 1
+
+
+def test_a_short_graph_is_not_wrapped(net_graph: tuple[Graph, Net, dict]) -> None:
+    assert not wrap(whole(chain(20))).bands
+    assert not wrap(whole(net_graph[0])).bands
+
+
+@needs_dot
+def test_wrapped_chain_is_not_a_sliver() -> None:
+    svg = ET.fromstring(render_bytes(chain(200), "svg"))
+    width, height = (float(svg.get(k, "0").removesuffix("pt")) for k in ("width", "height"))
+    assert 1 / 3 < height / width < 3
+    straight = ET.fromstring(render_bytes(chain(20), "svg"))
+    assert float(straight.get("height", "0").removesuffix("pt")) > 3 * float(
+        straight.get("width", "0").removesuffix("pt")
+    )
+
+
+class Tower(nn.Module):
+    """Nested blocks (a transformer's shape): too nested to wrap, folded instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(3, 3), nn.Tanh()) for _ in range(12))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = x + block(x)
+        return x
+
+
+def test_a_sliver_that_cannot_wrap_is_folded() -> None:
+    torch.manual_seed(0)
+    tower = Tower()
+    with gg.record(namespaces=[{"tower": tower}]) as rec:
+        tower(torch.randn(2, 3)).sum().backward()
+    graph = rec.graph(-1)
+    view = fit_budget(graph)  # well under the budget, but 12 nested blocks tall
+    assert [(g.kind, g.repeat) for g in view.groups] == [("fold", 12)]
+    assert "long narrow strip" in view.notes[-1]
+    assert fit_budget(graph, ViewOptions(focus="#0", radius=3)).groups == ()

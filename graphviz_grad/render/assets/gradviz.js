@@ -786,7 +786,9 @@
   // -- expanding and collapsing ---------------------------------------------------------------
   View.prototype.clickDrawn = function (o) {
     var g = this.g;
+    var self = this;
     if (o < g.n) { this.select(o, false); return; }
+    var near = this.groupInfo(o).output;
     if (o < g.n + g.nc) { this.expandCall(o - g.n); }
     else if (o < g.n + g.nc + g.nf) {
       // A fold opens at the instance whose numbers it shows.
@@ -802,7 +804,8 @@
     }
     else { this.state.limit = this.state.limit * 2; }
     this.showGroup(o);
-    this.layout();
+    // After the new layout, keep what was opened in view (zoomed in if it would be tiny).
+    this.layout().then(function () { if (near >= 0) self.focus(near); });
   };
 
   View.prototype.expandCall = function (c) {

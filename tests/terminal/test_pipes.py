@@ -1,0 +1,96 @@
+"""When stdout carries data, the script's own prints go to stderr: a pipe holds exactly the data.
+
+Each test runs gradviz in a fresh process, as a shell pipe would, on a script that prints.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from helpers.gradviz_proc import GRADVIZ, run
+
+PRINTING = """\
+import sys
+import torch
+
+print("hello from the script")
+w = torch.tensor([1.0, 2.0], requires_grad=True)
+for step in range(2):
+    loss = (w * w).sum()
+    loss.backward()
+    print(f"step {step}: loss {loss.item()}")
+    sys.stdout.flush()
+    with torch.no_grad():
+        w -= 0.1 * w.grad
+    w.grad = None
+"""
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Path:
+    path = tmp_path / "printing.py"
+    path.write_text(PRINTING, encoding="utf-8")
+    return path
+
+
+def test_render_json_to_stdout_is_only_json(script: Path) -> None:
+    proc = run([*GRADVIZ, "render", str(script), "-f", "json", "-o", "-"])
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["root"] is not None or data["nodes"]
+    assert "hello from the script" in proc.stderr
+    assert "step 1: loss" in proc.stderr
+
+
+def test_render_dot_to_stdout_is_only_dot(script: Path) -> None:
+    proc = run([*GRADVIZ, "render", str(script), "-o", "-"])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("digraph")
+    assert proc.stdout.rstrip().endswith("}")
+    assert "hello from the script" in proc.stderr
+
+
+def test_steps_json_and_csv_are_only_data(script: Path) -> None:
+    as_json = run([*GRADVIZ, "steps", str(script), "-f", "json"])
+    assert as_json.returncode == 0, as_json.stderr
+    calls = json.loads(as_json.stdout)["calls"]
+    assert [c["call"] for c in calls] == [1, 2]
+    assert "hello from the script" in as_json.stderr
+    as_csv = run([*GRADVIZ, "steps", str(script), "-f", "csv"])
+    assert as_csv.returncode == 0, as_csv.stderr
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert [r["call"] for r in rows] == ["1", "2"]
+    assert float(rows[0]["root"]) == pytest.approx(5.0)
+    assert "step 0: loss" in as_csv.stderr
+
+
+def test_piped_tree_holds_only_the_tree(script: Path) -> None:
+    proc = run([*GRADVIZ, "tree", str(script)])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("#0 SumBackward0 loss")
+    assert "hello" not in proc.stdout
+    assert "hello from the script" in proc.stderr
+
+
+def test_doctor_to_stdout_reports_on_stderr(tmp_path: Path) -> None:
+    script = tmp_path / "cut.py"
+    script.write_text(
+        "import torch\nprint('chatty')\nw = torch.tensor(2.0, requires_grad=True)\n"
+        "loss = w * w.detach()\nloss.backward()\n",
+        encoding="utf-8",
+    )
+    proc = run([*GRADVIZ, "doctor", str(script), "-f", "json", "-o", "-"])
+    data = json.loads(proc.stdout)
+    assert any(f["code"] == "cut" for f in data["findings"])
+    assert "chatty" in proc.stderr
+    assert "cut" in proc.stderr  # the findings report went to stderr
+
+
+def test_table_output_keeps_the_scripts_prints_on_stdout(script: Path) -> None:
+    proc = run([*GRADVIZ, "steps", str(script)])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("hello from the script")
