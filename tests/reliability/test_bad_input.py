@@ -135,6 +135,14 @@ TABLE: tuple[Bad, ...] = (
     Bad("unknown output suffix", None, ("render", LINEAR, "-o", "x.txt"), 7, "from its suffix"),
     Bad("SVG to stdout", None, ("render", LINEAR, "-o", "-", "-f", "svg"), 7, "cannot be written"),
     Bad(
+        "suffix and format disagree",
+        None,
+        ("render", LINEAR, "-o", "{tmp}/out.svg", "-f", "png"),
+        7,
+        "says SVG but `--format png` asks for PNG",
+    ),
+    Bad("--focus on no node", None, ("tree", LINEAR, "--focus", "los"), 5, "Did you mean `loss`?"),
+    Bad(
         "output folder missing",
         None,
         ("render", LINEAR, "-o", "{tmp}/no/such/x.svg"),

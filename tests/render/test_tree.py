@@ -58,8 +58,11 @@ def test_nasty_names_one_line_each() -> None:
     assert "back\\slash, two\\nlines, ŷ∂ & co" in text
 
 
-@pytest.mark.parametrize("width", [100, 60, 40])
-@pytest.mark.parametrize("make", [lesson, diamond, multi_output, nasty, large_values])
+@pytest.mark.parametrize("width", [120, 100, 80, 60, 40])
+@pytest.mark.parametrize(
+    "make",
+    [lesson, diamond, multi_output, nasty, large_values, lambda: spine(30), lambda: comb(30)],
+)
 def test_same_text_as_a_rich_console(make: Callable[[], Graph], width: int) -> None:
     assert tree_text(make(), width=width) == tree_text_console(make(), width=width)
 

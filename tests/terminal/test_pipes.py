@@ -94,3 +94,22 @@ def test_table_output_keeps_the_scripts_prints_on_stdout(script: Path) -> None:
     proc = run([*GRADVIZ, "steps", str(script)])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("hello from the script")
+
+
+def test_stdout_to_stderr_moves_python_and_fd_writes_and_restores(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    import os
+    import sys
+
+    from graphviz_grad.cli._run import stdout_to_stderr
+
+    with stdout_to_stderr():
+        print("from print")
+        sys.stdout.flush()
+        os.write(1, b"from fd 1\n")  # as C code or a child process would write
+    print("after")
+    sys.stdout.flush()
+    out, err = capfd.readouterr()
+    assert out == "after\n"
+    assert "from print\n" in err and "from fd 1\n" in err
