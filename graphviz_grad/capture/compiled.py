@@ -21,6 +21,7 @@ any custom `autograd.Function`'s.
 from __future__ import annotations
 
 import contextlib
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,15 @@ _marked: set[Any] = set()
 def compiling() -> bool:
     """True while Dynamo traces (gradviz's hooks then do nothing)."""
     return bool(torch.compiler.is_compiling())
+
+
+def tracing_tensors(tensors: list[Any]) -> bool:
+    """Whether these are torch.compile's fake tensors (AOT autograd tracing the backward it
+    compiles calls `torch.autograd.grad` on them): not a backward call of the user's."""
+    module = sys.modules.get("torch._subclasses.fake_tensor")
+    if module is None:
+        return False
+    return any(isinstance(t, torch.Tensor) and module.is_fake(t) for t in tensors)
 
 
 def skip_frames(*functions: Callable[..., Any], recursive: bool = True) -> None:
@@ -75,4 +85,4 @@ class QuietHooksWarning:
             self._filter = None
 
 
-__all__ = ["QuietHooksWarning", "compiling", "skip_frames"]
+__all__ = ["QuietHooksWarning", "compiling", "skip_frames", "tracing_tensors"]

@@ -23,7 +23,7 @@ from ..model import CallInfo, Graph
 from ._forward import USER_FRAMES, ForwardRecorder, ModuleStack
 from ._snapshot import CallCapture, gradient_edge
 from .amp import ScalerCalls, root_scale
-from .compiled import QuietHooksWarning, skip_frames
+from .compiled import QuietHooksWarning, skip_frames, tracing_tensors
 from .distributed import ddp_parameters, rank_and_world
 from .functions import FunctionCalls
 from .naming import Names
@@ -124,8 +124,10 @@ class Recorder:
     def _intercept(
         self, original: Callable[..., Any], kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        self._mode.flush()
         tensors = args[0] if args else kwargs.get("tensors", kwargs.get("outputs"))
+        if tracing_tensors(_as_list(tensors)):  # torch.compile tracing a backward it compiles
+            return original(*args, **kwargs)
+        self._mode.flush()
         if self._mode.values:
             self._mode.adopt(_as_list(tensors))  # a root no op output reached
         roots = [e for e in (gradient_edge(t) for t in _as_list(tensors)) if e is not None]

@@ -64,11 +64,12 @@ def _run(backend: str, recorded: bool) -> tuple[list[Any], Any, dict[str, Any], 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_compiled_as_without_gradviz(backend: str) -> None:
     plain_graphs, _, plain, _ = _run(backend, recorded=False)
-    graphs, _, seen, caught = _run(backend, recorded=True)
+    graphs, rec, seen, caught = _run(backend, recorded=True)
     assert len(graphs) == len(plain_graphs) == 1
     assert [len(g.graph.nodes) for g in graphs] == [len(g.graph.nodes) for g in plain_graphs]
     assert dict(torch_dynamo.utils.counters["graph_break"]) == {}
     assert caught == []
+    assert len(rec.calls) == 2  # the test's own two; AOT tracing its backward is not one
     for name in plain:
         assert torch.allclose(seen[name], plain[name]), name
 
