@@ -63,7 +63,8 @@ class _Grouper:
         ids = sorted(i for k in keys for i in members[k])
         first = self.graph.nodes[ids[0]].scopes
         gid = len(self.graph.nodes) + len(self.groups)
-        output = _output(self.graph, ids)
+        # a fold shows the last block's output (the one the rest of the model reads last)
+        output = _output(self.graph, sorted(members[keys[-1]]) if kind == "fold" else ids)
         group = Group(
             id=gid,
             kind="fold" if kind == "fold" else "module",

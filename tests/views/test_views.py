@@ -302,6 +302,8 @@ def test_budget_folds_a_long_recurrent_loop_into_a_few_nodes() -> None:
     view = fit_budget(graph, budget=1500)
     folds = sorted((g.title, g.repeat) for g in view.groups if g.kind == "fold")
     assert folds == [("seq.linear", 120), ("seq.lstm1", 120), ("seq.lstm2", 120)]
+    # each box shows the last step's output, and says so
+    assert {g.output_of for g in view.groups if g.kind == "fold"} == {"call 120 of 120"}
     assert view.size < 12
     assert "folded repeated blocks" in view.notes[-1]
 
