@@ -132,6 +132,37 @@ def blocks(count: int = 40) -> Graph:
     return Graph(tuple(nodes), tuple(edges), roots=(0,), grad_source="backward")
 
 
+def layers(pairs: int = 100) -> Graph:
+    """`net`: an nn.Sequential of `pairs` (Linear, Tanh) children, net.0 ... net.{2 pairs - 1},
+    as the issue's 400-block net: no block module to fold, one long chain of modules."""
+    s = scalar(0.5)
+    nodes: list[Node] = [Node(0, "op", "SumBackward0", ("loss",), (), "float32", s, scalar(1.0))]
+    edges: list[Edge] = []
+    below = 0
+    net = ("net", "Sequential", 1)
+    for b in reversed(range(pairs)):
+        lin, act = (f"net.{2 * b}", "Linear", 1), (f"net.{2 * b + 1}", "Tanh", 1)
+        i = len(nodes)
+        op = dict(shape=(), dtype="float32", value=s, grad=s)
+        nodes += [
+            Node(i, "op", "TanhBackward0", (), scopes=(net, act), **op),  # type: ignore[arg-type]
+            Node(i + 1, "op", "AddBackward0", (), scopes=(net, lin), **op),  # type: ignore[arg-type]
+            Node(i + 2, "op", "MulBackward0", (), scopes=(net, lin), **op),  # type: ignore[arg-type]
+            Node(i + 3, "leaf", None, (f"net.{2 * b}.weight",), (), "float32", s, s),
+        ]
+        edges += [
+            Edge(i, below, 0),
+            Edge(i + 1, i, 0),
+            Edge(i + 2, i + 1, 0),
+            Edge(i + 3, i + 2, 1),
+        ]
+        below = i + 2
+    x = len(nodes)
+    nodes.append(Node(x, "leaf", None, ("x",), (), "float32", s, None))
+    edges.append(Edge(x, below, 0))
+    return Graph(tuple(nodes), tuple(edges), roots=(0,), grad_source="backward")
+
+
 def decode(data: dict[str, Any]) -> dict[str, Any]:
     """The page's columns read back: one dict per node, the edges, the module calls."""
     S = data["strings"]

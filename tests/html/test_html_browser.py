@@ -14,7 +14,7 @@ from urllib.parse import quote
 import pytest
 from helpers import graphs
 from helpers.browser import Dom, Element, chromium, dump_dom, ink, interact, png_pixels, screenshot
-from helpers.html_graphs import BAD, HOSTILE, blocks, hostile, modules
+from helpers.html_graphs import BAD, HOSTILE, blocks, hostile, layers, modules
 
 from graphviz_grad.render import write
 from graphviz_grad.teach.explain import explained_steps
@@ -27,6 +27,7 @@ pytestmark = [
 ]
 BLOCKS = 40
 CHAIN = 20_000
+LAYERS = 100
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,7 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "modules": modules(),
         "blocks": blocks(BLOCKS),
         "chain": graphs.chain(CHAIN),
+        "layers": layers(LAYERS),
     }
     out = {name: write(graph, folder / f"{name}.html") for name, graph in made.items()}
     lesson = graphs.lesson()
@@ -281,6 +283,21 @@ def test_a_long_chain_opens_as_its_ends_and_one_folded_middle(
     found = dump_dom(pages["chain"], "#node=9000", tmp_path)
     assert node_el(found, 9000) and found.one("section", "gv-details").attrs["data-node"] == "9000"
     assert drawn(found) < 50  # the chain opened only where the node is
+
+
+def test_a_long_sequential_opens_as_a_chain_of_its_modules(
+    pages: dict[str, Path], tmp_path: Path
+) -> None:
+    dom = dump_dom(pages["layers"], "", tmp_path)  # net open: its 200 children are a chain
+    assert drawn(dom) == 1 + 3 + 1 + 3 + 1  # the loss, 3 modules, the middle, 3 modules, x
+    assert drawn(dump_dom(pages["layers"], "#collapse=net", tmp_path)) == 3  # x, net, the loss
+    middle = next(g for g in dom.all("g", "gv-grouped") if g.attrs["data-group"].startswith("k"))
+    label = " ".join(text(t) for t in children(dom, middle, "text"))
+    assert f"{2 * LAYERS - 6} nodes in a chain" in label
+    assert f"Tanh → Linear ×{LAYERS - 3}" in label  # the middle starts after Linear, Tanh, Linear
+    found = dump_dom(pages["layers"], "#search=net.100.weight", tmp_path)
+    assert text(found.one("h2", "gv-node-title")) == "#200 leaf"  # net.100.weight: 1 + 4 * 49 + 3
+    assert drawn(found) < 30  # net.100 opened inside the chain, the rest still folded
 
 
 # -- hostile text, modules, colour -----------------------------------------------------------

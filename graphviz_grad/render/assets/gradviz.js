@@ -152,6 +152,7 @@
     });
     // A run of folded siblings is drawn with the id of its first call.
     this.nf = this.nc;
+    this.sibling = this.siblingOrder();
     this.isParam = this.params();
     this.findingsOf = {};
     d.findings.forEach(function (f, k) {
@@ -160,6 +161,23 @@
     this.stepAt = {};
     d.steps.node.forEach(function (id, k) { self.stepAt[id] = k; });
   }
+
+  Graph.prototype.siblingOrder = function () {
+    // Each call's position among its parent's children (by path, numbers compared as numbers,
+    // then call number): identical siblings fold only where they sit next to each other.
+    var self = this;
+    var C = this.d.calls;
+    var groups = {};
+    for (var c = 0; c < this.nc; c++) (groups[C.parent[c]] = groups[C.parent[c]] || []).push(c);
+    var at = new Int32Array(this.nc);
+    Object.keys(groups).forEach(function (key) {
+      groups[key].sort(function (a, b) {
+        return self.callPath(a).localeCompare(self.callPath(b), "en", { numeric: true }) ||
+          C.number[a] - C.number[b];
+      }).forEach(function (c, k) { at[c] = k; });
+    });
+    return at;
+  };
 
   Graph.prototype.params = function () {
     // Leaves named like a parameter of a module that ran ("model.0.weight" when "model.0"
@@ -207,6 +225,7 @@
     // Identical siblings that are collapsed next to each other fold into one node (×N).
     var runOf = (this.runOf = new Int32Array(this.g.nc).fill(-1));
     var runs = (this.runs = {});
+    var self = this;
     this.g.families.forEach(function (fam) {
       var run = [];
       var close = function () {
@@ -216,7 +235,11 @@
         }
         run = [];
       };
-      fam.forEach(function (c) { if (state.expanded[c]) close(); else run.push(c); });
+      var sib = self.g.sibling;
+      fam.forEach(function (c) {
+        if (run.length && sib[c] !== sib[run[run.length - 1]] + 1) close();
+        if (state.expanded[c]) close(); else run.push(c);
+      });
       close();
     });
   };
@@ -253,33 +276,46 @@
   };
 
   Plan.prototype.foldChains = function (state) {
-    // Long chains of drawn ops, each with one drawn input and one drawn use, keep their ends;
-    // the middle becomes one node. Its id is CHAIN + the chain's first node (its key in
-    // state.chains, which says how many nodes each end shows).
+    // Long chains of drawn nodes (ops, or collapsed modules and folds), each with one drawn
+    // input and one drawn use, keep their ends; each long hidden stretch becomes one node. Its
+    // id is base + its first element; state.chains[chain's first element] lists the elements
+    // opened by a click or a search (element -> how many neighbours each side to show).
     var g = this.g;
     var owner = this.owner;
     var E = g.d.edges;
-    var ins = new Int32Array(g.n).fill(0);
-    var outs = new Int32Array(g.n).fill(0);
-    var next = new Int32Array(g.n).fill(-1);
-    var prev = new Int32Array(g.n).fill(-1);
+    var size = g.n + 2 * g.nc + 1;
+    var ins = new Int32Array(size);
+    var outs = new Int32Array(size);
+    var next = new Int32Array(size).fill(-1);
+    var prev = new Int32Array(size).fill(-1);
     var seen = new Set();
     for (var k = 0; k < E.src.length; k++) {
       var a = owner[E.src[k]];
       var b = owner[E.dst[k]];
       if (a === b || seen.has(a + ">" + b)) continue;
       seen.add(a + ">" + b);
-      if (b < g.n) { ins[b]++; prev[b] = a; }
-      if (a < g.n) { outs[a]++; next[a] = b; }
+      ins[b]++; prev[b] = a;
+      outs[a]++; next[a] = b;
     }
-    var linear = function (v) { return v >= 0 && v < g.n && owner[v] === v && ins[v] === 1 && outs[v] === 1 && g.kind(v) === "op"; };
+    var drawn = new Uint8Array(size);
+    for (var i = 0; i < g.n; i++) drawn[owner[i]] = 1;
+    var linear = function (v) {
+      if (v < 0 || v >= size - 1 || !drawn[v] || ins[v] !== 1 || outs[v] !== 1) return false;
+      return v >= g.n || g.kind(v) === "op";
+    };
+    // A chain stays inside one module frame: its elements share the call they are drawn in.
+    var frame = function (o) {
+      if (o < g.n) return g.d.call[o];
+      return g.d.calls.parent[o < g.n + g.nc ? o - g.n : o - g.n - g.nc];
+    };
+    this.preChain = Int32Array.from(owner);
     this.chains = {};
-    var base = g.n + 2 * g.nc + 1;
-    var self = this;
-    for (var v = 0; v < g.n; v++) {
-      if (!linear(v) || linear(prev[v])) continue;
+    var base = size;
+    var moved = new Map();
+    for (var v = 0; v < size - 1; v++) {
+      if (!linear(v) || (linear(prev[v]) && frame(prev[v]) === frame(v))) continue;
       var chain = [];
-      for (var u = v; linear(u) && chain.length <= g.n; u = next[u]) chain.push(u);
+      for (var u = v; linear(u) && frame(u) === frame(v) && chain.length < size; u = next[u]) chain.push(u);
       if (chain.length < 2 * CHAIN_ENDS + 4) continue;
       var shown = new Uint8Array(chain.length);
       var reveal = function (at, radius) {
@@ -288,21 +324,21 @@
       reveal(0, CHAIN_ENDS - 1);
       reveal(chain.length - 1, CHAIN_ENDS - 1);
       var wants = state.chains[v] || {};
-      chain.forEach(function (node, at) { if (wants[node]) reveal(at, wants[node]); });
-      this.hideRuns(chain, shown, base, v);
+      chain.forEach(function (element, at) { if (wants[element]) reveal(at, wants[element]); });
+      this.hideRuns(chain, shown, base, v, moved);
     }
+    if (moved.size) for (i = 0; i < g.n; i++) if (moved.has(owner[i])) owner[i] = moved.get(owner[i]);
   };
 
-  Plan.prototype.hideRuns = function (chain, shown, base, key) {
-    // Each stretch of at least 4 hidden nodes becomes one drawn node; shorter ones stay.
-    var owner = this.owner;
+  Plan.prototype.hideRuns = function (chain, shown, base, key, moved) {
+    // Each stretch of at least 4 hidden elements becomes one drawn node; shorter ones stay.
     var start = -1;
     for (var at = 0; at <= chain.length; at++) {
       if (at < chain.length && !shown[at]) { if (start < 0) start = at; continue; }
       if (start >= 0 && at - start >= 4) {
         var middle = chain.slice(start, at);
         var id = base + middle[0];
-        middle.forEach(function (m) { owner[m] = id; });
+        middle.forEach(function (m) { moved.set(m, id); });
         this.chains[id] = { key: key, nodes: chain, middle: middle, first: start };
       }
       start = -1;
@@ -518,7 +554,8 @@
     if (name.charAt(0) === "k") {
       fill = FILL.elided;
       var chain = this.current.chains[o];
-      rows.push(tr1(escapeLabel("\u22ef " + fmtCount(chain.middle.length) + " ops in a chain"), true));
+      var what = chain.middle.every(function (m) { return m < g.n; }) ? " ops" : " nodes";
+      rows.push(tr1(escapeLabel("\u22ef " + fmtCount(chain.middle.length) + what + " in a chain"), true));
       rows.push(tr1(escapeLabel(this.pattern(chain.middle))));
       rows.push(tr1(escapeLabel("click to draw 10 more at each end")));
     } else if (name === "e0") {
@@ -558,7 +595,13 @@
     // "MulBackward0 → AddBackward0 ×49,997": the chain's ops as a repeated pattern when they
     // repeat with a short period, else the first few distinct ops.
     var g = this.g;
-    var ops = nodes.map(function (i) { return g.str("op", i); });
+    var self = this;
+    var ops = nodes.map(function (o) {
+      if (o < g.n) return g.str("op", o);
+      var c = o < g.n + g.nc ? o - g.n : o - g.n - g.nc;
+      var runs = o < g.n + g.nc ? 1 : self.current.runs[c].length;
+      return g.callType(c) + (runs > 1 ? " \u00d7" + runs : "");
+    });
     for (var p = 1; p <= 4 && p * 2 <= ops.length; p++) {
       var periodic = true;
       for (var i = p; i < ops.length && periodic; i++) periodic = ops[i] === ops[i - p];
@@ -605,7 +648,10 @@
     if (o < g.n + g.nc) return g.d.calls.parent[o - g.n];
     if (o < g.n + g.nc + g.nf) return g.d.calls.parent[o - g.n - g.nc];
     if (o > g.n + 2 * g.nc) {
-      var calls = this.current.chains[o].middle.map(function (i) { return g.d.call[i]; });
+      var self = this;
+      var calls = this.current.chains[o].middle.map(function (m) {
+        return m < g.n ? g.d.call[m] : g.d.calls.parent[m < g.n + g.nc ? m - g.n : m - g.n - g.nc];
+      });
       return calls.every(function (c) { return c === calls[0]; }) ? calls[0] : -1;
     }
     return -1;
@@ -839,9 +885,13 @@
     }
     var chain = p.chains && p.chains[p.owner[id]];
     if (chain) {
-      // Open the chain around the node, two neighbours each side.
-      (this.state.chains[chain.key] = this.state.chains[chain.key] || {})[id] = 2;
+      // Open the chain around the node (or the module holding it), two neighbours each side.
+      (this.state.chains[chain.key] = this.state.chains[chain.key] || {})[p.preChain[id]] = 2;
       p = new Plan(g, this.state);
+      if (p.owner[id] >= g.n && g.d.call[id] >= 0) {
+        this.expandCall(g.d.call[id]);
+        p = new Plan(g, this.state);
+      }
     }
     if (p.owner[id] === g.n + g.nc + g.nf) {
       var limit = this.state.limit;
