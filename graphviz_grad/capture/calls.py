@@ -72,12 +72,15 @@ def _single(number: int) -> CallSpec:
     return CallSpec(single=number)
 
 
-def run_recorded(path: str | Path, argv: Sequence[str], keep: Callable[[int], bool]) -> Any:
-    """Run the script under a recorder that keeps the graphs `keep` names; script errors raise."""
+def run_recorded(
+    path: str | Path, argv: Sequence[str], keep: Callable[[int], bool], partial: bool = False
+) -> Any:
+    """Run the script under a recorder that keeps the graphs `keep` names; script errors raise,
+    unless `partial` and the script made backward calls first (then `run.error` holds it)."""
     from graphviz_grad.capture import Recorder, run_script
 
     run = run_script(path, argv, lambda ns: Recorder(keep=keep, namespaces=ns))
-    if run.error is not None:
+    if run.error is not None and not (partial and run.recorder.calls):
         raise run.error
     if run.exit_code != 0:
         raise ScriptExitError(

@@ -235,7 +235,7 @@ class Recorder:
             self._mode.adopt(_as_list(tensor))
         self._mode.paused += 1
         try:
-            return trace(tensor, namespaces=self.namespaces, **kwargs)
+            return trace(tensor, namespaces=self.namespaces, watch=self.watch, **kwargs)
         finally:
             self._mode.paused -= 1
 
@@ -274,13 +274,16 @@ def trace(
     grad_output: str | torch.Tensor | None = None,
     namespaces: Iterable[Mapping[str, Any]] = (),
     grads: bool = True,
+    watch: Watch | None = None,
 ) -> Graph:
     """The annotated graph of `tensor`, with gradients computed by gradviz.
 
     The gradients come from an extra `torch.autograd.grad` pass over a retained graph: no
     `.grad` field of any tensor is changed. A non-scalar `tensor` needs `grad_output`
     (``"ones"`` or a tensor of its shape). Forward values come from `record()` when the tensor
-    was computed inside one, else from whatever the graph saved for backward.
+    was computed inside one, else from whatever the graph saved for backward. `watch` (a
+    recording's `Watch`) keeps what the diagnostics read of this graph (`Recorder.trace` passes
+    its own).
 
     Example:
         >>> w = torch.tensor(1.0, requires_grad=True)
@@ -311,6 +314,8 @@ def trace(
     if grads:
         _own_pass(capture, tensors, _seeds(tensors, grad_output), names)
     graph = capture.build()
+    if watch is not None:
+        watch.after_trace(capture, graph)
     capture.release()
     return graph
 

@@ -1,7 +1,11 @@
 """From a script on disk to the `Graph` to show: run it recorded, then pick the root.
 
 The root is, in this order: `--target NAME`; else the backward call chosen by `--call` (the last
-by default); else a global named `loss`; else the only global tensor with a `grad_fn`.
+by default); else a global named `loss`; else the global tensor whose graph contains the graphs
+of all the others (`total` in `total += l`); a tie asks for `--target` with the candidates.
+
+A script that raises after at least one completed backward call still gives that call's graph
+(`Captured.error` carries the script's error, reported after the graph is shown).
 """
 
 from __future__ import annotations
@@ -43,7 +47,9 @@ def capture_script(path: str | Path, argv: Sequence[str], options: CaptureOption
     keep: int | str = options.call
     run = run_script(path, argv, lambda ns: Recorder(keep=keep, namespaces=ns))
     if run.error is not None and not failed_in_backward(run, options):
-        raise run.error
+        if not _completed_before_error(run, options):
+            raise run.error
+        run.error = _after_calls(run.error, len(run.recorder.calls))
     if run.exit_code != 0:
         raise ScriptExitError(
             f"The script `{Path(path).name}` exited with status {run.exit_code} (sys.exit), "
@@ -69,12 +75,49 @@ def pick_graph(run: Any, options: CaptureOptions) -> Graph:
     if isinstance(ns.get("loss"), _tensor_type()):
         return _trace_named(run, "loss", options)
     candidates = [(n, t) for n, t in _tensors(ns) if t.grad_fn is not None]
-    if len(candidates) == 1:
-        return _trace_named(run, candidates[0][0], options)
+    outer = containing_root(candidates)
+    if outer is not None:
+        return _trace_named(run, outer, options)
     raise RootError(
         "The script made no backward call and gradviz cannot tell which tensor is the loss.",
         hint=_candidates_hint(ns),
     )
+
+
+def containing_root(candidates: Sequence[tuple[str, Any]]) -> str | None:
+    """The name of the one tensor whose graph contains the graphs of all the others (None on a
+    tie: two graphs apart, or two names for one tensor's graph)."""
+    if not candidates:
+        return None
+    heads: dict[int, str] = {}
+    for name, t in candidates:
+        heads.setdefault(id(t.grad_fn), name)
+    if len(heads) == 1:
+        names = {n for n, _ in candidates}
+        return candidates[0][0] if len(names) == 1 or _one_tensor(candidates) else None
+    for name, t in candidates:
+        if _reaches(t.grad_fn, set(heads) - {id(t.grad_fn)}):
+            return name
+    return None
+
+
+def _one_tensor(candidates: Sequence[tuple[str, Any]]) -> bool:
+    return len({id(t) for _, t in candidates}) == 1
+
+
+def _reaches(start: Any, targets: set[int]) -> bool:
+    """Whether every node in `targets` (by id) is reachable from `start` (iterative walk)."""
+    missing = set(targets)
+    seen = {id(start)}
+    stack = [start]
+    while stack and missing:
+        node = stack.pop()
+        missing.discard(id(node))
+        for child, _ in node.next_functions:
+            if child is not None and id(child) not in seen:
+                seen.add(id(child))
+                stack.append(child)
+    return not missing
 
 
 def _trace_named(run: Any, name: str, options: CaptureOptions) -> Graph:
@@ -141,6 +184,27 @@ def _candidates_hint(ns: dict[str, Any]) -> str:
         for k, v in found[:12]
     ]
     return "Pick one with --target NAME. Tensors in the script: " + "; ".join(rows) + "."
+
+
+def _completed_before_error(run: Any, options: CaptureOptions) -> bool:
+    """Whether the script raised outside backward after a completed call whose graph is kept."""
+    rec = run.recorder
+    if options.target is not None or not rec.calls or rec.calls[-1].error is not None:
+        return False
+    total = len(rec.calls)
+    number = options.call if options.call > 0 else total + options.call + 1
+    return number in rec.graphs
+
+
+def _after_calls(error: Any, total: int) -> Any:
+    """The script's error, saying that the graph shown comes from before it."""
+    calls = "call" if total == 1 else "calls"
+    return type(error)(
+        f"{error.message} (after {total} backward {calls}: gradviz shows the graph of a call "
+        "completed before the error).",
+        hint=error.hint,
+        details=error.details,
+    )
 
 
 def failed_in_backward(run: Any, options: CaptureOptions) -> bool:

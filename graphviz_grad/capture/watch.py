@@ -9,7 +9,10 @@ recorder's backward interception (`note_call` / `after_call`). It keeps:
   `.item()` of a tensor that requires grad is remembered by value;
 * in-place writes (op, line, shape, version), to name the write that made a saved tensor stale;
 * which `nn.Module`s were called, and which leaves fed a graph op;
-* per kept backward call, the `CallEvents` the checks read (cut consumers, freed nodes, leaves).
+* per kept backward call, the `CallEvents` the checks read (cut consumers, freed nodes, leaves),
+  and the same for the graphs gradviz traced itself (no backward call: `events_for(graph)`);
+* the `UserWarning`s raised while it is installed (PyTorch's broadcasting warning, a non-leaf
+  `.grad` read), with the user's file:line, still shown to the user as Python would.
 
 Nothing here holds a tensor or an autograd node beyond the life of what it describes: marks live
 on the tensors they describe, the rest is weak references and plain numbers.
@@ -17,7 +20,10 @@ on the tensors they describe, the rest is weak references and plain numbers.
 
 from __future__ import annotations
 
+import os
+import re
 import sys
+import warnings
 import weakref
 from collections import deque
 from collections.abc import Mapping
@@ -36,9 +42,16 @@ FREED_KEY = "gradviz_freed"
 ITEM_LIMIT = 256
 #: In-place writes remembered.
 INPLACE_LIMIT = 4096
+#: Warnings remembered (distinct file, line and message).
+WARNING_LIMIT = 64
+#: Graphs traced without a backward call whose events are kept (the latest ones).
+TRACE_LIMIT = 8
 #: `.item()` values too common to link a constant to (a literal 1 is not a lost gradient).
 _TRIVIAL = frozenset({0.0, 1.0, -1.0})
 
+#: The C++ source location PyTorch appends to its warnings (not the user's line).
+_INTERNAL = re.compile(r"\s*\(Triggered internally at [^)]*\)\s*$")
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _PLAIN, _DETACH, _INPLACE, _ITEM = 0, 1, 2, 3
 _DETACH_OPS = frozenset({"aten::detach", "aten::alias"})
 _ITEM_OPS = frozenset({"aten::_local_scalar_dense"})
@@ -66,6 +79,16 @@ class Cut:
     line: int | None
     source: str | None
     seq: int
+
+
+@dataclass(frozen=True)
+class ScriptWarning:
+    """One warning the code raised: its class, first line of text, and where (user's file)."""
+
+    category: str
+    message: str
+    file: str | None
+    line: int | None
 
 
 @dataclass
@@ -154,19 +177,62 @@ class Watch:
         #: Leaves that fed a graph op, by id (a WeakSet would compare tensors with `==`).
         self.used: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
         self.calls: dict[int, CallEvents] = {}
+        self.warnings: list[ScriptWarning] = []
+        self._traced: list[tuple[Any, CallEvents]] = []
         self._retain = False
         self._handle: Any = None
+        self._shown: Any = None
 
     # -- module calls ------------------------------------------------------------------------
     def install(self) -> None:
         from torch.nn.modules import module as nn_module
 
         self._handle = nn_module.register_module_forward_pre_hook(self._module_called)
+        self._shown = warnings.showwarning
+        warnings.showwarning = self._showwarning
 
     def remove(self) -> None:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
+        if self._shown is not None:
+            if warnings.showwarning == self._showwarning:
+                warnings.showwarning = self._shown
+            self._shown = None
+
+    # -- warnings ----------------------------------------------------------------------------
+    def _showwarning(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        """Note a warning the user's code raised, then show it as Python would have."""
+        try:
+            self._note_warning(message, category, filename, lineno)
+        finally:
+            shown = self._shown or warnings.showwarning
+            shown(message, category, filename, lineno, file, line)
+
+    def _note_warning(
+        self, message: Warning | str, category: type[Warning], filename: str, lineno: int
+    ) -> None:
+        if not issubclass(category, UserWarning) or len(self.warnings) >= WARNING_LIMIT:
+            return
+        if filename.startswith(_OWN_DIR):  # raised by gradviz's own reading of the graph
+            return
+        if not USER_FRAMES.is_user(filename):
+            frame = USER_FRAMES.find(sys._getframe(2))
+            if frame is None:
+                return
+            filename, lineno = frame.f_code.co_filename, frame.f_lineno
+        text = _INTERNAL.sub("", str(message).strip().split("\n")[0]).strip()
+        found = ScriptWarning(category.__name__, text, filename, lineno)
+        if found not in self.warnings:
+            self.warnings.append(found)
 
     def _module_called(self, module: Any, args: Any) -> None:
         if compiling():
@@ -279,6 +345,20 @@ class Watch:
             for i in capture.order:
                 if i in capture.saved:
                     capture.nodes[i].metadata.setdefault(FREED_KEY, number)
+
+    def after_trace(self, capture: Any, graph: Any) -> None:
+        """Keep the events of a graph gradviz traced itself, for `events_for(graph)`."""
+        self._traced.append((graph, self._events(capture)))
+        del self._traced[:-TRACE_LIMIT]
+
+    def events_for(self, graph: Any) -> CallEvents | None:
+        """What the recording saw of `graph`: its backward call's events, or its trace's."""
+        if graph.call is not None:
+            return self.calls.get(graph.call)
+        for traced, events in reversed(self._traced):
+            if traced is graph:
+                return events
+        return None
 
     def _events(self, capture: Any) -> CallEvents:
         events = CallEvents(retained=self._retain)

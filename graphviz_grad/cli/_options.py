@@ -29,6 +29,8 @@ RUN_PANEL = "Running the script"
 Format = Enum("Format", {f: f for f in FORMATS}, type=str)  # type: ignore[misc]
 Color = Enum("Color", {c: c for c in COLORS}, type=str)  # type: ignore[misc]
 RankDir = Enum("RankDir", {r: r for r in RANKDIRS}, type=str)  # type: ignore[misc]
+#: `gradviz doctor --fail-on`: the least serious finding that makes it exit with code 10.
+FailOn = Enum("FailOn", {s: s for s in ("error", "warning", "info")}, type=str)  # type: ignore[misc]
 
 _DRAW = DrawOptions()
 _VIEW = ViewOptions()
@@ -209,6 +211,14 @@ CutsOpt = Annotated[
         "--show-cuts/--no-show-cuts",
         help="Mark where the graph is cut (detach, .data, no_grad, .item()).",
         rich_help_panel=VIEW_PANEL,
+    ),
+]
+FailOnOpt = Annotated[
+    FailOn,
+    typer.Option(
+        "--fail-on",
+        help="Exit with code 10 when a finding is at this level or above (for CI jobs).",
+        rich_help_panel=OUT_PANEL,
     ),
 ]
 

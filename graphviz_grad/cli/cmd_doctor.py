@@ -18,6 +18,8 @@ from ._options import (
     CutsOpt,
     DepthOpt,
     DpiOpt,
+    FailOn,
+    FailOnOpt,
     FocusOpt,
     FoldOpt,
     FormatOpt,
@@ -49,7 +51,14 @@ from ._run import (
 )
 
 if TYPE_CHECKING:
+    from ..capture import Captured
     from ..model import Graph
+
+
+def _in_backward(captured: Captured) -> bool:
+    """Whether the script died inside the last backward call (not after it)."""
+    calls = captured.run.recorder.calls
+    return bool(calls) and calls[-1].error is not None
 
 
 def _report(graph: Graph, heading: str | None = None, to_stderr: bool = False) -> None:
@@ -89,14 +98,17 @@ def doctor(
     timeout: TimeoutOpt = None,
     quiet: QuietOpt = False,
     rank: RankOpt = 0,
+    fail_on: FailOnOpt = FailOn["error"],
 ) -> None:
     """Run FILE and list the gradient bugs found: severity, code, file:line, what, how to fix.
 
-    Exit code 0 when nothing at `error` level was found, 10 otherwise. Codes: graph-retained,
-    graph-grows, grad-accumulates, inplace-saved, backward-twice, cut, unused-param, grad-none,
-    grad-zero, grad-nan, grad-inf, grad-scale (see docs/doctor.md).
+    Exit code 0 when nothing at the `--fail-on` level (default `error`) or above was found, 10
+    otherwise; 4 when the script itself raised (after showing what it did before). Codes:
+    graph-retained, graph-grows, grad-accumulates, inplace-saved, backward-twice, cut,
+    unused-param, grad-none, grad-zero, grad-nan, grad-inf, grad-scale, loss-broadcast,
+    torch-warning, loop-nonfinite, loss-diverges, params-frozen (see docs/doctor.md).
 
-    Example: `gradviz doctor samples/pitfalls/cut.py -o cut.svg`
+    Example: `gradviz doctor samples/pitfalls/cut.py -o cut.svg --fail-on warning`
     """
     with reported():
         output = setup(rank, output)
@@ -128,6 +140,7 @@ def doctor(
 
             with script_stdout(quiet, data_on_stdout=output == "-"):
                 found, total = captures(file, args, spec, target, grad_output)
+            level = str(fail_on.value)
             failed = False
             for captured in found:
                 graph = captured.graph
@@ -135,16 +148,17 @@ def doctor(
                 _report(graph, heading, to_stderr=output == "-")
                 if output is not None and fmt_name is not None:
                     wrote(output, graph, draw(graph, output, fmt_name, options))
-                failed = failed or has_errors(graph.findings)
+                failed = failed or has_errors(graph.findings, level)
             error = found[-1].error
+            died_in_backward = error is not None and _in_backward(found[-1])
+            if error is not None and not (died_in_backward and failed):
+                raise error  # it raised after the calls shown: the script's own error and code
             if failed:
                 if error is not None:
                     sys.stderr.write(getattr(error, "details", ""))
                 raise FindingsError(
-                    "gradviz doctor found a problem at `error` level (see the table above).",
-                    hint="Fix the findings marked `error`; docs/doctor.md explains each code.",
+                    f"gradviz doctor found a problem at `{level}` level or above (see above).",
+                    hint="Fix those findings; docs/doctor.md explains each code.",
                 )
-            if error is not None:
-                raise error
 
         in_thread(job, timeout)

@@ -78,8 +78,9 @@ def steps(
 
         data = output is None and fmt is not StepsFormat.table
         with script_stdout(quiet, data_on_stdout=data):
-            calls = run_recorded(file, args or [], no_graph).recorder.calls
+            run = run_recorded(file, args or [], no_graph, partial=True)
         stop_unless_drawing()
+        calls = run.recorder.calls
         if not calls:
             raise CallError(
                 f"The script `{file.name}` made no backward call, so there are no steps to show.",
@@ -89,15 +90,18 @@ def steps(
         if output is not None:
             from ._plot import write_plot
 
-            return write_plot(calls, output)
-        if fmt is StepsFormat.csv:
+            write_plot(calls, output)
+        elif fmt is StepsFormat.csv:
             sys.stdout.write(to_csv(calls, every))
         elif fmt is StepsFormat.json:
             sys.stdout.write(to_json(calls, every))
         else:
             Console(highlight=False).print(StepsTable(calls, every=every, precision=precision))
         sys.stdout.flush()
-        err.print(f"[dim]note:[/] {plural(len(calls), 'backward call')} recorded.")
+        if output is None:
+            err.print(f"[dim]note:[/] {plural(len(calls), 'backward call')} recorded.")
+        if run.error is not None:  # the calls before the error are shown; now report it
+            raise run.error
 
     with reported():
         output = setup(rank, output)

@@ -1,9 +1,15 @@
 """Diagnostics: find the gradient bugs of a script in what the capture recorded.
 
 `diagnose(graph, calls, watch=..., namespace=...)` returns the findings for the graph shown:
-checks on the graph itself (gradients, saved tensors), across the backward calls (`CallInfo`),
-on what the recording watched (cuts, in-place writes, module calls) and on the script's
+checks on the graph itself (gradients, saved tensors, broadcasting losses), across the backward
+calls (`CallInfo`: growth, accumulation, NaN/Inf, divergence, frozen parameters), on what the
+recording watched (cuts, in-place writes, module calls, PyTorch's warnings) and on the script's
 tensors and modules at the end of the run. Every finding has a stable `code` (see `CODES`).
+
+Every check runs in every mode: the script's own backward calls, gradviz's own pass (`trace`,
+a script without backward, `--expr`), `record()` in a library. The checks that need a backward
+call (across calls, freed graphs) find nothing without one; a graph gradviz traced itself is
+looked up in the recording (`Watch.events_for`) for its cuts and leaves.
 
 Example:
     >>> run = run_script("train.py", [], lambda ns: Recorder(namespaces=ns))
@@ -20,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 from ..model import SEVERITY_RANK, CallInfo, Finding, Graph
 from . import calls as _calls
 from . import grads as _grads
+from . import loop as _loop
 from . import saved as _saved
+from . import shapes as _shapes
 from .cuts import cuts as _cuts
 from .training import account_for_scale
 
@@ -43,6 +51,11 @@ CODES: tuple[str, ...] = (
     "grad-nan",
     "grad-inf",
     "grad-scale",
+    "loss-broadcast",
+    "torch-warning",
+    "loop-nonfinite",
+    "loss-diverges",
+    "params-frozen",
 )
 
 
@@ -56,26 +69,34 @@ def _graph_checks(graph: Graph, calls: Sequence[CallInfo]) -> list[Finding]:
         *_grads.zero(graph),
         *_grads.none(graph),
         *_grads.scale(graph),
+        *_shapes.broadcast(graph),
         *_calls.grows(graph, calls),
         *_calls.accumulates(graph, calls),
+        *_calls.summed(graph, calls),
+        *_loop.nonfinite(calls),
+        *_loop.diverges(calls),
+        *_loop.frozen(calls),
     ]
 
 
 def _watch_checks(graph: Graph, calls: Sequence[CallInfo], watch: Watch) -> list[Finding]:
-    events = watch.calls.get(graph.call) if graph.call is not None else None
+    events = watch.events_for(graph)
     found = _saved.inplace(graph, list(watch.inplace))
     found += _saved.twice(graph, calls, events.freed_by if events else None)
     found += _cuts(graph, events.cuts if events else (), watch.items)
     return found
 
 
-def _run_checks(graph: Graph, watch: Watch, namespace: Mapping[str, Any]) -> list[Finding]:
+def _run_checks(
+    graph: Graph, calls: Sequence[CallInfo], watch: Watch, namespace: Mapping[str, Any]
+) -> list[Finding]:
     from . import params
 
     found = params.retained(graph, namespace)
-    events = watch.calls.get(graph.call) if graph.call is not None else None
+    events = watch.events_for(graph)
     if events is not None:
-        found += params.unused(graph, namespace, events.leaves, watch.called, watch.used)
+        last = graph.call is None or not calls or graph.call == calls[-1].number
+        found += params.unused(graph, namespace, events.leaves, watch.called, watch.used, free=last)
     return found
 
 
@@ -91,7 +112,8 @@ def diagnose(
     if watch is not None:
         found += _watch_checks(graph, calls, watch)
         if namespace is not None:
-            found += _run_checks(graph, watch, namespace)
+            found += _run_checks(graph, calls, watch, namespace)
+        found += _shapes.warned(watch.warnings, found)
     else:
         found += _saved.inplace(graph, ())
         found += _saved.twice(graph, calls, None)
@@ -99,9 +121,12 @@ def diagnose(
     return tuple(sorted(dict.fromkeys(found), key=_sort_key))
 
 
-def has_errors(findings: Sequence[Finding]) -> bool:
-    """Whether any finding is at `error` level (`gradviz doctor` then exits with code 10)."""
-    return any(f.severity == "error" for f in findings)
+def has_errors(findings: Sequence[Finding], level: str = "error") -> bool:
+    """Whether any finding is at `level` or more serious (`gradviz doctor --fail-on LEVEL` then
+    exits with code 10)."""
+    if level not in SEVERITY_RANK:
+        raise ValueError(f"level must be one of {', '.join(SEVERITY_RANK)}, not {level!r}")
+    return any(SEVERITY_RANK[f.severity] <= SEVERITY_RANK[level] for f in findings)
 
 
 def with_findings(captured: Captured) -> Captured:

@@ -132,3 +132,43 @@ def _accumulates_finding(
 
 def _nodes(n: float) -> str:
     return "1 node" if n == 1 else f"{n:.3g} nodes"
+
+
+#: Ops that add a number to a running total (`total += l`, `total = total + l`).
+_SUM_OPS = frozenset({"AddBackward0", "AddBackward1", "SubBackward0"})
+
+
+def summed(graph: Graph, calls: Sequence[CallInfo]) -> list[Finding]:
+    """[graph-retained] without a backward call: one line adds a one-element tensor to a running
+    total again and again (a chain of additions), so the total keeps every iteration's graph.
+    With backward calls, `params.retained` counts the earlier calls' roots instead."""
+    if calls or graph.call is not None:
+        return []
+    by_line: dict[tuple[str | None, int | None], list[int]] = {}
+    for n in graph.nodes:
+        if n.op in _SUM_OPS and n.line and n.shape is not None and _one(n.shape):
+            by_line.setdefault((n.file, n.line), []).append(n.id)
+    found = []
+    for (file, line), ids in by_line.items():
+        members = set(ids)
+        linked = sum(any(e.src in members for e in graph.inputs[i]) for i in ids)
+        if len(ids) >= GROW_CALLS and linked >= len(ids) - 1:
+            found.append(_summed_finding(graph, sorted(ids), file, line))
+    return found
+
+
+def _one(shape: Sequence[int]) -> bool:
+    return all(d == 1 for d in shape)
+
+
+def _summed_finding(graph: Graph, ids: list[int], file: str | None, line: int | None) -> Finding:
+    named = [graph.nodes[i].names[0] for i in ids if graph.nodes[i].names]
+    name = f"`{named[0]}`" if named else "A running total"
+    message = (
+        f"{name} adds up the tensors of {len(ids)} iterations{at_line(line)} (a running total "
+        f"of losses): it keeps every iteration's graph alive, {plural(len(graph.nodes), 'node')} "
+        "in all. Found without a backward call: if you never call backward on it, the memory is "
+        "held for nothing."
+    )
+    hint = "Accumulate a number, not the tensor: `total += l.item()` (or `l.detach()`)."
+    return Finding("graph-retained", "warning", message, file, line, tuple(ids), hint)

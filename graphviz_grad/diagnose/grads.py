@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from ..model import Finding, Graph, Node, TensorSummary
 from ._common import at_line, leaf_where, listing, node_ref, plural
@@ -132,8 +132,13 @@ def none(graph: Graph) -> list[Finding]:
         missed = [n for n in graph.leaves if n.grad is None]
         if missed:
             file, line = leaf_where(graph, missed[0])
+            source = (
+                "gradviz's own gradient pass (the script made no backward call)"
+                if graph.grad_source == "gradviz"
+                else "this backward call"
+            )
             message = (
-                f"{listing([n.label for n in missed])} got no gradient from this backward call, "
+                f"{listing([n.label for n in missed])} got no gradient from {source}, "
                 "although the root depends on them."
             )
             hint = "An op on the way has no derivative, or `inputs=` left them out."
@@ -169,35 +174,119 @@ def _non_leaf_params(graph: Graph) -> list[Finding]:
 
 
 def scale(graph: Graph) -> list[Finding]:
-    """[grad-scale]: parameter gradient norms 1e4 times above or below their median."""
+    """[grad-scale]: along the depth of a deep net, gradient norms that shrink (vanishing) or
+    grow (exploding) by 1e4 from the layers next to the root to the layers far from it; in any
+    net, a parameter whose gradient is 1e4 times the median of the parameters at its depth or
+    closer to the root (inputs on very different scales). A small gradient alone is never
+    called vanishing: a parameter at its optimum has one."""
     norms = [(n, n.grad.norm) for n in graph.leaves if n.grad is not None and n.grad.norm]
-    norms = [(n, g) for n, g in norms if g is not None and g > 0 and g != float("inf")]
+    norms = [(n, g) for n, g in norms if g is not None and 0 < g < float("inf")]
     if len(norms) < 3:
         return []
-    median = statistics.median(g for _, g in norms)
-    high = [(n, g) for n, g in norms if g > median * SCALE_RATIO]
-    low = [(n, g) for n, g in norms if g < median / SCALE_RATIO]
-    found = []
-    for group, word in ((high, "exploding"), (low, "vanishing")):
-        if group:
-            found.append(_scale_finding(graph, group, median, len(norms), word))
-    return found
+    depth = _depths(graph)
+    trend = _trend(graph, norms, depth)
+    if trend is not None:
+        return [trend]
+    high = []
+    for n, g in norms:
+        above = [h for m, h in norms if depth.get(m.id, 0) <= depth.get(n.id, 0)]
+        if len(above) >= 3 and g > statistics.median(above) * SCALE_RATIO:
+            high.append((n, g, statistics.median(above)))
+    if not high:
+        return []
+    return [_outlier_finding(graph, high, len(norms))]
 
 
-def _scale_finding(
-    graph: Graph, group: list[tuple[Node, float]], median: float, total: int, word: str
+def _depths(graph: Graph) -> dict[int, int]:
+    """Shortest number of edges from the root to each node (breadth first, no recursion)."""
+    depth = {r: 0 for r in graph.roots}
+    frontier = list(graph.roots)
+    while frontier:
+        nxt = []
+        for n in frontier:
+            for e in graph.inputs[n]:
+                if e.src not in depth:
+                    depth[e.src] = depth[n] + 1
+                    nxt.append(e.src)
+        frontier = nxt
+    return depth
+
+
+#: Depth levels with parameters needed before a trend along the depth is judged (a deep net).
+TREND_LEVELS = 6
+
+
+def _trend(graph: Graph, norms: list[tuple[Node, float]], depth: dict[int, int]) -> Finding | None:
+    by_level: dict[int, list[float]] = {}
+    for n, g in norms:
+        by_level.setdefault(depth.get(n.id, 0), []).append(g)
+    levels = [statistics.median(by_level[d]) for d in sorted(by_level)]
+    if len(levels) < TREND_LEVELS:
+        return None
+    parts = [levels[i * len(levels) // 4 : (i + 1) * len(levels) // 4] for i in range(4)]
+    q = [statistics.median(p) for p in parts]
+    near, far = q[0], q[-1]
+    if far < near / SCALE_RATIO and all(b < a for a, b in zip(q, q[1:])):
+        word, bad = "vanishing", [(n, g) for n, g in norms if g < near / SCALE_RATIO]
+    elif far > near * SCALE_RATIO and all(b > a for a, b in zip(q, q[1:])):
+        word, bad = "exploding", [(n, g) for n, g in norms if g > near * SCALE_RATIO]
+    else:
+        return None
+    bad.sort(key=lambda ng: (-depth.get(ng[0].id, 0), ng[0].id))
+    return _trend_finding(graph, bad, near, far, len(levels), word)
+
+
+def _figures(group: Sequence[tuple[Node, float]], limit: int = 4) -> str:
+    """`a` 1.2e-09, `c` 3.4e-09 (and N more): each tensor with its own norm."""
+    shown = [f"`{n.label}` {g:.3g}" if n.label else f"#{n.id} {g:.3g}" for n, g in group[:limit]]
+    more = f" and {len(group) - limit} more" if len(group) > limit else ""
+    return ", ".join(shown) + more
+
+
+def _trend_finding(
+    graph: Graph,
+    bad: list[tuple[Node, float]],
+    near: float,
+    far: float,
+    levels: int,
+    word: str,
 ) -> Finding:
-    first, norm = group[0]
-    names = [n.label for n, _ in group]
+    first = bad[0][0]
     file, line = leaf_where(graph, first)
+    way = "shrink" if word == "vanishing" else "grow"
+    side = "below" if word == "vanishing" else "above"
     message = (
-        f"{listing(names)}: gradient norm {norm:.3g}, {norm / median:.3g} times the median "
-        f"over the {plural(total, 'parameter')} ({median:.3g}): {word} gradients."
+        f"{word.capitalize()} gradients: over parameters at {levels} depths from the root, "
+        f"gradient norms {way} from {near:.3g} next to the root to {far:.3g} at the input end "
+        f"({far / near:.3g} times); {plural(len(bad), 'parameter')} 1e4 times {side} the "
+        f"layers next to the root: {_figures(bad)}."
+    )
+    hint = (
+        "Use an initialisation suited to the activation (`nn.init.xavier_uniform_` for tanh, "
+        "`kaiming` for ReLU), residual connections or normalisation layers (LayerNorm), "
+        "a non-saturating activation, or clip gradients if they explode."
+    )
+    nodes = tuple(n.id for n, _ in bad)
+    return Finding("grad-scale", "warning", message, file, line, nodes, hint)
+
+
+def _outlier_finding(graph: Graph, high: list[tuple[Node, float, float]], total: int) -> Finding:
+    first = high[0][0]
+    file, line = leaf_where(graph, first)
+    each = "; ".join(
+        f"{f'`{n.label}`' if n.label else f'#{n.id}'} norm {g:.3g}, {g / m:.3g} times the "
+        f"median ({m:.3g})"
+        for n, g, m in high[:4]
+    )
+    more = f"; and {len(high) - 4} more" if len(high) > 4 else ""
+    message = (
+        f"Exploding gradients: {each}{more}, the median over the parameters at the same depth "
+        f"or closer to the root ({plural(total, 'parameter')} in all): their inputs are on a much "
+        "larger scale than the others'."
     )
     hint = (
         "Normalise the inputs (feature scaling), check the initialisation and the learning rate, "
         "or clip gradients with `torch.nn.utils.clip_grad_norm_`."
     )
-    return Finding(
-        "grad-scale", "warning", message, file, line, tuple(n.id for n, _ in group), hint
-    )
+    nodes = tuple(n.id for n, _, _ in high)
+    return Finding("grad-scale", "warning", message, file, line, nodes, hint)

@@ -55,8 +55,13 @@ def unused(
     leaves: Iterable[weakref.ref[torch.Tensor]],
     called: Any,
     used: Any,
+    free: bool = True,
 ) -> list[Finding]:
-    """[unused-param]: parameters and script tensors that need a gradient and get none."""
+    """[unused-param]: parameters and script tensors that need a gradient and get none.
+
+    Script tensors are judged by object, not by name, and only when `free` (the graph shown is
+    the run's last call, or gradviz's own pass): the namespace at the end of the run says
+    nothing true about an earlier call, whose names may since have been rebound."""
     in_graph = {id(t) for r in leaves if (t := r()) is not None}
     seen = set(in_graph)
     found = []
@@ -70,7 +75,9 @@ def unused(
         for was_called, names in groups.items():
             if names:
                 found.append(_module_finding(name, module, names, was_called, called))
-    found.extend(_free_tensors(namespace, seen, used))
+    if free:
+        labels = {name for n in graph.leaves for name in n.names}
+        found.extend(_free_tensors(namespace, seen, used, labels))
     return found
 
 
@@ -95,12 +102,18 @@ def _module_finding(
     return Finding("unused-param", "info", message, None, None, (), hint)
 
 
-def _free_tensors(namespace: Mapping[str, Any], seen: set[int], used: Any) -> list[Finding]:
+def _free_tensors(
+    namespace: Mapping[str, Any], seen: set[int], used: Any, labels: set[str]
+) -> list[Finding]:
+    """Script tensors that require grad, are in no graph shown, and got no gradient from any
+    call (a `.grad` filled by another backward call means it was used there)."""
     found = []
     for name, t in namespace.items():
         if name.startswith("_") or not isinstance(t, torch.Tensor) or id(t) in seen:
             continue
-        if not t.requires_grad or t.grad_fn is not None:
+        if not t.requires_grad or t.grad_fn is not None or t.grad is not None:
+            continue
+        if name in labels:  # the name labels a leaf of this graph: another tensor then
             continue
         seen.add(id(t))
         feeds = used.get(id(t)) is t

@@ -136,7 +136,7 @@ class Explanation:
             return self._computed(node)
         lines.append(("forward", self._forward(ctx, found)))
         if re.search(r"\bc\b", found.forward):
-            lines.append(("", "c is a plain Python number, which PyTorch does not record"))
+            lines.append(("", _CONSTANT))
         lines.extend(self._upstream(node))
         for edge in self.graph.inputs[node.id]:
             lines.extend(self._input(ctx, found, edge))
@@ -227,6 +227,11 @@ class Explanation:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield Group(*self.renderables())
+
+
+#: What an unnamed `c` in a formula is: Python numbers are written as numbers, so a `c` is a
+#: tensor that needs no gradient and whose name the source line did not give away.
+_CONSTANT = "c is a tensor that does not require grad: autograd treats it as a constant"
 
 
 def _same(text: str, value: float | None) -> bool:

@@ -283,6 +283,7 @@ def evaluate(
     import torch
 
     from graphviz_grad.capture import Recorder
+    from graphviz_grad.diagnose import diagnose
 
     body = parse_program(text)
     both = sorted(set(lets) & set(params))
@@ -301,7 +302,8 @@ def evaluate(
                 hint="Give the variables to differentiate with --param, e.g. --param w=1.0",
             )
         graph = rec.trace(root, grad_output=grad_output)
-    return _relabel(graph, evaluator)
+    found = diagnose(graph, rec.calls, watch=rec.watch, namespace=ns)
+    return _relabel(dataclasses.replace(graph, findings=found), evaluator)
 
 
 def _relabel(graph: Graph, ev: _Evaluator) -> ExprGraph:
@@ -318,5 +320,11 @@ def _relabel(graph: Graph, ev: _Evaluator) -> ExprGraph:
             names = ("L",)
         # the line that made each op is gradviz's own evaluator, not the user's: drop it
         nodes.append(dataclasses.replace(node, names=names, file=None, line=None))
-    graph = dataclasses.replace(graph, nodes=tuple(nodes))
+    findings = []
+    for f in graph.findings:  # the checks named nodes by their tags: drop those
+        message = f.message
+        for tag in tags:
+            message = message.replace(f" `{tag}`", "")
+        findings.append(dataclasses.replace(f, message=message, file=None, line=None))
+    graph = dataclasses.replace(graph, nodes=tuple(nodes), findings=tuple(findings))
     return ExprGraph(graph, Annotations(sources, arg_names))

@@ -87,6 +87,9 @@ class Ctx:
                 return symbol(self.graph.nodes[e.src])
         if k in self.arg_names:
             return self.arg_names[k]
+        named = dict(self.node.operands).get(k)
+        if named:  # the script's own name for the tensor, found by the capture
+            return named
         const = dict(self.node.constants).get(k)
         if const is not None and scalar(const) is not None:
             return self.num(k)

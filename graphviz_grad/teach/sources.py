@@ -3,8 +3,9 @@
 A constant input (the `x` in `x * w`, which needs no gradient) is recorded by value only. When the
 op's source line holds exactly one operator of the op's kind, and the operand in every
 differentiable position is the variable that the graph already names there, the other operand's
-text names the constant. Anything that does not check out stays a plain value: a wrong name is
-worse than none.
+text names the constant. A loss function called once on its line (`F.mse_loss(pred, target)`)
+names its target the same way, from its positional arguments. Anything that does not check out
+stays a plain value: a wrong name is worse than none.
 """
 
 from __future__ import annotations
@@ -59,13 +60,37 @@ def from_source(graph: Graph) -> Annotations:
     return Annotations(sources, arg_names)
 
 
+#: Autograd node name -> the functions whose positional arguments are its inputs, in order.
+_CALLS: dict[str, frozenset[str]] = {
+    "MseLossBackward0": frozenset({"mse_loss"}),
+    "L1LossBackward0": frozenset({"l1_loss"}),
+    "SmoothL1LossBackward0": frozenset({"smooth_l1_loss"}),
+    "HuberLossBackward0": frozenset({"huber_loss"}),
+    "BinaryCrossEntropyBackward0": frozenset({"binary_cross_entropy"}),
+    "BinaryCrossEntropyWithLogitsBackward0": frozenset({"binary_cross_entropy_with_logits"}),
+    "NllLossBackward0": frozenset({"nll_loss"}),
+}
+
+
+def _parse(text: str) -> ast.AST | None:
+    try:
+        return ast.parse(text)
+    except SyntaxError:
+        # a line that opens a block or continues on the next line: try it as an expression
+        try:
+            return ast.parse(text.rstrip(":").rstrip("\\").strip(" =("), mode="eval")
+        except SyntaxError:
+            return None
+
+
 def _constant_names(graph: Graph, node: Node, text: str) -> dict[int, str]:
+    tree = _parse(text)
+    if tree is None:
+        return {}
+    if node.op in _CALLS:
+        return _call_names(graph, node, tree, _CALLS[node.op or ""])
     entry = _OPERATORS.get(node.op or "")
     if entry is None:
-        return {}
-    try:
-        tree = ast.parse(text)
-    except SyntaxError:
         return {}
     found = [n for n in ast.walk(tree) if isinstance(n, ast.BinOp) and isinstance(n.op, entry[0])]
     if len(found) != 1:
@@ -79,8 +104,31 @@ def _constant_names(graph: Graph, node: Node, text: str) -> dict[int, str]:
     return {}
 
 
-def _match(graph: Graph, node: Node, operands: list[ast.expr]) -> dict[int, str] | None:
-    """Constant names if every named differentiable input sits where the graph says."""
+def _call_names(
+    graph: Graph, node: Node, tree: ast.AST, functions: frozenset[str]
+) -> dict[int, str]:
+    """`F.mse_loss(pred, target)` alone of its kind on the line: name the constant arguments."""
+    calls = [
+        n for n in ast.walk(tree) if isinstance(n, ast.Call) and _function_name(n.func) in functions
+    ]
+    if len(calls) != 1 or any(isinstance(a, ast.Starred) for a in calls[0].args):
+        return {}
+    operands = list(calls[0].args[:2])
+    names = _match(graph, node, operands, need_verified=False)
+    return names or {}
+
+
+def _function_name(func: ast.expr) -> str | None:
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return func.id if isinstance(func, ast.Name) else None
+
+
+def _match(
+    graph: Graph, node: Node, operands: list[ast.expr], need_verified: bool = True
+) -> dict[int, str] | None:
+    """Constant names if every named differentiable input sits where the graph says (a named
+    input written as another name, or as an expression, is a mismatch)."""
     edges = {e.index: graph.nodes[e.src] for e in graph.inputs[node.id]}
     verified = 0
     for slot, src in edges.items():
@@ -91,7 +139,7 @@ def _match(graph: Graph, node: Node, operands: list[ast.expr]) -> dict[int, str]
             if not (isinstance(operand, ast.Name) and operand.id in src.names):
                 return None
             verified += 1
-    if not verified:
+    if not verified and need_verified:
         return None
     names: dict[int, str] = {}
     for slot, operand in enumerate(operands):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -75,32 +76,51 @@ def number(s: TensorSummary | None) -> float | None:
 
 
 def sparkline(values: Sequence[float | None], width: int = SPARK_WIDTH) -> str:
-    """``▁▂▅█``: each value's height between the series' min and max; gaps are spaces."""
+    """``▁▂▅█``: each value's height between the series' finite min and max; gaps are spaces,
+    NaN is ``!``, +inf ``↑`` and -inf ``↓`` (a loop that blows up still gets its line)."""
     series = _buckets(list(values), width)
-    known = [v for v in series if v is not None]
-    if not known:
+    known = [v for v in series if v is not None and math.isfinite(v)]
+    if not known and all(v is None for v in series):
         return ""
-    lo, hi = min(known), max(known)
+    lo, hi = (min(known), max(known)) if known else (0.0, 0.0)
     span = hi - lo
     out = []
     for v in series:
         if v is None:
             out.append(" ")
+        elif not math.isfinite(v):
+            out.append(_NONFINITE["nan" if math.isnan(v) else ("+" if v > 0 else "-")])
         else:
             level = 0 if span == 0 else round((v - lo) / span * (len(BARS) - 1))
-            out.append(BARS[level])
+            out.append(BARS[min(max(level, 0), len(BARS) - 1)])
     return "".join(out)
 
 
+#: How a sparkline shows a value that is not a finite number.
+_NONFINITE = {"nan": "!", "+": "↑", "-": "↓"}
+
+
 def _buckets(values: list[float | None], width: int) -> list[float | None]:
+    """`values` averaged into `width` buckets; a bucket holding a NaN/inf shows the first one."""
     if len(values) <= width:
         return values
     out: list[float | None] = []
     for b in range(width):
         chunk = values[b * len(values) // width : (b + 1) * len(values) // width]
         known = [v for v in chunk if v is not None]
-        out.append(sum(known) / len(known) if known else None)
+        bad = [v for v in known if not math.isfinite(v)]
+        if bad:
+            out.append(bad[0])
+        else:
+            out.append(_mean(known))
     return out
+
+
+def _mean(values: list[float]) -> float | None:
+    """The mean, computed so that large finite values do not overflow to inf."""
+    if not values:
+        return None
+    return math.fsum(v / len(values) for v in values)
 
 
 class StepsTable:

@@ -105,3 +105,79 @@ def test_tree_text_has_marks_and_findings() -> None:
     text = tree_text(_graph(), width=80)
     assert "└── #1 leaf w" in text and "✖ grad-inf" in text.splitlines()[1]
     assert text.splitlines()[-1] == "  ✖ grad-inf s.py:3 Inf <here> & there."
+
+
+RAISES_AFTER_BACKWARD = (
+    "import torch\n"
+    "w = torch.tensor([1.0, 2.0], requires_grad=True)\n"
+    "for step in range(3):\n"
+    "    loss = (w * 3).sum()\n"
+    "    loss.backward()\n"
+    "    w.data -= 0.1 * w.grad\n"
+    "    w.grad = None\n"
+    "scores = [0.5]\n"
+    "print(scores[3])\n"
+)
+
+
+def test_script_raising_after_backward_still_gets_table_and_graph(tmp_path: Path) -> None:
+    script = tmp_path / "validate.py"
+    script.write_text(RAISES_AFTER_BACKWARD, encoding="utf-8")
+    out_json = tmp_path / "last.json"
+    code, out, err = gradviz("doctor", str(script), "-o", str(out_json))
+    assert code == EXIT_CODES["script-raised"] == 4
+    assert "gradviz doctor: no findings (3 nodes checked)." in out
+    assert json.loads(out_json.read_text())["call"] == 3
+    assert "IndexError: list index out of range" in err and "line 9" in err
+    assert "after 3 backward calls" in err
+
+
+def test_render_and_steps_after_the_script_raised(tmp_path: Path) -> None:
+    script = tmp_path / "validate.py"
+    script.write_text(RAISES_AFTER_BACKWARD, encoding="utf-8")
+    svg = tmp_path / "last.svg"
+    code, _, err = gradviz("render", str(script), "-o", str(svg))
+    assert code == 4 and svg.exists() and "IndexError" in err
+    code, out, err = gradviz("steps", str(script))
+    assert code == 4 and "3 backward calls" in out and "IndexError" in err
+
+
+def test_script_raising_before_any_backward_draws_nothing(tmp_path: Path) -> None:
+    script = tmp_path / "early.py"
+    script.write_text("import torch\nraise ValueError('bad data')\n", encoding="utf-8")
+    svg = tmp_path / "x.svg"
+    code, _, err = gradviz("render", str(script), "-o", str(svg))
+    assert code == 4 and not svg.exists() and "bad data" in err
+
+
+@pytest.mark.parametrize(
+    ("script", "level", "expected"),
+    [
+        ("samples/pitfalls/cut.py", "error", 0),
+        ("samples/pitfalls/cut.py", "warning", 10),
+        ("samples/transformer.py", "warning", 0),
+        ("samples/transformer.py", "info", 10),
+        ("samples/pitfalls/inplace_saved.py", "error", 10),
+    ],
+)
+def test_fail_on_sets_the_bar(script: str, level: str, expected: int) -> None:
+    code, _, _ = gradviz("doctor", script, "--fail-on", level)
+    assert code == expected
+
+
+def test_fail_on_rejects_other_levels() -> None:
+    code, _, err = gradviz("doctor", "samples/linear.py", "--fail-on", "fatal")
+    assert code == 2 and "fatal" in err
+
+
+def test_a_tie_without_backward_asks_for_target(tmp_path: Path) -> None:
+    script = tmp_path / "two.py"
+    script.write_text(
+        "import torch\nw = torch.ones(2, requires_grad=True)\n"
+        "a = (w * 2).sum()\nb = (w * 3).sum()\n",
+        encoding="utf-8",
+    )
+    code, _, err = gradviz("doctor", str(script))
+    assert code == EXIT_CODES["no-root"]
+    assert "cannot tell which tensor is the loss" in err and "--target" in err
+    assert "a [] has grad_fn" in err and "b [] has grad_fn" in err

@@ -29,7 +29,7 @@ EXPECTED: dict[str, list[tuple[str, str, int | None, tuple[int, ...]]]] = {
     ],
     "cut.py": [("unused-param", "warning", None, ()), ("cut", "warning", 16, (3,))],
     "unused_param.py": [("unused-param", "warning", 27, ())],
-    "grad_none.py": [("grad-none", "warning", 9, (5, 6))],
+    "grad_none.py": [("grad-none", "warning", 9, (5, 6)), ("torch-warning", "warning", 17, ())],
     "grad_zero.py": [
         ("grad-zero", "warning", 14, (1, 8, 9)),
         ("grad-zero", "warning", 14, (3, 4, 5, 7)),
@@ -37,6 +37,14 @@ EXPECTED: dict[str, list[tuple[str, str, int | None, tuple[int, ...]]]] = {
     "grad_nan.py": [("grad-nan", "error", 8, (3,)), ("grad-inf", "error", 8, (1,))],
     "grad_inf.py": [("grad-inf", "error", 8, (3,))],
     "grad_scale.py": [("grad-scale", "warning", 13, (6,))],
+    "loss_broadcast.py": [("loss-broadcast", "warning", 15, (0, 2))],
+    "torch_warning.py": [("torch-warning", "warning", 15, ())],
+    "loop_nonfinite.py": [
+        ("grad-nan", "error", 12, (2,)),
+        ("loop-nonfinite", "error", 13, ()),
+    ],
+    "loss_diverges.py": [("loss-diverges", "warning", 14, ())],
+    "params_frozen.py": [("params-frozen", "warning", 17, ())],
 }
 
 #: Per pitfall, the op (or leaf name) of the first node of its main finding.
@@ -50,6 +58,7 @@ FIRST_NODE: dict[str, str] = {
     "grad_inf.py": "w",
     "grad_scale.py": "w_age",
     "graph_grows.py": "SubBackward0",
+    "loss_broadcast.py": "MseLossBackward0",
 }
 
 CORRECT = ["training_loop.py", "mlp.py", "linear.py", "affine.py", "quadratic.py", "lstm.py"]
@@ -155,7 +164,7 @@ def test_template_layer_is_info_only() -> None:
         "w.data = w.data - 0.1 * w.grad.data\n",
         "with torch.no_grad():\n    w -= 0.1 * w.grad\n",
         "opt.step()\n",
-        "print(loss.item(), loss.detach().numpy(), w.data)\n",
+        "print(loss.item(), loss.detach().numpy(), w.data)\nopt.step()\n",
     ],
     ids=["data", "no_grad", "optimizer", "logging"],
 )
@@ -207,3 +216,92 @@ def test_no_grad_result_feeding_the_loss_is_a_cut(tmp_path: Path) -> None:
     found = run(script).graph.findings
     cut = next(f for f in found if f.code == "cut")
     assert cut.line == 5 and "torch.no_grad()" in cut.message
+
+
+def test_broadcast_finding_gives_both_shapes() -> None:
+    f = run(PITFALLS / "loss_broadcast.py").graph.findings[0]
+    assert "`pred` of shape [8, 1]" in f.message and "to [8, 8]" in f.message
+    assert "64 differences instead of 8" in f.message
+
+
+def test_torch_warning_keeps_pytorchs_words_and_line() -> None:
+    f = run(PITFALLS / "torch_warning.py").graph.findings[0]
+    assert f.message.startswith("PyTorch warned at line 15 (UserWarning): The .grad attribute")
+
+
+def test_loop_nonfinite_names_the_first_call_and_the_forward() -> None:
+    f = _main(run(PITFALLS / "loop_nonfinite.py").graph.findings, "loop_nonfinite.py")
+    assert "backward call 2 at line 13" in f.message
+    assert "the forward pass produced it" in f.message
+
+
+def test_gradient_turning_nan_in_a_loop_blames_the_backward(tmp_path: Path) -> None:
+    script = tmp_path / "nan_backward.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.tensor([4.0, 1.0], requires_grad=True)\n"
+        "for step in range(3):\n"
+        "    x = w * (1.0 - step)\n"
+        "    loss = torch.sqrt(x * x).sum() * 0.0\n"
+        "    loss.backward()\n"
+        "    w.data -= 0.1 * w.grad\n"
+        "    w.grad = None\n",
+        encoding="utf-8",
+    )
+    found = run(script).graph.findings
+    f = next(f for f in found if f.code == "loop-nonfinite")
+    assert "backward call 2 at line 6" in f.message and "backward pass produced it" in f.message
+
+
+def test_divergence_blames_the_learning_rate() -> None:
+    f = run(PITFALLS / "loss_diverges.py").graph.findings[0]
+    assert "from 30 to 2.3e+19 (call 12), 18 orders of magnitude up" in f.message
+    assert "learning rate" in f.message
+
+
+def test_loss_going_to_inf_is_reported_twice_over(tmp_path: Path) -> None:
+    """The issue's loop: the loss goes to inf and `w.grad` to 1e36; no longer "no findings"."""
+    script = tmp_path / "to_inf.py"
+    script.write_text(
+        "import torch\n"
+        "x = torch.tensor([1.0, 2.0, 3.0, 4.0])\n"
+        "w = torch.zeros(1, requires_grad=True)\n"
+        "for step in range(60):\n"
+        "    loss = ((w * x - 2 * x) ** 2).mean()\n"
+        "    loss.backward()\n"
+        "    with torch.no_grad():\n"
+        "        w -= 0.5 * w.grad\n"
+        "    w.grad = None\n",
+        encoding="utf-8",
+    )
+    found = run(script).graph.findings
+    codes = {f.code for f in found}
+    assert {"loop-nonfinite", "loss-diverges"} <= codes
+    assert has_errors(found)
+
+
+def test_frozen_parameters_give_each_its_own_gradient() -> None:
+    f = run(PITFALLS / "params_frozen.py").graph.findings[0]
+    assert "`model.bias` unchanged from call 1, gradient norm 0.0822" in f.message
+    assert "`model.weight` unchanged from call 1, gradient norm 5.56" in f.message
+
+
+def test_a_skipped_step_with_an_inf_gradient_is_not_a_loop_error(tmp_path: Path) -> None:
+    """GradScaler's way: one call's gradient is inf, the update is skipped, the loop goes on."""
+    script = tmp_path / "skipped.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.tensor([1.0, 2.0], requires_grad=True)\n"
+        "for step in range(4):\n"
+        "    loss = (w * w).sum()\n"
+        "    if step == 1:\n"
+        "        loss = loss + torch.sqrt(w - w.detach()).sum()\n"
+        "    loss.backward()\n"
+        "    with torch.no_grad():\n"
+        "        if torch.isfinite(w.grad).all():\n"
+        "            w -= 0.01 * w.grad\n"
+        "    w.grad = None\n",
+        encoding="utf-8",
+    )
+    found = run(script).graph.findings
+    assert "loop-nonfinite" not in {f.code for f in found}

@@ -147,3 +147,13 @@ def test_long_names_become_blocks() -> None:
     assert name in lines
     assert lines[lines.index(name) + 1].strip().startswith("value ")
     assert "…" not in "\n".join(lines)
+
+
+def test_sparkline_shows_nan_and_inf() -> None:
+    """A loop whose loss turns NaN/inf used to crash `steps` (cannot convert NaN to integer)."""
+    nan, inf = float("nan"), float("inf")
+    assert sparkline([1.0, 2.0, nan, inf, -inf]) == "▁█!↑↓"
+    assert sparkline([nan, nan]) == "!!"
+    assert sparkline([1e38, 3e38, inf]) == "▁█↑"
+    long = [float(i) for i in range(100)] + [nan] * 100
+    assert sparkline(long, width=10) == "▁▃▅▆█!!!!!"

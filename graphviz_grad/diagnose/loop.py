@@ -1,0 +1,248 @@
+"""Checks over the backward calls of a loop, from the light per-call records (`CallInfo`).
+
+[loop-nonfinite]: the loss or a gradient becomes NaN/Inf (the first call, and whether the
+forward pass or the backward pass produced it).
+[loss-diverges]: the loss grows by orders of magnitude over the calls (the learning rate).
+[params-frozen]: parameters that get a gradient every call but whose value stops changing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from ..model import CallInfo, Finding, LeafStep, TensorSummary
+from ._common import at_line, listing, plural
+
+#: Growth of the loss (last over first) that counts as diverging: three orders of magnitude.
+DIVERGE_RATIO = 1e3
+#: Calls needed before a trend over the loop is judged.
+MIN_CALLS = 3
+#: A frozen stretch is at least this many calls and half of the calls of the loop.
+FROZEN_CALLS = 3
+#: A frozen parameter's gradient at the end is at least this share of its gradient when it
+#: stopped moving (a gradient that shrinks to nothing is a parameter at its optimum).
+FROZEN_GRAD_SHARE = 0.1
+
+
+def _bad(s: TensorSummary | None) -> bool:
+    return s is not None and (s.nan > 0 or s.inf > 0)
+
+
+def _what(s: TensorSummary) -> str:
+    parts = [f"{s.nan} NaN" if s.nan else "", f"{s.inf} Inf" if s.inf else ""]
+    return " and ".join(p for p in parts if p)
+
+
+def nonfinite(calls: Sequence[CallInfo]) -> list[Finding]:
+    """[loop-nonfinite]: the first call whose loss or a gradient is NaN/Inf (loops only)."""
+    if len(calls) < 2:
+        return []
+    for i, call in enumerate(calls):
+        if _bad(call.root_value) and call.root_value is not None:
+            return [_loss_bad(call, call.root_value)]
+        bad = [x for x in call.leaves if _bad(x.grad) or _bad(x.value)]
+        if bad and not _skipped(bad, calls[i + 1 :]):
+            return [_grad_bad(call, bad)]
+    return []
+
+
+def _skipped(bad: list[LeafStep], later: Sequence[CallInfo]) -> bool:
+    """A gradient that was non-finite once while the values and every later call stay finite:
+    the update was skipped (`torch.amp.GradScaler` does this on purpose), nothing went wrong."""
+    if not later or any(_bad(x.value) for x in bad):
+        return False
+    return all(
+        not _bad(c.root_value) and not any(_bad(x.grad) or _bad(x.value) for x in c.leaves)
+        for c in later
+    )
+
+
+def _loss_bad(call: CallInfo, value: TensorSummary) -> Finding:
+    message = (
+        f"The loss becomes non-finite at backward call {call.number}{at_line(call.line)} "
+        f"({_what(value)}); the calls before it were finite: the forward pass produced it, "
+        "from the values the earlier updates left (a step too large, or a log, sqrt or "
+        "division outside its domain)."
+    )
+    hint = (
+        f"Run `gradviz doctor --call {call.number}` to see where in that call's graph; lower "
+        "the learning rate, or clip gradients with `torch.nn.utils.clip_grad_norm_`."
+    )
+    return Finding("loop-nonfinite", "error", message, call.file, call.line, (), hint)
+
+
+def _grad_bad(call: CallInfo, bad: list[LeafStep]) -> Finding:
+    values = [x for x in bad if _bad(x.value)]
+    names = listing([x.name for x in bad])
+    if values:
+        s = values[0].value
+        what = f"`{values[0].name}` itself is non-finite ({_what(s) if s else 'NaN/Inf'})"
+        why = "an earlier update wrote NaN/Inf into it"
+    else:
+        s = bad[0].grad
+        what = f"the gradient of {names} is non-finite ({_what(s) if s else 'NaN/Inf'})"
+        why = "the loss was finite, so the backward pass produced it"
+    message = (
+        f"At backward call {call.number}{at_line(call.line)}, the first to go wrong, {what}: {why}."
+    )
+    hint = (
+        f"Run `gradviz doctor --call {call.number}` to see the first non-finite gradient; add an "
+        "epsilon to sqrt/log/division, lower the learning rate, or clip the gradients."
+    )
+    return Finding("loop-nonfinite", "error", message, call.file, call.line, (), hint)
+
+
+def _loss(call: CallInfo) -> float | None:
+    s = call.root_value
+    if s is None or s.numel != 1 or s.nan or s.inf:
+        return None
+    for x in (s.data, s.mean, s.max):
+        if isinstance(x, (int, float)):
+            return abs(float(x))
+    return None
+
+
+def diverges(calls: Sequence[CallInfo]) -> list[Finding]:
+    """[loss-diverges]: per backward line, the loss ends orders of magnitude above its start."""
+    by_site: dict[tuple[str | None, int | None], list[CallInfo]] = {}
+    for call in calls:
+        by_site.setdefault((call.file, call.line), []).append(call)
+    found = []
+    for group in by_site.values():
+        finding = _diverging(group)
+        if finding is not None:
+            found.append(finding)
+    return found
+
+
+def _diverging(group: list[CallInfo]) -> Finding | None:
+    losses = [(c, v) for c in group if (v := _loss(c)) is not None]
+    blew_up = any(_bad(c.root_value) for c in group)
+    if len(losses) < MIN_CALLS:
+        return None
+    start = min(v for _, v in losses[:MIN_CALLS])
+    peak_call, peak = max(losses, key=lambda cv: cv[1])
+    last = losses[-1][1]
+    growing = sum(b > a for (_, a), (_, b) in zip(losses, losses[1:])) >= 0.6 * (len(losses) - 1)
+    big = peak >= DIVERGE_RATIO * max(start, 1e-30) and last >= 0.1 * peak
+    if not (big and (growing or blew_up)) or start <= 0:
+        return None
+    first = group[0]
+    end = ", then NaN/Inf" if blew_up else ""
+    if not blew_up and losses[-1][0] is not peak_call:
+        end = f", {last:.3g} at call {losses[-1][0].number}"
+    message = (
+        f"The loss diverges over the {plural(len(group), 'backward call')}"
+        f"{at_line(first.line)}: from {start:.3g} to {peak:.3g} (call {peak_call.number}), "
+        f"{math.log10(peak / start):.0f} orders of magnitude up{end}. Each update overshoots: "
+        "the learning rate is the usual suspect."
+    )
+    hint = (
+        "Lower the learning rate (by 10x until the loss goes down), normalise the inputs, "
+        "or clip gradients with `torch.nn.utils.clip_grad_norm_`."
+    )
+    return Finding("loss-diverges", "warning", message, first.file, first.line, (), hint)
+
+
+def _same(a: TensorSummary | None, b: TensorSummary | None) -> bool:
+    if a is None or b is None:
+        return False
+    return (a.shape, a.data, a.norm, a.mean, a.min, a.max) == (
+        b.shape,
+        b.data,
+        b.norm,
+        b.mean,
+        b.min,
+        b.max,
+    )
+
+
+def _norm(s: TensorSummary | None) -> float:
+    if s is None or s.nan or s.inf:
+        return 0.0
+    if s.norm is not None:
+        return s.norm
+    return abs(float(s.data)) if isinstance(s.data, (int, float)) else 0.0
+
+
+def frozen(calls: Sequence[CallInfo]) -> list[Finding]:
+    """[params-frozen]: a leaf that gets a real gradient every call and whose value has stopped
+    changing for the last calls (at least half of them): the update does not reach it."""
+    series: dict[str, list[tuple[CallInfo, LeafStep]]] = {}
+    for call in calls:
+        seen: set[str] = set()
+        for step in call.leaves:
+            if step.name not in seen and step.name != "leaf":
+                seen.add(step.name)
+                series.setdefault(step.name, []).append((call, step))
+    stuck = [(name, steps) for name, steps in series.items() if _stuck_since(steps) is not None]
+    if not stuck:
+        return []
+    return [_frozen_finding(stuck)]
+
+
+def _stuck_since(steps: list[tuple[CallInfo, LeafStep]]) -> int | None:
+    """The index from which the value no longer changes (None if it still moves)."""
+    if len(steps) < FROZEN_CALLS:
+        return None
+    start = len(steps) - 1
+    while start > 0 and _same(steps[start - 1][1].value, steps[-1][1].value):
+        start -= 1
+    span = steps[start:]
+    if len(span) < max(FROZEN_CALLS, (len(steps) + 1) // 2):
+        return None
+    grads = [_norm(s.grad) for _, s in span]
+    if min(grads) <= 0 or grads[-1] < FROZEN_GRAD_SHARE * grads[0]:
+        return None
+    if start > 0 and _below_precision(steps[start - 1][1], span[0][1], grads[-1]):
+        return None
+    return start
+
+
+#: Relative change of a value below which float32 rounding swallows an update.
+_RESOLUTION = 1e-6
+
+
+def _below_precision(before: LeafStep, after: LeafStep, grad: float) -> bool:
+    """Whether the last update's step size (change over gradient) applied to the gradient now
+    is lost in the value's rounding: a converged parameter, not a frozen one."""
+    change = _change(before.value, after.value)
+    g = _norm(before.grad)
+    scale = _norm(after.value)
+    if g <= 0 or scale <= 0:
+        return False
+    return change / g * grad < _RESOLUTION * scale
+
+
+def _change(a: TensorSummary | None, b: TensorSummary | None) -> float:
+    if a is None or b is None:
+        return 0.0
+    pairs = [(a.mean, b.mean), (a.norm, b.norm)]
+    if isinstance(a.data, (int, float)) and isinstance(b.data, (int, float)):
+        pairs.append((float(a.data), float(b.data)))
+    return max((abs(x - y) for x, y in pairs if x is not None and y is not None), default=0.0)
+
+
+def _frozen_finding(stuck: list[tuple[str, list[tuple[CallInfo, LeafStep]]]]) -> Finding:
+    _, steps = stuck[0]
+    call = steps[_stuck_since(steps) or 0][0]
+    last = steps[-1][0]
+    each = "; ".join(
+        f"`{n}` unchanged from call {s[_stuck_since(s) or 0][0].number}, gradient norm "
+        f"{_norm(s[-1][1].grad):.3g} at call {s[-1][0].number}"
+        for n, s in stuck[:4]
+    )
+    more = f" (and {len(stuck) - 4} more)" if len(stuck) > 4 else ""
+    one = len(stuck) == 1
+    message = (
+        f"{listing([n for n, _ in stuck])} {'gets' if one else 'get'} a gradient at every "
+        f"backward call{at_line(last.line)} but {'its' if one else 'their'} value stops "
+        f"changing: {each}{more}. The update never reaches {'it' if one else 'them'}."
+    )
+    hint = (
+        "Call `optimizer.step()` after backward, give the optimizer these parameters "
+        "(`torch.optim.SGD(model.parameters(), ...)`), check the learning rate is not 0, and "
+        "update the tensor itself (`w -= lr * w.grad` under `no_grad`), not a copy."
+    )
+    return Finding("params-frozen", "warning", message, call.file, call.line, (), hint)
