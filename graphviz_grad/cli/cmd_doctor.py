@@ -156,9 +156,12 @@ def doctor(
             if failed:
                 if error is not None:
                     sys.stderr.write(getattr(error, "details", ""))
+                above = "" if level == "error" else " or above"
                 raise FindingsError(
-                    f"gradviz doctor found a problem at `{level}` level or above (see above).",
-                    hint="Fix those findings; docs/doctor.md explains each code.",
+                    f"gradviz doctor found a problem at `{level}` level{above} (see the table "
+                    "above).",
+                    hint=f"Fix the findings marked `{level}`{above}; docs/doctor.md explains each "
+                    "code.",
                 )
 
         in_thread(job, timeout)
