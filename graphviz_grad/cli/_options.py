@@ -197,6 +197,16 @@ OrderOpt = Annotated[
         rich_help_panel=VIEW_PANEL,
     ),
 ]
+InputsOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--inputs/--no-inputs",
+        help="Draw the inputs that need no gradient (x, targets, numbers) as grey nodes "
+        "(default: when the picture is small).",
+        show_default=False,
+        rich_help_panel=VIEW_PANEL,
+    ),
+]
 ColorOpt = Annotated[
     Color,
     typer.Option(
@@ -300,6 +310,7 @@ def draw_options(
     full: bool = False,
     rankdir: Enum | None = None,
     dpi: int | None = None,
+    inputs: bool | None = None,
 ) -> DrawOptions:
     """The flags of a command that draws, as the one `DrawOptions` it passes on (checked)."""
     return DrawOptions(
@@ -314,4 +325,5 @@ def draw_options(
         full=full,
         rankdir=rankdir.value if rankdir is not None else "TB",
         dpi=dpi,
+        inputs=inputs,
     )

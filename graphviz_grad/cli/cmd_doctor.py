@@ -25,6 +25,7 @@ from ._options import (
     FormatOpt,
     FullOpt,
     HideOpt,
+    InputsOpt,
     OutputOpt,
     PrecisionOpt,
     QuietOpt,
@@ -84,6 +85,7 @@ def doctor(
     color: ColorOpt | None = None,
     rankdir: RankDirOpt | None = None,
     dpi: DpiOpt = None,
+    inputs: InputsOpt = None,
     target: TargetOpt = None,
     call: CallOpt = CALL,
     grad_output: SeedOpt = None,
@@ -122,6 +124,7 @@ def doctor(
             full=full,
             rankdir=rankdir,
             dpi=dpi,
+            inputs=inputs,
         )
         fmt_name = output_format(output, fmt) if output is not None else None
         if output is not None and fmt_name is not None:

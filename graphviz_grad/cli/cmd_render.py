@@ -26,6 +26,7 @@ from ._options import (
     FormatOpt,
     FullOpt,
     HideOpt,
+    InputsOpt,
     LetOpt,
     OptScriptArg,
     OrderOpt,
@@ -80,6 +81,7 @@ def render(
     show_cuts: CutsOpt = False,
     rankdir: RankDirOpt | None = None,
     dpi: DpiOpt = None,
+    inputs: InputsOpt = None,
     target: TargetOpt = None,
     call: CallOpt = CALL,
     grad_output: SeedOpt = None,
@@ -120,6 +122,7 @@ def render(
             full=full,
             rankdir=rankdir,
             dpi=dpi,
+            inputs=inputs,
         )
         if script is not None and spec.many:
             return _calls(script, args, spec, output, fmt, options, timeout, quiet)

@@ -112,6 +112,13 @@ def test_dot_golden_with_inputs(golden: Callable[[str, str], None]) -> None:
     golden("lesson_inputs.dot", to_dot(lesson_with_inputs()))
 
 
+@pytest.mark.parametrize("rankdir", ["LR", "BT", "RL"])
+def test_dot_golden_rankdir(golden: Callable[[str, str], None], rankdir: str) -> None:
+    dot = to_dot(lesson_with_inputs(), DrawOptions(rankdir=rankdir))  # type: ignore[arg-type]
+    assert dot.replace(f"rankdir={rankdir};", "rankdir=TB;") == to_dot(lesson_with_inputs())
+    golden(f"lesson_inputs_{rankdir.lower()}.dot", dot)
+
+
 def test_inputs_on_off_and_automatic() -> None:
     graph = lesson_with_inputs()
     assert 'n6 [label=<<table border="1"' in to_dot(graph)  # small: drawn
@@ -144,3 +151,25 @@ def test_x_is_drawn_left_of_w_as_written() -> None:
             xs = [float(t.get("x", "0")) for t in g.iter(f"{ns}text")]
             where[g.findtext(f"{ns}title") or ""] = min(xs)
     assert where["n6"] < where["n3"]  # x (argument 0) left of w (argument 1)
+
+
+def test_cli_inputs_on_by_default_for_small_pictures_and_switchable() -> None:
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from graphviz_grad.cli import app
+
+    root = Path(__file__).resolve().parents[2]
+    lesson_py, transformer = str(root / "samples/linear.py"), str(root / "samples/transformer.py")
+    runner = CliRunner()
+
+    def dot(*args: str) -> str:
+        result = runner.invoke(app, ["render", *args, "-o", "-", "-q"])
+        assert result.exit_code == 0, result.stderr
+        return result.stdout
+
+    assert "<b>x</b> input" in dot(lesson_py)
+    assert "input</td>" not in dot(lesson_py, "--no-inputs")
+    assert "input</td>" not in dot(transformer)  # 100+ nodes: left out by default
+    assert "input</td>" in dot(transformer, "--inputs")
