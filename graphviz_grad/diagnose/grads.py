@@ -77,10 +77,17 @@ def zero(graph: Graph) -> list[Finding]:
             continue
         killers = [graph.nodes[e.dst] for e in graph.consumers[node.id]]
         killers = [k for k in killers if k.grad is not None and not k.grad.all_zero]
+        if killers and killers[0].op not in _RELU_OPS and _at_zero_loss(graph):
+            continue  # the loss is exactly 0, its minimum: a zero gradient is the optimum
         leaves = _below(graph, node.id)
         if killers and leaves:
             found.append(_zero_finding(graph, node, killers[0], leaves))
     return found
+
+
+def _at_zero_loss(graph: Graph) -> bool:
+    value = graph.nodes[graph.root].value if graph.nodes else None
+    return value is not None and value.numel == 1 and value.data in (0, 0.0, [0.0], [0])
 
 
 def _dead(node: Node) -> bool:

@@ -81,3 +81,21 @@ def test_root_without_backward_is_the_graph_that_contains_the_others() -> None:
     f = captured.graph.findings[0]
     assert (f.code, f.severity, f.line) == ("graph-retained", "warning", 13)
     assert "`total` adds up the tensors of 9 iterations at line 13" in f.message
+
+
+def test_a_loss_at_exactly_zero_has_no_dead_gradient(tmp_path: Path) -> None:
+    """SGD that lands exactly on the target: the gradient is 0 because it is the optimum."""
+    script = tmp_path / "exact.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.tensor([0.0, 2.0, -1.0], requires_grad=True)\n"
+        "target = torch.ones(3)\n"
+        "opt = torch.optim.SGD([w], lr=0.5)\n"
+        "for step in range(4):\n"
+        "    loss = ((w - target) ** 2).sum()\n"
+        "    opt.zero_grad()\n"
+        "    loss.backward()\n"
+        "    opt.step()\n",
+        encoding="utf-8",
+    )
+    assert loud(run(script)) == []
