@@ -304,7 +304,21 @@ def to_records(calls: Sequence[CallInfo], every: int = 1) -> list[dict[str, Any]
 
 
 def to_json(calls: Sequence[CallInfo], every: int = 1) -> str:
-    return json.dumps({"calls": to_records(calls, every)}, indent=1, ensure_ascii=False) + "\n"
+    """The rows as JSON; NaN and infinities are the strings "nan", "inf" and "-inf" (as in the
+    graph's JSON), so that a loop that blew up still gives valid JSON."""
+    records = _json_safe({"calls": to_records(calls, every)})
+    return json.dumps(records, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _json_safe(value: Any) -> Any:
+    """`value` with every non-finite float replaced by its name (nesting is a tensor's rank)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def to_csv(calls: Sequence[CallInfo], every: int = 1, precision: int = 17) -> str:

@@ -157,3 +157,18 @@ def test_sparkline_shows_nan_and_inf() -> None:
     assert sparkline([1e38, 3e38, inf]) == "▁█↑"
     long = [float(i) for i in range(100)] + [nan] * 100
     assert sparkline(long, width=10) == "▁▃▅▆█!!!!!"
+
+
+def test_json_of_a_loop_that_turned_nan_is_valid_json() -> None:
+    from graphviz_grad.model import CallInfo, LeafStep, TensorSummary
+
+    def num(x: float) -> TensorSummary:
+        return TensorSummary(shape=(), dtype="float32", numel=1, data=x)
+
+    calls = [
+        CallInfo(i, "backward", None, None, num(v), (LeafStep("w", num(v), num(-v)),), 3, 2)
+        for i, v in enumerate([1.0, float("inf"), float("nan")], start=1)
+    ]
+    parsed = json.loads(to_json(calls), parse_constant=lambda c: pytest.fail(f"bare {c}"))
+    assert [c["root"] for c in parsed["calls"]] == [1.0, "inf", "nan"]
+    assert parsed["calls"][1]["leaves"]["w"]["grad"] == "-inf"
