@@ -54,7 +54,7 @@ def launch_hint(exc: BaseException, script: str) -> str | None:
         return None
     return (
         "The script starts torch.distributed, which needs the environment that torchrun sets. "
-        f"Run it under torchrun: `torchrun --nproc-per-node 2 -m graphviz_grad render {script}` "
+        f"Run it under torchrun: `torchrun --nproc-per-node 2 --no-python gradviz render {script}` "
         "(rank 0 is drawn; `--rank R` picks another, `-o graph-{rank}.svg` draws every rank)."
     )
 

@@ -78,7 +78,7 @@ def setup(rank: int, output: str | None) -> str | None:
     if world is None and rank != 0:
         raise UsageError(
             "--rank only means something under torchrun.",
-            hint="e.g. `torchrun --nproc-per-node 2 -m graphviz_grad render train.py --rank 1`.",
+            hint="e.g. `torchrun --nproc-per-node 2 --no-python gradviz render train.py --rank 1`.",
         )
     every = output is not None and RANK_TOKEN in output
     ROLE.rank, ROLE.world, ROLE.draw, ROLE.every = here, world, rank, every

@@ -66,6 +66,13 @@ TABLE: tuple[Bad, ...] = (
     ),
     Bad("sys.exit(3)", "import sys\nsys.exit(3)\n", ("render", S), 3, "exited with status 3"),
     Bad(
+        "init_process_group without torchrun",
+        "import torch.distributed as dist\ndist.init_process_group('gloo')\n",
+        ("render", S),
+        4,
+        "Run it under torchrun",
+    ),
+    Bad(
         "sys.exit('text')",
         "import sys\nsys.exit('bye')\n",
         ("render", S),
@@ -128,6 +135,7 @@ TABLE: tuple[Bad, ...] = (
     Bad("--target not a tensor", None, ("render", LINEAR, "-t", "torch"), 5, "not a tensor"),
     Bad("--call out of range", None, ("render", LINEAR, "-c", "5"), 6, "no backward call 5"),
     Bad("--call 0", None, ("render", LINEAR, "-c", "0"), 6, "calls are counted from 1"),
+    Bad("--rank without torchrun", None, ("tree", LINEAR, "--rank", "1"), 2, "under torchrun"),
     # -- the options and the output ------------------------------------------------------------
     Bad(
         "unknown --format", None, ("render", LINEAR, "-f", "gif"), 2, "Invalid value for '--format'"

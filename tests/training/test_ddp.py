@@ -72,7 +72,7 @@ def test_init_process_group_without_torchrun_names_torchrun(tmp_path: Path) -> N
     done = run([*GRADVIZ, "tree", SCRIPT], REF_DIR=str(tmp_path), **env)
     assert done.returncode == 4
     assert "hint: The script starts torch.distributed" in done.stderr
-    assert "torchrun --nproc-per-node 2 -m graphviz_grad render ddp_train.py" in done.stderr
+    assert "torchrun --nproc-per-node 2 --no-python gradviz render ddp_train.py" in done.stderr
 
 
 def test_rank_without_torchrun_is_a_usage_error() -> None:
