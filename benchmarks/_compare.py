@@ -7,6 +7,7 @@ nodes, edges, the seconds of `to_dot(graph)`, of a fresh walk (`trace(loss, grad
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import sys
@@ -26,17 +27,26 @@ def _seconds(fn: Any, repeat: int = 3) -> tuple[float, Any]:
     return best, result
 
 
-def _torchviz(loss: Any, params: dict[str, Any]) -> dict[str, Any]:
+#: torchviz recurses once per node (several Python frames each): its recursion limit is raised
+#: to this many frames per node of the graph, inside the 1 GiB stack of `in_big_stack`.
+FRAMES_PER_NODE = 4
+
+
+def _torchviz(loss: Any, params: dict[str, Any], nodes: int) -> dict[str, Any]:
     try:
         from torchviz import make_dot
     except ImportError:
         return {"torchviz": "not installed (pip install gradviz[bench])"}
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, FRAMES_PER_NODE * nodes + 1000))
     try:
         seconds, _ = _seconds(lambda: make_dot(loss, params=params).source)
         if seconds == float("inf"):
             return {"torchviz": "failed"}
     except RecursionError:
         return {"torchviz": "RecursionError"}
+    finally:
+        sys.setrecursionlimit(old)
     return {"torchviz_s": seconds}
 
 
@@ -64,13 +74,14 @@ def measure(path: str) -> dict[str, Any]:
     # wide enough that no line wraps: one line per node or reference (+ the findings block)
     out["tree_s"], text = _seconds(lambda: tree_text(graph, width=100_000))
     out["tree_lines"] = text.count("\n")
-    out.update(_torchviz(loss, params))
+    out.update(_torchviz(loss, params, len(graph.nodes)))
     return out
 
 
 def main() -> None:
     from graphviz_grad.capture import in_big_stack
 
+    gc.freeze()  # as the CLI does: what is imported by now is never walked by a collection
     saved, sys.stdout = sys.stdout, io.StringIO()  # the workload's own prints
     try:
         result = in_big_stack(lambda: measure(sys.argv[1]))

@@ -38,8 +38,10 @@ ORDER = [
     "diamond",
 ]
 #: Targets from issue 3 (capture overhead per workload; the others apply to every workload).
-CAPTURE_TARGET = {"transformer": 1.5, "lstmcell": 2.5}
-MEMORY_TARGET = {"transformer": 1.5}
+CAPTURE_TARGET = {"transformer": 1.5, "lstmcell": 2.5, "chain_100k": 2.0, "chain_1m": 3.0}
+MEMORY_TARGET = {"transformer": 1.5, "chain_1m": 3.0}
+#: Issue 11: gradviz's DOT of these is no slower than torchviz's `make_dot` (speed-up ≥ 1).
+DOT_VS_TORCHVIZ = ("chain_10k", "chain_100k")
 SVG_TARGET_S = 20.0
 TREE_TARGET_S = {"chain_100k": 5.0}
 HELP_TARGET_S = 0.3
@@ -232,6 +234,11 @@ def targets(results: list[dict[str, Any]], help_run: Run) -> list[str]:
         if r["name"] in TREE_TARGET_S:
             got = r["cmp"].get("tree_s", float("inf"))
             out.append(_verdict(f"tree_text {r['name']}", got, TREE_TARGET_S[r["name"]], " s"))
+    for name in DOT_VS_TORCHVIZ:
+        cmp_ = by[name]["cmp"] if name in by else {}
+        if "torchviz_s" in cmp_:
+            got = cmp_["gradviz_dot_s"] / cmp_["torchviz_s"]
+            out.append(_verdict(f"DOT time vs torchviz {name}", got, 1.0, "×"))
     out.append(_verdict("gradviz --help", help_run.seconds, HELP_TARGET_S, " s"))
     return out
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from functools import cached_property
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Container
@@ -30,6 +30,8 @@ BACKWARD_FAILED = "backward failed: "
 
 #: Nested lists of numbers (or one number for a 0-dim tensor), as `Tensor.tolist()` gives.
 Data = float | int | bool | str | list
+
+_T = TypeVar("_T")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -49,7 +51,37 @@ def location(file: str | None, line: int | None) -> str | None:
     return f"{file}:{line}" if file and line else None
 
 
-@dataclass(frozen=True)
+def _fast_init(cls: type[_T]) -> type[_T]:
+    """Give frozen slotted dataclass `cls` an `__init__` that fills its slots directly.
+
+    A frozen dataclass sets each field through `object.__setattr__`; a graph of a million nodes
+    builds millions of these objects, and writing the slots through their descriptors is about
+    twice as fast. Same signature, same defaults (immutable ones only), still frozen.
+    """
+    params: list[str] = []
+    body: list[str] = []
+    scope: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.default_factory is not MISSING:
+            raise TypeError(f"{cls.__name__}.{f.name}: _fast_init takes plain defaults only")
+        if f.default is not MISSING:
+            scope[f"_d_{f.name}"] = f.default
+            params.append(f"{f.name}=_d_{f.name}")
+        else:
+            params.append(f.name)
+        scope[f"_s_{f.name}"] = cls.__dict__[f.name].__set__
+        body.append(f"    _s_{f.name}(self, {f.name})")
+    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body) + "\n"
+    exec(source, scope)  # noqa: S102 - generated from the class's own field names
+    init = scope["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__doc__ = cls.__init__.__doc__  # type: ignore[misc]
+    cls.__init__ = init  # type: ignore[method-assign]
+    return cls
+
+
+@_fast_init
+@dataclass(frozen=True, slots=True)
 class TensorSummary:
     """What gradviz keeps of one tensor: always shape and dtype, the data when it is small.
 
@@ -75,7 +107,8 @@ class TensorSummary:
         return self.numel > 0 and self.nan == 0 and self.inf == 0 and self.min == 0 == self.max
 
 
-@dataclass(frozen=True)
+@_fast_init
+@dataclass(frozen=True, slots=True)
 class Output:
     """One output of an op node (multi-output ops such as `split` have several)."""
 
@@ -83,7 +116,8 @@ class Output:
     grad: TensorSummary | None
 
 
-@dataclass(frozen=True)
+@_fast_init
+@dataclass(frozen=True, slots=True)
 class Saved:
     """One `_saved_*` attribute of a node, read before backward freed it.
 
@@ -101,7 +135,8 @@ class Saved:
     state: Literal["available", "freed", "stale", "none"] = "available"
 
 
-@dataclass(frozen=True)
+@_fast_init
+@dataclass(frozen=True, slots=True)
 class Node:
     """One autograd node: an op (`grad_fn`) or a leaf (`AccumulateGrad.variable`); or an input
     that needs no gradient (kind ``"input"``, see `Graph.input_nodes`).
@@ -154,7 +189,8 @@ class Node:
         return location(self.file, self.line)
 
 
-@dataclass(frozen=True)
+@_fast_init
+@dataclass(frozen=True, slots=True)
 class Edge:
     """Data flows from `src` (closer to the leaves) into `dst`, which consumes output
     `output_nr` of `src` as its `index`-th `next_functions` entry. `grad` is the gradient that
@@ -167,7 +203,7 @@ class Edge:
     grad: TensorSummary | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finding:
     """A diagnosis (see `gradviz doctor`): a stable `code`, where it is, and how to fix it."""
 
@@ -361,7 +397,7 @@ def _input_node(node_id: int, name: str | None, value: TensorSummary) -> Node:
     return Node(node_id, "input", None, names, value.shape, value.dtype, value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LeafStep:
     """One leaf at one backward call: its value before the call and the gradient it got."""
 
@@ -371,7 +407,7 @@ class LeafStep:
     grad_before: TensorSummary | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CallInfo:
     """A light record of one backward call, kept for every call (see `gradviz steps`)."""
 

@@ -8,11 +8,14 @@ gradient; `build()` turns what was seen into plain data and drops every autograd
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from typing import Any
 
 import torch
 
+from .._gc import BIG_GRAPH
+from .._gc import paused as gc_paused
 from ..model import (
     BACKWARD_FAILED,
     CallInfo,
@@ -29,10 +32,12 @@ from ..model import (
 from ._forward import OpRecord, op_record
 from .functions import saved_tensors
 from .naming import Names
-from .summary import dtype_name, summarize
+from .summary import dtype_name, summarize, summarize_many
 
 #: Above this many nodes, saved tensors are listed by name only (reading them all is slow).
 SAVED_LIMIT = 20_000
+#: Gradients seen by the pre-hooks are summarised in batches of this many nodes.
+GRAD_BATCH = 4096
 
 saved_attrs_cache: dict[type, tuple[str, ...]] = {}
 
@@ -46,8 +51,16 @@ def saved_attrs(node: Any) -> tuple[str, ...]:
     return names
 
 
+_leaf_kinds: dict[type, bool] = {}
+
+
 def is_leaf_node(node: Any) -> bool:
-    return hasattr(node, "variable")
+    """An `AccumulateGrad` (it holds the leaf in `.variable`); answered once per node type."""
+    kind = type(node)
+    leaf = _leaf_kinds.get(kind)
+    if leaf is None:
+        leaf = _leaf_kinds[kind] = hasattr(node, "variable")
+    return leaf
 
 
 def gradient_edge(t: torch.Tensor) -> tuple[Any, int] | None:
@@ -80,6 +93,9 @@ class CallCapture:
         self.nodes: list[Any] = []
         self.index: dict[int, int] = {}
         self.nexts: list[tuple[tuple[Any, int], ...]] = []
+        #: Per node, the index of each `next_functions` entry's node (None for an empty one).
+        self.sources: list[tuple[int | None, ...]] = []
+        self.leaves: list[int] = []
         self.leaf_values: dict[int, TensorSummary] = {}
         self.grads_before: dict[int, TensorSummary | None] = {}
         self.saved: dict[int, tuple[Saved, ...]] = {}
@@ -89,7 +105,8 @@ class CallCapture:
         self.leaf_edge_raw: dict[tuple[int, int], torch.Tensor] = {}
         self.leaf_grads: dict[int, TensorSummary | None] = {}
         self.order: list[int] = []
-        self._order_map: dict[int, int] = {}
+        self._order_of: list[int | None] = []
+        self._leaf_raw: dict[int, list[torch.Tensor]] = {}
         self.handles: list[Any] = []
         self.error: str | None = None
         #: Under torch.distributed: (rank, world size), and the parameters DDP all-reduces.
@@ -97,36 +114,46 @@ class CallCapture:
         self.reduced: dict[int, Any] = {}
         #: GradScaler's scale when the root is a scaled loss: every gradient is multiplied by it.
         self.grad_scale: float | None = None
+        self._pending: list[tuple[int, tuple[torch.Tensor | None, ...]]] = []
+        self._gc: contextlib.ExitStack | None = None
 
     # -- before the call ---------------------------------------------------------------------
     def walk(self) -> None:
         """Number every node reachable from the roots, depth first, in `next_functions` order."""
+        with gc_paused():
+            self._walk()
+            self._read_leaves()
+            if len(self.nodes) <= SAVED_LIMIT:
+                self._read_saved()
+
+    def _walk(self) -> None:
         stack = [node for node, _ in reversed(self.roots)]
-        index, nodes, nexts = self.index, self.nodes, self.nexts
+        index, nodes, nexts, leaves = self.index, self.nodes, self.nexts, self.leaves
         while stack:
             node = stack.pop()
             if id(node) in index:
                 continue
             index[id(node)] = len(nodes)
+            if is_leaf_node(node):
+                leaves.append(len(nodes))
             nodes.append(node)
             children = node.next_functions
             nexts.append(children)
             for child, _ in reversed(children):
                 if child is not None and id(child) not in index:
                     stack.append(child)
-        self._read_leaves()
-        if len(nodes) <= SAVED_LIMIT:
-            self._read_saved()
+        self.sources = [
+            tuple(None if c is None else index[id(c)] for c, _ in children) for children in nexts
+        ]
 
     def _read_leaves(self) -> None:
-        for i, node in enumerate(self.nodes):
-            if is_leaf_node(node):
-                var = node.variable
-                self.leaf_values[i] = summarize(var)
-                self.grads_before[i] = None if var.grad is None else summarize(var.grad)
+        for i in self.leaves:
+            var = self.nodes[i].variable
+            self.leaf_values[i] = summarize(var)
+            self.grads_before[i] = None if var.grad is None else summarize(var.grad)
 
     def _read_saved(self) -> None:
-        leaf_ids = {id(n.variable): i for i, n in enumerate(self.nodes) if is_leaf_node(n)}
+        leaf_ids = {id(self.nodes[i].variable): i for i in self.leaves}
         for i, node in enumerate(self.nodes):
             attrs = saved_attrs(node)
             record = op_record(node)
@@ -171,37 +198,68 @@ class CallCapture:
     # -- during the call ---------------------------------------------------------------------
     def attach(self) -> None:
         """Hook every node; must be followed by `detach()` once the call returns."""
+        self._gc = contextlib.ExitStack()
+        self._gc.enter_context(gc_paused(len(self.nodes) > BIG_GRAPH))
+        try:
+            self._attach()
+        except BaseException:
+            self.detach()
+            raise
+
+    def _attach(self) -> None:
         consumers: dict[tuple[int, int], int] = {}
-        for children in self.nexts:
-            for child, nr in children:
-                if child is not None:
-                    key = (self.index[id(child)], nr)
+        for children, srcs in zip(self.nexts, self.sources):
+            for (_, nr), src in zip(children, srcs):
+                if src is not None:
+                    key = (src, nr)
                     consumers[key] = consumers.get(key, 0) + 1
+        leaf_kinds = set(self.leaves)
         for i, node in enumerate(self.nodes):
-            self.handles.append(node.register_prehook(self._pre_hook(i)))
-            wanted = self._edges_needing_grads(self.nexts[i], consumers)
+            hook = self._leaf_pre_hook(i) if i in leaf_kinds else self._pre_hook(i)
+            self.handles.append(node.register_prehook(hook))
+            wanted = self._edges_needing_grads(i, consumers, leaf_kinds)
             if wanted:
                 self.handles.append(node.register_hook(self._post_hook(i, wanted)))
 
     def _edges_needing_grads(
-        self, children: tuple[tuple[Any, int], ...], consumers: dict[tuple[int, int], int]
+        self, i: int, consumers: dict[tuple[int, int], int], leaves: set[int]
     ) -> list[tuple[int, bool]]:
         wanted = []
-        for k, (child, nr) in enumerate(children):
-            if child is None:
+        for k, ((_, nr), src) in enumerate(zip(self.nexts[i], self.sources[i])):
+            if src is None:
                 continue
-            src = self.index[id(child)]
-            leaf = is_leaf_node(child)
+            leaf = src in leaves
             if leaf or consumers[(src, nr)] > 1:
                 wanted.append((k, leaf))
         return wanted
 
     def _pre_hook(self, i: int) -> Any:
+        """dLoss/dOutputs of op `i`, kept as tensors and summarised in batches (`_summarize`)."""
+
+        def hook(grad_outputs: tuple[torch.Tensor | None, ...]) -> None:
+            self.order.append(i)
+            self._pending.append((i, tuple(grad_outputs)))
+            if len(self._pending) >= GRAD_BATCH:
+                self._summarize()
+
+        return hook
+
+    def _leaf_pre_hook(self, i: int) -> Any:
+        """A leaf's gradient, summarised at once: `AccumulateGrad` may make this very tensor the
+        leaf's `.grad`, which the user's own hooks (an optimizer step in backward) can change."""
+
         def hook(grad_outputs: tuple[torch.Tensor | None, ...]) -> None:
             self.order.append(i)
             self.node_grads[i] = tuple(None if g is None else summarize(g) for g in grad_outputs)
 
         return hook
+
+    def _summarize(self) -> None:
+        pending, self._pending = self._pending, []
+        flat = [g for _, grads in pending for g in grads]
+        summaries = iter(summarize_many(flat))
+        for i, grads in pending:
+            self.node_grads[i] = tuple(next(summaries) for _ in grads)
 
     def _post_hook(self, i: int, wanted: list[tuple[int, bool]]) -> Any:
         def hook(grad_inputs: tuple[torch.Tensor | None, ...], grad_outputs: Any) -> None:
@@ -214,16 +272,27 @@ class CallCapture:
         return hook
 
     def detach(self) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles = []
+        """Remove the hooks and summarise the gradients still waiting."""
+        try:
+            for h in self.handles:
+                h.remove()
+            self.handles = []
+            self._summarize()
+        finally:
+            if self._gc is not None:
+                self._gc.close()
+                self._gc = None
 
     # -- after the call ----------------------------------------------------------------------
     def build(self) -> Graph:
         """The frozen graph; afterwards this capture holds no autograd node."""
-        self._order_map = {n: pos + 1 for pos, n in enumerate(self.order)}
-        nodes = tuple(self._node(i, n) for i, n in enumerate(self.nodes))
-        edges = tuple(self._edges(nodes))
+        with gc_paused(len(self.nodes) > BIG_GRAPH):
+            self._order_of = [None] * len(self.nodes)
+            for pos, n in enumerate(self.order):
+                self._order_of[n] = pos + 1
+            self._leaf_raw = self._raw_by_leaf()
+            nodes = tuple([self._node(i, n) for i, n in enumerate(self.nodes)])
+            edges = tuple(self._edges(nodes))
         graph = Graph(
             nodes=nodes,
             edges=edges,
@@ -239,6 +308,15 @@ class CallCapture:
         if self.grad_scale is not None:
             graph = with_scale(graph, self.grad_scale)
         return graph
+
+    def _raw_by_leaf(self) -> dict[int, list[torch.Tensor]]:
+        """The raw gradients that flowed into each leaf, by leaf (for leaves that did not run)."""
+        found: dict[int, list[torch.Tensor]] = {}
+        for (dst, k), g in self.leaf_edge_raw.items():
+            src = self.sources[dst][k]
+            if src is not None:
+                found.setdefault(src, []).append(g)
+        return found
 
     def info(self, graph: Graph) -> CallInfo:
         """The light per-call record that `gradviz steps` reads."""
@@ -262,35 +340,68 @@ class CallCapture:
         self.nodes, self.nexts, self.roots = [], [], []
         self.index = {}
         self.leaf_edge_raw = {}
+        self._leaf_raw = {}
+        self._pending = []
 
     def _node(self, i: int, node: Any) -> Node:
         if is_leaf_node(node):
             return self._leaf(i, node)
         record = op_record(node)
-        n_out = _num_outputs(node)
         grads = self.node_grads.get(i, ())
+        # a node that ran got one gradient per output; one that did not says how many it has
+        n_out = len(grads) or max(_num_outputs(node), 1)
         outputs = tuple(
-            Output(self._value(i, k, record), grads[k] if k < len(grads) else None)
-            for k in range(max(n_out, len(grads), 1))
+            [Output(self._value(i, k, record), self._grad(grads, k)) for k in range(n_out)]
         )
-        names: list[str] = []
-        for k in range(len(outputs)):
-            names.extend(x for x in self.names.for_output(node, k) if x not in names)
+        names = self.names.for_output(node, 0)
+        if n_out > 1:
+            found = list(names)
+            for k in range(1, n_out):
+                found.extend(x for x in self.names.for_output(node, k) if x not in found)
+            names = tuple(found)
         shape, dtype = _shape_dtype(node, outputs[0])
+        head = outputs[0]
+        if record is None:
+            return Node(
+                i,
+                "op",
+                type(node).__name__,
+                names,
+                shape,
+                dtype,
+                head.value,
+                head.grad,
+                outputs,
+                self.saved.get(i, ()),
+                order=self._order_of[i],
+            )
+        module, scopes = self._module(record)
         return Node(
-            id=i,
-            kind="op",
-            op=type(node).__name__,
-            names=tuple(names),
-            shape=shape,
-            dtype=dtype,
-            value=outputs[0].value,
-            grad=outputs[0].grad,
-            outputs=outputs,
-            saved=self.saved.get(i, ()),
-            order=self._order(i),
-            **self._where(record),
+            i,
+            "op",
+            type(node).__name__,
+            names,
+            shape,
+            dtype,
+            head.value,
+            head.grad,
+            outputs,
+            self.saved.get(i, ()),
+            module=module,
+            module_type=record.module_type,
+            file=display_path(record.file),
+            line=record.line,
+            order=self._order_of[i],
+            aten=record.aten,
+            constants=record.constants,
+            operands=self._operands(record),
+            scopes=scopes,
+            checkpointed=record.checkpointed,
         )
+
+    @staticmethod
+    def _grad(grads: tuple[TensorSummary | None, ...], k: int) -> TensorSummary | None:
+        return grads[k] if k < len(grads) else None
 
     def _value(self, i: int, k: int, record: OpRecord | None) -> TensorSummary | None:
         if record is not None and k in record.outputs:
@@ -310,7 +421,7 @@ class CallCapture:
             dtype=dtype_name(var.dtype),
             value=value,
             grad=grad,
-            order=self._order(i),
+            order=self._order_of[i],
             synced_grad=self._synced(var),
         )
 
@@ -325,7 +436,7 @@ class CallCapture:
             return self.leaf_grads[i]
         if i in self.node_grads:
             return self.node_grads[i][0] if self.node_grads[i] else None
-        raw = [g for (dst, k), g in self.leaf_edge_raw.items() if self.nexts_src(dst, k) == i]
+        raw = self._leaf_raw.get(i)
         if not raw:
             return None
         total = raw[0]
@@ -333,36 +444,22 @@ class CallCapture:
             total = total + g
         return summarize(total)
 
-    def nexts_src(self, dst: int, k: int) -> int | None:
-        child = self.nexts[dst][k][0]
-        return None if child is None else self.index[id(child)]
+    def _module(self, record: OpRecord) -> tuple[str | None, tuple[tuple[str, str, int], ...]]:
+        """The dotted module path of the op and its module scopes, named from the root module."""
+        if record.module_path is None:
+            return None, ()
+        root = record.module_root() if record.module_root is not None else None
+        base = (self.names.module_name(root) if root is not None else None) or (
+            type(root).__name__ if root is not None else "module"
+        )
+        module = ".".join((base, *record.module_path))
+        scopes = tuple((".".join((base, *p)), t, c) for p, t, c in record.scopes)
+        return module, scopes
 
-    def _order(self, i: int) -> int | None:
-        return self._order_map.get(i)
-
-    def _where(self, record: OpRecord | None) -> dict[str, Any]:
-        if record is None:
-            return {}
-        module = None
-        scopes: tuple[tuple[str, str, int], ...] = ()
-        if record.module_path is not None:
-            root = record.module_root() if record.module_root is not None else None
-            base = (self.names.module_name(root) if root is not None else None) or (
-                type(root).__name__ if root is not None else "module"
-            )
-            module = ".".join((base, *record.module_path))
-            scopes = tuple((".".join((base, *p)), t, c) for p, t, c in record.scopes)
-        return {
-            "module": module,
-            "module_type": record.module_type,
-            "file": display_path(record.file),
-            "line": record.line,
-            "aten": record.aten,
-            "constants": record.constants,
-            "operands": tuple((i, self._name_of(ref)) for i, ref in record.operands),
-            "scopes": scopes,
-            "checkpointed": record.checkpointed,
-        }
+    def _operands(self, record: OpRecord) -> tuple[tuple[int, str | None], ...]:
+        if not record.operands:
+            return ()
+        return tuple((i, self._name_of(ref)) for i, ref in record.operands)
 
     def _name_of(self, ref: Any) -> str | None:
         """The script's name for a constant tensor still alive (None: a number, a temporary)."""
@@ -372,16 +469,17 @@ class CallCapture:
 
     def _edges(self, nodes: tuple[Node, ...]) -> list[Edge]:
         edges = []
-        for dst, children in enumerate(self.nexts):
-            for k, (child, nr) in enumerate(children):
-                if child is None:
+        edge_grads = self.edge_grads
+        for dst, (children, srcs) in enumerate(zip(self.nexts, self.sources)):
+            for k, ((_, nr), src) in enumerate(zip(children, srcs)):
+                if src is None:
                     continue
-                src = self.index[id(child)]
-                grad = self.edge_grads.get((dst, k))
-                if (dst, k) not in self.edge_grads:
+                if (dst, k) in edge_grads:
+                    grad = edge_grads[(dst, k)]
+                else:
                     outs = nodes[src].outputs
                     grad = outs[nr].grad if nr < len(outs) else nodes[src].grad
-                edges.append(Edge(src=src, dst=dst, index=k, output_nr=nr, grad=grad))
+                edges.append(Edge(src, dst, k, nr, grad))
         return edges
 
 

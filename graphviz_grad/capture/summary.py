@@ -7,6 +7,7 @@ This runs on the per-op recording path, so it is written for speed: a small tens
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -17,6 +18,10 @@ from ..model import TensorSummary
 DATA_LIMIT = 16
 
 _FLOAT_KINDS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+#: Dtypes whose `tolist()` gives plain Python numbers (the batched path of `summarize_many`).
+_PLAIN_DTYPES = frozenset(
+    (*_FLOAT_KINDS, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)
+)
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -62,6 +67,10 @@ def _flatten(data: Any) -> list[Any]:
 
 
 def _small(data: Any, shape: tuple[int, ...], dtype: str, numel: int) -> TensorSummary:
+    if not isinstance(data, list):  # one number (what a chain of scalars is made of), fast
+        v = float(data)
+        if math.isfinite(v):  # = the general case below on [v]: fsum([v]) == v exactly
+            return TensorSummary(shape, dtype, numel, data, v, v, v, math.sqrt(v * v))
     flat = [float(v) for v in _flatten(data)]
     finite = [v for v in flat if math.isfinite(v)]
     nan = sum(1 for v in flat if math.isnan(v))
@@ -139,6 +148,53 @@ def _complex(
         mag.nan,
         mag.inf,
         note="complex: statistics of |z|",
+    )
+
+
+def summarize_many(tensors: Sequence[torch.Tensor | None]) -> list[TensorSummary | None]:
+    """`[summarize(t) for t in tensors]` (None stays None), without a host sync per tensor.
+
+    Small tensors off the CPU are stacked per (device, dtype, shape) and copied to the host once;
+    small CPU tensors take the short path; everything else goes through `summarize`.
+    """
+    out: list[TensorSummary | None] = [None] * len(tensors)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for k, t in enumerate(tensors):
+        if t is None:
+            continue
+        if not _plain_small(t):
+            out[k] = summarize(t)
+        elif t.device.type == "cpu":
+            out[k] = _small(t.tolist(), tuple(t.shape), dtype_name(t.dtype), t.numel())
+        else:
+            groups.setdefault((t.device, t.dtype, tuple(t.shape)), []).append(k)
+    for (_, dtype, shape), ks in groups.items():
+        group = [t for k in ks if (t := tensors[k]) is not None]
+        rows = _stacked(group)
+        for j, (k, t) in enumerate(zip(ks, group)):
+            name = dtype_name(dtype)
+            out[k] = summarize(t) if rows is None else _small(rows[j], shape, name, t.numel())
+    return out
+
+
+def _stacked(group: list[torch.Tensor]) -> list[Any] | None:
+    """The data of same-shaped tensors, copied to the host in one go (None if it cannot be)."""
+    try:
+        with torch.no_grad():
+            rows: list[Any] = torch.stack([t.detach() for t in group]).cpu().tolist()
+    except Exception:  # an odd tensor: summarize them one at a time
+        return None
+    return rows
+
+
+def _plain_small(t: torch.Tensor) -> bool:
+    """A plain strided real tensor with data, small enough to keep in full."""
+    return (
+        type(t) is torch.Tensor
+        and t.layout == torch.strided
+        and 0 < t.numel() <= DATA_LIMIT
+        and t.dtype in _PLAIN_DTYPES
+        and t.device.type != "meta"
     )
 
 

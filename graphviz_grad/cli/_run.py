@@ -8,6 +8,7 @@ A command checks its options (building `DrawOptions` refuses bad values), then h
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import os
 import re
@@ -70,6 +71,9 @@ def in_thread(job: Callable[[], None], timeout: float | None = None) -> None:
     """Run `job` in the big-stack thread (see `capture.in_big_stack`); errors propagate."""
     from ..capture import in_big_stack
 
+    # What is loaded by now (torch, gradviz) lives until exit: no garbage collection needs to
+    # walk it again, and on a big graph each full collection would (seconds per million nodes).
+    gc.freeze()
     in_big_stack(job, timeout=timeout)
 
 

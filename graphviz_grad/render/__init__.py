@@ -6,19 +6,21 @@ in the same folder, then `os.replace`), so a failed render never leaves a half-w
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from graphviz_grad.errors import GraphvizMissingError, OutputError, RenderError
 from graphviz_grad.model import Graph
 from graphviz_grad.render.dot import to_dot
 from graphviz_grad.render.formats import FORMATS, LAYOUT_FORMATS, TEXT_FORMATS, infer_format
-from graphviz_grad.render.json import from_dict, to_dict, to_json
+from graphviz_grad.render.json import from_dict, to_dict, to_json, write_json
 from graphviz_grad.render.options import DrawOptions
 from graphviz_grad.render.tree import GraphTree, tree_text
 
@@ -154,13 +156,14 @@ def _check_folder(path: Path) -> Path:
     return folder
 
 
-def _replace_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to a temp file next to `path`, then move it over `path` in one step."""
+def _replace_atomically(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
+    """Write `data` (bytes, or a function that writes them) to a temp file next to `path`,
+    then move it over `path` in one step."""
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            f.write(data) if isinstance(data, bytes) else data(f)
         if path.exists():
             os.chmod(tmp, path.stat().st_mode & 0o7777)
         os.replace(tmp, path)
@@ -171,6 +174,13 @@ def _replace_atomically(path: Path, data: bytes) -> None:
         ) from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _stream_json(graph: Graph, f: BinaryIO, indent: int | None) -> None:
+    text = io.TextIOWrapper(f, encoding="utf-8", newline="\n", write_through=False)
+    write_json(graph, text, indent)
+    text.flush()
+    text.detach()
 
 
 def _check_stdout(fmt: str) -> None:
@@ -208,6 +218,10 @@ def write(
         _check_stdout(fmt)
     else:
         _check_folder(target)
+    if fmt == "json" and not to_stdout:  # streamed: a huge graph never becomes one string
+        indent = (options or DrawOptions()).indent
+        _replace_atomically(target, lambda f: _stream_json(graph, f, indent))
+        return target
     data = render_bytes(graph, fmt, options, view=view, steps=steps)
     if to_stdout:
         sys.stdout.write(data.decode("utf-8"))

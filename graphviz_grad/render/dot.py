@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from graphviz_grad._gc import on_big_graphs
 from graphviz_grad.model import Edge, Finding, Graph, Node, Output, Saved
 from graphviz_grad.render.format import (
     MISSING,
@@ -99,18 +100,36 @@ def _input_rows(node: Node, precision: int) -> list[str]:
     return [*rows, row("value", html(fmt_summary(value, precision)))]
 
 
+#: The first rows of a label (header, names, type) by what they show; many nodes share them.
+_HEADS: dict[tuple[object, ...], str] = {}
+_HEADS_LIMIT = 4096
+
+
+def _head(node: Node) -> str:
+    """Header, names and type rows of `node` (the label's start when steps are not shown)."""
+    key = (node.kind, node.op, node.names, node.shape, node.dtype)
+    text = _HEADS.get(key)
+    if text is None:
+        kind = fmt_type(node.shape, node.dtype)
+        text = "".join([_header(node), *_names_row(node), row(html(kind)) if kind else ""])
+        if len(_HEADS) < _HEADS_LIMIT:
+            _HEADS[key] = text
+    return text
+
+
 def node_label(
     node: Node, *, precision: int = 4, show_saved: bool = False, order: bool = False
 ) -> str:
     """The HTML-like table (without the outer ``<>``) that draws one node."""
     if node.kind == "input":
         return "".join(_input_rows(node, precision))
-    rows = [_header(node), *_names_row(node)]
     if order:
-        rows.append(_order_row(node))
-    kind = fmt_type(node.shape, node.dtype)
-    if kind:
-        rows.append(row(html(kind)))
+        rows = [_header(node), *_names_row(node), _order_row(node)]
+        kind = fmt_type(node.shape, node.dtype)
+        if kind:
+            rows.append(row(html(kind)))
+    else:
+        rows = [_head(node)]
     if len(node.outputs) > 1:
         rows.extend(_outputs_rows(node.outputs, precision))
     else:
@@ -207,6 +226,7 @@ def _graph_label(graph: Graph, title: str | None) -> list[str]:
     return [f"  label=<{'<br/>'.join(lines)}>;", "  labelloc=t;"]
 
 
+@on_big_graphs
 def to_dot(
     graph: Graph,
     options: DrawOptions | None = None,

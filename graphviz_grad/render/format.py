@@ -50,6 +50,8 @@ def fmt_number(x: float, precision: int = 4) -> str:
         >>> fmt_number(2.0, 4), fmt_number(1 / 3, 4), fmt_number(float("-inf"), 4)
         ('2.0', '0.3333', '-inf')
     """
+    if type(x) is float and x - x == 0.0:  # finite: the common case first
+        return _fmt_finite(x, precision)
     if isinstance(x, bool):
         return str(x)
     if isinstance(x, int):
@@ -58,6 +60,10 @@ def fmt_number(x: float, precision: int = 4) -> str:
         return "nan"
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
+    return _fmt_finite(x, precision)
+
+
+def _fmt_finite(x: float, precision: int) -> str:
     text = f"{x:.{precision}g}"
     if "e" in text or "." in text:
         return text
@@ -170,6 +176,9 @@ def fmt_summary(s: TensorSummary | None, precision: int = 4, max_chars: int = 60
     """
     if s is None:
         return MISSING
+    if type(s.data) is float:  # one number (a 0-dim tensor): the most common summary
+        text = fmt_number(s.data, precision)
+        return text if len(text) <= max_chars else _cut(text, max_chars)
     if s.data is not None and s.numel == 1:
         return fmt_data(_single(s.data), precision, max_chars)
     if s.data is not None:

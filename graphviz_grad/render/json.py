@@ -10,12 +10,14 @@ is still read). Non-finite numbers, which JSON cannot hold, are written as the s
 from __future__ import annotations
 
 import dataclasses
+import io
 import itertools
 import json
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TextIO
 
+from graphviz_grad._gc import on_big_graphs
 from graphviz_grad.errors import GradvizError
 from graphviz_grad.model import Data, Edge, Finding, Graph, Node, Output, Saved, TensorSummary
 
@@ -166,19 +168,6 @@ def _distributed(graph: Graph) -> dict[str, Any]:
     return found
 
 
-def _lazy_dict(graph: Graph) -> dict[str, Any]:
-    """`to_dict` with the row lists as iterators, so a huge graph never holds all row dicts."""
-    d = to_dict(dataclasses.replace(graph, nodes=(), edges=(), findings=()))
-    d["nodes"] = map(_node_to_dict, itertools.chain(graph.nodes, graph.input_nodes))
-    d["edges"] = map(_edge_to_dict, itertools.chain(graph.edges, graph.input_edges))
-    d["findings"] = map(_finding_to_dict, graph.findings)
-    return d
-
-
-#: Top-level lists written one item per line when indenting.
-_ROWS = ("nodes", "edges", "findings")
-
-
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 
 
@@ -190,27 +179,177 @@ def to_json(graph: Graph, indent: int | None = 1) -> str:
     """The graph as JSON text; non-ASCII names are kept as they are.
 
     With `indent`, the top-level keys are indented and every node, edge and finding sits on one
-    line of its own (readable, diff-friendly, and fast: each line goes through the C encoder).
-    `indent=None` gives one compact line.
+    line of its own (readable, diff-friendly). `indent=None` gives one compact line. For a big
+    graph, `write_json` streams the same text into a file instead of building one string.
 
     Example:
         >>> Path("graph.json").write_text(to_json(graph), encoding="utf-8")
     """
     if indent is None:
         return _dumps(to_dict(graph)) + "\n"
-    d = _lazy_dict(graph)
+    out = io.StringIO()
+    write_json(graph, out, indent)
+    return out.getvalue()
+
+
+#: Rows written to the file per `write` call.
+_CHUNK = 2048
+
+
+@on_big_graphs
+def write_json(graph: Graph, out: TextIO, indent: int | None = 1) -> None:
+    """Write `to_json(graph, indent)` to the text file `out`, a few thousand rows at a time:
+    memory stays flat however many nodes the graph has.
+
+    Example:
+        >>> with open("graph.json", "w", encoding="utf-8") as f:
+        ...     write_json(graph, f)
+    """
+    if indent is None:
+        out.write(to_json(graph, None))
+        return
     pad = " " * indent
-    entries: list[str] = []
-    for key, value in d.items():
-        if key in _ROWS:
-            rows = [pad * 2 + _dumps(item) for item in value]  # one row's dict at a time
-            text = ",\n".join(rows)
-            body = f"[\n{text}\n{pad}]" if rows else "[]"
-            entries.append(f"{pad}{_dumps(key)}: {body}")
-            del rows, text
+    d = to_dict(dataclasses.replace(graph, nodes=(), edges=(), findings=()))
+    rows: dict[str, Iterable[str]] = {
+        "nodes": map(_node_json, itertools.chain(graph.nodes, graph.input_nodes)),
+        "edges": map(_edge_json, itertools.chain(graph.edges, graph.input_edges)),
+        "findings": (_dumps(_finding_to_dict(f)) for f in graph.findings),
+    }
+    out.write("{\n")
+    for n, key in enumerate(d):
+        out.write(",\n" if n else "")
+        if key in rows:
+            _write_rows(out, f"{pad}{_dumps(key)}: ", rows[key], pad * 2, pad)
         else:
-            entries.append(f"{pad}{_dumps(key)}: {_dumps(value)}")
-    return "{\n" + ",\n".join(entries) + "\n}\n"
+            out.write(f"{pad}{_dumps(key)}: {_dumps(d[key])}")
+    out.write("\n}\n")
+
+
+def _write_rows(out: TextIO, head: str, rows: Iterable[str], pad: str, end: str) -> None:
+    """`head` then a list with one row per line, written `_CHUNK` rows at a time."""
+    out.write(head)
+    first = True
+    sep = ",\n" + pad
+    for chunk in iter(lambda: list(itertools.islice(rows, _CHUNK)), []):
+        out.write(("[\n" + pad if first else sep) + sep.join(chunk))
+        first = False
+    out.write("[]" if first else f"\n{end}]")
+
+
+# -- the rows as text, without building their dicts (same bytes as `_dumps(_node_to_dict(n))`) --
+#: Strings seen often (dtypes, op names, files) as JSON, and shapes as JSON; bounded.
+_TEXT: dict[Any, str] = {}
+_TEXT_LIMIT = 4096
+
+
+def _str(x: str | None) -> str:
+    text = _TEXT.get(x)
+    if text is None:
+        text = "null" if x is None else json.encoder.encode_basestring(x)  # type: ignore[attr-defined]
+        if len(_TEXT) < _TEXT_LIMIT:
+            _TEXT[x] = text
+    return text
+
+
+def _dims(shape: tuple[int, ...] | None) -> str:
+    if shape is None:
+        return "null"
+    key = ("shape", shape)
+    text = _TEXT.get(key)
+    if text is None:
+        text = _dumps(list(shape))
+        if len(_TEXT) < _TEXT_LIMIT:
+            _TEXT[key] = text
+    return text
+
+
+def _int(x: int | None) -> str:
+    return "null" if x is None else int.__repr__(x) if type(x) is int else _dumps(x)
+
+
+def _num(x: Any) -> str:
+    """One scalar as the encoder writes it after `_encode_number`."""
+    if type(x) is float and math.isfinite(x):
+        return float.__repr__(x)
+    return _dumps(_encode_number(x))
+
+
+def _summary_json(s: TensorSummary | None) -> str:
+    if s is None:
+        return "null"
+    lo = s.min
+    if type(lo) is float and s.data is lo and s.max is lo and s.mean is lo and s.note is None:
+        return _number_json(s, lo)
+    head = f'{{"shape": {_dims(s.shape)}, "dtype": {_str(s.dtype)}'
+    data = s.data
+    if data is not None:
+        text = _num(data) if type(data) is not list else _dumps(_map_data(data, _encode_number))
+        head = f'{head}, "data": {text}'
+    hi, mean, norm = s.max, s.mean, s.norm
+    if (
+        type(lo) is float
+        and type(hi) is float
+        and type(mean) is float
+        and type(norm) is float
+        and math.isfinite(lo + hi + mean + norm)
+    ):
+        stats = f'"min": {lo!r}, "max": {hi!r}, "mean": {mean!r}, "norm": {norm!r}'
+    else:
+        stats = f'"min": {_num(lo)}, "max": {_num(hi)}, "mean": {_num(mean)}, "norm": {_num(norm)}'
+    tail = "}" if s.note is None else f', "note": {_str(s.note)}}}'
+    return f'{head}, {stats}, "nan": {_int(s.nan)}, "inf": {_int(s.inf)}{tail}'
+
+
+def _number_json(s: TensorSummary, x: float) -> str:
+    """A one-number summary (data, min, max and mean are that very float): written once."""
+    r = _num(x)
+    return (
+        f'{{"shape": {_dims(s.shape)}, "dtype": {_str(s.dtype)}, "data": {r}, "min": {r}, '
+        f'"max": {r}, "mean": {r}, "norm": {_num(s.norm)}, "nan": {_int(s.nan)}, '
+        f'"inf": {_int(s.inf)}}}'
+    )
+
+
+def _node_json(n: Node) -> str:
+    value, grad = _summary_json(n.value), _summary_json(n.grad)
+    op = n.kind == "op"
+    names = "[]" if not n.names else _dumps(list(n.names))
+    outputs = ""
+    if op:
+        outs = ", ".join(
+            f'{{"value": {value if o.value is n.value else _summary_json(o.value)}, '
+            f'"grad": {grad if o.grad is n.grad else _summary_json(o.grad)}}}'
+            for o in n.outputs
+        )
+        outputs = f', "outputs": [{outs}]'
+    saved = _dumps([_saved_to_dict(s) for s in n.saved]) if n.saved else "[]"
+    constants = "[]"
+    if n.constants:
+        items = (f'{{"index": {_int(i)}, "value": {_summary_json(c)}}}' for i, c in n.constants)
+        constants = "[" + ", ".join(items) + "]"
+    return (
+        f'{{"id": {_int(n.id)}, "kind": {_str(n.kind)}, "op": {_str(n.op if op else None)}, '
+        f'"names": {names}, "shape": {_dims(n.shape)}, "dtype": {_str(n.dtype)}, '
+        f'"value": {value}, "grad": {grad}{outputs}, "saved": {saved}, '
+        f'"module": {_str(n.module)}, "module_type": {_str(n.module_type)}, '
+        f'"file": {_str(n.file)}, "line": {_int(n.line)}, "order": {_int(n.order)}, '
+        f'"aten": {_str(n.aten)}, "constants": {constants}{_optional_json(n)}}}'
+    )
+
+
+def _optional_json(n: Node) -> str:
+    """The optional keys of `_node_to_dict`, in its order (empty for most nodes)."""
+    text = ', "checkpointed": true' if n.checkpointed else ""
+    if n.synced_grad is not None:
+        text += f', "synced_grad": {_summary_json(n.synced_grad)}'
+    return text
+
+
+def _edge_json(e: Edge) -> str:
+    return (
+        f'{{"src": {_int(e.src)}, "dst": {_int(e.dst)}, "index": {_int(e.index)}, '
+        f'"output_nr": {_int(e.output_nr)}, "grad": {_summary_json(e.grad)}}}'
+    )
 
 
 def summary_from_dict(d: dict[str, Any] | None) -> TensorSummary | None:

@@ -22,6 +22,7 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.segment import Segment
 from rich.style import Style
 
+from graphviz_grad._gc import on_big_graphs
 from graphviz_grad.model import Finding, Graph, Node, TensorSummary, location
 from graphviz_grad.render.format import fmt_summary, fmt_type, has_nonfinite
 from graphviz_grad.render.marks import SEVERITY_MARK, node_marks
@@ -377,6 +378,7 @@ class GraphTree:
             yield newline
 
 
+@on_big_graphs
 def tree_text(graph: Graph, *, width: int = 100, precision: int = 4) -> str:
     """The tree as plain text (no colour), `width` cells wide: what tests and pipes see.
 

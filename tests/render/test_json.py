@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -10,8 +11,9 @@ import pytest
 from helpers.graphs import NASTY, chain, diamond, large_values, lesson, multi_output, nasty, vector
 
 from graphviz_grad.errors import GradvizError
-from graphviz_grad.model import Graph, Node, Output
+from graphviz_grad.model import Graph, Node, Output, TensorSummary
 from graphviz_grad.render import from_dict, to_dict, to_json
+from graphviz_grad.render.json import write_json
 
 ALL = [lesson, diamond, multi_output, nasty, large_values]
 
@@ -129,3 +131,45 @@ def test_layout_one_item_per_line() -> None:
     assert sum(line.startswith('  {"id": ') for line in lines) == 4
     assert json.loads(to_json(lesson(), indent=None)) == json.loads(to_json(lesson(), indent=4))
     assert len(to_json(lesson(), indent=None).splitlines()) == 1
+
+
+def _reference(graph: Graph) -> str:
+    """`to_json` as the encoder writes it from `to_dict`, one row per line (the streamed writer
+    builds the same text without the dicts)."""
+    d = to_dict(graph)
+    parts = []
+    for key, value in d.items():
+        if key in ("nodes", "edges", "findings") and value:
+            rows = ",\n".join("  " + json.dumps(r, ensure_ascii=False) for r in value)
+            parts.append(f" {json.dumps(key)}: [\n{rows}\n ]")
+        else:
+            parts.append(f" {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+def every_key() -> Graph:
+    """The lesson with every optional key: a checkpointed op, a DDP leaf, a rank, an input."""
+    g = lesson()
+    nodes = list(g.nodes)
+    op = next(n for n in nodes if n.kind == "op")
+    two = TensorSummary((), "float32", 1, 2.0, 2.0, 2.0, 2.0, 2.0)
+    nodes[op.id] = dataclasses.replace(
+        op, checkpointed=True, constants=((1, two),), operands=((1, None),)
+    )
+    leaf = next(n for n in nodes if n.kind == "leaf")
+    nodes[leaf.id] = dataclasses.replace(leaf, synced_grad=two)
+    return dataclasses.replace(g, nodes=tuple(nodes), rank=1, world_size=2)
+
+
+@pytest.mark.parametrize("make", [*ALL, every_key, lambda: chain(3)])
+def test_streamed_text_is_the_encoders(make: Callable[[], Graph]) -> None:
+    graph = make()
+    assert to_json(graph) == _reference(graph)
+
+
+def test_streamed_in_chunks(tmp_path: Any) -> None:
+    graph = chain(5000)  # more rows than one chunk
+    path = tmp_path / "chain.json"
+    with path.open("w", encoding="utf-8") as f:
+        write_json(graph, f)
+    assert path.read_text(encoding="utf-8") == _reference(graph)
