@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "graphviz_grad"
 LAYER = {
     "errors": 0,
     "model": 0,
+    "_gc": 0,  # the collector paused while big graphs are built and drawn
     "capture": 1,
     "diagnose": 2,
     "views": 2,
