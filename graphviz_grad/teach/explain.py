@@ -155,7 +155,9 @@ class Explanation:
     def _computed(self, node: Node) -> list[Line]:
         """A node without a formula: what its backward received and returned, as recorded."""
         function = custom_function(node)
-        if function is not None:
+        if function in TORCH_FUNCTIONS:
+            head = f"{node.op} is {TORCH_FUNCTIONS[function]}"
+        elif function is not None:
             head = f"{function}.backward is your own code (a custom autograd.Function)"
         else:
             head = f"gradviz has no formula for {node.op} ({node.aten or 'no aten op recorded'})"
@@ -240,6 +242,13 @@ def _same(text: str, value: float | None) -> bool:
         return float(text) == value
     except ValueError:
         return False
+
+
+#: autograd.Functions of torch itself, which gradviz has no formula for either.
+TORCH_FUNCTIONS = {
+    "CompiledFunction": "the backward that torch.compile generated for a compiled region",
+    "CheckpointFunction": "torch.utils.checkpoint's backward (it recomputes the region first)",
+}
 
 
 def custom_function(node: Node) -> str | None:

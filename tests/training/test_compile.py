@@ -94,6 +94,10 @@ def test_aot_region_is_one_compiled_function_node() -> None:
     assert ops == ["MeanBackward0", "PowBackward0", "CompiledFunctionBackward"]
     node = rec.graph(-1).find("CompiledFunctionBackward")
     assert node is not None and node.module == "model"
+    from graphviz_grad.teach.explain import explain_text
+
+    text = explain_text(rec.graph(-1), width=200)
+    assert "CompiledFunctionBackward is the backward that torch.compile generated" in text
 
 
 def test_eager_backend_keeps_every_op() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from oracle import Oracle, mismatches
+from helpers.oracle import Oracle, mismatches
 
 from graphviz_grad.capture import Recorder, load_source
 
