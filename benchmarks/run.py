@@ -3,6 +3,7 @@
     python benchmarks/run.py                 # every workload (several minutes)
     python benchmarks/run.py --only chain_10k transformer
     python benchmarks/run.py --skip chain_1m --repeat 3   # best of 3 (busy machines)
+    python benchmarks/run.py --cost          # recording cost of training loops (cost.py)
 
 Per workload, in one run: whole-process time and peak RSS of `python W`, of
 `gradviz render W --format json` (capture), of `gradviz render W` to SVG (with the layout budget)
@@ -254,7 +255,15 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], help="workloads to leave out")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per command")
     parser.add_argument("--repeat", type=int, default=1, help="runs per command; the best counts")
+    parser.add_argument(
+        "--cost", action="store_true", help="the recording-cost rows instead (benchmarks/cost.py)"
+    )
     opts = parser.parse_args()
+    if opts.cost:
+        from cost import run_rows
+
+        print(run_rows(opts.only, opts.timeout, opts.repeat))
+        return
     names = [n for n in (opts.only or ORDER) if n not in opts.skip]
     help_run = min((measure(gradviz("--help"), 60) for _ in range(3)), key=lambda r: r.seconds)
     results = []

@@ -21,7 +21,15 @@ from ._forward import USER_FRAMES, op_record
 from ._snapshot import gradient_edge, saved_attrs
 from .calls import CallSpec, capture_calls, no_graph, parse_call_spec, run_recorded
 from .recorder import Recorder, record, trace
-from .runner import ScriptRun, in_big_stack, load_cells, load_source, run_script, user_traceback
+from .runner import (
+    ScriptRun,
+    in_big_stack,
+    live_status,
+    load_cells,
+    load_source,
+    run_script,
+    user_traceback,
+)
 from .script import Captured, CaptureOptions, capture_script, pick_graph
 from .summary import DATA_LIMIT, dtype_name, summarize
 from .watch import CallEvents, Cut, InplaceWrite, Watch, owner_name
@@ -43,6 +51,7 @@ __all__ = [
     "dtype_name",
     "gradient_edge",
     "in_big_stack",
+    "live_status",
     "load_cells",
     "load_source",
     "no_graph",

@@ -37,6 +37,13 @@ class CallSpec:
         lo = self.first if self.first is not None else 1
         return number >= lo and (self.last is None or number <= self.last)
 
+    @property
+    def stop_after(self) -> int | None:
+        """The last call the spec names, when it has one: recording can stop after it."""
+        if self.single is not None:
+            return self.single if self.single > 0 else None
+        return self.last
+
 
 def parse_call_spec(text: str | int) -> CallSpec:
     """``"3"`` / ``"-1"`` -> one call; ``"all"``, ``"1:6"``, ``":10"`` -> a range.
@@ -73,13 +80,21 @@ def _single(number: int) -> CallSpec:
 
 
 def run_recorded(
-    path: str | Path, argv: Sequence[str], keep: Callable[[int], bool], partial: bool = False
+    path: str | Path,
+    argv: Sequence[str],
+    keep: Callable[[int], bool],
+    partial: bool = False,
+    stop_after: int | None = None,
 ) -> Any:
-    """Run the script under a recorder that keeps the graphs `keep` names; script errors raise,
-    unless `partial` and the script made backward calls first (then `run.error` holds it)."""
+    """Run the script under a recorder that keeps the graphs `keep` names (and records nothing
+    after call `stop_after`); script errors raise, unless `partial` and the script made backward
+    calls first (then `run.error` holds it)."""
     from graphviz_grad.capture import Recorder, run_script
 
-    run = run_script(path, argv, lambda ns: Recorder(keep=keep, namespaces=ns))
+    def recorder(ns: list[Any]) -> Any:
+        return Recorder(keep=keep, namespaces=ns, stop_after=stop_after)
+
+    run = run_script(path, argv, recorder)
     if run.error is not None and not (partial and run.recorder.calls):
         raise run.error
     if run.exit_code != 0:
@@ -94,10 +109,10 @@ def run_recorded(
 
 def capture_calls(path: str | Path, argv: Sequence[str], spec: CallSpec) -> tuple[Any, list[Graph]]:
     """Run the script, keeping the graphs of the calls `spec` names; (run, graphs in order)."""
-    run = run_recorded(path, argv, spec.keep)
+    run = run_recorded(path, argv, spec.keep, stop_after=spec.stop_after)
     graphs = [run.recorder.graphs[n] for n in sorted(run.recorder.graphs)]
     if not graphs:
-        total = len(run.recorder.calls)
+        total = run.recorder.total_calls
         raise CallError(
             f"--call names no backward call of this run: the script made {total}.",
             hint=f"Pick calls from 1 to {total}." if total else "Call `loss.backward()` first.",

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from ..errors import CallError, RootError
 from ..model import CallInfo, Graph
@@ -48,8 +49,11 @@ class Recorder:
         keep: str | int | Callable[[int], bool] = "all",
         namespaces: Sequence[Mapping[str, Any]] = (),
         values: bool = True,
+        stop_after: int | None = None,
     ) -> None:
         self.calls: list[CallInfo] = []
+        #: Backward calls made after recording stopped (`stop_after`): counted, not recorded.
+        self.unobserved = 0
         self.graphs: dict[int, Graph] = {}
         self.namespaces = list(namespaces)
         self._keep = keep
@@ -64,18 +68,35 @@ class Recorder:
         self._saved: dict[str, Any] = {}
         self._active: CallCapture | None = None
         self._entered = False
+        self._patched = False
+        self._stop_after = stop_after
+        #: Optimizer steps taken so far (for the progress line on long runs).
+        self.steps = 0
+        self._step_hook: Any = None
+
+    @property
+    def total_calls(self) -> int:
+        """Every backward call the code made, recorded or not."""
+        return len(self.calls) + self.unobserved
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether recording stopped after call `stop_after` while the code ran on."""
+        return self.unobserved > 0
 
     # -- context manager ---------------------------------------------------------------------
     def __enter__(self) -> Recorder:
         self._saved = {"backward": torch.autograd.backward, "grad": torch.autograd.grad}
         torch.autograd.backward = self._wrap(self._saved["backward"], "backward")  # type: ignore[assignment]
         torch.autograd.grad = self._wrap(self._saved["grad"], "autograd.grad")  # type: ignore[assignment]
+        self._patched = True
         keep_out_of_dynamo(self._modules, self.watch)
         self._quiet.install()
         self._modules.install()
         self._functions.install()
         self._scalers.install()
         self.watch.install()
+        self._step_hook = register_optimizer_step_post_hook(self._stepped)
         self._mode.__enter__()
         self._entered = True
         return self
@@ -90,6 +111,19 @@ class Recorder:
 
     def stop(self) -> None:
         """Stop recording and restore everything (safe to call twice)."""
+        try:
+            self._stop_recording()
+        finally:
+            if self._step_hook is not None:
+                self._step_hook.remove()
+                self._step_hook = None
+            if self._patched:
+                self._patched = False
+                torch.autograd.backward = self._saved["backward"]
+                torch.autograd.grad = self._saved["grad"]
+
+    def _stop_recording(self) -> None:
+        """Take the dispatch mode and the module hooks off; backward calls are only counted."""
         if not self._entered:
             return
         self._entered = False
@@ -102,8 +136,28 @@ class Recorder:
             self._scalers.remove()
             self._quiet.remove()
             self.watch.remove()
-            torch.autograd.backward = self._saved["backward"]
-            torch.autograd.grad = self._saved["grad"]
+
+    def _stepped(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self.steps += 1
+
+    def status(self) -> str:
+        """What the recording has seen so far, in a few words (the CLI's live progress line)."""
+        calls = self.total_calls
+        text = f"{calls:,} backward call{'s' if calls != 1 else ''}"
+        if self.steps:
+            text += f", optimizer step {self.steps:,}"
+        if self.stopped_early:
+            text += " (recording done, running on)"
+        return text
+
+    def _stop_if_done(self, number: int) -> None:
+        """After the last call anyone asked for, let the code run on unobserved (full speed)."""
+        from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+        if self._stop_after is None or number < self._stop_after:
+            return
+        if _get_current_dispatch_mode() is self._mode:  # else a mode of the user's sits above
+            self._stop_recording()
 
     def flush(self) -> None:
         """Attach pending forward records now (before looking at a graph by hand)."""
@@ -113,13 +167,22 @@ class Recorder:
     # -- interception ------------------------------------------------------------------------
     def _wrap(self, original: Callable[..., Any], kind: str) -> Callable[..., Any]:
         def intercepted(*args: Any, **kwargs: Any) -> Any:
-            if self._active is not None or self._mode.paused or not self._entered:
+            if not self._entered:
+                if self._patched:
+                    self._count(args, kwargs)
+                return original(*args, **kwargs)
+            if self._active is not None or self._mode.paused:
                 return original(*args, **kwargs)
             return self._intercept(original, kind, args, kwargs)
 
         intercepted.__wrapped__ = original  # type: ignore[attr-defined]
         intercepted.__doc__ = original.__doc__
         return intercepted
+
+    def _count(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        tensors = args[0] if args else kwargs.get("tensors", kwargs.get("outputs"))
+        if any(isinstance(t, torch.Tensor) and t.requires_grad for t in _as_list(tensors)):
+            self.unobserved += 1
 
     def _intercept(
         self, original: Callable[..., Any], kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -148,6 +211,7 @@ class Recorder:
         finally:
             self._mode.paused -= 0 if create_graph else 1
             self._finish(capture)
+            self._stop_if_done(number)
 
     def _begin(
         self, roots: list[tuple[Any, int]], number: int, kind: str, frame: Any
@@ -254,18 +318,21 @@ def keep_out_of_dynamo(modules: ModuleStack, watch: Watch) -> None:
 def record(
     keep: str | int | Callable[[int], bool] = "all",
     namespaces: Sequence[Mapping[str, Any]] = (),
+    stop_after: int | None = None,
 ) -> Recorder:
     """Record forward values and every backward call of a block of code.
 
     `keep` says which calls keep their full graph: ``"all"``, a call number ``N``, ``-N`` for
     the last N calls, or a predicate. Every call keeps its light `CallInfo` in `calls`.
+    With `stop_after=N`, recording stops once call N is recorded: the rest of the block runs
+    at full speed, and later backward calls are only counted (`unobserved`).
 
     Example:
         >>> with graphviz_grad.record() as rec:
         ...     train()                     # the user's own loop, unchanged
         >>> graphviz_grad.write(rec.graph(-1), "last_step.svg")
     """
-    return Recorder(keep=keep, namespaces=namespaces)
+    return Recorder(keep=keep, namespaces=namespaces, stop_after=stop_after)
 
 
 def trace(

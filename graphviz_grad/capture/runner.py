@@ -154,6 +154,17 @@ def _code_cells(text: str, shown: str) -> list[tuple[int, str]]:
     return found
 
 
+#: The runs in progress, innermost last (read by `live_status` from another thread).
+_LIVE: list[ScriptRun] = []
+
+
+def live_status() -> str | None:
+    """A few words on the script run in progress (backward calls, optimizer steps), or None."""
+    run = _LIVE[-1] if _LIVE else None
+    status = getattr(run.recorder, "status", None) if run is not None else None
+    return status() if callable(status) else None
+
+
 def run_script(
     path: str | Path,
     argv: Sequence[str] = (),
@@ -172,6 +183,7 @@ def run_script(
     sys.argv = [str(path), *argv]
     sys.path.insert(0, str(resolved.parent))
     sys.modules["__main__"] = module
+    _LIVE.append(run)
     try:
         if recorder is not None:
             with recorder:
@@ -179,6 +191,7 @@ def run_script(
         else:
             _exec_all(codes, namespace, run)
     finally:
+        _LIVE.remove(run)
         sys.argv, sys.path[:] = saved[0], saved[1]
         if saved[2] is not None:
             sys.modules["__main__"] = saved[2]

@@ -45,7 +45,9 @@ def capture_script(path: str | Path, argv: Sequence[str], options: CaptureOption
     from .runner import run_script
 
     keep: int | str = options.call
-    run = run_script(path, argv, lambda ns: Recorder(keep=keep, namespaces=ns))
+    # `--call N`: nothing after call N can be shown, so the rest of the script runs unobserved
+    stop = options.call if options.call > 0 and options.target is None else None
+    run = run_script(path, argv, lambda ns: Recorder(keep=keep, namespaces=ns, stop_after=stop))
     if run.error is not None and not failed_in_backward(run, options):
         if not _completed_before_error(run, options):
             raise run.error

@@ -167,14 +167,14 @@ def captures(
             share_report(graphs[-1])
         stop_unless_drawing()
         found = [with_findings(Captured(g, run)) for g in graphs]
-        return found, len(run.recorder.calls)
+        return found, run.recorder.total_calls
     options = CaptureOptions(target=target, call=spec.single or -1, grad_output=grad_output)
     captured = capture_script(file, args or [], options)
     share_report(captured.graph)
     stop_unless_drawing()
     captured = with_findings(captured)
     captured = replace(captured, graph=with_rank_findings(captured.graph))
-    return [captured], len(captured.run.recorder.calls)
+    return [captured], captured.run.recorder.total_calls
 
 
 def expr_graph(
@@ -271,19 +271,38 @@ def wrote(out: str, graph: Graph, view: View | None) -> None:
     err.print(f"[green]wrote[/] {out} ({total} nodes{drawn})")
 
 
+class _Line:
+    """The spinner's line: the step, and while a script runs what it has done so far."""
+
+    def __init__(self, label: str) -> None:
+        from rich.spinner import Spinner
+
+        self.label = label
+        self.spinner = Spinner("dots", text=f"{label}…")
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
+        from rich.text import Text
+
+        from ..capture import live_status
+
+        status = live_status()
+        self.spinner.update(text=Text(f"{self.label}… {status}" if status else f"{self.label}…"))
+        yield self.spinner
+
+
 @contextlib.contextmanager
-def progress(label: str, delay: float = 1.0) -> Iterator[None]:
-    """A spinner on stderr for a step that takes longer than `delay` seconds (terminals only).
+def progress(label: str, delay: float = 1.0, quiet: bool = False) -> Iterator[None]:
+    """A spinner on stderr for a step that takes longer than `delay` seconds (terminals only,
+    not with `quiet`); while a script runs it counts its backward calls and optimizer steps.
 
     The script's own stdout is never redirected; the spinner disappears when the step ends."""
-    if not err.is_terminal:
+    if quiet or not err.is_terminal:
         yield
         return
     from rich.live import Live
-    from rich.spinner import Spinner
 
     live = Live(
-        Spinner("dots", text=f"{label}…"),
+        _Line(label),
         console=err,
         transient=True,
         redirect_stdout=False,

@@ -136,7 +136,7 @@ def render(
                 graph = expr_graph(expr or "", let, param, grad_output).graph
                 wrote(out, graph, draw(graph, out, fmt_name, options))
                 return
-            running = progress(f"running {script.name} and capturing its graph")
+            running = progress(f"running {script.name} and capturing its graph", quiet=quiet)
             with running, script_stdout(quiet, data_on_stdout=out == "-"):
                 (captured,), total = captures(script, args, spec, target, grad_output)
             view = draw(captured.graph, out, fmt_name, options)

@@ -21,7 +21,7 @@ from ._options import (
     TimeoutOpt,
 )
 from ._ranks import RankOpt, setup, stop_unless_drawing
-from ._run import in_thread, reported, script_stdout
+from ._run import in_thread, progress, reported, script_stdout
 
 
 class StepsFormat(str, Enum):
@@ -77,7 +77,10 @@ def steps(
         from ..teach.steps import StepsTable, to_csv, to_json
 
         data = output is None and fmt is not StepsFormat.table
-        with script_stdout(quiet, data_on_stdout=data):
+        with (
+            progress(f"running {file.name}", quiet=quiet),
+            script_stdout(quiet, data_on_stdout=data),
+        ):
             run = run_recorded(file, args or [], no_graph, partial=True)
         stop_unless_drawing()
         calls = run.recorder.calls
