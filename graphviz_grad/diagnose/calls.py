@@ -27,8 +27,16 @@ def grows(graph: Graph, calls: Sequence[CallInfo]) -> list[Finding]:
 
 
 def _update_nodes(graph: Graph, repeats: int) -> tuple[int, ...]:
-    """The op nodes of the line repeated most often (at least `repeats` times) in the graph."""
-    count = Counter((n.file, n.line) for n in graph.nodes if n.kind == "op" and n.line)
+    """The op nodes of the line repeated most often (at least `repeats` times) in the graph,
+    leaving out the line that computes the root: that is this step's forward pass, the update
+    that makes the graph grow is elsewhere (`w = w - lr * w.grad`)."""
+    root = graph.nodes[graph.root] if graph.nodes else None
+    here = (root.file, root.line) if root is not None else None
+    count = Counter(
+        (n.file, n.line)
+        for n in graph.nodes
+        if n.kind == "op" and n.line and (n.file, n.line) != here
+    )
     if not count:
         return ()
     (where, times), *_ = sorted(count.items(), key=lambda kv: (-kv[1], kv[0][1] or 0))

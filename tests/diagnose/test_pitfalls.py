@@ -305,3 +305,12 @@ def test_a_skipped_step_with_an_inf_gradient_is_not_a_loop_error(tmp_path: Path)
     )
     found = run(script).graph.findings
     assert "loop-nonfinite" not in {f.code for f in found}
+
+
+def test_graph_grows_names_the_update_not_the_loss_line() -> None:
+    """With --call 3 the loss line holds more ops than the two updates: still, the finding
+    names the update `w = w - lr * w.grad`, not the line that computes this step's loss."""
+    path = ROOT / "samples/pitfalls/graph_grows.py"
+    found = with_findings(capture_script(path, [], CaptureOptions(call=3))).graph.findings
+    grows = next(f for f in found if f.code == "graph-grows")
+    assert grows.line == 17 and "`w` is updated" in grows.message
