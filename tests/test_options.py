@@ -119,3 +119,13 @@ def test_quiet_on_every_command_that_runs_a_script(command: str) -> None:
     code, out, _ = gradviz(command, "samples/linear.py", "-q")
     assert code == 0
     assert "y_hat:" not in out  # the script's own prints are hidden
+
+
+def test_view_options_with_html_say_where_they_apply(tmp_path: Path) -> None:
+    """The page lays itself out in the browser: a view option is not dropped silently."""
+    out = tmp_path / "mlp.html"
+    code, _, err = gradviz("render", "samples/mlp.py", "-o", str(out), "--depth", "0", "-q")
+    assert code == 0 and out.exists()
+    assert "shape SVG, PNG, PDF and DOT only" in err
+    code, _, err = gradviz("render", "samples/mlp.py", "-o", str(out), "-q")
+    assert code == 0 and "shape SVG" not in err

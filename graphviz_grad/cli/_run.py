@@ -250,6 +250,12 @@ def draw(graph: Graph, out: str, fmt: str, options: DrawOptions) -> View | None:
     from ..teach.explain import explained_steps
 
     view = None
+    if fmt == "html" and _shapes_view(options):
+        err.print(
+            "[dim]note:[/] the HTML page opens collapsed and lays out what you expand in the "
+            "browser, so --depth/--fold/--focus/--hide/--budget/--full shape SVG, PNG, PDF and "
+            "DOT only (in the page: click modules, search, or #expand=PATH in the URL)."
+        )
     if fmt not in ("json", "html"):  # JSON holds the whole graph; the page lays out itself
         with progress("choosing what to draw"):
             view = choose_view(graph, fmt, options)
@@ -260,6 +266,17 @@ def draw(graph: Graph, out: str, fmt: str, options: DrawOptions) -> View | None:
     with progress(f"writing {fmt.upper()}{layout}"):
         write(graph, out, fmt, options, view=view, steps=steps)
     return view
+
+
+def _shapes_view(options: DrawOptions) -> bool:
+    """Whether the user asked for a view (or budget) that only the static pictures honour."""
+    from ..render import DrawOptions as Defaults
+    from ..views import ViewOptions
+
+    base = Defaults()
+    return (
+        options.view != ViewOptions() or options.budget != base.budget or options.full != base.full
+    )
 
 
 def wrote(out: str, graph: Graph, view: View | None) -> None:
