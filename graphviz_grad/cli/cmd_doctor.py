@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from ._app import app
+from ._app import app, err
 from ._options import (
     BUDGET,
     CALL,
@@ -138,7 +138,7 @@ def doctor(
             check_output(output, file, fmt_name)
 
         def job() -> None:
-            from ..diagnose import has_errors
+            from ..diagnose import has_errors, not_run
             from ..errors import FindingsError
 
             with script_stdout(quiet, data_on_stdout=output == "-"):
@@ -149,6 +149,9 @@ def doctor(
                 graph = captured.graph
                 heading = f"backward call {graph.call} of {total}" if spec.many else None
                 _report(graph, heading, to_stderr=output == "-")
+                why = not_run(captured.run.recorder.calls)
+                if why is not None:
+                    err.print(f"[dim]note:[/] {why}")
                 if output is not None and fmt_name is not None:
                     wrote(output, graph, draw(graph, output, fmt_name, options))
                 failed = failed or has_errors(graph.findings, level)

@@ -35,7 +35,7 @@ from .training import account_for_scale
 if TYPE_CHECKING:
     from ..capture import Captured, Watch
 
-__all__ = ["CODES", "diagnose", "has_errors", "with_findings"]
+__all__ = ["ACROSS_CALLS", "CODES", "diagnose", "has_errors", "not_run", "with_findings"]
 
 #: Every finding code, in the order the documentation lists them.
 CODES: tuple[str, ...] = (
@@ -57,6 +57,25 @@ CODES: tuple[str, ...] = (
     "loss-diverges",
     "params-frozen",
 )
+
+
+#: The checks that read several backward calls of the script (they need at least two).
+ACROSS_CALLS: tuple[str, ...] = (
+    "graph-grows",
+    "grad-accumulates",
+    "loop-nonfinite",
+    "loss-diverges",
+    "params-frozen",
+)
+
+
+def not_run(calls: Sequence[CallInfo]) -> str | None:
+    """Why the checks across backward calls could not look at this run (None when they did)."""
+    if len(calls) >= 2:
+        return None
+    made = "made no backward call" if not calls else "made one backward call"
+    codes = ", ".join(ACROSS_CALLS)
+    return f"the script {made}, so the checks across calls ({codes}) had nothing to compare."
 
 
 def _sort_key(f: Finding) -> tuple[int, int, int, str, tuple[int, ...]]:

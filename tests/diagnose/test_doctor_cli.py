@@ -181,3 +181,12 @@ def test_a_tie_without_backward_asks_for_target(tmp_path: Path) -> None:
     assert code == EXIT_CODES["no-root"]
     assert "cannot tell which tensor is the loss" in err and "--target" in err
     assert "a [] has grad_fn" in err and "b [] has grad_fn" in err
+
+
+def test_doctor_says_when_the_checks_across_calls_had_nothing_to_compare() -> None:
+    """A script without backward calls: the loop checks cannot run, and doctor says so."""
+    code, _, err = gradviz("doctor", "samples/linear_nobackward.py", "-q")
+    assert code == 0
+    assert "made no backward call, so the checks across calls" in err and "loss-diverges" in err
+    code, _, err = gradviz("doctor", "samples/training_loop.py", "-q")
+    assert code == 0 and "checks across calls" not in err
