@@ -16,10 +16,6 @@ nodes that drawing has). Best of `--repeat`. Nothing asserts on time; the table 
 from __future__ import annotations
 
 import argparse
-import fcntl
-import json
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+# The headless Chromium over the DevTools pipe is the test suite's (tests/helpers/browser.py).
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers.browser import Browser  # noqa: E402
+
 WORKLOADS = ROOT / "benchmarks" / "workloads"
 #: (workload, fragment) pairs measured by default.
 CASES = [
@@ -40,79 +40,7 @@ CASES = [
     ("chain_100k", ""),
     ("chain_100k", "#node=50000"),
 ]
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-extensions",
-    "--mute-audio",
-    "--window-size=1400,900",
-)
 GUARD_S = 300.0
-
-
-class Browser:
-    """One headless Chromium, spoken to over ``--remote-debugging-pipe`` (fds 3 and 4)."""
-
-    def __init__(self, profile: Path) -> None:
-        exe = shutil.which("chromium") or shutil.which("chromium-browser")
-        if exe is None:
-            raise SystemExit("chromium is not installed")
-        to_child, self._write = os.pipe()
-        self._read, from_child = os.pipe()
-        os.set_inheritable(to_child, True)
-        os.set_inheritable(from_child, True)
-        cmd = [exe, *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={profile}"]
-
-        def fds() -> None:
-            # Move both ends above 4 first: either may itself be fd 3 or 4.
-            high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_child, from_child)]
-            os.dup2(high[0], 3)
-            os.dup2(high[1], 4)
-
-        self.proc = subprocess.Popen(
-            cmd,
-            preexec_fn=fds,
-            close_fds=False,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        os.close(to_child)
-        os.close(from_child)
-        self._next = 0
-        self._buffer = b""
-
-    def call(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
-        self._next += 1
-        message: dict[str, Any] = {"id": self._next, "method": method, "params": params}
-        if session:
-            message["sessionId"] = session
-        os.write(self._write, json.dumps(message).encode() + b"\0")
-        while True:
-            reply = self._message()
-            if reply.get("id") == self._next:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                result: dict[str, Any] = reply.get("result", {})
-                return result
-
-    def _message(self) -> dict[str, Any]:
-        while b"\0" not in self._buffer:
-            chunk = os.read(self._read, 1 << 20)
-            if not chunk:
-                raise RuntimeError("chromium closed the pipe")
-            self._buffer += chunk
-        raw, self._buffer = self._buffer.split(b"\0", 1)
-        found: dict[str, Any] = json.loads(raw)
-        return found
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
 
 
 def measure(page: Path, fragment: str) -> dict[str, Any]:
