@@ -7,18 +7,32 @@ and graphviz are imported inside the commands, so `gradviz --help` stays instant
 
 from __future__ import annotations
 
-from . import (  # noqa: F401  (register the commands)
-    cmd_doctor,
-    cmd_explain,
-    cmd_render,
-    cmd_steps,
-    cmd_tree,
-)
-from ._app import app, err
+from typing import TYPE_CHECKING, Any
+
+from .._gc import pause_startup
+
+if TYPE_CHECKING:
+    from ._app import app, err
 
 __all__ = ["app", "err", "main"]
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: the collector waits until the script is about to run
+    (`_gc.pause_startup`), then the app starts."""
+    pause_startup()
+    _loaded().app()
+
+
+def __getattr__(name: str) -> Any:
+    # `app` and `err` load the app on first use, so `main` can pause the collector before.
+    if name in ("app", "err"):
+        return getattr(_loaded(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _loaded() -> Any:
+    """The `_app` module, with every command registered on it."""
+    from . import _app, cmd_doctor, cmd_explain, cmd_render, cmd_steps, cmd_tree  # noqa: F401
+
+    return _app

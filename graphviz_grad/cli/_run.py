@@ -8,7 +8,6 @@ A command checks its options (building `DrawOptions` refuses bad values), then h
 from __future__ import annotations
 
 import contextlib
-import gc
 import io
 import os
 import re
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.markup import escape
 
+from .._gc import end_startup
 from ..errors import GradvizError, Interrupted, OutputError, UsageError
 from ._app import err
 from ._ranks import NotDrawing, share_report, stop_unless_drawing, with_rank_findings
@@ -69,11 +69,9 @@ def for_cli(text: str) -> str:
 
 def in_thread(job: Callable[[], None], timeout: float | None = None) -> None:
     """Run `job` in the big-stack thread (see `capture.in_big_stack`); errors propagate."""
-    from ..capture import in_big_stack
+    from ..capture import in_big_stack  # imports torch, still without garbage collection
 
-    # What is loaded by now (torch, gradviz) lives until exit: no garbage collection needs to
-    # walk it again, and on a big graph each full collection would (seconds per million nodes).
-    gc.freeze()
+    end_startup()
     in_big_stack(job, timeout=timeout)
 
 

@@ -31,6 +31,7 @@ from typing import NoReturn
 
 import typer
 
+from .._gc import end_startup
 from ..errors import GradvizError
 from ._app import err
 
@@ -184,6 +185,9 @@ def watch(
     """Run `job`, then again on every save of `script` or its folder's imported modules.
 
     With `page` (an HTML output) the page is also served on 127.0.0.1 with live reload."""
+    from .. import capture  # noqa: F401  (torch, imported before the collector resumes)
+
+    end_startup()
     folder = script.resolve().parent
     before = frozenset(sys.modules)
     live = LiveServer(page.resolve()) if page is not None else None
