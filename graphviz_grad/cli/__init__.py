@@ -1,8 +1,9 @@
 """The `gradviz` command line: thin commands over the library, one error boundary.
 
-Each command lives in its own `cmd_*` module and registers itself on `app`; every option is
-declared once in `_options`; `_run.reported` is the one place errors become exit codes. torch
-and graphviz are imported inside the commands, so `gradviz --help` stays instant.
+Each command lives in its own `cmd_*` module and registers itself on `app`, which imports only
+the command that runs (`_app.COMMANDS`); every option is declared once in `_options`;
+`_run.reported` is the one place errors become exit codes. torch and graphviz are imported inside
+the commands, so `gradviz --help` stays instant.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def __getattr__(name: str) -> Any:
 
 
 def _loaded() -> Any:
-    """The `_app` module, with every command registered on it."""
-    from . import _app, cmd_doctor, cmd_explain, cmd_render, cmd_steps, cmd_tree  # noqa: F401
+    """The `_app` module; its commands load when used (`_app.LazyGroup`)."""
+    from . import _app
 
     return _app

@@ -1,13 +1,45 @@
-"""The Typer app and the stderr console every command reports on."""
+"""The Typer app and the stderr console every command reports on.
+
+The commands load on demand: `COMMANDS` names each one's module and the line `gradviz --help`
+lists for it, and `LazyGroup` imports a module only when its command runs or shows its own help.
+So `gradviz render` imports `cmd_render` and what it needs, not `doctor`'s or `steps`' modules.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import importlib
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
+
+#: Every command: its module in this package, and its help's first paragraph (which `--help`
+#: lists; a test checks it against the command's docstring). In the order `--help` lists them.
+COMMANDS = {
+    "doctor": (
+        "cmd_doctor",
+        "Run FILE and list the gradient bugs found: severity, code, file:line, what, how to fix.",
+    ),
+    "explain": (
+        "cmd_explain",
+        "Walk the backward pass step by step: forward formula, local derivative, upstream "
+        "gradient and their product at every node, in the order autograd ran them.",
+    ),
+    "render": ("cmd_render", "Run FILE and draw its autograd graph with values and gradients."),
+    "steps": (
+        "cmd_steps",
+        "Run FILE and show every backward call: the loss, each leaf's value before the call and "
+        "the gradient it got, as a table with sparklines (or CSV / JSON, or a picture with -o).",
+    ),
+    "tree": (
+        "cmd_tree",
+        "Run FILE and print its autograd graph as a tree: root first, leaves last.",
+    ),
+}
 
 
 def _flags_as_flags() -> None:
@@ -26,9 +58,75 @@ def _flags_as_flags() -> None:
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign,assignment]
 
 
+def load(name: str) -> Any:
+    """The click command of `COMMANDS[name]`, importing its module (which registers it on `app`)."""
+    module = importlib.import_module(f"{__package__}.{COMMANDS[name][0]}")
+    for info in app.registered_commands:
+        if getattr(info.callback, "__module__", None) == module.__name__:
+            return typer.main.get_command_from_info(
+                info,
+                pretty_exceptions_short=app.pretty_exceptions_short,
+                rich_markup_mode=app.rich_markup_mode,
+            )
+    raise LookupError(f"{module.__name__} registers no command")  # a bug of ours, not input
+
+
+class _Commands(MutableMapping[str, Any]):
+    """The group's commands by name: every name of `COMMANDS` is a key from the start (so click
+    finds them and suggests them for a typo), a command's module is imported on first access."""
+
+    def __init__(self, loaded: Mapping[str, Any]) -> None:
+        self.loaded = dict(loaded)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.loaded and name in COMMANDS:
+            self.loaded[name] = load(name)
+        return self.loaded[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self.loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self.loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**dict.fromkeys(COMMANDS), **self.loaded})
+
+    def __len__(self) -> int:
+        return len({*COMMANDS, *self.loaded})
+
+
+class LazyGroup(TyperGroup):
+    """The `gradviz` group: its own `--help` lists `COMMANDS` from their one line each, and only
+    the command that runs (or shows its help) is imported."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = _Commands(self.commands)
+        self.listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self.commands)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        commands = self.commands
+        unloaded = isinstance(commands, _Commands) and cmd_name not in commands.loaded
+        if self.listing and unloaded and cmd_name in COMMANDS:
+            return TyperCommand(name=cmd_name, help=COMMANDS[cmd_name][1])
+        return commands.get(cmd_name)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self.listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.listing = False
+
+
 _flags_as_flags()
 app = typer.Typer(
     name="gradviz",
+    cls=LazyGroup,
     no_args_is_help=True,
     rich_markup_mode="markdown",
     help="See how PyTorch computes gradients: the autograd graph of your script, with the "
