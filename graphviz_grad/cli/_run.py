@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ..capture import CallSpec, Captured
     from ..model import Graph
     from ..render import DrawOptions
+    from ..teach.explain import Step
     from ..teach.expr import ExprGraph
     from ..views import View
 
@@ -245,7 +246,6 @@ def draw(graph: Graph, out: str, fmt: str, options: DrawOptions) -> View | None:
     from rich.markup import escape
 
     from ..render import choose_view, write
-    from ..teach.explain import explained_steps
 
     view = None
     if fmt == "html" and _shapes_view(options):
@@ -260,10 +260,17 @@ def draw(graph: Graph, out: str, fmt: str, options: DrawOptions) -> View | None:
         for note in view.notes:
             err.print(f"[dim]note:[/] {escape(note)}")
     layout = " (Graphviz layout)" if fmt not in ("dot", "json") else ""
-    steps = explained_steps(graph, options.precision) if fmt == "html" else ()
+    steps = _page_steps(graph, options) if fmt == "html" else ()
     with progress(f"writing {fmt.upper()}{layout}"):
         write(graph, out, fmt, options, view=view, steps=steps)
     return view
+
+
+def _page_steps(graph: Graph, options: DrawOptions) -> tuple[Step, ...]:
+    """The explained backward steps the HTML page shows (`teach` is imported for pages only)."""
+    from ..teach.explain import explained_steps
+
+    return explained_steps(graph, options.precision)
 
 
 def _shapes_view(options: DrawOptions) -> bool:
