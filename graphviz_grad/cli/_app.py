@@ -16,6 +16,7 @@ from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
+from . import _coerce
 
 #: Every command: its module in this package, and its help's first paragraph (which `--help`
 #: lists; a test checks it against the command's docstring). In the order `--help` lists them.
@@ -124,6 +125,7 @@ class LazyGroup(TyperGroup):
 
 
 _flags_as_flags()
+_coerce.install()
 app = typer.Typer(
     name="gradviz",
     cls=LazyGroup,
