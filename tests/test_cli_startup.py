@@ -59,6 +59,7 @@ def test_render_imports_only_what_the_lesson_needs(tmp_path: Path) -> None:
     assert mods & COMMAND_MODULES == {"graphviz_grad.cli.cmd_render"}
     assert "http.server" not in mods and "graphviz_grad.cli._live" not in mods
     assert "graphviz_grad.teach" not in mods  # the explained steps are for HTML pages only
+    assert "pydantic" not in mods  # typer's coercion of plain values (`cli._coerce`)
 
 
 @pytest.mark.parametrize("name", sorted(_app.COMMANDS))
