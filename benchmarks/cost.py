@@ -101,7 +101,7 @@ def cells(row: Row, plain: Run, ours: Run) -> list[str]:
     rss = ours.rss_mib / plain.rss_mib
     if row.seconds_over:
         got, target = ours.seconds - plain.seconds, f"≤ +{row.target:g} s"
-        shown = f"+{got:.2f} s (cpu +{ours.cpu - plain.cpu:.2f} s)"
+        shown = f"{got:+.2f} s (cpu {ours.cpu - plain.cpu:+.2f} s)"
     else:
         got, target = wall, f"≤ {row.target:g}×"
         shown = f"{wall:.2f}× (cpu {cpu:.2f}×)"
