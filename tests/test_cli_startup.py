@@ -69,3 +69,9 @@ def test_the_listed_help_is_the_commands_docstring(name: str) -> None:
     command = _app.load(name)
     first = inspect.cleandoc(command.help).split("\n\n")[0].replace("\n", " ")
     assert _app.COMMANDS[name][1] == first
+
+
+def test_every_command_module_is_listed() -> None:
+    """A `cmd_*.py` missing from `COMMANDS` would never load: `gradviz` would not know it."""
+    modules = {p.stem for p in (ROOT / "graphviz_grad" / "cli").glob("cmd_*.py")}
+    assert modules == {module for module, _ in _app.COMMANDS.values()}
