@@ -10,6 +10,7 @@ compared, serialised and rendered without torch.
 from __future__ import annotations
 
 import functools
+import operator
 import os
 from dataclasses import MISSING, dataclass, field, fields
 from functools import cached_property
@@ -266,7 +267,7 @@ class Graph:
         found: list[list[Edge]] = [[] for _ in self.nodes]
         for edge in self.edges:
             found[edge.dst].append(edge)
-        return tuple(tuple(sorted(es, key=lambda e: e.index)) for es in found)
+        return tuple(tuple(es) if len(es) < 2 else tuple(sorted(es, key=_index)) for es in found)
 
     @cached_property
     def consumers(self) -> tuple[tuple[Edge, ...], ...]:
@@ -373,6 +374,10 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"<{self.summary()}>"
+
+
+#: An edge's position among its destination's inputs (the sort key of `Graph.inputs`).
+_index = operator.attrgetter("index")
 
 
 def _s(n: int) -> str:

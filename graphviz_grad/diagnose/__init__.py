@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._gc import on_big_graphs
 from ..model import SEVERITY_RANK, CallInfo, Finding, Graph
 from . import calls as _calls
 from . import grads as _grads
@@ -119,6 +120,7 @@ def _run_checks(
     return found
 
 
+@on_big_graphs
 def diagnose(
     graph: Graph,
     calls: Sequence[CallInfo] = (),

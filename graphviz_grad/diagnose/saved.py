@@ -104,7 +104,7 @@ def twice(
 ) -> list[Finding]:
     """[backward-twice]: this call goes through saved tensors an earlier call freed."""
     failed = graph.graph_was_freed
-    freed = [n for n in graph.nodes if any(s.state == "freed" for s in n.saved)]
+    freed = [n for n in graph.nodes if n.saved and any(s.state == "freed" for s in n.saved)]
     if not failed:
         freed = [n for n in freed if n.order is not None]
     if not freed:
