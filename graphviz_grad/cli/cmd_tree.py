@@ -82,13 +82,13 @@ def tree(
         piped = data_to_stdout()
 
         def job() -> None:
-            from ..render.tree import GraphTree
+            from ..render.tree import GraphTree, printed
             from ..views import tree_graph
 
             out = Console(highlight=False)
             if script is None:  # --expr: one graph, gradients computed by gradviz
                 graph = expr_graph(expr or "", let, param, grad_output).graph
-                out.print(GraphTree(tree_graph(graph, view), precision=precision, order=order))
+                printed(out, GraphTree(tree_graph(graph, view), precision=precision, order=order))
                 return
             with script_stdout(quiet, data_on_stdout=piped):
                 found, total = captures(script, args, spec, target, grad_output)
@@ -97,7 +97,7 @@ def tree(
                 if spec.many:  # one tree per call, each under its call number
                     out.print(f"backward call {captured.graph.call} of {total}")
                 shown = tree_graph(captured.graph, view)
-                out.print(GraphTree(shown, precision=precision, order=order))
+                printed(out, GraphTree(shown, precision=precision, order=order))
             if not spec.many:
                 remarks(found[0], total)
 

@@ -13,16 +13,18 @@ between tokens (a list breaks after a comma), with the guides continued.
 from __future__ import annotations
 
 import io
+import itertools
+import re
 from collections import deque
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 from rich.cells import cell_len, chop_cells
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.segment import Segment
 from rich.style import Style
 
-from graphviz_grad._gc import on_big_graphs
+from graphviz_grad._gc import BIG_GRAPH, on_big_graphs, paused
 from graphviz_grad.model import Finding, Graph, Node, TensorSummary, location
 from graphviz_grad.render.format import fmt_summary, fmt_type, has_nonfinite
 from graphviz_grad.render.marks import SEVERITY_MARK, node_marks
@@ -132,8 +134,15 @@ def _ref_parts(node: Node, output_nr: int | None) -> list[Part]:
     return parts
 
 
+#: A character other than ASCII and the tree's own guides and arrows that rich counts one cell
+#: wide: text without one is as wide as it is long (rich would count it character by character).
+_WIDE = re.compile("[^\x00-\x7f" + "".join(c for c in "│└├─↓↑⤷" if cell_len(c) == 1) + "]")
+
+
 def _cells(text: str) -> int:
-    return len(text) if text.isascii() else cell_len(text)
+    if text.isascii() or _WIDE.search(text) is None:
+        return len(text)
+    return cell_len(text)
 
 
 def _top_words(text: str) -> list[str]:
@@ -187,6 +196,10 @@ class _Lines:
     def add(self, text: str, style: Style) -> None:
         """Place `text`: on this line if it fits, else from the next line, whole if it fits
         there, else word by word (splitting ever finer), and a word wider than a line chopped."""
+        size = _cells(text)
+        if size <= self.room():  # the common case: it fits where the line is
+            self.put(text, style, size)
+            return
         todo: list[tuple[str, int]] = [(text, 0)]
         started = False
         while todo:
@@ -388,8 +401,46 @@ def tree_text(graph: Graph, *, width: int = 100, precision: int = 4) -> str:
     Example:
         >>> print(tree_text(graph, width=80))
     """
-    tree = GraphTree(graph, precision=precision)
-    return "".join("".join(text for text, _ in line) + "\n" for line in tree.lines(width))
+    out = io.StringIO()
+    write_tree(GraphTree(graph, precision=precision), out, width)
+    return out.getvalue()
+
+
+#: Lines written to the file per `write` call.
+_CHUNK = 4096
+
+
+def write_tree(tree: GraphTree, out: IO[str], width: int) -> None:
+    """Write `tree` as plain text to `out`, `width` cells wide, a few thousand lines at a time:
+    the text a colourless console prints for it, without a rich segment per part."""
+    with paused(len(tree.graph.nodes) > BIG_GRAPH):
+        lines = (_plain(line, width) for line in tree.lines(width))
+        for chunk in iter(lambda: list(itertools.islice(lines, _CHUNK)), []):
+            out.write("".join(chunk))
+
+
+def _plain(line: list[Part], width: int) -> str:
+    """One line's text and its newline, cropped to `width` cells as a console crops it."""
+    text = "".join([t for t, _ in line])
+    if _cells(text) > width:
+        segments = Segment.adjust_line_length([Segment(t) for t, _ in line], width, pad=False)
+        text = "".join(s.text for s in segments)
+    return text + "\n"
+
+
+def printed(console: Console, tree: GraphTree) -> None:
+    """Print `tree` on `console`. Without colour (a pipe, a file) the lines go straight into the
+    console's file: the same text, and a million-line tree in seconds rather than minutes.
+    Anything else (a colour terminal, a recording console, Jupyter) prints through rich.
+
+    Example:
+        >>> printed(Console(), GraphTree(graph))
+    """
+    if console.color_system is not None or console.record or console.is_jupyter:
+        console.print(tree)
+    elif not console.quiet:
+        write_tree(tree, console.file, console.width)
+        console.file.flush()
 
 
 def tree_text_console(graph: Graph, *, width: int = 100, precision: int = 4) -> str:
