@@ -14,10 +14,10 @@ import operator
 import os
 from dataclasses import MISSING, dataclass, field, fields
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Container
+    from collections.abc import Container, Iterator
 
 NodeKind = Literal["op", "leaf", "input"]
 Severity = Literal["error", "warning", "info"]
@@ -204,6 +204,19 @@ class Edge:
     grad: TensorSummary | None = None
 
 
+class InputUse(NamedTuple):
+    """One use of an input that needs no gradient: the edge `src` -> `dst` at argument
+    `position` (its `index`, see `Graph.input_edges`). `new` marks the use that makes input node
+    `src` (its first); `name` (None when unnamed) and `value` are that node's."""
+
+    src: int
+    dst: int
+    position: int
+    name: str | None
+    value: TensorSummary
+    new: bool
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """A diagnosis (see `gradviz doctor`): a stable `code`, where it is, and how to fix it."""
@@ -292,24 +305,37 @@ class Graph:
 
     @cached_property
     def _inputs(self) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
-        first = len(self.nodes)
         nodes: list[Node] = []
         edges: list[Edge] = []
-        named: dict[str, list[int]] = {}
+        for use in self.input_uses():
+            if use.new:
+                nodes.append(_input_node(use.src, use.name, use.value))
+            edges.append(Edge(src=use.src, dst=use.dst, index=use.position))
+        return tuple(nodes), tuple(edges)
+
+    def input_uses(self) -> Iterator[InputUse]:
+        """What `input_nodes` and `input_edges` are made of, one use (edge) at a time, without
+        building either: a writer streams a graph's million inputs from this (see `InputUse`)."""
+        next_id = len(self.nodes)
+        named: dict[str, list[tuple[int, TensorSummary]]] = {}
         for op in self.nodes:
+            if not op.operands:
+                continue
             values = dict(op.constants)
             for index, name in op.operands:
                 value = values.get(index)
                 if value is None:
                     continue
-                same = [k for k in named.get(name or "", ()) if nodes[k].value == value]
-                if not same:
-                    same = [len(nodes)]
-                    nodes.append(_input_node(first + len(nodes), name, value))
+                src = (
+                    next((k for k, v in named.get(name, ()) if v == value), None) if name else None
+                )
+                if src is None:
+                    src, next_id = next_id, next_id + 1
                     if name:
-                        named.setdefault(name, []).append(same[0])
-                edges.append(Edge(src=first + same[0], dst=op.id, index=index))
-        return tuple(nodes), tuple(edges)
+                        named.setdefault(name, []).append((src, value))
+                    yield InputUse(src, op.id, index, name, value, True)
+                else:
+                    yield InputUse(src, op.id, index, name, value, False)
 
     @property
     def leaves(self) -> tuple[Node, ...]:

@@ -19,7 +19,17 @@ from typing import Any, TextIO
 
 from graphviz_grad._gc import on_big_graphs
 from graphviz_grad.errors import GradvizError
-from graphviz_grad.model import Data, Edge, Finding, Graph, Node, Output, Saved, TensorSummary
+from graphviz_grad.model import (
+    Data,
+    Edge,
+    Finding,
+    Graph,
+    InputUse,
+    Node,
+    Output,
+    Saved,
+    TensorSummary,
+)
 
 SCHEMA = "gradviz/2"
 #: Older schemas `from_dict` still reads.
@@ -211,8 +221,13 @@ def write_json(graph: Graph, out: TextIO, indent: int | None = 1) -> None:
     pad = " " * indent
     d = to_dict(dataclasses.replace(graph, nodes=(), edges=(), findings=()))
     rows: dict[str, Iterable[str]] = {
-        "nodes": map(_node_json, itertools.chain(graph.nodes, graph.input_nodes)),
-        "edges": map(_edge_json, itertools.chain(graph.edges, graph.input_edges)),
+        "nodes": itertools.chain(
+            map(_node_json, graph.nodes),
+            (_input_json(u) for u in graph.input_uses() if u.new),
+        ),
+        "edges": itertools.chain(
+            map(_edge_json, graph.edges), map(_input_edge_json, graph.input_uses())
+        ),
         "findings": (_dumps(_finding_to_dict(f)) for f in graph.findings),
     }
     out.write("{\n")
@@ -302,37 +317,94 @@ def _summary_json(s: TensorSummary | None) -> str:
 
 def _number_json(s: TensorSummary, x: float) -> str:
     """A one-number summary (data, min, max and mean are that very float): written once."""
-    r = _num(x)
+    r = float.__repr__(x) if x - x == 0 else _num(x)
+    norm = s.norm
+    n = float.__repr__(norm) if type(norm) is float and norm - norm == 0 else _num(norm)
     return (
-        f'{{"shape": {_dims(s.shape)}, "dtype": {_str(s.dtype)}, "data": {r}, "min": {r}, '
-        f'"max": {r}, "mean": {r}, "norm": {_num(s.norm)}, "nan": {_int(s.nan)}, '
-        f'"inf": {_int(s.inf)}}}'
+        f'{_summary_head(s)}, "data": {r}, "min": {r}, "max": {r}, "mean": {r}, "norm": {n}'
+        f"{_counts(s)}"
     )
+
+
+#: Parts of rows that many rows share, by what they are made of; bounded like `_TEXT`.
+_HEADS: dict[tuple[Any, ...], str] = {}
+_NODE_HEADS: dict[tuple[Any, ...], str] = {}
+_WHERES: dict[tuple[Any, ...], str] = {}
+_NO_COUNTS = ', "nan": 0, "inf": 0}'
+
+
+def _summary_head(s: TensorSummary) -> str:
+    """``{"shape": [2, 3], "dtype": "float32"`` of a summary."""
+    key = (s.shape, s.dtype)
+    text = _HEADS.get(key)
+    if text is None:
+        text = f'{{"shape": {_dims(s.shape)}, "dtype": {_str(s.dtype)}'
+        if len(_HEADS) < _TEXT_LIMIT:
+            _HEADS[key] = text
+    return text
+
+
+def _counts(s: TensorSummary) -> str:
+    """``, "nan": 0, "inf": 0}``: a summary's last keys."""
+    nan, inf = s.nan, s.inf
+    if nan == 0 and inf == 0 and type(nan) is int and type(inf) is int:
+        return _NO_COUNTS
+    return f', "nan": {_int(nan)}, "inf": {_int(inf)}}}'
+
+
+def _node_head(n: Node, op: bool) -> str:
+    """``"kind": …, "op": …, "names": …, "shape": …, "dtype": …`` of a node."""
+    key = (n.kind, n.op if op else None, n.names, n.shape, n.dtype)
+    text = _NODE_HEADS.get(key)
+    if text is None:
+        names = "[]" if not n.names else _dumps(list(n.names))
+        text = (
+            f'"kind": {_str(n.kind)}, "op": {_str(key[1])}, "names": {names}, '
+            f'"shape": {_dims(n.shape)}, "dtype": {_str(n.dtype)}'
+        )
+        if len(_NODE_HEADS) < _TEXT_LIMIT:
+            _NODE_HEADS[key] = text
+    return text
+
+
+def _node_where(n: Node) -> str:
+    """``"module": …, "module_type": …, "file": …`` of a node."""
+    key = (n.module, n.module_type, n.file)
+    text = _WHERES.get(key)
+    if text is None:
+        text = (
+            f'"module": {_str(n.module)}, "module_type": {_str(n.module_type)}, '
+            f'"file": {_str(n.file)}'
+        )
+        if len(_WHERES) < _TEXT_LIMIT:
+            _WHERES[key] = text
+    return text
 
 
 def _node_json(n: Node) -> str:
     value, grad = _summary_json(n.value), _summary_json(n.grad)
     op = n.kind == "op"
-    names = "[]" if not n.names else _dumps(list(n.names))
     outputs = ""
     if op:
-        outs = ", ".join(
-            f'{{"value": {value if o.value is n.value else _summary_json(o.value)}, '
-            f'"grad": {grad if o.grad is n.grad else _summary_json(o.grad)}}}'
-            for o in n.outputs
-        )
-        outputs = f', "outputs": [{outs}]'
+        outs = n.outputs
+        if len(outs) == 1 and outs[0].value is n.value and outs[0].grad is n.grad:
+            outputs = f', "outputs": [{{"value": {value}, "grad": {grad}}}]'
+        else:
+            items = ", ".join(
+                f'{{"value": {value if o.value is n.value else _summary_json(o.value)}, '
+                f'"grad": {grad if o.grad is n.grad else _summary_json(o.grad)}}}'
+                for o in outs
+            )
+            outputs = f', "outputs": [{items}]'
     saved = _dumps([_saved_to_dict(s) for s in n.saved]) if n.saved else "[]"
     constants = "[]"
     if n.constants:
-        items = (f'{{"index": {_int(i)}, "value": {_summary_json(c)}}}' for i, c in n.constants)
-        constants = "[" + ", ".join(items) + "]"
+        rows = (f'{{"index": {_int(i)}, "value": {_summary_json(c)}}}' for i, c in n.constants)
+        constants = "[" + ", ".join(rows) + "]"
     return (
-        f'{{"id": {_int(n.id)}, "kind": {_str(n.kind)}, "op": {_str(n.op if op else None)}, '
-        f'"names": {names}, "shape": {_dims(n.shape)}, "dtype": {_str(n.dtype)}, '
+        f'{{"id": {_int(n.id)}, {_node_head(n, op)}, '
         f'"value": {value}, "grad": {grad}{outputs}, "saved": {saved}, '
-        f'"module": {_str(n.module)}, "module_type": {_str(n.module_type)}, '
-        f'"file": {_str(n.file)}, "line": {_int(n.line)}, "order": {_int(n.order)}, '
+        f'{_node_where(n)}, "line": {_int(n.line)}, "order": {_int(n.order)}, '
         f'"aten": {_str(n.aten)}, "constants": {constants}{_optional_json(n)}}}'
     )
 
@@ -343,6 +415,31 @@ def _optional_json(n: Node) -> str:
     if n.synced_grad is not None:
         text += f', "synced_grad": {_summary_json(n.synced_grad)}'
     return text
+
+
+def _input_json(use: InputUse) -> str:
+    """`_node_json` of the input node that `use` makes, without making it."""
+    names = "[]" if use.name is None else _dumps([use.name])
+    value = use.value
+    return (
+        f'{{"id": {_int(use.src)}, "kind": "input", "op": null, "names": {names}, '
+        f'"shape": {_dims(value.shape)}, "dtype": {_str(value.dtype)}, '
+        f'"value": {_summary_json(value)}{_INPUT_TAIL}'
+    )
+
+
+_INPUT_TAIL = (
+    ', "grad": null, "saved": [], "module": null, "module_type": null, "file": null, '
+    '"line": null, "order": null, "aten": null, "constants": []}'
+)
+
+
+def _input_edge_json(use: InputUse) -> str:
+    """`_edge_json` of the input edge of `use`."""
+    return (
+        f'{{"src": {_int(use.src)}, "dst": {_int(use.dst)}, "index": {_int(use.position)}, '
+        '"output_nr": 0, "grad": null}'
+    )
 
 
 def _edge_json(e: Edge) -> str:
