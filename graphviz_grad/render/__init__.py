@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from graphviz_grad._gc import on_big_graphs
 from graphviz_grad.errors import GraphvizMissingError, OutputError, RenderError
 from graphviz_grad.model import Graph
 from graphviz_grad.render.dot import to_dot
@@ -86,6 +87,7 @@ def _last_line(stderr: bytes | str | None) -> str:
     return lines[-1].strip() if lines else "dot failed without a message."
 
 
+@on_big_graphs
 def choose_view(graph: Graph, fmt: str, options: DrawOptions | None = None) -> View:
     """What to draw of `graph` in `fmt`: `options.view`, fitted to `options.budget` for the
     formats Graphviz lays out (unless `options.full`); the view's `notes` say what was done.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from graphviz_grad._gc import on_big_graphs
 from graphviz_grad.errors import UsageError
 from graphviz_grad.model import Graph
 
@@ -202,6 +203,7 @@ def _trimmed(view: View) -> View:
     return replace(view, notes=(*view.notes, note)) if note else view
 
 
+@on_big_graphs
 def tree_graph(graph: Graph, options: ViewOptions | None = None) -> Graph:
     """What `gradviz tree` prints: `graph` itself, or its view as a graph (same node ids)."""
     if options is None or options == ViewOptions():

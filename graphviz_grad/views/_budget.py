@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from graphviz_grad.model import Graph
 
-from ._model import Group, View, ViewEdge, drawn_edges
+from ._model import Group, View, ViewEdge, drawn_links
 
 #: A node feeding more drawn nodes than this (an RNN's weights, used at every step) keeps only
 #: `FAN_KEEP` of those edges: Graphviz routes every long edge through every rank it crosses, and
@@ -16,23 +16,25 @@ FAN_LIMIT = 16
 FAN_KEEP = 3
 
 
-def _bfs_order(graph: Graph, owner: list[int], drawn: list[int]) -> list[int]:
-    """Drawn ids in breadth-first order from the root(s), towards the leaves; then the rest."""
+def _bfs_order(graph: Graph, owner: list[int], drawn: list[int], limit: int) -> list[int]:
+    """The first `limit` drawn ids in breadth-first order from the root(s), towards the leaves;
+    then the rest. The walk stops once it has `limit` (the rest are never kept)."""
     inputs: dict[int, list[int]] = {}
-    for e in drawn_edges(graph, owner):
-        inputs.setdefault(e.dst, []).append(e.src)
+    for src, dst, _ in drawn_links(graph, owner):
+        inputs.setdefault(dst, []).append(src)
     starts = [owner[r] for r in graph.roots if owner[r] >= 0]
     seen = set(starts)
     order = list(dict.fromkeys(starts))
     queue = deque(order)
-    while queue:
+    while queue and len(order) < limit:
         for src in inputs.get(queue.popleft(), ()):
             if src not in seen:
                 seen.add(src)
                 order.append(src)
                 queue.append(src)
-    order.extend(d for d in drawn if d not in seen)
-    return order
+    if len(order) < limit:
+        order.extend(d for d in drawn if d not in seen)
+    return order[:limit]
 
 
 def elide(
@@ -41,7 +43,7 @@ def elide(
     """Keep the `budget - 1` drawn nodes nearest the root; one group hides all the others."""
     n = len(graph.nodes)
     drawn = [i for i, o in enumerate(owner) if o == i] + [g.id for g in groups]
-    keep = set(_bfs_order(graph, owner, drawn)[: max(1, budget - 1)])
+    keep = set(_bfs_order(graph, owner, drawn, max(1, budget - 1)))
     kept_groups = [g for g in groups if g.id in keep]
     renumber = {g.id: n + k for k, g in enumerate(kept_groups)}
     elided_id = n + len(kept_groups)

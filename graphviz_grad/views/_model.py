@@ -8,7 +8,7 @@ Drawn ids keep the graph's ids for original nodes; groups get ids from ``len(gra
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -127,10 +127,9 @@ def _contracted_sources(graph: Graph, owner: Sequence[int], start: int) -> tuple
     return tuple(dict.fromkeys(found))
 
 
-def drawn_edges(graph: Graph, owner: Sequence[int]) -> tuple[ViewEdge, ...]:
-    """The edges between drawn nodes under `owner`, deduplicated, in the graph's edge order."""
-    n = len(graph.nodes)
-    pairs: dict[tuple[int, ...], ViewEdge] = {}
+def drawn_links(graph: Graph, owner: Sequence[int]) -> Iterator[tuple[int, int, Edge]]:
+    """(drawn source, drawn destination, graph edge) for every edge between drawn nodes under
+    `owner`, looking through contracted chains, in the graph's edge order; repeats included."""
     bridged: dict[int, tuple[int, ...]] = {}
     for e in graph.edges:
         dst = owner[e.dst]
@@ -138,18 +137,23 @@ def drawn_edges(graph: Graph, owner: Sequence[int]) -> tuple[ViewEdge, ...]:
             continue
         src = owner[e.src]
         if src >= 0:
-            sources: tuple[int, ...] = (src,)
+            yield src, dst, e
         elif src == CONTRACT:
             if e.src not in bridged:
                 bridged[e.src] = _contracted_sources(graph, owner, e.src)
-            sources = bridged[e.src]
-        else:
-            continue
-        for s in sources:
-            own = s < n and dst < n and s == e.src and dst == e.dst
-            key = (s, dst, e.index) if own else (s, dst)
-            if s != dst and key not in pairs:
-                pairs[key] = ViewEdge(s, dst, e if own else None)
+            for s in bridged[e.src]:
+                yield s, dst, e
+
+
+def drawn_edges(graph: Graph, owner: Sequence[int]) -> tuple[ViewEdge, ...]:
+    """The edges between drawn nodes under `owner`, deduplicated, in the graph's edge order."""
+    n = len(graph.nodes)
+    pairs: dict[tuple[int, ...], ViewEdge] = {}
+    for s, dst, e in drawn_links(graph, owner):
+        own = s < n and dst < n and s == e.src and dst == e.dst
+        key = (s, dst, e.index) if own else (s, dst)
+        if s != dst and key not in pairs:
+            pairs[key] = ViewEdge(s, dst, e if own else None)
     return tuple(pairs.values())
 
 
