@@ -12,12 +12,13 @@ from __future__ import annotations
 import functools
 import operator
 import os
+import sys
 from dataclasses import MISSING, dataclass, field, fields
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Container, Iterator
+    from collections.abc import Callable, Container, Iterator
 
 NodeKind = Literal["op", "leaf", "input"]
 Severity = Literal["error", "warning", "info"]
@@ -52,16 +53,22 @@ def location(file: str | None, line: int | None) -> str | None:
     return f"{file}:{line}" if file and line else None
 
 
-def _fast_init(cls: type[_T]) -> type[_T]:
+def _fast_init(*shared: str) -> Callable[[type[_T]], type[_T]]:
     """Give frozen slotted dataclass `cls` an `__init__` that fills its slots directly.
 
     A frozen dataclass sets each field through `object.__setattr__`; a graph of a million nodes
     builds millions of these objects, and writing the slots through their descriptors is about
-    twice as fast. Same signature, same defaults (immutable ones only), still frozen.
+    twice as fast. Same signature, same defaults (immutable ones only), still frozen. The string
+    fields named in `shared` (op names, dtypes) are interned: torch hands out a new string for
+    each node, and a million copies of ``"MulBackward0"`` cost 60 MB.
     """
+    return functools.partial(_with_fast_init, shared=shared)
+
+
+def _with_fast_init(cls: type[_T], shared: tuple[str, ...]) -> type[_T]:
     params: list[str] = []
     body: list[str] = []
-    scope: dict[str, Any] = {}
+    scope: dict[str, Any] = {"_intern": sys.intern}
     for f in fields(cls):  # type: ignore[arg-type]
         if f.default_factory is not MISSING:
             raise TypeError(f"{cls.__name__}.{f.name}: _fast_init takes plain defaults only")
@@ -71,7 +78,8 @@ def _fast_init(cls: type[_T]) -> type[_T]:
         else:
             params.append(f.name)
         scope[f"_s_{f.name}"] = cls.__dict__[f.name].__set__
-        body.append(f"    _s_{f.name}(self, {f.name})")
+        value = f"_intern({f.name}) if type({f.name}) is str else {f.name}"
+        body.append(f"    _s_{f.name}(self, {value if f.name in shared else f.name})")
     source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body) + "\n"
     exec(source, scope)  # noqa: S102 - generated from the class's own field names
     init = scope["__init__"]
@@ -81,7 +89,7 @@ def _fast_init(cls: type[_T]) -> type[_T]:
     return cls
 
 
-@_fast_init
+@_fast_init("dtype")
 @dataclass(frozen=True, slots=True)
 class TensorSummary:
     """What gradviz keeps of one tensor: always shape and dtype, the data when it is small.
@@ -108,7 +116,7 @@ class TensorSummary:
         return self.numel > 0 and self.nan == 0 and self.inf == 0 and self.min == 0 == self.max
 
 
-@_fast_init
+@_fast_init()
 @dataclass(frozen=True, slots=True)
 class Output:
     """One output of an op node (multi-output ops such as `split` have several)."""
@@ -117,7 +125,7 @@ class Output:
     grad: TensorSummary | None
 
 
-@_fast_init
+@_fast_init()
 @dataclass(frozen=True, slots=True)
 class Saved:
     """One `_saved_*` attribute of a node, read before backward freed it.
@@ -136,7 +144,7 @@ class Saved:
     state: Literal["available", "freed", "stale", "none"] = "available"
 
 
-@_fast_init
+@_fast_init("op", "dtype", "aten")
 @dataclass(frozen=True, slots=True)
 class Node:
     """One autograd node: an op (`grad_fn`) or a leaf (`AccumulateGrad.variable`); or an input
@@ -190,7 +198,7 @@ class Node:
         return location(self.file, self.line)
 
 
-@_fast_init
+@_fast_init()
 @dataclass(frozen=True, slots=True)
 class Edge:
     """Data flows from `src` (closer to the leaves) into `dst`, which consumes output
