@@ -8,7 +8,17 @@ from importlib.resources import files
 from typing import Any
 
 import pytest
-from helpers.graphs import NASTY, chain, diamond, large_values, lesson, multi_output, nasty, vector
+from helpers.graphs import (
+    NASTY,
+    chain,
+    diamond,
+    large_values,
+    lesson,
+    multi_output,
+    nasty,
+    scalar,
+    vector,
+)
 
 from graphviz_grad.errors import GradvizError
 from graphviz_grad.model import Graph, Node, Output, TensorSummary
@@ -173,3 +183,46 @@ def test_streamed_in_chunks(tmp_path: Any) -> None:
     with path.open("w", encoding="utf-8") as f:
         write_json(graph, f)
     assert path.read_text(encoding="utf-8") == _reference(graph)
+
+
+def with_inputs(n: int) -> Graph:
+    """`chain(n)` whose ops take inputs that need no gradient: unnamed numbers (one node per use),
+    a named `y` whose value changes every 7 ops (one node per value), a NaN, -0.0, an int."""
+    graph = chain(n)
+    kinds: list[tuple[str | None, TensorSummary]] = [
+        (None, scalar(1.0001, "float64")),
+        ("y", scalar(0.0)),  # replaced by its value at each op below
+        ("z", scalar(float("nan"))),
+        (None, scalar(-0.0)),
+        ("k", TensorSummary((), "int64", 1, 2, 2, 2, 2, 2)),
+    ]
+    nodes = []
+    for node in graph.nodes:
+        if node.kind != "op":
+            nodes.append(node)
+            continue
+        name, value = kinds[node.id % len(kinds)]
+        if name == "y":
+            value = scalar(float((node.id // 7) % 3))
+        nodes.append(dataclasses.replace(node, constants=((1, value),), operands=((1, name),)))
+    return dataclasses.replace(graph, nodes=tuple(nodes))
+
+
+def test_streamed_inputs_are_the_encoders() -> None:
+    graph = with_inputs(3000)
+    assert len(graph.input_nodes) < len(graph.input_edges) == 2999
+    assert to_json(graph) == _reference(graph)
+
+
+def test_input_uses_make_the_input_nodes_and_edges() -> None:
+    graph = with_inputs(500)
+    uses = list(graph.input_uses())
+    first = len(graph.nodes)
+    assert [(u.src, u.dst, u.position) for u in uses] == [
+        (e.src, e.dst, e.index) for e in graph.input_edges
+    ]
+    made = [u for u in uses if u.new]
+    assert [u.src for u in made] == list(range(first, first + len(graph.input_nodes)))
+    assert [(u.name, u.value) for u in made] == [
+        (n.names[0] if n.names else None, n.value) for n in graph.input_nodes
+    ]

@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from helpers.graphs import chain, comb, diamond, large_values, lesson, multi_output, nasty, spine
@@ -11,7 +12,7 @@ from rich.console import Console
 
 from graphviz_grad.model import Graph
 from graphviz_grad.render import GraphTree, tree_text
-from graphviz_grad.render.tree import MIN_TEXT_WIDTH, tree_text_console
+from graphviz_grad.render.tree import MIN_TEXT_WIDTH, printed, tree_text_console
 
 LESSON = """\
 #0 PowBackward0 loss f32[] value=4.0 grad=1.0
@@ -170,3 +171,41 @@ def test_100k_chain_is_linear() -> None:
     lines = text.splitlines()
     assert len(lines) == 100_000
     assert lines[-1].endswith("#99999 leaf x f32[] value=1.0 grad=1.0")
+
+
+def _rich(graph: Graph, width: int) -> str:
+    out = io.StringIO()
+    Console(file=out, width=width, color_system=None, highlight=False).print(GraphTree(graph))
+    return out.getvalue()
+
+
+def _direct(graph: Graph, width: int) -> str:
+    out = io.StringIO()
+    console = Console(file=out, width=width, color_system=None, highlight=False)
+    printed(console, GraphTree(graph))
+    return out.getvalue()
+
+
+def wide_names(n: int) -> Graph:
+    """A chain whose names are two cells per character: lines that rich crops at a narrow width."""
+    graph = chain(n)
+    nodes = tuple(replace(node, names=("宽" * (node.id % 40),)) for node in graph.nodes)
+    return replace(graph, nodes=nodes)
+
+
+@pytest.mark.parametrize("width", [100, 80, 40, 12])
+@pytest.mark.parametrize(
+    "make", [lesson, nasty, lambda: chain(300), lambda: comb(60), lambda: wide_names(200)]
+)
+def test_printed_straight_into_the_file_is_richs_text(
+    make: Callable[[], Graph], width: int
+) -> None:
+    graph = make()
+    assert _direct(graph, width) == _rich(graph, width) == tree_text(graph, width=width)
+
+
+def test_printed_through_rich_with_colour() -> None:
+    out = io.StringIO()
+    printed(Console(file=out, width=80, color_system="standard"), GraphTree(lesson()))
+    assert "\x1b[" in out.getvalue()
+    assert re.sub(r"\x1b\[[0-9;]*m", "", out.getvalue()) == tree_text(lesson(), width=80)
