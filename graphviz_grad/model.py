@@ -58,17 +58,33 @@ def _fast_init(*shared: str) -> Callable[[type[_T]], type[_T]]:
 
     A frozen dataclass sets each field through `object.__setattr__`; a graph of a million nodes
     builds millions of these objects, and writing the slots through their descriptors is about
-    twice as fast. Same signature, same defaults (immutable ones only), still frozen. The string
-    fields named in `shared` (op names, dtypes) are interned: torch hands out a new string for
-    each node, and a million copies of ``"MulBackward0"`` cost 60 MB.
+    twice as fast. Same signature, same defaults (immutable ones only), still frozen. The fields
+    named in `shared` keep one copy of each value: strings (op names, dtypes) are interned, since
+    torch hands out a new string for each node and a million copies of ``"MulBackward0"`` cost
+    60 MB; tuples of numbers and strings (an op's operands) are looked up in `_TUPLES`.
     """
     return functools.partial(_with_fast_init, shared=shared)
+
+
+#: One copy of each small tuple the nodes share (``((1, None),)``: one unnamed operand).
+_TUPLES: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+_TUPLES_LIMIT = 4096
+
+
+def _shared(value: Any) -> Any:
+    """`value`, or the equal tuple kept before in `_TUPLES`."""
+    if type(value) is not tuple or not value:
+        return value
+    kept = _TUPLES.get(value)
+    if kept is None and len(_TUPLES) < _TUPLES_LIMIT:
+        _TUPLES[value] = kept = value
+    return value if kept is None else kept
 
 
 def _with_fast_init(cls: type[_T], shared: tuple[str, ...]) -> type[_T]:
     params: list[str] = []
     body: list[str] = []
-    scope: dict[str, Any] = {"_intern": sys.intern}
+    scope: dict[str, Any] = {"_shared": _shared, "_intern": sys.intern}
     for f in fields(cls):  # type: ignore[arg-type]
         if f.default_factory is not MISSING:
             raise TypeError(f"{cls.__name__}.{f.name}: _fast_init takes plain defaults only")
@@ -78,8 +94,15 @@ def _with_fast_init(cls: type[_T], shared: tuple[str, ...]) -> type[_T]:
         else:
             params.append(f.name)
         scope[f"_s_{f.name}"] = cls.__dict__[f.name].__set__
-        value = f"_intern({f.name}) if type({f.name}) is str else {f.name}"
-        body.append(f"    _s_{f.name}(self, {value if f.name in shared else f.name})")
+        value = f.name
+        if f.name in shared:  # a string inline (the common case), a tuple through `_shared`
+            tuples = str(f.type).startswith("tuple")
+            value = (
+                f"_shared({value})"
+                if tuples
+                else f"_intern({value}) if type({value}) is str else {value}"
+            )
+        body.append(f"    _s_{f.name}(self, {value})")
     source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body) + "\n"
     exec(source, scope)  # noqa: S102 - generated from the class's own field names
     init = scope["__init__"]
@@ -144,7 +167,7 @@ class Saved:
     state: Literal["available", "freed", "stale", "none"] = "available"
 
 
-@_fast_init("op", "dtype", "aten")
+@_fast_init("op", "dtype", "aten", "operands")
 @dataclass(frozen=True, slots=True)
 class Node:
     """One autograd node: an op (`grad_fn`) or a leaf (`AccumulateGrad.variable`); or an input
