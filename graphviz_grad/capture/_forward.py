@@ -23,6 +23,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..model import TensorSummary
+from ._deferred import Deferred, deferrable
 from .checkpoint import in_checkpoint
 from .compiled import compiling
 from .naming import is_compile_wrapper, is_wrapper, unwrap
@@ -45,7 +46,9 @@ class OpRecord:
 
     seq: int
     aten: str | None  # None: adopted from a consumer (see `ForwardRecorder.adopt`)
-    outputs: dict[int, TensorSummary]
+    #: By output number, the value's summary, or the tensor itself until it is summarised
+    #: (`capture._deferred`): read them with `value(k)`.
+    outputs: dict[int, TensorSummary | torch.Tensor]
     module_path: tuple[str, ...] | None
     module_root: Any
     module_type: str | None
@@ -61,6 +64,21 @@ class OpRecord:
     cuts: tuple[tuple[int, Any], ...] = ()
     #: Made inside a non-reentrant checkpointed region (`capture.checkpoint`).
     checkpointed: bool = False
+
+    def raw(self, k: Any) -> torch.Tensor | None:
+        value = self.outputs.get(k)
+        return value if isinstance(value, torch.Tensor) else None
+
+    def put(self, k: Any, value: TensorSummary | torch.Tensor | None) -> None:
+        if value is not None:
+            self.outputs[k] = value
+
+    def value(self, k: int) -> TensorSummary | None:
+        """The summary of output `k` (summarised now if it was still held as a tensor)."""
+        value = self.outputs.get(k)
+        if isinstance(value, torch.Tensor):
+            value = self.outputs[k] = summarize(value)
+        return value
 
 
 def op_record(node: Any) -> OpRecord | None:
@@ -171,6 +189,42 @@ class ModuleStack:
         return path, weakref.ref(self.stack[0][0]), type(module).__name__, self.scopes[-1]
 
 
+_writes: dict[Any, Any] = {}
+
+
+def written_args(func: Any) -> Any:
+    """For an op that writes some of its arguments in place (`add_`, `out=`, the optimizer's
+    `_foreach_add_`), a function giving those arguments from `(args, kwargs)`; else None."""
+    try:
+        return _writes[func]
+    except KeyError:
+        pass
+    found: Any = None
+    try:
+        schema = func._schema
+        where = [
+            (i, a.name, a.kwarg_only)
+            for i, a in enumerate(schema.arguments)
+            if a.alias_info is not None and a.alias_info.is_write
+        ]
+    except AttributeError:
+        where = []
+    if where:
+
+        def found(args: Any, kwargs: Any) -> list[Any]:
+            picked: list[Any] = []
+            for i, name, kwarg_only in where:
+                a = (kwargs or {}).get(name) if kwarg_only or i >= len(args) else args[i]
+                if isinstance(a, (list, tuple)):
+                    picked.extend(a)
+                elif a is not None:
+                    picked.append(a)
+            return picked
+
+    _writes[func] = found
+    return found
+
+
 def _tensors(out: Any) -> list[torch.Tensor]:
     if isinstance(out, torch.Tensor):
         return [out]
@@ -243,6 +297,8 @@ class ForwardRecorder(TorchDispatchMode):
         self.seq = 0
         #: `capture.watch.Watch` that sees every op (cuts, in-place writes), or None.
         self.watch: Any = None
+        #: Op outputs kept as tensors until their graph is built (`capture._deferred`).
+        self.deferred = Deferred()
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -270,9 +326,12 @@ class ForwardRecorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if self.pending:
-            self.flush()
+            self._flush()
         if self.values and not self.paused and torch.is_grad_enabled():
-            self.adopt(args)
+            self._adopt(args)
+        writes = written_args(func)
+        if writes is not None:
+            self.deferred.written(writes(args, kwargs))
         out = func(*args, **(kwargs or {}))
         if self.watch is not None and not self.paused:
             self.watch.op(func, args, out, torch.is_grad_enabled())
@@ -285,6 +344,11 @@ class ForwardRecorder(TorchDispatchMode):
 
     def flush(self) -> None:
         """Attach records to the nodes of the ops that ran since the last flush."""
+        if self.pending:
+            with self.off():
+                self._flush()
+
+    def _flush(self) -> None:
         pending, self.pending = self.pending, []
         self.paused += 1
         try:
@@ -305,12 +369,34 @@ class ForwardRecorder(TorchDispatchMode):
                 if record is None:
                     record = self._new_record(func, args, where, module)
                 meta[META_KEY] = existing = record
-            if isinstance(existing, OpRecord) and existing is record and self.values:
-                record.outputs.setdefault(t.output_nr, summarize(t))
+            if existing is record and self.values and t.output_nr not in record.outputs:
+                self.keep_value(record, t.output_nr, t)
+
+    def keep_value(self, record: OpRecord, k: int, t: torch.Tensor) -> None:
+        """Output `k` of `record`: a large one is kept as a tensor and summarised when its graph
+        is built; a view of a leaf is copied now (a parameter may be updated in place where the
+        dispatch mode does not see it, in a hook during backward)."""
+        if not deferrable(t):
+            record.outputs[k] = summarize(t)
+            return
+        base = t._base
+        if base is not None and base.grad_fn is None:  # a private copy: nothing writes to it
+            with torch.no_grad():
+                record.outputs[k] = t.clone()
+            return
+        kept = t.detach()
+        if self.deferred.hold(record, k, kept):
+            record.outputs[k] = kept
+        else:
+            record.outputs[k] = summarize(t)
 
     def adopt(self, args: Any) -> None:
         """Record the value of input tensors whose node no op output reached (the output of a
         custom `autograd.Function`, a base modified through a view): read just before use."""
+        with self.off():
+            self._adopt(args)
+
+    def _adopt(self, args: Any) -> None:
         for a in args:
             for t in _tensors(a):
                 node: Any = t.grad_fn
@@ -324,7 +410,7 @@ class ForwardRecorder(TorchDispatchMode):
                 if not isinstance(record, OpRecord) or record.aten is not None:
                     continue  # the usual case: the op that made the tensor recorded it
                 if t.output_nr not in record.outputs:
-                    record.outputs[t.output_nr] = summarize(t)
+                    self.keep_value(record, t.output_nr, t)
 
     def _new_record(self, func: Any, args: Any, where: Any, module: Any) -> OpRecord:
         self.seq += 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -29,6 +29,7 @@ from ..model import (
     TensorSummary,
     display_path,
 )
+from ._deferred import Deferred, deferrable
 from ._forward import OpRecord, op_record
 from .functions import saved_tensors
 from .naming import Names
@@ -84,8 +85,12 @@ class CallCapture:
         number: int | None = None,
         kind: GradSource = "backward",
         where: tuple[str | None, int | None] = (None, None),
+        deferred: Deferred | None = None,
     ) -> None:
         self.roots = roots
+        #: Where large values wait to be summarised (with the forward recorder's outputs) until
+        #: the graph is built, if it ever is (`capture._deferred`); None: summarise them at once.
+        self.deferred = deferred
         self.names = names
         self.number = number
         self.kind = kind
@@ -99,9 +104,12 @@ class CallCapture:
         self.leaf_values: dict[int, TensorSummary] = {}
         self.grads_before: dict[int, TensorSummary | None] = {}
         self.saved: dict[int, tuple[Saved, ...]] = {}
-        self.saved_values: dict[tuple[int, int], TensorSummary] = {}
+        #: Values and gradients may be held as tensors until `build` settles them (`_settle`).
+        self.saved_values: dict[tuple[int, int], TensorSummary | torch.Tensor] = {}
+        #: Saved tensors outside the graph still to be summarised, by (node, position).
+        self.loose: dict[tuple[int, int], torch.Tensor] = {}
         self.node_grads: dict[int, tuple[TensorSummary | None, ...]] = {}
-        self.edge_grads: dict[tuple[int, int], TensorSummary | None] = {}
+        self.edge_grads: dict[tuple[int, int], TensorSummary | torch.Tensor | None] = {}
         self.leaf_edge_raw: dict[tuple[int, int], torch.Tensor] = {}
         self.leaf_grads: dict[int, TensorSummary | None] = {}
         self.order: list[int] = []
@@ -115,6 +123,7 @@ class CallCapture:
         #: GradScaler's scale when the root is a scaled loss: every gradient is multiplied by it.
         self.grad_scale: float | None = None
         self._pending: list[tuple[int, tuple[torch.Tensor | None, ...]]] = []
+        self._leaf_pending: list[tuple[int, tuple[torch.Tensor | None, ...]]] = []
         self._gc: contextlib.ExitStack | None = None
 
     # -- before the call ---------------------------------------------------------------------
@@ -147,10 +156,17 @@ class CallCapture:
         ]
 
     def _read_leaves(self) -> None:
+        """Each leaf's value and `.grad` before the call, summarised in one batch."""
+        found: list[torch.Tensor | None] = []
         for i in self.leaves:
             var = self.nodes[i].variable
-            self.leaf_values[i] = summarize(var)
-            self.grads_before[i] = None if var.grad is None else summarize(var.grad)
+            found += (var, var.grad)
+        summaries = summarize_many(found)
+        for j, i in enumerate(self.leaves):
+            value = summaries[2 * j]
+            if value is not None:
+                self.leaf_values[i] = value
+            self.grads_before[i] = summaries[2 * j + 1]
 
     def _read_saved(self) -> None:
         leaf_ids = {id(self.nodes[i].variable): i for i in self.leaves}
@@ -161,14 +177,18 @@ class CallCapture:
                 # Reading them would run the region's recomputation now, an extra time.
                 self.saved[i] = tuple(_recomputed(a) for a in attrs)
             elif attrs:
-                self.saved[i] = tuple(self._read_one(node, a, leaf_ids) for a in attrs)
+                self.saved[i] = tuple(
+                    self._read_one(node, a, leaf_ids, (i, j)) for j, a in enumerate(attrs)
+                )
             elif (found := saved_tensors(node)) is not None:
                 self.saved[i] = tuple(
-                    self._saved_tensor(f"saved_tensors[{k}]", t, leaf_ids)
+                    self._saved_tensor(f"saved_tensors[{k}]", t, leaf_ids, (i, k))
                     for k, t in enumerate(found)
                 )
 
-    def _read_one(self, node: Any, attr: str, leaf_ids: dict[int, int]) -> Saved:
+    def _read_one(
+        self, node: Any, attr: str, leaf_ids: dict[int, int], slot: tuple[int, int]
+    ) -> Saved:
         name = attr.removeprefix("_saved_")
         try:
             value = getattr(node, attr)
@@ -176,7 +196,7 @@ class CallCapture:
             stale = "modified by an inplace operation" in str(exc)
             return Saved(name, "tensor", text=_first_line(exc), state="stale" if stale else "freed")
         if isinstance(value, torch.Tensor):
-            return self._saved_tensor(name, value, leaf_ids)
+            return self._saved_tensor(name, value, leaf_ids, slot)
         if value is None:
             return Saved(name, "value", text="None", state="none")
         if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
@@ -184,16 +204,27 @@ class CallCapture:
             return Saved(name, "tensor", text=f"{len(value)} tensors: {shapes}")
         return Saved(name, "value", text=_short(value))
 
-    def _saved_tensor(self, name: str, t: torch.Tensor, leaf_ids: dict[int, int]) -> Saved:
+    def _saved_tensor(
+        self, name: str, t: torch.Tensor, leaf_ids: dict[int, int], slot: tuple[int, int]
+    ) -> Saved:
         ref: int | None = None
-        if t.grad_fn is not None and id(t.grad_fn) in self.index:
-            ref = self.index[id(t.grad_fn)]
-            self.saved_values.setdefault((ref, t.output_nr), summarize(t))
+        node = t.grad_fn
+        if node is not None and id(node) in self.index:
+            ref = self.index[id(node)]
+            key = (ref, t.output_nr)
+            record = op_record(node)
+            known = record is not None and t.output_nr in record.outputs  # `_value` reads that
+            if not known and key not in self.saved_values:
+                self.saved_values[key] = self._keep(("s", key), t)
             return Saved(name, "tensor", node=ref, text=f"output {t.output_nr} of #{ref}")
         ref = leaf_ids.get(id(t))
         if ref is not None:
             return Saved(name, "tensor", node=ref, text=f"leaf #{ref}")
-        return Saved(name, "tensor", summary=summarize(t))
+        summary = self._keep(("l", slot), t)
+        if isinstance(summary, torch.Tensor):  # summarised in `_settle`, into `self.saved`
+            self.loose[slot] = summary
+            return Saved(name, "tensor")
+        return Saved(name, "tensor", summary=summary)
 
     # -- during the call ---------------------------------------------------------------------
     def attach(self) -> None:
@@ -245,27 +276,104 @@ class CallCapture:
         return hook
 
     def _leaf_pre_hook(self, i: int) -> Any:
-        """A leaf's gradient, summarised at once: `AccumulateGrad` may make this very tensor the
-        leaf's `.grad`, which the user's own hooks (an optimizer step in backward) can change."""
+        """A leaf's gradient, kept and summarised with the others when the call returns. Holding
+        it makes `AccumulateGrad` copy it into `.grad` rather than take this very tensor, which
+        the user's own hooks (an optimizer step in backward) could then change."""
 
         def hook(grad_outputs: tuple[torch.Tensor | None, ...]) -> None:
             self.order.append(i)
-            self.node_grads[i] = tuple(None if g is None else summarize(g) for g in grad_outputs)
+            self._leaf_pending.append((i, tuple(grad_outputs)))
 
         return hook
 
     def _summarize(self) -> None:
+        """Summarise the gradients the pre-hooks kept; large ones wait for `build` when the
+        capture defers (most calls of a loop are never drawn)."""
         pending, self._pending = self._pending, []
         flat = [g for _, grads in pending for g in grads]
-        summaries = iter(summarize_many(flat))
+        now: list[torch.Tensor | None] = flat
+        if self.deferred is not None:
+            now = [None if g is None or deferrable(g) else g for g in flat]
+        summaries = iter(summarize_many(now))
+        kept = iter(flat)
+        for i, grads in pending:
+            found: list[TensorSummary | torch.Tensor | None] = []
+            for k in range(len(grads)):
+                s, g = next(summaries), next(kept)
+                found.append(s if s is not None or g is None else self._keep(("g", i, k), g))
+            self.node_grads[i] = tuple(found)  # type: ignore[arg-type]
+
+    def _summarize_leaves(self) -> None:
+        pending, self._leaf_pending = self._leaf_pending, []
+        summaries = iter(summarize_many([g for _, grads in pending for g in grads]))
         for i, grads in pending:
             self.node_grads[i] = tuple(next(summaries) for _ in grads)
+
+    def _keep(self, tag: Any, t: torch.Tensor) -> TensorSummary | torch.Tensor:
+        """`t` itself, to be summarised in `build` (see `capture._deferred`), or its summary now."""
+        if self.deferred is None or not deferrable(t):
+            return summarize(t)
+        kept = t.detach()
+        return kept if self.deferred.hold(self, tag, kept) else summarize(t)
+
+    def raw(self, tag: Any) -> torch.Tensor | None:
+        """The tensor kept under `tag` (the `capture._deferred` holder protocol), if any."""
+        kind, *key = tag
+        if kind == "g":
+            grads = self.node_grads.get(key[0], ())
+            value: Any = grads[key[1]] if key[1] < len(grads) else None
+        elif kind == "e":
+            value = self.edge_grads.get(tuple(key))  # type: ignore[arg-type]
+        elif kind == "l":
+            value = self.loose.get(key[0])
+        else:
+            value = self.saved_values.get(key[0])
+        return value if isinstance(value, torch.Tensor) else None
+
+    def put(self, tag: Any, value: Any) -> None:
+        kind, *key = tag
+        if kind == "g":
+            grads = list(self.node_grads[key[0]])
+            grads[key[1]] = value
+            self.node_grads[key[0]] = tuple(grads)
+        elif kind == "e":
+            self.edge_grads[tuple(key)] = value  # type: ignore[index]
+        elif kind == "l":
+            if isinstance(value, torch.Tensor):
+                self.loose[key[0]] = value
+            else:
+                self.loose.pop(key[0], None)
+                i, j = key[0]
+                saved = list(self.saved[i])
+                saved[j] = replace(saved[j], summary=value)
+                self.saved[i] = tuple(saved)
+        else:
+            self.saved_values[key[0]] = value
+
+    def _settle(self) -> None:
+        """Summarise, in one batch, every value still kept as a tensor: the call's gradients,
+        saved outputs, and the forward outputs of its nodes."""
+        tags: list[tuple[Any, Any]] = []
+        for i, grads in self.node_grads.items():
+            tags += [(self, ("g", i, k)) for k, g in enumerate(grads) if _is_tensor(g)]
+        tags += [(self, ("e", *key)) for key, g in self.edge_grads.items() if _is_tensor(g)]
+        tags += [(self, ("s", key)) for key, v in self.saved_values.items() if _is_tensor(v)]
+        tags += [(self, ("l", key)) for key in self.loose]
+        for node in self.nodes:
+            record = op_record(node)
+            if record is not None:
+                tags += [(record, k) for k, v in record.outputs.items() if _is_tensor(v)]
+        if not tags:
+            return
+        values = [holder.raw(tag) for holder, tag in tags]
+        for (holder, tag), s in zip(tags, summarize_many(values)):
+            holder.put(tag, s)
 
     def _post_hook(self, i: int, wanted: list[tuple[int, bool]]) -> Any:
         def hook(grad_inputs: tuple[torch.Tensor | None, ...], grad_outputs: Any) -> None:
             for k, leaf in wanted:
                 g = grad_inputs[k] if k < len(grad_inputs) else None
-                self.edge_grads[(i, k)] = None if g is None else summarize(g)
+                self.edge_grads[(i, k)] = None if g is None else self._keep(("e", i, k), g)
                 if leaf and g is not None:
                     self.leaf_edge_raw[(i, k)] = g.detach()
 
@@ -278,6 +386,7 @@ class CallCapture:
                 h.remove()
             self.handles = []
             self._summarize()
+            self._summarize_leaves()
         finally:
             if self._gc is not None:
                 self._gc.close()
@@ -287,6 +396,7 @@ class CallCapture:
     def build(self) -> Graph:
         """The frozen graph; afterwards this capture holds no autograd node."""
         with gc_paused(len(self.nodes) > BIG_GRAPH):
+            self._settle()
             self._order_of = [None] * len(self.nodes)
             for pos, n in enumerate(self.order):
                 self._order_of[n] = pos + 1
@@ -336,12 +446,55 @@ class CallCapture:
             root_name=next(iter(graph.nodes[graph.root].names), None),
         )
 
+    def light_info(self) -> CallInfo:
+        """`info(build())` without building the graph: what `gradviz steps` and the checks across
+        calls read of every call, for the calls whose graph is not kept."""
+        self._leaf_raw = self._raw_by_leaf()
+        leaves = []
+        for i in self.leaves:
+            names = self.names.for_leaf(self.nodes[i].variable)
+            label = names[0] if names else "leaf"
+            value = self.leaf_values.get(i)
+            leaves.append(LeafStep(label, value, self._leaf_grad(i), self.grads_before.get(i)))
+        root = self.index[id(self.roots[0][0])]
+        node = self.nodes[root]
+        if is_leaf_node(node):
+            root_value = self.leaf_values.get(root)
+            root_names = self.names.for_leaf(node.variable)
+        else:
+            root_value = self._value(root, 0, op_record(node))
+            n_out = len(self.node_grads.get(root, ())) or max(_num_outputs(node), 1)
+            root_names = self._output_names(node, n_out)
+        return CallInfo(
+            number=self.number or 0,
+            kind="autograd.grad" if self.kind == "autograd.grad" else "backward",
+            file=display_path(self.where[0]),
+            line=self.where[1],
+            root_value=root_value,
+            leaves=tuple(leaves),
+            nodes=len(self.nodes),
+            edges=sum(1 for srcs in self.sources for src in srcs if src is not None),
+            error=self.error,
+            root_name=next(iter(root_names), None),
+        )
+
+    def _output_names(self, node: Any, n_out: int) -> tuple[str, ...]:
+        names = self.names.for_output(node, 0)
+        if n_out > 1:
+            found = list(names)
+            for k in range(1, n_out):
+                found.extend(x for x in self.names.for_output(node, k) if x not in found)
+            names = tuple(found)
+        return names
+
     def release(self) -> None:
         self.nodes, self.nexts, self.roots = [], [], []
         self.index = {}
         self.leaf_edge_raw = {}
         self._leaf_raw = {}
         self._pending = []
+        self._leaf_pending = []
+        self.node_grads, self.edge_grads, self.saved_values, self.loose = {}, {}, {}, {}
 
     def _node(self, i: int, node: Any) -> Node:
         if is_leaf_node(node):
@@ -353,12 +506,7 @@ class CallCapture:
         outputs = tuple(
             [Output(self._value(i, k, record), self._grad(grads, k)) for k in range(n_out)]
         )
-        names = self.names.for_output(node, 0)
-        if n_out > 1:
-            found = list(names)
-            for k in range(1, n_out):
-                found.extend(x for x in self.names.for_output(node, k) if x not in found)
-            names = tuple(found)
+        names = self._output_names(node, n_out)
         shape, dtype = _shape_dtype(node, outputs[0])
         head = outputs[0]
         if record is None:
@@ -405,8 +553,9 @@ class CallCapture:
 
     def _value(self, i: int, k: int, record: OpRecord | None) -> TensorSummary | None:
         if record is not None and k in record.outputs:
-            return record.outputs[k]
-        return self.saved_values.get((i, k))
+            return record.value(k)
+        value = self.saved_values.get((i, k))
+        return summarize(value) if isinstance(value, torch.Tensor) else value
 
     def _leaf(self, i: int, node: Any) -> Node:
         var = node.variable
@@ -469,7 +618,7 @@ class CallCapture:
 
     def _edges(self, nodes: tuple[Node, ...]) -> list[Edge]:
         edges = []
-        edge_grads = self.edge_grads
+        edge_grads = cast("dict[tuple[int, int], TensorSummary | None]", self.edge_grads)  # settled
         for dst, (children, srcs) in enumerate(zip(self.nexts, self.sources)):
             for k, ((_, nr), src) in enumerate(zip(children, srcs)):
                 if src is None:
@@ -521,6 +670,10 @@ def _shape_dtype(node: Any, out0: Output) -> tuple[tuple[int, ...] | None, str |
         except (AttributeError, TypeError, RuntimeError):
             pass
     return None, None
+
+
+def _is_tensor(value: Any) -> bool:
+    return isinstance(value, torch.Tensor)
 
 
 def _recomputed(attr: str) -> Saved:

@@ -66,9 +66,8 @@ def _attach(mode: ForwardRecorder, out: Any, args: tuple[Any, ...]) -> None:
         if existing is record and mode.values and t.output_nr not in record.outputs:
             mode.paused += 1
             try:
-                from .summary import summarize
-
-                record.outputs[t.output_nr] = summarize(t)
+                with mode.off():
+                    mode.keep_value(record, t.output_nr, t)
             finally:
                 mode.paused -= 1
 

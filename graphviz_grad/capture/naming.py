@@ -95,6 +95,15 @@ class Names:
         for ns in namespaces:
             self.scan(ns)
 
+    def scan_once(self, namespaces: Iterable[Mapping[str, Any]]) -> None:
+        """`scan` each namespace in order, the same one once (a script's top-level frame has
+        the same dict for its locals, its globals and its namespace)."""
+        seen: set[int] = set()
+        for ns in namespaces:
+            if id(ns) not in seen:
+                seen.add(id(ns))
+                self.scan(ns)
+
     def _add(self, name: str, t: torch.Tensor) -> None:
         self._keep.append(t)
         node = t.grad_fn

@@ -55,6 +55,9 @@ class Recorder:
         #: Backward calls made after recording stopped (`stop_after`): counted, not recorded.
         self.unobserved = 0
         self.graphs: dict[int, Graph] = {}
+        #: Calls that may still be shown (`keep=-N`), built only once no later call replaced
+        #: them: a loop's every call would otherwise be built and dropped (`_build_later`).
+        self._later: list[CallCapture] = []
         self.namespaces = list(namespaces)
         self._keep = keep
         self._modules = ModuleStack()
@@ -130,6 +133,8 @@ class Recorder:
         try:
             self._mode.flush()
             self._mode.__exit__(None, None, None)
+            self._build_later()
+            self._mode.deferred.settle_all()  # nothing watches the writes any more
         finally:
             self._modules.remove()
             self._functions.remove()
@@ -219,12 +224,17 @@ class Recorder:
         for node, _ in roots:
             node.metadata.setdefault("gradviz_calls", []).append(number)
         names = Names()
-        if frame is not None:
-            names.scan(frame.f_locals)
-            names.scan(frame.f_globals)
-        names.scan_all(self.namespaces)
+        frames = [frame.f_locals, frame.f_globals] if frame is not None else []
+        names.scan_once([*frames, *self.namespaces])
         where = (frame.f_code.co_filename, frame.f_lineno) if frame is not None else (None, None)
-        capture = CallCapture(roots, names, number=number, kind=kind, where=where)  # type: ignore[arg-type]
+        capture = CallCapture(
+            roots,
+            names,
+            number=number,
+            kind=kind,  # type: ignore[arg-type]
+            where=where,
+            deferred=self._mode.deferred if self._mode.values else None,
+        )
         capture.grad_scale = root_scale(roots)
         capture.dist = rank_and_world()
         if capture.dist is not None:
@@ -241,34 +251,67 @@ class Recorder:
 
     def _finish(self, capture: CallCapture) -> None:
         self._mode.paused += 1
+        later = False
         try:
             capture.detach()
+            number = capture.number or 0
+            decision = self._decide(capture)
             with self._mode.off():
-                graph = capture.build()
-            self.calls.append(capture.info(graph))
-            if self._keeps(capture.number or 0):
-                self.graphs[capture.number or 0] = graph
+                if decision == "now":
+                    graph = capture.build()
+                    self.calls.append(capture.info(graph))
+                    self.graphs[number] = graph
+                else:
+                    self.calls.append(capture.light_info())
+            if decision == "later":
+                self._later.append(capture)
+                later = True
             self._prune()
-            self.watch.after_call(capture, self.graphs)
+            kept = {*self.graphs, *(c.number or 0 for c in self._later)}
+            self.watch.after_call(capture, kept)
         finally:
-            capture.release()
+            if not later:
+                capture.release()
             self._active = None
             self._mode.paused -= 1
 
-    def _keeps(self, number: int) -> bool:
-        keep = self._keep
-        if keep == "all" or (isinstance(keep, int) and keep < 0):
-            return True
+    def _decide(self, capture: CallCapture) -> str:
+        """Whether a call's graph is built now, later (it stays the last one), or never."""
+        keep, number = self._keep, capture.number or 0
+        if isinstance(keep, int) and keep < 0:
+            # DDP's all-reduced gradients are read right after the call
+            return "now" if capture.dist is not None else "later"
+        if keep == "all":
+            return "now"
         if isinstance(keep, int):
-            return number == keep
+            return "now" if number == keep else "no"
         if callable(keep):
-            return bool(keep(number))
-        return True
+            return "now" if keep(number) else "no"
+        return "now"
 
     def _prune(self) -> None:
-        if isinstance(self._keep, int) and self._keep < 0:
-            for n in sorted(self.graphs)[: max(0, len(self.graphs) + self._keep)]:
-                del self.graphs[n]
+        """With `keep=-N`, only the last N calls stay (built or waiting to be)."""
+        if not (isinstance(self._keep, int) and self._keep < 0):
+            return
+        numbers = sorted([*self.graphs, *(c.number or 0 for c in self._later)])
+        dropped = set(numbers[: max(0, len(numbers) + self._keep)])
+        for n in dropped & self.graphs.keys():
+            del self.graphs[n]
+        for capture in [c for c in self._later if (c.number or 0) in dropped]:
+            self._later.remove(capture)
+            capture.release()
+
+    def _build_later(self) -> None:
+        """Build the graphs of the calls that stayed the last ones."""
+        later, self._later = self._later, []
+        self._mode.paused += 1
+        try:
+            with self._mode.off():
+                for capture in later:
+                    self.graphs[capture.number or 0] = capture.build()
+                    capture.release()
+        finally:
+            self._mode.paused -= 1
 
     # -- results -----------------------------------------------------------------------------
     def graph(self, call: int = -1) -> Graph:
@@ -285,6 +328,7 @@ class Recorder:
                 f"There is no backward call {call}: the code made {total}.",
                 hint=f"Pick a call from 1 to {total}, or -1 for the last one.",
             )
+        self._build_later()
         if number not in self.graphs:
             raise CallError(
                 f"Backward call {number} was not kept while recording.",

@@ -24,6 +24,10 @@ _PLAIN_DTYPES = frozenset(
 )
 
 
+#: Tensor classes read directly (a subclass may override what reading it means).
+_PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
@@ -159,11 +163,15 @@ def summarize_many(tensors: Sequence[torch.Tensor | None]) -> list[TensorSummary
     """
     out: list[TensorSummary | None] = [None] * len(tensors)
     groups: dict[tuple[Any, ...], list[int]] = {}
+    large: dict[tuple[Any, ...], list[int]] = {}
     for k, t in enumerate(tensors):
         if t is None:
             continue
         if not _plain_small(t):
-            out[k] = summarize(t)
+            if _plain_large(t):
+                large.setdefault((t.device, t.dtype), []).append(k)
+            else:
+                out[k] = summarize(t)
         elif t.device.type == "cpu":
             out[k] = _small(t.tolist(), tuple(t.shape), dtype_name(t.dtype), t.numel())
         else:
@@ -174,7 +182,49 @@ def summarize_many(tensors: Sequence[torch.Tensor | None]) -> list[TensorSummary
         for j, (k, t) in enumerate(zip(ks, group)):
             name = dtype_name(dtype)
             out[k] = summarize(t) if rows is None else _small(rows[j], shape, name, t.numel())
+    for ks in large.values():
+        for k, found in zip(ks, _large_many([t for k in ks if (t := tensors[k]) is not None])):
+            out[k] = found
     return out
+
+
+def _plain_large(t: torch.Tensor) -> bool:
+    return (
+        type(t) in _PLAIN_TYPES
+        and t.layout == torch.strided
+        and t.dtype in (torch.float32, torch.float64)
+        and t.numel() > DATA_LIMIT
+        and t.device.type != "meta"
+    )
+
+
+def _large_many(group: list[torch.Tensor]) -> list[TensorSummary]:
+    """`_large` of same-dtype tensors on one device, with the same reductions (so the same
+    numbers, bit for bit) but one copy to the host for all of them."""
+    with torch.no_grad():
+        sums: list[torch.Tensor] = []
+        extremes: list[torch.Tensor] = []
+        norms: list[torch.Tensor] = []
+        for t in group:
+            t = t.detach()
+            sums.append(t.sum(dtype=torch.float64))
+            extremes.extend(torch.aminmax(t))
+            norms.append(torch.linalg.vector_norm(t, dtype=torch.float64))
+        totals = torch.stack(sums).tolist()
+        lo_hi = torch.stack(extremes).tolist()
+        norm_values = torch.stack(norms).tolist()
+    found = []
+    for j, t in enumerate(group):
+        shape, numel, total = tuple(int(d) for d in t.shape), t.numel(), totals[j]
+        if not math.isfinite(total):
+            found.append(summarize(t))
+            continue
+        lo, hi = lo_hi[2 * j], lo_hi[2 * j + 1]
+        summary = TensorSummary(
+            shape, dtype_name(t.dtype), numel, None, lo, hi, total / numel, norm_values[j]
+        )
+        found.append(summary)
+    return found
 
 
 def _stacked(group: list[torch.Tensor]) -> list[Any] | None:
@@ -190,7 +240,7 @@ def _stacked(group: list[torch.Tensor]) -> list[Any] | None:
 def _plain_small(t: torch.Tensor) -> bool:
     """A plain strided real tensor with data, small enough to keep in full."""
     return (
-        type(t) is torch.Tensor
+        type(t) in _PLAIN_TYPES
         and t.layout == torch.strided
         and 0 < t.numel() <= DATA_LIMIT
         and t.dtype in _PLAIN_DTYPES

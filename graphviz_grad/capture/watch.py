@@ -26,7 +26,7 @@ import sys
 import warnings
 import weakref
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -334,7 +334,7 @@ class Watch:
         create = kwargs.get("create_graph", args[at + 1] if len(args) > at + 1 else False)
         self._retain = bool(create) if retain is None else bool(retain)
 
-    def after_call(self, capture: Any, kept: Mapping[int, Any]) -> None:
+    def after_call(self, capture: Any, kept: Collection[int]) -> None:
         """Read what the checks need from a finished call, while its nodes are still held."""
         number = capture.number or 0
         if number in kept:

@@ -1,0 +1,155 @@
+"""Values summarised late (`capture._deferred`) are the values summarised at once, bit for bit:
+the graph of the last call built when no later call came equals the graph built at the call, and
+in-place writes after an op (the optimizer's update, `add_`, `out=`) do not leak into it."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import weakref
+from pathlib import Path
+
+import pytest
+import torch
+
+from graphviz_grad.capture import Recorder, load_source
+from graphviz_grad.capture._deferred import Deferred
+from graphviz_grad.capture.summary import summarize, summarize_many
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SCRIPTS = sorted(p.name for p in SAMPLES.glob("*.py") if p.name != "linear_nobackward.py")
+
+
+def _run(script: Path, **kwargs: object) -> Recorder:
+    path, code = load_source(script)
+    ns: dict = {"__name__": "__main__", "__file__": str(path)}
+    argv, sys.argv = sys.argv, [str(path)]
+    try:
+        with Recorder(namespaces=[ns], **kwargs) as rec:  # type: ignore[arg-type]
+            exec(code, ns)
+    finally:
+        sys.argv = argv
+    return rec
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_the_last_graph_built_late_equals_the_graph_built_at_its_call(script: str) -> None:
+    late = _run(SAMPLES / script, keep=-1)
+    now = _run(SAMPLES / script, keep="all")
+    assert late.calls == now.calls, "light per-call records equal those of built graphs"
+    if now.calls:
+        assert late.graph(-1) == now.graph(-1)
+
+
+def _mlp_steps(steps: int, *, write_after: bool = False) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 4))
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    x = torch.randn(16, 8)
+    for _ in range(steps):
+        opt.zero_grad()
+        h = model(x)
+        loss = (h**2).mean()
+        loss.backward()
+        opt.step()  # writes every parameter in place after the call
+        if write_after:
+            h.data.mul_(3.0)  # and an op output, through `.data`
+            torch.add(h.detach(), 1.0, out=h.data)
+
+
+@pytest.mark.parametrize("write_after", [False, True])
+def test_in_place_writes_after_the_call_do_not_change_the_values_shown(write_after: bool) -> None:
+    with Recorder(keep=-1) as late:
+        _mlp_steps(3, write_after=write_after)
+    with Recorder(keep="all") as now:
+        _mlp_steps(3, write_after=write_after)
+    assert late.graph(-1) == now.graph(3)
+
+
+def test_the_guard_is_what_keeps_those_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the write guard the same run shows the values after the writes: the test above
+    does exercise it."""
+    with Recorder(keep="all") as now:
+        _mlp_steps(3, write_after=True)
+    monkeypatch.setattr(Deferred, "written", lambda self, tensors: None)
+    with Recorder(keep=-1) as late:
+        _mlp_steps(3, write_after=True)
+    assert late.graph(-1) != now.graph(3)
+
+
+def test_a_write_to_an_op_output_before_backward_is_not_seen_either() -> None:
+    def run() -> None:
+        w = torch.randn(40, requires_grad=True)
+        y = w * 2
+        z = y.sum()
+        y.data.add_(100.0)  # the value drawn is the one `z` was computed from
+        z.backward()
+
+    with Recorder(keep=-1) as late:
+        torch.manual_seed(1)
+        run()
+    with Recorder(keep="all") as now:
+        torch.manual_seed(1)
+        run()
+    assert late.graph(-1) == now.graph(-1)
+    mul = next(n for n in late.graph(-1).nodes if n.op == "MulBackward0")
+    assert mul.value is not None and mul.value.max is not None and mul.value.max < 50
+
+
+def test_large_gradients_are_summarised_late_to_the_same_values() -> None:
+    def run() -> None:
+        torch.manual_seed(2)
+        w = torch.randn(64, 64, requires_grad=True)
+        for _ in range(3):
+            loss = (w @ w).tanh().sum()
+            loss.backward()
+            with torch.no_grad():
+                w -= 0.01 * w.grad
+                w.grad.zero_()
+
+    with Recorder(keep=-1) as late:
+        run()
+    with Recorder(keep="all") as now:
+        run()
+    assert late.graph(-1) == now.graph(3)
+    assert late.calls == now.calls
+
+
+def test_summarize_many_equals_summarize_bit_for_bit() -> None:
+    torch.manual_seed(0)
+    tensors = [
+        torch.randn(100, 37) * 3,
+        torch.randn(50, dtype=torch.float64),
+        torch.randn(3, 300)[:, ::2],
+        torch.tensor([1.0] * 20 + [float("nan")]),
+        torch.tensor([1.0] * 20 + [float("inf")]),
+        torch.randn(20).half(),
+        torch.arange(30),
+        torch.nn.Parameter(torch.randn(17)),
+        torch.randn(4),
+        None,
+    ]
+    assert summarize_many(tensors) == [None if t is None else summarize(t) for t in tensors]
+
+
+def test_the_index_holds_its_holders_weakly() -> None:
+    class Holder:
+        def __init__(self, t: torch.Tensor) -> None:
+            self.t: torch.Tensor | None = t
+
+        def raw(self, tag: object) -> torch.Tensor | None:
+            return self.t
+
+        def put(self, tag: object, value: object) -> None:
+            self.t = value if isinstance(value, torch.Tensor) else None
+
+    index = Deferred()
+    t = torch.randn(100)
+    holder = Holder(t)
+    index.hold(holder, 0, t)
+    ref = weakref.ref(holder)
+    index.written([t])  # the holder now keeps a private copy
+    assert holder.t is not t and torch.equal(holder.t, t)  # type: ignore[arg-type]
+    del holder
+    gc.collect()
+    assert ref() is None
