@@ -39,13 +39,17 @@ class Holder(Protocol):
 def deferrable(t: torch.Tensor) -> bool:
     """A plain strided real tensor whose summary is worth putting off (not a few numbers that
     `summarize` keeps in full at once, not a tensor subclass whose storage we cannot index)."""
+    if t.is_cpu and t.numel() <= DATA_LIMIT:
+        return False
     return (
-        (type(t) is torch.Tensor or type(t) is torch.nn.Parameter)
+        type(t) in _PLAIN_TYPES
         and t.layout == torch.strided
         and not t.is_complex()
-        and (t.numel() > DATA_LIMIT or t.device.type != "cpu")
         and t.device.type != "meta"
     )
+
+
+_PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
 
 
 def storage_key(t: torch.Tensor) -> int | None:

@@ -27,7 +27,7 @@ from ._deferred import Deferred, deferrable
 from .checkpoint import in_checkpoint
 from .compiled import compiling
 from .naming import is_compile_wrapper, is_wrapper, unwrap
-from .summary import DATA_LIMIT, dtype_name, summarize
+from .summary import DATA_LIMIT, dtype_name, summarize, summarize_small
 
 META_KEY = "gradviz"
 
@@ -264,7 +264,7 @@ def _constants(
         if isinstance(a, torch.Tensor):
             if a.requires_grad:
                 continue
-            found.append((i, summarize(a) if a.numel() <= DATA_LIMIT else _shape_only(a)))
+            found.append((i, summarize_small(a) if a.numel() <= DATA_LIMIT else _shape_only(a)))
             if i in positions:
                 operands.append((i, weakref.ref(a)))
         elif isinstance(a, (int, float)) and not isinstance(a, bool):
@@ -278,11 +278,37 @@ def _shape_only(t: torch.Tensor) -> TensorSummary:
     return TensorSummary(tuple(int(d) for d in t.shape), dtype_name(t.dtype), t.numel())
 
 
+_numbers: dict[tuple[type, float], TensorSummary] = {}
+
+
 def _number(x: float) -> TensorSummary:
+    """The summary of a Python number argument; the same number shares one (a loop passes the
+    same constants to every step: `y * 1.0001 + 0.1`)."""
+    key = (type(x), x)
+    shared = x and x == x  # 0.0 == -0.0 and nan != nan: those are never shared
+    found = _numbers.get(key) if shared else None
+    if found is None:
+        found = _number_summary(x)
+        if shared and len(_numbers) < 4096:
+            _numbers[key] = found
+    return found
+
+
+def _number_summary(x: float) -> TensorSummary:
     kind = "int64" if isinstance(x, int) else "float64"
     if math.isfinite(x):
         return TensorSummary((), kind, 1, x, min=x, max=x, mean=x, norm=abs(x))
     return TensorSummary((), kind, 1, x, nan=int(math.isnan(x)), inf=int(math.isinf(x)))
+
+
+_aten_names: dict[Any, str] = {}
+
+
+def aten_name(func: Any) -> str:
+    name = _aten_names.get(func)
+    if name is None:
+        name = _aten_names[func] = str(func)
+    return name
 
 
 class ForwardRecorder(TorchDispatchMode):
@@ -377,7 +403,7 @@ class ForwardRecorder(TorchDispatchMode):
         is built; a view of a leaf is copied now (a parameter may be updated in place where the
         dispatch mode does not see it, in a hook during backward)."""
         if not deferrable(t):
-            record.outputs[k] = summarize(t)
+            record.outputs[k] = summarize_small(t)
             return
         base = t._base
         if base is not None and base.grad_fn is None:  # a private copy: nothing writes to it
@@ -418,7 +444,7 @@ class ForwardRecorder(TorchDispatchMode):
         constants, operands = _constants(func, args) if self.values else ((), ())
         return OpRecord(
             seq=self.seq,
-            aten=None if func is None else str(func),
+            aten=None if func is None else aten_name(func),
             outputs={},
             module_path=path,
             module_root=root,

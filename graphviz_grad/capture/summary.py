@@ -28,8 +28,21 @@ _PLAIN_DTYPES = frozenset(
 _PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
 
 
+_dtype_names: dict[torch.dtype, str] = {}
+
+
 def dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
+    name = _dtype_names.get(dtype)
+    if name is None:
+        name = _dtype_names[dtype] = str(dtype).removeprefix("torch.")
+    return name
+
+
+def summarize_small(t: torch.Tensor) -> TensorSummary:
+    """`summarize(t)`, on a short path for a few numbers on the CPU (a chain's scalars)."""
+    if t.is_cpu and _plain_small(t):
+        return _small(t.tolist(), tuple(t.shape), dtype_name(t.dtype), t.numel())
+    return summarize(t)
 
 
 def summarize(t: torch.Tensor, limit: int = DATA_LIMIT) -> TensorSummary:
