@@ -14,7 +14,6 @@ import math
 import os
 import sys
 import weakref
-from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -338,17 +337,14 @@ class ForwardRecorder(TorchDispatchMode):
         # user's compiled functions are compiled as without gradviz (`capture.compiled`).
         return True
 
-    @contextlib.contextmanager
-    def off(self) -> Iterator[None]:
+    def off(self) -> contextlib.AbstractContextManager[Any]:
         """Take this mode off the dispatch stack while gradviz reads tensors or the user's
         backward runs (no recording happens then), so those ops skip `__torch_dispatch__`."""
         from torch.utils._python_dispatch import _get_current_dispatch_mode, _pop_mode_temporarily
 
         if _get_current_dispatch_mode() is not self:
-            yield
-            return
-        with _pop_mode_temporarily():
-            yield
+            return contextlib.nullcontext()
+        return _pop_mode_temporarily()
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if self.pending:

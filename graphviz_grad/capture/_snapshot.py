@@ -33,7 +33,7 @@ from ._deferred import Deferred, deferrable
 from ._forward import OpRecord, op_record
 from .functions import saved_tensors
 from .naming import Names
-from .summary import dtype_name, summarize, summarize_many
+from .summary import dtype_name, summarize, summarize_many, summarize_small
 
 #: Above this many nodes, saved tensors are listed by name only (reading them all is slow).
 SAVED_LIMIT = 20_000
@@ -91,6 +91,9 @@ class CallCapture:
         #: Where large values wait to be summarised (with the forward recorder's outputs) until
         #: the graph is built, if it ever is (`capture._deferred`); None: summarise them at once.
         self.deferred = deferred
+        #: Every leaf's `AccumulateGrad` runs in this call (a `backward` without `inputs=`), so
+        #: a leaf's one incoming gradient is seen by its pre-hook and needs no hook of its own.
+        self.leaves_run = False
         self.names = names
         self.number = number
         self.kind = kind
@@ -245,23 +248,35 @@ class CallCapture:
                     key = (src, nr)
                     consumers[key] = consumers.get(key, 0) + 1
         leaf_kinds = set(self.leaves)
+        plain = self._plain_leaves() if self.leaves_run else set()
         for i, node in enumerate(self.nodes):
             hook = self._leaf_pre_hook(i) if i in leaf_kinds else self._pre_hook(i)
             self.handles.append(node.register_prehook(hook))
-            wanted = self._edges_needing_grads(i, consumers, leaf_kinds)
+            wanted = self._edges_needing_grads(i, consumers, leaf_kinds, plain)
             if wanted:
                 self.handles.append(node.register_hook(self._post_hook(i, wanted)))
 
+    def _plain_leaves(self) -> set[int]:
+        """Leaves whose gradient reaches their `AccumulateGrad` as it left the consumer: no
+        tensor hook of the user's changes it on the way."""
+        return {i for i in self.leaves if not self.nodes[i].variable._backward_hooks}
+
     def _edges_needing_grads(
-        self, i: int, consumers: dict[tuple[int, int], int], leaves: set[int]
+        self,
+        i: int,
+        consumers: dict[tuple[int, int], int],
+        leaves: set[int],
+        plain: set[int],
     ) -> list[tuple[int, bool]]:
+        """The inputs of node `i` whose gradient differs from their source's own: a source
+        with several consumers, a leaf (unless its pre-hook sees that very gradient)."""
         wanted = []
         for k, ((_, nr), src) in enumerate(zip(self.nexts[i], self.sources[i])):
             if src is None:
                 continue
-            leaf = src in leaves
-            if leaf or consumers[(src, nr)] > 1:
-                wanted.append((k, leaf))
+            many = consumers[(src, nr)] > 1
+            if many or (src in leaves and src not in plain):
+                wanted.append((k, src in leaves))
         return wanted
 
     def _pre_hook(self, i: int) -> Any:
@@ -312,7 +327,7 @@ class CallCapture:
     def _keep(self, tag: Any, t: torch.Tensor) -> TensorSummary | torch.Tensor:
         """`t` itself, to be summarised in `build` (see `capture._deferred`), or its summary now."""
         if self.deferred is None or not deferrable(t):
-            return summarize(t)
+            return summarize_small(t)
         kept = t.detach()
         return kept if self.deferred.hold(self, tag, kept) else summarize(t)
 

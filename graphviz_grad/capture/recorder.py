@@ -17,7 +17,10 @@ from types import TracebackType
 from typing import Any
 
 import torch
-from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
 
 from ..errors import CallError, RootError
 from ..model import CallInfo, Graph
@@ -76,6 +79,7 @@ class Recorder:
         #: Optimizer steps taken so far (for the progress line on long runs).
         self.steps = 0
         self._step_hook: Any = None
+        self._step_pre_hook: Any = None
 
     @property
     def total_calls(self) -> int:
@@ -100,6 +104,7 @@ class Recorder:
         self._scalers.install()
         self.watch.install()
         self._step_hook = register_optimizer_step_post_hook(self._stepped)
+        self._step_pre_hook = register_optimizer_step_pre_hook(self.watch.step_starts)
         self._mode.__enter__()
         self._entered = True
         return self
@@ -119,6 +124,7 @@ class Recorder:
         finally:
             if self._step_hook is not None:
                 self._step_hook.remove()
+                self._step_pre_hook.remove()
                 self._step_hook = None
             if self._patched:
                 self._patched = False
@@ -144,6 +150,7 @@ class Recorder:
 
     def _stepped(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self.steps += 1
+        self.watch.step_where = None
 
     def status(self) -> str:
         """What the recording has seen so far, in a few words (the CLI's live progress line)."""
@@ -204,7 +211,7 @@ class Recorder:
         frame = USER_FRAMES.find(sys._getframe(2))
         number = len(self.calls) + 1
         self.watch.note_call(kind, args, kwargs)
-        capture = self._begin(roots, number, kind, frame)
+        capture = self._begin(roots, number, kind, frame, args, kwargs)
         create_graph = _create_graph(kind, args, kwargs)
         self._mode.paused += 0 if create_graph else 1
         try:
@@ -219,7 +226,13 @@ class Recorder:
             self._stop_if_done(number)
 
     def _begin(
-        self, roots: list[tuple[Any, int]], number: int, kind: str, frame: Any
+        self,
+        roots: list[tuple[Any, int]],
+        number: int,
+        kind: str,
+        frame: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> CallCapture:
         for node, _ in roots:
             node.metadata.setdefault("gradviz_calls", []).append(number)
@@ -235,6 +248,7 @@ class Recorder:
             where=where,
             deferred=self._mode.deferred if self._mode.values else None,
         )
+        capture.leaves_run = kind == "backward" and not _has_inputs(args, kwargs)
         capture.grad_scale = root_scale(roots)
         capture.dist = rank_and_world()
         if capture.dist is not None:
@@ -481,6 +495,14 @@ def _create_graph(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> b
         return bool(kwargs["create_graph"])
     position = 3 if kind == "backward" else 4
     return bool(args[position]) if len(args) > position else False
+
+
+def _has_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether a `backward` call names its `inputs` (only their accumulators run then)."""
+    inputs = kwargs.get("inputs", args[5] if len(args) > 5 else None)
+    if isinstance(inputs, torch.Tensor):
+        return True
+    return inputs is not None and len(inputs) > 0
 
 
 def _as_list(tensors: Any) -> list[Any]:

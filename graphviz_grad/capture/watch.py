@@ -180,6 +180,8 @@ class Watch:
         self.warnings: list[ScriptWarning] = []
         self._traced: list[tuple[Any, CallEvents]] = []
         self._retain = False
+        #: The user's line of the optimizer step running now, if any (`step_starts`).
+        self.step_where: tuple[str | None, int | None] | None = None
         self._handle: Any = None
         self._shown: Any = None
 
@@ -290,11 +292,17 @@ class Watch:
             if passed is not None:
                 _mark(out, passed)
 
+    def step_starts(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        """An optimizer's `step()` begins: its writes are all made at the user's line of that
+        call (found once here, not per write), unless the optimizer is the user's own code."""
+        if type(optimizer).__module__.startswith("torch."):
+            self.step_where = _where()
+
     def _write(self, func: Any, args: Any) -> None:
         t = args[0] if args else None
         if not isinstance(t, torch.Tensor) or t.is_inference():
             return
-        file, line = _where()
+        file, line = self.step_where or _where()
         owner = owner_name(t.grad_fn) if t.grad_fn is not None else None
         shape = tuple(int(d) for d in t.shape)
         self.inplace.append(InplaceWrite(str(func), file, line, owner, shape, t._version + 1))
