@@ -153,3 +153,27 @@ def test_the_index_holds_its_holders_weakly() -> None:
     del holder
     gc.collect()
     assert ref() is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_recording_a_forward_pass_on_cuda_never_waits_for_the_device() -> None:
+    """No op of the forward pass makes gradviz read a value back (a host sync); the values are
+    read once, in a batch, when the graph is built."""
+
+    def forward(device: str) -> torch.Tensor:
+        torch.manual_seed(0)
+        w = torch.randn(64, 64, device=device, requires_grad=True)
+        b = torch.randn(4, device=device, requires_grad=True)
+        h = (torch.randn(8, 64, device=device) @ w).relu()
+        return (h[:, :4] * b * torch.tensor(2.0, device=device) + 0.5).sum()
+
+    with Recorder(keep=-1) as late:
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            loss = forward("cuda")
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        loss.backward()
+    with Recorder(keep="all") as now:
+        forward("cuda").backward()
+    assert late.graph(-1) == now.graph(1)

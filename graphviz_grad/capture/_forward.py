@@ -53,7 +53,8 @@ class OpRecord:
     module_type: str | None
     file: str | None
     line: int | None
-    constants: tuple[tuple[int, TensorSummary], ...]
+    #: Inputs that need no gradient, by argument position (see `settled_constants`).
+    constants: tuple[tuple[int, TensorSummary | torch.Tensor], ...]
     scopes: tuple[tuple[tuple[str, ...], str, int], ...] = ()
     #: Argument positions of the constants that are operands (a tensor, a `Scalar` argument;
     #: not a dim or a flag), each with a weak reference to its tensor (None for a number), so the
@@ -65,12 +66,32 @@ class OpRecord:
     checkpointed: bool = False
 
     def raw(self, k: Any) -> torch.Tensor | None:
-        value = self.outputs.get(k)
+        """The tensor kept for output `k`, or for constant `("c", j)`, if not summarised yet."""
+        value = self.constants[k[1]][1] if isinstance(k, tuple) else self.outputs.get(k)
         return value if isinstance(value, torch.Tensor) else None
 
     def put(self, k: Any, value: TensorSummary | torch.Tensor | None) -> None:
-        if value is not None:
+        if value is None:
+            return
+        if isinstance(k, tuple):
+            found = list(self.constants)
+            found[k[1]] = (found[k[1]][0], value)
+            self.constants = tuple(found)
+        else:
             self.outputs[k] = value
+
+    def held(self) -> list[Any]:
+        """The tags of the values still kept as tensors (outputs and constants)."""
+        tags: list[Any] = [k for k, v in self.outputs.items() if isinstance(v, torch.Tensor)]
+        tags += [("c", j) for j, (_, v) in enumerate(self.constants) if isinstance(v, torch.Tensor)]
+        return tags
+
+    def settled_constants(self) -> tuple[tuple[int, TensorSummary], ...]:
+        """`constants`, each summarised (a small accelerator tensor is kept until now)."""
+        for j, (_, v) in enumerate(self.constants):
+            if isinstance(v, torch.Tensor):
+                self.put(("c", j), summarize(v))
+        return self.constants  # type: ignore[return-value]
 
     def value(self, k: int) -> TensorSummary | None:
         """The summary of output `k` (summarised now if it was still held as a tensor)."""
@@ -252,7 +273,7 @@ def operand_positions(func: Any) -> frozenset[int]:
 
 def _constants(
     func: Any, args: tuple[Any, ...]
-) -> tuple[tuple[tuple[int, TensorSummary], ...], tuple[tuple[int, Any], ...]]:
+) -> tuple[tuple[tuple[int, TensorSummary | torch.Tensor], ...], tuple[tuple[int, Any], ...]]:
     """Inputs that do not require grad (the `x` in `x * w`), by argument position, and which of
     them are operands; Python numbers too (`w * 2` reaches the dispatcher as `mul(w, 2)`).
     A large tensor is kept as its shape and dtype only: the recording path stays cheap."""
@@ -263,7 +284,7 @@ def _constants(
         if isinstance(a, torch.Tensor):
             if a.requires_grad:
                 continue
-            found.append((i, summarize_small(a) if a.numel() <= DATA_LIMIT else _shape_only(a)))
+            found.append((i, _constant(a)))
             if i in positions:
                 operands.append((i, weakref.ref(a)))
         elif isinstance(a, (int, float)) and not isinstance(a, bool):
@@ -271,6 +292,18 @@ def _constants(
             if i in positions:
                 operands.append((i, None))
     return tuple(found), tuple(operands)
+
+
+def _constant(t: torch.Tensor) -> TensorSummary | torch.Tensor:
+    """A constant input as it is now: a few numbers in full, a large tensor as its shape. A few
+    numbers off the CPU are copied on their device and summarised with the graph (reading them
+    now would wait for the device at every op)."""
+    if t.numel() > DATA_LIMIT:
+        return _shape_only(t)
+    if not t.is_cpu and deferrable(t):
+        with torch.no_grad():
+            return t.detach().clone()
+    return summarize_small(t)
 
 
 def _shape_only(t: torch.Tensor) -> TensorSummary:

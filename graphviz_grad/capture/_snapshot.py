@@ -377,7 +377,7 @@ class CallCapture:
         for node in self.nodes:
             record = op_record(node)
             if record is not None:
-                tags += [(record, k) for k, v in record.outputs.items() if _is_tensor(v)]
+                tags += [(record, k) for k in record.held()]
         if not tags:
             return
         values = [holder.raw(tag) for holder, tag in tags]
@@ -556,7 +556,7 @@ class CallCapture:
             line=record.line,
             order=self._order_of[i],
             aten=record.aten,
-            constants=record.constants,
+            constants=record.settled_constants(),
             operands=self._operands(record),
             scopes=scopes,
             checkpointed=record.checkpointed,
