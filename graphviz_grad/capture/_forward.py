@@ -41,7 +41,27 @@ _MODE_HOOKS = frozenset({"__torch_dispatch__", "__torch_function__"})
 
 @dataclass
 class OpRecord:
-    """What the forward pass knew about one autograd node (kept in `node.metadata`)."""
+    """What the forward pass knew about one autograd node (kept in `node.metadata`).
+
+    One per op of every forward pass while recording: slotted (a third of the memory of an
+    instance dict), weakly referenceable (`capture._deferred` indexes records weakly)."""
+
+    __slots__ = (
+        "seq",
+        "aten",
+        "outputs",
+        "module_path",
+        "module_root",
+        "module_type",
+        "file",
+        "line",
+        "constants",
+        "scopes",
+        "operands",
+        "cuts",
+        "checkpointed",
+        "__weakref__",
+    )
 
     seq: int
     aten: str | None  # None: adopted from a consumer (see `ForwardRecorder.adopt`)
@@ -55,15 +75,15 @@ class OpRecord:
     line: int | None
     #: Inputs that need no gradient, by argument position (see `settled_constants`).
     constants: tuple[tuple[int, TensorSummary | torch.Tensor], ...]
-    scopes: tuple[tuple[tuple[str, ...], str, int], ...] = ()
+    scopes: tuple[tuple[tuple[str, ...], str, int], ...]
     #: Argument positions of the constants that are operands (a tensor, a `Scalar` argument;
     #: not a dim or a flag), each with a weak reference to its tensor (None for a number), so the
     #: snapshot can name it after the variable that holds it.
-    operands: tuple[tuple[int, Any], ...] = ()
+    operands: tuple[tuple[int, Any], ...]
     #: Inputs that were cut from the graph (`capture.watch.Cut`), by argument position.
-    cuts: tuple[tuple[int, Any], ...] = ()
+    cuts: tuple[tuple[int, Any], ...]
     #: Made inside a non-reentrant checkpointed region (`capture.checkpoint`).
-    checkpointed: bool = False
+    checkpointed: bool
 
     def raw(self, k: Any) -> torch.Tensor | None:
         """The tensor kept for output `k`, or for constant `("c", j)`, if not summarised yet."""
@@ -280,10 +300,12 @@ def _constants(
     found = []
     operands: list[tuple[int, Any]] = []
     positions = operand_positions(func)
+    numbers_only = True
     for i, a in enumerate(args):
         if isinstance(a, torch.Tensor):
             if a.requires_grad:
                 continue
+            numbers_only = False
             found.append((i, _constant(a)))
             if i in positions:
                 operands.append((i, weakref.ref(a)))
@@ -291,7 +313,23 @@ def _constants(
             found.append((i, _number(a)))
             if i in positions:
                 operands.append((i, None))
+    if numbers_only:  # the same numbers at the same places share their tuples (a loop's steps)
+        return _shared(tuple(found)), _shared(tuple(operands))
     return tuple(found), tuple(operands)
+
+
+_tuples: dict[Any, Any] = {}
+
+
+def _shared(found: tuple[tuple[int, Any], ...]) -> Any:
+    """One tuple for equal tuples of (position, shared number summary or None)."""
+    key = tuple((i, id(v)) for i, v in found)
+    hit = _tuples.get(key)
+    if hit is None:
+        hit = found
+        if len(_tuples) < 4096:
+            _tuples[key] = found  # holds the summaries, so their ids stay theirs
+    return hit
 
 
 def _constant(t: torch.Tensor) -> TensorSummary | torch.Tensor:
