@@ -328,7 +328,7 @@ class CallCapture:
         """`t` itself, to be summarised in `build` (see `capture._deferred`), or its summary now."""
         if self.deferred is None or not deferrable(t):
             return summarize_small(t)
-        kept = t.detach()
+        kept = t.detach() if t.requires_grad else t  # a gradient (no graph) is held as it is
         return kept if self.deferred.hold(self, tag, kept) else summarize(t)
 
     def raw(self, tag: Any) -> torch.Tensor | None:
