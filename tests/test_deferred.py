@@ -177,3 +177,33 @@ def test_recording_a_forward_pass_on_cuda_never_waits_for_the_device() -> None:
     with Recorder(keep="all") as now:
         forward("cuda").backward()
     assert late.graph(-1) == now.graph(1)
+
+
+def test_values_over_the_memory_budget_are_summarised_early_to_the_same_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import graphviz_grad.capture._deferred as deferred
+
+    with Recorder(keep="all") as now:
+        _mlp_steps(3, write_after=True)
+    monkeypatch.setattr(deferred, "BUDGET", 4096)  # a few tensors at most
+    with Recorder(keep=-1) as late:
+        _mlp_steps(3, write_after=True)
+        assert late._mode.deferred.bytes <= 4096
+    assert late.graph(-1) == now.graph(3)
+
+
+def test_a_view_of_a_leaf_is_read_again_after_a_write_through_data() -> None:
+    """`w.t()` of the same `w` is copied once per version; a write through `.data` (which does
+    not bump `w`'s version) still makes the next `w.t()` a new copy."""
+    torch.manual_seed(3)
+    w = torch.randn(20, 20, requires_grad=True)
+    x = torch.randn(20, 3)
+    before = summarize(w.detach().t())
+    with Recorder(keep=-1) as rec:
+        a = w.t() @ x
+        w.data.mul_(2.0)
+        b = w.t() @ x
+        (a + b).sum().backward()
+    views = [n.value for n in rec.graph(-1).nodes if n.op == "TBackward0"]
+    assert sorted(v.max for v in views) == sorted([before.max, 2 * before.max])  # type: ignore[union-attr]

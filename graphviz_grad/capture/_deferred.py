@@ -20,6 +20,7 @@ A holder is any object with `raw(tag)` (the tensor it keeps under `tag`, or None
 from __future__ import annotations
 
 import weakref
+from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -27,8 +28,11 @@ import torch
 
 from .summary import DATA_LIMIT, summarize_many
 
-#: Sweep dead entries from the index after this many new holds.
+#: Sweep dead entries from the index after this many new holds (at least).
 SWEEP_EVERY = 4096
+#: Bytes of values held before the oldest are summarised at once (what recording adds to the
+#: script's own memory stays bounded on a big graph).
+BUDGET = 256 << 20
 
 
 class Holder(Protocol):
@@ -60,11 +64,18 @@ def storage_key(t: torch.Tensor) -> int | None:
 
 
 class Deferred:
-    """Index of held values by storage, so that a write can find the values it would change."""
+    """The values held, in the order they were held (to settle the oldest first when they take
+    too much memory), and indexed by storage (so that a write finds the values it would change).
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, budget: int | None = None) -> None:
         self._by_storage: dict[int, list[tuple[weakref.ref[Any], Any]]] = {}
-        self._holds = 0
+        self._order: deque[tuple[weakref.ref[Any], Any, int]] = deque()
+        self.budget = BUDGET if budget is None else budget
+        #: Bytes of the values held (an upper bound: those of dead holders count until evicted).
+        self.bytes = 0
+        self._indexed = 0
+        self._sweep_at = SWEEP_EVERY
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_storage.values())
@@ -74,10 +85,16 @@ class Deferred:
         key = storage_key(t)
         if key is None or key == 0:
             return False
-        self._by_storage.setdefault(key, []).append((weakref.ref(holder), tag))
-        self._holds += 1
-        if self._holds % SWEEP_EVERY == 0:
+        ref = weakref.ref(holder)
+        self._by_storage.setdefault(key, []).append((ref, tag))
+        size = t.numel() * t.element_size()
+        self._order.append((ref, tag, size))
+        self.bytes += size
+        self._indexed += 1
+        if self._indexed >= self._sweep_at:
             self._sweep()
+        if self.bytes > self.budget:
+            self._evict(self.budget // 2)
         return True
 
     def written(self, tensors: Iterable[Any]) -> None:
@@ -97,17 +114,32 @@ class Deferred:
 
     def settle_all(self) -> None:
         """Summarise every value still held (one batch), and forget them."""
-        entries = [e for group in self._by_storage.values() for e in group]
         self._by_storage.clear()
+        self._evict(0)
+
+    def _evict(self, down_to: int) -> None:
+        """Summarise the oldest values now (in one batch) until at most `down_to` bytes are held:
+        memory stays bounded on a graph too big to hold every value of."""
+        entries = []
+        while self._order and self.bytes > down_to:
+            ref, tag, size = self._order.popleft()
+            self.bytes -= size
+            entries.append((ref, tag))
         settle(entries)
 
     def _sweep(self) -> None:
+        """Forget the entries of dead holders and settled values (amortised: after as many new
+        entries as were alive at the last sweep)."""
         for key in list(self._by_storage):
             live = [(r, tag) for r, tag in self._by_storage[key] if _held(r, tag)]
             if live:
                 self._by_storage[key] = live
             else:
                 del self._by_storage[key]
+        self._indexed = sum(len(v) for v in self._by_storage.values())
+        self._sweep_at = max(SWEEP_EVERY, 2 * self._indexed)
+        while self._order and not _held(self._order[0][0], self._order[0][1]):
+            self.bytes -= self._order.popleft()[2]
 
 
 def _held(ref: weakref.ref[Any], tag: Any) -> bool:

@@ -235,10 +235,9 @@ _writes: dict[Any, Any] = {}
 def written_args(func: Any) -> Any:
     """For an op that writes some of its arguments in place (`add_`, `out=`, the optimizer's
     `_foreach_add_`), a function giving those arguments from `(args, kwargs)`; else None."""
-    try:
-        return _writes[func]
-    except KeyError:
-        pass
+    hit = _writes.get(id(func))
+    if hit is not None:
+        return hit[1]
     found: Any = None
     try:
         schema = func._schema
@@ -261,8 +260,8 @@ def written_args(func: Any) -> Any:
                     picked.append(a)
             return picked
 
-    _writes[func] = found
-    return found
+    _writes[id(func)] = (func, found)  # keyed by id (an op's own hash is slow Python code);
+    return found  # holding `func` keeps its id its own
 
 
 def _tensors(out: Any) -> list[torch.Tensor]:
@@ -275,19 +274,20 @@ def _tensors(out: Any) -> list[torch.Tensor]:
 
 #: Schema types of the arguments that are operands of an op (drawn as its inputs).
 _OPERAND_TYPES = frozenset({"Tensor", "Optional[Tensor]", "number"})
-_operand_positions: dict[Any, frozenset[int]] = {}
+_operand_positions: dict[int, tuple[Any, frozenset[int]]] = {}
 
 
 def operand_positions(func: Any) -> frozenset[int]:
     """Positions of `func`'s tensor and `Scalar` arguments (not dims, sizes or flags)."""
-    found = _operand_positions.get(func)
+    hit = _operand_positions.get(id(func))
+    found = hit[1] if hit is not None else None
     if found is None:
         try:
             arguments = func._schema.arguments
         except AttributeError:
             arguments = ()
         found = frozenset(i for i, a in enumerate(arguments) if str(a.type) in _OPERAND_TYPES)
-        _operand_positions[func] = found
+        _operand_positions[id(func)] = (func, found)
     return found
 
 
@@ -313,6 +313,8 @@ def _constants(
             found.append((i, _number(a)))
             if i in positions:
                 operands.append((i, None))
+    if not found:
+        return (), ()
     if numbers_only:  # the same numbers at the same places share their tuples (a loop's steps)
         return _shared(tuple(found)), _shared(tuple(operands))
     return tuple(found), tuple(operands)
@@ -371,14 +373,14 @@ def _number_summary(x: float) -> TensorSummary:
     return TensorSummary((), kind, 1, x, nan=int(math.isnan(x)), inf=int(math.isinf(x)))
 
 
-_aten_names: dict[Any, str] = {}
+_aten_names: dict[int, tuple[Any, str]] = {}
 
 
 def aten_name(func: Any) -> str:
-    name = _aten_names.get(func)
-    if name is None:
-        name = _aten_names[func] = str(func)
-    return name
+    hit = _aten_names.get(id(func))
+    if hit is None:
+        hit = _aten_names[id(func)] = (func, str(func))
+    return hit[1]
 
 
 class ForwardRecorder(TorchDispatchMode):
@@ -395,6 +397,8 @@ class ForwardRecorder(TorchDispatchMode):
         self.watch: Any = None
         #: Op outputs kept as tensors until their graph is built (`capture._deferred`).
         self.deferred = Deferred()
+        #: Copies of views of leaves, by view and version (`_leaf_view_copy`).
+        self._view_copies: dict[Any, torch.Tensor] = {}
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -425,6 +429,7 @@ class ForwardRecorder(TorchDispatchMode):
         writes = written_args(func)
         if writes is not None:
             self.deferred.written(writes(args, kwargs))
+            self._view_copies.clear()
         out = func(*args, **(kwargs or {}))
         if self.watch is not None and not self.paused:
             self.watch.op(func, args, out, torch.is_grad_enabled())
@@ -465,6 +470,18 @@ class ForwardRecorder(TorchDispatchMode):
             if existing is record and self.values and t.output_nr not in record.outputs:
                 self.keep_value(record, t.output_nr, t)
 
+    def _leaf_view_copy(self, t: torch.Tensor) -> torch.Tensor:
+        """A copy of `t`, a view of a leaf (`w.t()` in every `F.linear`): the same view of the
+        same version is copied once, until the next in-place write anywhere (`written`)."""
+        key = (t.data_ptr(), t.dtype, t.storage_offset(), t.shape, t.stride(), t._version)
+        copy = self._view_copies.get(key)
+        if copy is None:
+            if len(self._view_copies) >= 256:
+                self._view_copies.clear()
+            with torch.no_grad():
+                copy = self._view_copies[key] = t.clone()
+        return copy
+
     def keep_value(self, record: OpRecord, k: int, t: torch.Tensor) -> None:
         """Output `k` of `record`: a large one is kept as a tensor and summarised when its graph
         is built; a view of a leaf is copied now (a parameter may be updated in place where the
@@ -474,8 +491,7 @@ class ForwardRecorder(TorchDispatchMode):
             return
         base = t._base
         if base is not None and base.grad_fn is None:  # a private copy: nothing writes to it
-            with torch.no_grad():
-                record.outputs[k] = t.clone()
+            record.outputs[k] = self._leaf_view_copy(t)
             return
         kept = t.detach()
         if self.deferred.hold(record, k, kept):

@@ -166,7 +166,7 @@ class Watch:
     """The diagnostic side of a recording (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._kinds: dict[Any, int] = {}
+        self._kinds: dict[int, tuple[Any, int]] = {}
         self.marks = 0
         self.seq = 0
         self.items: dict[float, Cut] = {}
@@ -245,9 +245,10 @@ class Watch:
     # -- every aten op (the hot path) --------------------------------------------------------
     def op(self, func: Any, args: Any, out: Any, grad: bool) -> None:
         """Look at one op that just ran; `grad` says whether grad mode was on."""
-        kind = self._kinds.get(func)
-        if kind is None:
-            kind = self._kinds[func] = _classify(func)
+        hit = self._kinds.get(id(func))  # by id: an op's own hash is slow Python code
+        if hit is None:
+            hit = self._kinds[id(func)] = (func, _classify(func))
+        kind = hit[1]
         if kind == _PLAIN:
             if not grad or self.marks:
                 self._plain(func, args, out, grad)
