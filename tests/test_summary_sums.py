@@ -40,3 +40,24 @@ def test_mean_and_norm_are_torchs_own_float64_reductions(seed: int) -> None:
         assert one.mean == t.sum(dtype=F64).item() / t.numel()
         assert one.norm == torch.linalg.vector_norm(t, dtype=F64).item()
         assert (one.min, one.max) == (t.min().item(), t.max().item())
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_same_shaped_tensors_reduced_as_rows_give_the_same_numbers(threads: int) -> None:
+    rng = random.Random(threads)
+    gen = torch.Generator().manual_seed(threads)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for _ in range(40):
+            m = rng.choice([17, 100, 1000, 5100, 16_384, 32_768, 40_000])
+            dtype = rng.choice([torch.float32, F64])
+            same = [
+                torch.randn(m, generator=gen, dtype=dtype) * 10 ** rng.uniform(-8, 8)
+                for _ in range(rng.choice([2, 5, 30]))
+            ]
+            if rng.random() < 0.2:
+                same[0][3] = float("nan")  # the masked statistics, for that one
+            assert summarize_many(same) == [summarize(t) for t in same]
+    finally:
+        torch.set_num_threads(saved)

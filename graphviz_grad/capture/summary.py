@@ -230,34 +230,67 @@ def _plain_large(t: torch.Tensor) -> bool:
     )
 
 
+#: Same-shaped contiguous CPU tensors up to this size are reduced as the rows of one stacked
+#: tensor (a few ops for many small tensors; above it, stacking costs more than it saves).
+#: PyTorch reduces a row of a contiguous 2-D tensor exactly as the tensor alone (one thread's
+#: cascade, for up to 32,768 elements), so the numbers are the same (tests/test_summary_sums.py).
+ROW_LIMIT = 4096
+
+
 def _large_many(group: list[torch.Tensor]) -> list[TensorSummary]:
-    """`_large` of same-dtype tensors on one device, with the same reductions (so the same
-    numbers, bit for bit) but one copy to the host for all of them."""
-    with torch.no_grad():
-        sums: list[torch.Tensor] = []
-        extremes: list[torch.Tensor] = []
-        norms: list[torch.Tensor] = []
-        for t in group:
-            t = t.detach()
-            d = as_double(t)  # as in `_large`
-            sums.append(d.sum())
-            extremes.extend(torch.aminmax(t))
-            norms.append(torch.linalg.vector_norm(d))
-        totals = torch.stack(sums).tolist()
-        lo_hi = torch.stack(extremes).tolist()
-        norm_values = torch.stack(norms).tolist()
-    found = []
+    """`_large` of same-dtype tensors on one device, with the same numbers bit for bit but a few
+    ops for many tensors and one copy to the host for all of them."""
+    stats: list[tuple[float, float, float, float]] = [(0.0, 0.0, 0.0, 0.0)] * len(group)
+    rows: dict[tuple[int, ...], list[int]] = {}
+    alone: list[int] = []
     for j, t in enumerate(group):
-        shape, numel, total = tuple(int(d) for d in t.shape), t.numel(), totals[j]
-        if not math.isfinite(total):
-            found.append(summarize(t))
-            continue
-        lo, hi = lo_hi[2 * j], lo_hi[2 * j + 1]
-        summary = TensorSummary(
-            shape, dtype_name(t.dtype), numel, None, lo, hi, total / numel, norm_values[j]
-        )
-        found.append(summary)
-    return found
+        if t.is_cpu and t.numel() <= ROW_LIMIT and t.is_contiguous():
+            rows.setdefault(tuple(t.shape), []).append(j)
+        else:
+            alone.append(j)
+    with torch.no_grad():
+        for js in rows.values():
+            if len(js) == 1:
+                alone.extend(js)
+                continue
+            for j, found in zip(js, _row_stats([group[j] for j in js])):
+                stats[j] = found
+        if alone:
+            for j, found in zip(alone, _each_stats([group[j] for j in alone])):
+                stats[j] = found
+    return [_large_summary(t, *found) for t, found in zip(group, stats)]
+
+
+def _row_stats(same: list[torch.Tensor]) -> list[tuple[float, float, float, float]]:
+    """(sum, min, max, norm) of same-shaped contiguous tensors, as rows of one tensor."""
+    flat = torch.stack([t.detach().reshape(-1) for t in same])
+    d = flat.double()
+    lo, hi = flat.amin(dim=1), flat.amax(dim=1)
+    columns = torch.stack(
+        (d.sum(dim=1), lo.double(), hi.double(), torch.linalg.vector_norm(d, dim=1))
+    )
+    return [tuple(row) for row in columns.t().tolist()]  # type: ignore[misc]
+
+
+def _each_stats(group: list[torch.Tensor]) -> list[tuple[float, float, float, float]]:
+    """(sum, min, max, norm) of each tensor, with one copy to the host."""
+    parts: list[torch.Tensor] = []
+    for t in group:
+        t = t.detach()
+        d = as_double(t)  # as in `_large`
+        lo, hi = torch.aminmax(t)
+        parts += (d.sum(), lo.double(), hi.double(), torch.linalg.vector_norm(d))
+    values = torch.stack(parts).tolist()
+    return [tuple(values[4 * j : 4 * j + 4]) for j in range(len(group))]  # type: ignore[misc]
+
+
+def _large_summary(
+    t: torch.Tensor, total: float, lo: float, hi: float, norm: float
+) -> TensorSummary:
+    if not math.isfinite(total):  # nan or inf inside: the masked statistics
+        return summarize(t)
+    shape, numel = tuple(int(d) for d in t.shape), t.numel()
+    return TensorSummary(shape, dtype_name(t.dtype), numel, None, lo, hi, total / numel, norm)
 
 
 def _stacked(group: list[torch.Tensor]) -> list[Any] | None:
