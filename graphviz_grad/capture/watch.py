@@ -325,7 +325,7 @@ class Watch:
         for i, a in enumerate(args):
             for t in _each_tensor((a,)):
                 if t.requires_grad:
-                    if t.grad_fn is None:
+                    if t.grad_fn is None and self.used.get(id(t)) is not t:
                         self.used[id(t)] = t
                 elif self.marks:
                     cut = getattr(t, MARK, None)
