@@ -7,14 +7,14 @@ summarised when its graph is built (`settle_all`), batched with the rest of that
 
 The tensor must still hold the value it had when it was made. Every in-place write the dispatch
 mode sees (the optimizer's update, `x.add_()`, `w.data.zero_()`) first calls `written()` with
-the tensors it is about to write: any value kept on the same storage is copied (`clone`) before
-the write, so the later summary is of the value as it was made. Writes the dispatch mode cannot
-see (through numpy, or while the recording is off during a backward call) would slip through,
-so values are settled before each backward call runs (`settle_all` when the graph of the call is
-built) and every held value is settled before the user's code regains control after one.
+the tensors it is about to write: any value kept on the same storage is summarised then, before
+the write. Writes the dispatch mode cannot see (through numpy, in another thread) would slip
+through; views of leaves, which a hook during backward may write unseen, are copied when made
+(`ForwardRecorder.keep_value`). At most `BUDGET` bytes of storage are held: beyond it the oldest
+values are summarised at once, so a graph too big to hold costs what summarising at once costs.
 
 A holder is any object with `raw(tag)` (the tensor it keeps under `tag`, or None) and
-`put(tag, value)` (replace it, by a private copy or by its summary).
+`put(tag, value)` (replace it by its summary).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from .summary import DATA_LIMIT, summarize_many
 SWEEP_EVERY = 4096
 #: Bytes of values held before the oldest are summarised at once (what recording adds to the
 #: script's own memory stays bounded on a big graph).
-BUDGET = 256 << 20
+BUDGET = 64 << 20
 
 
 class Holder(Protocol):
@@ -56,6 +56,13 @@ def deferrable(t: torch.Tensor) -> bool:
 _PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
 
 
+def _storage_bytes(t: torch.Tensor) -> int:
+    try:
+        return int(t.untyped_storage().nbytes())
+    except (RuntimeError, NotImplementedError, TypeError):
+        return t.numel() * t.element_size()
+
+
 def storage_key(t: torch.Tensor) -> int | None:
     try:
         return int(t.untyped_storage().data_ptr())
@@ -76,6 +83,23 @@ class Deferred:
         self.bytes = 0
         self._indexed = 0
         self._sweep_at = SWEEP_EVERY
+        #: Summarise at once instead of holding: this pass (forward and backward of one call),
+        #: or the one before it, held more than the budget. Values summarised late are read
+        #: from cold memory, so holding a graph that is summarised anyway only costs.
+        self.eager = False
+        self._pass_bytes = 0
+
+    def new_pass(self) -> None:
+        """A backward call begins: the next pass holds values unless this one overflowed."""
+        self.eager = self._pass_bytes > self.budget
+        self._pass_bytes = 0
+
+    def keeps(self, t: torch.Tensor) -> bool:
+        """Whether `t` should be held (else summarised now); counts it toward this pass."""
+        if not deferrable(t):
+            return False
+        self._pass_bytes += t.numel() * t.element_size()
+        return not self.eager
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_storage.values())
@@ -86,31 +110,35 @@ class Deferred:
         if key is None or key == 0:
             return False
         ref = weakref.ref(holder)
-        self._by_storage.setdefault(key, []).append((ref, tag))
-        size = t.numel() * t.element_size()
+        entries = self._by_storage.get(key)
+        # a view keeps its whole storage alive: count the storage, once
+        size = 0 if entries else _storage_bytes(t)
+        if entries is None:
+            entries = self._by_storage[key] = []
+        entries.append((ref, tag))
         self._order.append((ref, tag, size))
         self.bytes += size
         self._indexed += 1
         if self._indexed >= self._sweep_at:
             self._sweep()
         if self.bytes > self.budget:
+            self.eager = True
             self._evict(self.budget // 2)
         return True
 
     def written(self, tensors: Iterable[Any]) -> None:
-        """`tensors` are about to be written in place: copy the held values on their storage."""
+        """`tensors` are about to be written in place: summarise the values held on their
+        storage now (a copy would cost as much, and more memory, when they are shown)."""
         if not self._by_storage:
             return
+        found: list[tuple[weakref.ref[Any], Any]] = []
         for t in tensors:
-            if not isinstance(t, torch.Tensor):
-                continue
-            key = storage_key(t)
-            entries = self._by_storage.pop(key, None) if key else None
-            for ref, tag in entries or ():
-                holder = ref()
-                value = holder.raw(tag) if holder is not None else None
-                if holder is not None and value is not None:
-                    holder.put(tag, value.clone())
+            if isinstance(t, torch.Tensor):
+                key = storage_key(t)
+                if key:
+                    found += self._by_storage.pop(key, [])
+        if found:
+            settle(found)
 
     def settle_all(self) -> None:
         """Summarise every value still held (one batch), and forget them."""

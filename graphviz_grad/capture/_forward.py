@@ -486,7 +486,7 @@ class ForwardRecorder(TorchDispatchMode):
         """Output `k` of `record`: a large one is kept as a tensor and summarised when its graph
         is built; a view of a leaf is copied now (a parameter may be updated in place where the
         dispatch mode does not see it, in a hook during backward)."""
-        if not deferrable(t):
+        if not self.deferred.keeps(t):
             record.outputs[k] = summarize_small(t)
             return
         base = t._base

@@ -307,7 +307,7 @@ class CallCapture:
         pending, self._pending = self._pending, []
         flat = [g for _, grads in pending for g in grads]
         now: list[torch.Tensor | None] = flat
-        if self.deferred is not None:
+        if self.deferred is not None and not self.deferred.eager:
             now = [None if g is None or deferrable(g) else g for g in flat]
         summaries = iter(summarize_many(now))
         kept = iter(flat)
@@ -326,7 +326,7 @@ class CallCapture:
 
     def _keep(self, tag: Any, t: torch.Tensor) -> TensorSummary | torch.Tensor:
         """`t` itself, to be summarised in `build` (see `capture._deferred`), or its summary now."""
-        if self.deferred is None or not deferrable(t):
+        if self.deferred is None or not self.deferred.keeps(t):
             return summarize_small(t)
         kept = t.detach() if t.requires_grad else t  # a gradient (no graph) is held as it is
         return kept if self.deferred.hold(self, tag, kept) else summarize(t)

@@ -193,6 +193,8 @@ def summarize_many(tensors: Sequence[torch.Tensor | None]) -> list[TensorSummary
     Small tensors off the CPU are stacked per (device, dtype, shape) and copied to the host once;
     small CPU tensors take the short path; everything else goes through `summarize`.
     """
+    if len(tensors) == 1:  # nothing to batch
+        return [None if tensors[0] is None else summarize(tensors[0])]
     out: list[TensorSummary | None] = [None] * len(tensors)
     groups: dict[tuple[Any, ...], list[int]] = {}
     large: dict[tuple[Any, ...], list[int]] = {}
