@@ -383,7 +383,10 @@ def record(
     """Record forward values and every backward call of a block of code.
 
     `keep` says which calls keep their full graph: ``"all"``, a call number ``N``, ``-N`` for
-    the last N calls, or a predicate. Every call keeps its light `CallInfo` in `calls`.
+    the last N calls, or a predicate. Every call keeps its light `CallInfo` in `calls`. With
+    ``-N``, a call's graph (and the summaries of its values) is built only once it is sure to
+    stay among the last N: when recording stops or `graph()` is asked, so `graphs` holds them
+    from then on.
     With `stop_after=N`, recording stops once call N is recorded: the rest of the block runs
     at full speed, and later backward calls are only counted (`unobserved`).
 
