@@ -61,3 +61,11 @@ def test_same_shaped_tensors_reduced_as_rows_give_the_same_numbers(threads: int)
             assert summarize_many(same) == [summarize(t) for t in same]
     finally:
         torch.set_num_threads(saved)
+
+
+def test_a_tensor_twice_or_a_contiguous_view_of_the_same_memory_is_summarised_once() -> None:
+    gen = torch.Generator().manual_seed(7)
+    t = torch.randn(96, 64, generator=gen)
+    t[3, 5] = float("nan")
+    views = [t, t.view(-1), t.view(4, 24, 64), t, t.t(), t[:48], torch.randn(96, 64, generator=gen)]
+    assert summarize_many(views) == [summarize(v) for v in views]

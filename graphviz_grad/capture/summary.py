@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -195,6 +196,16 @@ def summarize_many(tensors: Sequence[torch.Tensor | None]) -> list[TensorSummary
     """
     if len(tensors) == 1:  # nothing to batch
         return [None if tensors[0] is None else summarize(tensors[0])]
+    again = _repeats(tensors)
+    if again:
+        twice = {k for k, _ in again}
+        done = summarize_many([None if k in twice else t for k, t in enumerate(tensors)])
+        for k, seen in again:
+            first, t = done[seen], tensors[k]
+            if first is not None and t is not None and first.shape != tuple(t.shape):
+                first = replace(first, shape=tuple(int(d) for d in t.shape))
+            done[k] = first
+        return done
     out: list[TensorSummary | None] = [None] * len(tensors)
     groups: dict[tuple[Any, ...], list[int]] = {}
     large: dict[tuple[Any, ...], list[int]] = {}
@@ -220,6 +231,26 @@ def summarize_many(tensors: Sequence[torch.Tensor | None]) -> list[TensorSummary
         for k, found in zip(ks, _large_many([t for k in ks if (t := tensors[k]) is not None])):
             out[k] = found
     return out
+
+
+def _repeats(tensors: Sequence[torch.Tensor | None]) -> list[tuple[int, int]]:
+    """(k, j): tensor k holds what tensor j before it holds, so its summary is j's (with its own
+    shape): the same tensor twice (a gradient an add passes on), or a contiguous view of the same
+    memory (`view`, `reshape`, `flatten`: a full reduction of contiguous memory does not depend on
+    the shape, so the numbers are the same bit for bit)."""
+    first: dict[Any, int] = {}
+    again: list[tuple[int, int]] = []
+    for k, t in enumerate(tensors):
+        if t is None:
+            continue
+        key: Any = id(t)
+        plain = type(t) in _PLAIN_TYPES and t.layout == torch.strided
+        if plain and t.numel() > DATA_LIMIT and t.is_contiguous():
+            key = (t.device, t.dtype, t.data_ptr(), t.numel())
+        seen = first.setdefault(key, k)
+        if seen != k:
+            again.append((k, seen))
+    return again
 
 
 def _plain_large(t: torch.Tensor) -> bool:
