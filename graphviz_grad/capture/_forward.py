@@ -424,7 +424,8 @@ class ForwardRecorder(TorchDispatchMode):
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if self.pending:
             self._flush()
-        if self.values and not self.paused and torch.is_grad_enabled():
+        grad = torch.is_grad_enabled()
+        if self.values and not self.paused and grad:
             self._adopt(args)
         writes = written_args(func)
         if writes is not None:
@@ -432,8 +433,8 @@ class ForwardRecorder(TorchDispatchMode):
             self._view_copies.clear()
         out = func(*args, **(kwargs or {}))
         if self.watch is not None and not self.paused:
-            self.watch.op(func, args, out, torch.is_grad_enabled())
-        if not self.paused and torch.is_grad_enabled():
+            self.watch.op(func, args, out, grad)
+        if not self.paused and grad:
             where: tuple[Any, ...] = USER_FRAMES.where(2)
             if in_checkpoint():  # now, not at flush: the next op may be outside the region
                 where = (*where, True)

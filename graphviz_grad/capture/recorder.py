@@ -269,10 +269,10 @@ class Recorder:
         self._mode.paused += 1
         later = False
         try:
-            capture.detach()
             number = capture.number or 0
             decision = self._decide(capture)
-            with self._mode.off():
+            with self._mode.off():  # gradviz's own reads skip the dispatch mode
+                capture.detach()
                 if decision == "now":
                     graph = capture.build()
                     self.calls.append(capture.info(graph))
