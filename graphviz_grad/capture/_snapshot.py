@@ -205,7 +205,7 @@ class CallCapture:
         if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
             shapes = ", ".join(str(list(t.shape)) for t in value)
             return Saved(name, "tensor", text=f"{len(value)} tensors: {shapes}")
-        return Saved(name, "value", text=_short(value))
+        return _saved_value(name, value)
 
     def _saved_tensor(
         self, name: str, t: torch.Tensor, leaf_ids: dict[int, int], slot: tuple[int, int]
@@ -698,6 +698,26 @@ def _recomputed(attr: str) -> Saved:
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().split("\n")[0]
+
+
+_saved_values: dict[tuple[str, type, Any], Saved] = {}
+
+
+def _saved_value(name: str, value: Any) -> Saved:
+    """A saved non-tensor attribute (a size, a flag, a dim): the same name and value share one
+    `Saved` (every step of a loop saves the same ones)."""
+    exact = type(value) in (int, bool, str) or (
+        type(value) is tuple and all(type(v) is int for v in value)
+    )
+    if not exact:  # floats (0.0 == -0.0), lists, objects: read each time
+        return Saved(name, "value", text=_short(value))
+    key = (name, type(value), value)
+    found = _saved_values.get(key)
+    if found is None:
+        found = Saved(name, "value", text=_short(value))
+        if len(_saved_values) < 4096:
+            _saved_values[key] = found
+    return found
 
 
 def _short(value: Any, limit: int = 60) -> str:

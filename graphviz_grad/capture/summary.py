@@ -306,15 +306,17 @@ def _row_stats(same: list[torch.Tensor]) -> list[tuple[float, float, float, floa
 
 
 def _each_stats(group: list[torch.Tensor]) -> list[tuple[float, float, float, float]]:
-    """(sum, min, max, norm) of each tensor, with one copy to the host."""
-    parts: list[torch.Tensor] = []
+    """(sum, min, max, norm) of each tensor (all of one dtype), with two copies to the host."""
+    sums_norms: list[torch.Tensor] = []
+    extremes: list[torch.Tensor] = []
     for t in group:
         t = t.detach()
         d = as_double(t)  # as in `_large`
-        lo, hi = torch.aminmax(t)
-        parts += (d.sum(), lo.double(), hi.double(), torch.linalg.vector_norm(d))
-    values = torch.stack(parts).tolist()
-    return [tuple(values[4 * j : 4 * j + 4]) for j in range(len(group))]  # type: ignore[misc]
+        extremes += torch.aminmax(t)  # read back in their own dtype: the same Python floats
+        sums_norms += (d.sum(), torch.linalg.vector_norm(d))
+    sn = torch.stack(sums_norms).tolist()
+    lh = torch.stack(extremes).tolist()
+    return [(sn[2 * j], lh[2 * j], lh[2 * j + 1], sn[2 * j + 1]) for j in range(len(group))]
 
 
 def _large_summary(
