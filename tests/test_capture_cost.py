@@ -3,13 +3,13 @@ unobserved without changing a value; the progress line's status."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers.recording import run_recorded
 
-from graphviz_grad.capture import Recorder, load_source, op_record
+from graphviz_grad.capture import Recorder, op_record
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 SCRIPTS = sorted(p.name for p in SAMPLES.glob("*.py") if p.name != "linear_nobackward.py")
@@ -27,18 +27,6 @@ def _train(steps: int) -> torch.Tensor:
             w -= 0.1 * w.grad
             w.grad = None
     return loss
-
-
-def _run(script: Path, **kwargs: object) -> Recorder:
-    path, code = load_source(script)
-    ns: dict = {"__name__": "__main__", "__file__": str(path)}
-    argv, sys.argv = sys.argv, [str(path)]
-    try:
-        with Recorder(namespaces=[ns], **kwargs) as rec:  # type: ignore[arg-type]
-            exec(code, ns)
-    finally:
-        sys.argv = argv
-    return rec
 
 
 def test_stop_after_records_up_to_that_call_then_only_counts() -> None:
@@ -71,8 +59,8 @@ def test_stop_after_is_not_reached_when_the_code_makes_fewer_calls() -> None:
 def test_stop_after_the_first_call_of_every_sample(
     name: str, capsys: pytest.CaptureFixture
 ) -> None:
-    full = _run(SAMPLES / name, keep="all")
-    first = _run(SAMPLES / name, keep=1, stop_after=1)
+    full = run_recorded(SAMPLES / name, keep="all")
+    first = run_recorded(SAMPLES / name, keep=1, stop_after=1)
     assert first.graph(1) == full.graph(1)
     assert first.total_calls == full.total_calls
 

@@ -5,14 +5,14 @@ in-place writes after an op (the optimizer's update, `add_`, `out=`) do not leak
 from __future__ import annotations
 
 import gc
-import sys
 import weakref
 from pathlib import Path
 
 import pytest
 import torch
+from helpers.recording import run_recorded
 
-from graphviz_grad.capture import Recorder, load_source
+from graphviz_grad.capture import Recorder
 from graphviz_grad.capture._deferred import Deferred
 from graphviz_grad.capture.summary import summarize, summarize_many
 
@@ -20,22 +20,10 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 SCRIPTS = sorted(p.name for p in SAMPLES.glob("*.py") if p.name != "linear_nobackward.py")
 
 
-def _run(script: Path, **kwargs: object) -> Recorder:
-    path, code = load_source(script)
-    ns: dict = {"__name__": "__main__", "__file__": str(path)}
-    argv, sys.argv = sys.argv, [str(path)]
-    try:
-        with Recorder(namespaces=[ns], **kwargs) as rec:  # type: ignore[arg-type]
-            exec(code, ns)
-    finally:
-        sys.argv = argv
-    return rec
-
-
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_the_last_graph_built_late_equals_the_graph_built_at_its_call(script: str) -> None:
-    late = _run(SAMPLES / script, keep=-1)
-    now = _run(SAMPLES / script, keep="all")
+    late = run_recorded(SAMPLES / script, keep=-1)
+    now = run_recorded(SAMPLES / script, keep="all")
     assert late.calls == now.calls, "light per-call records equal those of built graphs"
     if now.calls:
         assert late.graph(-1) == now.graph(-1)

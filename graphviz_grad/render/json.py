@@ -257,12 +257,18 @@ _TEXT: dict[Any, str] = {}
 _TEXT_LIMIT = 4096
 
 
+def _remember(cache: dict[Any, str], key: Any, text: str) -> str:
+    """`text`, kept in `cache` under `key` while the cache is under its bound."""
+    if len(cache) < _TEXT_LIMIT:
+        cache[key] = text
+    return text
+
+
 def _str(x: str | None) -> str:
     text = _TEXT.get(x)
     if text is None:
-        text = "null" if x is None else json.encoder.encode_basestring(x)  # type: ignore[attr-defined]
-        if len(_TEXT) < _TEXT_LIMIT:
-            _TEXT[x] = text
+        encoded = "null" if x is None else json.encoder.encode_basestring(x)  # type: ignore[attr-defined]
+        text = _remember(_TEXT, x, encoded)
     return text
 
 
@@ -272,9 +278,7 @@ def _dims(shape: tuple[int, ...] | None) -> str:
     key = ("shape", shape)
     text = _TEXT.get(key)
     if text is None:
-        text = _dumps(list(shape))
-        if len(_TEXT) < _TEXT_LIMIT:
-            _TEXT[key] = text
+        text = _remember(_TEXT, key, _dumps(list(shape)))
     return text
 
 
@@ -338,9 +342,7 @@ def _summary_head(s: TensorSummary) -> str:
     key = (s.shape, s.dtype)
     text = _HEADS.get(key)
     if text is None:
-        text = f'{{"shape": {_dims(s.shape)}, "dtype": {_str(s.dtype)}'
-        if len(_HEADS) < _TEXT_LIMIT:
-            _HEADS[key] = text
+        text = _remember(_HEADS, key, f'{{"shape": {_dims(s.shape)}, "dtype": {_str(s.dtype)}')
     return text
 
 
@@ -358,12 +360,12 @@ def _node_head(n: Node, op: bool) -> str:
     text = _NODE_HEADS.get(key)
     if text is None:
         names = "[]" if not n.names else _dumps(list(n.names))
-        text = (
+        text = _remember(
+            _NODE_HEADS,
+            key,
             f'"kind": {_str(n.kind)}, "op": {_str(key[1])}, "names": {names}, '
-            f'"shape": {_dims(n.shape)}, "dtype": {_str(n.dtype)}'
+            f'"shape": {_dims(n.shape)}, "dtype": {_str(n.dtype)}',
         )
-        if len(_NODE_HEADS) < _TEXT_LIMIT:
-            _NODE_HEADS[key] = text
     return text
 
 
@@ -372,12 +374,8 @@ def _node_where(n: Node) -> str:
     key = (n.module, n.module_type, n.file)
     text = _WHERES.get(key)
     if text is None:
-        text = (
-            f'"module": {_str(n.module)}, "module_type": {_str(n.module_type)}, '
-            f'"file": {_str(n.file)}'
-        )
-        if len(_WHERES) < _TEXT_LIMIT:
-            _WHERES[key] = text
+        module, kind, file = _str(n.module), _str(n.module_type), _str(n.file)
+        text = _remember(_WHERES, key, f'"module": {module}, "module_type": {kind}, "file": {file}')
     return text
 
 
