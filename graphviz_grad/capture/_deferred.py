@@ -3,7 +3,8 @@
 Summarising every op output when it is made costs a few reductions per op; most of those values
 belong to graphs that are never shown (every call of a training loop but the last). So a large
 output is kept as the tensor itself (no copy: autograd usually keeps it alive anyway) and
-summarised when its graph is built (`settle_all`), batched with the rest of that graph.
+summarised when its graph is built (`CallCapture._settle`), batched with the rest of that graph;
+what is still held when the recording stops is summarised then (`settle_all`).
 
 The tensor must still hold the value it had when it was made. Every in-place write the dispatch
 mode sees (the optimizer's update, `x.add_()`, `w.data.zero_()`) first calls `written()` with
@@ -11,7 +12,8 @@ the tensors it is about to write: any value kept on the same storage is summaris
 the write. Writes the dispatch mode cannot see (through numpy, in another thread) would slip
 through; views of leaves, which a hook during backward may write unseen, are copied when made
 (`ForwardRecorder.keep_value`). At most `BUDGET` bytes of storage are held: beyond it the oldest
-values are summarised at once, so a graph too big to hold costs what summarising at once costs.
+values are summarised at once, and so is every value of that pass and the next (`eager`): a
+graph too big to hold costs what summarising at once costs.
 
 A holder is any object with `raw(tag)` (the tensor it keeps under `tag`, or None) and
 `put(tag, value)` (replace it by its summary).
@@ -36,6 +38,8 @@ BUDGET = 64 << 20
 
 
 class Holder(Protocol):
+    """What keeps held values: an op record (`OpRecord`), a call's capture (`CallCapture`)."""
+
     def raw(self, tag: Any) -> torch.Tensor | None: ...
     def put(self, tag: Any, value: Any) -> None: ...
 
@@ -104,7 +108,7 @@ class Deferred:
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_storage.values())
 
-    def hold(self, holder: Any, tag: Any, t: torch.Tensor) -> bool:
+    def hold(self, holder: Holder, tag: Any, t: torch.Tensor) -> bool:
         """Remember that `holder` keeps `t` under `tag`; False if `t` cannot be held safely."""
         key = storage_key(t)
         if key is None or key == 0:
