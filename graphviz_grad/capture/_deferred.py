@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import torch
 
-from .summary import DATA_LIMIT, summarize_many
+from .summary import DATA_LIMIT, PLAIN_TYPES, summarize_many
 
 #: Sweep dead entries from the index after this many new holds (at least).
 SWEEP_EVERY = 4096
@@ -50,14 +50,11 @@ def deferrable(t: torch.Tensor) -> bool:
     if t.is_cpu and t.numel() <= DATA_LIMIT:
         return False
     return (
-        type(t) in _PLAIN_TYPES
+        type(t) in PLAIN_TYPES
         and t.layout == torch.strided
         and not t.is_complex()
         and t.device.type != "meta"
     )
-
-
-_PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
 
 
 def _storage_bytes(t: torch.Tensor) -> int:
@@ -104,9 +101,6 @@ class Deferred:
             return False
         self._pass_bytes += t.numel() * t.element_size()
         return not self.eager
-
-    def __len__(self) -> int:
-        return sum(len(v) for v in self._by_storage.values())
 
     def hold(self, holder: Holder, tag: Any, t: torch.Tensor) -> bool:
         """Remember that `holder` keeps `t` under `tag`; False if `t` cannot be held safely."""

@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -229,15 +230,25 @@ class ModuleStack:
         return path, weakref.ref(self.stack[0][0]), type(module).__name__, self.scopes[-1]
 
 
-_writes: dict[Any, Any] = {}
+def per_op(cache: dict[int, tuple[Any, Any]], func: Any, make: Callable[[Any], Any]) -> Any:
+    """`make(func)`, once per op: keyed by `id` (an op's own `__hash__` is slow Python code);
+    the cache holds `func` itself, so that its id stays its own."""
+    hit = cache.get(id(func))
+    if hit is None:
+        hit = cache[id(func)] = (func, make(func))
+    return hit[1]
+
+
+_writes: dict[int, tuple[Any, Any]] = {}
 
 
 def written_args(func: Any) -> Any:
     """For an op that writes some of its arguments in place (`add_`, `out=`, the optimizer's
     `_foreach_add_`), a function giving those arguments from `(args, kwargs)`; else None."""
-    hit = _writes.get(id(func))
-    if hit is not None:
-        return hit[1]
+    return per_op(_writes, func, _written_args)
+
+
+def _written_args(func: Any) -> Any:
     found: Any = None
     try:
         schema = func._schema
@@ -260,8 +271,7 @@ def written_args(func: Any) -> Any:
                     picked.append(a)
             return picked
 
-    _writes[id(func)] = (func, found)  # keyed by id (an op's own hash is slow Python code);
-    return found  # holding `func` keeps its id its own
+    return found
 
 
 def _tensors(out: Any) -> list[torch.Tensor]:
@@ -279,16 +289,15 @@ _operand_positions: dict[int, tuple[Any, frozenset[int]]] = {}
 
 def operand_positions(func: Any) -> frozenset[int]:
     """Positions of `func`'s tensor and `Scalar` arguments (not dims, sizes or flags)."""
-    hit = _operand_positions.get(id(func))
-    found = hit[1] if hit is not None else None
-    if found is None:
-        try:
-            arguments = func._schema.arguments
-        except AttributeError:
-            arguments = ()
-        found = frozenset(i for i, a in enumerate(arguments) if str(a.type) in _OPERAND_TYPES)
-        _operand_positions[id(func)] = (func, found)
-    return found
+    return per_op(_operand_positions, func, _operand_positions_of)  # type: ignore[no-any-return]
+
+
+def _operand_positions_of(func: Any) -> frozenset[int]:
+    try:
+        arguments = func._schema.arguments
+    except AttributeError:
+        arguments = ()
+    return frozenset(i for i, a in enumerate(arguments) if str(a.type) in _OPERAND_TYPES)
 
 
 def _constants(
@@ -377,10 +386,7 @@ _aten_names: dict[int, tuple[Any, str]] = {}
 
 
 def aten_name(func: Any) -> str:
-    hit = _aten_names.get(id(func))
-    if hit is None:
-        hit = _aten_names[id(func)] = (func, str(func))
-    return hit[1]
+    return per_op(_aten_names, func, str)  # type: ignore[no-any-return]
 
 
 class ForwardRecorder(TorchDispatchMode):

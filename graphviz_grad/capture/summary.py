@@ -26,7 +26,7 @@ _PLAIN_DTYPES = frozenset(
 
 
 #: Tensor classes read directly (a subclass may override what reading it means).
-_PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
+PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
 
 
 _dtype_names: dict[torch.dtype, str] = {}
@@ -217,8 +217,8 @@ def summarize_many(tensors: Sequence[torch.Tensor | None]) -> list[TensorSummary
                 large.setdefault((t.device, t.dtype), []).append(k)
             else:
                 out[k] = summarize(t)
-        elif t.device.type == "cpu":
-            out[k] = _small(t.tolist(), tuple(t.shape), dtype_name(t.dtype), t.numel())
+        elif t.is_cpu:
+            out[k] = summarize_small(t)
         else:
             groups.setdefault((t.device, t.dtype, tuple(t.shape)), []).append(k)
     for (_, dtype, shape), ks in groups.items():
@@ -244,7 +244,7 @@ def _repeats(tensors: Sequence[torch.Tensor | None]) -> list[tuple[int, int]]:
         if t is None:
             continue
         key: Any = id(t)
-        plain = type(t) in _PLAIN_TYPES and t.layout == torch.strided
+        plain = type(t) in PLAIN_TYPES and t.layout == torch.strided
         if plain and t.numel() > DATA_LIMIT and t.is_contiguous():
             key = (t.device, t.dtype, t.data_ptr(), t.numel())
         seen = first.setdefault(key, k)
@@ -255,7 +255,7 @@ def _repeats(tensors: Sequence[torch.Tensor | None]) -> list[tuple[int, int]]:
 
 def _plain_large(t: torch.Tensor) -> bool:
     return (
-        type(t) in _PLAIN_TYPES
+        type(t) in PLAIN_TYPES
         and t.layout == torch.strided
         and t.dtype in (torch.float32, torch.float64)
         and t.numel() > DATA_LIMIT
@@ -341,7 +341,7 @@ def _stacked(group: list[torch.Tensor]) -> list[Any] | None:
 def _plain_small(t: torch.Tensor) -> bool:
     """A plain strided real tensor with data, small enough to keep in full."""
     return (
-        type(t) in _PLAIN_TYPES
+        type(t) in PLAIN_TYPES
         and t.layout == torch.strided
         and 0 < t.numel() <= DATA_LIMIT
         and t.dtype in _PLAIN_DTYPES

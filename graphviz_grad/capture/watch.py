@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from ._forward import USER_FRAMES, op_record
+from ._forward import USER_FRAMES, op_record, per_op
 from .compiled import compiling
 
 MARK = "_gradviz_cut"
@@ -245,10 +245,7 @@ class Watch:
     # -- every aten op (the hot path) --------------------------------------------------------
     def op(self, func: Any, args: Any, out: Any, grad: bool) -> None:
         """Look at one op that just ran; `grad` says whether grad mode was on."""
-        hit = self._kinds.get(id(func))  # by id: an op's own hash is slow Python code
-        if hit is None:
-            hit = self._kinds[id(func)] = (func, _classify(func))
-        kind = hit[1]
+        kind = per_op(self._kinds, func, _classify)
         if kind == _PLAIN:
             if not grad or self.marks:
                 self._plain(func, args, out, grad)
