@@ -477,6 +477,12 @@ class ForwardRecorder(TorchDispatchMode):
             if existing is record and self.values and t.output_nr not in record.outputs:
                 self.keep_value(record, t.output_nr, t)
 
+    def new_pass(self) -> None:
+        """A backward call begins: forget the copies of views of leaves (a hook during the call
+        may write a leaf where this mode does not look) and start the next pass's accounting."""
+        self._view_copies.clear()
+        self.deferred.new_pass()
+
     def _leaf_view_copy(self, t: torch.Tensor) -> torch.Tensor:
         """A copy of `t`, a view of a leaf (`w.t()` in every `F.linear`): the same view of the
         same version is copied once, until the next in-place write anywhere (`written`)."""

@@ -203,8 +203,7 @@ class Recorder:
         if tracing_tensors(_as_list(tensors)):  # torch.compile tracing a backward it compiles
             return original(*args, **kwargs)
         self._mode.flush()
-        self._mode._view_copies.clear()  # a hook in backward may write a leaf unseen
-        self._mode.deferred.new_pass()
+        self._mode.new_pass()
         if self._mode.values:
             self._mode.adopt(_as_list(tensors))  # a root no op output reached
         roots = [e for e in (gradient_edge(t) for t in _as_list(tensors)) if e is not None]
