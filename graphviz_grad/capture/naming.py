@@ -92,10 +92,6 @@ class Names:
             self._add_module(name, unwrap(value))
 
     def scan_all(self, namespaces: Iterable[Mapping[str, Any]]) -> None:
-        for ns in namespaces:
-            self.scan(ns)
-
-    def scan_once(self, namespaces: Iterable[Mapping[str, Any]]) -> None:
         """`scan` each namespace in order, the same one once (a script's top-level frame has
         the same dict for its locals, its globals and its namespace)."""
         seen: set[int] = set()

@@ -239,7 +239,7 @@ class Recorder:
             node.metadata.setdefault("gradviz_calls", []).append(number)
         names = Names()
         frames = [frame.f_locals, frame.f_globals] if frame is not None else []
-        names.scan_once([*frames, *self.namespaces])
+        names.scan_all([*frames, *self.namespaces])
         where = (frame.f_code.co_filename, frame.f_lineno) if frame is not None else (None, None)
         capture = CallCapture(
             roots,
@@ -434,10 +434,8 @@ def trace(
         roots.append(edge)
     names = Names()
     frame = USER_FRAMES.find(sys._getframe(1))
-    if frame is not None:
-        names.scan(frame.f_locals)
-        names.scan(frame.f_globals)
-    names.scan_all(namespaces)
+    frames = [frame.f_locals, frame.f_globals] if frame is not None else []
+    names.scan_all([*frames, *namespaces])
     capture = CallCapture(roots, names, kind="gradviz")
     capture.walk()
     if grads:
