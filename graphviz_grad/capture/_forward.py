@@ -50,7 +50,8 @@ class OpRecord:
     __slots__ = (
         "seq",
         "aten",
-        "outputs",
+        "out0",
+        "more",
         "module_path",
         "module_root",
         "module_type",
@@ -66,9 +67,12 @@ class OpRecord:
 
     seq: int
     aten: str | None  # None: adopted from a consumer (see `ForwardRecorder.adopt`)
-    #: By output number, the value's summary, or the tensor itself until it is summarised
-    #: (`capture._deferred`): read them with `value(k)`.
-    outputs: dict[int, TensorSummary | torch.Tensor]
+    #: Output 0's value: its summary, or the tensor itself until it is summarised
+    #: (`capture._deferred`), None while unknown. Read with `value(k)`, test with `has(k)`.
+    out0: TensorSummary | torch.Tensor | None
+    #: The other outputs' values by output number (None for the usual op of one output: a dict
+    #: per record was a quarter of a chain's recording memory).
+    more: dict[int, TensorSummary | torch.Tensor] | None
     module_path: tuple[str, ...] | None
     module_root: Any
     module_type: str | None
@@ -86,9 +90,29 @@ class OpRecord:
     #: Made inside a non-reentrant checkpointed region (`capture.checkpoint`).
     checkpointed: bool
 
+    def has(self, k: int) -> bool:
+        """Whether output `k`'s value is known."""
+        if k == 0:
+            return self.out0 is not None
+        return self.more is not None and k in self.more
+
+    def get(self, k: int) -> TensorSummary | torch.Tensor | None:
+        """Output `k`'s value as kept (a summary, a tensor), None if unknown."""
+        if k == 0:
+            return self.out0
+        return None if self.more is None else self.more.get(k)
+
+    def set(self, k: int, value: TensorSummary | torch.Tensor) -> None:
+        if k == 0:
+            self.out0 = value
+        elif self.more is None:
+            self.more = {k: value}
+        else:
+            self.more[k] = value
+
     def raw(self, k: Any) -> torch.Tensor | None:
         """The tensor kept for output `k`, or for constant `("c", j)`, if not summarised yet."""
-        value = self.constants[k[1]][1] if isinstance(k, tuple) else self.outputs.get(k)
+        value = self.constants[k[1]][1] if isinstance(k, tuple) else self.get(k)
         return value if isinstance(value, torch.Tensor) else None
 
     def put(self, k: Any, value: TensorSummary | torch.Tensor | None) -> None:
@@ -99,11 +123,13 @@ class OpRecord:
             found[k[1]] = (found[k[1]][0], value)
             self.constants = tuple(found)
         else:
-            self.outputs[k] = value
+            self.set(k, value)
 
     def held(self) -> list[Any]:
         """The tags of the values still kept as tensors (outputs and constants)."""
-        tags: list[Any] = [k for k, v in self.outputs.items() if isinstance(v, torch.Tensor)]
+        tags: list[Any] = [0] if isinstance(self.out0, torch.Tensor) else []
+        if self.more is not None:
+            tags += [k for k, v in self.more.items() if isinstance(v, torch.Tensor)]
         tags += [("c", j) for j, (_, v) in enumerate(self.constants) if isinstance(v, torch.Tensor)]
         return tags
 
@@ -116,9 +142,10 @@ class OpRecord:
 
     def value(self, k: int) -> TensorSummary | None:
         """The summary of output `k` (summarised now if it was still held as a tensor)."""
-        value = self.outputs.get(k)
+        value = self.get(k)
         if isinstance(value, torch.Tensor):
-            value = self.outputs[k] = summarize(value)
+            value = summarize(value)
+            self.set(k, value)
         return value
 
 
@@ -474,7 +501,7 @@ class ForwardRecorder(TorchDispatchMode):
                 if record is None:
                     record = self._new_record(func, args, where, module)
                 meta[META_KEY] = existing = record
-            if existing is record and self.values and t.output_nr not in record.outputs:
+            if existing is record and self.values and not record.has(t.output_nr):
                 self.keep_value(record, t.output_nr, t)
 
     def new_pass(self) -> None:
@@ -500,17 +527,17 @@ class ForwardRecorder(TorchDispatchMode):
         is built; a view of a leaf is copied now (a parameter may be updated in place where the
         dispatch mode does not see it, in a hook during backward)."""
         if not self.deferred.keeps(t):
-            record.outputs[k] = summarize_small(t)
+            record.set(k, summarize_small(t))
             return
         base = t._base
         if base is not None and base.grad_fn is None:  # a private copy: nothing writes to it
-            record.outputs[k] = self._leaf_view_copy(t)
+            record.set(k, self._leaf_view_copy(t))
             return
         kept = t.detach()
         if self.deferred.hold(record, k, kept):
-            record.outputs[k] = kept
+            record.set(k, kept)
         else:
-            record.outputs[k] = summarize(t)
+            record.set(k, summarize(t))
 
     def adopt(self, args: Any) -> None:
         """Record the value of input tensors whose node no op output reached (the output of a
@@ -531,7 +558,7 @@ class ForwardRecorder(TorchDispatchMode):
                     record = meta[META_KEY] = self._new_record(None, (), (None, None), unknown)
                 if not isinstance(record, OpRecord) or record.aten is not None:
                     continue  # the usual case: the op that made the tensor recorded it
-                if t.output_nr not in record.outputs:
+                if not record.has(t.output_nr):
                     self.keep_value(record, t.output_nr, t)
 
     def _new_record(self, func: Any, args: Any, where: Any, module: Any) -> OpRecord:
@@ -541,7 +568,8 @@ class ForwardRecorder(TorchDispatchMode):
         return OpRecord(
             seq=self.seq,
             aten=None if func is None else aten_name(func),
-            outputs={},
+            out0=None,
+            more=None,
             module_path=path,
             module_root=root,
             module_type=mtype,

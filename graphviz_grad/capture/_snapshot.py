@@ -9,6 +9,8 @@ gradient; `build()` turns what was seen into plain data and drops every autograd
 from __future__ import annotations
 
 import contextlib
+import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, cast
 
@@ -41,6 +43,34 @@ SAVED_LIMIT = 20_000
 GRAD_BATCH = 4096
 
 saved_attrs_cache: dict[type, tuple[str, ...]] = {}
+
+_mixin = torch.autograd.function._HookMixin
+_registering = threading.Lock()
+
+
+@contextlib.contextmanager
+def plain_hook_dicts(hooked: list[tuple[dict[Any, Any], Any]]) -> Iterator[None]:
+    """While gradviz hooks a graph's nodes, `Node.register_prehook` / `register_hook` store each
+    hook in a plain dict keyed by the hook itself and note (dict, key) in `hooked`, instead of
+    building PyTorch's `OrderedDict` and `RemovableHandle` per hook (a third of the cost of
+    hooking a node, and most of its memory). PyTorch's C++ asks `_HookMixin._register_hook` for
+    the dict and handle; the swap lasts only while gradviz registers (no user code runs then), so
+    the user's own hooks get PyTorch's handles. `CallCapture.detach` removes them."""
+
+    def register(hooks: Any, hook: Any) -> tuple[Any, None]:
+        if hooks is None:
+            hooks = {}
+        hooks[hook] = hook  # the hook itself: never one of a RemovableHandle's integer ids
+        hooked.append((hooks, hook))
+        return hooks, None
+
+    with _registering:
+        saved = _mixin.__dict__["_register_hook"]
+        _mixin._register_hook = staticmethod(register)
+        try:
+            yield
+        finally:
+            _mixin._register_hook = saved
 
 
 def saved_attrs(node: Any) -> tuple[str, ...]:
@@ -100,7 +130,11 @@ class CallCapture:
         self.where = where
         self.nodes: list[Any] = []
         self.index: dict[int, int] = {}
-        self.nexts: list[tuple[tuple[Any, int], ...]] = []
+        #: Per node, the output number of each `next_functions` entry (one shared tuple per
+        #: distinct value: almost every entry is output 0).
+        self.nrs: list[tuple[int, ...]] = []
+        #: The roots' node indices (`index` is dropped once the walk has used it).
+        self.root_nodes: tuple[int, ...] = ()
         #: Per node, the index of each `next_functions` entry's node (None for an empty one).
         self.sources: list[tuple[int | None, ...]] = []
         self.leaves: list[int] = []
@@ -118,7 +152,8 @@ class CallCapture:
         self.order: list[int] = []
         self._order_of: list[int | None] = []
         self._leaf_raw: dict[int, list[torch.Tensor]] = {}
-        self.handles: list[Any] = []
+        #: The hooks gradviz put on the nodes, as (the node's hook dict, key) (`plain_hook_dicts`).
+        self.hooked: list[tuple[dict[Any, Any], Any]] = []
         self.error: str | None = None
         #: Under torch.distributed: (rank, world size), and the parameters DDP all-reduces.
         self.dist: tuple[int, int] | None = None
@@ -137,10 +172,12 @@ class CallCapture:
             self._read_leaves()
             if len(self.nodes) <= SAVED_LIMIT:
                 self._read_saved()
+            self.index = {}  # 100 bytes a node, not needed past here
 
     def _walk(self) -> None:
         stack = [node for node, _ in reversed(self.roots)]
-        index, nodes, nexts, leaves = self.index, self.nodes, self.nexts, self.leaves
+        index, nodes, leaves = self.index, self.nodes, self.leaves
+        nexts: list[tuple[tuple[Any, int], ...]] = []
         while stack:
             node = stack.pop()
             if id(node) in index:
@@ -157,6 +194,9 @@ class CallCapture:
         self.sources = [
             tuple(None if c is None else index[id(c)] for c, _ in children) for children in nexts
         ]
+        shared: dict[tuple[int, ...], tuple[int, ...]] = {}
+        self.nrs = [shared.setdefault(nrs, nrs) for nrs in _output_numbers(nexts)]
+        self.root_nodes = tuple(index[id(n)] for n, _ in self.roots)
 
     def _read_leaves(self) -> None:
         """Each leaf's value and `.grad` before the call, summarised in one batch."""
@@ -216,7 +256,7 @@ class CallCapture:
             ref = self.index[id(node)]
             key = (ref, t.output_nr)
             record = op_record(node)
-            known = record is not None and t.output_nr in record.outputs  # `_value` reads that
+            known = record is not None and record.has(t.output_nr)  # `_value` reads that
             if not known and key not in self.saved_values:
                 self.saved_values[key] = self._keep(("s", key), t)
             return Saved(name, "tensor", node=ref, text=f"output {t.output_nr} of #{ref}")
@@ -242,19 +282,20 @@ class CallCapture:
 
     def _attach(self) -> None:
         consumers: dict[tuple[int, int], int] = {}
-        for children, srcs in zip(self.nexts, self.sources):
-            for (_, nr), src in zip(children, srcs):
+        for nrs, srcs in zip(self.nrs, self.sources):
+            for nr, src in zip(nrs, srcs):
                 if src is not None:
                     key = (src, nr)
                     consumers[key] = consumers.get(key, 0) + 1
         leaf_kinds = set(self.leaves)
         plain = self._plain_leaves() if self.leaves_run else set()
-        for i, node in enumerate(self.nodes):
-            hook = self._leaf_pre_hook(i) if i in leaf_kinds else self._pre_hook(i)
-            self.handles.append(node.register_prehook(hook))
-            wanted = self._edges_needing_grads(i, consumers, leaf_kinds, plain)
-            if wanted:
-                self.handles.append(node.register_hook(self._post_hook(i, wanted)))
+        with plain_hook_dicts(self.hooked):
+            for i, node in enumerate(self.nodes):
+                hook = self._leaf_pre_hook(i) if i in leaf_kinds else self._pre_hook(i)
+                node.register_prehook(hook)
+                wanted = self._edges_needing_grads(i, consumers, leaf_kinds, plain)
+                if wanted:
+                    node.register_hook(self._post_hook(i, wanted))
 
     def _plain_leaves(self) -> set[int]:
         """Leaves whose gradient reaches their `AccumulateGrad` as it left the consumer: no
@@ -271,7 +312,7 @@ class CallCapture:
         """The inputs of node `i` whose gradient differs from their source's own: a source
         with several consumers, a leaf (unless its pre-hook sees that very gradient)."""
         wanted = []
-        for k, ((_, nr), src) in enumerate(zip(self.nexts[i], self.sources[i])):
+        for k, (nr, src) in enumerate(zip(self.nrs[i], self.sources[i])):
             if src is None:
                 continue
             many = consumers[(src, nr)] > 1
@@ -397,9 +438,12 @@ class CallCapture:
     def detach(self) -> None:
         """Remove the hooks and summarise the gradients still waiting."""
         try:
-            for h in self.handles:
-                h.remove()
-            self.handles = []
+            for hooks, key in self.hooked:
+                if len(hooks) == 1 and key in hooks:
+                    hooks.clear()  # frees the dict's table, which `pop` keeps (100 bytes a node)
+                else:
+                    hooks.pop(key, None)
+            self.hooked = []
             self._summarize()
             self._summarize_leaves()
         finally:
@@ -421,7 +465,7 @@ class CallCapture:
         graph = Graph(
             nodes=nodes,
             edges=edges,
-            roots=tuple(self.index[id(n)] for n, _ in self.roots),
+            roots=self.root_nodes,
             call=self.number,
             grad_source=self.kind if self.node_grads or self.leaf_grads else "none",
             call_file=display_path(self.where[0]),
@@ -471,7 +515,7 @@ class CallCapture:
             label = names[0] if names else "leaf"
             value = self.leaf_values.get(i)
             leaves.append(LeafStep(label, value, self._leaf_grad(i), self.grads_before.get(i)))
-        root = self.index[id(self.roots[0][0])]
+        root = self.root_nodes[0]
         node = self.nodes[root]
         if is_leaf_node(node):
             root_value = self.leaf_values.get(root)
@@ -503,7 +547,7 @@ class CallCapture:
         return names
 
     def release(self) -> None:
-        self.nodes, self.nexts, self.roots = [], [], []
+        self.nodes, self.nrs, self.roots = [], [], []
         self.index = {}
         self.leaf_edge_raw = {}
         self._leaf_raw = {}
@@ -567,7 +611,7 @@ class CallCapture:
         return grads[k] if k < len(grads) else None
 
     def _value(self, i: int, k: int, record: OpRecord | None) -> TensorSummary | None:
-        if record is not None and k in record.outputs:
+        if record is not None and record.has(k):
             return record.value(k)
         value = self.saved_values.get((i, k))
         return summarize(value) if isinstance(value, torch.Tensor) else value
@@ -634,8 +678,8 @@ class CallCapture:
     def _edges(self, nodes: tuple[Node, ...]) -> list[Edge]:
         edges = []
         edge_grads = cast("dict[tuple[int, int], TensorSummary | None]", self.edge_grads)  # settled
-        for dst, (children, srcs) in enumerate(zip(self.nexts, self.sources)):
-            for k, ((_, nr), src) in enumerate(zip(children, srcs)):
+        for dst, (nrs, srcs) in enumerate(zip(self.nrs, self.sources)):
+            for k, (nr, src) in enumerate(zip(nrs, srcs)):
                 if src is None:
                     continue
                 if (dst, k) in edge_grads:
@@ -663,6 +707,11 @@ def with_scale(graph: Graph, scale: float) -> Graph:
         "scaler.step divides them by the scale (and skips the step if any is inf/NaN)"
     )
     return replace(graph, grad_scale=scale, notes=(*graph.notes, note))
+
+
+def _output_numbers(nexts: list[tuple[tuple[Any, int], ...]]) -> Iterator[tuple[int, ...]]:
+    for children in nexts:
+        yield tuple([nr for _, nr in children])
 
 
 def _num_outputs(node: Any) -> int:

@@ -63,7 +63,7 @@ def _attach(mode: ForwardRecorder, out: Any, args: tuple[Any, ...]) -> None:
             if record is None:
                 record = mode._new_record(None, args, where, mode.modules.current())
             node.metadata[META_KEY] = existing = record
-        if existing is record and mode.values and t.output_nr not in record.outputs:
+        if existing is record and mode.values and not record.has(t.output_nr):
             mode.paused += 1
             try:
                 with mode.off():
