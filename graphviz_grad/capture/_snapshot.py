@@ -48,6 +48,13 @@ _mixin = torch.autograd.function._HookMixin
 _registering = threading.Lock()
 
 
+class _HookDict(dict):  # type: ignore[type-arg]
+    """A node's hook dict: a plain dict that PyTorch's `RemovableHandle` can reference weakly
+    (the user may add a hook of their own to it later)."""
+
+    __slots__ = ("__weakref__",)
+
+
 @contextlib.contextmanager
 def plain_hook_dicts(hooked: list[tuple[dict[Any, Any], Any]]) -> Iterator[None]:
     """While gradviz hooks a graph's nodes, `Node.register_prehook` / `register_hook` store each
@@ -59,18 +66,18 @@ def plain_hook_dicts(hooked: list[tuple[dict[Any, Any], Any]]) -> Iterator[None]
 
     def register(hooks: Any, hook: Any) -> tuple[Any, None]:
         if hooks is None:
-            hooks = {}
+            hooks = _HookDict()
         hooks[hook] = hook  # the hook itself: never one of a RemovableHandle's integer ids
         hooked.append((hooks, hook))
         return hooks, None
 
     with _registering:
         saved = _mixin.__dict__["_register_hook"]
-        _mixin._register_hook = staticmethod(register)
+        setattr(_mixin, "_register_hook", staticmethod(register))  # noqa: B010
         try:
             yield
         finally:
-            _mixin._register_hook = saved
+            setattr(_mixin, "_register_hook", saved)  # noqa: B010
 
 
 def saved_attrs(node: Any) -> tuple[str, ...]:
