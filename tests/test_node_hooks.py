@@ -99,3 +99,36 @@ def test_a_hook_registered_inside_the_recording_gets_a_removable_handle() -> Non
         z = (w * 3.0).sum()
         found.append(z.grad_fn.register_hook(lambda gi, go: None))
     assert all(isinstance(h, RemovableHandle) for h in found)
+
+
+def test_hooks_are_removed_also_when_pytorch_hands_back_its_own_handles(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Should a PyTorch register node hooks without asking `_register_hook`, gradviz keeps the
+    handles it gets back and removes its hooks with them."""
+    import contextlib
+
+    from graphviz_grad.capture import _snapshot
+
+    monkeypatch.setattr(_snapshot, "plain_hook_dicts", lambda hooked: contextlib.nullcontext())
+    fired: list[int] = []
+    make = _snapshot.CallCapture._pre_hook
+
+    def counting(self, i):  # type: ignore[no-untyped-def]
+        hook = make(self, i)
+
+        def counted(grad_outputs):  # type: ignore[no-untyped-def]
+            fired.append(i)
+            return hook(grad_outputs)
+
+        return counted
+
+    monkeypatch.setattr(_snapshot.CallCapture, "_pre_hook", counting)
+    with record() as rec:
+        w = torch.tensor([0.5, 1.5], requires_grad=True)
+        loss = ((w * 2.0).sin() * w).sum()
+        loss.backward(retain_graph=True)
+    (expected,) = torch.autograd.grad(loss, w, retain_graph=True)
+    assert rec.graph(1).leaves[0].grad.data == expected.tolist()  # type: ignore[union-attr]
+    during = len(fired)
+    assert during > 0
+    loss.backward()  # outside the recording: none of gradviz's hooks is left to fire
+    assert len(fired) == during

@@ -161,6 +161,8 @@ class CallCapture:
         self._leaf_raw: dict[int, list[torch.Tensor]] = {}
         #: The hooks gradviz put on the nodes, as (the node's hook dict, key) (`plain_hook_dicts`).
         self.hooked: list[tuple[dict[Any, Any], Any]] = []
+        #: PyTorch's handles, should a version register a hook without `_register_hook`.
+        self.handles: list[Any] = []
         self.error: str | None = None
         #: Under torch.distributed: (rank, world size), and the parameters DDP all-reduces.
         self.dist: tuple[int, int] | None = None
@@ -288,21 +290,24 @@ class CallCapture:
             raise
 
     def _attach(self) -> None:
-        consumers: dict[tuple[int, int], int] = {}
+        # by source node, or (node, output number) past output 0: most edges leave output 0
+        consumers: dict[int | tuple[int, int], int] = {}
         for nrs, srcs in zip(self.nrs, self.sources):
             for nr, src in zip(nrs, srcs):
                 if src is not None:
-                    key = (src, nr)
+                    key = (src, nr) if nr else src
                     consumers[key] = consumers.get(key, 0) + 1
         leaf_kinds = set(self.leaves)
         plain = self._plain_leaves() if self.leaves_run else set()
+        handles = self.handles
         with plain_hook_dicts(self.hooked):
             for i, node in enumerate(self.nodes):
                 hook = self._leaf_pre_hook(i) if i in leaf_kinds else self._pre_hook(i)
-                node.register_prehook(hook)
+                if (handle := node.register_prehook(hook)) is not None:
+                    handles.append(handle)  # a PyTorch that did not ask `_register_hook`
                 wanted = self._edges_needing_grads(i, consumers, leaf_kinds, plain)
-                if wanted:
-                    node.register_hook(self._post_hook(i, wanted))
+                if wanted and (handle := node.register_hook(self._post_hook(i, wanted))):
+                    handles.append(handle)
 
     def _plain_leaves(self) -> set[int]:
         """Leaves whose gradient reaches their `AccumulateGrad` as it left the consumer: no
@@ -312,7 +317,7 @@ class CallCapture:
     def _edges_needing_grads(
         self,
         i: int,
-        consumers: dict[tuple[int, int], int],
+        consumers: dict[int | tuple[int, int], int],
         leaves: set[int],
         plain: set[int],
     ) -> list[tuple[int, bool]]:
@@ -322,7 +327,7 @@ class CallCapture:
         for k, (nr, src) in enumerate(zip(self.nrs[i], self.sources[i])):
             if src is None:
                 continue
-            many = consumers[(src, nr)] > 1
+            many = consumers[(src, nr) if nr else src] > 1
             if many or (src in leaves and src not in plain):
                 wanted.append((k, src in leaves))
         return wanted
@@ -451,6 +456,9 @@ class CallCapture:
                 else:
                     hooks.pop(key, None)
             self.hooked = []
+            for h in self.handles:
+                h.remove()
+            self.handles = []
             self._summarize()
             self._summarize_leaves()
         finally:

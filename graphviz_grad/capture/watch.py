@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from ._forward import USER_FRAMES, op_record, per_op
+from ._forward import USER_FRAMES, aten_name, op_record, per_op
 from .compiled import compiling
 
 MARK = "_gradviz_cut"
@@ -302,8 +302,8 @@ class Watch:
             return
         file, line = self.step_where or _where()
         owner = owner_name(t.grad_fn) if t.grad_fn is not None else None
-        shape = tuple(int(d) for d in t.shape)
-        self.inplace.append(InplaceWrite(str(func), file, line, owner, shape, t._version + 1))
+        shape = tuple(t.shape)  # a plain tuple of ints
+        self.inplace.append(InplaceWrite(aten_name(func), file, line, owner, shape, t._version + 1))
 
     def _item(self, func: Any, args: Any, out: Any) -> None:
         src = args[0] if args and isinstance(args[0], torch.Tensor) else None
