@@ -132,3 +132,20 @@ def test_hooks_are_removed_also_when_pytorch_hands_back_its_own_handles(monkeypa
     assert during > 0
     loss.backward()  # outside the recording: none of gradviz's hooks is left to fire
     assert len(fired) == during
+
+
+def test_a_hook_another_thread_registers_meanwhile_gets_pytorchs_handle() -> None:
+    import threading
+
+    from graphviz_grad.capture import _snapshot
+
+    w = torch.ones(2, requires_grad=True)
+    y = (w * 2.0).sum()
+    handles: list[object] = []
+    with _snapshot.plain_hook_dicts([]):
+        thread = threading.Thread(
+            target=lambda: handles.append(y.grad_fn.register_prehook(lambda g: None))
+        )
+        thread.start()
+        thread.join()
+    assert len(handles) == 1 and isinstance(handles[0], RemovableHandle)

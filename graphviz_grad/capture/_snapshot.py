@@ -62,9 +62,13 @@ def plain_hook_dicts(hooked: list[tuple[dict[Any, Any], Any]]) -> Iterator[None]
     building PyTorch's `OrderedDict` and `RemovableHandle` per hook (a third of the cost of
     hooking a node, and most of its memory). PyTorch's C++ asks `_HookMixin._register_hook` for
     the dict and handle; the swap lasts only while gradviz registers (no user code runs then), so
-    the user's own hooks get PyTorch's handles. `CallCapture.detach` removes them."""
+    the user's own hooks get PyTorch's handles (a hook another thread registers meanwhile goes
+    to PyTorch's own function). `CallCapture.detach` removes them."""
+    owner = threading.get_ident()
 
-    def register(hooks: Any, hook: Any) -> tuple[Any, None]:
+    def register(hooks: Any, hook: Any) -> tuple[Any, Any]:
+        if threading.get_ident() != owner:
+            return saved.__func__(hooks, hook)  # type: ignore[no-any-return]
         if hooks is None:
             hooks = _HookDict()
         hooks[hook] = hook  # the hook itself: never one of a RemovableHandle's integer ids
