@@ -36,13 +36,18 @@ Data = float | int | bool | str | list
 _T = TypeVar("_T")
 
 
-@functools.lru_cache(maxsize=1024)
-def display_path(filename: str | None) -> str | None:
-    """A file name as the user reads it: relative to the current folder when inside it."""
+def display_path(filename: str | None, cwd: str | None = None) -> str | None:
+    """A file name as the user reads it: relative to the current folder (`cwd`, default the
+    process's now) when inside it."""
     if not filename:
         return None
+    return _relative(filename, os.getcwd() if cwd is None else cwd)
+
+
+@functools.lru_cache(maxsize=1024)
+def _relative(filename: str, cwd: str) -> str:
     try:
-        rel = os.path.relpath(filename)
+        rel = os.path.relpath(filename, cwd)
     except ValueError:
         return filename
     return filename if rel.startswith("..") else rel

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -153,3 +154,21 @@ def test_recorder_restores_autograd_functions_when_the_block_raises() -> None:
     with pytest.raises(ZeroDivisionError), gg.record():
         raise ZeroDivisionError
     assert torch.autograd.backward is backward and torch.autograd.grad is grad
+
+
+def test_display_path_follows_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from graphviz_grad.model import display_path
+
+    script = tmp_path / "a" / "s.py"
+    script.parent.mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert display_path(str(script)) == os.path.join("a", "s.py")
+    monkeypatch.chdir(script.parent)
+    assert display_path(str(script)) == "s.py"
+    other = tmp_path / "b"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    assert display_path(str(script)) == str(script)
+    assert display_path(str(script), str(tmp_path)) == os.path.join("a", "s.py")

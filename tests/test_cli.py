@@ -237,3 +237,18 @@ def test_missing_dot_says_how_to_install(tmp_path: Path) -> None:
         env=env,
     )
     assert done.returncode == 0 and dot.read_text().startswith("digraph")
+
+
+def test_paths_are_shown_from_the_folder_of_each_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One process, two runs from two folders (a notebook, `--watch`, the test suite): each
+    graph names the script from its own run's folder."""
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = gradviz("render", str(SAMPLES / "linear.py"), "-o", "-", "--format", "json")
+    assert code == 0
+    assert json.loads(out[out.index('{\n "schema"') :])["call_file"] == str(SAMPLES / "linear.py")
+    monkeypatch.chdir(ROOT)
+    code, out, _ = gradviz("render", "samples/linear.py", "-o", "-", "--format", "json")
+    assert code == 0
+    assert json.loads(out[out.index('{\n "schema"') :])["call_file"] == "samples/linear.py"

@@ -9,6 +9,7 @@ gradient; `build()` turns what was seen into plain data and drops every autograd
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -163,6 +164,7 @@ class CallCapture:
         self.order: list[int] = []
         self._order_of: list[int | None] = []
         self._leaf_raw: dict[int, list[torch.Tensor]] = {}
+        self._cwd: str | None = None
         #: The hooks gradviz put on the nodes, as (the node's hook dict, key) (`plain_hook_dicts`).
         self.hooked: list[tuple[dict[Any, Any], Any]] = []
         #: PyTorch's handles, should a version register a hook without `_register_hook`.
@@ -473,6 +475,7 @@ class CallCapture:
     # -- after the call ----------------------------------------------------------------------
     def build(self) -> Graph:
         """The frozen graph; afterwards this capture holds no autograd node."""
+        self._cwd = os.getcwd()  # once, for every node's file
         with gc_paused(len(self.nodes) > BIG_GRAPH):
             self._settle()
             self._order_of = [None] * len(self.nodes)
@@ -615,7 +618,7 @@ class CallCapture:
             self.saved.get(i, ()),
             module=module,
             module_type=record.module_type,
-            file=display_path(record.file),
+            file=display_path(record.file, self._cwd),
             line=record.line,
             order=self._order_of[i],
             aten=record.aten,
