@@ -510,6 +510,12 @@ class ForwardRecorder(TorchDispatchMode):
         self._view_copies.clear()
         self.deferred.new_pass()
 
+    def unseen_writes(self, tensors: list[torch.Tensor]) -> None:
+        """`tensors` are about to be written where this mode does not look (an optimizer step
+        run without it): what `__torch_dispatch__` does before an in-place op it sees."""
+        self.deferred.written(tensors)
+        self._view_copies.clear()
+
     def _leaf_view_copy(self, t: torch.Tensor) -> torch.Tensor:
         """A copy of `t`, a view of a leaf (`w.t()` in every `F.linear`): the same view of the
         same version is copied once, until the next in-place write anywhere (`written`)."""

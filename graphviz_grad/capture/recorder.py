@@ -31,6 +31,7 @@ from .compiled import QuietHooksWarning, skip_frames, tracing_tensors
 from .distributed import ddp_parameters, rank_and_world
 from .functions import FunctionCalls
 from .naming import Names
+from .optim import OptimizerSteps
 from .watch import Watch
 
 
@@ -80,6 +81,8 @@ class Recorder:
         self.steps = 0
         self._step_hook: Any = None
         self._step_pre_hook: Any = None
+        #: Steps of `torch.optim` optimizers run without the dispatch mode, once learnt.
+        self._steps = OptimizerSteps(self._mode, self.watch, lambda: self._entered)
 
     @property
     def total_calls(self) -> int:
@@ -104,7 +107,7 @@ class Recorder:
         self._scalers.install()
         self.watch.install()
         self._step_hook = register_optimizer_step_post_hook(self._stepped)
-        self._step_pre_hook = register_optimizer_step_pre_hook(self.watch.step_starts)
+        self._step_pre_hook = register_optimizer_step_pre_hook(self._step_starts)
         self._mode.__enter__()
         self._entered = True
         return self
@@ -143,14 +146,20 @@ class Recorder:
             self._mode.deferred.settle_all()  # nothing watches the writes any more
         finally:
             self._modules.remove()
+            self._steps.remove()
             self._functions.remove()
             self._scalers.remove()
             self._quiet.remove()
             self.watch.remove()
 
+    def _step_starts(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self.watch.step_starts(optimizer, args, kwargs)
+        self._steps.before(optimizer, args, kwargs)
+
     def _stepped(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self.steps += 1
         self.watch.step_where = None
+        self._steps.after(optimizer, args, kwargs)
 
     def status(self) -> str:
         """What the recording has seen so far, in a few words (the CLI's live progress line)."""

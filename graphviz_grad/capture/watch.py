@@ -184,6 +184,9 @@ class Watch:
         self.step_where: tuple[str | None, int | None] | None = None
         self._handle: Any = None
         self._shown: Any = None
+        #: While an optimizer's step is observed to learn its writes (`optim.OptimizerSteps`):
+        #: by id of each parameter and gradient, the (version, aten op) of each write it gets.
+        self.learning: dict[int, list[tuple[int, str]]] | None = None
 
     # -- module calls ------------------------------------------------------------------------
     def install(self) -> None:
@@ -303,7 +306,18 @@ class Watch:
         file, line = self.step_where or _where()
         owner = owner_name(t.grad_fn) if t.grad_fn is not None else None
         shape = tuple(t.shape)  # a plain tuple of ints
-        self.inplace.append(InplaceWrite(aten_name(func), file, line, owner, shape, t._version + 1))
+        aten = aten_name(func)
+        self.inplace.append(InplaceWrite(aten, file, line, owner, shape, t._version + 1))
+        if self.learning is not None and (seen := self.learning.get(id(t))) is not None:
+            seen.append((t._version + 1, aten))
+
+    def note_write(
+        self, t: torch.Tensor, aten: str, where: tuple[str | None, int | None], version: int
+    ) -> None:
+        """An in-place write the dispatch mode did not see, made to `t` up to `version` (an
+        optimizer step run without the mode: `optim.OptimizerSteps`)."""
+        owner = owner_name(t.grad_fn) if t.grad_fn is not None else None
+        self.inplace.append(InplaceWrite(aten, where[0], where[1], owner, tuple(t.shape), version))
 
     def _item(self, func: Any, args: Any, out: Any) -> None:
         src = args[0] if args and isinstance(args[0], torch.Tensor) else None
