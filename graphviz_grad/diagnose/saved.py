@@ -52,12 +52,43 @@ def parse_stale(text: str | None) -> Stale | None:
     return Stale(match["owner"], shape, int(match["now"]), int(match["was"]))
 
 
+#: Ops whose output PyTorch's error names when the saved tensor is a view of what was written
+#: (`w.t()` in `F.linear`, saved by `addmm`, once `w` is updated in place: "output 0 of AsStrided").
+_VIEW_OWNERS = frozenset({"AsStrided", "T", "Transpose", "Permute"})
+
+
 def _writer(stale: Stale, writes: Sequence[Write]) -> Write | None:
-    """The latest write that moved a tensor like this one past the version backward needs."""
+    """The latest write that moved a tensor like this one past the version backward needs.
+
+    PyTorch names the tensor by the op that made it: the op that saved it (a saved output), the
+    write itself once it has run (a saved input written by `add_` is "output 0 of Add"), or a
+    view of the written tensor (a transposed weight is "output 0 of AsStrided"). The write seen
+    on that very tensor comes first; else one whose op is the owner named; else a write to a
+    tensor of the same shape up to the order of its dimensions, when the owner is a view.
+    """
+    by_op: Write | None = None
+    by_view: Write | None = None
     for w in reversed(writes):
-        if w.owner == stale.owner and w.shape == stale.shape and w.version == stale.was + 1:
-            return w
-    return None
+        if w.version != stale.was + 1:
+            continue
+        if w.shape == stale.shape:
+            if w.owner == stale.owner:
+                return w
+            if by_op is None and stale.owner is not None and _op_owner(w.aten) == stale.owner:
+                by_op = w
+        elif by_view is None and stale.owner in _VIEW_OWNERS and _permuted(w.shape, stale.shape):
+            by_view = w
+    return by_op or by_view
+
+
+def _permuted(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    return sorted(a) == sorted(b)
+
+
+def _op_owner(aten: str) -> str:
+    """The node name PyTorch gives a tensor an in-place op wrote (`aten.add_.Tensor` -> `Add`)."""
+    name = _op_name(aten).rstrip("_")
+    return "".join(part.capitalize() for part in name.split("_"))
 
 
 def inplace(graph: Graph, writes: Sequence[Write]) -> list[Finding]:
