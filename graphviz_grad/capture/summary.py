@@ -48,6 +48,16 @@ def summarize_small(t: torch.Tensor) -> TensorSummary:
 
 def summarize(t: torch.Tensor, limit: int = DATA_LIMIT) -> TensorSummary:
     """A summary of `t`'s current contents (never raises: odd tensors get a `note`)."""
+    if type(t) in PLAIN_TYPES and t.dtype in _REDUCED and t.layout == torch.strided and t.is_cpu:
+        # the common case on the per-op path, without the checks for odd tensors below
+        numel = t.numel()
+        if numel > limit:
+            try:
+                found = _large_cpu(t.detach(), tuple(t.shape), dtype_name(t.dtype), numel)
+            except Exception:  # a storage freed under the tensor: said below
+                found = None
+            if found is not None:
+                return found
     shape = tuple(int(d) for d in t.shape)
     dtype = dtype_name(t.dtype)
     try:
@@ -109,12 +119,35 @@ def _small(data: Any, shape: tuple[int, ...], dtype: str, numel: int) -> TensorS
     )
 
 
+#: Dtypes whose statistics `_large` computes in three reductions.
+_REDUCED = (torch.float32, torch.float64)
+
+
+def _large_cpu(
+    t: torch.Tensor, shape: tuple[int, ...], dtype: str, numel: int
+) -> TensorSummary | None:
+    """`_large` of a finite float32/float64 CPU tensor (None if it holds a NaN or an Inf).
+
+    Three reductions: a float64 sum (finite means no NaN or Inf), the extremes and the norm.
+    Summing a float64 copy gives the very same numbers as `sum(dtype=float64)`
+    (tests/test_summary_sums.py) in a fifth of the time. Each number is read on its own: on the
+    CPU there is no host copy to save, and one `stack` costs more than the three reads."""
+    d = as_double(t)
+    total = float(d.sum())
+    if not math.isfinite(total):
+        return None
+    lo, hi = torch.aminmax(t)
+    norm = float(torch.linalg.vector_norm(d))
+    return TensorSummary(shape, dtype, numel, None, float(lo), float(hi), total / numel, norm)
+
+
 def _large(t: torch.Tensor, shape: tuple[int, ...], dtype: str, numel: int) -> TensorSummary:
-    if t.dtype in (torch.float32, torch.float64):
-        # The common case in three reductions: a float64 sum (finite means no nan/inf), the
-        # extremes and the norm. Summing a float64 copy gives the very same numbers as
-        # `sum(dtype=float64)` (tests/test_summary_sums.py) in a fifth of the time.
-        d = as_double(t)  # then two float64 reductions: 4-5x faster than sum(dtype=float64)
+    if t.dtype in _REDUCED:
+        if t.is_cpu:
+            found = _large_cpu(t, shape, dtype, numel)
+            return found if found is not None else _masked(t, shape, dtype, numel)
+        # as `_large_cpu`, with the three numbers copied to the host together
+        d = as_double(t)
         total = float(d.sum())
         if math.isfinite(total):
             lo, hi = torch.aminmax(t)
@@ -124,17 +157,25 @@ def _large(t: torch.Tensor, shape: tuple[int, ...], dtype: str, numel: int) -> T
     return _masked(t, shape, dtype, numel)
 
 
-#: Float32 tensors up to this many elements are copied to float64 into one reused buffer (a new
-#: one per tensor costs a fresh allocation and its page faults, every time).
+#: Float32 CPU tensors of this many elements and up to `WORKSPACE_LIMIT` are copied to float64
+#: into one reused buffer: a new one that big is fresh memory from the system, and its page faults,
+#: every time (4M elements: 3.7 ms with the buffer, 12 ms without). Below it, a new tensor is
+#: cheaper than copying into a slice of the buffer (8k elements: 4 us against 8).
+WORKSPACE_MIN = 1 << 20
 WORKSPACE_LIMIT = 1 << 24
 _workspace: list[torch.Tensor] = []
 
 
 def as_double(t: torch.Tensor) -> torch.Tensor:
-    """`t.double()`, for a contiguous CPU float32 tensor in a reused buffer: valid until the next
-    call (the same values, laid out the same, so reductions over it give the same numbers)."""
+    """`t.double()`; a large contiguous CPU float32 tensor goes into a reused buffer, valid until
+    the next call (the same values, laid out the same, so reductions give the same numbers)."""
     n = t.numel()
-    if t.dtype != torch.float32 or not t.is_cpu or n > WORKSPACE_LIMIT or not t.is_contiguous():
+    if (
+        t.dtype != torch.float32
+        or not t.is_cpu
+        or not WORKSPACE_MIN <= n <= WORKSPACE_LIMIT
+        or not t.is_contiguous()
+    ):
         return t.double()
     if not _workspace or _workspace[0].numel() < n:
         _workspace[:] = [torch.empty(max(n, 1 << 16), dtype=torch.float64)]
@@ -268,6 +309,8 @@ def _plain_large(t: torch.Tensor) -> bool:
 #: PyTorch reduces a row of a contiguous 2-D tensor exactly as the tensor alone (one thread's
 #: cascade, for up to 32,768 elements), so the numbers are the same (tests/test_summary_sums.py).
 ROW_LIMIT = 4096
+#: ... when at least this many share a shape (for fewer, stacking costs more than it saves).
+ROW_MIN = 4
 
 
 def _large_many(group: list[torch.Tensor]) -> list[TensorSummary]:
@@ -283,7 +326,7 @@ def _large_many(group: list[torch.Tensor]) -> list[TensorSummary]:
             alone.append(j)
     with torch.no_grad():
         for js in rows.values():
-            if len(js) == 1:
+            if len(js) < ROW_MIN:
                 alone.extend(js)
                 continue
             for j, found in zip(js, _row_stats([group[j] for j in js])):
@@ -306,7 +349,17 @@ def _row_stats(same: list[torch.Tensor]) -> list[tuple[float, float, float, floa
 
 
 def _each_stats(group: list[torch.Tensor]) -> list[tuple[float, float, float, float]]:
-    """(sum, min, max, norm) of each tensor (all of one dtype), with two copies to the host."""
+    """(sum, min, max, norm) of each tensor (all of one dtype, on one device), with two copies
+    to the host; on the CPU each number is read on its own (cheaper than stacking them)."""
+    if group and group[0].is_cpu:
+        found = []
+        for t in group:
+            t = t.detach()
+            d = as_double(t)  # as in `_large_cpu`
+            lo, hi = torch.aminmax(t)
+            norm = torch.linalg.vector_norm(d)
+            found.append((float(d.sum()), float(lo), float(hi), float(norm)))
+        return found
     sums_norms: list[torch.Tensor] = []
     extremes: list[torch.Tensor] = []
     for t in group:
