@@ -269,6 +269,9 @@ def per_op(cache: dict[int, tuple[Any, Any]], func: Any, make: Callable[[Any], A
 _writes: dict[int, tuple[Any, Any]] = {}
 
 
+_DETACH = torch.ops.aten.detach.default
+
+
 def written_args(func: Any) -> Any:
     """For an op that writes some of its arguments in place (`add_`, `out=`, the optimizer's
     `_foreach_add_`), a function giving those arguments from `(args, kwargs)`; else None."""
@@ -432,6 +435,9 @@ class ForwardRecorder(TorchDispatchMode):
         self.deferred = Deferred()
         #: Copies of views of leaves, by view and version (`_leaf_view_copy`).
         self._view_copies: dict[Any, torch.Tensor] = {}
+        #: The output of the last op that built graph, and where in the user's code it ran (the
+        #: frame's id and instruction): see `_saving`.
+        self._made: tuple[Any, int, int] | None = None
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -465,14 +471,33 @@ class ForwardRecorder(TorchDispatchMode):
             self.deferred.written(writes(args, kwargs))
             self._view_copies.clear()
         out = func(*args, **(kwargs or {}))
+        if func is _DETACH and self._made is not None and self._saving(args):
+            return out  # autograd keeping an op's output for backward: not the user's cut
         if self.watch is not None and not self.paused:
             self.watch.op(func, args, out, grad)
         if not self.paused and grad:
-            where: tuple[Any, ...] = USER_FRAMES.where(2)
+            frame = USER_FRAMES.find(sys._getframe(1))
+            where: tuple[Any, ...] = (None, None)
+            if frame is not None:
+                where = (frame.f_code.co_filename, frame.f_lineno)
+            self._made = (out, id(frame), -1 if frame is None else frame.f_lasti)
             if in_checkpoint():  # now, not at flush: the next op may be outside the region
                 where = (*where, True)
             self.pending.append((func, out, args, where, self.modules.current()))
         return out
+
+    def _saving(self, args: Any) -> bool:
+        """Whether this `detach` is autograd saving the output of the op that just ran (sigmoid,
+        relu, softmax keep their result for backward), not the user's `.detach()` or `.data`:
+        its input is that op's output, and the user's code is still at the same instruction (a
+        `.data` or `.detach()` of the user's is an instruction of its own)."""
+        assert self._made is not None
+        made, frame_id, lasti = self._made
+        src = args[0] if args else None
+        if src is not made and not (type(made) in (tuple, list) and any(src is o for o in made)):
+            return False
+        frame = USER_FRAMES.find(sys._getframe(1))
+        return id(frame) == frame_id and (-1 if frame is None else frame.f_lasti) == lasti
 
     def flush(self) -> None:
         """Attach records to the nodes of the ops that ran since the last flush."""

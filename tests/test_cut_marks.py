@@ -1,0 +1,35 @@
+"""Cut marks are the user's cuts only: autograd saving an op's output for backward (sigmoid,
+relu, softmax, layer_norm) dispatches a `detach` too, which must not count as one."""
+
+from __future__ import annotations
+
+import torch
+
+from graphviz_grad.capture.recorder import record
+from graphviz_grad.capture.watch import MARK
+
+
+def test_outputs_saved_for_backward_are_not_cuts() -> None:
+    with record() as rec:
+        x = torch.randn(3, 4, requires_grad=True)
+        y = torch.sigmoid(x) + torch.relu(x) + torch.log_softmax(x, 1)
+        y = torch.nn.functional.layer_norm(y, (4,)).tanh()
+        y.sum().backward()
+    assert rec.watch.seq == 0
+    assert rec.watch.marks == 0
+
+
+def test_the_users_detach_and_data_are_cuts_even_right_after_an_op() -> None:
+    with record() as rec:
+        x = torch.randn(3, requires_grad=True)
+        a = torch.sigmoid(x).data  # in the same line as an op that saved its output
+        b = x * 2; c = b.data  # noqa: E702 - right after an op that saves nothing
+        d = torch.exp(x).detach()
+        e = torch.relu(x)
+        f = e.detach()
+        loss = (x * a + x * c + x * d + x * f).sum()
+        loss.backward()
+    cuts = [getattr(t, MARK, None) for t in (a, c, d, f)]
+    assert all(cut is not None for cut in cuts)
+    assert [cut.kind for cut in cuts] == ["detach"] * 4  # type: ignore[union-attr]
+    assert rec.watch.seq == 4
