@@ -23,7 +23,8 @@ def test_the_users_detach_and_data_are_cuts_even_right_after_an_op() -> None:
     with record() as rec:
         x = torch.randn(3, requires_grad=True)
         a = torch.sigmoid(x).data  # in the same line as an op that saved its output
-        b = x * 2; c = b.data  # noqa: E702 - right after an op that saves nothing
+        b = x * 2
+        c = b.data  # noqa: E702 - right after an op that saves nothing
         d = torch.exp(x).detach()
         e = torch.relu(x)
         f = e.detach()
