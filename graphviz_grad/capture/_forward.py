@@ -435,8 +435,10 @@ class ForwardRecorder(TorchDispatchMode):
         self.deferred = Deferred()
         #: Copies of views of leaves, by view and version (`_leaf_view_copy`).
         self._view_copies: dict[Any, torch.Tensor] = {}
-        #: The output of the last op that built graph, and where in the user's code it ran (the
-        #: frame's id and instruction): see `_saving`.
+        #: The id of the output (or ids of the outputs) of the last op that built graph, and
+        #: where in the user's code it ran (the frame's id and instruction): see `_saving`. Ids,
+        #: not the tensors: holding the last output would keep its whole graph alive after the
+        #: recording (a deep chain then freed on a small C stack crashes).
         self._made: tuple[Any, int, int] | None = None
 
     @classmethod
@@ -480,7 +482,8 @@ class ForwardRecorder(TorchDispatchMode):
             where: tuple[Any, ...] = (None, None)
             if frame is not None:
                 where = (frame.f_code.co_filename, frame.f_lineno)
-            self._made = (out, id(frame), -1 if frame is None else frame.f_lasti)
+            made = id(out) if type(out) not in (tuple, list) else tuple(map(id, out))
+            self._made = (made, id(frame), -1 if frame is None else frame.f_lasti)
             if in_checkpoint():  # now, not at flush: the next op may be outside the region
                 where = (*where, True)
             self.pending.append((func, out, args, where, self.modules.current()))
@@ -493,8 +496,8 @@ class ForwardRecorder(TorchDispatchMode):
         `.data` or `.detach()` of the user's is an instruction of its own)."""
         assert self._made is not None
         made, frame_id, lasti = self._made
-        src = args[0] if args else None
-        if src is not made and not (type(made) in (tuple, list) and any(src is o for o in made)):
+        src = id(args[0]) if args else None
+        if src != made and not (type(made) is tuple and src in made):
             return False
         frame = USER_FRAMES.find(sys._getframe(1))
         return id(frame) == frame_id and (-1 if frame is None else frame.f_lasti) == lasti
