@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import torch
 from torch import nn
+from torch.optim import sgd as torch_sgd
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from graphviz_grad.capture import optim as optim_steps
@@ -81,11 +82,26 @@ def test_fast_steps_show_what_observed_steps_show(name: str, observed: Callable[
         assert set(range(1, p._version + 1)) <= versions
 
 
-def test_steps_after_the_first_run_without_the_dispatch_mode() -> None:
+def _spy_on_sgd(monkeypatch: pytest.MonkeyPatch, seen: list[object], fail: Any = None) -> None:
+    """Note the dispatch mode inside SGD's update (and raise there when `fail()` says so)."""
+    update = torch_sgd._single_tensor_sgd
+
+    def spy(*args: Any, **kwargs: Any) -> None:
+        seen.append(_get_current_dispatch_mode())
+        if fail is not None and fail():
+            raise RuntimeError("the update failed")
+        update(*args, **kwargs)
+
+    monkeypatch.setattr(torch_sgd, "_single_tensor_sgd", spy)
+
+
+def test_steps_after_the_first_run_without_the_dispatch_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     seen: list[object] = []
+    _spy_on_sgd(monkeypatch, seen)
     w = torch.zeros(3, requires_grad=True)
     opt = torch.optim.SGD([w], lr=0.1, momentum=0.9)
-    opt.register_step_pre_hook(lambda o, a, k: seen.append(_get_current_dispatch_mode()))
     with record() as rec:
         for _ in range(3):
             opt.zero_grad()
@@ -163,16 +179,29 @@ def test_schedulers_keep_working_without_warnings() -> None:
     assert recorded[2] and again[2]
 
 
-def test_an_error_inside_a_fast_step_leaves_the_recording_running() -> None:
+def test_steps_with_the_users_hooks_stay_observed(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[object] = []
+    _spy_on_sgd(monkeypatch, seen)
+    w = torch.zeros(3, requires_grad=True)
+    ema = torch.zeros(3)
+    opt = torch.optim.SGD([w], lr=0.1)
+    opt.register_step_post_hook(lambda o, a, k: ema.mul_(0.9).add_(w.detach(), alpha=0.1))
+    with record() as rec:
+        for _ in range(3):
+            opt.zero_grad()
+            (w - 1.0).pow(2).sum().backward()
+            opt.step()
+    assert seen == [rec._mode] * 3
+
+
+def test_an_error_inside_a_fast_step_leaves_the_recording_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[object] = []
+    failing = {"on": False}
+    _spy_on_sgd(monkeypatch, seen, fail=lambda: failing["on"])
     w = torch.tensor([1.0, 2.0], requires_grad=True)
     opt = torch.optim.SGD([w], lr=0.1)
-    failing = {"on": False}
-
-    def fail(o: Any, a: Any, k: Any) -> None:
-        if failing["on"]:
-            raise RuntimeError("a hook of the user's failed")
-
-    opt.register_step_pre_hook(fail)
     with record() as rec:
         for step in range(4):
             opt.zero_grad()
@@ -182,6 +211,7 @@ def test_an_error_inside_a_fast_step_leaves_the_recording_running() -> None:
             with contextlib.suppress(RuntimeError):
                 opt.step()
         assert _get_current_dispatch_mode() is rec._mode
+    assert seen[0] is rec._mode and seen[2] is None  # the failing step ran fast
     graph = rec.graph(-1)
     assert all(node.value is not None for node in graph.nodes)
     assert len(rec.calls) == 4

@@ -17,8 +17,8 @@ observed again.
 
 A step runs observed, exactly as before, when the optimizer is not one of `torch.optim`'s (it may
 build graph), was made with ``differentiable=True``, is given a closure (LBFGS: the closure's
-forward and backward are recorded), runs while Dynamo traces or inside a backward call (a hook),
-or in another thread.
+forward and backward are recorded), has step hooks of the user's (they may run any code),
+runs while Dynamo traces or inside a backward call (a hook), or in another thread.
 
 The fast path is a bound method set on the optimizer instance (`optimizer.step`), as PyTorch's
 own learning-rate schedulers do; it is taken off when the recording stops. If a scheduler made
@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.optim import optimizer as torch_optimizer
 from torch.utils._python_dispatch import _get_current_dispatch_mode, _pop_mode, _push_mode
 
 from ._forward import ForwardRecorder
@@ -69,7 +70,21 @@ def _eligible(optimizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     if not isinstance(defaults, dict) or defaults.get("differentiable"):
         return False
     closure = args[0] if args else kwargs.get("closure")
-    return closure is None and len(args) <= 1 and set(kwargs) <= {"closure"}
+    return (
+        closure is None and len(args) <= 1 and set(kwargs) <= {"closure"} and not _hooked(optimizer)
+    )
+
+
+def _hooked(optimizer: Any) -> bool:
+    """Whether other code runs inside this step: the optimizer's own step hooks, or global ones
+    besides the recording's (one before, one after); they may do anything (an EMA of weights)."""
+    if getattr(optimizer, "_optimizer_step_pre_hooks", None):
+        return True
+    if getattr(optimizer, "_optimizer_step_post_hooks", None):
+        return True
+    before = getattr(torch_optimizer, "_global_optimizer_pre_hooks", {})
+    after = getattr(torch_optimizer, "_global_optimizer_post_hooks", {})
+    return len(before) > 1 or len(after) > 1
 
 
 def _versions(tensors: Sequence[torch.Tensor | None]) -> list[int | None]:
