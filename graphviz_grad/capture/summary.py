@@ -132,13 +132,17 @@ def _large_cpu(
     Summing a float64 copy gives the very same numbers as `sum(dtype=float64)`
     (tests/test_summary_sums.py) in a fifth of the time. Each number is read on its own: on the
     CPU there is no host copy to save, and one `stack` costs more than the three reads."""
-    d = as_double(t)
-    total = float(d.sum())
+    total, lo, hi, norm = _cpu_stats(t)
     if not math.isfinite(total):
         return None
+    return TensorSummary(shape, dtype, numel, None, lo, hi, total / numel, norm)
+
+
+def _cpu_stats(t: torch.Tensor) -> tuple[float, float, float, float]:
+    """(float64 sum, min, max, float64 norm) of a float32/float64 CPU tensor (see `_large_cpu`)."""
+    d = as_double(t)
     lo, hi = torch.aminmax(t)
-    norm = float(torch.linalg.vector_norm(d))
-    return TensorSummary(shape, dtype, numel, None, float(lo), float(hi), total / numel, norm)
+    return float(d.sum()), float(lo), float(hi), float(torch.linalg.vector_norm(d))
 
 
 def _large(t: torch.Tensor, shape: tuple[int, ...], dtype: str, numel: int) -> TensorSummary:
@@ -352,14 +356,7 @@ def _each_stats(group: list[torch.Tensor]) -> list[tuple[float, float, float, fl
     """(sum, min, max, norm) of each tensor (all of one dtype, on one device), with two copies
     to the host; on the CPU each number is read on its own (cheaper than stacking them)."""
     if group and group[0].is_cpu:
-        found = []
-        for t in group:
-            t = t.detach()
-            d = as_double(t)  # as in `_large_cpu`
-            lo, hi = torch.aminmax(t)
-            norm = torch.linalg.vector_norm(d)
-            found.append((float(d.sum()), float(lo), float(hi), float(norm)))
-        return found
+        return [_cpu_stats(t.detach()) for t in group]
     sums_norms: list[torch.Tensor] = []
     extremes: list[torch.Tensor] = []
     for t in group:
