@@ -63,7 +63,8 @@ def _params(optimizer: Any) -> list[torch.Tensor]:
 
 
 def _eligible(optimizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """A `torch.optim` optimizer's step without a closure, that builds no graph."""
+    """A `torch.optim` optimizer's step that builds no graph and runs none of the user's code
+    (no closure, no step hooks)."""
     if not type(optimizer).__module__.startswith("torch.optim."):
         return False
     defaults = getattr(optimizer, "defaults", None)
