@@ -303,19 +303,16 @@ class Watch:
         t = args[0] if args else None
         if not isinstance(t, torch.Tensor) or t.is_inference():
             return
-        file, line = self.step_where or _where()
-        owner = owner_name(t.grad_fn) if t.grad_fn is not None else None
-        shape = tuple(t.shape)  # a plain tuple of ints
         aten = aten_name(func)
-        self.inplace.append(InplaceWrite(aten, file, line, owner, shape, t._version + 1))
+        self.note_write(t, aten, self.step_where or _where(), t._version + 1)
         if self.learning is not None and (seen := self.learning.get(id(t))) is not None:
             seen.append((t._version + 1, aten))
 
     def note_write(
         self, t: torch.Tensor, aten: str, where: tuple[str | None, int | None], version: int
     ) -> None:
-        """An in-place write the dispatch mode did not see, made to `t` up to `version` (an
-        optimizer step run without the mode: `optim.OptimizerSteps`)."""
+        """An in-place write to `t` by `aten`, reaching `version`: one the dispatch mode sees
+        (`_write`), or one it did not (an optimizer step run without it: `optim.OptimizerSteps`)."""
         owner = owner_name(t.grad_fn) if t.grad_fn is not None else None
         self.inplace.append(InplaceWrite(aten, where[0], where[1], owner, tuple(t.shape), version))
 
