@@ -339,6 +339,7 @@ def _constants(
     found = []
     operands: list[tuple[int, Any]] = []
     positions = operand_positions(func)
+    key: list[Any] = []  # each number's position, shared summary and whether it is an operand
     numbers_only = True
     for i, a in enumerate(args):
         if isinstance(a, torch.Tensor):
@@ -349,27 +350,30 @@ def _constants(
             if i in positions:
                 operands.append((i, weakref.ref(a)))
         elif isinstance(a, (int, float)) and not isinstance(a, bool):
-            found.append((i, _number(a)))
-            if i in positions:
+            summary = _number(a)
+            found.append((i, summary))
+            operand = i in positions
+            key += (i, id(summary), operand)
+            if operand:
                 operands.append((i, None))
     if not found:
         return (), ()
     if numbers_only:  # the same numbers at the same places share their tuples (a loop's steps)
-        return _shared(tuple(found)), _shared(tuple(operands))
+        return _shared(tuple(key), found, operands)
     return tuple(found), tuple(operands)
 
 
 _tuples: dict[Any, Any] = {}
 
 
-def _shared(found: tuple[tuple[int, Any], ...]) -> Any:
-    """One tuple for equal tuples of (position, shared number summary or None)."""
-    key = tuple((i, id(v)) for i, v in found)
+def _shared(key: tuple[Any, ...], found: list[Any], operands: list[Any]) -> Any:
+    """One pair of tuples (constants, operands) for the same numbers (by their shared summaries)
+    at the same places; `key` says which: see `_constants`."""
     hit = _tuples.get(key)
     if hit is None:
-        hit = found
+        hit = (tuple(found), tuple(operands))
         if len(_tuples) < 4096:
-            _tuples[key] = found  # holds the summaries, so their ids stay theirs
+            _tuples[key] = hit  # holds the summaries, so their ids stay theirs
     return hit
 
 
@@ -519,7 +523,7 @@ class ForwardRecorder(TorchDispatchMode):
 
     def _resolve(self, func: Any, out: Any, args: Any, where: Any, module: Any) -> None:
         record: OpRecord | None = None
-        for t in _tensors(out):
+        for t in (out,) if isinstance(out, torch.Tensor) else _tensors(out):
             node: Any = t.grad_fn
             if node is None:
                 continue
@@ -581,19 +585,25 @@ class ForwardRecorder(TorchDispatchMode):
 
     def _adopt(self, args: Any) -> None:
         for a in args:
-            for t in _tensors(a):
-                node: Any = t.grad_fn
-                if node is None:
-                    continue
-                meta = node.metadata
-                record = meta.get(META_KEY)
-                if record is None:
-                    unknown = (None, None, None, ())
-                    record = meta[META_KEY] = self._new_record(None, (), (None, None), unknown)
-                if not isinstance(record, OpRecord) or record.aten is not None:
-                    continue  # the usual case: the op that made the tensor recorded it
-                if not record.has(t.output_nr):
-                    self.keep_value(record, t.output_nr, t)
+            if isinstance(a, torch.Tensor):
+                if a.grad_fn is not None:
+                    self._adopt_one(a)
+            elif isinstance(a, (list, tuple)):
+                for t in a:
+                    if isinstance(t, torch.Tensor) and t.grad_fn is not None:
+                        self._adopt_one(t)
+
+    def _adopt_one(self, t: torch.Tensor) -> None:
+        node: Any = t.grad_fn
+        meta = node.metadata
+        record = meta.get(META_KEY)
+        if record is None:
+            unknown = (None, None, None, ())
+            record = meta[META_KEY] = self._new_record(None, (), (None, None), unknown)
+        if not isinstance(record, OpRecord) or record.aten is not None:
+            return  # the usual case: the op that made the tensor recorded it
+        if not record.has(t.output_nr):
+            self.keep_value(record, t.output_nr, t)
 
     def _new_record(self, func: Any, args: Any, where: Any, module: Any) -> OpRecord:
         self.seq += 1

@@ -41,8 +41,10 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def summarize_small(t: torch.Tensor) -> TensorSummary:
     """`summarize(t)`, on a short path for a few numbers on the CPU (a chain's scalars)."""
-    if t.is_cpu and _plain_small(t):
-        return _small(t.tolist(), tuple(t.shape), dtype_name(t.dtype), t.numel())
+    if type(t) in PLAIN_TYPES and t.is_cpu and t.layout == torch.strided:  # `_plain_small`
+        numel = t.numel()
+        if 0 < numel <= DATA_LIMIT and t.dtype in _PLAIN_DTYPES:
+            return _small(t.tolist(), tuple(t.shape), dtype_name(t.dtype), numel)
     return summarize(t)
 
 

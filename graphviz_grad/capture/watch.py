@@ -331,7 +331,7 @@ class Watch:
         """The cut inputs of a new graph op (by argument position); notes the leaves it uses."""
         found: list[tuple[int, Cut]] = []
         for i, a in enumerate(args):
-            for t in _each_tensor((a,)):
+            for t in (a,) if isinstance(a, torch.Tensor) else _each_tensor((a,)):
                 if t.requires_grad:
                     if t.grad_fn is None and self.used.get(id(t)) is not t:
                         self.used[id(t)] = t
