@@ -234,3 +234,30 @@ def test_a_stale_parameter_is_named_by_the_learnt_write() -> None:
     assert len(findings) == 1
     assert "`add_` at line" in findings[0].message
     assert findings[0].line is not None
+
+
+def test_a_write_after_a_step_that_raised_is_at_its_own_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A step that raises never runs its post hook; the writes after it are not the step's."""
+    seen: list[object] = []
+    _spy_on_sgd(monkeypatch, seen, fail=lambda: True)
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    opt = torch.optim.SGD([w], lr=0.1)
+    with record() as rec:
+        (w * 3.0).sum().backward()
+        step_line = _line() + 2
+        with contextlib.suppress(RuntimeError):
+            opt.step()  # observed (the first step), and raises inside the update
+        write_line = _line() + 1
+        w.data.mul_(0.5)
+    lines = [(write.aten, write.line) for write in rec.watch.inplace]
+    assert ("aten.mul_.Tensor", write_line) in lines
+    assert all(line != step_line for _, line in lines)
+
+
+def _line() -> int:
+    """The caller's line number."""
+    import sys
+
+    return sys._getframe(1).f_lineno
