@@ -153,12 +153,10 @@ class Recorder:
             self.watch.remove()
 
     def _step_starts(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        self.watch.step_starts(optimizer, args, kwargs)
         self._steps.before(optimizer, args, kwargs)
 
     def _stepped(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self.steps += 1
-        self.watch.step_where = None
         self._steps.after(optimizer, args, kwargs)
 
     def status(self) -> str:

@@ -180,10 +180,6 @@ class Watch:
         self.warnings: list[ScriptWarning] = []
         self._traced: list[tuple[Any, CallEvents]] = []
         self._retain = False
-        #: The user's line of the optimizer step running now, if any (`step_starts`), and where
-        #: that call is: the id of the user's frame and its instruction (`_step_line`).
-        self.step_where: tuple[str | None, int | None] | None = None
-        self._step_at: tuple[int, int] | None = None
         self._handle: Any = None
         self._shown: Any = None
         #: While an optimizer's step is observed to learn its writes (`optim.OptimizerSteps`):
@@ -295,34 +291,13 @@ class Watch:
             if passed is not None:
                 _mark(out, passed)
 
-    def step_starts(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        """An optimizer's `step()` begins: its writes are made at the user's line of that call
-        (found once here; `_step_line` checks that a write is still inside it), unless the
-        optimizer is the user's own code."""
-        if type(optimizer).__module__.startswith("torch."):
-            frame = USER_FRAMES.find(sys._getframe(1))
-            self.step_where = self._step_at = None
-            if frame is not None:
-                self.step_where = (frame.f_code.co_filename, frame.f_lineno)
-                self._step_at = (id(frame), frame.f_lasti)
-
-    def _step_line(self) -> tuple[str | None, int | None] | None:
-        """`step_where` while the user's code is still in that step call: not once a step that
-        raised has left it (its post hook, which clears `step_where`, never ran), nor in the user's
-        code that the step calls back (an LBFGS closure: its writes are at its own lines)."""
-        if self.step_where is None:
-            return None
-        frame = USER_FRAMES.find(sys._getframe(2))
-        if frame is not None and (id(frame), frame.f_lasti) == self._step_at:
-            return self.step_where
-        return None
-
     def _write(self, func: Any, args: Any) -> None:
         t = args[0] if args else None
         if not isinstance(t, torch.Tensor) or t.is_inference():
             return
         aten = aten_name(func)
-        self.note_write(t, aten, self._step_line() or _where(), t._version + 1)
+        # the user's line that made the write: inside an optimizer step, the `step()` call
+        self.note_write(t, aten, _where(), t._version + 1)
         if self.learning is not None and (seen := self.learning.get(id(t))) is not None:
             seen.append((t._version + 1, aten))
 
