@@ -34,3 +34,32 @@ def test_the_users_detach_and_data_are_cuts_even_right_after_an_op() -> None:
     assert all(cut is not None for cut in cuts)
     assert [cut.kind for cut in cuts] == ["detach"] * 4  # type: ignore[union-attr]
     assert rec.watch.seq == 4
+
+
+def _recurrent(steps: int, detach_before_backward: bool) -> list[str]:
+    """A recurrent state carried over calls with `h = h.detach()` (truncated BPTT); the codes
+    `diagnose` finds on the last call's graph."""
+    from graphviz_grad.diagnose import diagnose
+
+    torch.manual_seed(0)
+    cell = torch.nn.RNNCell(2, 3)
+    h = torch.zeros(1, 3)
+    with record() as rec:
+        for _ in range(steps):
+            h = h.detach()
+            for _ in range(4):
+                h = cell(torch.randn(1, 2), h)
+            if detach_before_backward:  # the same cut, from a graph no backward has run through
+                h = h.detach() + 0.0 * h
+            h.pow(2).sum().backward()
+    graph = rec.graph(-1)
+    return [f.code for f in diagnose(graph, rec.calls, watch=rec.watch)]
+
+
+def test_a_cut_from_a_graph_backward_already_freed_is_not_reported() -> None:
+    """Without that `.detach()` the next backward would fail: it is not where a gradient stops."""
+    assert "cut" not in _recurrent(3, detach_before_backward=False)
+
+
+def test_a_cut_from_a_live_graph_is_still_reported() -> None:
+    assert "cut" in _recurrent(3, detach_before_backward=True)

@@ -71,7 +71,9 @@ class InplaceWrite:
 
 @dataclass(frozen=True)
 class Cut:
-    """Where the graph was cut: `kind` is detach, no_grad, inference_mode or item."""
+    """Where the graph was cut: `kind` is detach, no_grad, inference_mode or item.
+    `spent_by`: the backward call that had already run through (and freed) the source's graph,
+    if one had (truncated BPTT's `h = h.detach()`: no gradient could flow back there anyway)."""
 
     kind: str
     aten: str
@@ -79,6 +81,7 @@ class Cut:
     line: int | None
     source: str | None
     seq: int
+    spent_by: int | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,31 @@ def _classify(func: Any) -> int:
     if args and args[0].alias_info is not None and args[0].alias_info.is_write:
         return _INPLACE
     return _PLAIN
+
+
+#: Nodes looked at, from a cut's source, for the mark of a backward call that freed them.
+SPENT_SEARCH = 32
+
+
+def _spent_by(node: Any) -> int | None:
+    """The backward call that already ran through `node`'s graph and freed its saved tensors
+    (`after_call` marks those nodes), found within `SPENT_SEARCH` nodes of it; None if none did."""
+    stack: list[Any] = [node]
+    seen: set[int] = set()
+    while stack and len(seen) < SPENT_SEARCH:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        try:
+            by = node.metadata.get(FREED_KEY)
+            children = node.next_functions
+        except (AttributeError, RuntimeError):
+            continue
+        if isinstance(by, int):
+            return by
+        stack.extend(child for child, _ in reversed(children))
+    return None
 
 
 def _literal_like(x: float) -> bool:
@@ -261,8 +289,10 @@ class Watch:
         self.seq += 1
         self.marks += 1
         file, line = _where()
-        owner = owner_name(source.grad_fn) if source.grad_fn is not None else "leaf"
-        return Cut(kind, str(func), file, line, owner, self.seq)
+        node = source.grad_fn
+        owner = owner_name(node) if node is not None else "leaf"
+        spent = _spent_by(node) if node is not None else None
+        return Cut(kind, str(func), file, line, owner, self.seq, spent)
 
     def _plain(self, func: Any, args: Any, out: Any, grad: bool) -> None:
         tracked: torch.Tensor | None = None

@@ -29,6 +29,8 @@ class CutLike(Protocol):
     def source(self) -> str | None: ...
     @property
     def seq(self) -> int: ...
+    @property
+    def spent_by(self) -> int | None: ...
 
 
 _WHAT = {
@@ -61,12 +63,15 @@ def cuts(
     consumed: Iterable[tuple[int, int, CutLike]],
     items: Mapping[float, CutLike] | None = None,
 ) -> list[Finding]:
-    """One finding per cut whose result reaches the root, naming the nodes that consume it."""
+    """One finding per cut whose result reaches the root, naming the nodes that consume it; not
+    for a cut from a graph that an earlier backward call already freed (the gradient could not
+    flow back there: without the cut, this backward would fail)."""
     by_cut: dict[int, tuple[CutLike, list[int]]] = {}
     for node_id, _, cut in consumed:
         by_cut.setdefault(cut.seq, (cut, []))[1].append(node_id)
     for node_id, cut in _item_leaves(graph, items or {}):
         by_cut.setdefault(cut.seq, (cut, []))[1].append(node_id)
+    by_cut = {seq: found for seq, found in by_cut.items() if found[0].spent_by is None}
     return [_finding(graph, cut, sorted(set(ids))) for _, (cut, ids) in sorted(by_cut.items())]
 
 
