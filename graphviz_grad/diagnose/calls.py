@@ -89,7 +89,11 @@ def _nonzero(step: LeafStep) -> bool:
 
 
 def accumulates(graph: Graph, calls: Sequence[CallInfo]) -> list[Finding]:
-    """[grad-accumulates]: a leaf's `.grad` is non-zero when backward starts again."""
+    """[grad-accumulates]: a leaf's `.grad` is non-zero when backward starts again.
+
+    A leaf updated since its last call whose gradient then adds up is the classic bug, unless no
+    update uses the sum: a GAN's generator step backpropagates through the discriminator, whose
+    `.grad` is zeroed before its own next step (`_unused`)."""
     before: dict[tuple[str, int], LeafStep] = {}
     hits: list[tuple[CallInfo, str, bool]] = []
     cleared: set[str] = set()
@@ -101,9 +105,36 @@ def accumulates(graph: Graph, calls: Sequence[CallInfo]) -> list[Finding]:
             elif prev is not None and hits and any(h[1] == step.name for h in hits):
                 cleared.add(step.name)
             before[key] = step
+    unused = _unused(calls)
+    hits = [h for h in hits if not (h[2] and h[1] in unused)]
     if not hits:
         return []
     return [_accumulates_finding(graph, hits, cleared)]
+
+
+def _unused(calls: Sequence[CallInfo]) -> set[str]:
+    """Leaves whose summed gradients no update used: each time one was updated since its last
+    call and still held a gradient, its `.grad` was zeroed at a later call before any update
+    (and that happened at least once). A sum still held at the last call tells nothing."""
+    seen: dict[tuple[str, int], list[LeafStep]] = {}
+    for call in calls:
+        for key, step in zip(_key(call.leaves), call.leaves):
+            seen.setdefault(key, []).append(step)
+    used: set[str] = set()
+    unused: set[str] = set()
+    for (name, _), steps in seen.items():
+        for i in range(1, len(steps)):
+            step = steps[i]
+            if not (_nonzero(step) and steps[i - 1].value != step.value):
+                continue
+            for later in steps[i + 1 :]:
+                if later.value != step.value:  # updated while the sum was held
+                    used.add(name)
+                    break
+                if not _nonzero(later):  # zeroed first
+                    unused.add(name)
+                    break
+    return unused - used
 
 
 def _accumulates_finding(

@@ -146,6 +146,41 @@ def test_accumulation_before_a_step_is_info(tmp_path: Path) -> None:
     assert [(f.code, f.severity, f.line) for f in found] == [("grad-accumulates", "info", 7)]
 
 
+_GAN = (
+    "import torch\n"
+    "torch.manual_seed(0)\n"
+    "G, D = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)\n"
+    "og = torch.optim.SGD(G.parameters(), lr=0.1)\n"
+    "od = torch.optim.SGD(D.parameters(), lr=0.1)\n"
+    "real = torch.randn(8, 2) + 1\n"
+    "for it in range(4):\n"
+    "    fake = G(torch.randn(8, 2))\n"
+    "    od.zero_grad()\n"
+    "    (D(fake.detach()).mean() - D(real).mean()).backward()\n"
+    "    od.step()\n"
+    "    og.zero_grad()\n"
+    "    (-D(fake).mean()).backward()  # fills D's .grad too, zeroed before D's next step\n"
+    "    og.step()\n"
+)
+
+
+def test_a_gans_generator_step_through_the_discriminator_is_no_accumulation(
+    tmp_path: Path,
+) -> None:
+    """The generator's backward adds to D's `.grad` after D's update; no update uses that sum
+    (D's next step zeroes it first), as in PyTorch's DCGAN tutorial."""
+    script = tmp_path / "gan.py"
+    script.write_text(_GAN, encoding="utf-8")
+    assert [f.code for f in run(script).graph.findings] == []
+
+
+def test_a_gan_that_never_zeroes_the_discriminator_still_accumulates(tmp_path: Path) -> None:
+    script = tmp_path / "gan.py"
+    script.write_text(_GAN.replace("    od.zero_grad()\n", ""), encoding="utf-8")
+    found = run(script).graph.findings
+    assert [(f.code, f.severity) for f in found] == [("grad-accumulates", "warning")]
+
+
 @pytest.mark.parametrize("name", CORRECT)
 def test_correct_scripts_give_no_warning_or_error(name: str) -> None:
     found = run(ROOT / "samples" / name).graph.findings
