@@ -153,6 +153,7 @@ class Recorder:
             self.watch.remove()
 
     def _step_starts(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self.watch.note_optimizer(optimizer)
         self._steps.before(optimizer, args, kwargs)
 
     def _stepped(self, optimizer: Any, args: Any, kwargs: Any) -> None:

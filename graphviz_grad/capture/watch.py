@@ -82,6 +82,8 @@ class Cut:
     source: str | None
     seq: int
     spent_by: int | None = None
+    #: A weak reference to the source when it is a leaf (a parameter read under `no_grad`).
+    leaf: Any = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,12 @@ class Watch:
         )
         #: Leaves that fed a graph op, by id (a WeakSet would compare tensors with `==`).
         self.used: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
+        #: The parameters that optimizers step, by id (`note_optimizer`): a parameter in none
+        #: (a DQN's target network, a distillation teacher) is not meant to get a gradient.
+        self.optimized: weakref.WeakValueDictionary[int, torch.Tensor] = (
+            weakref.WeakValueDictionary()
+        )
+        self._groups: weakref.WeakKeyDictionary[Any, tuple[int, ...]] = weakref.WeakKeyDictionary()
         self.calls: dict[int, CallEvents] = {}
         self.warnings: list[ScriptWarning] = []
         self._traced: list[tuple[Any, CallEvents]] = []
@@ -292,7 +300,8 @@ class Watch:
         node = source.grad_fn
         owner = owner_name(node) if node is not None else "leaf"
         spent = _spent_by(node) if node is not None else None
-        return Cut(kind, str(func), file, line, owner, self.seq, spent)
+        leaf = weakref.ref(source) if node is None else None
+        return Cut(kind, str(func), file, line, owner, self.seq, spent, leaf)
 
     def _plain(self, func: Any, args: Any, out: Any, grad: bool) -> None:
         tracked: torch.Tensor | None = None
@@ -320,6 +329,21 @@ class Watch:
             passed = getattr(src, MARK, None)
             if passed is not None:
                 _mark(out, passed)
+
+    def note_optimizer(self, optimizer: Any) -> None:
+        """An optimizer steps: note its parameters (again only when its groups changed)."""
+        try:
+            groups = optimizer.param_groups
+            sizes = tuple(len(g["params"]) for g in groups)
+            if self._groups.get(optimizer) == sizes:
+                return
+            self._groups[optimizer] = sizes
+            for g in groups:
+                for p in g["params"]:
+                    if isinstance(p, torch.Tensor):
+                        self.optimized[id(p)] = p
+        except (AttributeError, KeyError, TypeError):  # not torch.optim's layout: nothing noted
+            return
 
     def _write(self, func: Any, args: Any) -> None:
         t = args[0] if args else None

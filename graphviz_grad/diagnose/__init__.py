@@ -103,7 +103,7 @@ def _watch_checks(graph: Graph, calls: Sequence[CallInfo], watch: Watch) -> list
     events = watch.events_for(graph)
     found = _saved.inplace(graph, list(watch.inplace))
     found += _saved.twice(graph, calls, events.freed_by if events else None)
-    found += _cuts(graph, events.cuts if events else (), watch.items)
+    found += _cuts(graph, events.cuts if events else (), watch.items, watch.optimized)
     return found
 
 
@@ -116,7 +116,15 @@ def _run_checks(
     events = watch.events_for(graph)
     if events is not None:
         last = graph.call is None or not calls or graph.call == calls[-1].number
-        found += params.unused(graph, namespace, events.leaves, watch.called, watch.used, free=last)
+        found += params.unused(
+            graph,
+            namespace,
+            events.leaves,
+            watch.called,
+            watch.used,
+            free=last,
+            optimized=watch.optimized,
+        )
     return found
 
 

@@ -31,6 +31,8 @@ class CutLike(Protocol):
     def seq(self) -> int: ...
     @property
     def spent_by(self) -> int | None: ...
+    @property
+    def leaf(self) -> Any: ...
 
 
 _WHAT = {
@@ -62,17 +64,31 @@ def cuts(
     graph: Graph,
     consumed: Iterable[tuple[int, int, CutLike]],
     items: Mapping[float, CutLike] | None = None,
+    optimized: Mapping[int, Any] | None = None,
 ) -> list[Finding]:
     """One finding per cut whose result reaches the root, naming the nodes that consume it; not
     for a cut from a graph that an earlier backward call already freed (the gradient could not
-    flow back there: without the cut, this backward would fail)."""
+    flow back there: without the cut, this backward would fail), nor for a parameter that no
+    optimizer steps while others do (a DQN's target network under `no_grad`)."""
     by_cut: dict[int, tuple[CutLike, list[int]]] = {}
     for node_id, _, cut in consumed:
         by_cut.setdefault(cut.seq, (cut, []))[1].append(node_id)
     for node_id, cut in _item_leaves(graph, items or {}):
         by_cut.setdefault(cut.seq, (cut, []))[1].append(node_id)
-    by_cut = {seq: found for seq, found in by_cut.items() if found[0].spent_by is None}
+    by_cut = {
+        seq: found
+        for seq, found in by_cut.items()
+        if found[0].spent_by is None and not _not_trained(found[0], optimized)
+    }
     return [_finding(graph, cut, sorted(set(ids))) for _, (cut, ids) in sorted(by_cut.items())]
+
+
+def _not_trained(cut: CutLike, optimized: Mapping[int, Any] | None) -> bool:
+    """Whether the cut's source is a parameter outside every optimizer, when optimizers ran."""
+    if not optimized or cut.leaf is None:
+        return False
+    leaf = cut.leaf()
+    return leaf is not None and optimized.get(id(leaf)) is not leaf
 
 
 def _item_leaves(graph: Graph, items: Mapping[float, Any]) -> list[tuple[int, Any]]:

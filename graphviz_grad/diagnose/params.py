@@ -56,19 +56,23 @@ def unused(
     called: Any,
     used: Any,
     free: bool = True,
+    optimized: Mapping[int, Any] | None = None,
 ) -> list[Finding]:
     """[unused-param]: parameters and script tensors that need a gradient and get none.
 
     Script tensors are judged by object, not by name, and only when `free` (the graph shown is
     the run's last call, or gradviz's own pass): the namespace at the end of the run says
-    nothing true about an earlier call, whose names may since have been rebound."""
+    nothing true about an earlier call, whose names may since have been rebound. When
+    optimizers ran (`optimized`: the parameters they step, by id), a module parameter in none
+    of them is not meant to get a gradient (a DQN's target network) and is not reported."""
     in_graph = {id(t) for r in leaves if (t := r()) is not None}
     seen = set(in_graph)
     found = []
     for name, module in _modules(namespace):
         groups: dict[bool, list[str]] = {True: [], False: []}
         for pname, p in module.named_parameters():
-            if p.requires_grad and id(p) not in seen:
+            trained = not optimized or optimized.get(id(p)) is p
+            if p.requires_grad and id(p) not in seen and trained:
                 seen.add(id(p))
                 groups[_was_called(module, pname, called)].append(f"{name}.{pname}")
             seen.add(id(p))

@@ -181,6 +181,43 @@ def test_a_gan_that_never_zeroes_the_discriminator_still_accumulates(tmp_path: P
     assert [(f.code, f.severity) for f in found] == [("grad-accumulates", "warning")]
 
 
+_DQN = (
+    "import copy\n"
+    "import torch\n"
+    "torch.manual_seed(0)\n"
+    "policy = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))\n"
+    "target_net = copy.deepcopy(policy)\n"
+    "opt = torch.optim.SGD(policy.parameters(), lr=0.01)\n"
+    "for step in range(4):\n"
+    "    s, s2, r = torch.randn(8, 4), torch.randn(8, 4), torch.randn(8)\n"
+    "    q = policy(s).max(1).values\n"
+    "    with torch.no_grad():\n"
+    "        target = r + 0.9 * target_net(s2).max(1).values\n"
+    "    loss = ((q - target) ** 2).mean()\n"
+    "    opt.zero_grad()\n"
+    "    loss.backward()\n"
+    "    opt.step()\n"
+    "    if step == 2:\n"
+    "        target_net.load_state_dict(policy.state_dict())\n"
+)
+
+
+def test_a_dqn_target_network_under_no_grad_is_neither_a_cut_nor_unused(tmp_path: Path) -> None:
+    """Its parameters are in no optimizer while the policy's are: no gradient is meant to
+    reach them."""
+    script = tmp_path / "dqn.py"
+    script.write_text(_DQN, encoding="utf-8")
+    assert [f.code for f in run(script).graph.findings] == []
+
+
+def test_a_cut_before_trained_parameters_is_still_reported(tmp_path: Path) -> None:
+    script = tmp_path / "dqn.py"
+    both = "torch.optim.SGD([*policy.parameters(), *target_net.parameters()], lr=0.01)"
+    script.write_text(_DQN.replace("torch.optim.SGD(policy.parameters(), lr=0.01)", both))
+    codes = [(f.code, f.severity) for f in run(script).graph.findings]
+    assert ("cut", "warning") in codes and ("unused-param", "warning") in codes
+
+
 @pytest.mark.parametrize("name", CORRECT)
 def test_correct_scripts_give_no_warning_or_error(name: str) -> None:
     found = run(ROOT / "samples" / name).graph.findings
