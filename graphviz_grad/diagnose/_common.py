@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import linecache
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from ..model import Graph, Node
 
@@ -50,3 +52,11 @@ def leaf_where(graph: Graph, node: Node) -> tuple[str | None, int | None]:
 
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def outside_optimizers(t: Any, optimized: Mapping[int, Any] | None) -> bool:
+    """Whether optimizers stepped (`optimized`: their parameters, by id) and `t` is in none of
+    them: a parameter not meant to get a gradient (a DQN's target network)."""
+    if not optimized:
+        return False
+    return optimized.get(id(t)) is not t

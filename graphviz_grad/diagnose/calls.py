@@ -94,35 +94,33 @@ def accumulates(graph: Graph, calls: Sequence[CallInfo]) -> list[Finding]:
     A leaf updated since its last call whose gradient then adds up is the classic bug, unless no
     update uses the sum: a GAN's generator step backpropagates through the discriminator, whose
     `.grad` is zeroed before its own next step (`_unused`)."""
-    before: dict[tuple[str, int], LeafStep] = {}
+    steps: dict[tuple[str, int], list[LeafStep]] = {}
     hits: list[tuple[CallInfo, str, bool]] = []
     cleared: set[str] = set()
     for call in calls:
         for key, step in zip(_key(call.leaves), call.leaves):
-            prev = before.get(key)
+            earlier = steps.setdefault(key, [])
+            prev = earlier[-1] if earlier else None
             if _nonzero(step) and prev is not None:
                 hits.append((call, step.name, prev.value != step.value))
             elif prev is not None and hits and any(h[1] == step.name for h in hits):
                 cleared.add(step.name)
-            before[key] = step
-    unused = _unused(calls)
+            earlier.append(step)
+    unused = _unused(steps)
     hits = [h for h in hits if not (h[2] and h[1] in unused)]
     if not hits:
         return []
     return [_accumulates_finding(graph, hits, cleared)]
 
 
-def _unused(calls: Sequence[CallInfo]) -> set[str]:
+def _unused(by_leaf: dict[tuple[str, int], list[LeafStep]]) -> set[str]:
     """Leaves whose summed gradients no update used: each time one was updated since its last
     call and still held a gradient, its `.grad` was zeroed at a later call before any update
-    (and that happened at least once). A sum still held at the last call tells nothing."""
-    seen: dict[tuple[str, int], list[LeafStep]] = {}
-    for call in calls:
-        for key, step in zip(_key(call.leaves), call.leaves):
-            seen.setdefault(key, []).append(step)
+    (and that happened at least once). A sum still held at the last call tells nothing.
+    `by_leaf`: each leaf's steps, call after call."""
     used: set[str] = set()
     unused: set[str] = set()
-    for (name, _), steps in seen.items():
+    for (name, _), steps in by_leaf.items():
         for i in range(1, len(steps)):
             step = steps[i]
             if not (_nonzero(step) and steps[i - 1].value != step.value):

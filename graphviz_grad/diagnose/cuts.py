@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from ..model import Finding, Graph, display_path
-from ._common import at_line, listing, node_ref, source_line
+from ._common import at_line, listing, node_ref, outside_optimizers, source_line
 
 
 class CutLike(Protocol):
@@ -85,10 +85,8 @@ def cuts(
 
 def _not_trained(cut: CutLike, optimized: Mapping[int, Any] | None) -> bool:
     """Whether the cut's source is a parameter outside every optimizer, when optimizers ran."""
-    if not optimized or cut.leaf is None:
-        return False
-    leaf = cut.leaf()
-    return leaf is not None and optimized.get(id(leaf)) is not leaf
+    leaf = cut.leaf() if cut.leaf is not None else None
+    return leaf is not None and outside_optimizers(leaf, optimized)
 
 
 def _item_leaves(graph: Graph, items: Mapping[float, Any]) -> list[tuple[int, Any]]:

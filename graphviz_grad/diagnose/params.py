@@ -14,7 +14,7 @@ import torch
 
 from ..capture import saved_attrs
 from ..model import Finding, Graph, display_path
-from ._common import at_line, listing, plural
+from ._common import at_line, listing, outside_optimizers, plural
 
 #: Nodes walked at most per retained graph.
 WALK_LIMIT = 500_000
@@ -71,8 +71,7 @@ def unused(
     for name, module in _modules(namespace):
         groups: dict[bool, list[str]] = {True: [], False: []}
         for pname, p in module.named_parameters():
-            trained = not optimized or optimized.get(id(p)) is p
-            if p.requires_grad and id(p) not in seen and trained:
+            if p.requires_grad and id(p) not in seen and not outside_optimizers(p, optimized):
                 seen.add(id(p))
                 groups[_was_called(module, pname, called)].append(f"{name}.{pname}")
             seen.add(id(p))
