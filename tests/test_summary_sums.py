@@ -4,6 +4,7 @@ float64 copy, which is several times faster."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -69,3 +70,38 @@ def test_a_tensor_twice_or_a_contiguous_view_of_the_same_memory_is_summarised_on
     t[3, 5] = float("nan")
     views = [t, t.view(-1), t.view(4, 24, 64), t, t.t(), t[:48], torch.randn(96, 64, generator=gen)]
     assert summarize_many(views) == [summarize(v) for v in views]
+
+
+def _reference_small(values: list[float]) -> tuple[object, ...]:
+    """A small tensor's statistics as documented: over its finite numbers, with exact sums (a sum
+    too large for a float is an infinity)."""
+    finite = [v for v in values if math.isfinite(v)]
+    nan = sum(1 for v in values if math.isnan(v))
+    if not finite:
+        return (None, None, None, None, nan, len(values) - nan)
+    return (
+        min(finite),
+        max(finite),
+        (math.fsum(finite) if abs(sum(finite)) < math.inf else sum(finite)) / len(finite),
+        math.sqrt(math.fsum(v * v for v in finite)),
+        nan,
+        len(values) - len(finite) - nan,
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_small_tensors_statistics_are_exact_sums_over_its_finite_numbers(seed: int) -> None:
+    rng = random.Random(seed)
+    special = [math.nan, math.inf, -math.inf, -0.0, 0.0, 1e308, -1e308, 5e-324]
+    for _ in range(300):
+        shape = rng.choice([(1,), (5,), (16,), (1, 5), (2, 3), (4, 4), (2, 2, 2), (1, 1, 3)])
+        n = math.prod(shape)
+        values = [rng.choice(special) if rng.random() < 0.2 else rng.gauss(0, 1e3) for _ in range(n)]
+        dtype = rng.choice([torch.float32, torch.float64, torch.float16, torch.bfloat16])
+        t = torch.tensor(values, dtype=F64).to(dtype).reshape(shape)
+        s = summarize(t)
+        stored = t.double().reshape(-1).tolist()
+        assert str(s.data) == str(t.tolist())
+        expected = _reference_small(stored)
+        got = (s.min, s.max, s.mean, s.norm, s.nan, s.inf)
+        assert str(got) == str(expected), (shape, dtype, values)  # str: -0.0 and nan compare

@@ -101,6 +101,10 @@ def _small(data: Any, shape: tuple[int, ...], dtype: str, numel: int) -> TensorS
         v = float(data)
         if math.isfinite(v):  # = the general case below on [v]: fsum([v]) == v exactly
             return TensorSummary(shape, dtype, numel, data, v, v, v, math.sqrt(v * v))
+    elif dtype in _FLOAT_NAMES and len(shape) <= 2:  # a few floats (a row, a 1 x n matrix)
+        stats = _finite_stats(data if len(shape) == 1 else [v for row in data for v in row])
+        if stats is not None:
+            return TensorSummary(shape, dtype, numel, data, *stats)
     flat = [float(v) for v in _flatten(data)]
     finite = [v for v in flat if math.isfinite(v)]
     nan = sum(1 for v in flat if math.isnan(v))
@@ -114,11 +118,39 @@ def _small(data: Any, shape: tuple[int, ...], dtype: str, numel: int) -> TensorS
         data,
         min=min(finite),
         max=max(finite),
-        mean=math.fsum(finite) / len(finite),
+        mean=_fsum(finite) / len(finite),
         norm=math.sqrt(math.fsum(v * v for v in finite)),
         nan=nan,
         inf=inf,
     )
+
+
+#: `dtype_name` of the float dtypes: their `tolist()` holds Python floats.
+_FLOAT_NAMES = frozenset(str(d).removeprefix("torch.") for d in _FLOAT_KINDS)
+
+
+def _fsum(values: list[float]) -> float:
+    """`math.fsum`, but a total beyond the float range is an infinity (as PyTorch's sum gives),
+    where `fsum` raises."""
+    try:
+        return math.fsum(values)
+    except OverflowError:
+        return sum(values)
+
+
+def _finite_stats(flat: list[float]) -> tuple[float, float, float, float] | None:
+    """(min, max, mean, norm) of Python floats, exactly as the general case of `_small`
+    computes them, or None if one is a NaN or an Inf (that case counts them).
+
+    One `fsum` tells: it is finite only if every number is (an Inf or a NaN gives an Inf or a
+    NaN, or raises, and so does a sum too large for a float)."""
+    try:
+        total = math.fsum(flat)
+    except (OverflowError, ValueError):
+        return None
+    if not math.isfinite(total) or not flat:
+        return None
+    return min(flat), max(flat), total / len(flat), math.sqrt(math.fsum(v * v for v in flat))
 
 
 #: Dtypes whose statistics `_large` computes in three reductions.
