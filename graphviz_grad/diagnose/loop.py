@@ -40,10 +40,10 @@ def nonfinite(calls: Sequence[CallInfo]) -> list[Finding]:
         return []
     for i, call in enumerate(calls):
         if _bad(call.root_value) and call.root_value is not None:
-            return [_loss_bad(call, call.root_value)]
+            return [_loss_bad(call, call.root_value, first=i == 0)]
         bad = [x for x in call.leaves if _bad(x.grad) or _bad(x.value)]
         if bad and not _skipped(bad, calls[i + 1 :]):
-            return [_grad_bad(call, bad)]
+            return [_grad_bad(call, bad, first=i == 0)]
     return []
 
 
@@ -58,13 +58,20 @@ def _skipped(bad: list[LeafStep], later: Sequence[CallInfo]) -> bool:
     )
 
 
-def _loss_bad(call: CallInfo, value: TensorSummary) -> Finding:
-    message = (
-        f"The loss becomes non-finite at backward call {call.number}{at_line(call.line)} "
-        f"({_what(value)}); the calls before it were finite: the forward pass produced it, "
-        "from the values the earlier updates left (a step too large, or a log, sqrt or "
-        "division outside its domain)."
-    )
+def _loss_bad(call: CallInfo, value: TensorSummary, first: bool) -> Finding:
+    if first:  # no update ran before it: the initial values or the forward pass itself
+        message = (
+            f"The loss is non-finite from the first backward call{at_line(call.line)} "
+            f"({_what(value)}): the forward pass produced it from the initial values (a value "
+            "too large for its dtype, or a log, sqrt or division outside its domain)."
+        )
+    else:
+        message = (
+            f"The loss becomes non-finite at backward call {call.number}{at_line(call.line)} "
+            f"({_what(value)}); the calls before it were finite: the forward pass produced it, "
+            "from the values the earlier updates left (a step too large, or a log, sqrt or "
+            "division outside its domain)."
+        )
     hint = (
         f"Run `gradviz doctor --call {call.number}` to see where in that call's graph; lower "
         "the learning rate, or clip gradients with `torch.nn.utils.clip_grad_norm_`."
@@ -72,19 +79,21 @@ def _loss_bad(call: CallInfo, value: TensorSummary) -> Finding:
     return Finding("loop-nonfinite", "error", message, call.file, call.line, (), hint)
 
 
-def _grad_bad(call: CallInfo, bad: list[LeafStep]) -> Finding:
+def _grad_bad(call: CallInfo, bad: list[LeafStep], first: bool) -> Finding:
     values = [x for x in bad if _bad(x.value)]
     names = listing([x.name for x in bad])
     if values:
         s = values[0].value
         what = f"`{values[0].name}` itself is non-finite ({_what(s) if s else 'NaN/Inf'})"
-        why = "an earlier update wrote NaN/Inf into it"
+        why = "it was so from the start" if first else "an earlier update wrote NaN/Inf into it"
     else:
         s = bad[0].grad
         what = f"the gradient of {names} is non-finite ({_what(s) if s else 'NaN/Inf'})"
         why = "the loss was finite, so the backward pass produced it"
     message = (
         f"At backward call {call.number}{at_line(call.line)}, the first to go wrong, {what}: {why}."
+        if not first
+        else f"From the first backward call{at_line(call.line)}, {what}: {why}."
     )
     hint = (
         f"Run `gradviz doctor --call {call.number}` to see the first non-finite gradient; add an "

@@ -307,6 +307,36 @@ def test_loop_nonfinite_names_the_first_call_and_the_forward() -> None:
     assert "the forward pass produced it" in f.message
 
 
+def test_a_loss_non_finite_from_the_first_call_blames_no_earlier_update(tmp_path: Path) -> None:
+    script = tmp_path / "inf_from_start.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.tensor([2.0, 3.0], requires_grad=True)\n"
+        "for step in range(3):\n"
+        "    loss = (w * 1e38).pow(2).sum()\n"
+        "    loss.backward()\n"
+        "    with torch.no_grad():\n"
+        "        w -= 0.1 * w.grad\n"
+        "        w.grad.zero_()\n",
+        encoding="utf-8",
+    )
+    f = next(f for f in run(script).graph.findings if f.code == "loop-nonfinite")
+    assert f.message.startswith("The loss is non-finite from the first backward call at line 5")
+    assert "from the initial values" in f.message and "earlier update" not in f.message
+    (tmp_path / "nan_leaf.py").write_text(
+        "import torch\n"
+        "b = torch.tensor([float('nan'), 1.0], requires_grad=True)\n"
+        "for step in range(2):\n"
+        "    loss = torch.nan_to_num(b * 2.0).sum()\n"
+        "    loss.backward()\n",
+        encoding="utf-8",
+    )
+    found = run(tmp_path / "nan_leaf.py").graph.findings
+    f = next(f for f in found if f.code == "loop-nonfinite")
+    assert f.message.startswith("From the first backward call at line 5, `b` itself is non-finite")
+    assert "it was so from the start" in f.message
+
+
 def test_gradient_turning_nan_in_a_loop_blames_the_backward(tmp_path: Path) -> None:
     script = tmp_path / "nan_backward.py"
     script.write_text(
