@@ -96,7 +96,9 @@ def test_a_small_tensors_statistics_are_exact_sums_over_its_finite_numbers(seed:
     for _ in range(300):
         shape = rng.choice([(1,), (5,), (16,), (1, 5), (2, 3), (4, 4), (2, 2, 2), (1, 1, 3)])
         n = math.prod(shape)
-        values = [rng.choice(special) if rng.random() < 0.2 else rng.gauss(0, 1e3) for _ in range(n)]
+        values = [
+            rng.choice(special) if rng.random() < 0.2 else rng.gauss(0, 1e3) for _ in range(n)
+        ]
         dtype = rng.choice([torch.float32, torch.float64, torch.float16, torch.bfloat16])
         t = torch.tensor(values, dtype=F64).to(dtype).reshape(shape)
         s = summarize(t)
