@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from ._forward import USER_FRAMES, aten_name, op_record, per_op
+from ._forward import _TORCH_DIR, USER_FRAMES, aten_name, op_record, per_op
 from .compiled import compiling
 
 MARK = "_gradviz_cut"
@@ -54,6 +54,8 @@ _INTERNAL = re.compile(r"\s*\(Triggered internally at [^)]*\)\s*$")
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _PLAIN, _DETACH, _INPLACE, _ITEM = 0, 1, 2, 3
 _DETACH_OPS = frozenset({"aten::detach", "aten::alias"})
+#: Where `@torch.no_grad()` as a decorator enters the block (`_entered_by_torch`).
+_CONTEXTLIB = os.path.join(_TORCH_DIR, "utils", "_contextlib.py")
 _ITEM_OPS = frozenset({"aten::_local_scalar_dense"})
 
 
@@ -84,6 +86,12 @@ class Cut:
     spent_by: int | None = None
     #: A weak reference to the source when it is a leaf (a parameter read under `no_grad`).
     leaf: Any = None
+    #: The forward op that made the source (its record's `seq`), when it is not a leaf.
+    source_op: int | None = None
+    #: What the source was made from: per input, its op's `seq` or a weak reference to a leaf
+    #: (empty if unknown). With `source_op`, tells whether gradient still reaches the source's
+    #: own graph by another path (`CallEvents.reaches`): a stop-gradient, not a lost gradient.
+    inputs: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,24 @@ class CallEvents:
     freed_by: dict[int, int] = field(default_factory=dict)
     leaves: list[weakref.ref[torch.Tensor]] = field(default_factory=list)
     retained: bool = False
+    #: The `seq` of every forward op in the graph (`reaches`).
+    ops: set[int] = field(default_factory=set)
+
+    def reaches(self, cut: Cut) -> bool:
+        """Whether the gradient of this call still reaches what `cut` cut off by another path:
+        its source is in the graph, or everything the source was made from is (the stop-gradient
+        of a straight-through estimator, VQ-VAE or SimSiam: `z + (q - z).detach()`)."""
+        if cut.leaf is not None or cut.source_op is None:
+            return self._has_leaf(cut.leaf)
+        if cut.source_op in self.ops:
+            return True
+        return bool(cut.inputs) and all(
+            self._has_leaf(x) if isinstance(x, weakref.ref) else x in self.ops for x in cut.inputs
+        )
+
+    def _has_leaf(self, ref: Any) -> bool:
+        leaf = ref() if ref is not None else None
+        return leaf is not None and any(r() is leaf for r in self.leaves)
 
 
 def owner_name(node: Any) -> str | None:
@@ -160,6 +186,24 @@ def _spent_by(node: Any) -> int | None:
     return None
 
 
+def _made_from(node: Any) -> tuple[Any, ...]:
+    """Per input of `node`: its forward op's `seq`, or a weak reference to a leaf; () if one is
+    not known (an op the recording did not see)."""
+    found: list[Any] = []
+    for child, _ in node.next_functions:
+        if child is None:
+            continue
+        var = getattr(child, "variable", None)
+        if isinstance(var, torch.Tensor):
+            found.append(weakref.ref(var))
+            continue
+        record = op_record(child)
+        if record is None:
+            return ()
+        found.append(record.seq)
+    return tuple(found)
+
+
 def _literal_like(x: float) -> bool:
     """A number a script may well write as a literal (``4.0``, ``0.25``): a Python constant of that
     value is not linked to an `.item()` that gave the same value by chance."""
@@ -182,6 +226,18 @@ def _outputs(out: Any) -> list[torch.Tensor]:
     if isinstance(out, (list, tuple)):
         return [t for t in out if isinstance(t, torch.Tensor)]
     return []
+
+
+def _entered_by_torch(frame: Any) -> bool:
+    """Whether the code that entered a `torch.no_grad()` block is PyTorch's own: the frame that
+    called `__enter__`, or for `@torch.no_grad()` the function it decorates (spectral norm's
+    power iteration, `nn.init`), not the caller of that function."""
+    while frame is not None and frame.f_code.co_filename == _CONTEXTLIB:
+        code = getattr(frame.f_locals.get("func"), "__code__", None)
+        if code is not None:
+            return bool(code.co_filename.startswith(_TORCH_DIR))
+        frame = frame.f_back
+    return frame is not None and frame.f_code.co_filename.startswith(_TORCH_DIR)
 
 
 def _mark(out: Any, cut: Cut) -> None:
@@ -212,12 +268,21 @@ class Watch:
             weakref.WeakValueDictionary()
         )
         self._groups: weakref.WeakKeyDictionary[Any, tuple[int, ...]] = weakref.WeakKeyDictionary()
+        #: The leaves of every backward call's graph so far, by id (`after_call`): a parameter
+        #: missing from the graph shown was still trained if it is here (an expert a router
+        #: chose in other steps, a block LayerDrop skipped this time).
+        self.reached: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
         self.calls: dict[int, CallEvents] = {}
         self.warnings: list[ScriptWarning] = []
         self._traced: list[tuple[Any, CallEvents]] = []
         self._retain = False
         self._handle: Any = None
         self._shown: Any = None
+        #: The `torch.no_grad()` blocks open now, innermost last: (id of the context, whether
+        #: PyTorch's own code entered it). An op under PyTorch's own `no_grad` (spectral norm's
+        #: power iteration) is not the user's cut: PyTorch keeps that value constant by design.
+        self._no_grad: list[tuple[int, bool]] = []
+        self._no_grad_saved: tuple[Any, Any] | None = None
         #: While an optimizer's step is observed to learn its writes (`optim.OptimizerSteps`):
         #: by id of each parameter and gradient, the (version, aten op) of each write it gets.
         self.learning: dict[int, list[tuple[int, str]]] | None = None
@@ -229,8 +294,33 @@ class Watch:
         self._handle = nn_module.register_module_forward_pre_hook(self._module_called)
         self._shown = warnings.showwarning
         warnings.showwarning = self._showwarning
+        self._watch_no_grad()
+
+    def _watch_no_grad(self) -> None:
+        """Note who opens each `torch.no_grad()` block while the recording runs."""
+        cls = torch.autograd.grad_mode.no_grad
+        enter, leave = self._no_grad_saved = (cls.__enter__, cls.__exit__)
+        blocks = self._no_grad = []
+
+        def __enter__(ctx: Any) -> None:
+            blocks.append((id(ctx), _entered_by_torch(sys._getframe(1))))
+            enter(ctx)
+
+        def __exit__(ctx: Any, *exc: Any) -> None:
+            try:
+                leave(ctx, *exc)
+            finally:
+                if blocks and blocks[-1][0] == id(ctx):
+                    blocks.pop()
+
+        cls.__enter__ = __enter__  # type: ignore[method-assign]
+        cls.__exit__ = __exit__  # type: ignore[method-assign]
 
     def remove(self) -> None:
+        if self._no_grad_saved is not None:
+            cls = torch.autograd.grad_mode.no_grad
+            cls.__enter__, cls.__exit__ = self._no_grad_saved  # type: ignore[method-assign]
+            self._no_grad_saved = None
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
@@ -301,7 +391,10 @@ class Watch:
         owner = owner_name(node) if node is not None else "leaf"
         spent = _spent_by(node) if node is not None else None
         leaf = weakref.ref(source) if node is None else None
-        return Cut(kind, str(func), file, line, owner, self.seq, spent, leaf)
+        record = op_record(node) if node is not None else None
+        source_op = record.seq if record is not None else None
+        inputs = _made_from(node) if node is not None else ()
+        return Cut(kind, str(func), file, line, owner, self.seq, spent, leaf, source_op, inputs)
 
     def _plain(self, func: Any, args: Any, out: Any, grad: bool) -> None:
         tracked: torch.Tensor | None = None
@@ -313,7 +406,7 @@ class Watch:
             if passed is None and self.marks:
                 passed = getattr(t, MARK, None)
         if tracked is not None:
-            if not grad:
+            if not grad and not (self._no_grad and self._no_grad[-1][1]):
                 kind = "inference_mode" if torch.is_inference_mode_enabled() else "no_grad"
                 _mark(out, self._new_cut(kind, func, tracked))
         elif passed is not None:
@@ -401,6 +494,11 @@ class Watch:
     def after_call(self, capture: Any, kept: Collection[int]) -> None:
         """Read what the checks need from a finished call, while its nodes are still held."""
         number = capture.number or 0
+        reached = self.reached
+        for i in capture.leaves:
+            var = capture.nodes[i].variable
+            if reached.get(id(var)) is not var:
+                reached[id(var)] = var
         if number in kept:
             self.calls[number] = self._events(capture)
         for old in [n for n in self.calls if n not in kept]:
@@ -436,6 +534,8 @@ class Watch:
                 events.leaves.append(weakref.ref(node.variable))
                 continue
             record = op_record(node)
+            if record is not None:
+                events.ops.add(record.seq)
             for index, cut in getattr(record, "cuts", ()):
                 events.cuts.append((i, index, cut))
         return events

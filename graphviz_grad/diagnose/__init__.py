@@ -103,7 +103,13 @@ def _watch_checks(graph: Graph, calls: Sequence[CallInfo], watch: Watch) -> list
     events = watch.events_for(graph)
     found = _saved.inplace(graph, list(watch.inplace))
     found += _saved.twice(graph, calls, events.freed_by if events else None)
-    found += _cuts(graph, events.cuts if events else (), watch.items, watch.optimized)
+    found += _cuts(
+        graph,
+        events.cuts if events else (),
+        watch.items,
+        watch.optimized,
+        events.reaches if events else None,
+    )
     return found
 
 
@@ -124,6 +130,7 @@ def _run_checks(
             watch.used,
             free=last,
             optimized=watch.optimized,
+            reached=watch.reached,
         )
     return found
 

@@ -93,11 +93,14 @@ def accumulates(graph: Graph, calls: Sequence[CallInfo]) -> list[Finding]:
 
     A leaf updated since its last call whose gradient then adds up is the classic bug, unless no
     update uses the sum: a GAN's generator step backpropagates through the discriminator, whose
-    `.grad` is zeroed before its own next step (`_unused`)."""
+    `.grad` is zeroed before its own next step (`_unused`). A `torch.autograd.grad` call adds
+    nothing to `.grad` (WGAN-GP's gradient penalty), so it is not looked at."""
     steps: dict[tuple[str, int], list[LeafStep]] = {}
     hits: list[tuple[CallInfo, str, bool]] = []
     cleared: set[str] = set()
     for call in calls:
+        if call.kind == "autograd.grad":
+            continue
         for key, step in zip(_key(call.leaves), call.leaves):
             earlier = steps.setdefault(key, [])
             prev = earlier[-1] if earlier else None

@@ -9,7 +9,7 @@ shows where the gradient stops. Reading `.item()` for a print, or a parameter up
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from ..model import Finding, Graph, display_path
@@ -65,11 +65,14 @@ def cuts(
     consumed: Iterable[tuple[int, int, CutLike]],
     items: Mapping[float, CutLike] | None = None,
     optimized: Mapping[int, Any] | None = None,
+    reaches: Callable[[Any], bool] | None = None,
 ) -> list[Finding]:
     """One finding per cut whose result reaches the root, naming the nodes that consume it; not
     for a cut from a graph that an earlier backward call already freed (the gradient could not
     flow back there: without the cut, this backward would fail), nor for a parameter that no
-    optimizer steps while others do (a DQN's target network under `no_grad`)."""
+    optimizer steps while others do (a DQN's target network under `no_grad`). A cut whose
+    source still gets the gradient by another path (`reaches`: a stop-gradient, as in
+    `z + (q - z).detach()`) is an `info`: nothing is left without a gradient."""
     by_cut: dict[int, tuple[CutLike, list[int]]] = {}
     for node_id, _, cut in consumed:
         by_cut.setdefault(cut.seq, (cut, []))[1].append(node_id)
@@ -80,7 +83,10 @@ def cuts(
         for seq, found in by_cut.items()
         if found[0].spent_by is None and not _not_trained(found[0], optimized)
     }
-    return [_finding(graph, cut, sorted(set(ids))) for _, (cut, ids) in sorted(by_cut.items())]
+    return [
+        _finding(graph, cut, sorted(set(ids)), reaches is not None and reaches(cut))
+        for _, (cut, ids) in sorted(by_cut.items())
+    ]
 
 
 def _not_trained(cut: CutLike, optimized: Mapping[int, Any] | None) -> bool:
@@ -100,12 +106,24 @@ def _item_leaves(graph: Graph, items: Mapping[float, Any]) -> list[tuple[int, An
     return found
 
 
-def _finding(graph: Graph, cut: CutLike, ids: list[int]) -> Finding:
+def _finding(graph: Graph, cut: CutLike, ids: list[int], stop: bool) -> Finding:
     kind = _kind(cut)
-    source = f" of a {cut.source} output" if cut.source not in (None, "leaf") else ""
+    source = ""
+    if cut.source not in (None, "leaf"):
+        article = "an" if cut.source[:1] in "AEIOU" else "a"
+        source = f" of {article} {cut.source} output"
     if cut.source == "leaf":
         source = " of a leaf"
     into = listing([node_ref(graph.nodes[i]) for i in ids], 3, quote=False)
+    if stop:
+        message = (
+            f"{_WHAT[kind]}{source}{at_line(cut.line)} stops the gradient on one path: its "
+            f"result reaches the root as a constant through {into}, while what it was computed "
+            "from still gets a gradient through the rest of the graph (a stop-gradient, as in "
+            "straight-through estimators, VQ-VAE and SimSiam)."
+        )
+        hint = f"Nothing, if the stop-gradient is intended. {_HINT[kind]}"
+        return Finding("cut", "info", message, display_path(cut.file), cut.line, tuple(ids), hint)
     message = (
         f"{_WHAT[kind]}{source}{at_line(cut.line)} cuts the graph: its result reaches the root "
         f"as a constant through {into}, so no gradient flows back past it."

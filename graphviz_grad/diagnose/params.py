@@ -57,6 +57,7 @@ def unused(
     used: Any,
     free: bool = True,
     optimized: Mapping[int, Any] | None = None,
+    reached: Mapping[int, Any] | None = None,
 ) -> list[Finding]:
     """[unused-param]: parameters and script tensors that need a gradient and get none.
 
@@ -64,20 +65,29 @@ def unused(
     the run's last call, or gradviz's own pass): the namespace at the end of the run says
     nothing true about an earlier call, whose names may since have been rebound. When
     optimizers ran (`optimized`: the parameters they step, by id), a module parameter in none
-    of them is not meant to get a gradient (a DQN's target network) and is not reported."""
+    of them is not meant to get a gradient (a DQN's target network) and is not reported. One
+    that was in the graph of another backward call (`reached`) is used conditionally (mixture of
+    experts routing, LayerDrop): an `info`."""
     in_graph = {id(t) for r in leaves if (t := r()) is not None}
     seen = set(in_graph)
     found = []
+    reached = reached or {}
     for name, module in _modules(namespace):
         groups: dict[bool, list[str]] = {True: [], False: []}
+        elsewhere: list[str] = []
         for pname, p in module.named_parameters():
             if p.requires_grad and id(p) not in seen and not outside_optimizers(p, optimized):
                 seen.add(id(p))
-                groups[_was_called(module, pname, called)].append(f"{name}.{pname}")
+                if reached.get(id(p)) is p:
+                    elsewhere.append(f"{name}.{pname}")
+                else:
+                    groups[_was_called(module, pname, called)].append(f"{name}.{pname}")
             seen.add(id(p))
         for was_called, names in groups.items():
             if names:
                 found.append(_module_finding(name, module, names, was_called, called))
+        if elsewhere:
+            found.append(_elsewhere_finding(name, module, elsewhere))
     if free:
         labels = {name for n in graph.leaves for name in n.names}
         found.extend(_free_tensors(namespace, seen, used, labels))
@@ -102,6 +112,17 @@ def _module_finding(
         "layer that another module copies)."
     )
     hint = "Nothing to do if it is only a template; otherwise call it in the forward pass."
+    return Finding("unused-param", "info", message, None, None, (), hint)
+
+
+def _elsewhere_finding(name: str, module: torch.nn.Module, names: list[str]) -> Finding:
+    count = plural(len(names), "parameter")
+    message = (
+        f"{count} of `{name}` ({type(module).__name__}) get no gradient in this backward call, "
+        f"but did in another: {listing(names)}. `{name}` uses them only in some steps (an "
+        "expert the router did not choose, a block LayerDrop skipped)."
+    )
+    hint = "Nothing to do if they are used conditionally; the other calls train them."
     return Finding("unused-param", "info", message, None, None, (), hint)
 
 

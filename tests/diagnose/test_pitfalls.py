@@ -416,3 +416,149 @@ def test_graph_grows_names_the_update_not_the_loss_line() -> None:
     found = with_findings(capture_script(path, [], CaptureOptions(call=3))).graph.findings
     grows = next(f for f in found if f.code == "graph-grows")
     assert grows.line == 17 and "`w` is updated" in grows.message
+
+
+def test_pytorchs_own_no_grad_in_spectral_norm_is_not_a_cut(tmp_path: Path) -> None:
+    """Spectral norm's power iteration runs under PyTorch's own `@torch.no_grad()`: its vectors
+    are constants by design, not a cut of the user's."""
+    script = tmp_path / "spectral.py"
+    script.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "from torch.nn.utils import parametrizations as P\n"
+        "torch.manual_seed(0)\n"
+        "net = nn.Sequential(P.spectral_norm(nn.Linear(4, 8)), nn.ReLU(),\n"
+        "                    P.weight_norm(nn.Linear(8, 1)))\n"
+        "opt = torch.optim.SGD(net.parameters(), lr=0.1)\n"
+        "x, y = torch.randn(16, 4), torch.randn(16, 1)\n"
+        "for step in range(3):\n"
+        "    opt.zero_grad()\n"
+        "    loss = ((net(x) - y) ** 2).mean()\n"
+        "    loss.backward()\n"
+        "    opt.step()\n",
+        encoding="utf-8",
+    )
+    assert run(script).graph.findings == ()
+
+
+def test_the_users_own_no_grad_decorator_still_cuts(tmp_path: Path) -> None:
+    script = tmp_path / "decorated.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.tensor([1.0, 2.0], requires_grad=True)\n"
+        "@torch.no_grad()\n"
+        "def scaled(t):\n"
+        "    return t * 3.0\n"
+        "loss = (scaled(w) * w).sum()\n"
+        "loss.backward()\n",
+        encoding="utf-8",
+    )
+    cut = next(f for f in run(script).graph.findings if f.code == "cut")
+    assert cut.line == 5 and "torch.no_grad()" in cut.message
+
+
+def test_a_stop_gradient_is_an_info_not_a_lost_gradient(tmp_path: Path) -> None:
+    """VQ-VAE's straight-through estimator and its two detached losses: every source still gets
+    the gradient by another path, so nothing is cut off; each is one `info`."""
+    script = tmp_path / "vq.py"
+    script.write_text(
+        "import torch\n"
+        "import torch.nn.functional as F\n"
+        "from torch import nn\n"
+        "torch.manual_seed(0)\n"
+        "enc, book, dec = nn.Linear(8, 4), nn.Embedding(16, 4), nn.Linear(4, 8)\n"
+        "opt = torch.optim.Adam([*enc.parameters(), *book.parameters(), *dec.parameters()])\n"
+        "x = torch.randn(32, 8)\n"
+        "for step in range(2):\n"
+        "    opt.zero_grad()\n"
+        "    z = enc(x)\n"
+        "    q = book(torch.cdist(z, book.weight).argmin(dim=1))\n"
+        "    q_st = z + (q - z).detach()\n"
+        "    rec = F.mse_loss(dec(q_st), x)\n"
+        "    loss = rec + F.mse_loss(q, z.detach()) + F.mse_loss(z, q.detach())\n"
+        "    loss.backward()\n"
+        "    opt.step()\n",
+        encoding="utf-8",
+    )
+    found = run(script).graph.findings
+    assert [(f.code, f.severity, f.line) for f in found] == [
+        ("cut", "info", 12),
+        ("cut", "info", 14),
+        ("cut", "info", 14),
+    ]
+    assert "stops the gradient on one path" in found[0].message
+    assert "`.detach()` of an Embedding output" in found[2].message
+
+
+def test_a_detach_that_leaves_a_layer_without_gradient_is_still_a_warning(tmp_path: Path) -> None:
+    script = tmp_path / "half.py"
+    script.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "enc, head = nn.Linear(4, 4), nn.Linear(4, 1)\n"
+        "x = torch.randn(8, 4)\n"
+        "h = enc(x)\n"
+        "loss = head(torch.tanh(h).detach()).sum() + enc.bias.sum()\n"
+        "loss.backward()\n",
+        encoding="utf-8",
+    )
+    cut = next(f for f in run(script).graph.findings if f.code == "cut")
+    assert cut.severity == "warning" and cut.line == 6
+
+
+def test_a_gradient_penalty_by_autograd_grad_adds_nothing_to_grad(tmp_path: Path) -> None:
+    """WGAN-GP: the penalty's `torch.autograd.grad` runs while D's `.grad` still holds the last
+    step's gradient, but it adds nothing to `.grad`: no `grad-accumulates`."""
+    script = tmp_path / "wgan_gp.py"
+    script.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "torch.manual_seed(0)\n"
+        "G, D = nn.Linear(4, 2), nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))\n"
+        "opt_g = torch.optim.Adam(G.parameters(), lr=1e-4)\n"
+        "opt_d = torch.optim.Adam(D.parameters(), lr=1e-4)\n"
+        "def penalty(real, fake):\n"
+        "    a = torch.rand(real.size(0), 1)\n"
+        "    mixed = (a * real + (1 - a) * fake).requires_grad_(True)\n"
+        "    s = D(mixed)\n"
+        "    g = torch.autograd.grad(s, mixed, torch.ones_like(s), create_graph=True)[0]\n"
+        "    return ((g.norm(2, dim=1) - 1) ** 2).mean()\n"
+        "for step in range(3):\n"
+        "    real = torch.randn(16, 2) + 3\n"
+        "    for _ in range(2):\n"
+        "        fake = G(torch.randn(16, 4)).detach()\n"
+        "        d_loss = D(fake).mean() - D(real).mean() + 10 * penalty(real, fake)\n"
+        "        opt_d.zero_grad()\n"
+        "        d_loss.backward()\n"
+        "        opt_d.step()\n"
+        "    g_loss = -D(G(torch.randn(16, 4))).mean()\n"
+        "    opt_g.zero_grad()\n"
+        "    g_loss.backward()\n"
+        "    opt_g.step()\n",
+        encoding="utf-8",
+    )
+    assert run(script).graph.findings == ()
+
+
+def test_a_layer_used_in_other_steps_only_is_an_info(tmp_path: Path) -> None:
+    """LayerDrop / expert routing: a block skipped in the call shown but trained in the others is
+    not "a layer defined and never applied"."""
+    script = tmp_path / "layerdrop.py"
+    script.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "blocks = nn.ModuleList(nn.Linear(4, 4) for _ in range(3))\n"
+        "opt = torch.optim.SGD(blocks.parameters(), lr=0.1)\n"
+        "for step in range(3):\n"
+        "    h = torch.randn(2, 4)\n"
+        "    for k, block in enumerate(blocks):\n"
+        "        if k != step:\n"
+        "            h = h + block(h)\n"
+        "    opt.zero_grad()\n"
+        "    h.pow(2).mean().backward()\n"
+        "    opt.step()\n",
+        encoding="utf-8",
+    )
+    (f,) = run(script).graph.findings
+    assert (f.code, f.severity) == ("unused-param", "info")
+    assert "`blocks.2.weight` and `blocks.2.bias`" in f.message and "did in another" in f.message
