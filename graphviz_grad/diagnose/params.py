@@ -119,8 +119,9 @@ def _elsewhere_finding(name: str, module: torch.nn.Module, names: list[str]) -> 
     count = plural(len(names), "parameter")
     message = (
         f"{count} of `{name}` ({type(module).__name__}) get no gradient in this backward call, "
-        f"but did in another: {listing(names)}. `{name}` uses them only in some steps (an "
-        "expert the router did not choose, a block LayerDrop skipped)."
+        f"but did in another: {listing(names)}. They are used in some calls only (a GAN's "
+        "generator in the discriminator's step, an expert the router did not choose, a block "
+        "LayerDrop skipped)."
     )
     hint = "Nothing to do if they are used conditionally; the other calls train them."
     return Finding("unused-param", "info", message, None, None, (), hint)
