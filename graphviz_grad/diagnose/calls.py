@@ -98,6 +98,9 @@ def accumulates(graph: Graph, calls: Sequence[CallInfo]) -> list[Finding]:
     steps: dict[tuple[str, int], list[LeafStep]] = {}
     hits: list[tuple[CallInfo, str, bool]] = []
     cleared: set[str] = set()
+    #: Per leaf, how many calls in a row have added to its `.grad` so far.
+    run: dict[tuple[str, int], int] = {}
+    longest = 0
     for call in calls:
         if call.kind == "autograd.grad":
             continue
@@ -106,14 +109,18 @@ def accumulates(graph: Graph, calls: Sequence[CallInfo]) -> list[Finding]:
             prev = earlier[-1] if earlier else None
             if _nonzero(step) and prev is not None:
                 hits.append((call, step.name, prev.value != step.value))
-            elif prev is not None and hits and any(h[1] == step.name for h in hits):
-                cleared.add(step.name)
+                run[key] = run.get(key, 1) + 1
+                longest = max(longest, run[key])
+            else:
+                run[key] = 1
+                if prev is not None and hits and any(h[1] == step.name for h in hits):
+                    cleared.add(step.name)
             earlier.append(step)
     unused = _unused(steps)
     hits = [h for h in hits if not (h[2] and h[1] in unused)]
     if not hits:
         return []
-    return [_accumulates_finding(graph, hits, cleared)]
+    return [_accumulates_finding(graph, hits, cleared, longest)]
 
 
 def _unused(by_leaf: dict[tuple[str, int], list[LeafStep]]) -> set[str]:
@@ -139,8 +146,9 @@ def _unused(by_leaf: dict[tuple[str, int], list[LeafStep]]) -> set[str]:
 
 
 def _accumulates_finding(
-    graph: Graph, hits: list[tuple[CallInfo, str, bool]], cleared: set[str]
+    graph: Graph, hits: list[tuple[CallInfo, str, bool]], cleared: set[str], longest: int
 ) -> Finding:
+    """`longest`: the most calls whose gradients added up in one `.grad` before it was zeroed."""
     stepped = [h for h in hits if h[2]]
     call, _, _ = (stepped or hits)[0]
     names = list(dict.fromkeys(h[1] for h in (stepped or hits)))
@@ -159,11 +167,10 @@ def _accumulates_finding(
         )
         severity: Severity = "warning"
     else:
-        kept = "and are zeroed later" if cleared else "over the calls"
-        calls = len({h[0].number for h in hits}) + 1
+        kept = "before they are zeroed" if cleared else "over the calls"
         message = (
             f"{start} when backward call {call.number}{at_line(call.line)} starts: the "
-            f"gradients of {plural(calls, 'call')} add up {kept} (gradient accumulation)."
+            f"gradients of up to {plural(longest, 'call')} add up {kept} (gradient accumulation)."
         )
         hint = "Fine for accumulating over micro-batches; otherwise zero them before backward."
         severity = "info"

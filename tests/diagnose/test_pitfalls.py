@@ -134,8 +134,8 @@ def test_accumulation_before_a_step_is_info(tmp_path: Path) -> None:
         "import torch\n"
         "w = torch.tensor([1.0, 2.0], requires_grad=True)\n"
         "opt = torch.optim.SGD([w], lr=0.1)\n"
-        "for step in range(2):\n"
-        "    for micro in range(2):\n"
+        "for step in range(3):\n"
+        "    for micro in range(4):\n"
         "        loss = (w * (micro + 2.0)).sum()\n"
         "        loss.backward()\n"
         "    opt.step()\n"
@@ -144,6 +144,8 @@ def test_accumulation_before_a_step_is_info(tmp_path: Path) -> None:
     )
     found = run(script).graph.findings
     assert [(f.code, f.severity, f.line) for f in found] == [("grad-accumulates", "info", 7)]
+    # the 4 micro-batches of a step, not the 10 calls that found a gradient held
+    assert "the gradients of up to 4 calls add up before they are zeroed" in found[0].message
 
 
 _GAN = (
