@@ -52,6 +52,8 @@ _TRIVIAL = frozenset({0.0, 1.0, -1.0})
 #: The C++ source location PyTorch appends to its warnings (not the user's line).
 _INTERNAL = re.compile(r"\s*\(Triggered internally at [^)]*\)\s*$")
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: The file of the wrapper around `torch.autograd.backward` / `grad` (`Recorder._wrap`).
+_WRAPPER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recorder.py")
 _PLAIN, _DETACH, _INPLACE, _ITEM = 0, 1, 2, 3
 _DETACH_OPS = frozenset({"aten::detach", "aten::alias"})
 #: Where `@torch.no_grad()` as a decorator enters the block (`_entered_by_torch`).
@@ -340,6 +342,12 @@ class Watch:
         line: str | None = None,
     ) -> None:
         """Note a warning the user's code raised, then show it as Python would have."""
+        if filename == _WRAPPER_FILE:
+            # raised in the user's backward call (a module's backward hook), one frame above it:
+            # without gradviz's wrapper in between, that frame is the user's `backward()` line
+            frame = USER_FRAMES.find(sys._getframe(1))
+            if frame is not None:
+                filename, lineno, line = frame.f_code.co_filename, frame.f_lineno, None
         try:
             self._note_warning(message, category, filename, lineno)
         finally:

@@ -302,3 +302,22 @@ def test_ctrl_c_stops_gradviz_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spin.py"]
+
+
+def test_a_warning_raised_inside_backward_points_at_the_scripts_line(tmp_path: Path) -> None:
+    """A warning PyTorch raises during the user's backward (a module's full backward hook) is
+    shown at the script's `backward()` line, as plain python shows it, not at gradviz's wrapper."""
+    script = tmp_path / "hooked.py"
+    script.write_text(
+        "import torch\n"
+        "net = torch.nn.Linear(3, 1)\n"
+        "net.register_full_backward_hook(lambda m, gi, go: None)\n"
+        "loss = net(torch.randn(2, 3)).sum()\n"
+        "loss.backward()\n",
+        encoding="utf-8",
+    )
+    plain = run([sys.executable, str(script)], cwd=tmp_path)
+    shown = run([*GRADVIZ, "render", str(script), "-f", "json", "-o", "g.json"], cwd=tmp_path)
+    assert f"{script}:5: UserWarning: Full backward hook is firing" in plain.stderr
+    assert f"{script}:5: UserWarning: Full backward hook is firing" in shown.stderr
+    assert "graphviz_grad" not in shown.stderr
