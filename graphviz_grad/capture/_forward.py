@@ -24,7 +24,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..model import TensorSummary
 from ._deferred import Deferred, deferrable
-from .checkpoint import in_checkpoint
+from .checkpoint import CHECKPOINT, HOOKS, saved_hooks
 from .compiled import compiling
 from .naming import is_compile_wrapper, is_wrapper, unwrap
 from .summary import DATA_LIMIT, dtype_name, summarize, summarize_small
@@ -62,6 +62,7 @@ class OpRecord:
         "operands",
         "cuts",
         "checkpointed",
+        "hooked",
         "__weakref__",
     )
 
@@ -89,6 +90,8 @@ class OpRecord:
     cuts: tuple[tuple[int, Any], ...]
     #: Made inside a non-reentrant checkpointed region (`capture.checkpoint`).
     checkpointed: bool
+    #: Its saved tensors went through the script's own saved-tensors hooks: not read.
+    hooked: bool
 
     def has(self, k: int) -> bool:
         """Whether output `k`'s value is known."""
@@ -488,8 +491,9 @@ class ForwardRecorder(TorchDispatchMode):
                 where = (frame.f_code.co_filename, frame.f_lineno)
             made = id(out) if type(out) not in (tuple, list) else tuple(map(id, out))
             self._made = (made, id(frame), -1 if frame is None else frame.f_lasti)
-            if in_checkpoint():  # now, not at flush: the next op may be outside the region
-                where = (*where, True)
+            hooked = saved_hooks()
+            if hooked is not None:  # now, not at flush: the next op may be outside the region
+                where = (*where, hooked)
             self.pending.append((func, out, args, where, self.modules.current()))
         return out
 
@@ -623,5 +627,6 @@ class ForwardRecorder(TorchDispatchMode):
             scopes=scopes,
             operands=operands,
             cuts=self.watch.consumed(args) if self.watch is not None else (),
-            checkpointed=len(where) > 2 and bool(where[2]),
+            checkpointed=len(where) > 2 and where[2] == CHECKPOINT,
+            hooked=len(where) > 2 and where[2] == HOOKS,
         )

@@ -234,6 +234,15 @@ class CallCapture:
             if attrs and record is not None and record.checkpointed:
                 # Reading them would run the region's recomputation now, an extra time.
                 self.saved[i] = tuple(_recomputed(a) for a in attrs)
+            elif record is not None and record.hooked:
+                # Reading a tensor would call the script's unpack hook an extra time; the
+                # others (dims, flags) are plain values
+                self.saved[i] = tuple(
+                    _unread(a)
+                    if hasattr(node, "_raw" + a)
+                    else self._read_one(node, a, leaf_ids, (i, j))
+                    for j, a in enumerate(attrs)
+                )
             elif attrs:
                 self.saved[i] = tuple(
                     self._read_one(node, a, leaf_ids, (i, j)) for j, a in enumerate(attrs)
@@ -765,6 +774,11 @@ def _is_tensor(value: Any) -> bool:
 def _recomputed(attr: str) -> Saved:
     name = attr.removeprefix("_saved_")
     return Saved(name, "tensor", text="checkpointed: recomputed in backward")
+
+
+def _unread(attr: str) -> Saved:
+    name = attr.removeprefix("_saved_")
+    return Saved(name, "tensor", text="saved through the script's saved_tensors_hooks: not read")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -10,6 +10,11 @@ call, while gradviz does not record, so the recomputed ops never appear as new n
 Reentrant checkpointing (`use_reentrant=True`) is a custom `autograd.Function`: the region is one
 `CheckpointFunctionBackward` node (its inner ops ran without grad), whose backward recomputes
 the region and calls `torch.autograd.backward` on it inside the user's call.
+
+The script's own saved-tensors hooks (`torch.autograd.graph.saved_tensors_hooks`, `save_on_cpu`)
+are marked too (`OpRecord.hooked`): reading those saved tensors before backward would call the
+script's unpack hook an extra time (a counter it keeps, a copy back to the GPU), so they are
+listed unread.
 """
 
 from __future__ import annotations
@@ -19,13 +24,26 @@ import torch
 _PACK = "_checkpoint_hook.__init__.<locals>.pack_hook"
 
 
-def in_checkpoint() -> bool:
-    """Whether the op running now is inside a non-reentrant checkpointed region."""
+#: What `saved_hooks` says of an op in a checkpointed region, and under other hooks.
+CHECKPOINT, HOOKS = "checkpoint", "hooks"
+
+
+def saved_hooks() -> str | None:
+    """Which saved-tensors hooks the op running now saves through: `CHECKPOINT` (a
+    non-reentrant checkpointed region), `HOOKS` (the script's own
+    `torch.autograd.graph.saved_tensors_hooks`, `save_on_cpu`), or None."""
     try:
         hooks = torch._C._autograd._top_saved_tensors_default_hooks(False)
     except (AttributeError, TypeError, RuntimeError):
-        return False
-    return hooks is not None and getattr(hooks[0], "__qualname__", "") == _PACK
+        return None
+    if hooks is None:
+        return None
+    return CHECKPOINT if getattr(hooks[0], "__qualname__", "") == _PACK else HOOKS
 
 
-__all__ = ["in_checkpoint"]
+def in_checkpoint() -> bool:
+    """Whether the op running now is inside a non-reentrant checkpointed region."""
+    return saved_hooks() == CHECKPOINT
+
+
+__all__ = ["CHECKPOINT", "HOOKS", "in_checkpoint", "saved_hooks"]

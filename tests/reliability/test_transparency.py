@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import random
 import re
@@ -321,3 +322,26 @@ def test_a_warning_raised_inside_backward_points_at_the_scripts_line(tmp_path: P
     assert f"{script}:5: UserWarning: Full backward hook is firing" in plain.stderr
     assert f"{script}:5: UserWarning: Full backward hook is firing" in shown.stderr
     assert "graphviz_grad" not in shown.stderr
+
+
+def test_the_scripts_saved_tensors_hooks_run_as_often_as_without_gradviz(tmp_path: Path) -> None:
+    """gradviz lists the saved tensors of ops under the script's `saved_tensors_hooks` unread:
+    reading them would call the script's unpack hook once more per tensor."""
+    script = tmp_path / "offload.py"
+    script.write_text(
+        "import torch\n"
+        "calls = []\n"
+        "w = torch.randn(4, 4, requires_grad=True)\n"
+        "hooks = (lambda t: t.clone(), lambda t: calls.append(1) or t)\n"
+        "with torch.autograd.graph.saved_tensors_hooks(*hooks):\n"
+        "    y = torch.tanh(torch.randn(3, 4) @ w).sin().sum()\n"
+        "y.backward()\n"
+        "print('unpacked', len(calls))\n",
+        encoding="utf-8",
+    )
+    plain = run([sys.executable, str(script)], cwd=tmp_path)
+    out = tmp_path / "g.json"
+    shown = run([*GRADVIZ, "render", str(script), "-f", "json", "-o", str(out)], cwd=tmp_path)
+    assert plain.stdout == shown.stdout == "unpacked 3\n", shown.stderr
+    texts = {s["text"] for n in json.loads(out.read_text())["nodes"] for s in n.get("saved", [])}
+    assert "saved through the script's saved_tensors_hooks: not read" in texts
