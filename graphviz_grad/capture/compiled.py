@@ -48,6 +48,15 @@ def tracing_tensors(tensors: list[Any]) -> bool:
     return any(isinstance(t, torch.Tensor) and module.is_fake(t) for t in tensors)
 
 
+def in_functorch() -> bool:
+    """Whether a `torch.func` transform (`grad`, `vjp`, `jacrev`, `vmap`) is running: its own
+    `torch.autograd.grad` calls work on wrapped tensors without storage, not the user's."""
+    try:
+        return torch._C._functorch.maybe_current_level() is not None
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def skip_frames(*functions: Callable[..., Any], recursive: bool = True) -> None:
     """Never let Dynamo compile these functions' frames (nor any frame they call, if
     `recursive`)."""

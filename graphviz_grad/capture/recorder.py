@@ -27,7 +27,7 @@ from ..model import CallInfo, Graph
 from ._forward import USER_FRAMES, ForwardRecorder, ModuleStack
 from ._snapshot import CallCapture, gradient_edge
 from .amp import ScalerCalls, root_scale
-from .compiled import QuietHooksWarning, skip_frames, tracing_tensors
+from .compiled import QuietHooksWarning, in_functorch, skip_frames, tracing_tensors
 from .distributed import ddp_parameters, rank_and_world
 from .functions import FunctionCalls
 from .naming import Names
@@ -209,6 +209,8 @@ class Recorder:
     ) -> Any:
         tensors = args[0] if args else kwargs.get("tensors", kwargs.get("outputs"))
         if tracing_tensors(_as_list(tensors)):  # torch.compile tracing a backward it compiles
+            return original(*args, **kwargs)
+        if in_functorch():  # `torch.func.grad` computing its gradient: not a backward call
             return original(*args, **kwargs)
         self._mode.flush()
         self._mode.new_pass()

@@ -345,3 +345,28 @@ def test_the_scripts_saved_tensors_hooks_run_as_often_as_without_gradviz(tmp_pat
     assert plain.stdout == shown.stdout == "unpacked 3\n", shown.stderr
     texts = {s["text"] for n in json.loads(out.read_text())["nodes"] for s in n.get("saved", [])}
     assert "saved through the script's saved_tensors_hooks: not read" in texts
+
+
+def test_torch_func_transforms_run_as_without_gradviz(tmp_path: Path) -> None:
+    """`torch.func.grad` calls `torch.autograd.grad` on its own wrapped tensors (no storage):
+    gradviz lets those calls through; the script's own backward call is still recorded."""
+    script = tmp_path / "per_sample.py"
+    script.write_text(
+        "import torch\n"
+        "from torch.func import functional_call, grad, vmap\n"
+        "model = torch.nn.Linear(3, 1)\n"
+        "params = {k: v.detach() for k, v in model.named_parameters()}\n"
+        "x, y = torch.randn(8, 3), torch.randn(8, 1)\n"
+        "def loss_fn(p, xi, yi):\n"
+        "    return ((functional_call(model, p, (xi[None],)) - yi) ** 2).mean()\n"
+        "g = vmap(grad(loss_fn), in_dims=(None, 0, 0))(params, x, y)\n"
+        "print({k: tuple(v.shape) for k, v in g.items()})\n"
+        "((model(x) - y) ** 2).mean().backward()\n",
+        encoding="utf-8",
+    )
+    plain = run([sys.executable, str(script)], cwd=tmp_path)
+    out = tmp_path / "g.json"
+    shown = run([*GRADVIZ, "render", str(script), "-f", "json", "-o", str(out)], cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == plain.stdout == "{'weight': (8, 1, 3), 'bias': (8, 1)}\n"
+    assert json.loads(out.read_text())["call"] == 1
