@@ -211,7 +211,39 @@ def retained(graph: Graph, namespace: Mapping[str, Any]) -> list[Finding]:
         record = op_record(t.grad_fn)
         file, line = (record.file, record.line) if record is not None else (None, None)
         found.append(_retained_finding(graph, name, nodes, roots, file, line))
+    for name, value in namespace.items():
+        if not name.startswith("_") and isinstance(value, (list, tuple)):
+            found.extend(_kept_roots(graph, name, value))
     return found
+
+
+def _kept_roots(graph: Graph, name: str, items: Any) -> list[Finding]:
+    """A list of tensors that were each the root of a backward call (`losses.append(loss)`):
+    it keeps every one of those graphs alive, as `total += loss` does."""
+    roots = [
+        t
+        for t in items
+        if isinstance(t, torch.Tensor) and t.grad_fn is not None and _calls(t.grad_fn)
+    ]
+    if len(roots) < 2:
+        return []
+    nodes: list[Any] = []
+    seen: set[int] = set()
+    for t in roots:
+        if len(nodes) < WALK_LIMIT:
+            nodes += [n for n in _walk(t.grad_fn)[0] if id(n) not in seen and not seen.add(id(n))]
+    shown = (graph.root,) if any(graph.call in _calls(n) for n in nodes) else ()
+    size = _saved_bytes(nodes)
+    held = (
+        f" and {_bytes(size)} of saved tensors" if size else " (backward freed their saved tensors)"
+    )
+    message = (
+        f"`{name}` holds {len(roots)} tensors that were each the root of a backward call, and "
+        f"with them their graphs: {plural(len(nodes), 'node')}{held}, kept alive to the end of "
+        "the script, more with every step."
+    )
+    hint = f"Keep numbers: `{name}.append(loss.item())` (or `loss.detach()`)."
+    return [Finding("graph-retained", "warning", message, None, None, shown, hint)]
 
 
 def _retained_finding(

@@ -564,3 +564,30 @@ def test_a_layer_used_in_other_steps_only_is_an_info(tmp_path: Path) -> None:
     (f,) = run(script).graph.findings
     assert (f.code, f.severity) == ("unused-param", "info")
     assert "`blocks.2.weight` and `blocks.2.bias`" in f.message and "did in another" in f.message
+
+
+@pytest.mark.parametrize("kept", ["loss", "loss.item()"])
+def test_a_list_of_losses_keeps_their_graphs(kept: str, tmp_path: Path) -> None:
+    """`losses.append(loss)`: the lesson's `total += l` in a list; `loss.item()` is fine."""
+    script = tmp_path / "losses.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.tensor([1.0, -1.0], requires_grad=True)\n"
+        "losses = []\n"
+        "for step in range(4):\n"
+        "    loss = ((w * 2.0 - 1.0) ** 2).sum()\n"
+        "    loss.backward()\n"
+        "    with torch.no_grad():\n"
+        "        w -= 0.1 * w.grad\n"
+        "        w.grad.zero_()\n"
+        f"    losses.append({kept})\n",
+        encoding="utf-8",
+    )
+    found = run(script).graph.findings
+    if kept == "loss.item()":
+        assert found == ()
+        return
+    (f,) = found
+    assert (f.code, f.severity) == ("graph-retained", "warning")
+    assert f.message.startswith("`losses` holds 4 tensors that were each the root of a backward")
+    assert "`losses.append(loss.item())`" in (f.hint or "")
