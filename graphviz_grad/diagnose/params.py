@@ -230,8 +230,12 @@ def _kept_roots(graph: Graph, name: str, items: Any) -> list[Finding]:
     nodes: list[Any] = []
     seen: set[int] = set()
     for t in roots:
-        if len(nodes) < WALK_LIMIT:
-            nodes += [n for n in _walk(t.grad_fn)[0] if id(n) not in seen and not seen.add(id(n))]
+        if len(nodes) >= WALK_LIMIT:
+            break
+        for n in _walk(t.grad_fn)[0]:
+            if id(n) not in seen:
+                seen.add(id(n))
+                nodes.append(n)
     shown = (graph.root,) if any(graph.call in _calls(n) for n in nodes) else ()
     size = _saved_bytes(nodes)
     held = (
