@@ -77,6 +77,9 @@ class Recorder:
         self._entered = False
         self._patched = False
         self._stop_after = stop_after
+        #: Why the last backward call given no graph had none (`Watch.why_no_graph`): the hint
+        #: for PyTorch's "element 0 of tensors does not require grad" (`runner`).
+        self.no_graph: str | None = None
         #: Optimizer steps taken so far (for the progress line on long runs).
         self.steps = 0
         self._step_hook: Any = None
@@ -217,7 +220,8 @@ class Recorder:
         if self._mode.values:
             self._mode.adopt(_as_list(tensors))  # a root no op output reached
         roots = [e for e in (gradient_edge(t) for t in _as_list(tensors)) if e is not None]
-        if not roots:
+        if not roots:  # PyTorch raises, unless nothing needs a gradient: say why, if known
+            self.no_graph = self.watch.why_no_graph(_as_list(tensors))
             return original(*args, **kwargs)
         frame = USER_FRAMES.find(sys._getframe(2))
         number = len(self.calls) + 1

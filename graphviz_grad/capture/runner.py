@@ -220,10 +220,19 @@ def _exec(code: types.CodeType, namespace: dict[str, Any], run: ScriptRun) -> bo
 
         run.error = ScriptError(
             f"The script `{run.path.name}` raised {type(exc).__name__}: {_first_line(exc)}",
-            hint=launch_hint(exc, run.path.name) or _fix_hint(run.path),
+            hint=launch_hint(exc, run.path.name) or _no_graph_hint(run, exc) or _fix_hint(run.path),
             details=user_traceback(exc),
         )
     return False
+
+
+def _no_graph_hint(run: ScriptRun, exc: BaseException) -> str | None:
+    """For PyTorch's "element 0 of tensors does not require grad": why, as the recording saw it
+    (a `torch.no_grad()` or `.detach()` on the way, or no tensor with `requires_grad`)."""
+    if run.recorder is None or "does not require grad and does not have a grad_fn" not in str(exc):
+        return None
+    reason = getattr(run.recorder, "no_graph", None)
+    return reason if isinstance(reason, str) else None
 
 
 def _fix_hint(path: Path) -> str:

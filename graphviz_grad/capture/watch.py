@@ -242,6 +242,21 @@ def _entered_by_torch(frame: Any) -> bool:
     return frame is not None and frame.f_code.co_filename.startswith(_TORCH_DIR)
 
 
+#: Per kind of cut: what made the constant, and how to keep the graph (`why_no_graph`).
+_NO_GRAPH = {
+    "detach": ("`.detach()` (or `.data`)", "Drop the `.detach()` / `.data` there."),
+    "no_grad": (
+        "an op under `torch.no_grad()`",
+        "Compute it outside `torch.no_grad()` (keep `no_grad` for the update and for evaluation).",
+    ),
+    "inference_mode": (
+        "an op under `torch.inference_mode()`",
+        "Compute it outside `torch.inference_mode()`.",
+    ),
+    "item": ("`.item()`", "Keep the tensor; use `.item()` only to print or log."),
+}
+
+
 def _mark(out: Any, cut: Cut) -> None:
     for t in _outputs(out):
         try:
@@ -490,6 +505,27 @@ class Watch:
             if self.items and isinstance(a, float) and a in self.items and not _literal_like(a):
                 found.append((i, self.items[a]))
         return tuple(found)
+
+    def why_no_graph(self, tensors: list[Any]) -> str | None:
+        """Why the first of `tensors` given to a backward call needs no gradient: the cut that
+        made it a constant, if one did, else that nothing it came from requires grad."""
+        for t in tensors:
+            if not isinstance(t, torch.Tensor) or t.requires_grad:
+                continue
+            cut = getattr(t, MARK, None)
+            if not isinstance(cut, Cut):
+                return (
+                    "The tensor given to backward() was computed from tensors none of which "
+                    "requires grad: create the parameters with `requires_grad=True` "
+                    "(`w = torch.tensor(1.0, requires_grad=True)`)."
+                )
+            what, fix = _NO_GRAPH.get(cut.kind, _NO_GRAPH["detach"])
+            where = f" at {os.path.basename(cut.file)}:{cut.line}" if cut.file and cut.line else ""
+            return (
+                f"The tensor given to backward() does not require grad: {what}{where} cut the "
+                f"graph on the way to it, so it depends on nothing that requires grad. {fix}"
+            )
+        return None
 
     # -- backward calls ----------------------------------------------------------------------
     def note_call(self, kind: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from graphviz_grad.capture import Captured, CaptureOptions, capture_script
 from graphviz_grad.diagnose import CODES, has_errors, with_findings
+from graphviz_grad.errors import ScriptError
 from graphviz_grad.model import Finding
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -591,3 +592,38 @@ def test_a_list_of_losses_keeps_their_graphs(kept: str, tmp_path: Path) -> None:
     assert (f.code, f.severity) == ("graph-retained", "warning")
     assert f.message.startswith("`losses` holds 4 tensors that were each the root of a backward")
     assert "`losses.append(loss.item())`" in (f.hint or "")
+
+
+_NO_GRAPH = {
+    "x * w": "none of which requires grad: create the parameters with `requires_grad=True`",
+    "x * w.detach()": "`.detach()` (or `.data`) at {name}:5 cut the graph on the way to it",
+    "x * w.data": "`.detach()` (or `.data`) at {name}:5 cut the graph on the way to it",
+    "torch.no_grad": "an op under `torch.no_grad()` at {name}:6 cut the graph on the way to it",
+}
+
+
+@pytest.mark.parametrize("made", list(_NO_GRAPH))
+def test_backward_without_a_graph_says_why(made: str, tmp_path: Path) -> None:
+    """PyTorch's "element 0 of tensors does not require grad": the hint names the cut that made
+    the loss a constant (or says that nothing requires grad), not just "fix your script"."""
+    script = tmp_path / "nograd.py"
+    grad = "" if made == "x * w" else ", requires_grad=True"
+    forward = (
+        "with torch.no_grad():\n    y_hat = x * w\n"
+        if made == "torch.no_grad"
+        else f"y_hat = {made}\n"
+    )
+    script.write_text(
+        "import torch\n"
+        "x = torch.tensor([1.0, 2.0])\n"
+        f"w = torch.tensor(1.0{grad})\n"
+        "y = torch.tensor([2.0, 4.0])\n"
+        f"{forward}"
+        "loss = ((y_hat - y) ** 2).mean()\n"
+        "loss.backward()\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ScriptError) as raised:
+        run(script)
+    assert "does not require grad and does not have a grad_fn" in raised.value.message
+    assert _NO_GRAPH[made].format(name=script.name) in (raised.value.hint or "")
