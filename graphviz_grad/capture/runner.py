@@ -220,7 +220,10 @@ def _exec(code: types.CodeType, namespace: dict[str, Any], run: ScriptRun) -> bo
 
         run.error = ScriptError(
             f"The script `{run.path.name}` raised {type(exc).__name__}: {_first_line(exc)}",
-            hint=launch_hint(exc, run.path.name) or _no_graph_hint(run, exc) or _fix_hint(run.path),
+            hint=launch_hint(exc, run.path.name)
+            or _no_graph_hint(run, exc)
+            or _known_hint(exc)
+            or _fix_hint(run.path),
             details=user_traceback(exc),
         )
     return False
@@ -233,6 +236,33 @@ def _no_graph_hint(run: ScriptRun, exc: BaseException) -> str | None:
         return None
     reason = getattr(run.recorder, "no_graph", None)
     return reason if isinstance(reason, str) else None
+
+
+#: Autograd's errors that learners meet most, by a piece of PyTorch's message: how to fix them.
+_KNOWN = (
+    (
+        "a leaf Variable that requires grad is being used in an in-place operation",
+        "Update a parameter under `torch.no_grad()`: `with torch.no_grad(): w -= lr * w.grad` "
+        "(or `w.data -= lr * w.grad.data`); autograd does not let a leaf it tracks change in "
+        "place.",
+    ),
+    (
+        "Trying to backward through the graph a second time",
+        "Compute the forward pass again before each backward call (inside the loop), or pass "
+        "`retain_graph=True` to the earlier call if the graph is needed twice; `gradviz doctor` "
+        "names both calls.",
+    ),
+    (
+        "has been modified by an inplace operation",
+        "Use the out-of-place op (`x = x + 1`, not `x += 1`) or `.clone()` before the in-place "
+        "one; `gradviz doctor` names the in-place op and its line.",
+    ),
+)
+
+
+def _known_hint(exc: BaseException) -> str | None:
+    text = str(exc)
+    return next((hint for piece, hint in _KNOWN if piece in text), None)
 
 
 def _fix_hint(path: Path) -> str:

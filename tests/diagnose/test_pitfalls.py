@@ -627,3 +627,22 @@ def test_backward_without_a_graph_says_why(made: str, tmp_path: Path) -> None:
         run(script)
     assert "does not require grad and does not have a grad_fn" in raised.value.message
     assert _NO_GRAPH[made].format(name=script.name) in (raised.value.hint or "")
+
+
+def test_the_learners_autograd_errors_get_a_hint_that_fixes_them(tmp_path: Path) -> None:
+    script = tmp_path / "update.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.tensor(1.0, requires_grad=True)\n"
+        "loss = (w * 3.0 - 2.0) ** 2\n"
+        "loss.backward()\n"
+        "w -= 0.01 * w.grad\n",
+        encoding="utf-8",
+    )
+    error = run(script).error
+    assert error is not None and "in-place operation" in error.message
+    assert (error.hint or "").startswith("Update a parameter under `torch.no_grad()`")
+    twice = run(PITFALLS / "backward_twice.py").error
+    assert twice is not None and "`retain_graph=True`" in (twice.hint or "")
+    stale = run(PITFALLS / "inplace_saved.py").error
+    assert stale is not None and "`gradviz doctor` names the in-place op" in (stale.hint or "")
