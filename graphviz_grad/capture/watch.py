@@ -277,6 +277,9 @@ class Watch:
         self.called: weakref.WeakKeyDictionary[Any, tuple[str | None, int | None]] = (
             weakref.WeakKeyDictionary()
         )
+        #: The modules called at least once with grad enabled (the others ran only under
+        #: `no_grad`: an inference model, a frozen backbone; their parameters need no gradient).
+        self.grad_called: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
         #: Leaves that fed a graph op, by id (a WeakSet would compare tensors with `==`).
         self.used: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
         #: The parameters that optimizers step, by id (`note_optimizer`): a parameter in none
@@ -391,6 +394,8 @@ class Watch:
             return
         if module not in self.called:
             self.called[module] = _where()
+        if module not in self.grad_called and torch.is_grad_enabled():
+            self.grad_called[module] = True
 
     # -- every aten op (the hot path) --------------------------------------------------------
     def op(self, func: Any, args: Any, out: Any, grad: bool) -> None:

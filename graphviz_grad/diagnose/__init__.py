@@ -131,6 +131,7 @@ def _run_checks(
             free=last,
             optimized=watch.optimized,
             reached=watch.reached,
+            grad_called=watch.grad_called,
         )
     return found
 

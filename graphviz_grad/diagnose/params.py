@@ -34,18 +34,19 @@ def _modules(namespace: Mapping[str, Any]) -> list[tuple[str, torch.nn.Module]]:
     return found
 
 
-def _was_called(root: torch.nn.Module, prefix: str, called: Any) -> bool:
-    """Whether the module owning parameter `prefix.x`, or a module above it, was called."""
-    parts = prefix.split(".")[:-1]
-    module: Any = root
-    if module in called:
-        return True
-    for part in parts:
-        module = getattr(module, part, None)
+def _was_called(root: torch.nn.Module, prefix: str, called: Any, grad_called: Any) -> bool | None:
+    """Whether the module owning parameter `prefix.x`, or the nearest module above it that
+    was called, ran with grad enabled: None if it ran only without (`torch.no_grad()`: an
+    inference model, a frozen backbone), False if no such module was called."""
+    chain: list[Any] = [root]
+    for part in prefix.split(".")[:-1]:
+        module = getattr(chain[-1], part, None)
         if module is None:
-            return False
+            break
+        chain.append(module)
+    for module in reversed(chain):
         if module in called:
-            return True
+            return True if grad_called is None or module in grad_called else None
     return False
 
 
@@ -58,6 +59,7 @@ def unused(
     free: bool = True,
     optimized: Mapping[int, Any] | None = None,
     reached: Mapping[int, Any] | None = None,
+    grad_called: Any = None,
 ) -> list[Finding]:
     """[unused-param]: parameters and script tensors that need a gradient and get none.
 
@@ -67,7 +69,8 @@ def unused(
     optimizers ran (`optimized`: the parameters they step, by id), a module parameter in none
     of them is not meant to get a gradient (a DQN's target network) and is not reported. One
     that was in the graph of another backward call (`reached`) is used conditionally (mixture of
-    experts routing, LayerDrop): an `info`."""
+    experts routing, LayerDrop): an `info`. One whose module ran only under `torch.no_grad()`
+    (`grad_called` lacks it: an inference model, a frozen backbone) is not reported."""
     in_graph = {id(t) for r in leaves if (t := r()) is not None}
     seen = set(in_graph)
     found = []
@@ -78,10 +81,13 @@ def unused(
         for pname, p in module.named_parameters():
             if p.requires_grad and id(p) not in seen and not outside_optimizers(p, optimized):
                 seen.add(id(p))
+                state = _was_called(module, pname, called, grad_called)
+                if state is None:
+                    continue
                 if reached.get(id(p)) is p:
                     elsewhere.append(f"{name}.{pname}")
                 else:
-                    groups[_was_called(module, pname, called)].append(f"{name}.{pname}")
+                    groups[state].append(f"{name}.{pname}")
             seen.add(id(p))
         for was_called, names in groups.items():
             if names:

@@ -646,3 +646,29 @@ def test_the_learners_autograd_errors_get_a_hint_that_fixes_them(tmp_path: Path)
     assert twice is not None and "`retain_graph=True`" in (twice.hint or "")
     stale = run(PITFALLS / "inplace_saved.py").error
     assert stale is not None and "`gradviz doctor` names the in-place op" in (stale.hint or "")
+
+
+def test_a_module_run_only_under_no_grad_is_not_an_unused_parameter(tmp_path: Path) -> None:
+    """An inference model run under `torch.no_grad()` next to the one trained: its parameters
+    are not meant to get a gradient; a layer that the trained model never applies still is."""
+    script = tmp_path / "infer.py"
+    script.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc, self.spare = nn.Linear(3, 1), nn.Linear(3, 1)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(x)\n"
+        "net, teacher = Net(), nn.Linear(3, 1)\n"
+        "with torch.no_grad():\n"
+        "    target = teacher(torch.randn(4, 3))\n"
+        "loss = ((net(torch.randn(4, 3)) - target) ** 2).mean()\n"
+        "loss.backward()\n",
+        encoding="utf-8",
+    )
+    found = [f for f in run(script).graph.findings if f.code == "unused-param"]
+    assert [(f.severity, f.message.split(":")[0]) for f in found] == [
+        ("warning", "2 parameters of `net` (Net) get no gradient")
+    ]
