@@ -247,6 +247,11 @@ _KNOWN = (
         "place.",
     ),
     (
+        "grad can be implicitly created only for scalar outputs",
+        "`backward()` without arguments needs a loss of one number: reduce it first "
+        "(`loss.mean()` or `loss.sum()`), or pass `gradient=` a tensor of the loss's shape.",
+    ),
+    (
         "Trying to backward through the graph a second time",
         "Compute the forward pass again before each backward call (inside the loop), or pass "
         "`retain_graph=True` to the earlier call if the graph is needed twice; `gradviz doctor` "

@@ -642,6 +642,10 @@ def test_the_learners_autograd_errors_get_a_hint_that_fixes_them(tmp_path: Path)
     error = run(script).error
     assert error is not None and "in-place operation" in error.message
     assert (error.hint or "").startswith("Update a parameter under `torch.no_grad()`")
+    script.write_text("import torch\nw = torch.ones(2, requires_grad=True)\n(w * 2).backward()\n")
+    error = run(script).error
+    assert error is not None
+    assert (error.hint or "").startswith("`backward()` without arguments needs a loss of one")
     twice = run(PITFALLS / "backward_twice.py").error
     assert twice is not None and "`retain_graph=True`" in (twice.hint or "")
     stale = run(PITFALLS / "inplace_saved.py").error
