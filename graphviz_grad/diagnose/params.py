@@ -70,7 +70,8 @@ def unused(
     of them is not meant to get a gradient (a DQN's target network) and is not reported. One
     that was in the graph of another backward call (`reached`) is used conditionally (mixture of
     experts routing, LayerDrop): an `info`. One whose module ran only under `torch.no_grad()`
-    (`grad_called` lacks it: an inference model, a frozen backbone) is not reported."""
+    (`grad_called` lacks it: an inference model, a frozen backbone) is not reported, unless an
+    optimizer steps that parameter."""
     in_graph = {id(t) for r in leaves if (t := r()) is not None}
     seen = set(in_graph)
     found = []
@@ -82,8 +83,12 @@ def unused(
             if p.requires_grad and id(p) not in seen and not outside_optimizers(p, optimized):
                 seen.add(id(p))
                 state = _was_called(module, pname, called, grad_called)
-                if state is None:
-                    continue
+                if (
+                    state is None
+                ):  # ran only under no_grad: a problem only if an optimizer trains it
+                    if not (optimized and optimized.get(id(p)) is p):
+                        continue
+                    state = True
                 if reached.get(id(p)) is p:
                     elsewhere.append(f"{name}.{pname}")
                 else:
