@@ -305,6 +305,16 @@ def test_ctrl_c_stops_gradviz_cleanly(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spin.py"]
 
 
+def _plain_and_render(
+    script: Path, tmp_path: Path
+) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str], Path]:
+    """`script` under plain python, then under `gradviz render -f json` (and that JSON's path)."""
+    out = tmp_path / "g.json"
+    plain = run([sys.executable, str(script)], cwd=tmp_path)
+    shown = run([*GRADVIZ, "render", str(script), "-f", "json", "-o", str(out)], cwd=tmp_path)
+    return plain, shown, out
+
+
 def test_a_warning_raised_inside_backward_points_at_the_scripts_line(tmp_path: Path) -> None:
     """A warning PyTorch raises during the user's backward (a module's full backward hook) is
     shown at the script's `backward()` line, as plain python shows it, not at gradviz's wrapper."""
@@ -317,8 +327,7 @@ def test_a_warning_raised_inside_backward_points_at_the_scripts_line(tmp_path: P
         "loss.backward()\n",
         encoding="utf-8",
     )
-    plain = run([sys.executable, str(script)], cwd=tmp_path)
-    shown = run([*GRADVIZ, "render", str(script), "-f", "json", "-o", "g.json"], cwd=tmp_path)
+    plain, shown, _ = _plain_and_render(script, tmp_path)
     assert f"{script}:5: UserWarning: Full backward hook is firing" in plain.stderr
     assert f"{script}:5: UserWarning: Full backward hook is firing" in shown.stderr
     assert "graphviz_grad" not in shown.stderr
@@ -339,9 +348,7 @@ def test_the_scripts_saved_tensors_hooks_run_as_often_as_without_gradviz(tmp_pat
         "print('unpacked', len(calls))\n",
         encoding="utf-8",
     )
-    plain = run([sys.executable, str(script)], cwd=tmp_path)
-    out = tmp_path / "g.json"
-    shown = run([*GRADVIZ, "render", str(script), "-f", "json", "-o", str(out)], cwd=tmp_path)
+    plain, shown, out = _plain_and_render(script, tmp_path)
     assert plain.stdout == shown.stdout == "unpacked 3\n", shown.stderr
     texts = {s["text"] for n in json.loads(out.read_text())["nodes"] for s in n.get("saved", [])}
     assert "saved through the script's saved_tensors_hooks: not read" in texts
@@ -364,9 +371,7 @@ def test_torch_func_transforms_run_as_without_gradviz(tmp_path: Path) -> None:
         "((model(x) - y) ** 2).mean().backward()\n",
         encoding="utf-8",
     )
-    plain = run([sys.executable, str(script)], cwd=tmp_path)
-    out = tmp_path / "g.json"
-    shown = run([*GRADVIZ, "render", str(script), "-f", "json", "-o", str(out)], cwd=tmp_path)
+    plain, shown, out = _plain_and_render(script, tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout == plain.stdout == "{'weight': (8, 1, 3), 'bias': (8, 1)}\n"
     assert json.loads(out.read_text())["call"] == 1
