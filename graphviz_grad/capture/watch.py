@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import threading
 import warnings
 import weakref
 from collections import deque
@@ -298,10 +299,10 @@ class Watch:
         self._retain = False
         self._handle: Any = None
         self._shown: Any = None
-        #: The `torch.no_grad()` blocks open now, innermost last: (id of the context, whether
-        #: PyTorch's own code entered it). An op under PyTorch's own `no_grad` (spectral norm's
-        #: power iteration) is not the user's cut: PyTorch keeps that value constant by design.
-        self._no_grad: list[tuple[int, bool]] = []
+        #: The `torch.no_grad()` blocks open now, innermost last: (thread, id of the context,
+        #: whether PyTorch's own code entered it). An op under PyTorch's own `no_grad` (spectral
+        #: norm's power iteration) is not the user's cut: PyTorch keeps it constant by design.
+        self._no_grad: list[tuple[int, int, bool]] = []
         self._no_grad_saved: tuple[Any, Any] | None = None
         #: While an optimizer's step is observed to learn its writes (`optim.OptimizerSteps`):
         #: by id of each parameter and gradient, the (version, aten op) of each write it gets.
@@ -323,15 +324,18 @@ class Watch:
         blocks = self._no_grad = []
 
         def __enter__(ctx: Any) -> None:
-            blocks.append((id(ctx), _entered_by_torch(sys._getframe(1))))
+            blocks.append((threading.get_ident(), id(ctx), _entered_by_torch(sys._getframe(1))))
             enter(ctx)
 
         def __exit__(ctx: Any, *exc: Any) -> None:
             try:
                 leave(ctx, *exc)
             finally:
-                if blocks and blocks[-1][0] == id(ctx):
-                    blocks.pop()
+                key = (threading.get_ident(), id(ctx))
+                for k in range(len(blocks) - 1, -1, -1):
+                    if blocks[k][:2] == key:
+                        del blocks[k]
+                        break
 
         cls.__enter__ = __enter__  # type: ignore[method-assign]
         cls.__exit__ = __exit__  # type: ignore[method-assign]
@@ -434,11 +438,19 @@ class Watch:
             if passed is None and self.marks:
                 passed = getattr(t, MARK, None)
         if tracked is not None:
-            if not grad and not (self._no_grad and self._no_grad[-1][1]):
+            if not grad and not self._in_torchs_no_grad():
                 kind = "inference_mode" if torch.is_inference_mode_enabled() else "no_grad"
                 _mark(out, self._new_cut(kind, func, tracked))
         elif passed is not None:
             _mark(out, passed)
+
+    def _in_torchs_no_grad(self) -> bool:
+        """Whether this thread's innermost open `torch.no_grad()` was entered by PyTorch."""
+        me = threading.get_ident()
+        for thread, _, by_torch in reversed(self._no_grad):
+            if thread == me:
+                return by_torch
+        return False
 
     def _cut_by_view(self, func: Any, args: Any, out: Any) -> None:
         src = args[0] if args and isinstance(args[0], torch.Tensor) else None
