@@ -83,9 +83,8 @@ def unused(
             if p.requires_grad and id(p) not in seen and not outside_optimizers(p, optimized):
                 seen.add(id(p))
                 state = _was_called(module, pname, called, grad_called)
-                if (
-                    state is None
-                ):  # ran only under no_grad: a problem only if an optimizer trains it
+                # ran only under no_grad (state None): a problem only if an optimizer trains it
+                if state is None:
                     if not (optimized and optimized.get(id(p)) is p):
                         continue
                     state = True
