@@ -14,6 +14,7 @@ import ctypes
 import json
 import linecache
 import os
+import re
 import sys
 import threading
 import traceback
@@ -223,6 +224,7 @@ def _exec(code: types.CodeType, namespace: dict[str, Any], run: ScriptRun) -> bo
             hint=launch_hint(exc, run.path.name)
             or _no_graph_hint(run, exc)
             or _known_hint(exc)
+            or _grad_none_hint(exc)
             or _fix_hint(run.path),
             details=user_traceback(exc),
         )
@@ -268,6 +270,34 @@ _KNOWN = (
 def _known_hint(exc: BaseException) -> str | None:
     text = str(exc)
     return next((hint for piece, hint in _KNOWN if piece in text), None)
+
+
+def _grad_none_hint(exc: BaseException) -> str | None:
+    """For `w.grad.zero_()` / `w.grad.data` on a `.grad` that is None (AttributeError on None at
+    a line that reads a `.grad`): why a `.grad` is None, naming it when the error's position
+    shows which."""
+    if not isinstance(exc, AttributeError) or "'NoneType' object has no attribute" not in str(exc):
+        return None
+    from ._forward import USER_FRAMES
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if USER_FRAMES.is_user(f.filename)]
+    if not frames or ".grad" not in (frames[-1].line or ""):
+        return None
+    last = frames[-1]
+    text = last.line or ""
+    # the failing expression's columns (Python 3.11+), on one line
+    start, end = getattr(last, "colno", None), getattr(last, "end_colno", None)
+    if start is not None and end is not None and last.lineno == getattr(last, "end_lineno", None):
+        raw = linecache.getline(last.filename, last.lineno or 0)
+        indent = len(raw) - len(raw.lstrip())  # `line` is stripped, the columns are not
+        text = text[max(start - indent, 0) : max(end - indent, 0)] or text
+    names = re.findall(r"([A-Za-z_][\w.\[\]]*)\.grad\b", text)
+    which = f"`{names[0]}.grad`" if len(set(names)) == 1 else "A `.grad`"
+    return (
+        f"{which} is None here: it stays None until a backward call reaches that tensor, which "
+        "needs the loss to depend on it (and one backward call to have run). `gradviz doctor` "
+        "names the tensors the loss does not depend on."
+    )
 
 
 def _fix_hint(path: Path) -> str:

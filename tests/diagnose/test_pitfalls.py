@@ -676,3 +676,22 @@ def test_a_module_run_only_under_no_grad_is_not_an_unused_parameter(tmp_path: Pa
     assert [(f.severity, f.message.split(":")[0]) for f in found] == [
         ("warning", "2 parameters of `net` (Net) get no gradient")
     ]
+
+
+def test_a_grad_that_is_none_gets_a_hint_naming_it(tmp_path: Path) -> None:
+    """The lesson's update on a parameter the loss does not use: `b.grad.data` on None."""
+    script = tmp_path / "unused_b.py"
+    script.write_text(
+        "import torch\n"
+        "x, y = torch.tensor([1.0, 2.0]), torch.tensor([2.0, 4.0])\n"
+        "w = torch.tensor(1.0, requires_grad=True)\n"
+        "b = torch.tensor(0.0, requires_grad=True)\n"
+        "loss = ((x * w - y) ** 2).mean()\n"
+        "loss.backward()\n"
+        "w.data = w.data - 0.01 * w.grad.data\n"
+        "b.data = b.data - 0.01 * b.grad.data\n",
+        encoding="utf-8",
+    )
+    error = run(script).error
+    assert error is not None and "'NoneType' object has no attribute 'data'" in error.message
+    assert (error.hint or "").startswith("`b.grad` is None here: it stays None until a backward")
