@@ -157,6 +157,9 @@ class Recorder:
 
     def _step_starts(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self.watch.note_optimizer(optimizer)
+        # `args` holds the optimizer itself, then the closure if one computes them in the step
+        if kwargs.get("closure", args[1] if len(args) > 1 else None) is None:
+            self.watch.note_step_grads(optimizer)
         self._steps.before(optimizer, args, kwargs)
 
     def _stepped(self, optimizer: Any, args: Any, kwargs: Any) -> None:

@@ -289,6 +289,10 @@ class Watch:
             weakref.WeakValueDictionary()
         )
         self._groups: weakref.WeakKeyDictionary[Any, tuple[int, ...]] = weakref.WeakKeyDictionary()
+        #: Optimizer steps taken while none of the optimizer's parameters held a gradient, and
+        #: the line of the first (`note_step_grads`).
+        self.gradless_steps = 0
+        self.gradless_where: tuple[str | None, int | None] | None = None
         #: The leaves of every backward call's graph so far, by id (`after_call`): a parameter
         #: missing from the graph shown was still trained if it is here (an expert a router
         #: chose in other steps, a block LayerDrop skipped this time).
@@ -477,6 +481,20 @@ class Watch:
                         self.optimized[id(p)] = p
         except (AttributeError, KeyError, TypeError):  # not torch.optim's layout: nothing noted
             return
+
+    def note_step_grads(self, optimizer: Any) -> None:
+        """An optimizer steps: note where, the first time, if none of its parameters holds a
+        gradient (`zero_grad()` between backward and step: the update does nothing)."""
+        try:
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    if getattr(p, "grad", None) is not None:
+                        return
+        except (AttributeError, KeyError, TypeError):  # not torch.optim's layout
+            return
+        self.gradless_steps += 1
+        if self.gradless_where is None:
+            self.gradless_where = _where()
 
     def _write(self, func: Any, args: Any) -> None:
         t = args[0] if args else None

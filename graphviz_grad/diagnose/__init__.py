@@ -83,7 +83,9 @@ def _sort_key(f: Finding) -> tuple[int, int, int, str, tuple[int, ...]]:
     return (SEVERITY_RANK[f.severity], f.line or 0, CODES.index(f.code), f.message, f.nodes)
 
 
-def _graph_checks(graph: Graph, calls: Sequence[CallInfo]) -> list[Finding]:
+def _graph_checks(
+    graph: Graph, calls: Sequence[CallInfo], watch: Watch | None = None
+) -> list[Finding]:
     return [
         *_grads.nonfinite(graph),
         *_grads.zero(graph),
@@ -95,8 +97,15 @@ def _graph_checks(graph: Graph, calls: Sequence[CallInfo]) -> list[Finding]:
         *_calls.summed(graph, calls),
         *_loop.nonfinite(calls),
         *_loop.diverges(calls),
-        *_loop.frozen(calls),
+        *_loop.frozen(calls, _gradless(watch)),
     ]
+
+
+def _gradless(watch: Watch | None) -> tuple[int, str | None, int | None] | None:
+    """(count, file, line) of the optimizer steps taken with no gradient held, if any."""
+    if watch is None or not watch.gradless_steps or watch.gradless_where is None:
+        return None
+    return (watch.gradless_steps, *watch.gradless_where)
 
 
 def _watch_checks(graph: Graph, calls: Sequence[CallInfo], watch: Watch) -> list[Finding]:
@@ -145,7 +154,7 @@ def diagnose(
     namespace: Mapping[str, Any] | None = None,
 ) -> tuple[Finding, ...]:
     """The findings for `graph`, most serious first (deterministic order)."""
-    found = _graph_checks(graph, calls)
+    found = _graph_checks(graph, calls, watch)
     if watch is not None:
         found += _watch_checks(graph, calls, watch)
         if namespace is not None:

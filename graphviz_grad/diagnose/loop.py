@@ -175,9 +175,13 @@ def _norm(s: TensorSummary | None) -> float:
     return abs(float(s.data)) if isinstance(s.data, (int, float)) else 0.0
 
 
-def frozen(calls: Sequence[CallInfo]) -> list[Finding]:
+def frozen(
+    calls: Sequence[CallInfo], gradless: tuple[int, str | None, int | None] | None = None
+) -> list[Finding]:
     """[params-frozen]: a leaf that gets a real gradient every call and whose value has stopped
-    changing for the last calls (at least half of them): the update does not reach it."""
+    changing for the last calls (at least half of them): the update does not reach it.
+    `gradless`: (count, file, line) of optimizer steps taken with no `.grad` held, which says
+    why (`zero_grad()` between backward and step)."""
     series: dict[str, list[tuple[CallInfo, LeafStep]]] = {}
     for call in calls:
         seen: set[str] = set()
@@ -188,7 +192,7 @@ def frozen(calls: Sequence[CallInfo]) -> list[Finding]:
     stuck = [(name, steps) for name, steps in series.items() if _stuck_since(steps) is not None]
     if not stuck:
         return []
-    return [_frozen_finding(stuck)]
+    return [_frozen_finding(stuck, gradless)]
 
 
 def _stuck_since(steps: list[tuple[CallInfo, LeafStep]]) -> int | None:
@@ -233,7 +237,10 @@ def _change(a: TensorSummary | None, b: TensorSummary | None) -> float:
     return max((abs(x - y) for x, y in pairs if x is not None and y is not None), default=0.0)
 
 
-def _frozen_finding(stuck: list[tuple[str, list[tuple[CallInfo, LeafStep]]]]) -> Finding:
+def _frozen_finding(
+    stuck: list[tuple[str, list[tuple[CallInfo, LeafStep]]]],
+    gradless: tuple[int, str | None, int | None] | None,
+) -> Finding:
     _, steps = stuck[0]
     call = steps[_stuck_since(steps) or 0][0]
     last = steps[-1][0]
@@ -254,4 +261,14 @@ def _frozen_finding(stuck: list[tuple[str, list[tuple[CallInfo, LeafStep]]]]) ->
         "(`torch.optim.SGD(model.parameters(), ...)`), check the learning rate is not 0, and "
         "update the tensor itself (`w -= lr * w.grad` under `no_grad`), not a copy."
     )
+    if gradless is not None and gradless[0] * 2 >= len(steps):  # most steps found no gradient
+        count, _, line = gradless
+        message += (
+            f" `optimizer.step()`{at_line(line)} ran {plural(count, 'time')} with no gradient "
+            "held: the gradients were cleared between backward and step."
+        )
+        hint = (
+            "Call `optimizer.zero_grad()` before `loss.backward()` (or after "
+            "`optimizer.step()`), never between them."
+        )
     return Finding("params-frozen", "warning", message, call.file, call.line, (), hint)

@@ -695,3 +695,29 @@ def test_a_grad_that_is_none_gets_a_hint_naming_it(tmp_path: Path) -> None:
     error = run(script).error
     assert error is not None and "'NoneType' object has no attribute 'data'" in error.message
     assert (error.hint or "").startswith("`b.grad` is None here: it stays None until a backward")
+
+
+@pytest.mark.parametrize("order", ["backward, zero_grad, step", "zero_grad, backward, step"])
+def test_zero_grad_between_backward_and_step_is_named(order: str, tmp_path: Path) -> None:
+    """The update does nothing when `zero_grad()` clears the gradients before `step()`."""
+    lines = {"backward": "loss.backward()", "zero_grad": "opt.zero_grad()", "step": "opt.step()"}
+    script = tmp_path / "order.py"
+    script.write_text(
+        "import torch\n"
+        "torch.manual_seed(0)\n"
+        "model = torch.nn.Linear(3, 1)\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "x, y = torch.randn(16, 3), torch.randn(16, 1)\n"
+        "for step in range(6):\n"
+        "    loss = ((model(x) - y) ** 2).mean()\n"
+        + "".join(f"    {lines[part]}\n" for part in order.split(", ")),
+        encoding="utf-8",
+    )
+    found = run(script).graph.findings
+    if order.startswith("zero_grad"):
+        assert found == ()
+        return
+    (f,) = found
+    assert f.code == "params-frozen"
+    assert "`optimizer.step()` at line 10 ran 6 times with no gradient held" in f.message
+    assert (f.hint or "").startswith("Call `optimizer.zero_grad()` before `loss.backward()`")
