@@ -223,8 +223,51 @@ def retained(graph: Graph, namespace: Mapping[str, Any]) -> list[Finding]:
         found.append(_retained_finding(graph, name, nodes, roots, file, line))
     for name, value in namespace.items():
         if not name.startswith("_") and isinstance(value, (list, tuple)):
-            found.extend(_kept_roots(graph, name, value))
+            found.extend(_kept_roots(graph, name, value) or _kept_forwards(graph, name, value))
     return found
+
+
+#: Separate graphs, never run backward, that a script list must hold to be reported.
+KEPT_GRAPHS = 3
+
+
+def _kept_forwards(graph: Graph, name: str, items: Any) -> list[Finding]:
+    """A list of outputs of separate forward passes that no backward call ran through
+    (`val_preds.append(model(xv))` outside `torch.no_grad()`): each keeps its graph and the
+    activations it saved, one more every step."""
+    outputs = [
+        t
+        for t in items
+        if isinstance(t, torch.Tensor) and t.grad_fn is not None and not _calls(t.grad_fn)
+    ]
+    if len(outputs) < KEPT_GRAPHS:
+        return []
+    nodes: list[Any] = []
+    seen: set[int] = set()
+    separate = 0
+    for t in outputs:
+        if id(t.grad_fn) in seen or len(nodes) >= WALK_LIMIT:
+            continue
+        separate += 1
+        for n in _walk(t.grad_fn)[0]:
+            if _calls(n):  # part of a graph a backward call ran: not a graph kept for nothing
+                return []
+            if id(n) not in seen:
+                seen.add(id(n))
+                nodes.append(n)
+    size = _saved_bytes(nodes)
+    if separate < KEPT_GRAPHS or not size:
+        return []
+    message = (
+        f"`{name}` holds {len(outputs)} tensors that still require grad, from {separate} separate "
+        "forward passes that no backward call ran through: their graphs keep "
+        f"{plural(len(nodes), 'node')} and {_bytes(size)} of saved tensors (activations) alive, "
+        "more with every step."
+    )
+    hint = (
+        f"Compute them under `torch.no_grad()` (evaluation), or keep `{name}.append(out.detach())`."
+    )
+    return [Finding("graph-retained", "warning", message, None, None, (), hint)]
 
 
 def _kept_roots(graph: Graph, name: str, items: Any) -> list[Finding]:

@@ -721,3 +721,35 @@ def test_zero_grad_between_backward_and_step_is_named(order: str, tmp_path: Path
     assert f.code == "params-frozen"
     assert "`optimizer.step()` at line 10 ran 6 times with no gradient held" in f.message
     assert (f.hint or "").startswith("Call `optimizer.zero_grad()` before `loss.backward()`")
+
+
+@pytest.mark.parametrize("kept", ["model(xv)", "model(xv).detach()"])
+def test_a_list_of_outputs_no_backward_ran_through_keeps_their_activations(
+    kept: str, tmp_path: Path
+) -> None:
+    """Validation outputs appended outside `torch.no_grad()`: each keeps its graph and the
+    activations it saved; `.detach()` (or `no_grad`) is fine."""
+    script = tmp_path / "val.py"
+    script.write_text(
+        "import torch\n"
+        "torch.manual_seed(0)\n"
+        "nn = torch.nn\n"
+        "model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=0.01)\n"
+        "val_preds = []\n"
+        "for epoch in range(4):\n"
+        "    loss = model(torch.randn(8, 4)).pow(2).mean()\n"
+        "    opt.zero_grad()\n"
+        "    loss.backward()\n"
+        "    opt.step()\n"
+        "    xv = torch.randn(16, 4)\n"
+        f"    val_preds.append({kept})\n",
+        encoding="utf-8",
+    )
+    found = run(script).graph.findings
+    if kept.endswith(".detach()"):
+        assert found == ()
+        return
+    (f,) = found
+    assert (f.code, f.severity) == ("graph-retained", "warning")
+    assert "`val_preds` holds 4 tensors that still require grad, from 4 separate" in f.message
