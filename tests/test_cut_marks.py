@@ -3,10 +3,12 @@ relu, softmax, layer_norm) dispatches a `detach` too, which must not count as on
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
+
 import torch
 
 from graphviz_grad.capture.recorder import record
-from graphviz_grad.capture.watch import MARK
 
 
 def test_outputs_saved_for_backward_are_not_cuts() -> None:
@@ -30,7 +32,7 @@ def test_the_users_detach_and_data_are_cuts_even_right_after_an_op() -> None:
         f = e.detach()
         loss = (x * a + x * c + x * d + x * f).sum()
         loss.backward()
-    cuts = [getattr(t, MARK, None) for t in (a, c, d, f)]
+    cuts = [rec.watch.cut_of(t) for t in (a, c, d, f)]
     assert all(cut is not None for cut in cuts)
     assert [cut.kind for cut in cuts] == ["detach"] * 4  # type: ignore[union-attr]
     assert rec.watch.seq == 4
@@ -63,3 +65,19 @@ def test_a_cut_from_a_graph_backward_already_freed_is_not_reported() -> None:
 
 def test_a_cut_from_a_live_graph_is_still_reported() -> None:
     assert "cut" in _recurrent(3, detach_before_backward=True)
+
+
+def test_a_cut_tensor_pickles_as_without_gradviz(tmp_path: Path) -> None:
+    """A `state_dict()` detaches every parameter (a cut): `torch.save` of it must not carry
+    anything of gradviz's (a checkpoint would then need gradviz, or fail to pickle)."""
+    model = torch.nn.Linear(2, 1)
+    plain = pickle.dumps(model.state_dict())
+    with record() as rec:
+        state = model.state_dict()
+        torch.save(state, tmp_path / "m.pt")
+        kept = pickle.dumps(state)
+    assert rec.watch.cut_of(state["weight"]) is not None  # the cut is seen
+    assert kept == plain and "gradviz" not in (tmp_path / "m.pt").read_bytes().decode("latin-1")
+    assert not vars(state["weight"])
+    loaded = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert torch.equal(loaded["weight"], model.weight.detach())

@@ -4,8 +4,9 @@
 recorder's backward interception (`note_call` / `after_call`). It keeps:
 
 * cut marks: the output of `.detach()` / `.data` / an op under `no_grad` or `inference_mode` whose
-  input required grad carries a `Cut` as a Python attribute (`_gradviz_cut`), passed on through
-  ops that do not track grad, so a later graph op that consumes it as a constant can name it;
+  input required grad is noted with a `Cut` (by id, with a weak reference: `cut_of`; not as an
+  attribute, which the user's `torch.save` would pickle), passed on through ops that do not
+  track grad, so a later graph op that consumes it as a constant can name it;
   `.item()` of a tensor that requires grad is remembered by value;
 * in-place writes (op, line, shape, version), to name the write that made a saved tensor stale;
 * which `nn.Module`s were called, and which leaves fed a graph op;
@@ -14,8 +15,9 @@ recorder's backward interception (`note_call` / `after_call`). It keeps:
 * the `UserWarning`s raised while it is installed (PyTorch's broadcasting warning, a non-leaf
   `.grad` read), with the user's file:line, still shown to the user as Python would.
 
-Nothing here holds a tensor or an autograd node beyond the life of what it describes: marks live
-on the tensors they describe, the rest is weak references and plain numbers.
+Nothing here holds a tensor or an autograd node beyond the life of what it describes, and nothing
+is left on the user's tensors: marks are weak references by id (forgotten when the tensor dies),
+the rest is weak references and plain numbers.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ import torch
 from ._forward import _TORCH_DIR, USER_FRAMES, aten_name, op_record, per_op
 from .compiled import compiling
 
-MARK = "_gradviz_cut"
 #: Call number that freed a node's saved tensors, kept in the node's metadata.
 FREED_KEY = "gradviz_freed"
 #: `.item()` values remembered (the oldest are dropped first).
@@ -258,20 +259,15 @@ _NO_GRAPH = {
 }
 
 
-def _mark(out: Any, cut: Cut) -> None:
-    for t in _outputs(out):
-        try:
-            setattr(t, MARK, cut)
-        except (AttributeError, TypeError, RuntimeError):
-            continue
-
-
 class Watch:
     """The diagnostic side of a recording (see the module docstring)."""
 
     def __init__(self) -> None:
         self._kinds: dict[int, tuple[Any, int]] = {}
         self.marks = 0
+        #: The tensors cut from the graph, by id: (a weak reference, the `Cut`). Kept here, not
+        #: on the tensor: an attribute would go into the user's `torch.save` of it.
+        self._marked: dict[int, tuple[weakref.ref[Any], Cut]] = {}
         self.seq = 0
         self.items: dict[float, Cut] = {}
         self.inplace: deque[InplaceWrite] = deque(maxlen=INPLACE_LIMIT)
@@ -440,13 +436,34 @@ class Watch:
                 tracked = t
                 break
             if passed is None and self.marks:
-                passed = getattr(t, MARK, None)
+                passed = self.cut_of(t)
         if tracked is not None:
             if not grad and not self._in_torchs_no_grad():
                 kind = "inference_mode" if torch.is_inference_mode_enabled() else "no_grad"
-                _mark(out, self._new_cut(kind, func, tracked))
+                self._mark(out, self._new_cut(kind, func, tracked))
         elif passed is not None:
-            _mark(out, passed)
+            self._mark(out, passed)
+
+    def _mark(self, out: Any, cut: Cut) -> None:
+        """Note that the tensors of `out` are constants cut from the graph by `cut`."""
+        marked = self._marked
+        for t in _outputs(out):
+            key = id(t)
+
+            def forget(ref: Any, key: int = key) -> None:
+                entry = marked.get(key)
+                if entry is not None and entry[0] is ref:
+                    del marked[key]
+
+            try:
+                marked[key] = (weakref.ref(t, forget), cut)
+            except TypeError:  # a tensor subclass that cannot be weakly referenced
+                continue
+
+    def cut_of(self, t: Any) -> Cut | None:
+        """The cut that made `t` a constant, if one did (`_mark`)."""
+        entry = self._marked.get(id(t))
+        return entry[1] if entry is not None and entry[0]() is t else None
 
     def _in_torchs_no_grad(self) -> bool:
         """Whether this thread's innermost open `torch.no_grad()` was entered by PyTorch."""
@@ -461,11 +478,11 @@ class Watch:
         if src is None:
             return
         if src.requires_grad:
-            _mark(out, self._new_cut("detach", func, src))
+            self._mark(out, self._new_cut("detach", func, src))
         elif self.marks:
-            passed = getattr(src, MARK, None)
+            passed = self.cut_of(src)
             if passed is not None:
-                _mark(out, passed)
+                self._mark(out, passed)
 
     def note_optimizer(self, optimizer: Any) -> None:
         """An optimizer steps: note its parameters (again only when its groups changed)."""
@@ -534,7 +551,7 @@ class Watch:
                     if t.grad_fn is None and self.used.get(id(t)) is not t:
                         self.used[id(t)] = t
                 elif self.marks:
-                    cut = getattr(t, MARK, None)
+                    cut = self.cut_of(t)
                     if cut is not None:
                         found.append((i, cut))
             if self.items and isinstance(a, float) and a in self.items and not _literal_like(a):
@@ -547,7 +564,7 @@ class Watch:
         for t in tensors:
             if not isinstance(t, torch.Tensor) or t.requires_grad:
                 continue
-            cut = getattr(t, MARK, None)
+            cut = self.cut_of(t)
             if not isinstance(cut, Cut):
                 return (
                     "The tensor given to backward() was computed from tensors none of which "
