@@ -41,9 +41,4 @@ def saved_hooks() -> str | None:
     return CHECKPOINT if getattr(hooks[0], "__qualname__", "") == _PACK else HOOKS
 
 
-def in_checkpoint() -> bool:
-    """Whether the op running now is inside a non-reentrant checkpointed region."""
-    return saved_hooks() == CHECKPOINT
-
-
-__all__ = ["CHECKPOINT", "HOOKS", "in_checkpoint", "saved_hooks"]
+__all__ = ["CHECKPOINT", "HOOKS", "saved_hooks"]

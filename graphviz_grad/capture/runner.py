@@ -278,9 +278,7 @@ def _grad_none_hint(exc: BaseException) -> str | None:
     shows which."""
     if not isinstance(exc, AttributeError) or "'NoneType' object has no attribute" not in str(exc):
         return None
-    from ._forward import USER_FRAMES
-
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if USER_FRAMES.is_user(f.filename)]
+    frames = _user_frames(exc)
     if not frames or ".grad" not in (frames[-1].line or ""):
         return None
     last = frames[-1]
@@ -323,11 +321,16 @@ def _first_line(exc: BaseException) -> str:
     return text.split("\n")[0] if text else "(no message)"
 
 
-def user_traceback(exc: BaseException) -> str:
-    """The traceback of `exc`, keeping only the frames of the user's own files."""
+def _user_frames(exc: BaseException) -> list[traceback.FrameSummary]:
+    """The frames of `exc`'s traceback in the user's own files."""
     from ._forward import USER_FRAMES
 
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if USER_FRAMES.is_user(f.filename)]
+    return [f for f in traceback.extract_tb(exc.__traceback__) if USER_FRAMES.is_user(f.filename)]
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback of `exc`, keeping only the frames of the user's own files."""
+    frames = _user_frames(exc)
     lines = ["Traceback (most recent call last):\n"]
     lines.extend(traceback.format_list(frames))
     lines.extend(traceback.format_exception_only(type(exc), exc))

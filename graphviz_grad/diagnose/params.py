@@ -242,19 +242,9 @@ def _kept_forwards(graph: Graph, name: str, items: Any) -> list[Finding]:
     ]
     if len(outputs) < KEPT_GRAPHS:
         return []
-    nodes: list[Any] = []
-    seen: set[int] = set()
-    separate = 0
-    for t in outputs:
-        if id(t.grad_fn) in seen or len(nodes) >= WALK_LIMIT:
-            continue
-        separate += 1
-        for n in _walk(t.grad_fn)[0]:
-            if _calls(n):  # part of a graph a backward call ran: not a graph kept for nothing
-                return []
-            if id(n) not in seen:
-                seen.add(id(n))
-                nodes.append(n)
+    nodes, separate = _graphs_of(outputs)
+    if any(_calls(n) for n in nodes):  # part of a graph a backward call ran: not kept for nothing
+        return []
     size = _saved_bytes(nodes)
     if separate < KEPT_GRAPHS or not size:
         return []
@@ -270,6 +260,23 @@ def _kept_forwards(graph: Graph, name: str, items: Any) -> list[Finding]:
     return [Finding("graph-retained", "warning", message, None, None, (), hint)]
 
 
+def _graphs_of(tensors: list[torch.Tensor]) -> tuple[list[Any], int]:
+    """The nodes of the graphs of `tensors` (each once, `WALK_LIMIT` at most), and how many
+    separate walks found them (a tensor whose node an earlier walk reached adds none)."""
+    nodes: list[Any] = []
+    seen: set[int] = set()
+    separate = 0
+    for t in tensors:
+        if id(t.grad_fn) in seen or len(nodes) >= WALK_LIMIT:
+            continue
+        separate += 1
+        for n in _walk(t.grad_fn)[0]:
+            if id(n) not in seen:
+                seen.add(id(n))
+                nodes.append(n)
+    return nodes, separate
+
+
 def _kept_roots(graph: Graph, name: str, items: Any) -> list[Finding]:
     """A list of tensors that were each the root of a backward call (`losses.append(loss)`):
     it keeps every one of those graphs alive, as `total += loss` does."""
@@ -280,15 +287,7 @@ def _kept_roots(graph: Graph, name: str, items: Any) -> list[Finding]:
     ]
     if len(roots) < 2:
         return []
-    nodes: list[Any] = []
-    seen: set[int] = set()
-    for t in roots:
-        if len(nodes) >= WALK_LIMIT:
-            break
-        for n in _walk(t.grad_fn)[0]:
-            if id(n) not in seen:
-                seen.add(id(n))
-                nodes.append(n)
+    nodes, _ = _graphs_of(roots)
     shown = (graph.root,) if any(graph.call in _calls(n) for n in nodes) else ()
     size = _saved_bytes(nodes)
     held = (
