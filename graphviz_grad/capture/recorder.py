@@ -300,7 +300,7 @@ class Recorder:
                 later = True
             self._prune()
             kept = {*self.graphs, *(c.number or 0 for c in self._later)}
-            self.watch.after_call(capture, kept)
+            self.watch.after_call(capture, kept, self._mode.seq)
         finally:
             if not later:
                 capture.release()

@@ -255,9 +255,10 @@ _KNOWN = (
     ),
     (
         "Trying to backward through the graph a second time",
-        "Compute the forward pass again before each backward call (inside the loop), or pass "
-        "`retain_graph=True` to the earlier call if the graph is needed twice; `gradviz doctor` "
-        "names both calls.",
+        "Compute the forward pass again before each backward call (inside the loop); if a "
+        "tensor carried over from the previous step (an RNN's hidden state) links the graphs, "
+        "`.detach()` it; pass `retain_graph=True` to the earlier call only if the graph is needed "
+        "twice. `gradviz doctor` names the tensor and both calls.",
     ),
     (
         "has been modified by an inplace operation",

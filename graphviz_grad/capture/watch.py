@@ -40,6 +40,9 @@ from .compiled import compiling
 
 #: Call number that freed a node's saved tensors, kept in the node's metadata.
 FREED_KEY = "gradviz_freed"
+#: Call number that first ran a node (retained or not), kept in the node's metadata: a later
+#: call going through it again went back into an earlier step's graph.
+RAN_KEY = "gradviz_ran"
 #: `.item()` values remembered (the oldest are dropped first).
 ITEM_LIMIT = 256
 #: In-place writes remembered.
@@ -114,10 +117,16 @@ class CallEvents:
 
     cuts: list[tuple[int, int, Cut]] = field(default_factory=list)
     freed_by: dict[int, int] = field(default_factory=dict)
+    #: Nodes (with saved tensors) an earlier backward call already ran, by the call that did:
+    #: this call goes back into that call's graph (a carried RNN state, a tensor made once).
+    ran_in: dict[int, int] = field(default_factory=dict)
     leaves: list[weakref.ref[torch.Tensor]] = field(default_factory=list)
     retained: bool = False
     #: The `seq` of every forward op in the graph (`reaches`).
     ops: set[int] = field(default_factory=set)
+    #: The ops of the graph made before the previous backward call ended (by node index): an
+    #: earlier step's forward, which this call's graph reaches back into.
+    made_before: set[int] = field(default_factory=set)
 
     def reaches(self, cut: Cut) -> bool:
         """Whether the gradient of this call still reaches what `cut` cut off by another path:
@@ -297,6 +306,8 @@ class Watch:
         self.warnings: list[ScriptWarning] = []
         self._traced: list[tuple[Any, CallEvents]] = []
         self._retain = False
+        #: The forward op count when the last backward call ended (`after_call`).
+        self._ended_at: int | None = None
         self._handle: Any = None
         self._shown: Any = None
         #: The `torch.no_grad()` blocks open now, innermost last: (thread, id of the context,
@@ -587,8 +598,9 @@ class Watch:
         create = kwargs.get("create_graph", args[at + 1] if len(args) > at + 1 else False)
         self._retain = bool(create) if retain is None else bool(retain)
 
-    def after_call(self, capture: Any, kept: Collection[int]) -> None:
-        """Read what the checks need from a finished call, while its nodes are still held."""
+    def after_call(self, capture: Any, kept: Collection[int], seq: int | None = None) -> None:
+        """Read what the checks need from a finished call, while its nodes are still held.
+        `seq`: the forward recording's op count now (ops made later belong to later calls)."""
         number = capture.number or 0
         reached = self.reached
         for i in capture.leaves:
@@ -597,12 +609,14 @@ class Watch:
                 reached[id(var)] = var
         if number in kept:
             self.calls[number] = self._events(capture)
+        self._ended_at = seq
         for old in [n for n in self.calls if n not in kept]:
             del self.calls[old]
-        if not self._retain and capture.error is None:
+        if capture.error is None:
+            key = RAN_KEY if self._retain else FREED_KEY
             for i in capture.order:
                 if i in capture.saved:
-                    capture.nodes[i].metadata.setdefault(FREED_KEY, number)
+                    capture.nodes[i].metadata.setdefault(key, number)
 
     def after_trace(self, capture: Any, graph: Any) -> None:
         """Keep the events of a graph gradviz traced itself, for `events_for(graph)`."""
@@ -620,11 +634,15 @@ class Watch:
 
     def _events(self, capture: Any) -> CallEvents:
         events = CallEvents(retained=self._retain)
+        before = self._ended_at
         for i, saved in capture.saved.items():
-            if any(s.state == "freed" for s in saved):
-                by = capture.nodes[i].metadata.get(FREED_KEY)
-                if isinstance(by, int):
-                    events.freed_by[i] = by
+            metadata = capture.nodes[i].metadata
+            freed = metadata.get(FREED_KEY)
+            if isinstance(freed, int) and any(s.state == "freed" for s in saved):
+                events.freed_by[i] = freed
+            ran = metadata.get(RAN_KEY, freed)
+            if isinstance(ran, int):
+                events.ran_in[i] = ran
         for i, node in enumerate(capture.nodes):
             if hasattr(node, "variable"):
                 events.leaves.append(weakref.ref(node.variable))
@@ -632,6 +650,8 @@ class Watch:
             record = op_record(node)
             if record is not None:
                 events.ops.add(record.seq)
+                if before is not None and record.seq < before:
+                    events.made_before.add(i)
             for index, cut in getattr(record, "cuts", ()):
                 events.cuts.append((i, index, cut))
         return events

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..model import CallInfo, Finding, Graph, Node, display_path
-from ._common import at_line, listing, node_ref
+from ..model import CallInfo, Edge, Finding, Graph, Node, display_path
+from ._common import at_line, listing, node_ref, source_line
 
 _STALE = re.compile(
     r"\[(?P<type>[\w.]+) \[(?P<shape>[\d, ]*)\]\]"
@@ -76,8 +77,8 @@ def _writer(stale: Stale, writes: Sequence[Write]) -> Write | None:
                 return w
             if by_op is None and stale.owner is not None and _op_owner(w.aten) == stale.owner:
                 by_op = w
-        elif by_view is None and stale.owner in _VIEW_OWNERS and _permuted(w.shape, stale.shape):
-            by_view = w
+        if by_view is None and stale.owner in _VIEW_OWNERS and _permuted(w.shape, stale.shape):
+            by_view = w  # a square weight's `w.t()` has the shape of `w` itself
     return by_op or by_view
 
 
@@ -91,15 +92,34 @@ def _op_owner(aten: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
-def inplace(graph: Graph, writes: Sequence[Write]) -> list[Finding]:
-    """[inplace-saved]: a saved tensor was modified in place after it was saved."""
-    found = []
+def inplace(
+    graph: Graph,
+    writes: Sequence[Write],
+    ran_in: Mapping[int, int] | None = None,
+    made_before: Collection[int] = (),
+) -> list[Finding]:
+    """[inplace-saved]: a saved tensor was modified in place after it was saved. Nodes whose
+    saved tensor was made stale by the same write are one finding."""
+    groups: dict[tuple[str, Stale | None, int], list[Node]] = {}
+    found: dict[tuple[str, Stale | None, int], tuple[str, Stale | None, Write | None]] = {}
     for node in graph.nodes:
         for saved in node.saved:
             if saved.state == "stale":
-                found.append(_inplace_finding(node, saved.name, parse_stale(saved.text), writes))
+                stale = parse_stale(saved.text)
+                write = _writer(stale, writes) if stale is not None else None
+                key = (saved.name, stale, id(write) if write is not None else node.id)
+                groups.setdefault(key, []).append(node)
+                found[key] = (saved.name, stale, write)
                 break
-    return found
+    ran_in = ran_in or {}
+    earlier = boundary(graph, made_before) if made_before else None
+    findings = []
+    for key, nodes in groups.items():
+        name, stale, write = found[key]
+        ran = sorted({ran_in[n.id] for n in nodes if n.id in ran_in})
+        first, carried = (ran[0], earlier) if ran else (None, None)
+        findings.append(_inplace_finding(nodes, name, stale, write, first, carried))
+    return findings
 
 
 def _op_name(aten: str) -> str:
@@ -107,9 +127,14 @@ def _op_name(aten: str) -> str:
 
 
 def _inplace_finding(
-    node: Node, name: str, stale: Stale | None, writes: Sequence[Write]
+    nodes: list[Node],
+    name: str,
+    stale: Stale | None,
+    write: Write | None,
+    ran: int | None,
+    carried: Boundary | None,
 ) -> Finding:
-    write = _writer(stale, writes) if stale is not None else None
+    node = nodes[0]
     versions = (
         f": it is at version {stale.now}, backward needs version {stale.was}" if stale else ""
     )
@@ -119,19 +144,31 @@ def _inplace_finding(
     else:
         what = "an in-place operation modified it"
         file, line = node.file, node.line
+    refs = listing([node_ref(n) for n in nodes], 3, quote=False)
     message = (
-        f"{node_ref(node)}{at_line(node.line)} saved `{name}` for backward, then {what}"
+        f"{refs}{at_line(node.line)} saved `{name}` for backward, then {what}"
         f"{versions}. Backward will fail on it."
     )
     hint = (
         "Use the out-of-place form (`y = y * 2` instead of `y *= 2` or `y.mul_(2)`), "
         "or `.clone()` the tensor before changing it."
     )
-    return Finding("inplace-saved", "error", message, file, line, (node.id,), hint)
+    if ran is not None:
+        message += f" {'They are' if len(nodes) > 1 else 'It is'} part of the graph that "
+        message += f"backward call {ran} already went through (with `retain_graph=True`)"
+        if carried is not None:
+            message += f": {carried.describe()}"
+            hint = carried.fix(retained=True)
+        else:
+            message += ", and this call goes back through it after the write."
+    return Finding("inplace-saved", "error", message, file, line, tuple(n.id for n in nodes), hint)
 
 
 def twice(
-    graph: Graph, calls: Sequence[CallInfo], freed_by: Mapping[int, int] | None
+    graph: Graph,
+    calls: Sequence[CallInfo],
+    freed_by: Mapping[int, int] | None,
+    made_before: Collection[int] = (),
 ) -> list[Finding]:
     """[backward-twice]: this call goes through saved tensors an earlier call freed."""
     failed = graph.graph_was_freed
@@ -142,7 +179,8 @@ def twice(
         return []
     by = _earlier(freed, freed_by or {})
     earlier = calls[by - 1] if by is not None and 0 < by <= len(calls) else None
-    return [_twice_finding(graph, freed, by, earlier)]
+    carried = boundary(graph, made_before) if made_before else None
+    return [_twice_finding(graph, freed, by, earlier, carried)]
 
 
 def _earlier(nodes: Iterable[Node], freed_by: Mapping[int, int]) -> int | None:
@@ -151,7 +189,11 @@ def _earlier(nodes: Iterable[Node], freed_by: Mapping[int, int]) -> int | None:
 
 
 def _twice_finding(
-    graph: Graph, freed: list[Node], by: int | None, earlier: CallInfo | None
+    graph: Graph,
+    freed: list[Node],
+    by: int | None,
+    earlier: CallInfo | None,
+    carried: Boundary | None,
 ) -> Finding:
     root = graph.nodes[graph.root]
     this = f"Backward call {graph.call}" if graph.call else "This backward"
@@ -159,15 +201,141 @@ def _twice_finding(
         who = f"backward call {by}{at_line(earlier.line)}"
     else:
         who = "an earlier backward call"
-    message = (
-        f"{this}{at_line(graph.call_line)} goes through the graph of {node_ref(root)} again, "
-        f"but {who} already freed the saved tensors of "
-        f"{listing([node_ref(n) for n in freed], 3, quote=False)}."
-    )
-    hint = (
-        "Compute the forward pass again for each backward call (inside the loop), or pass "
-        "`retain_graph=True` to the earlier backward if you really need the graph twice."
-    )
+    nodes = listing([node_ref(n) for n in freed], 3, quote=False)
+    if carried is not None:
+        message = (
+            f"{this}{at_line(graph.call_line)} goes back into a graph that {who} already "
+            f"freed ({nodes}): {carried.describe()}"
+        )
+        same = earlier is not None and earlier.line == graph.call_line
+        hint = carried.fix(retained=False, same_call_line=same)
+    else:
+        message = (
+            f"{this}{at_line(graph.call_line)} goes through the graph of {node_ref(root)} "
+            f"again, but {who} already freed the saved tensors of {nodes}."
+        )
+        hint = (
+            "Compute the forward pass again for each backward call (inside the loop), or pass "
+            "`retain_graph=True` to the earlier backward if you really need the graph twice."
+        )
     file = earlier.file if earlier is not None else graph.call_file
     line = earlier.line if earlier is not None else graph.call_line
     return Finding("backward-twice", "error", message, file, line, tuple(n.id for n in freed), hint)
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """Where this call's graph reaches back into an earlier step's: op `new`, made for this
+    call, uses output `output_nr` of `old`, made before the previous backward call."""
+
+    old: Node
+    new: Node
+    output_nr: int
+    #: The script's name for the tensor that links them, if known.
+    name: str | None
+    #: Made and used again by the same line: a state carried from step to step (an RNN's
+    #: hidden state, `total = total + loss`), not a tensor made once before a loop.
+    recurrent: bool
+
+    def describe(self) -> str:
+        what = f"`{self.name}`" if self.name else f"the output of {node_ref(self.old)}"
+        if self.recurrent:
+            return (
+                f"{what}, carried from one step into the next{at_line(self.new.line)}, still "
+                "holds the graph of the steps before it."
+            )
+        made = at_line(self.old.line)
+        used = at_line(self.new.line)
+        return (
+            f"{what}, made{made} before that call, is used again{used}, and it still holds "
+            "that graph."
+        )
+
+    def fix(self, retained: bool, same_call_line: bool = True) -> str:
+        """How to fix it: `same_call_line` when both backward calls are one line (a loop)."""
+        if self.recurrent:
+            name = self.name
+            code = f"`{name} = {name}.detach()`" if name else "`state = state.detach()`"
+            why = (
+                "`retain_graph=True` keeps every step's graph instead, and fails once the "
+                "optimizer changes the weights it saved"
+                if retained
+                else "`retain_graph=True` would keep every step's graph alive instead"
+            )
+            return (
+                f"Detach the carried state before each training step ({code}; for a tuple "
+                "such as an LSTM's `(h, c)`, each tensor): each backward then goes through its "
+                f"own step only (truncated backpropagation through time); {why}."
+            )
+        use = f"`{self.name}.detach()`" if self.name else "a `.detach()`ed copy"
+        again = f"Compute {_code(self.name)} again for each backward call"
+        detach = f"use {use} if no gradient should reach what it was made from"
+        retain = "pass `retain_graph=True` to the earlier backward"
+        if same_call_line:
+            return f"{again} (inside the loop), or {detach}; {retain} only if both need it."
+        return (
+            f"Two backward calls on one forward: {retain} (or add the losses and call backward "
+            f"once); else {again[0].lower()}{again[1:]}, or {detach}."
+        )
+
+
+def _code(name: str | None) -> str:
+    return f"`{name}`" if name else "it"
+
+
+def boundary(graph: Graph, made_before: Collection[int]) -> Boundary | None:
+    """The first edge (nearest the root) where an op made for this call uses the output of an
+    op made before the previous backward call (`CallEvents.made_before`)."""
+    if not made_before:
+        return None
+    old = set(made_before)
+    best: Edge | None = None
+    for edge in graph.edges:
+        new = edge.dst not in old and graph.nodes[edge.dst].kind == "op"
+        if edge.src in old and new and (best is None or edge.dst < best.dst):
+            best = edge
+    if best is None:
+        return None
+    src, dst = graph.nodes[best.src], graph.nodes[best.dst]
+    same_line = src.line == dst.line and src.file == dst.file and dst.line is not None
+    name = src.names[0] if src.names else None
+    if name is None and same_line:
+        name = carried_name(source_line(dst.file, dst.line))
+    return Boundary(src, dst, best.output_nr, name, same_line)
+
+
+def carried_name(text: str) -> str | None:
+    """The one name a line both assigns and reads (`out, h = rnn(x, h)`, `h += step(h)`):
+    what it carries from one step to the next; None if there is not exactly one."""
+    try:
+        tree = ast.parse(text.strip())
+    except SyntaxError:
+        return None
+    if len(tree.body) != 1:
+        return None
+    stmt = tree.body[0]
+    if isinstance(stmt, ast.AugAssign):
+        name = _dotted(stmt.target)
+        return name
+    if not isinstance(stmt, (ast.Assign, ast.AnnAssign)) or stmt.value is None:
+        return None
+    targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+    assigned: list[str] = []
+    for target in targets:
+        for t in target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]:
+            if (name := _dotted(t)) is not None:
+                assigned.append(name)
+    read = {_dotted(n) for n in ast.walk(stmt.value) if isinstance(n, (ast.Name, ast.Attribute))}
+    both = [n for n in assigned if n in read]
+    return both[0] if len(both) == 1 else None
+
+
+def _dotted(node: ast.AST) -> str | None:
+    """`h`, `self.hidden`: a name or an attribute chain on a name (else None)."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([node.id, *reversed(parts)])
