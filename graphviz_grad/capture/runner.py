@@ -265,12 +265,62 @@ _KNOWN = (
         "Use the out-of-place op (`x = x + 1`, not `x += 1`) or `.clone()` before the in-place "
         "one; `gradviz doctor` names the in-place op and its line.",
     ),
+    (
+        "Inference tensors cannot be saved for backward",
+        "A tensor made under `torch.inference_mode()` feeds a computation that needs a "
+        "gradient: make it under `torch.no_grad()` instead, or `.clone()` it outside inference "
+        "mode before using it.",
+    ),
+    (
+        "Only Tensors of floating point and complex dtype can require gradients",
+        "Make the tensor floating point: `torch.tensor([1.0, 2.0], requires_grad=True)` (`1.0`, "
+        "not `1`), or pass `dtype=torch.float32`.",
+    ),
+    (
+        "expected target dtype to be Long",
+        "Class-index targets (`cross_entropy`, `nll_loss`) must be integers: `target.long()`; "
+        "for probabilities or one-hot targets of the prediction's shape, a float target is fine.",
+    ),
+    (
+        "0D or 1D target tensor expected, multi-target not supported",
+        "`cross_entropy` takes class indices of shape [N]: `target.squeeze(1)` for an [N, 1] "
+        "target, `target.argmax(1)` for one-hot rows.",
+    ),
+    (
+        "shapes cannot be multiplied",
+        "The input's last dimension must equal the layer's `in_features` (the first number of "
+        "`nn.Linear(in, out)`): fix the layer's size, or flatten the input first "
+        "(`x.flatten(1)` after a convolution).",
+    ),
+    (
+        "must have the same dtype",
+        "Two tensors of different dtypes meet here. Data from numpy is float64 (`Double`) while "
+        "layers are float32: convert it with `.float()` (or `torch.tensor(a, "
+        "dtype=torch.float32)`).",
+    ),
+    (
+        "Expected all tensors to be on the same device",
+        "Move the model and every tensor it meets to one device: `model.to(device)`, "
+        "`x = x.to(device)`, `y = y.to(device)`.",
+    ),
 )
+
+
+_MATMUL = re.compile(r"shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)")
 
 
 def _known_hint(exc: BaseException) -> str | None:
     text = str(exc)
-    return next((hint for piece, hint in _KNOWN if piece in text), None)
+    hint = next((hint for piece, hint in _KNOWN if piece in text), None)
+    match = _MATMUL.search(text)
+    if match is not None and match[2] != match[3]:
+        has, takes, out = match[2], match[3], match[4]
+        hint = (
+            f"The input has {has} features per row but the layer takes {takes}: for an "
+            f"`nn.Linear({takes}, {out})`, make it `nn.Linear({has}, {out})` if the input is "
+            "right, or flatten the input first (`x.flatten(1)` after a convolution)."
+        )
+    return hint
 
 
 def _grad_none_hint(exc: BaseException) -> str | None:

@@ -306,6 +306,8 @@ class Watch:
         self.warnings: list[ScriptWarning] = []
         self._traced: list[tuple[Any, CallEvents]] = []
         self._retain = False
+        #: The leaves of the last backward call's graph, by id (`note_step_grads`).
+        self._last_leaves: set[int] = set()
         #: The forward op count when the last backward call ended (`after_call`).
         self._ended_at: int | None = None
         self._handle: Any = None
@@ -513,12 +515,16 @@ class Watch:
     def note_step_grads(self, optimizer: Any) -> None:
         """An optimizer steps: note where, the first time, if none of its parameters holds a
         gradient (`zero_grad()` between backward and step: the update does nothing)."""
+        reached = False  # the last backward call reached one of them: they had a gradient
         try:
             for group in optimizer.param_groups:
                 for p in group["params"]:
                     if getattr(p, "grad", None) is not None:
                         return
+                    reached = reached or id(p) in self._last_leaves
         except (AttributeError, KeyError, TypeError):  # not torch.optim's layout
+            return
+        if not reached:  # no backward reached them: nothing was cleared (a cut, no backward)
             return
         self.gradless_steps += 1
         if self.gradless_where is None:
@@ -548,6 +554,8 @@ class Watch:
             return
         if not isinstance(out, (int, float)) or float(out) in _TRIVIAL:
             return
+        if float(out) in self.items:  # the first read of a value is where it left the graph
+            return  # (`torch.tensor(loss.item(), requires_grad=True)`, then `print(loss.item())`)
         self.items[float(out)] = self._new_cut("item", func, src)
         if len(self.items) > ITEM_LIMIT:
             del self.items[next(iter(self.items))]
@@ -603,8 +611,10 @@ class Watch:
         `seq`: the forward recording's op count now (ops made later belong to later calls)."""
         number = capture.number or 0
         reached = self.reached
+        last = self._last_leaves = set()
         for i in capture.leaves:
             var = capture.nodes[i].variable
+            last.add(id(var))
             if reached.get(id(var)) is not var:
                 reached[id(var)] = var
         if number in kept:

@@ -96,14 +96,35 @@ def _not_trained(cut: CutLike, optimized: Mapping[int, Any] | None) -> bool:
 
 
 def _item_leaves(graph: Graph, items: Mapping[float, Any]) -> list[tuple[int, Any]]:
+    """Leaves made from `.item()` values: every number of a leaf (a few, kept in full) is one
+    (`torch.tensor(loss.item(), requires_grad=True)`, `torch.tensor([l1, l2])`)."""
     found = []
+    if not items:
+        return found
     for leaf in graph.leaves:
         value = leaf.value
-        if value is not None and value.numel == 1 and isinstance(value.data, (int, float)):
-            cut = items.get(float(value.data))
-            if cut is not None:
-                found.append((leaf.id, cut))
+        numbers = _numbers(value.data) if value is not None else []
+        cuts = [items.get(x) for x in numbers]
+        if numbers and all(c is not None for c in cuts):
+            found.append((leaf.id, cuts[0]))
     return found
+
+
+def _numbers(data: Any) -> list[float]:
+    """The numbers of a summary's data (nested lists of a small tensor), [] if not all are."""
+    if isinstance(data, bool):
+        return []
+    if isinstance(data, (int, float)):
+        return [float(data)]
+    if isinstance(data, list):
+        out: list[float] = []
+        for x in data:
+            inner = _numbers(x)
+            if not inner:
+                return []
+            out += inner
+        return out
+    return []
 
 
 def _finding(graph: Graph, cut: CutLike, ids: list[int], stop: bool) -> Finding:

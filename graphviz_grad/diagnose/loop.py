@@ -186,6 +186,10 @@ def frozen(
     for call in calls:
         seen: set[str] = set()
         for step in call.leaves:
+            # a root that is itself a leaf (`torch.tensor(loss.item(), requires_grad=True)`) is
+            # no parameter: the `cut` finding explains it
+            if step.name == call.root_name and call.nodes == 1:
+                continue
             if step.name not in seen and step.name != "leaf":
                 seen.add(step.name)
                 series.setdefault(step.name, []).append((call, step))

@@ -95,7 +95,8 @@ def unused(
             seen.add(id(p))
         for was_called, names in groups.items():
             if names:
-                found.append(_module_finding(name, module, names, was_called, called))
+                every = len(names) == sum(1 for p in module.parameters() if p.requires_grad)
+                found.append(_module_finding(name, module, names, was_called, called, every))
         if elsewhere:
             found.append(_elsewhere_finding(name, module, elsewhere))
     if free:
@@ -105,8 +106,15 @@ def unused(
 
 
 def _module_finding(
-    name: str, module: torch.nn.Module, names: list[str], was_called: bool, called: Any
+    name: str,
+    module: torch.nn.Module,
+    names: list[str],
+    was_called: bool,
+    called: Any,
+    every: bool = False,
 ) -> Finding:
+    """`every`: none of the module's trainable parameters gets a gradient (its output never
+    reaches the root: a cut on the way), rather than a few (a sub-layer never applied)."""
     kind = type(module).__name__
     count = plural(len(names), "parameter")
     if was_called:
@@ -116,6 +124,12 @@ def _module_finding(
             "forward pass, but the root does not depend on them."
         )
         hint = "Use them in forward (a layer defined but never applied?), or freeze them."
+        if every:
+            hint = (
+                f"Make the loss depend on `{name}`'s output: a `.detach()`, `.item()` or "
+                "`torch.no_grad()` on the way cuts the graph (a `cut` finding names it when "
+                "gradviz saw it); or freeze them if they should not train."
+            )
         return Finding("unused-param", "warning", message, display_path(file), line, (), hint)
     message = (
         f"{count} of `{name}` ({kind}) get no gradient: `{name}` was never called (e.g. a template "

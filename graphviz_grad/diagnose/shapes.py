@@ -164,6 +164,30 @@ class WarningLike(Protocol):
     def line(self) -> int | None: ...
 
 
+_READ_IT = "Read the warning: PyTorch raises it when the result is likely not what you meant."
+#: Hints for the warnings learners meet most, by a piece of PyTorch's text.
+_WARNING_HINTS = (
+    (
+        "Converting a tensor with requires_grad=True to a scalar",
+        "Its value was copied into a Python number (`float(t)`, `torch.tensor([t1, t2])`, "
+        "numpy): the result is a constant, and no gradient flows back through it. Keep tensors "
+        "(`torch.stack([t1, t2])`, `t1 + t2`), or `.detach()` first if a number is all you need.",
+    ),
+    (
+        "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed",
+        "Read `.grad` on the leaf (the parameter) instead, or call `t.retain_grad()` before "
+        "backward to keep an intermediate's gradient; `gradviz render` and `gradviz tree` show "
+        "every node's gradient without either.",
+    ),
+    (
+        "To copy construct from a tensor, it is recommended to use",
+        "`torch.tensor(t)` copies `t` out of the graph: no gradient flows back through the "
+        "copy. Use `t` itself (or `t.clone()`, which keeps the graph), or `t.detach().clone()` "
+        "when a constant copy is what you mean.",
+    ),
+)
+
+
 def warned(caught: Iterable[WarningLike], found: Sequence[Finding]) -> list[Finding]:
     """[torch-warning]: each warning raised while the code ran, unless a finding of its own
     already explains that line (a broadcasting loss)."""
@@ -175,6 +199,6 @@ def warned(caught: Iterable[WarningLike], found: Sequence[Finding]) -> list[Find
             continue
         text = w.message if w.message.endswith((".", "!", "?")) else w.message + "."
         message = f"PyTorch warned{at_line(w.line)} ({w.category}): {text}"
-        hint = "Read the warning: PyTorch raises it when the result is likely not what you meant."
+        hint = next((h for piece, h in _WARNING_HINTS if piece in w.message), _READ_IT)
         out.append(Finding("torch-warning", "warning", message, file, w.line, (), hint))
     return out

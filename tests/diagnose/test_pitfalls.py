@@ -753,3 +753,90 @@ def test_a_list_of_outputs_no_backward_ran_through_keeps_their_activations(
     (f,) = found
     assert (f.code, f.severity) == ("graph-retained", "warning")
     assert "`val_preds` holds 4 tensors that still require grad, from 4 separate" in f.message
+
+
+@pytest.mark.parametrize(
+    ("body", "start"),
+    [
+        (  # numpy's float64 into a float32 layer
+            "import numpy as np\nx = torch.from_numpy(np.ones((4, 3)))\n"
+            "nn.Linear(3, 1)(x).sum().backward()\n",
+            "Two tensors of different dtypes meet here. Data from numpy is float64",
+        ),
+        (  # class indices as floats
+            "y = torch.tensor([0.0, 2.0])\n"
+            "nn.functional.cross_entropy(nn.Linear(4, 3)(torch.randn(2, 4)), y).backward()\n",
+            "Class-index targets (`cross_entropy`, `nll_loss`) must be integers",
+        ),
+        (  # an [N, 1] target
+            "y = torch.tensor([[0], [2]])\n"
+            "nn.functional.cross_entropy(nn.Linear(4, 3)(torch.randn(2, 4)), y).backward()\n",
+            "`cross_entropy` takes class indices of shape [N]: `target.squeeze(1)`",
+        ),
+        (  # a convolution's output flattened into a Linear of the wrong size
+            "net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 8 * 8, 5))\n"
+            "net(torch.randn(1, 1, 8, 8)).sum().backward()\n",
+            "The input has 72 features per row but the layer takes 128: for an "
+            "`nn.Linear(128, 5)`, make it `nn.Linear(72, 5)`",
+        ),
+        (
+            "torch.tensor([1, 2], requires_grad=True)\n",
+            "Make the tensor floating point: `torch.tensor([1.0, 2.0], requires_grad=True)`",
+        ),
+        (
+            "with torch.inference_mode():\n    x = torch.randn(2, 3) * 2\n"
+            "nn.Linear(3, 1)(x).pow(2).sum().backward()\n",
+            "A tensor made under `torch.inference_mode()` feeds a computation that needs",
+        ),
+    ],
+)
+def test_common_errors_get_a_hint_that_names_the_fix(tmp_path: Path, body: str, start: str) -> None:
+    script = tmp_path / "learner.py"
+    script.write_text("import torch\nfrom torch import nn\n" + body, encoding="utf-8")
+    with pytest.raises(ScriptError) as raised:  # before any backward call: nothing to show
+        run(script)
+    assert (raised.value.hint or "").startswith(start)
+
+
+def test_a_loss_rebuilt_from_its_item_is_the_cut_not_a_frozen_parameter(tmp_path: Path) -> None:
+    """`torch.tensor(loss.item(), requires_grad=True)`, the forum fix for "does not require
+    grad": the cut is the `.item()` (not the later `print(loss.item())` of the same value), the
+    model's parameters are not "a layer never applied", the root leaf is not a frozen parameter
+    and no `zero_grad()` sits between backward and step."""
+    script = tmp_path / "leaf_loss.py"
+    script.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "model = nn.Linear(3, 1)\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "x, y = torch.randn(8, 3), torch.randn(8, 1)\n"
+        "for step in range(5):\n"
+        "    err = ((model(x) - y) ** 2).mean().item()\n"
+        "    loss = torch.tensor(err, requires_grad=True)\n"
+        "    opt.zero_grad()\n"
+        "    loss.backward()\n"
+        "    opt.step()\n"
+        "    print(step, loss.item())\n",
+        encoding="utf-8",
+    )
+    found = {f.code: f for f in run(script).graph.findings}
+    assert sorted(found) == ["cut", "unused-param"]
+    assert found["cut"].line == 7 and found["cut"].message.startswith("`.item()` of a Mean")
+    assert "never applied" not in (found["unused-param"].hint or "")
+    assert "`.item()`" in (found["unused-param"].hint or "")
+
+
+def test_a_tensor_built_from_losses_gets_the_hint_that_keeps_the_graph(tmp_path: Path) -> None:
+    script = tmp_path / "stack.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.randn(3, requires_grad=True)\n"
+        "l1, l2 = (w * 2).sum(), w.abs().sum()\n"
+        "loss = torch.tensor([l1, l2]).sum()\n"
+        "loss.requires_grad_()\n"
+        "loss.backward()\n",
+        encoding="utf-8",
+    )
+    [warned] = [f for f in run(script).graph.findings if f.code == "torch-warning"]
+    assert warned.line == 4
+    assert "`torch.stack([t1, t2])`" in (warned.hint or "")
