@@ -98,7 +98,7 @@ def _not_trained(cut: CutLike, optimized: Mapping[int, Any] | None) -> bool:
 def _item_leaves(graph: Graph, items: Mapping[float, Any]) -> list[tuple[int, Any]]:
     """Leaves made from `.item()` values: every number of a leaf (a few, kept in full) is one
     (`torch.tensor(loss.item(), requires_grad=True)`, `torch.tensor([l1, l2])`)."""
-    found = []
+    found: list[tuple[int, Any]] = []
     if not items:
         return found
     for leaf in graph.leaves:
