@@ -299,6 +299,25 @@ _KNOWN = (
         "dtype=torch.float32)`).",
     ),
     (
+        "Expected more than 1 value per channel when training",
+        "BatchNorm in training mode needs at least 2 samples per batch: drop the last short "
+        "batch (`DataLoader(..., drop_last=True)`), or call `model.eval()` before predicting "
+        "one sample.",
+    ),
+    (
+        "to match target batch_size",
+        "The prediction and the target have different numbers of rows: a `view`/`reshape` "
+        "before the loss merged or split samples (`x.view(-1, N)` with the wrong N; "
+        "`x.flatten(1)` keeps the batch dimension), or inputs and labels are batched "
+        "differently.",
+    ),
+    (
+        "appears to not have been used in the graph",
+        "The output does not depend on that input: a `.detach()`, `.item()` or `torch.no_grad()` "
+        "on the way cuts it (`gradviz doctor` names the cuts it saw), or pass "
+        "`allow_unused=True` (its gradient is then None).",
+    ),
+    (
         "Expected all tensors to be on the same device",
         "Move the model and every tensor it meets to one device: `model.to(device)`, "
         "`x = x.to(device)`, `y = y.to(device)`.",
@@ -312,6 +331,12 @@ _MATMUL = re.compile(r"shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)
 def _known_hint(exc: BaseException) -> str | None:
     text = str(exc)
     hint = next((hint for piece, hint in _KNOWN if piece in text), None)
+    if "index out of range in self" in text and _raised_in(exc, "embedding"):
+        hint = (
+            "An index reached an `nn.Embedding` beyond its `num_embeddings` (or below 0): make "
+            "the layer as large as the vocabulary (`nn.Embedding(len(vocab), dim)`), or map "
+            "unknown tokens to an index inside it."
+        )
     match = _MATMUL.search(text)
     if match is not None and match[2] != match[3]:
         has, takes, out = match[2], match[3], match[4]
@@ -321,6 +346,11 @@ def _known_hint(exc: BaseException) -> str | None:
             "right, or flatten the input first (`x.flatten(1)` after a convolution)."
         )
     return hint
+
+
+def _raised_in(exc: BaseException, function: str) -> bool:
+    """Whether a function of that name (PyTorch's or the script's) is on `exc`'s traceback."""
+    return any(f.name == function for f in traceback.extract_tb(exc.__traceback__))
 
 
 def _grad_none_hint(exc: BaseException) -> str | None:
