@@ -127,6 +127,8 @@ class CallEvents:
     #: The ops of the graph made before the previous backward call ended (by node index): an
     #: earlier step's forward, which this call's graph reaches back into.
     made_before: set[int] = field(default_factory=set)
+    #: The ops of the graph made since then (this call's own forward).
+    made_since: set[int] = field(default_factory=set)
 
     def reaches(self, cut: Cut) -> bool:
         """Whether the gradient of this call still reaches what `cut` cut off by another path:
@@ -660,8 +662,8 @@ class Watch:
             record = op_record(node)
             if record is not None:
                 events.ops.add(record.seq)
-                if before is not None and record.seq < before:
-                    events.made_before.add(i)
+                if before is not None:  # `seq` counts from 1: the last op so far has `before`
+                    (events.made_before if record.seq <= before else events.made_since).add(i)
             for index, cut in getattr(record, "cuts", ()):
                 events.cuts.append((i, index, cut))
         return events

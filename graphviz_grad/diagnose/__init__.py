@@ -110,10 +110,10 @@ def _gradless(watch: Watch | None) -> tuple[int, str | None, int | None] | None:
 
 def _watch_checks(graph: Graph, calls: Sequence[CallInfo], watch: Watch) -> list[Finding]:
     events = watch.events_for(graph)
-    before = events.made_before if events else ()
+    before, since = (events.made_before, events.made_since) if events else ((), ())
     ran_in = events.ran_in if events else None
-    found = _saved.inplace(graph, list(watch.inplace), ran_in, before)
-    found += _saved.twice(graph, calls, events.freed_by if events else None, before)
+    found = _saved.inplace(graph, list(watch.inplace), ran_in, before, since)
+    found += _saved.twice(graph, calls, events.freed_by if events else None, before, since)
     found += _cuts(
         graph,
         events.cuts if events else (),

@@ -97,6 +97,7 @@ def inplace(
     writes: Sequence[Write],
     ran_in: Mapping[int, int] | None = None,
     made_before: Collection[int] = (),
+    made_since: Collection[int] = (),
 ) -> list[Finding]:
     """[inplace-saved]: a saved tensor was modified in place after it was saved. Nodes whose
     saved tensor was made stale by the same write are one finding."""
@@ -112,7 +113,7 @@ def inplace(
                 found[key] = (saved.name, stale, write)
                 break
     ran_in = ran_in or {}
-    earlier = boundary(graph, made_before) if made_before else None
+    earlier = boundary(graph, made_before, made_since)
     findings = []
     for key, nodes in groups.items():
         name, stale, write = found[key]
@@ -169,6 +170,7 @@ def twice(
     calls: Sequence[CallInfo],
     freed_by: Mapping[int, int] | None,
     made_before: Collection[int] = (),
+    made_since: Collection[int] = (),
 ) -> list[Finding]:
     """[backward-twice]: this call goes through saved tensors an earlier call freed."""
     failed = graph.graph_was_freed
@@ -179,7 +181,7 @@ def twice(
         return []
     by = _earlier(freed, freed_by or {})
     earlier = calls[by - 1] if by is not None and 0 < by <= len(calls) else None
-    carried = boundary(graph, made_before) if made_before else None
+    carried = boundary(graph, made_before, made_since)
     return [_twice_finding(graph, freed, by, earlier, carried)]
 
 
@@ -236,9 +238,16 @@ class Boundary:
     #: Made and used again by the same line: a state carried from step to step (an RNN's
     #: hidden state, `total = total + loss`), not a tensor made once before a loop.
     recurrent: bool
+    #: A running total of losses (`total += loss`), carried the same way.
+    total: bool = False
 
     def describe(self) -> str:
         what = f"`{self.name}`" if self.name else f"the output of {node_ref(self.old)}"
+        if self.total:
+            return (
+                f"{what}, a running total of tensors{at_line(self.new.line)}, still holds the "
+                "graph of every step it added up."
+            )
         if self.recurrent:
             return (
                 f"{what}, carried from one step into the next{at_line(self.new.line)}, still "
@@ -253,6 +262,11 @@ class Boundary:
 
     def fix(self, retained: bool, same_call_line: bool = True) -> str:
         """How to fix it: `same_call_line` when both backward calls are one line (a loop)."""
+        if self.total and self.name:
+            return (
+                f"Add numbers, not tensors: `{self.name} += loss.item()` (or `loss.detach()`); "
+                "a running total of tensors keeps every step's graph alive."
+            )
         if self.recurrent:
             name = self.name
             code = f"`{name} = {name}.detach()`" if name else "`state = state.detach()`"
@@ -283,25 +297,44 @@ def _code(name: str | None) -> str:
     return f"`{name}`" if name else "it"
 
 
-def boundary(graph: Graph, made_before: Collection[int]) -> Boundary | None:
-    """The first edge (nearest the root) where an op made for this call uses the output of an
-    op made before the previous backward call (`CallEvents.made_before`)."""
-    if not made_before:
+def boundary(
+    graph: Graph, made_before: Collection[int], made_since: Collection[int]
+) -> Boundary | None:
+    """The first edge (nearest the root) where an op made for this call (`made_since`) uses
+    the output of an op made before the previous backward call ended (`made_before`)."""
+    if not made_before or not made_since:
         return None
-    old = set(made_before)
     best: Edge | None = None
     for edge in graph.edges:
-        new = edge.dst not in old and graph.nodes[edge.dst].kind == "op"
-        if edge.src in old and new and (best is None or edge.dst < best.dst):
+        crosses = edge.src in made_before and edge.dst in made_since
+        if crosses and (best is None or edge.dst < best.dst):
             best = edge
     if best is None:
         return None
     src, dst = graph.nodes[best.src], graph.nodes[best.dst]
     same_line = src.line == dst.line and src.file == dst.file and dst.line is not None
     name = src.names[0] if src.names else None
+    text = source_line(dst.file, dst.line) if same_line else ""
     if name is None and same_line:
-        name = carried_name(source_line(dst.file, dst.line))
-    return Boundary(src, dst, best.output_nr, name, same_line)
+        name = carried_name(text)
+    total = name is not None and (dst.op or "").startswith("AddBackward") and _adds_to(text, name)
+    return Boundary(src, dst, best.output_nr, name, same_line, total)
+
+
+def _adds_to(text: str, name: str) -> bool:
+    """Whether the line adds to `name` itself: `total += x`, `total = total + x`."""
+    try:
+        tree = ast.parse(text.strip())
+    except SyntaxError:
+        return False
+    stmt = tree.body[0] if len(tree.body) == 1 else None
+    if isinstance(stmt, ast.AugAssign):
+        return isinstance(stmt.op, ast.Add) and _dotted(stmt.target) == name
+    if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.BinOp):
+        value = stmt.value
+        sides = (_dotted(value.left), _dotted(value.right))
+        return isinstance(value.op, ast.Add) and name in sides
+    return False
 
 
 def carried_name(text: str) -> str | None:

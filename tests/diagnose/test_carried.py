@@ -117,3 +117,18 @@ def test_the_carried_name_is_the_one_a_line_both_assigns_and_reads(
 def test_a_square_weight_written_by_the_optimizer_is_named_through_its_view() -> None:
     step = InplaceWrite("aten.addcdiv_.default", "s.py", 7, None, (16, 16), 2)
     assert _writer(Stale("AsStrided", (16, 16), 2, 1), [step]) is step
+
+
+def test_a_running_total_of_losses_gets_the_item_fix() -> None:
+    def run() -> None:
+        w = torch.tensor([1.0], requires_grad=True)
+        total = torch.zeros(())
+        for x, y in [(1.0, 2.0), (2.0, 4.0), (3.0, 6.0)]:
+            loss = ((x * w - y) ** 2).sum()
+            loss.backward()
+            total += loss
+        total.backward()
+
+    [twice] = [f for f in _findings(run, "a second time") if f.code == "backward-twice"]
+    assert "`total`, a running total of tensors at line" in twice.message
+    assert (twice.hint or "").startswith("Add numbers, not tensors: `total += loss.item()`")
