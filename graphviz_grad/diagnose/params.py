@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import ast
+import sys
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -14,7 +16,7 @@ import torch
 
 from ..capture import saved_attrs
 from ..model import Finding, Graph, display_path
-from ._common import at_line, listing, outside_optimizers, plural
+from ._common import at_line, listing, outside_optimizers, plural, source_line
 
 #: Nodes walked at most per retained graph.
 WALK_LIMIT = 500_000
@@ -223,8 +225,9 @@ def retained(graph: Graph, namespace: Mapping[str, Any]) -> list[Finding]:
 
     found = []
     done: set[int] = set()
-    for name, t in namespace.items():
-        if name.startswith("_") or not isinstance(t, torch.Tensor) or t.grad_fn is None:
+    places = _places(namespace)
+    for name, t in places:
+        if not isinstance(t, torch.Tensor) or t.grad_fn is None:
             continue
         if id(t.grad_fn) in done:
             continue
@@ -235,10 +238,77 @@ def retained(graph: Graph, namespace: Mapping[str, Any]) -> list[Finding]:
         record = op_record(t.grad_fn)
         file, line = (record.file, record.line) if record is not None else (None, None)
         found.append(_retained_finding(graph, name, nodes, roots, file, line))
-    for name, value in namespace.items():
-        if not name.startswith("_") and isinstance(value, (list, tuple)):
+    for name, value in places:
+        if isinstance(value, (list, tuple)):
             found.extend(_kept_roots(graph, name, value) or _kept_forwards(graph, name, value))
     return found
+
+
+def _as_number(text: str) -> str | None:
+    """The line that adds to a running total, adding a number instead: `self.running += loss`
+    -> `self.running += loss.item()` (None if the line is not such an addition)."""
+    try:
+        tree = ast.parse(text.strip())
+    except SyntaxError:
+        return None
+    stmt = tree.body[0] if len(tree.body) == 1 else None
+    if not isinstance(stmt, ast.AugAssign) or not isinstance(stmt.op, ast.Add):
+        return None
+    value = ast.unparse(stmt.value)
+    if not isinstance(stmt.value, (ast.Name, ast.Attribute, ast.Call, ast.Subscript)):
+        value = f"({value})"
+    return f"{ast.unparse(stmt.target)} += {value}.item()"
+
+
+#: Values looked at inside the script's variables (dict entries, attributes of its objects).
+PLACES_LIMIT = 4096
+
+
+def _places(namespace: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The script's variables, and what they hold where a script keeps its history: the
+    entries of a dict (`history["loss"]`) and the attributes of an object of its own
+    (`trainer.losses`, `self.running`), two levels deep at most."""
+    from ..capture._forward import USER_FRAMES
+
+    found: list[tuple[str, Any]] = []
+    seen: set[int] = set()
+    todo: list[tuple[str, Any, int]] = [
+        (name, value, 0) for name, value in namespace.items() if not name.startswith("_")
+    ]
+    while todo and len(found) < PLACES_LIMIT:
+        name, value, depth = todo.pop(0)
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        found.append((name, value))
+        if depth >= 2 or isinstance(value, (torch.Tensor, list, tuple, str, bytes)):
+            continue
+        inner: Iterable[tuple[str, Any]] = ()
+        if isinstance(value, dict):
+            inner = [(_entry(name, k), v) for k, v in value.items() if isinstance(k, (str, int))]
+        elif _own_object(value, USER_FRAMES.is_user):
+            inner = [(f"{name}.{k}", v) for k, v in vars(value).items() if not k.startswith("_")]
+        todo += [(n, v, depth + 1) for n, v in list(inner)[:PLACES_LIMIT]]
+    return found
+
+
+def _entry(name: str, key: str | int) -> str:
+    return f'{name}["{key}"]' if isinstance(key, str) else f"{name}[{key}]"
+
+
+def _own_object(value: Any, is_user: Any) -> bool:
+    """An instance of a class the script (or a library outside PyTorch) defines, with a
+    `__dict__`: a trainer, a logger, a model's own attributes."""
+    kind = type(value)
+    if kind.__module__ in ("builtins", "types") or not hasattr(value, "__dict__"):
+        return False
+    if isinstance(value, type) or callable(value) and not isinstance(value, torch.nn.Module):
+        return False
+    if kind.__module__ == "__main__":  # the script's own class
+        return True
+    module = sys.modules.get(kind.__module__)
+    path = getattr(module, "__file__", None)
+    return bool(path) and is_user(path)
 
 
 #: Separate graphs, never run backward, that a script list must hold to be reported.
@@ -321,12 +391,18 @@ def _retained_finding(
 ) -> Finding:
     size = _saved_bytes(nodes)
     shown = (graph.root,) if any(graph.call in _calls(n) for n in nodes) else ()
+    held = (
+        f", {_bytes(size)} of saved tensors"
+        if size
+        else "; backward freed their saved tensors, the nodes stay"
+    )
     message = (
         f"`{name}` keeps the graphs of {roots} iterations alive: {plural(len(nodes), 'node')}, "
-        f"{roots} repeated per-iteration subgraphs (each the graph of an earlier backward call), "
-        f"{_bytes(size)} of saved tensors. It is built{at_line(line)}."
+        f"{roots} repeated per-iteration subgraphs (each the graph of an earlier backward call)"
+        f"{held}. It is built{at_line(line)}."
     )
-    hint = f"Accumulate a number, not the tensor: `{name} += l.item()` (or `l.detach()`)."
+    code = _as_number(source_line(file, line)) or f"{name} += l.item()"
+    hint = f"Accumulate a number, not the tensor: `{code}` (or `.detach()` what it adds)."
     return Finding("graph-retained", "warning", message, display_path(file), line, shown, hint)
 
 

@@ -169,9 +169,10 @@ _READ_IT = "Read the warning: PyTorch raises it when the result is likely not wh
 _WARNING_HINTS = (
     (
         "Converting a tensor with requires_grad=True to a scalar",
-        "Its value was copied into a Python number (`float(t)`, `torch.tensor([t1, t2])`, "
-        "numpy): the result is a constant, and no gradient flows back through it. Keep tensors "
-        "(`torch.stack([t1, t2])`, `t1 + t2`), or `.detach()` first if a number is all you need.",
+        "The value left the graph as a Python number (`float(t)`, `torch.tensor([t1, t2])`, "
+        "numpy): no gradient flows back through it. If a number is what you want (logging), "
+        "take `t.item()`; if the gradient should flow, keep tensors (`torch.stack([t1, t2])`, "
+        "`t1 + t2`).",
     ),
     (
         "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed",

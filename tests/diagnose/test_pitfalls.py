@@ -594,6 +594,50 @@ def test_a_list_of_losses_keeps_their_graphs(kept: str, tmp_path: Path) -> None:
     assert "`losses.append(loss.item())`" in (f.hint or "")
 
 
+@pytest.mark.parametrize("kept", ["loss", "loss.item()"])
+def test_a_history_dict_and_a_trainers_attributes_keep_their_graphs(
+    kept: str, tmp_path: Path
+) -> None:
+    """Where real scripts keep their history: `history["loss"].append(loss)` and a trainer's
+    `self.losses` / `self.running += loss`; numbers (`loss.item()`) are fine."""
+    script = tmp_path / "trainer.py"
+    script.write_text(
+        "import torch\n"
+        "class Trainer:\n"
+        "    def __init__(self):\n"
+        "        self.w = torch.tensor([1.0, -1.0], requires_grad=True)\n"
+        "        self.losses, self.running = [], 0.0\n"
+        "        self.history = {'loss': []}\n"
+        "    def step(self):\n"
+        "        loss = ((self.w * 2.0 - 1.0) ** 2).sum()\n"
+        "        loss.backward()\n"
+        "        with torch.no_grad():\n"
+        "            self.w -= 0.1 * self.w.grad\n"
+        "            self.w.grad.zero_()\n"
+        f"        self.losses.append({kept})\n"
+        f"        self.history['loss'].append({kept})\n"
+        f"        self.running += {kept}\n"
+        "trainer = Trainer()\n"
+        "for _ in range(4):\n"
+        "    trainer.step()\n",
+        encoding="utf-8",
+    )
+    found = run(script).graph.findings
+    if kept == "loss.item()":
+        assert found == ()
+        return
+    by_start = {f.message.split(" ")[0]: f for f in found if f.code == "graph-retained"}
+    assert sorted(by_start) == [
+        '`trainer.history["loss"]`',
+        "`trainer.losses`",
+        "`trainer.running`",
+    ]
+    running = by_start["`trainer.running`"]
+    assert running.line == 15
+    assert "`self.running += loss.item()`" in (running.hint or "")
+    assert "backward freed their saved tensors, the nodes stay" in running.message
+
+
 _NO_GRAPH = {
     "x * w": "none of which requires grad: create the parameters with `requires_grad=True`",
     "x * w.detach()": "`.detach()` (or `.data`) at {name}:5 cut the graph on the way to it",
