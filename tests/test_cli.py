@@ -115,6 +115,20 @@ def test_script_arguments_reach_sys_argv(tmp_path: Path) -> None:
     assert "computed the gradients itself" in err
 
 
+def test_the_scripts_own_option_after_the_script_says_to_pass_it_after_dashes(
+    tmp_path: Path,
+) -> None:
+    p = script(tmp_path, "import torch\n")
+    result = runner.invoke(app, ["render", str(p), "-o", "x.svg", "--steps", "20", "-c", "2"])
+    assert result.exit_code == 2
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "No such option: --steps. Options after the script are gradviz's" in text
+    assert f"gradviz render {p} -o x.svg -c 2 -- --steps 20" in text
+    assert not (tmp_path / "x.svg").exists()
+    result = runner.invoke(app, ["render", "--stepz", str(p)])  # before the script: gradviz's
+    assert result.exit_code == 2 and "after `--`" not in result.output
+
+
 def test_call_picks_a_backward_call() -> None:
     code, out, _ = gradviz("render", "samples/training_loop.py", "-o", "-", "-f", "json", "-c", "1")
     assert code == 0

@@ -229,6 +229,7 @@ class Recorder:
         frame = USER_FRAMES.find(sys._getframe(2))
         number = len(self.calls) + 1
         self.watch.note_call(kind, args, kwargs)
+        self.watch.note_frames(frame)
         capture = self._begin(roots, number, kind, frame, args, kwargs)
         create_graph = _create_graph(kind, args, kwargs)
         self._mode.paused += 0 if create_graph else 1

@@ -201,6 +201,48 @@ def _spent_by(node: Any) -> int | None:
     return None
 
 
+#: Entries of a dict, or attributes of an object, looked at by `_worth_holding`.
+HOLD_LOOK = 64
+
+
+def _worth_holding(value: Any, depth: int = 0) -> bool:
+    """A model, a list whose last item is a tensor with a graph (`losses.append(loss)`), a
+    running total over earlier backward calls' roots (`total += loss`), or a dict or object
+    of the script's holding one (`history["loss"]`, `self.losses`)."""
+    if isinstance(value, torch.nn.Module):
+        return True
+    if isinstance(value, torch.Tensor):
+        return value.grad_fn is not None and _near_a_root(value.grad_fn)
+    if isinstance(value, (list, tuple)):
+        last = value[-1] if value else None
+        return isinstance(last, torch.Tensor) and last.grad_fn is not None
+    if depth > 0:
+        return False
+    if isinstance(value, dict):
+        items = list(value.values())[:HOLD_LOOK] if len(value) <= HOLD_LOOK else []
+    elif type(value).__module__ == "__main__" and hasattr(value, "__dict__"):
+        items = list(vars(value).values())[:HOLD_LOOK]
+    else:
+        return False
+    return any(_worth_holding(v, depth + 1) for v in items)
+
+
+def _near_a_root(node: Any) -> bool:
+    """Whether `node` or a node two steps below it was the root of a backward call."""
+    level = [node]
+    for _ in range(3):
+        below = []
+        for n in level:
+            try:
+                if "gradviz_calls" in n.metadata:
+                    return True
+                below += [c for c, _ in n.next_functions if c is not None]
+            except (AttributeError, RuntimeError):
+                continue
+        level = below
+    return False
+
+
 def _made_from(node: Any) -> tuple[Any, ...]:
     """Per input of `node`: its forward op's `seq`, or a weak reference to a leaf; () if one is
     not known (an op the recording did not see)."""
@@ -308,6 +350,8 @@ class Watch:
         self.warnings: list[ScriptWarning] = []
         self._traced: list[tuple[Any, CallEvents]] = []
         self._retain = False
+        #: What the functions around the last backward call held (`note_frames`), by name.
+        self.held: dict[str, Any] = {}
         #: The leaves of the last backward call's graph, by id (`note_step_grads`).
         self._last_leaves: set[int] = set()
         #: The forward op count when the last backward call ended (`after_call`).
@@ -607,6 +651,20 @@ class Watch:
         retain = kwargs.get("retain_graph", args[at] if len(args) > at else None)
         create = kwargs.get("create_graph", args[at + 1] if len(args) > at + 1 else False)
         self._retain = bool(create) if retain is None else bool(retain)
+
+    def note_frames(self, frame: Any) -> None:
+        """Keep what the checks at the end need from the functions around a backward call, which
+        have returned by then (`def main(): ...` scripts): their models, and the lists, dicts,
+        running totals and objects that hold graphs (`held`). Only the latest call's are kept;
+        innermost names first. A cheap look: the last item of a list, a total's first nodes."""
+        held: dict[str, Any] = {}
+        while frame is not None and frame.f_locals is not frame.f_globals:
+            if USER_FRAMES.is_user(frame.f_code.co_filename):
+                for name, value in frame.f_locals.items():
+                    if name not in held and not name.startswith("_") and _worth_holding(value):
+                        held[name] = value
+            frame = frame.f_back
+        self.held = held
 
     def after_call(self, capture: Any, kept: Collection[int], seq: int | None = None) -> None:
         """Read what the checks need from a finished call, while its nodes are still held.

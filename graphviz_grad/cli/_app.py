@@ -59,6 +59,35 @@ def _flags_as_flags() -> None:
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign,assignment]
 
 
+def _script_option_hint(exc: Any, argv: list[str]) -> None:
+    """An unknown option after the script (`gradviz doctor train.py --steps 20`) is most likely
+    the script's own: say to pass it after `--`, with the command line that does."""
+    name = getattr(exc, "option_name", None)
+    if not name or name not in argv:
+        return
+    at = argv.index(name)
+    script = next((i for i, a in enumerate(argv[1:at], 1) if a.endswith((".py", ".ipynb"))), None)
+    if script is None or "--" in argv[:at]:
+        return
+    command = getattr(getattr(exc, "ctx", None), "command", None)
+    known = {o for p in getattr(command, "params", ()) for o in (*p.opts, *p.secondary_opts)}
+    own: list[str] = []
+    theirs: list[str] = []
+    moving = False  # an unknown option and the values after it go to the script
+    for token in argv[script + 1 :]:
+        if token.startswith("-") and token.split("=")[0] not in known:
+            moving = True
+        elif token.startswith("-"):
+            moving = False
+        (theirs if moving else own).append(token)
+    fixed = [*argv[: script + 1], *own, "--", *theirs]
+    exc.message = (
+        f"No such option: {name}. Options after the script are gradviz's; pass the script's own "
+        f"after `--`: gradviz {' '.join(fixed)}"
+    )
+    exc.possibilities = None
+
+
 def load(name: str) -> Any:
     """The click command of `COMMANDS[name]`, importing its module (which registers it on `app`)."""
     module = importlib.import_module(f"{__package__}.{COMMANDS[name][0]}")
@@ -108,6 +137,15 @@ class LazyGroup(TyperGroup):
 
     def list_commands(self, ctx: Any) -> list[str]:
         return list(self.commands)
+
+    def invoke(self, ctx: Any) -> Any:
+        argv = [*getattr(ctx, "_protected_args", ()), *getattr(ctx, "args", ())]
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if type(exc).__name__ == "NoSuchOption":
+                _script_option_hint(exc, argv)
+            raise
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         commands = self.commands

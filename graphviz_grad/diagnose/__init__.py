@@ -129,6 +129,9 @@ def _run_checks(
 ) -> list[Finding]:
     from . import params
 
+    # the script's variables, and those of the functions around its last backward call, which
+    # have returned by now (`def main(): ...`): the script's own names win
+    namespace = {**getattr(watch, "held", {}), **namespace}
     found = params.retained(graph, namespace)
     events = watch.events_for(graph)
     if events is not None:

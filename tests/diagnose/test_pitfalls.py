@@ -638,6 +638,44 @@ def test_a_history_dict_and_a_trainers_attributes_keep_their_graphs(
     assert "backward freed their saved tensors, the nodes stay" in running.message
 
 
+def test_a_script_whose_training_is_in_functions_gets_the_same_checks(tmp_path: Path) -> None:
+    """`def main(): ...`: the model, the list of losses and the running total are locals of
+    functions that have returned when the checks run; the checks still see them."""
+    script = tmp_path / "main_style.py"
+    script.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc, self.spare = nn.Linear(4, 1), nn.Linear(4, 1)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(x)\n"
+        "def train(model, opt):\n"
+        "    losses, total = [], 0.0\n"
+        "    for _ in range(4):\n"
+        "        loss = model(torch.randn(5, 4)).pow(2).mean()\n"
+        "        opt.zero_grad()\n"
+        "        loss.backward()\n"
+        "        opt.step()\n"
+        "        losses.append(loss)\n"
+        "        total += loss\n"
+        "    return total.item()\n"
+        "def main():\n"
+        "    model = Net()\n"
+        "    train(model, torch.optim.SGD(model.parameters(), lr=0.1))\n"
+        "if __name__ == '__main__':\n"
+        "    main()\n",
+        encoding="utf-8",
+    )
+    found = run(script).graph.findings
+    assert sorted(f.code for f in found) == ["graph-retained", "graph-retained", "unused-param"]
+    unused = next(f for f in found if f.code == "unused-param")
+    assert "`model.spare.weight` and `model.spare.bias`" in unused.message
+    kept = sorted(f.message.split(" ")[0] for f in found if f.code == "graph-retained")
+    assert kept == ["`losses`", "`total`"]
+
+
 _NO_GRAPH = {
     "x * w": "none of which requires grad: create the parameters with `requires_grad=True`",
     "x * w.detach()": "`.detach()` (or `.data`) at {name}:5 cut the graph on the way to it",
