@@ -26,6 +26,8 @@ SCRIPT = textwrap.dedent(
             z = x * 2.0
             for _ in range(150_000):  # a deep graph that is never backwarded, then dropped
                 z = z + 0.5
+            chain = [z]  # a list of the function's, which the checks of a run look at
+            (x * 3.0).backward()
             del z
         kept["rec"] = rec
 

@@ -447,6 +447,9 @@ class ForwardRecorder(TorchDispatchMode):
         #: not the tensors: holding the last output would keep its whole graph alive after the
         #: recording (a deep chain then freed on a small C stack crashes).
         self._made: tuple[Any, int, int] | None = None
+        #: The user's frame that ran the last graph op: its function's variables, for the
+        #: checks at the end of a run (`Recorder.take_locals`, which drops it).
+        self.last_frame: FrameType | None = None
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -489,6 +492,7 @@ class ForwardRecorder(TorchDispatchMode):
             where: tuple[Any, ...] = (None, None)
             if frame is not None:
                 where = (frame.f_code.co_filename, frame.f_lineno)
+                self.last_frame = frame
             made = id(out) if type(out) not in (tuple, list) else tuple(map(id, out))
             self._made = (made, id(frame), -1 if frame is None else frame.f_lasti)
             hooked = saved_hooks()

@@ -136,6 +136,23 @@ class Recorder:
                 self._patched = False
                 torch.autograd.backward = self._saved["backward"]
                 torch.autograd.grad = self._saved["grad"]
+            self.take_locals()  # a finished recording holds none of the script's tensors
+
+    def take_locals(self) -> dict[str, Any]:
+        """The variables of the script's functions that are gone by the end of a run (`def
+        main(): ...`), for the checks: what the functions around the last backward call held
+        (`Watch.note_frames`), then the locals of the functions around the last graph op, innermost
+        first. The recorder forgets them: it holds no tensor of the script's afterwards."""
+        found: dict[str, Any] = dict(self.watch.held)
+        frame = self._mode.last_frame
+        self.watch.held = {}
+        self._mode.last_frame = None
+        while frame is not None and frame.f_locals is not frame.f_globals:
+            for name, value in frame.f_locals.items():
+                if not name.startswith("_"):
+                    found.setdefault(name, value)
+            frame = frame.f_back
+        return found
 
     def _stop_recording(self) -> None:
         """Take the dispatch mode and the module hooks off; backward calls are only counted."""
@@ -376,7 +393,8 @@ class Recorder:
             self._mode.adopt(_as_list(tensor))
         self._mode.paused += 1
         try:
-            return trace(tensor, namespaces=self.namespaces, watch=self.watch, **kwargs)
+            namespaces = [*self.namespaces, *kwargs.pop("namespaces", ())]
+            return trace(tensor, namespaces=namespaces, watch=self.watch, **kwargs)
         finally:
             self._mode.paused -= 1
 

@@ -44,6 +44,17 @@ class ScriptRun:
     error: ScriptError | None = None
     #: What gradviz said about the source before running it (notebook cells skipped...).
     notes: list[str] = field(default_factory=list)
+    #: Variables of the script's functions, gone by the end (`Recorder.take_locals`).
+    locals: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        """The script's variables, and those of its functions around its last backward call
+        and its last graph op (`def main(): ...`); the script's own names come first and win."""
+        if not self.locals:
+            return self.namespace
+        ns = self.namespace
+        return {**ns, **{k: v for k, v in self.locals.items() if k not in ns}}
 
 
 def load_source(path: str | Path) -> tuple[Path, types.CodeType]:
@@ -189,6 +200,8 @@ def run_script(
         if recorder is not None:
             with recorder:
                 _exec_all(codes, namespace, run)
+                if hasattr(recorder, "take_locals"):
+                    run.locals = recorder.take_locals()
         else:
             _exec_all(codes, namespace, run)
     finally:

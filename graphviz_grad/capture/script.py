@@ -64,7 +64,7 @@ def capture_script(path: str | Path, argv: Sequence[str], options: CaptureOption
 
 def pick_graph(run: Any, options: CaptureOptions) -> Graph:
     rec = run.recorder
-    ns = run.namespace
+    ns = run.variables
     if options.target is not None:
         return _trace_named(run, options.target, options)
     if rec.calls:
@@ -123,7 +123,7 @@ def _reaches(start: Any, targets: set[int]) -> bool:
 
 
 def _trace_named(run: Any, name: str, options: CaptureOptions) -> Graph:
-    ns = run.namespace
+    ns = run.variables
     torch_tensor = _tensor_type()
     if name not in ns:
         close = difflib.get_close_matches(name, [k for k in ns if not k.startswith("__")], n=3)
@@ -148,7 +148,8 @@ def _trace_named(run: Any, name: str, options: CaptureOptions) -> Graph:
             if number in run.recorder.graphs:
                 graph: Graph = run.recorder.graphs[number]
                 return graph
-    graph = run.recorder.trace(value, grad_output=options.grad_output)
+    extra = [run.locals] if run.locals else []  # names of a `def main()` script's variables
+    graph = run.recorder.trace(value, grad_output=options.grad_output, namespaces=extra)
     if graph.grad_source == "none" and graph.graph_was_freed:
         raise RootError(
             f"The graph of `{name}` was already freed by a backward call, so gradviz "
@@ -180,7 +181,7 @@ def _a_leaf_name(ns: dict[str, Any]) -> str | None:
 def _candidates_hint(ns: dict[str, Any]) -> str:
     found = _tensors(ns)
     if not found:
-        return "The script defines no tensors at module level; name the loss with --target."
+        return "The script leaves no tensor in a variable; name the loss with --target."
     rows = [
         f"{k} {list(v.shape)} {'has grad_fn' if v.grad_fn is not None else 'no grad_fn'}"
         for k, v in found[:12]

@@ -129,9 +129,6 @@ def _run_checks(
 ) -> list[Finding]:
     from . import params
 
-    # the script's variables, and those of the functions around its last backward call, which
-    # have returned by now (`def main(): ...`): the script's own names win
-    namespace = {**getattr(watch, "held", {}), **namespace}
     found = params.retained(graph, namespace)
     events = watch.events_for(graph)
     if events is not None:
@@ -189,6 +186,6 @@ def with_findings(captured: Captured) -> Captured:
         captured.graph,
         rec.calls,
         watch=getattr(rec, "watch", None),
-        namespace=captured.run.namespace,
+        namespace=captured.run.variables,
     )
     return replace(captured, graph=replace(captured.graph, findings=findings))

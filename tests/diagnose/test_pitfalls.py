@@ -676,6 +676,29 @@ def test_a_script_whose_training_is_in_functions_gets_the_same_checks(tmp_path: 
     assert kept == ["`losses`", "`total`"]
 
 
+def test_a_function_that_never_calls_backward_still_gives_its_loss_graph(tmp_path: Path) -> None:
+    """The lesson's forward pass inside `def main()`: its `loss` is gone at the end of the run
+    unless gradviz keeps the function's variables; its names label the graph."""
+    script = tmp_path / "nobackward.py"
+    script.write_text(
+        "import torch\n"
+        "def main():\n"
+        "    x = torch.tensor(2.0)\n"
+        "    w = torch.tensor(1.0, requires_grad=True)\n"
+        "    loss = (x * w - 4.0) ** 2\n"
+        "    print(loss.item())\n"
+        "if __name__ == '__main__':\n"
+        "    main()\n",
+        encoding="utf-8",
+    )
+    graph = run(script).graph
+    assert graph.grad_source == "gradviz"
+    root = graph.nodes[graph.root]
+    assert root.names == ("loss",) and root.value is not None and root.value.data == 4.0
+    [leaf] = graph.leaves
+    assert leaf.names == ("w",) and leaf.grad is not None and leaf.grad.data == -8.0
+
+
 _NO_GRAPH = {
     "x * w": "none of which requires grad: create the parameters with `requires_grad=True`",
     "x * w.detach()": "`.detach()` (or `.data`) at {name}:5 cut the graph on the way to it",
