@@ -268,7 +268,7 @@ def _places(namespace: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """The script's variables, and what they hold where a script keeps its history: the
     entries of a dict (`history["loss"]`) and the attributes of an object of its own
     (`trainer.losses`, `self.running`), two levels deep at most."""
-    from ..capture._forward import USER_FRAMES
+    from ..capture import USER_FRAMES
 
     found: list[tuple[str, Any]] = []
     seen: set[int] = set()
