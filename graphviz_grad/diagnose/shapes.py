@@ -189,6 +189,17 @@ _WARNING_HINTS = (
 )
 
 
+#: Warnings PyTorch raises about its own internals, which the script cannot act on: `info`.
+_PYTORCHS_OWN = (
+    (
+        "The PyTorch API of nested tensors is in prototype stage",
+        "Nothing to fix in your code: `nn.TransformerEncoder`'s fast path (evaluation with a "
+        "padding mask) uses nested tensors and warns about it; "
+        "`nn.TransformerEncoder(..., enable_nested_tensor=False)` turns it off.",
+    ),
+)
+
+
 def warned(caught: Iterable[WarningLike], found: Sequence[Finding]) -> list[Finding]:
     """[torch-warning]: each warning raised while the code ran, unless a finding of its own
     already explains that line (a broadcasting loss)."""
@@ -201,5 +212,7 @@ def warned(caught: Iterable[WarningLike], found: Sequence[Finding]) -> list[Find
         text = w.message if w.message.endswith((".", "!", "?")) else w.message + "."
         message = f"PyTorch warned{at_line(w.line)} ({w.category}): {text}"
         hint = next((h for piece, h in _WARNING_HINTS if piece in w.message), _READ_IT)
-        out.append(Finding("torch-warning", "warning", message, file, w.line, (), hint))
+        benign = next((h for piece, h in _PYTORCHS_OWN if piece in w.message), None)
+        severity = "warning" if benign is None else "info"
+        out.append(Finding("torch-warning", severity, message, file, w.line, (), benign or hint))
     return out

@@ -699,6 +699,27 @@ def test_a_function_that_never_calls_backward_still_gives_its_loss_graph(tmp_pat
     assert leaf.names == ("w",) and leaf.grad is not None and leaf.grad.data == -8.0
 
 
+def test_pytorchs_warning_about_its_own_nested_tensors_is_an_info(tmp_path: Path) -> None:
+    """`nn.TransformerEncoder`'s fast path (eval, padding mask) warns that nested tensors are a
+    prototype: PyTorch's own business, which the script cannot act on."""
+    script = tmp_path / "encoder.py"
+    script.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "layer = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)\n"
+        "enc = nn.TransformerEncoder(layer, 1)\n"
+        "x, pad = torch.randn(2, 5, 8), torch.tensor([[False] * 5, [False] * 3 + [True] * 2])\n"
+        "enc(x, src_key_padding_mask=pad).pow(2).mean().backward()\n"
+        "enc.eval()\n"
+        "with torch.no_grad():\n"
+        "    enc(x, src_key_padding_mask=pad)\n",
+        encoding="utf-8",
+    )
+    [warned] = [f for f in run(script).graph.findings if f.code == "torch-warning"]
+    assert warned.severity == "info" and warned.line == 9
+    assert "enable_nested_tensor=False" in (warned.hint or "")
+
+
 _NO_GRAPH = {
     "x * w": "none of which requires grad: create the parameters with `requires_grad=True`",
     "x * w.detach()": "`.detach()` (or `.data`) at {name}:5 cut the graph on the way to it",
