@@ -213,6 +213,8 @@ def warned(caught: Iterable[WarningLike], found: Sequence[Finding]) -> list[Find
         message = f"PyTorch warned{at_line(w.line)} ({w.category}): {text}"
         hint = next((h for piece, h in _WARNING_HINTS if piece in w.message), _READ_IT)
         benign = next((h for piece, h in _PYTORCHS_OWN if piece in w.message), None)
-        severity = "warning" if benign is None else "info"
-        out.append(Finding("torch-warning", severity, message, file, w.line, (), benign or hint))
+        if benign is None:
+            out.append(Finding("torch-warning", "warning", message, file, w.line, (), hint))
+        else:
+            out.append(Finding("torch-warning", "info", message, file, w.line, (), benign))
     return out
