@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from ..model import CallInfo, Finding, LeafStep, TensorSummary
+from ..model import CallInfo, Finding, LeafStep, TensorSummary, display_path
 from ._common import at_line, listing, plural
 
 #: Growth of the loss (last over first) that counts as diverging: three orders of magnitude.
@@ -266,13 +266,25 @@ def _frozen_finding(
         "update the tensor itself (`w -= lr * w.grad` under `no_grad`), not a copy."
     )
     if gradless is not None and gradless[0] * 2 >= len(steps):  # most steps found no gradient
-        count, _, line = gradless
-        message += (
-            f" `optimizer.step()`{at_line(line)} ran {plural(count, 'time')} with no gradient "
-            "held: the gradients were cleared between backward and step."
+        count, file, line = gradless
+        ran = (
+            f" `optimizer.step()`{at_line(line)} ran {plural(count, 'time')} with no gradient held"
         )
-        hint = (
-            "Call `optimizer.zero_grad()` before `loss.backward()` (or after "
-            "`optimizer.step()`), never between them."
-        )
+        same_file = file is None or last.file is None or display_path(file) == last.file
+        if line is not None and last.line is not None and same_file and line < last.line:
+            # the step comes before backward in the loop: it runs on the cleared gradients
+            message += (
+                f"{ran}: it runs before `backward()`{at_line(last.line)}, right after the "
+                "gradients were cleared."
+            )
+            hint = (
+                "Call `optimizer.step()` after `loss.backward()`: `optimizer.zero_grad()`, "
+                "`loss.backward()`, `optimizer.step()`, in that order."
+            )
+        else:
+            message += f"{ran}: the gradients were cleared between backward and step."
+            hint = (
+                "Call `optimizer.zero_grad()` before `loss.backward()` (or after "
+                "`optimizer.step()`), never between them."
+            )
     return Finding("params-frozen", "warning", message, call.file, call.line, (), hint)

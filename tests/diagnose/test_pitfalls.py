@@ -823,7 +823,9 @@ def test_a_grad_that_is_none_gets_a_hint_naming_it(tmp_path: Path) -> None:
     assert (error.hint or "").startswith("`b.grad` is None here: it stays None until a backward")
 
 
-@pytest.mark.parametrize("order", ["backward, zero_grad, step", "zero_grad, backward, step"])
+@pytest.mark.parametrize(
+    "order", ["backward, zero_grad, step", "zero_grad, backward, step", "zero_grad, step, backward"]
+)
 def test_zero_grad_between_backward_and_step_is_named(order: str, tmp_path: Path) -> None:
     """The update does nothing when `zero_grad()` clears the gradients before `step()`."""
     lines = {"backward": "loss.backward()", "zero_grad": "opt.zero_grad()", "step": "opt.step()"}
@@ -840,11 +842,17 @@ def test_zero_grad_between_backward_and_step_is_named(order: str, tmp_path: Path
         encoding="utf-8",
     )
     found = run(script).graph.findings
-    if order.startswith("zero_grad"):
+    if order == "zero_grad, backward, step":
         assert found == ()
         return
     (f,) = found
     assert f.code == "params-frozen"
+    if order.endswith("backward"):  # the step runs first, on the gradients just cleared
+        assert "`optimizer.step()` at line 9 ran 5 times with no gradient held: it runs before" in (
+            f.message
+        )
+        assert (f.hint or "").startswith("Call `optimizer.step()` after `loss.backward()`")
+        return
     assert "`optimizer.step()` at line 10 ran 6 times with no gradient held" in f.message
     assert (f.hint or "").startswith("Call `optimizer.zero_grad()` before `loss.backward()`")
 
