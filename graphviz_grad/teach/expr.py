@@ -144,6 +144,33 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+#: Names read as data rather than as what to differentiate, in the lesson's spelling (also
+#: `x1`, `xs`, `x_data`, `targets`).
+_DATA_NAMES = ("x", "y", "target", "label", "input")
+
+
+def _is_data(name: str) -> bool:
+    return name.split("_")[0].rstrip("0123456789").removesuffix("s") in _DATA_NAMES
+
+
+def _missing_message(names: list[str]) -> tuple[str, str]:
+    """The error and hint for names without a value: the lesson's data (`x`, `y`...) as
+    constants, the rest as parameters; every one a parameter when that leaves none."""
+    data = [n for n in names if _is_data(n)]
+    params = [n for n in names if n not in data]
+    if not params:
+        data, params = [], names
+    quoted = [f"`{n}`" for n in names]
+    which = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+    verb = "has" if len(names) == 1 else "have"
+    given = " ".join(f"--param {n}=1.0" for n in params)
+    hint = f"Give {'it' if len(names) == 1 else 'each'} a value: {given}"
+    hint += " (what to differentiate: leaves that get a gradient)"
+    if data:
+        hint += ", " + " ".join(f"--let {n}=2.0" for n in data) + " (constants)"
+    return f"{which} {verb} no value.", hint + "."
+
+
 def _functions() -> dict[str, Callable[..., Any]]:
     import torch
     import torch.nn.functional as F
@@ -167,6 +194,7 @@ class _Evaluator:
         self.args: list[dict[int, str]] = []
 
     def run(self, body: list[ast.stmt]) -> Any:
+        self._check_names(body)
         result: Any = None
         for stmt in body:
             value = stmt.value if isinstance(stmt, (ast.Assign, ast.Expr)) else None
@@ -177,6 +205,24 @@ class _Evaluator:
                 name = stmt.targets[0].id  # type: ignore[attr-defined]
                 self.env[name] = self.ns[name] = result
         return result
+
+    def _check_names(self, body: list[ast.stmt]) -> None:
+        """Every name the statements read has a value (given, or assigned by an earlier
+        statement); else one error naming them all, with the options that give them one."""
+        known = set(self.env)
+        missing: list[str] = []
+        for stmt in body:
+            value = stmt.value if isinstance(stmt, (ast.Assign, ast.Expr)) else None
+            nodes = list(ast.walk(value)) if value is not None else []
+            called = {id(n.func) for n in nodes if isinstance(n, ast.Call)}
+            names = [n for n in nodes if isinstance(n, ast.Name) and id(n) not in called]
+            for node in sorted(names, key=lambda n: (n.lineno, n.col_offset)):  # as written
+                if node.id not in known and node.id not in missing:
+                    missing.append(node.id)
+            if isinstance(stmt, ast.Assign):
+                known.add(stmt.targets[0].id)  # type: ignore[attr-defined]
+        if missing:
+            raise ExprError(*_missing_message(missing))
 
     def expression(self, root: ast.expr) -> Any:
         values: dict[int, Any] = {}

@@ -63,6 +63,30 @@ def test_bad_bindings_are_refused(item: str) -> None:
         parse_bindings([item], "--let")
 
 
+@pytest.mark.parametrize(
+    ("text", "message", "hint"),
+    [
+        (  # the lesson: x and y are data, w is what to differentiate
+            "y_hat = x*w; loss = (y_hat - y)**2",
+            "`x`, `w` and `y` have no value.",
+            "Give each a value: --param w=1.0 (what to differentiate: leaves that get a "
+            "gradient), --let x=2.0 --let y=2.0 (constants).",
+        ),
+        (  # one variable: differentiate with respect to it
+            "x**2 + sin(x)",
+            "`x` has no value.",
+            "Give it a value: --param x=1.0 (what to differentiate: leaves that get a gradient).",
+        ),
+    ],
+)
+def test_names_without_a_value_are_all_named_with_the_options_to_give(
+    text: str, message: str, hint: str
+) -> None:
+    with pytest.raises(ExprError) as raised:
+        evaluate(text, {}, {})
+    assert (raised.value.message, raised.value.hint) == (message, hint)
+
+
 def test_unbound_name_and_no_parameter() -> None:
     with pytest.raises(ExprError, match="`z` has no value"):
         evaluate("z * w", {}, {"w": 1.0})
