@@ -489,3 +489,6 @@ class CallInfo:
     error: str | None = None
     #: The root's name in the script (``loss``), when it has one.
     root_name: str | None = None
+    #: The earlier call that went through this very graph (a backward with `retain_graph`
+    #: repeated on one root), if any: not a new forward pass.
+    same_graph_as: int | None = None

@@ -172,6 +172,9 @@ class CallCapture:
         self.error: str | None = None
         #: Under torch.distributed: (rank, world size), and the parameters DDP all-reduces.
         self.dist: tuple[int, int] | None = None
+        #: The earlier backward call whose root this call's root was (one graph backwarded
+        #: again with `retain_graph`), if any.
+        self.same_graph_as: int | None = None
         self.reduced: dict[int, Any] = {}
         #: GradScaler's scale when the root is a scaled loss: every gradient is multiplied by it.
         self.grad_scale: float | None = None
@@ -533,6 +536,7 @@ class CallCapture:
             nodes=len(graph.nodes),
             edges=len(graph.edges),
             error=self.error,
+            same_graph_as=self.same_graph_as,
             root_name=next(iter(graph.nodes[graph.root].names), None),
         )
 
@@ -565,6 +569,7 @@ class CallCapture:
             nodes=len(self.nodes),
             edges=sum(1 for srcs in self.sources for src in srcs if src is not None),
             error=self.error,
+            same_graph_as=self.same_graph_as,
             root_name=next(iter(root_names), None),
         )
 

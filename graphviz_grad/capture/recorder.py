@@ -270,8 +270,11 @@ class Recorder:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> CallCapture:
+        same: int | None = None
         for node, _ in roots:
-            node.metadata.setdefault("gradviz_calls", []).append(number)
+            calls = node.metadata.setdefault("gradviz_calls", [])
+            same = calls[0] if calls and same is None else same
+            calls.append(number)
         names = Names()
         frames = [frame.f_locals, frame.f_globals] if frame is not None else []
         names.scan_all([*frames, *self.namespaces])
@@ -285,6 +288,7 @@ class Recorder:
             deferred=self._mode.deferred if self._mode.values else None,
         )
         capture.leaves_run = kind == "backward" and not _has_inputs(args, kwargs)
+        capture.same_graph_as = same
         capture.grad_scale = root_scale(roots)
         capture.dist = rank_and_world()
         if capture.dist is not None:

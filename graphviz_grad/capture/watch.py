@@ -332,6 +332,11 @@ class Watch:
         self.grad_called: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
         #: Leaves that fed a graph op, by id (a WeakSet would compare tensors with `==`).
         self.used: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
+        #: For each leaf in `used`: how many backward calls had ended when it last fed a graph
+        #: op (one not used in the forward pass of the call shown is not that call's business).
+        self.last_use: dict[int, int] = {}
+        #: Backward calls ended so far (`after_call`).
+        self.backward_calls = 0
         #: The parameters that optimizers step, by id (`note_optimizer`): a parameter in none
         #: (a DQN's target network, a distillation teacher) is not meant to get a gradient.
         self.optimized: weakref.WeakValueDictionary[int, torch.Tensor] = (
@@ -613,8 +618,10 @@ class Watch:
         for i, a in enumerate(args):
             for t in (a,) if isinstance(a, torch.Tensor) else _each_tensor((a,)):
                 if t.requires_grad:
-                    if t.grad_fn is None and self.used.get(id(t)) is not t:
-                        self.used[id(t)] = t
+                    if t.grad_fn is None:
+                        if self.used.get(id(t)) is not t:
+                            self.used[id(t)] = t
+                        self.last_use[id(t)] = self.backward_calls
                 elif self.marks:
                     cut = self.cut_of(t)
                     if cut is not None:
@@ -670,6 +677,7 @@ class Watch:
         """Read what the checks need from a finished call, while its nodes are still held.
         `seq`: the forward recording's op count now (ops made later belong to later calls)."""
         number = capture.number or 0
+        self.backward_calls = max(self.backward_calls, number)
         reached = self.reached
         last = self._last_leaves = set()
         for i in capture.leaves:

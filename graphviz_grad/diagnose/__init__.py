@@ -143,6 +143,7 @@ def _run_checks(
             optimized=watch.optimized,
             reached=watch.reached,
             grad_called=watch.grad_called,
+            last_use=watch.last_use,
         )
     return found
 

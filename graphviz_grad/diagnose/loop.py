@@ -184,6 +184,8 @@ def frozen(
     why (`zero_grad()` between backward and step)."""
     series: dict[str, list[tuple[CallInfo, LeafStep]]] = {}
     for call in calls:
+        if call.same_graph_as is not None:  # the same graph again: no new forward, no step
+            continue
         seen: set[str] = set()
         for step in call.leaves:
             # a root that is itself a leaf (`torch.tensor(loss.item(), requires_grad=True)`) is

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import sys
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -62,6 +62,7 @@ def unused(
     optimized: Mapping[int, Any] | None = None,
     reached: Mapping[int, Any] | None = None,
     grad_called: Any = None,
+    last_use: Mapping[int, int] | None = None,
 ) -> list[Finding]:
     """[unused-param]: parameters and script tensors that need a gradient and get none.
 
@@ -103,7 +104,12 @@ def unused(
             found.append(_elsewhere_finding(name, module, elsewhere))
     if free:
         labels = {name for n in graph.leaves for name in n.names}
-        found.extend(_free_tensors(namespace, seen, used, labels))
+        # a tensor last used outside the forward pass of the call shown was not meant for it
+        # (`b = x + z` after the tutorial's backward, to show that `b` requires grad)
+        elsewhere = {
+            i for i, n in (last_use or {}).items() if graph.call is not None and n != graph.call - 1
+        }
+        found.extend(_free_tensors(namespace, seen, used, labels, elsewhere))
     return found
 
 
@@ -154,10 +160,15 @@ def _elsewhere_finding(name: str, module: torch.nn.Module, names: list[str]) -> 
 
 
 def _free_tensors(
-    namespace: Mapping[str, Any], seen: set[int], used: Any, labels: set[str]
+    namespace: Mapping[str, Any],
+    seen: set[int],
+    used: Any,
+    labels: set[str],
+    elsewhere: Collection[int] = (),
 ) -> list[Finding]:
     """Script tensors that require grad, are in no graph shown, and got no gradient from any
-    call (a `.grad` filled by another backward call means it was used there)."""
+    call (a `.grad` filled by another backward call means it was used there); not those used
+    only outside the forward pass of the call shown (`elsewhere`, by id)."""
     found = []
     for name, t in namespace.items():
         if name.startswith("_") or not isinstance(t, torch.Tensor) or id(t) in seen:
@@ -168,6 +179,8 @@ def _free_tensors(
             continue
         seen.add(id(t))
         feeds = used.get(id(t)) is t
+        if feeds and id(t) in elsewhere:
+            continue
         message = (
             f"`{name}` requires grad but the root does not depend on it, so `{name}.grad` "
             + ("stays None although it feeds other tensors." if feeds else "stays None.")

@@ -720,6 +720,30 @@ def test_pytorchs_warning_about_its_own_nested_tensors_is_an_info(tmp_path: Path
     assert "enable_nested_tensor=False" in (warned.hint or "")
 
 
+def test_pytorchs_autograd_tutorials_get_no_false_alarm(tmp_path: Path) -> None:
+    """The blitz tutorial shows that `b = x + z` requires grad after its backward call; the
+    autograd tutorial backwards one graph three times to show accumulation. Neither is a
+    parameter left out nor a frozen one; the accumulation is an info."""
+    script = tmp_path / "tutorial.py"
+    script.write_text(
+        "import torch\n"
+        "a = torch.tensor([2., 3.], requires_grad=True)\n"
+        "Q = 3 * a**3\n"
+        "Q.backward(gradient=torch.tensor([1., 1.]))\n"
+        "z = torch.rand((5, 5), requires_grad=True)\n"
+        "b = torch.rand(5, 5) + z\n"
+        "inp = torch.eye(4, 5, requires_grad=True)\n"
+        "out = (inp + 1).pow(2).t()\n"
+        "out.backward(torch.ones_like(out), retain_graph=True)\n"
+        "out.backward(torch.ones_like(out), retain_graph=True)\n"
+        "inp.grad.zero_()\n"
+        "out.backward(torch.ones_like(out), retain_graph=True)\n",
+        encoding="utf-8",
+    )
+    found = run(script).graph.findings
+    assert [(f.code, f.severity) for f in found] == [("grad-accumulates", "info")]
+
+
 _NO_GRAPH = {
     "x * w": "none of which requires grad: create the parameters with `requires_grad=True`",
     "x * w.detach()": "`.detach()` (or `.data`) at {name}:5 cut the graph on the way to it",
