@@ -106,10 +106,10 @@ def unused(
         labels = {name for n in graph.leaves for name in n.names}
         # a tensor last used outside the forward pass of the call shown was not meant for it
         # (`b = x + z` after the tutorial's backward, to show that `b` requires grad)
-        elsewhere = {
+        other = {
             i for i, n in (last_use or {}).items() if graph.call is not None and n != graph.call - 1
         }
-        found.extend(_free_tensors(namespace, seen, used, labels, elsewhere))
+        found.extend(_free_tensors(namespace, seen, used, labels, other))
     return found
 
 
