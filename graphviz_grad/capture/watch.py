@@ -59,7 +59,17 @@ _INTERNAL = re.compile(r"\s*\(Triggered internally at [^)]*\)\s*$")
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: The file of the wrapper around `torch.autograd.backward` / `grad` (`Recorder._wrap`).
 _WRAPPER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recorder.py")
-_PLAIN, _DETACH, _INPLACE, _ITEM = 0, 1, 2, 3
+_PLAIN, _DETACH, _INPLACE, _ITEM, _NONDIFF = 0, 1, 2, 3, 4
+#: Ops whose result carries no gradient (indices, comparisons): an accuracy computed from
+#: `argmax` or `==` and given to backward has no graph. Only the no-graph hint names them: a
+#: comparison used as a mask (`torch.where(x > 0, x, 0)`) is no cut.
+_NONDIFF_OPS = frozenset(
+    f"aten::{name}"
+    for name in (
+        *("argmax", "argmin", "argsort", "eq", "ne", "gt", "lt", "ge", "le"),
+        *("logical_and", "logical_or", "logical_not", "logical_xor", "bucketize", "searchsorted"),
+    )
+)
 _DETACH_OPS = frozenset({"aten::detach", "aten::alias"})
 #: Where `@torch.no_grad()` as a decorator enters the block (`_entered_by_torch`).
 _CONTEXTLIB = os.path.join(_TORCH_DIR, "utils", "_contextlib.py")
@@ -170,6 +180,8 @@ def _classify(func: Any) -> int:
         return _DETACH
     if name in _ITEM_OPS:
         return _ITEM
+    if name in _NONDIFF_OPS:
+        return _NONDIFF
     args = func._schema.arguments
     if args and args[0].alias_info is not None and args[0].alias_info.is_write:
         return _INPLACE
@@ -309,6 +321,12 @@ _NO_GRAPH = {
         "Compute it outside `torch.inference_mode()`.",
     ),
     "item": ("`.item()`", "Keep the tensor; use `.item()` only to print or log."),
+    "nondiff": (
+        "`{op}`, whose result carries no gradient,",
+        "A loss made of `argmax`, comparisons or counts (an accuracy) has no gradient: train on "
+        "a differentiable loss such as `nn.functional.cross_entropy(logits, y)`, and keep the "
+        "accuracy for reporting.",
+    ),
 }
 
 
@@ -476,8 +494,23 @@ class Watch:
             self._cut_by_view(func, args, out)
         elif kind == _INPLACE:
             self._write(func, args)
+        elif kind == _NONDIFF:
+            self._nondiff(func, args, out, grad)
         else:
             self._item(func, args, out)
+
+    def _nondiff(self, func: Any, args: Any, out: Any, grad: bool) -> None:
+        """An op whose result carries no gradient, on a tensor that requires grad: its result
+        is a constant cut from the graph (`argmax`, `==`), noted for the no-graph hint; on
+        other tensors, a plain op (a mark passes through it)."""
+        tracked = next((t for t in _each_tensor(args) if t.requires_grad), None)
+        if tracked is not None and grad:  # a light cut: only the no-graph hint reads it
+            self.seq += 1
+            self.marks += 1
+            file, line = _where()
+            self._mark(out, Cut("nondiff", str(func), file, line, None, self.seq))
+        elif not grad or self.marks:
+            self._plain(func, args, out, grad)
 
     def _new_cut(self, kind: str, func: Any, source: torch.Tensor) -> Cut:
         self.seq += 1
@@ -644,6 +677,7 @@ class Watch:
                     "(`w = torch.tensor(1.0, requires_grad=True)`)."
                 )
             what, fix = _NO_GRAPH.get(cut.kind, _NO_GRAPH["detach"])
+            what = what.replace("{op}", cut.aten.removeprefix("aten.").split(".")[0])
             where = f" at {os.path.basename(cut.file)}:{cut.line}" if cut.file and cut.line else ""
             return (
                 f"The tensor given to backward() does not require grad: {what}{where} cut the "

@@ -81,7 +81,9 @@ def cuts(
     by_cut = {
         seq: found
         for seq, found in by_cut.items()
-        if found[0].spent_by is None and not _not_trained(found[0], optimized)
+        if found[0].spent_by is None
+        and not _not_trained(found[0], optimized)
+        and found[0].kind != "nondiff"  # a comparison used as a mask: no gradient was lost
     }
     return [
         _finding(graph, cut, sorted(set(ids)), reaches is not None and reaches(cut))

@@ -749,6 +749,8 @@ _NO_GRAPH = {
     "x * w.detach()": "`.detach()` (or `.data`) at {name}:5 cut the graph on the way to it",
     "x * w.data": "`.detach()` (or `.data`) at {name}:5 cut the graph on the way to it",
     "torch.no_grad": "an op under `torch.no_grad()` at {name}:6 cut the graph on the way to it",
+    # an accuracy given to backward: indices and comparisons carry no gradient
+    "(x * w > 1.5).float()": "`gt`, whose result carries no gradient, at {name}:5 cut the graph",
 }
 
 
@@ -777,6 +779,25 @@ def test_backward_without_a_graph_says_why(made: str, tmp_path: Path) -> None:
         run(script)
     assert "does not require grad and does not have a grad_fn" in raised.value.message
     assert _NO_GRAPH[made].format(name=script.name) in (raised.value.hint or "")
+    if made.startswith("(x * w >"):
+        assert "train on a differentiable loss such as" in (raised.value.hint or "")
+
+
+def test_a_mask_from_a_comparison_is_no_cut(tmp_path: Path) -> None:
+    """`torch.where(h > 0, h, 0.1 * h)` and an accuracy that is only logged: no finding."""
+    script = tmp_path / "mask.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.tensor([1.0, -2.0], requires_grad=True)\n"
+        "h = w * torch.tensor([3.0, 1.0])\n"
+        "h = torch.where(h > 0, h, 0.1 * h)\n"
+        "acc = (h.argmax() == 0).float()\n"
+        "loss = h.pow(2).sum()\n"
+        "loss.backward()\n"
+        "print(acc.item())\n",
+        encoding="utf-8",
+    )
+    assert run(script).graph.findings == ()
 
 
 def test_the_learners_autograd_errors_get_a_hint_that_fixes_them(tmp_path: Path) -> None:
