@@ -172,3 +172,29 @@ def test_display_path_follows_the_current_folder(
     monkeypatch.chdir(other)
     assert display_path(str(script)) == str(script)
     assert display_path(str(script), str(tmp_path)) == os.path.join("a", "s.py")
+
+
+def test_a_backward_call_in_another_thread_says_its_forward_values_are_unknown() -> None:
+    """The dispatch mode sees the recording thread's ops only: a loop run in a worker thread
+    gets its gradients (checked against torch) and a note instead of made-up values."""
+    import threading
+
+    found: dict[str, torch.Tensor] = {}
+
+    def work() -> None:
+        w = torch.tensor([1.0, -2.0], requires_grad=True)
+        loss = (w * torch.tensor([3.0, 4.0])).pow(2).sum()
+        loss.backward()
+        found["grad"] = w.grad.clone()
+
+    with gg.record() as rec:
+        worker = threading.Thread(target=work)
+        worker.start()
+        worker.join()
+    graph = rec.graph(-1)
+    assert any("another thread than the one the script started in" in n for n in graph.notes)
+    [leaf] = graph.leaves
+    assert leaf.grad is not None and leaf.grad.data == found["grad"].tolist()
+    with gg.record() as rec:
+        work()
+    assert not any("another thread" in n for n in rec.graph(-1).notes)

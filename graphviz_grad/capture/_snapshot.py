@@ -175,6 +175,8 @@ class CallCapture:
         #: The earlier backward call whose root this call's root was (one graph backwarded
         #: again with `retain_graph`), if any.
         self.same_graph_as: int | None = None
+        #: The call ran in a thread other than the one recording the forward pass.
+        self.other_thread = False
         self.reduced: dict[int, Any] = {}
         #: GradScaler's scale when the root is a scaled loss: every gradient is multiplied by it.
         self.grad_scale: float | None = None
@@ -504,7 +506,10 @@ class CallCapture:
             grad_source=self.kind if self.node_grads or self.leaf_grads else "none",
             call_file=display_path(self.where[0]),
             call_line=self.where[1],
-            notes=(f"{BACKWARD_FAILED}{self.error}",) if self.error else (),
+            notes=(
+                *((f"{BACKWARD_FAILED}{self.error}",) if self.error else ()),
+                *((OTHER_THREAD,) if self.other_thread else ()),
+            ),
         )
         if self.dist is not None:
             graph = with_rank(graph, *self.dist, reduced=bool(self.reduced))
@@ -784,6 +789,14 @@ def _recomputed(attr: str) -> Saved:
 def _unread(attr: str) -> Saved:
     name = attr.removeprefix("_saved_")
     return Saved(name, "tensor", text="saved through the script's saved_tensors_hooks: not read")
+
+
+#: The note of a graph whose forward pass ran in a thread gradviz did not record.
+OTHER_THREAD = (
+    "this backward call ran in another thread than the one the script started in, whose forward "
+    "pass is the only one gradviz records: values shown as — are unknown (those autograd saved "
+    "for backward are shown)."
+)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -113,6 +114,7 @@ class Recorder:
         self._step_pre_hook = register_optimizer_step_pre_hook(self._step_starts)
         self._mode.__enter__()
         self._entered = True
+        self._thread = threading.get_ident()  # the dispatch mode sees this thread's ops only
         return self
 
     def __exit__(
@@ -289,6 +291,7 @@ class Recorder:
         )
         capture.leaves_run = kind == "backward" and not _has_inputs(args, kwargs)
         capture.same_graph_as = same
+        capture.other_thread = threading.get_ident() != getattr(self, "_thread", None)
         capture.grad_scale = root_scale(roots)
         capture.dist = rank_and_world()
         if capture.dist is not None:
