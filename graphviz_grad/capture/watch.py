@@ -188,6 +188,8 @@ def _classify(func: Any) -> int:
     return _PLAIN
 
 
+#: Parameters of an optimizer that no backward call reached, kept (weakly) to name them.
+UNREACHED_KEPT = 8
 #: Nodes looked at, from a cut's source, for the mark of a backward call that freed them.
 SPENT_SEARCH = 32
 
@@ -364,6 +366,14 @@ class Watch:
         #: Optimizer steps taken while none of the optimizer's parameters held a gradient, and
         #: the line of the first (`note_step_grads`).
         self.gradless_steps = 0
+        #: Optimizer steps after backward calls none of which reached the optimizer's
+        #: parameters, where the first ran, a few of those parameters and how many it holds.
+        self.unreached_steps = 0
+        self.unreached_where: tuple[str | None, int | None] | None = None
+        self.unreached_params: weakref.WeakValueDictionary[int, torch.Tensor] = (
+            weakref.WeakValueDictionary()
+        )
+        self.unreached_count = 0
         self.gradless_where: tuple[str | None, int | None] | None = None
         #: The leaves of every backward call's graph so far, by id (`after_call`): a parameter
         #: missing from the graph shown was still trained if it is here (an expert a router
@@ -600,19 +610,33 @@ class Watch:
         """An optimizer steps: note where, the first time, if none of its parameters holds a
         gradient (`zero_grad()` between backward and step: the update does nothing)."""
         reached = False  # the last backward call reached one of them: they had a gradient
+        params: list[torch.Tensor] = []
         try:
             for group in optimizer.param_groups:
                 for p in group["params"]:
                     if getattr(p, "grad", None) is not None:
                         return
                     reached = reached or id(p) in self._last_leaves
+                    params.append(p)
         except (AttributeError, KeyError, TypeError):  # not torch.optim's layout
             return
         if not reached:  # no backward reached them: nothing was cleared (a cut, no backward)
+            if self.backward_calls and not any(self.reached.get(id(p)) is p for p in params):
+                self._never_reached(params)
             return
         self.gradless_steps += 1
         if self.gradless_where is None:
             self.gradless_where = _where()
+
+    def _never_reached(self, params: list[torch.Tensor]) -> None:
+        """A step after backward calls, none of which reached any of the optimizer's parameters
+        (the optimizer holds another model's, or layers `forward` has since replaced)."""
+        self.unreached_steps += 1
+        if self.unreached_where is None:
+            self.unreached_where = _where()
+            for p in params[:UNREACHED_KEPT]:
+                self.unreached_params[id(p)] = p
+            self.unreached_count = len(params)
 
     def _write(self, func: Any, args: Any) -> None:
         t = args[0] if args else None

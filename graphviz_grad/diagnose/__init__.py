@@ -130,6 +130,7 @@ def _run_checks(
     from . import params
 
     found = params.retained(graph, namespace)
+    found += params.stepped_unreached(watch, namespace)
     events = watch.events_for(graph)
     if events is not None:
         last = graph.call is None or not calls or graph.call == calls[-1].number
@@ -144,6 +145,7 @@ def _run_checks(
             reached=watch.reached,
             grad_called=watch.grad_called,
             last_use=watch.last_use,
+            stepped=watch.unreached_params,
         )
     return found
 

@@ -63,6 +63,7 @@ def unused(
     reached: Mapping[int, Any] | None = None,
     grad_called: Any = None,
     last_use: Mapping[int, int] | None = None,
+    stepped: Mapping[int, Any] | None = None,
 ) -> list[Finding]:
     """[unused-param]: parameters and script tensors that need a gradient and get none.
 
@@ -76,6 +77,7 @@ def unused(
     (`grad_called` lacks it: an inference model, a frozen backbone) is not reported, unless an
     optimizer steps that parameter."""
     in_graph = {id(t) for r in leaves if (t := r()) is not None}
+    stepped = stepped or {}
     seen = set(in_graph)
     found = []
     reached = reached or {}
@@ -83,6 +85,8 @@ def unused(
         groups: dict[bool, list[str]] = {True: [], False: []}
         elsewhere: list[str] = []
         for pname, p in module.named_parameters():
+            if id(p) in stepped:  # `stepped_unreached` says more about it
+                continue
             if p.requires_grad and id(p) not in seen and not outside_optimizers(p, optimized):
                 seen.add(id(p))
                 state = _was_called(module, pname, called, grad_called)
@@ -111,6 +115,41 @@ def unused(
         }
         found.extend(_free_tensors(namespace, seen, used, labels, other))
     return found
+
+
+def stepped_unreached(watch: Any, namespace: Mapping[str, Any]) -> list[Finding]:
+    """[unused-param]: an optimizer stepped after backward calls, and no backward call ever
+    reached the parameters it updates: it holds another model's parameters, or layers that
+    `forward` has replaced since (`self.fc = nn.Linear(...)` in `forward`)."""
+    kept = [p for p in watch.unreached_params.values() if watch.reached.get(id(p)) is not p]
+    if not watch.unreached_steps or not kept or watch.unreached_where is None:
+        return []
+    names = {
+        id(p): f"{name}.{pname}"
+        for name, m in _modules(namespace)
+        for pname, p in m.named_parameters(remove_duplicate=False)
+    }
+    named = [names[id(p)] for p in kept if id(p) in names]
+    file, line = watch.unreached_where
+    count = watch.unreached_count
+    ran = f"`optimizer.step()`{at_line(line)} ran {plural(watch.unreached_steps, 'time')}"
+    if named:
+        what = f"the parameters it updates ({listing(named)}"
+        what += f" of {count})" if count > len(named) else ")"
+        why = "The loss is computed from other parameters."
+    else:
+        what = f"the {plural(count, 'parameter')} it updates"
+        why = (
+            "None of them belongs to a module of the script any more: a layer made again in "
+            "`forward` (`self.fc = nn.Linear(...)`) replaces the one the optimizer took."
+        )
+    message = f"{ran}, but no backward call reached {what}, so the update does nothing. {why}"
+    hint = (
+        "Create the optimizer from the parameters the loss is computed from "
+        "(`torch.optim.SGD(model.parameters(), ...)`, after the model), and create layers in "
+        "`__init__`, not in `forward`."
+    )
+    return [Finding("unused-param", "warning", message, display_path(file), line, (), hint)]
 
 
 def _module_finding(

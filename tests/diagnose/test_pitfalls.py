@@ -744,6 +744,47 @@ def test_pytorchs_autograd_tutorials_get_no_false_alarm(tmp_path: Path) -> None:
     assert [(f.code, f.severity) for f in found] == [("grad-accumulates", "info")]
 
 
+@pytest.mark.parametrize("case", ["layer made in forward", "another model", "right"])
+def test_an_optimizer_whose_parameters_no_backward_reaches_is_named(
+    case: str, tmp_path: Path
+) -> None:
+    """`self.fc = nn.Linear(...)` in `forward` (the optimizer keeps the first layer), or an
+    optimizer made from another model: it steps, and nothing it updates ever gets a gradient."""
+    forward = "        self.fc = nn.Linear(4, 1)\n" if case == "layer made in forward" else ""
+    given = "other" if case == "another model" else "model"
+    script = tmp_path / "opt.py"
+    script.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = nn.Linear(4, 1)\n"
+        "    def forward(self, x):\n"
+        f"{forward}"
+        "        return self.fc(x)\n"
+        "model, other = Net(), Net()\n"
+        f"opt = torch.optim.SGD({given}.parameters(), lr=0.1)\n"
+        "for _ in range(4):\n"
+        "    loss = model(torch.randn(8, 4)).pow(2).mean()\n"
+        "    opt.zero_grad()\n"
+        "    loss.backward()\n"
+        "    opt.step()\n",
+        encoding="utf-8",
+    )
+    found = [f for f in run(script).graph.findings if f.code == "unused-param"]
+    if case == "right":
+        assert found == []
+        return
+    [f] = found
+    assert f.severity == "warning" and f.line == 16 - (case != "layer made in forward")
+    assert "but no backward call reached" in f.message and "the update does nothing" in f.message
+    if case == "another model":
+        assert "(`other.fc.weight` and `other.fc.bias`)" in f.message
+    else:
+        assert "a layer made again in `forward`" in f.message
+
+
 _NO_GRAPH = {
     "x * w": "none of which requires grad: create the parameters with `requires_grad=True`",
     "x * w.detach()": "`.detach()` (or `.data`) at {name}:5 cut the graph on the way to it",
