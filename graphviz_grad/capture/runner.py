@@ -331,6 +331,38 @@ _KNOWN = (
         "`allow_unused=True` (its gradient is then None).",
     ),
     (
+        "returned an incorrect number of gradients",
+        "A custom `autograd.Function`'s `backward` returns one gradient per input of `forward`, "
+        "in order: `return grad_x, None` for an input that needs none (a number, a flag).",
+    ),
+    (
+        "returned an invalid gradient at index",
+        "A custom `autograd.Function`'s `backward` returns, for each input of `forward`, a "
+        "gradient of that input's shape (or None).",
+    ),
+    (
+        "save_for_backward can only save variables",
+        "`ctx.save_for_backward` takes tensors only: keep other values as attributes of `ctx` "
+        "(`ctx.k = k`).",
+    ),
+    (
+        "cannot be converted to Scalar",
+        "`.item()` and `float()` need a tensor of one number: reduce it first "
+        "(`loss.mean().item()`), or use `.tolist()` for all the numbers.",
+    ),
+    (
+        "Expected target size",
+        "For a sequence, `cross_entropy` wants the classes in dimension 1: "
+        "`logits.permute(0, 2, 1)` ([N, C, L] against a target of [N, L]), or flatten both "
+        "(`cross_entropy(logits.reshape(-1, C), target.reshape(-1))`).",
+    ),
+    (
+        "_target_out_of_bounds_",  # `_known_hint` matches PyTorch's "Target 12 is out of bounds"
+        "A class index in the target is beyond the classes the model outputs: the last layer "
+        "needs one output per class (labels 0 to C-1; labels that start at 1 need "
+        "`target - 1`).",
+    ),
+    (
         "Expected all tensors to be on the same device",
         "Move the model and every tensor it meets to one device: `model.to(device)`, "
         "`x = x.to(device)`, `y = y.to(device)`.",
@@ -343,7 +375,12 @@ _MATMUL = re.compile(r"shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)
 
 def _known_hint(exc: BaseException) -> str | None:
     text = str(exc)
+    target = re.match(r"Target (-?\d+) is out of bounds", text)
+    if target is not None:
+        text = "_target_out_of_bounds_"
     hint = next((hint for piece, hint in _KNOWN if piece in text), None)
+    if target is not None and hint is not None:
+        hint = hint.replace("A class index", f"Class {target[1]}", 1)
     if "index out of range in self" in text and _raised_in(exc, "embedding"):
         hint = (
             "An index reached an `nn.Embedding` beyond its `num_embeddings` (or below 0): make "

@@ -1021,6 +1021,32 @@ def test_a_list_of_outputs_no_backward_ran_through_keeps_their_activations(
             "torch.autograd.grad((x * 2).sum(), [x, y])\n",
             "The output does not depend on that input",
         ),
+        (  # a custom Function whose backward forgets the gradient of its number input
+            "class Scale(torch.autograd.Function):\n"
+            "    @staticmethod\n"
+            "    def forward(ctx, x, k):\n"
+            "        ctx.k = k\n"
+            "        return x * k\n"
+            "    @staticmethod\n"
+            "    def backward(ctx, g):\n"
+            "        return g * ctx.k\n"
+            "Scale.apply(torch.ones(3, requires_grad=True), 2.0).sum().backward()\n",
+            "A custom `autograd.Function`'s `backward` returns one gradient per input",
+        ),
+        (
+            "nn.functional.cross_entropy(nn.Linear(4, 10)(torch.randn(2, 4)), "
+            "torch.tensor([1, 10])).backward()\n",
+            "Class 10 in the target is beyond the classes the model outputs",
+        ),
+        (
+            "logits = nn.Linear(4, 10)(torch.randn(2, 7, 4))\n"
+            "nn.functional.cross_entropy(logits, torch.zeros(2, 7, dtype=torch.long)).backward()\n",
+            "For a sequence, `cross_entropy` wants the classes in dimension 1",
+        ),
+        (
+            "print(nn.Linear(4, 2)(torch.randn(1, 4)).item())\n",
+            "`.item()` and `float()` need a tensor of one number",
+        ),
         (
             "with torch.inference_mode():\n    x = torch.randn(2, 3) * 2\n"
             "nn.Linear(3, 1)(x).pow(2).sum().backward()\n",
