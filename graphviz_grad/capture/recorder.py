@@ -33,7 +33,7 @@ from .distributed import ddp_parameters, rank_and_world
 from .functions import FunctionCalls
 from .naming import Names
 from .optim import OptimizerSteps
-from .watch import Watch
+from .watch import Watch, scripts_own
 
 
 class Recorder:
@@ -150,9 +150,10 @@ class Recorder:
         self.watch.held = {}
         self._mode.last_frame = None
         while frame is not None and frame.f_locals is not frame.f_globals:
-            for name, value in frame.f_locals.items():
-                if not name.startswith("_"):
-                    found.setdefault(name, value)
+            if scripts_own(frame.f_code.co_filename):
+                for name, value in frame.f_locals.items():
+                    if not name.startswith("_"):
+                        found.setdefault(name, value)
             frame = frame.f_back
         return found
 

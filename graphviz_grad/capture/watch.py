@@ -215,6 +215,12 @@ def _spent_by(node: Any) -> int | None:
     return None
 
 
+def scripts_own(filename: str) -> bool:
+    """A file of the script's own: not PyTorch's, gradviz's or the standard library's (as
+    `USER_FRAMES`), nor an installed library's (a framework's locals are not the script's)."""
+    return USER_FRAMES.is_user(filename) and ("-packages" + os.sep) not in filename
+
+
 #: Entries of a dict, or attributes of an object, looked at by `_worth_holding`.
 HOLD_LOOK = 64
 
@@ -724,7 +730,7 @@ class Watch:
         innermost names first. A cheap look: the last item of a list, a total's first nodes."""
         held: dict[str, Any] = {}
         while frame is not None and frame.f_locals is not frame.f_globals:
-            if USER_FRAMES.is_user(frame.f_code.co_filename):
+            if scripts_own(frame.f_code.co_filename):
                 for name, value in frame.f_locals.items():
                     if name not in held and not name.startswith("_") and _worth_holding(value):
                         held[name] = value
