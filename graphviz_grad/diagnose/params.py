@@ -124,12 +124,16 @@ def stepped_unreached(watch: Any, namespace: Mapping[str, Any]) -> list[Finding]
     kept = [p for p in watch.unreached_params.values() if watch.reached.get(id(p)) is not p]
     if not watch.unreached_steps or not kept or watch.unreached_where is None:
         return []
-    names = {
-        id(p): f"{name}.{pname}"
+    owners = {
+        id(p): (name, m, pname)
         for name, m in _modules(namespace)
         for pname, p in m.named_parameters(remove_duplicate=False)
     }
-    named = [names[id(p)] for p in kept if id(p) in names]
+    found = [owners[id(p)] for p in kept if id(p) in owners]
+    named = [f"{name}.{pname}" for name, _, pname in found]
+    ran_forward = [
+        name for name, m, pname in found if _was_called(m, pname, watch.called, watch.grad_called)
+    ]
     file, line = watch.unreached_where
     count = watch.unreached_count
     ran = f"`optimizer.step()`{at_line(line)} ran {plural(watch.unreached_steps, 'time')}"
@@ -137,6 +141,12 @@ def stepped_unreached(watch: Any, namespace: Mapping[str, Any]) -> list[Finding]
         what = f"the parameters it updates ({listing(named)}"
         what += f" of {count})" if count > len(named) else ")"
         why = "The loss is computed from other parameters."
+        if ran_forward:  # the model ran: something on the way to the loss cut it off
+            why = (
+                f"`{ran_forward[0]}` ran in the forward pass, but the loss does not depend on "
+                "it: a `.detach()`, `.item()` or `torch.no_grad()` on the way cuts the graph "
+                "(a `cut` finding names it when gradviz saw it)."
+            )
     else:
         what = f"the {plural(count, 'parameter')} it updates"
         why = (
@@ -149,6 +159,12 @@ def stepped_unreached(watch: Any, namespace: Mapping[str, Any]) -> list[Finding]
         "(`torch.optim.SGD(model.parameters(), ...)`, after the model), and create layers in "
         "`__init__`, not in `forward`."
     )
+    if named and ran_forward:
+        hint = (
+            f"Make the loss depend on `{ran_forward[0]}`'s output: drop the `.detach()`, "
+            "`.item()` or `torch.no_grad()` between them (`torch.tensor(loss.item())` makes a "
+            "new tensor with no graph)."
+        )
     return [Finding("unused-param", "warning", message, display_path(file), line, (), hint)]
 
 
