@@ -74,6 +74,14 @@ def run(path: Path) -> Captured:
     return with_findings(capture_script(path, [], CaptureOptions()))
 
 
+def _torch_warning(tmp_path: Path, text: str) -> Finding:
+    """The one `torch-warning` finding of a script made of `text`."""
+    script = tmp_path / "warns.py"
+    script.write_text(text, encoding="utf-8")
+    [warned] = [f for f in run(script).graph.findings if f.code == "torch-warning"]
+    return warned
+
+
 def _main(found: tuple[Finding, ...], name: str) -> Finding:
     code = name.removesuffix(".py").replace("_", "-")
     return next(f for f in found if f.code == code)
@@ -702,8 +710,8 @@ def test_a_function_that_never_calls_backward_still_gives_its_loss_graph(tmp_pat
 def test_pytorchs_warning_about_its_own_nested_tensors_is_an_info(tmp_path: Path) -> None:
     """`nn.TransformerEncoder`'s fast path (eval, padding mask) warns that nested tensors are a
     prototype: PyTorch's own business, which the script cannot act on."""
-    script = tmp_path / "encoder.py"
-    script.write_text(
+    warned = _torch_warning(
+        tmp_path,
         "import torch\n"
         "from torch import nn\n"
         "layer = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)\n"
@@ -713,9 +721,7 @@ def test_pytorchs_warning_about_its_own_nested_tensors_is_an_info(tmp_path: Path
         "enc.eval()\n"
         "with torch.no_grad():\n"
         "    enc(x, src_key_padding_mask=pad)\n",
-        encoding="utf-8",
     )
-    [warned] = [f for f in run(script).graph.findings if f.code == "torch-warning"]
     assert warned.severity == "info" and warned.line == 9
     assert "enable_nested_tensor=False" in (warned.hint or "")
 
@@ -1094,16 +1100,14 @@ def test_a_loss_rebuilt_from_its_item_is_the_cut_not_a_frozen_parameter(tmp_path
 
 
 def test_a_tensor_built_from_losses_gets_the_hint_that_keeps_the_graph(tmp_path: Path) -> None:
-    script = tmp_path / "stack.py"
-    script.write_text(
+    warned = _torch_warning(
+        tmp_path,
         "import torch\n"
         "w = torch.randn(3, requires_grad=True)\n"
         "l1, l2 = (w * 2).sum(), w.abs().sum()\n"
         "loss = torch.tensor([l1, l2]).sum()\n"
         "loss.requires_grad_()\n"
         "loss.backward()\n",
-        encoding="utf-8",
     )
-    [warned] = [f for f in run(script).graph.findings if f.code == "torch-warning"]
     assert warned.line == 4
     assert "`torch.stack([t1, t2])`" in (warned.hint or "")
