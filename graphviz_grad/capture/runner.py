@@ -363,6 +363,12 @@ _KNOWN = (
         "`target - 1`).",
     ),
     (
+        "all elements of input should be between 0 and 1",
+        "`binary_cross_entropy` (`nn.BCELoss`) takes probabilities: apply `torch.sigmoid` "
+        "first, or better, give the raw scores to `binary_cross_entropy_with_logits` "
+        "(`nn.BCEWithLogitsLoss`), which is stabler.",
+    ),
+    (
         "Expected all tensors to be on the same device",
         "Move the model and every tensor it meets to one device: `model.to(device)`, "
         "`x = x.to(device)`, `y = y.to(device)`.",

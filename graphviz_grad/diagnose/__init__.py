@@ -28,6 +28,7 @@ from ..model import SEVERITY_RANK, CallInfo, Finding, Graph
 from . import calls as _calls
 from . import grads as _grads
 from . import loop as _loop
+from . import losses as _losses
 from . import saved as _saved
 from . import shapes as _shapes
 from .cuts import cuts as _cuts
@@ -53,6 +54,7 @@ CODES: tuple[str, ...] = (
     "grad-inf",
     "grad-scale",
     "loss-broadcast",
+    "loss-input",
     "torch-warning",
     "loop-nonfinite",
     "loss-diverges",
@@ -92,6 +94,7 @@ def _graph_checks(
         *_grads.none(graph),
         *_grads.scale(graph),
         *_shapes.broadcast(graph),
+        *_losses.loss_inputs(graph),
         *_calls.grows(graph, calls),
         *_calls.accumulates(graph, calls),
         *_calls.summed(graph, calls),

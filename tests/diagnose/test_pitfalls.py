@@ -39,6 +39,7 @@ EXPECTED: dict[str, list[tuple[str, str, int | None, tuple[int, ...]]]] = {
     "grad_inf.py": [("grad-inf", "error", 8, (3,))],
     "grad_scale.py": [("grad-scale", "warning", 13, (6,))],
     "loss_broadcast.py": [("loss-broadcast", "warning", 15, (0, 2))],
+    "loss_input.py": [("loss-input", "warning", 17, (0, 2))],
     "torch_warning.py": [("torch-warning", "warning", 15, ())],
     "loop_nonfinite.py": [
         ("grad-nan", "error", 12, (2,)),
@@ -60,6 +61,7 @@ FIRST_NODE: dict[str, str] = {
     "grad_scale.py": "w_age",
     "graph_grows.py": "SubBackward0",
     "loss_broadcast.py": "MseLossBackward0",
+    "loss_input.py": "NllLossBackward0",
 }
 
 CORRECT = ["training_loop.py", "mlp.py", "linear.py", "affine.py", "quadratic.py", "lstm.py"]
@@ -791,6 +793,43 @@ def test_an_optimizer_whose_parameters_no_backward_reaches_is_named(
         assert "a layer made again in `forward`" in f.message
 
 
+@pytest.mark.parametrize(
+    ("loss", "expected"),
+    [
+        ("F.cross_entropy(torch.softmax(h, 1), y)", "`cross_entropy` at line 6 is given the"),
+        ("F.nll_loss(torch.softmax(h, 1), y)", "it is given the output of `softmax`"),
+        ("F.nll_loss(h, y)", "it is given raw scores (#1 AddmmBackward0 `h` at line 5)"),
+        (
+            "F.binary_cross_entropy_with_logits(torch.sigmoid(h[:, 0]), (y == 0).float())",
+            "it applies `sigmoid` itself",
+        ),
+        ("F.cross_entropy(h, y)", None),  # the logits: right
+        ("F.nll_loss(F.log_softmax(h, 1).view(4, 3), y)", None),  # log-probabilities, reshaped
+        ("F.binary_cross_entropy(torch.sigmoid(h[:, 0]), (y == 0).float())", None),
+    ],
+)
+def test_a_loss_given_what_it_computes_itself_is_named(
+    loss: str, expected: str | None, tmp_path: Path
+) -> None:
+    script = tmp_path / "losses.py"
+    script.write_text(
+        "import torch\n"
+        "import torch.nn.functional as F\n"
+        "torch.manual_seed(0)\n"
+        "x, y = torch.randn(4, 2), torch.tensor([0, 2, 1, 0])\n"
+        "h = torch.nn.Linear(2, 3)(x)\n"
+        f"loss = {loss}\n"
+        "loss.backward()\n",
+        encoding="utf-8",
+    )
+    found = [f for f in run(script).graph.findings if f.code == "loss-input"]
+    if expected is None:
+        assert found == []
+        return
+    [f] = found
+    assert f.line == 6 and expected in f.message
+
+
 _NO_GRAPH = {
     "x * w": "none of which requires grad: create the parameters with `requires_grad=True`",
     "x * w.detach()": "`.detach()` (or `.data`) at {name}:5 cut the graph on the way to it",
@@ -1048,6 +1087,11 @@ def test_a_list_of_outputs_no_backward_ran_through_keeps_their_activations(
             "logits = nn.Linear(4, 10)(torch.randn(2, 7, 4))\n"
             "nn.functional.cross_entropy(logits, torch.zeros(2, 7, dtype=torch.long)).backward()\n",
             "For a sequence, `cross_entropy` wants the classes in dimension 1",
+        ),
+        (
+            "nn.functional.binary_cross_entropy(nn.Linear(4, 1)(torch.randn(3, 4)) * 5, "
+            "torch.ones(3, 1)).backward()\n",
+            "`binary_cross_entropy` (`nn.BCELoss`) takes probabilities",
         ),
         (
             "print(nn.Linear(4, 2)(torch.randn(1, 4)).item())\n",
