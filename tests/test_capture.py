@@ -108,6 +108,18 @@ def test_module_parameters_are_named_with_qualified_names() -> None:
     assert "model.0.weight" in names and "model.2.bias" in names
 
 
+def test_a_buffer_that_requires_grad_is_named_like_a_parameter() -> None:
+    """A module may hold a leaf that requires grad as a buffer (a learnable scale kept out of
+    `parameters()` on purpose): it is named `model.<buffer>` as its parameters are."""
+    model = torch.nn.Linear(3, 1)
+    model.register_buffer("scale", torch.ones(1, requires_grad=True))
+    with gg.record() as rec:
+        loss = (model(torch.ones(2, 3)) * model.scale).sum()
+        loss.backward()
+    names = {name for n in rec.graph().leaves for name in n.names}
+    assert {"model.weight", "model.bias", "model.scale"} <= names
+
+
 def test_tied_weights_list_every_alias() -> None:
     emb = torch.nn.Embedding(5, 3)
     head = torch.nn.Linear(3, 5, bias=False)

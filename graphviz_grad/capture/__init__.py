@@ -20,6 +20,7 @@ from __future__ import annotations
 from ._forward import USER_FRAMES, op_record
 from ._snapshot import gradient_edge, saved_attrs
 from .calls import CallSpec, capture_calls, no_graph, parse_call_spec, run_recorded
+from .naming import unregistered, unwrap
 from .recorder import Recorder, record, trace
 from .runner import (
     ScriptRun,
@@ -65,5 +66,7 @@ __all__ = [
     "saved_attrs",
     "summarize",
     "trace",
+    "unregistered",
+    "unwrap",
     "user_traceback",
 ]

@@ -13,6 +13,7 @@ not listed as its name.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import linecache
 from collections.abc import Iterable, Mapping
@@ -54,6 +55,72 @@ def unwrap(module: Any) -> Any:
         module = inner
 
 
+@dataclasses.dataclass(frozen=True)
+class Unregistered:
+    """Layers a module keeps in a plain list, tuple or dict attribute (`self.layers = [...]`):
+    `nn.Module` does not register them, so `module.parameters()`, `.to()`, `.train()` and
+    `state_dict()` leave them out."""
+
+    owner: torch.nn.Module
+    path: str  # the attribute, from the top module: `layers`, `block.heads`
+    kind: str  # "list", "tuple" or "dict"
+    items: tuple[tuple[str, torch.nn.Module], ...]  # (`layers[0]`, the layer)
+
+
+def unregistered(module: torch.nn.Module) -> list[Unregistered]:
+    """The plain containers of layers in `module` and in its submodules (registered or not),
+    outermost first. A container of modules without parameters (activations) is left out:
+    leaving them unregistered changes nothing but `.train()`/`.eval()`; so are layers that are
+    registered elsewhere in `module` (`self.order = [self.layers[1], self.layers[0]]`) or
+    whose parameters all are."""
+    found: list[Unregistered] = []
+    todo: list[tuple[str, torch.nn.Module]] = [("", module)]
+    seen: set[int] = set()
+    registered = {id(m) for m in module.modules()}
+    params: set[int] | None = None
+    while todo and len(found) < _MAX_ITEMS:
+        prefix, top = todo.pop(0)
+        for sub_name, sub in top.named_modules():
+            if id(sub) in seen:
+                continue
+            seen.add(id(sub))
+            at = f"{prefix}{sub_name}." if sub_name else prefix
+            for attr, value in vars(sub).items():
+                items = _layers_in(value)
+                if attr.startswith("_") or not items:
+                    continue
+                labels = tuple(
+                    (f"{at}{attr}[{key!r}]", m) for key, m in items if id(m) not in registered
+                )
+                if not any(True for _, m in labels for _ in m.parameters()):
+                    continue
+                params = {id(p) for p in module.parameters()} if params is None else params
+                labels = tuple(
+                    (label, m)
+                    for label, m in labels
+                    if any(id(p) not in params for p in m.parameters())
+                )
+                if not labels:  # their parameters are the model's own (tied weights)
+                    continue
+                kind = type(value).__name__ if isinstance(value, (list, tuple)) else "dict"
+                found.append(Unregistered(sub, f"{at}{attr}", kind, labels))
+                todo.extend((f"{label}.", m) for label, m in labels)
+    return found
+
+
+def _layers_in(value: Any) -> list[tuple[Any, torch.nn.Module]]:
+    """The modules of a plain list, tuple or dict made only of modules, by index or key."""
+    if isinstance(value, (list, tuple)) and 0 < len(value) <= _MAX_ITEMS:
+        pairs: list[tuple[Any, Any]] = list(enumerate(value))
+    elif isinstance(value, dict) and 0 < len(value) <= _MAX_ITEMS:
+        pairs = list(value.items())
+    else:
+        return []
+    if all(isinstance(m, torch.nn.Module) and isinstance(k, (int, str)) for k, m in pairs):
+        return pairs
+    return []
+
+
 class Names:
     """Variable names by tensor identity, in the order they were first seen."""
 
@@ -64,6 +131,8 @@ class Names:
         self._keep: list[Any] = []
         self._qualified: set[str] = set()
         self._loop_names: set[str] = set()
+        #: Models whose plain containers of layers were not looked into yet.
+        self._models: list[tuple[str, torch.nn.Module]] = []
 
     def scan(self, namespace: Mapping[str, Any]) -> None:
         """Record the tensors, modules and small containers of tensors in `namespace`."""
@@ -119,9 +188,26 @@ class Names:
             if b.requires_grad:
                 self._qualified.add(f"{name}.{bname}")
                 self._add(f"{name}.{bname}", b)
+        self._models.append((name, module))
+
+    def _add_unregistered(self) -> None:
+        """Name the parameters of layers kept in plain lists and dicts (`model.layers[0].weight`,
+        see `unregistered`), once, when a leaf has no name: a walk over every attribute of
+        every module is too slow to make at every backward call of a well-built model."""
+        models, self._models = self._models, []
+        for name, module in models:
+            for layer in unregistered(module):
+                for label, sub in layer.items:
+                    for pname, p in sub.named_parameters(remove_duplicate=False):
+                        self._qualified.add(f"{name}.{label}.{pname}")
+                        self._add(f"{name}.{label}.{pname}", p)
 
     def for_leaf(self, variable: torch.Tensor) -> tuple[str, ...]:
-        return self._shown(self._by_tensor.get(id(variable), ()))
+        names = self._by_tensor.get(id(variable))
+        if names is None and self._models:
+            self._add_unregistered()
+            names = self._by_tensor.get(id(variable))
+        return self._shown(names or ())
 
     def for_output(self, node: Any, output_nr: int) -> tuple[str, ...]:
         return self._shown(self._by_node.get((id(node), output_nr), ()))

@@ -262,6 +262,13 @@ _KNOWN = (
         "place.",
     ),
     (
+        "optimizer got an empty parameter list",
+        "The optimizer was given no parameters: a model whose layers are kept in a plain "
+        "Python list or dict (`self.layers = [nn.Linear(...), ...]`) registers none of them; "
+        "keep them in `nn.ModuleList([...])` or `nn.ModuleDict({...})`. Build the optimizer "
+        "after the model, from `model.parameters()`.",
+    ),
+    (
         "grad can be implicitly created only for scalar outputs",
         "`backward()` without arguments needs a loss of one number: reduce it first "
         "(`loss.mean()` or `loss.sum()`), or pass `gradient=` a tensor of the loss's shape.",

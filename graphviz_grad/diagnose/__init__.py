@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._gc import on_big_graphs
@@ -86,7 +86,10 @@ def _sort_key(f: Finding) -> tuple[int, int, int, str, tuple[int, ...]]:
 
 
 def _graph_checks(
-    graph: Graph, calls: Sequence[CallInfo], watch: Watch | None = None
+    graph: Graph,
+    calls: Sequence[CallInfo],
+    watch: Watch | None = None,
+    explained: Collection[str] = (),
 ) -> list[Finding]:
     return [
         *_grads.nonfinite(graph),
@@ -96,11 +99,11 @@ def _graph_checks(
         *_shapes.broadcast(graph),
         *_losses.loss_inputs(graph),
         *_calls.grows(graph, calls),
-        *_calls.accumulates(graph, calls),
+        *_calls.accumulates(graph, calls, explained),
         *_calls.summed(graph, calls),
         *_loop.nonfinite(calls),
         *_loop.diverges(calls),
-        *_loop.frozen(calls, _gradless(watch)),
+        *_loop.frozen(calls, _gradless(watch), explained),
     ]
 
 
@@ -134,6 +137,7 @@ def _run_checks(
 
     found = params.retained(graph, namespace)
     found += params.stepped_unreached(watch, namespace)
+    found += params.unregistered_layers(watch, namespace, calls)
     events = watch.events_for(graph)
     if events is not None:
         last = graph.call is None or not calls or graph.call == calls[-1].number
@@ -162,7 +166,12 @@ def diagnose(
     namespace: Mapping[str, Any] | None = None,
 ) -> tuple[Finding, ...]:
     """The findings for `graph`, most serious first (deterministic order)."""
-    found = _graph_checks(graph, calls, watch)
+    explained: set[str] = set()
+    if namespace is not None:
+        from . import params  # imports torch
+
+        explained = params.unregistered_names(watch, namespace, calls)
+    found = _graph_checks(graph, calls, watch, explained)
     if watch is not None:
         found += _watch_checks(graph, calls, watch)
         if namespace is not None:

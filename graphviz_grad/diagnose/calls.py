@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from ..model import CallInfo, Finding, Graph, LeafStep, Severity
 from ._common import at_line, listing, plural
@@ -88,13 +88,16 @@ def _nonzero(step: LeafStep) -> bool:
     return g is not None and not g.all_zero
 
 
-def accumulates(graph: Graph, calls: Sequence[CallInfo]) -> list[Finding]:
+def accumulates(
+    graph: Graph, calls: Sequence[CallInfo], explained: Collection[str] = ()
+) -> list[Finding]:
     """[grad-accumulates]: a leaf's `.grad` is non-zero when backward starts again.
 
     A leaf updated since its last call whose gradient then adds up is the classic bug, unless no
     update uses the sum: a GAN's generator step backpropagates through the discriminator, whose
     `.grad` is zeroed before its own next step (`_unused`). A `torch.autograd.grad` call adds
-    nothing to `.grad` (WGAN-GP's gradient penalty), so it is not looked at."""
+    nothing to `.grad` (WGAN-GP's gradient penalty), so it is not looked at. `explained`: leaves
+    another finding accounts for (layers kept in a plain list, which `zero_grad()` misses)."""
     steps: dict[tuple[str, int], list[LeafStep]] = {}
     hits: list[tuple[CallInfo, str, bool]] = []
     cleared: set[str] = set()
@@ -117,7 +120,7 @@ def accumulates(graph: Graph, calls: Sequence[CallInfo]) -> list[Finding]:
                     cleared.add(step.name)
             earlier.append(step)
     unused = _unused(steps)
-    hits = [h for h in hits if not (h[2] and h[1] in unused)]
+    hits = [h for h in hits if not (h[2] and h[1] in unused) and h[1] not in explained]
     if not hits:
         return []
     return [_accumulates_finding(graph, hits, cleared, longest)]

@@ -9,7 +9,7 @@ forward pass or the backward pass produced it).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from ..model import CallInfo, Finding, LeafStep, TensorSummary, display_path
 from ._common import at_line, listing, plural
@@ -176,12 +176,15 @@ def _norm(s: TensorSummary | None) -> float:
 
 
 def frozen(
-    calls: Sequence[CallInfo], gradless: tuple[int, str | None, int | None] | None = None
+    calls: Sequence[CallInfo],
+    gradless: tuple[int, str | None, int | None] | None = None,
+    explained: Collection[str] = (),
 ) -> list[Finding]:
     """[params-frozen]: a leaf that gets a real gradient every call and whose value has stopped
     changing for the last calls (at least half of them): the update does not reach it.
     `gradless`: (count, file, line) of optimizer steps taken with no `.grad` held, which says
-    why (`zero_grad()` between backward and step)."""
+    why (`zero_grad()` between backward and step). `explained`: names another finding accounts
+    for (the parameters of layers kept in a plain list)."""
     series: dict[str, list[tuple[CallInfo, LeafStep]]] = {}
     for call in calls:
         if call.same_graph_as is not None:  # the same graph again: no new forward, no step
@@ -192,7 +195,7 @@ def frozen(
             # no parameter: the `cut` finding explains it
             if step.name == call.root_name and call.nodes == 1:
                 continue
-            if step.name not in seen and step.name != "leaf":
+            if step.name not in seen and step.name != "leaf" and step.name not in explained:
                 seen.add(step.name)
                 series.setdefault(step.name, []).append((call, step))
     stuck = [(name, steps) for name, steps in series.items() if _stuck_since(steps) is not None]

@@ -7,15 +7,17 @@
 from __future__ import annotations
 
 import ast
+import linecache
+import re
 import sys
 import weakref
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 
-from ..capture import saved_attrs
-from ..model import Finding, Graph, display_path
+from ..capture import saved_attrs, unregistered, unwrap
+from ..model import CallInfo, Finding, Graph, display_path
 from ._common import at_line, listing, outside_optimizers, plural, source_line
 
 #: Nodes walked at most per retained graph.
@@ -166,6 +168,105 @@ def stepped_unreached(watch: Any, namespace: Mapping[str, Any]) -> list[Finding]
             "new tensor with no graph)."
         )
     return [Finding("unused-param", "warning", message, display_path(file), line, (), hint)]
+
+
+def unregistered_layers(
+    watch: Any, namespace: Mapping[str, Any], calls: Sequence[CallInfo] = ()
+) -> list[Finding]:
+    """[params-frozen]: layers a model keeps in a plain list or dict (`self.layers = [...]`,
+    not `nn.ModuleList`) whose parameters backward reached and nothing updates: an optimizer
+    made from `model.parameters()` leaves them out. One finding per attribute of a class
+    (every block of a model that repeats one is listed in it)."""
+    groups: dict[tuple[type, str], list[tuple[str, Any, int]]] = {}
+    for name, layer, params in _untrained(watch, namespace, calls):
+        if any(watch.reached.get(id(p)) is p or p.grad is not None for _, p in params):
+            key = (type(layer.owner), layer.path.rsplit(".", 1)[-1])
+            groups.setdefault(key, []).append((name, layer, len(params)))
+    return [_unregistered_finding(layers) for layers in groups.values()]
+
+
+def unregistered_names(
+    watch: Any, namespace: Mapping[str, Any], calls: Sequence[CallInfo] = ()
+) -> set[str]:
+    """The names of the parameters of layers kept in plain containers that nothing updates
+    (`unregistered_layers` explains why they do not change; `params-frozen` and
+    `grad-accumulates` do not report them again)."""
+    return {label for _, _, params in _untrained(watch, namespace, calls) for label, _ in params}
+
+
+def _untrained(
+    watch: Any, namespace: Mapping[str, Any], calls: Sequence[CallInfo]
+) -> list[tuple[str, Any, list[tuple[str, torch.Tensor]]]]:
+    """(model name, `Unregistered`, its parameters by full name) for each plain container of
+    layers whose parameters no optimizer steps and whose values did not change over the calls.
+    Layers that train themselves (each with its own optimizer, as in a forward-forward
+    network) or that a loop over the layers updates by hand are not a mistake."""
+    optimized = getattr(watch, "optimized", None) or {}
+    values: dict[str, list[Any]] = {}
+    for call in calls:
+        for step in call.leaves:
+            values.setdefault(step.name, []).append(step.value)
+    found: list[tuple[str, Any, list[tuple[str, torch.Tensor]]]] = []
+    for name, model in _modules(namespace):
+        for layer in unregistered(unwrap(model)):
+            params: list[tuple[str, torch.Tensor]] = [
+                (f"{name}.{label}.{pname}", p)
+                for label, sub in layer.items
+                for pname, p in sub.named_parameters()
+            ]
+            if any(optimized.get(id(p)) is p for _, p in params):
+                continue
+            if any(_moved(values.get(label, ())) for label, _ in params):
+                continue
+            found.append((name, layer, params))
+    return found
+
+
+def _moved(values: Sequence[Any]) -> bool:
+    """Whether a leaf's value (its summary at each call) changed between calls."""
+    known = [v for v in values if v is not None]
+    return any(v != known[0] for v in known[1:])
+
+
+def _unregistered_finding(layers: list[tuple[str, Any, int]]) -> Finding:
+    name, layer, _ = layers[0]
+    cls = type(layer.owner).__name__
+    kinds = ", ".join(dict.fromkeys(type(m).__name__ for _, m in layer.items))
+    count = sum(n for _, _, n in layers)
+    attr = layer.path.rsplit(".", 1)[-1]
+    paths = [f"{n}.{other.path}" for n, other, _ in layers]
+    labels = [f"{n}.{label}" for n, other, _ in layers for label, _ in other.items]
+    one = len(layers) == 1
+    message = (
+        f"{listing(paths, limit=3)} {'is a plain' if one else 'are plain'} {layer.kind}"
+        f"{'' if one else 's'}, so `{cls}` does not register the layers in "
+        f"{'it' if one else 'them'} ({listing(labels, limit=3)}: {kinds}). Their "
+        f"{plural(count, 'parameter')} get gradients but are not in `{name}.parameters()`: an "
+        f"optimizer made from it never updates them, `{name}.zero_grad()` never clears their "
+        f"gradients, and `{name}.to(device)`, `.eval()` and `state_dict()` leave them out."
+    )
+    container = "nn.ModuleDict({...})" if layer.kind == "dict" else "nn.ModuleList([...])"
+    hint = (
+        f"Keep them in `{container.split('(')[0]}`: `self.{attr} = {container}` in "
+        f"`{cls}.__init__` (it indexes and iterates as the {layer.kind} does), so "
+        f"`{name}.parameters()` includes them."
+    )
+    file, line = _assigned_at(type(layer.owner), attr)
+    return Finding("params-frozen", "warning", message, file, line, (), hint)
+
+
+def _assigned_at(cls: type, attr: str) -> tuple[str | None, int | None]:
+    """The file and line of `self.<attr> = ...` in the `__init__` of `cls` or a base class."""
+    pattern = re.compile(rf"^\s*self\.{re.escape(attr)}\s*(:[^=]*)?=(?!=)")
+    for klass in cls.__mro__:
+        code = getattr(klass.__dict__.get("__init__"), "__code__", None)
+        if code is None:
+            continue
+        lines = [n for _, _, n in code.co_lines() if n is not None]
+        for n in range(code.co_firstlineno, max(lines, default=0) + 1):
+            if pattern.match(linecache.getline(code.co_filename, n)):
+                return display_path(code.co_filename), n
+    return None, None
 
 
 def _module_finding(

@@ -794,6 +794,75 @@ def test_an_optimizer_whose_parameters_no_backward_reaches_is_named(
 
 
 @pytest.mark.parametrize(
+    "held",
+    ["list", "dict", "ModuleList", "ordering list", "teacher", "own optimizers", "by hand"],
+)
+def test_layers_kept_in_a_plain_list_or_dict_are_named_with_the_fix(
+    held: str, tmp_path: Path
+) -> None:
+    """`self.hidden = [nn.Linear(...), ...]` registers nothing: the optimizer made from
+    `model.parameters()` never updates those layers and `zero_grad()` never clears them. The
+    finding names the container, the line that makes it and the fix; their parameters get
+    names (`model.hidden[0].weight`), and no frozen or accumulating leaf is reported on top.
+    A plain list of registered layers (an order), of a frozen teacher used under no_grad, or
+    of layers that train anyway (each with its own optimizer, as in a forward-forward network,
+    or updated by a loop over the layers) is fine."""
+    make = {
+        "dict": '{"a": nn.Linear(4, 8), "b": nn.Linear(8, 8)}',
+        "ModuleList": "nn.ModuleList([nn.Linear(4, 8), nn.Linear(8, 8)])",
+    }.get(held, "[nn.Linear(4, 8), nn.Linear(8, 8)]")
+    also = "self.order = nn.ModuleList(self.hidden)" if held == "ordering list" else "pass"
+    layers = "model.hidden.values()" if held == "dict" else "model.hidden"
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "import contextlib\n"
+        "import torch\n"
+        "from torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        f"        self.hidden = {make}\n"
+        f"        {also}\n"
+        "        self.out = nn.Linear(8, 1)\n"
+        "    def forward(self, x):\n"
+        f"        with {'torch.no_grad()' if held == 'teacher' else 'contextlib.nullcontext()'}:\n"
+        f"            for layer in {layers.replace('model.', 'self.')}:\n"
+        "                x = torch.relu(layer(x))\n"
+        "        return self.out(x)\n"
+        "torch.manual_seed(0)\n"
+        "x, y = torch.randn(32, 4), torch.randn(32, 1)\n"
+        "model = Net()\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=0.05)\n"
+        f"own = [torch.optim.SGD(l.parameters(), lr=0.05) for l in {layers}]\n"
+        "for step in range(8):\n"
+        "    opt.zero_grad()\n"
+        "    loss = nn.functional.mse_loss(model(x), y)\n"
+        "    loss.backward()\n"
+        "    opt.step()\n"
+        f"    for o in own if {held == 'own optimizers'} else ():\n"
+        "        o.step()\n"
+        "        o.zero_grad()\n"
+        f"    for p in [q for l in {layers} for q in l.parameters()] * {held == 'by hand'}:\n"
+        "        p.data -= 0.05 * p.grad\n"
+        "        p.grad = None\n",
+        encoding="utf-8",
+    )
+    captured = run(script)
+    found = [(f.code, f.severity) for f in captured.graph.findings]
+    if held not in ("list", "dict"):
+        assert found == []
+        return
+    assert found == [("params-frozen", "warning")]
+    [f] = captured.graph.findings
+    kind, fix = ("list", "nn.ModuleList([...])") if held == "list" else ("dict", "nn.ModuleDict")
+    assert f.line == 7 and f.message.startswith(f"`model.hidden` is a plain {kind}, so `Net`")
+    assert "Their 4 parameters get gradients but are not in `model.parameters()`" in f.message
+    assert fix in (f.hint or "")
+    label = "model.hidden[0].weight" if held == "list" else "model.hidden['a'].weight"
+    assert any(leaf.names == (label,) for leaf in captured.graph.leaves)
+
+
+@pytest.mark.parametrize(
     ("loss", "expected"),
     [
         ("F.cross_entropy(torch.softmax(h, 1), y)", "`cross_entropy` at line 6 is given the"),
@@ -1096,6 +1165,14 @@ def test_a_list_of_outputs_no_backward_ran_through_keeps_their_activations(
         (
             "print(nn.Linear(4, 2)(torch.randn(1, 4)).item())\n",
             "`.item()` and `float()` need a tensor of one number",
+        ),
+        (  # layers kept in a plain list register no parameter
+            "class Net(nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__()\n"
+            "        self.layers = [nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)]\n"
+            "torch.optim.Adam(Net().parameters())\n",
+            "The optimizer was given no parameters: a model whose layers are kept in a plain",
         ),
         (
             "with torch.inference_mode():\n    x = torch.randn(2, 3) * 2\n"
