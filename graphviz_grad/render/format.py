@@ -97,7 +97,26 @@ def fmt_type(shape: Sequence[int] | None, dtype: str | None) -> str:
 def _fmt_scalar(item: Data, precision: int) -> str:
     if isinstance(item, (bool, int, float)):
         return fmt_number(item, precision)
+    if isinstance(item, str) and item.endswith("j)"):
+        return fmt_complex(item, precision)
     return str(item)
+
+
+def fmt_complex(text: str, precision: int = 4) -> str:
+    """A complex number as its summary keeps it (Python's exact text) at `precision` digits:
+    ``"(0.3285975456237793+0.19177961349487305j)"`` -> ``"0.3286+0.1918j"``.
+
+    Example:
+        >>> fmt_complex("(1+0j)"), fmt_complex("(-0.5-2.25j)"), fmt_complex("(nan+infj)")
+        ('1.0+0.0j', '-0.5-2.25j', 'nan+infj')
+    """
+    try:
+        z = complex(text)
+    except ValueError:
+        return text
+    imag = fmt_number(z.imag, precision)
+    sign = "" if imag.startswith("-") else "+"
+    return f"{fmt_number(z.real, precision)}{sign}{imag}j"
 
 
 def _data_pieces(data: Data, precision: int) -> Iterator[str]:

@@ -3,8 +3,10 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 from helpers.graphs import big, scalar, vector
 
+from graphviz_grad.capture import summarize
 from graphviz_grad.model import TensorSummary
 from graphviz_grad.render import DrawOptions
 from graphviz_grad.render.format import (
@@ -64,6 +66,21 @@ def test_summary_small_data() -> None:
     assert fmt_summary(nested) == "[[1, 2], [3, 4]]"
     flags = TensorSummary(shape=(2,), dtype="bool", numel=2, data=[True, False])
     assert fmt_summary(flags) == "[True, False]"
+
+
+def test_complex_values_read_at_the_same_precision_as_real_ones() -> None:
+    """A complex tensor's numbers are kept exact (Python's text of each) and shown with the
+    digits of every other number, in every view."""
+    z = torch.tensor([0.3285975456237793 + 0.19177961349487305j, -1 - 2.5j, 3 + 0j])
+    s = summarize(z)
+    assert s.data == [str(complex(v)) for v in z.tolist()]
+    assert fmt_summary(s) == "[0.3286+0.1918j, -1.0-2.5j, 3.0+0.0j]"
+    assert fmt_summary(summarize(torch.tensor(2 - 1j))) == "2.0-1.0j"
+    nonfinite = summarize(torch.tensor([complex(math.nan, math.inf)]))
+    assert fmt_summary(nonfinite) == "nan+infj"
+    big_z = summarize(torch.full((64,), 3 + 4j))
+    stats = "μ=5.0 min=5.0 max=5.0 norm=40.0 (complex: statistics of |z|)"
+    assert fmt_summary(big_z) == f"c64[64] {stats}"
 
 
 def test_summary_truncates() -> None:
