@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from . import masks
 from ._forward import _TORCH_DIR, USER_FRAMES, aten_name, op_record, per_op
 from .compiled import compiling
 
@@ -60,6 +61,8 @@ _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: The file of the wrapper around `torch.autograd.backward` / `grad` (`Recorder._wrap`).
 _WRAPPER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recorder.py")
 _PLAIN, _DETACH, _INPLACE, _ITEM, _NONDIFF = 0, 1, 2, 3, 4
+#: Plain and in-place ops that may put a mask on attention scores (`capture/masks.py`).
+_MASK, _INPLACE_MASK = 5, 6
 #: Ops whose result carries no gradient (indices, comparisons): an accuracy computed from
 #: `argmax` or `==` and given to backward has no graph. Only the no-graph hint names them: a
 #: comparison used as a mask (`torch.where(x > 0, x, 0)`) is no cut.
@@ -184,8 +187,8 @@ def _classify(func: Any) -> int:
         return _NONDIFF
     args = func._schema.arguments
     if args and args[0].alias_info is not None and args[0].alias_info.is_write:
-        return _INPLACE
-    return _PLAIN
+        return _INPLACE_MASK if name in masks.OPS else _INPLACE
+    return _MASK if name in masks.OPS else _PLAIN
 
 
 #: Parameters of an optimizer that no backward call reached, kept (weakly) to name them.
@@ -387,6 +390,8 @@ class Watch:
         self.reached: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
         self.calls: dict[int, CallEvents] = {}
         self.warnings: list[ScriptWarning] = []
+        #: Masks put on attention scores (`capture/masks.py`).
+        self.masks = masks.Masks()
         self._traced: list[tuple[Any, CallEvents]] = []
         self._retain = False
         #: What the functions around the last backward call held (`note_frames`), by name.
@@ -500,7 +505,7 @@ class Watch:
             self.grad_called[module] = True
 
     # -- every aten op (the hot path) --------------------------------------------------------
-    def op(self, func: Any, args: Any, out: Any, grad: bool) -> None:
+    def op(self, func: Any, args: Any, out: Any, grad: bool, kwargs: Any = None) -> None:
         """Look at one op that just ran; `grad` says whether grad mode was on."""
         kind = per_op(self._kinds, func, _classify)
         if kind == _PLAIN:
@@ -512,6 +517,13 @@ class Watch:
             self._write(func, args)
         elif kind == _NONDIFF:
             self._nondiff(func, args, out, grad)
+        elif kind in (_MASK, _INPLACE_MASK):
+            if grad:
+                self.masks.op(func, args, kwargs, out, _where)
+            if kind == _INPLACE_MASK:
+                self._write(func, args)
+            elif not grad or self.marks:
+                self._plain(func, args, out, grad)
         else:
             self._item(func, args, out)
 

@@ -29,6 +29,7 @@ from . import calls as _calls
 from . import grads as _grads
 from . import loop as _loop
 from . import losses as _losses
+from . import masks as _masks
 from . import saved as _saved
 from . import shapes as _shapes
 from .cuts import cuts as _cuts
@@ -55,6 +56,7 @@ CODES: tuple[str, ...] = (
     "grad-scale",
     "loss-broadcast",
     "loss-input",
+    "attention-mask",
     "torch-warning",
     "loop-nonfinite",
     "loss-diverges",
@@ -127,6 +129,7 @@ def _watch_checks(graph: Graph, calls: Sequence[CallInfo], watch: Watch) -> list
         watch.optimized,
         events.reaches if events else None,
     )
+    found += _masks.attention_masks(graph, watch.masks.uses.values())
     return found
 
 

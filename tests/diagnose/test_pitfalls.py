@@ -40,6 +40,7 @@ EXPECTED: dict[str, list[tuple[str, str, int | None, tuple[int, ...]]]] = {
     "grad_scale.py": [("grad-scale", "warning", 13, (6,))],
     "loss_broadcast.py": [("loss-broadcast", "warning", 15, (0, 2))],
     "loss_input.py": [("loss-input", "warning", 17, (0, 2))],
+    "attention_mask.py": [("attention-mask", "warning", 20, (16,))],
     "torch_warning.py": [("torch-warning", "warning", 15, ())],
     "loop_nonfinite.py": [
         ("grad-nan", "error", 12, (2,)),
@@ -62,6 +63,7 @@ FIRST_NODE: dict[str, str] = {
     "graph_grows.py": "SubBackward0",
     "loss_broadcast.py": "MseLossBackward0",
     "loss_input.py": "NllLossBackward0",
+    "attention_mask.py": "BaddbmmBackward0",
 }
 
 CORRECT = ["training_loop.py", "mlp.py", "linear.py", "affine.py", "quadratic.py", "lstm.py"]
@@ -897,6 +899,56 @@ def test_a_loss_given_what_it_computes_itself_is_named(
         return
     [f] = found
     assert f.line == 6 and expected in f.message
+
+
+_MASKS = {  # the line that uses the mask -> the start of the finding's message (None: right)
+    "mha(x, x, x, attn_mask=causal)[0]": "A 1×6×6 mask of 0s and 1s is given to an attention",
+    "mha(x, x, x, attn_mask=causal, need_weights=False)[0]": "A 1×1×6×6 mask of 0s and 1s is",
+    "F.scaled_dot_product_attention(q, q, q, attn_mask=causal)": "A 6×6 mask of 0s and 1s is",
+    "torch.softmax((q @ k + causal) / 2.0, dim=-1)": "A 6×6 mask of 0s and 1s is added to the",
+    "((q @ k) * causal.bool()).softmax(-1)": "A 6×6 mask of 0s and 1s multiplies the attention",
+    "(q @ k).add_(causal).softmax(-1)": "A 6×6 mask of 0s and 1s is added to the attention",
+    # right: a bool mask, 0/-inf, -inf fill, an additive mask of 0/-1e4, a mask after softmax
+    "mha(x, x, x, attn_mask=causal == 0)[0]": None,
+    "mha(x, x, x, attn_mask=nn.Transformer.generate_square_subsequent_mask(6))[0]": None,
+    "F.scaled_dot_product_attention(q, q, q, attn_mask=causal.bool())": None,
+    "F.scaled_dot_product_attention(q, q, q, is_causal=True)": None,
+    "(q @ k).masked_fill(causal == 0, float('-inf')).softmax(-1)": None,
+    "(q @ k + (1.0 - causal) * -10000.0).softmax(-1)": None,
+    "(q @ k).softmax(-1) * causal": None,
+    "(q @ k * causal).sum(-1)": None,  # no softmax: not attention scores
+}
+
+
+@pytest.mark.parametrize("use", list(_MASKS))
+def test_an_attention_mask_of_zeros_and_ones_that_masks_nothing_is_named(
+    use: str, tmp_path: Path
+) -> None:
+    """A float 0/1 mask is added to the scores by `nn.MultiheadAttention` (both of its paths)
+    and `F.scaled_dot_product_attention`: it masks nothing. So does `scores + mask`, and
+    `scores * mask` before a softmax. Bool masks, -inf masks and masks applied after the softmax
+    are right."""
+    script = tmp_path / "masks.py"
+    script.write_text(
+        "import torch\n"
+        "import torch.nn.functional as F\n"
+        "from torch import nn\n"
+        "torch.manual_seed(0)\n"
+        "x, q = torch.randn(2, 6, 8), torch.randn(2, 2, 6, 4, requires_grad=True)\n"
+        "k, causal = q.transpose(-2, -1), torch.tril(torch.ones(6, 6))\n"
+        "mha = nn.MultiheadAttention(8, 2, batch_first=True)\n"
+        f"out = {use}\n"
+        "out.pow(2).mean().backward()\n",
+        encoding="utf-8",
+    )
+    found = [f for f in run(script).graph.findings if f.code == "attention-mask"]
+    expected = _MASKS[use]
+    if expected is None:
+        assert found == []
+        return
+    [f] = found
+    assert f.line == 8 and f.severity == "warning" and f.message.startswith(expected)
+    assert f.nodes and f.hint
 
 
 _NO_GRAPH = {
