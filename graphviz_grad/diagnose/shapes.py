@@ -197,6 +197,12 @@ _PYTORCHS_OWN = (
         "padding mask) uses nested tensors and warns about it; "
         "`nn.TransformerEncoder(..., enable_nested_tensor=False)` turns it off.",
     ),
+    (
+        "enable_nested_tensor is True, but self.use_nested_tensor is False",
+        "Nothing to fix for training or gradients: `nn.TransformerEncoder` says that its "
+        "inference fast path (nested tensors) will not be used with these layers; "
+        "`nn.TransformerEncoder(..., enable_nested_tensor=False)` silences it.",
+    ),
 )
 
 

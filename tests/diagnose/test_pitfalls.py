@@ -711,22 +711,27 @@ def test_a_function_that_never_calls_backward_still_gives_its_loss_graph(tmp_pat
     assert leaf.names == ("w",) and leaf.grad is not None and leaf.grad.data == -8.0
 
 
-def test_pytorchs_warning_about_its_own_nested_tensors_is_an_info(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["prototype", "not used"])
+def test_pytorchs_warning_about_its_own_nested_tensors_is_an_info(
+    kind: str, tmp_path: Path
+) -> None:
     """`nn.TransformerEncoder`'s fast path (eval, padding mask) warns that nested tensors are a
-    prototype: PyTorch's own business, which the script cannot act on."""
+    prototype, and, made from layers without `batch_first`, that it will not use them:
+    PyTorch's own business, which the script cannot act on."""
+    first = "True" if kind == "prototype" else "False"
+    evaluated = "enc.eval()\nwith torch.no_grad():\n    enc(x, src_key_padding_mask=pad)\n"
     warned = _torch_warning(
         tmp_path,
         "import torch\n"
         "from torch import nn\n"
-        "layer = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)\n"
+        f"layer = nn.TransformerEncoderLayer(8, 2, 16, batch_first={first})\n"
         "enc = nn.TransformerEncoder(layer, 1)\n"
-        "x, pad = torch.randn(2, 5, 8), torch.tensor([[False] * 5, [False] * 3 + [True] * 2])\n"
+        f"x = torch.randn({'2, 5' if kind == 'prototype' else '5, 2'}, 8)\n"
+        "pad = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])\n"
         "enc(x, src_key_padding_mask=pad).pow(2).mean().backward()\n"
-        "enc.eval()\n"
-        "with torch.no_grad():\n"
-        "    enc(x, src_key_padding_mask=pad)\n",
+        + (evaluated if kind == "prototype" else ""),
     )
-    assert warned.severity == "info" and warned.line == 9
+    assert warned.severity == "info" and warned.line == (10 if kind == "prototype" else 4)
     assert "enable_nested_tensor=False" in (warned.hint or "")
 
 
