@@ -22,6 +22,7 @@ the rest is weak references and plain numbers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -519,7 +520,9 @@ class Watch:
             self._nondiff(func, args, out, grad)
         elif kind in (_MASK, _INPLACE_MASK):
             if grad:
-                self.masks.op(func, args, kwargs, out, _where)
+                # a tensor it cannot read (sparse, nested) is no mask to report
+                with contextlib.suppress(Exception):
+                    self.masks.op(func, args, kwargs, out, _where)
             if kind == _INPLACE_MASK:
                 self._write(func, args)
             elif not grad or self.marks:

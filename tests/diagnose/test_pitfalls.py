@@ -922,6 +922,7 @@ _MASKS = {  # the line that uses the mask -> the start of the finding's message 
     "(q @ k + (1.0 - causal) * -10000.0).softmax(-1)": None,
     "(q @ k).softmax(-1) * causal": None,
     "(q @ k * causal).sum(-1)": None,  # no softmax: not attention scores
+    "(q[0, 0] @ k[0, 0] + torch.eye(6).to_sparse()).softmax(-1)": None,  # sparse: not read
 }
 
 
