@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import operator
 import os
+import re
 import sys
 from dataclasses import MISSING, dataclass, field, fields
 from functools import cached_property
@@ -42,6 +43,19 @@ def display_path(filename: str | None, cwd: str | None = None) -> str | None:
     if not filename:
         return None
     return _relative(filename, os.getcwd() if cwd is None else cwd)
+
+
+def rebinding_update(text: str) -> str | None:
+    """The name a line of code updates by making a new tensor from its own gradient
+    (`w = w - 0.01 * w.grad`, `self.w = self.w - lr * self.w.grad`), else None. With tracking
+    on, the new `w` is no leaf; under `no_grad`, it requires no grad."""
+    m = _REBINDING.match(text.strip())
+    if m is None or f"{m['name']}.grad" not in m["value"]:
+        return None
+    return m["name"]
+
+
+_REBINDING = re.compile(r"^(?P<name>[A-Za-z_][\w.]*)\s*=(?!=)\s*(?P<value>.+)$")
 
 
 @functools.lru_cache(maxsize=1024)

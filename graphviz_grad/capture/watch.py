@@ -23,6 +23,7 @@ the rest is weak references and plain numbers.
 from __future__ import annotations
 
 import contextlib
+import linecache
 import os
 import re
 import sys
@@ -36,6 +37,7 @@ from typing import Any
 
 import torch
 
+from ..model import rebinding_update
 from . import masks
 from ._forward import _TORCH_DIR, USER_FRAMES, aten_name, op_record, per_op
 from .compiled import compiling
@@ -307,6 +309,12 @@ def _outputs(out: Any) -> list[torch.Tensor]:
     if isinstance(out, (list, tuple)):
         return [t for t in out if isinstance(t, torch.Tensor)]
     return []
+
+
+def _rebinding(file: str | None, line: int | None) -> str | None:
+    """The name the line updates by making a new tensor from its gradient (`w = w - lr *
+    w.grad`): under `no_grad`, the new `w` requires no grad."""
+    return rebinding_update(linecache.getline(file, line)) if file and line else None
 
 
 def _entered_by_torch(frame: Any) -> bool:
@@ -724,6 +732,15 @@ class Watch:
             what, fix = _NO_GRAPH.get(cut.kind, _NO_GRAPH["detach"])
             what = what.replace("{op}", cut.aten.removeprefix("aten.").split(".")[0])
             where = f" at {os.path.basename(cut.file)}:{cut.line}" if cut.file and cut.line else ""
+            name = _rebinding(cut.file, cut.line) if cut.kind == "no_grad" else None
+            if name is not None:
+                return (
+                    f"The tensor given to backward() does not require grad: the update "
+                    f"`{name} = ...`{where}, under `torch.no_grad()`, made a new `{name}` that "
+                    f"does not require grad, so the forward pass after it builds no graph. "
+                    f"Update `{name}` in place instead: `{name} -= 0.01 * {name}.grad` inside "
+                    f"`torch.no_grad()`, then `{name}.grad.zero_()`."
+                )
             return (
                 f"The tensor given to backward() does not require grad: {what}{where} cut the "
                 f"graph on the way to it, so it depends on nothing that requires grad. {fix}"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterator, Sequence
 
-from ..model import Finding, Graph, Node, TensorSummary
-from ._common import at_line, leaf_where, listing, node_ref, plural
+from ..model import Finding, Graph, Node, TensorSummary, rebinding_update
+from ._common import at_line, leaf_where, listing, node_ref, plural, source_line
 
 #: A parameter gradient this many times above or below the median is flagged.
 SCALE_RATIO = 1e4
@@ -184,6 +184,14 @@ def _non_leaf_params(graph: Graph) -> list[Finding]:
             f"result (`{name} = (torch.randn(3) * 0.01).requires_grad_()`), or call "
             f"`{name}.retain_grad()` to only read its gradient."
         )
+        if rebinding_update(source_line(node.file, node.line)) == name:
+            hint = (
+                f"Line {node.line} is the update: it makes a new `{name}` from the old one with "
+                f"grad tracking on, so the new `{name}` is no leaf and its graph reaches back "
+                f"through every update. Update the leaf in place, untracked: `with "
+                f"torch.no_grad(): {name} -= 0.01 * {name}.grad`, then `{name}.grad.zero_()` "
+                f"(or `{name}.data = {name}.data - 0.01 * {name}.grad.data`)."
+            )
         nodes = (node.id, leaf.id)
         found.append(Finding("grad-none", "warning", message, node.file, node.line, nodes, hint))
     return found

@@ -35,7 +35,7 @@ def _finding(graph: Graph, use: MaskUse) -> Finding:
         for n in graph.nodes
         if n.line == line and n.file == file and (n.aten or "").startswith(aten)
     )
-    dims = "×".join(str(d) for d in shape)
+    dims = "×".join(str(d) for d in shape[-2:])  # query × key: a batch or head dim added inside
     times = f" ({plural(count, 'time')})" if count > 1 else ""
     what = f"A {dims} mask of 0s and 1s"
     if kind == "multiplied":

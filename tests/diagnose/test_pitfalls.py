@@ -907,8 +907,8 @@ def test_a_loss_given_what_it_computes_itself_is_named(
 
 
 _MASKS = {  # the line that uses the mask -> the start of the finding's message (None: right)
-    "mha(x, x, x, attn_mask=causal)[0]": "A 1×6×6 mask of 0s and 1s is given to an attention",
-    "mha(x, x, x, attn_mask=causal, need_weights=False)[0]": "A 1×1×6×6 mask of 0s and 1s is",
+    "mha(x, x, x, attn_mask=causal)[0]": "A 6×6 mask of 0s and 1s is given to an attention",
+    "mha(x, x, x, attn_mask=causal, need_weights=False)[0]": "A 6×6 mask of 0s and 1s is given",
     "F.scaled_dot_product_attention(q, q, q, attn_mask=causal)": "A 6×6 mask of 0s and 1s is",
     "torch.softmax((q @ k + causal) / 2.0, dim=-1)": "A 6×6 mask of 0s and 1s is added to the",
     "((q @ k) * causal.bool()).softmax(-1)": "A 6×6 mask of 0s and 1s multiplies the attention",
@@ -994,6 +994,45 @@ def test_backward_without_a_graph_says_why(made: str, tmp_path: Path) -> None:
     assert _NO_GRAPH[made].format(name=script.name) in (raised.value.hint or "")
     if made.startswith("(x * w >"):
         assert "train on a differentiable loss such as" in (raised.value.hint or "")
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_an_update_that_makes_a_new_weight_is_named_with_the_in_place_fix(
+    guarded: bool, tmp_path: Path
+) -> None:
+    """The lesson's update written as `w = w - 0.01 * w.grad`: with tracking on, the new `w` is
+    no leaf (its `.grad` is None, the next update fails); under `no_grad`, the new `w` requires
+    no grad (the next backward fails). Both say that the update line makes a new `w`, and give
+    the in-place update."""
+    update = "w = w - 0.01 * w.grad"
+    body = (
+        f"        with torch.no_grad():\n            {update}\n"
+        if guarded
+        else f"        {update}\n"
+    )
+    script = tmp_path / "update.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.tensor([1.0], requires_grad=True)\n"
+        "for epoch in range(3):\n"
+        "    for x, y in zip([1.0, 2.0, 3.0], [2.0, 4.0, 6.0]):\n"
+        "        l = (x * w - y) ** 2\n"
+        "        l.backward()\n" + body,
+        encoding="utf-8",
+    )
+    captured = run(script)
+    assert captured.error is not None
+    hint = captured.error.hint or ""
+    if guarded:
+        assert "does not have a grad_fn" in captured.error.message
+        assert (
+            "the update `w = ...` at update.py:8, under `torch.no_grad()`, made a new `w` that "
+            "does not require grad" in hint
+        )
+        assert "`w -= 0.01 * w.grad` inside `torch.no_grad()`" in hint
+        return
+    [f] = [f for f in captured.graph.findings if f.code == "grad-none"]
+    assert f.line == 7 and (f.hint or "").startswith("Line 7 is the update: it makes a new `w`")
 
 
 def test_a_mask_from_a_comparison_is_no_cut(tmp_path: Path) -> None:
