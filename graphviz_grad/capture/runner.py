@@ -262,6 +262,12 @@ _KNOWN = (
         "place.",
     ),
     (
+        "assigned grad expected to be a Tensor or None",
+        "`.grad` holds a tensor or None, not a number: clear it with `w.grad = None` or "
+        "`w.grad.zero_()` after the update (`optimizer.zero_grad()` does it for all of an "
+        "optimizer's parameters).",
+    ),
+    (
         "optimizer got an empty parameter list",
         "The optimizer was given no parameters: a model whose layers are kept in a plain "
         "Python list or dict (`self.layers = [nn.Linear(...), ...]`) registers none of them; "

@@ -1263,6 +1263,10 @@ def test_a_list_of_outputs_no_backward_ran_through_keeps_their_activations(
             "print(nn.Linear(4, 2)(torch.randn(1, 4)).item())\n",
             "`.item()` and `float()` need a tensor of one number",
         ),
+        (  # the gradient "reset" to a number
+            "w = torch.tensor(1.0, requires_grad=True)\n(w * 2).backward()\nw.grad = 0\n",
+            "`.grad` holds a tensor or None, not a number: clear it with `w.grad = None`",
+        ),
         (  # layers kept in a plain list register no parameter
             "class Net(nn.Module):\n"
             "    def __init__(self):\n"
