@@ -219,6 +219,10 @@ def _stuck_since(steps: list[tuple[CallInfo, LeafStep]]) -> int | None:
         return None
     if start > 0 and _below_precision(steps[start - 1][1], span[0][1], grads[-1]):
         return None
+    if start == 0 and max(grads) < _RESOLUTION * _norm(span[-1][1].value):
+        # never moved, with a gradient float rounding swallows at any learning rate up to 1
+        # (a bias a softmax over the batch cancels): no update is lost, there is none to make
+        return None
     return start
 
 

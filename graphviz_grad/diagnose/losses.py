@@ -52,6 +52,10 @@ def loss_inputs(graph: Graph) -> list[Finding]:
                 found.append(_nll(node, before, "the output of `softmax`", "probabilities"))
             elif before is not None and before.op in _RAW:
                 found.append(_nll(node, before, "raw scores", "scores"))
+            elif before is not None:
+                norm = _normaliser(graph, before)
+                if norm is not None and _off_classes(norm):
+                    found.append(_over_batch(graph, node, norm))
         elif node.op == "BinaryCrossEntropyWithLogitsBackward0":
             before = _producer(graph, node)
             if before is not None and before.op == "SigmoidBackward0":
@@ -72,6 +76,58 @@ def _producer(graph: Graph, node: Node) -> Node | None:
         edges = [e for e in graph.inputs[src.id] if e.index == 0]
         seen += 1
     return None
+
+
+def _normaliser(graph: Graph, before: Node) -> Node | None:
+    """The `log_softmax` (or the `softmax` under a `log`) that made an `nll_loss` input."""
+    if before.op == "LogSoftmaxBackward0":
+        return before
+    if before.op == "LogBackward0":
+        inner = _producer(graph, before)
+        if inner is not None and inner.op == "SoftmaxBackward0":
+            return inner
+    return None
+
+
+def _dim(node: Node) -> int | None:
+    for saved in node.saved:
+        if saved.name == "dim" and saved.text is not None:
+            try:
+                return int(saved.text)
+            except ValueError:
+                return None
+    return None
+
+
+def _off_classes(norm: Node) -> bool:
+    """Whether a (log-)softmax over a batch of scores (`N × C × ...`, the classes in dim 1, as
+    `nll_loss` reads them) normalised over another dimension: the batch, or a spatial one."""
+    dim, shape = _dim(norm), norm.shape
+    if dim is None or shape is None or len(shape) < 2 or shape[1] < 2:
+        return False
+    return dim % len(shape) != 1
+
+
+def _over_batch(graph: Graph, node: Node, norm: Node) -> Finding:
+    dim = (_dim(norm) or 0) % len(norm.shape or (0,))
+    made = "log_softmax" if norm.op == "LogSoftmaxBackward0" else "softmax"
+    what = (
+        "the batch: each class's scores are normalised across the samples"
+        if dim == 0
+        else (f"dimension {dim}, not the classes")
+    )
+    shape = "×".join(str(d) for d in norm.shape or ())
+    message = (
+        f"`nll_loss`{at_line(node.line)} reads the classes in dim 1 of its {shape} input, but the "
+        f"`{made}` that made it ({node_ref(norm)}{at_line(norm.line)}) normalises over dim "
+        f"{dim}, {what}. The loss and its gradient are wrong (no error; a bias of the last layer "
+        "gets next to no gradient)."
+    )
+    hint = (
+        "Normalise over the classes: `F.log_softmax(logits, dim=1)` (or give the logits to "
+        "`F.cross_entropy`, which does it)."
+    )
+    return Finding("loss-input", "warning", message, node.file, node.line, (node.id, norm.id), hint)
 
 
 def _loss_node(graph: Graph, node: Node) -> Node:

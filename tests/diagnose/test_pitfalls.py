@@ -879,6 +879,14 @@ def test_layers_kept_in_a_plain_list_or_dict_are_named_with_the_fix(
             "F.binary_cross_entropy_with_logits(torch.sigmoid(h[:, 0]), (y == 0).float())",
             "it applies `sigmoid` itself",
         ),
+        (  # normalised over the batch, not the classes
+            "F.nll_loss(torch.log(torch.softmax(h, dim=0)), y)",
+            "the `softmax` that made it (#2 SoftmaxBackward0 at line 6) normalises over dim 0, "
+            "the batch",
+        ),
+        ("F.nll_loss(F.log_softmax(h, dim=-2), y)", "normalises over dim 0, the batch"),
+        ("F.nll_loss(torch.log(torch.softmax(h, dim=1)), y)", None),  # over the classes: right
+        ("F.nll_loss(F.log_softmax(h[0], dim=0), y[0])", None),  # one sample: dim 0 is classes
         ("F.cross_entropy(h, y)", None),  # the logits: right
         ("F.nll_loss(F.log_softmax(h, 1).view(4, 3), y)", None),  # log-probabilities, reshaped
         ("F.binary_cross_entropy(torch.sigmoid(h[:, 0]), (y == 0).float())", None),
@@ -955,6 +963,31 @@ def test_an_attention_mask_of_zeros_and_ones_that_masks_nothing_is_named(
     [f] = found
     assert f.line == 8 and f.severity == "warning" and f.message.startswith(expected)
     assert f.nodes and f.hint
+
+
+def test_a_softmax_over_the_batch_is_named_not_a_frozen_bias(tmp_path: Path) -> None:
+    """`F.softmax(logits, dim=0)` into `nll_loss` normalises each class over the samples; the
+    last layer's bias then gets a gradient of float noise (1e-8) and never moves. The finding
+    is the softmax's dimension, not a frozen bias: an update lost in float rounding is none."""
+    script = tmp_path / "dim0.py"
+    script.write_text(
+        "import torch\n"
+        "import torch.nn.functional as F\n"
+        "torch.manual_seed(0)\n"
+        "model = torch.nn.Linear(4, 3)\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))\n"
+        "for step in range(10):\n"
+        "    probs = F.softmax(model(x), dim=0)\n"
+        "    loss = F.nll_loss(torch.log(probs), y)\n"
+        "    opt.zero_grad()\n"
+        "    loss.backward()\n"
+        "    opt.step()\n",
+        encoding="utf-8",
+    )
+    found = run(script).graph.findings
+    assert [(f.code, f.line) for f in found] == [("loss-input", 9)]
+    assert "normalises over dim 0, the batch" in found[0].message
 
 
 _NO_GRAPH = {
