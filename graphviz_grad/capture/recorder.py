@@ -180,6 +180,7 @@ class Recorder:
         # `args` holds the optimizer itself, then the closure if one computes them in the step
         if kwargs.get("closure", args[1] if len(args) > 1 else None) is None:
             self.watch.note_step_grads(optimizer)
+            self.watch.clips.step(optimizer, self.watch.backward_calls)
         self._steps.before(optimizer, args, kwargs)
 
     def _stepped(self, optimizer: Any, args: Any, kwargs: Any) -> None:
@@ -415,6 +416,7 @@ def keep_out_of_dynamo(modules: ModuleStack, watch: Watch) -> None:
         modules._push,
         modules._pop,
         watch._module_called,
+        watch.clips.note,
     )
 
 

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from ..model import rebinding_update
-from . import masks
+from . import clips, masks
 from ._forward import _TORCH_DIR, USER_FRAMES, aten_name, op_record, per_op
 from .compiled import compiling
 
@@ -401,6 +401,8 @@ class Watch:
         self.warnings: list[ScriptWarning] = []
         #: Masks put on attention scores (`capture/masks.py`).
         self.masks = masks.Masks()
+        #: Gradient clipping and the optimizer steps after it (`capture/clips.py`).
+        self.clips = clips.Clips()
         self._traced: list[tuple[Any, CallEvents]] = []
         self._retain = False
         #: What the functions around the last backward call held (`note_frames`), by name.
@@ -428,6 +430,7 @@ class Watch:
         self._shown = warnings.showwarning
         warnings.showwarning = self._showwarning
         self._watch_no_grad()
+        self.clips.install(lambda: self.backward_calls, _where)
 
     def _watch_no_grad(self) -> None:
         """Note who opens each `torch.no_grad()` block while the recording runs."""
@@ -453,6 +456,7 @@ class Watch:
         cls.__exit__ = __exit__  # type: ignore[method-assign]
 
     def remove(self) -> None:
+        self.clips.remove()
         if self._no_grad_saved is not None:
             cls = torch.autograd.grad_mode.no_grad
             cls.__enter__, cls.__exit__ = self._no_grad_saved  # type: ignore[method-assign]

@@ -108,8 +108,8 @@ def doctor(
     otherwise; 4 when the script itself raised (after showing what it did before). Codes:
     graph-retained, graph-grows, grad-accumulates, inplace-saved, backward-twice, cut,
     unused-param, grad-none, grad-zero, grad-nan, grad-inf, grad-scale, loss-broadcast,
-    loss-input, attention-mask, torch-warning, loop-nonfinite, loss-diverges, params-frozen
-    (see docs/doctor.md).
+    loss-input, attention-mask, grad-clip, torch-warning, loop-nonfinite, loss-diverges,
+    params-frozen (see docs/doctor.md).
 
     Example: `gradviz doctor samples/pitfalls/cut.py -o cut.svg --fail-on warning`
     """

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from .._gc import on_big_graphs
 from ..model import SEVERITY_RANK, CallInfo, Finding, Graph
 from . import calls as _calls
+from . import clips as _clips
 from . import grads as _grads
 from . import loop as _loop
 from . import losses as _losses
@@ -57,6 +58,7 @@ CODES: tuple[str, ...] = (
     "loss-broadcast",
     "loss-input",
     "attention-mask",
+    "grad-clip",
     "torch-warning",
     "loop-nonfinite",
     "loss-diverges",
@@ -130,6 +132,7 @@ def _watch_checks(graph: Graph, calls: Sequence[CallInfo], watch: Watch) -> list
         events.reaches if events else None,
     )
     found += _masks.attention_masks(graph, watch.masks.uses.values())
+    found += _clips.early(watch.clips.lines.values(), calls)
     return found
 
 

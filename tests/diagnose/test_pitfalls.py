@@ -41,6 +41,7 @@ EXPECTED: dict[str, list[tuple[str, str, int | None, tuple[int, ...]]]] = {
     "loss_broadcast.py": [("loss-broadcast", "warning", 15, (0, 2))],
     "loss_input.py": [("loss-input", "warning", 17, (0, 2))],
     "attention_mask.py": [("attention-mask", "warning", 20, (16,))],
+    "grad_clip.py": [("grad-clip", "warning", 17, ()), ("loss-diverges", "warning", 18, ())],
     "torch_warning.py": [("torch-warning", "warning", 15, ())],
     "loop_nonfinite.py": [
         ("grad-nan", "error", 12, (2,)),
@@ -988,6 +989,57 @@ def test_a_softmax_over_the_batch_is_named_not_a_frozen_bias(tmp_path: Path) -> 
     found = run(script).graph.findings
     assert [(f.code, f.line) for f in found] == [("loss-input", 9)]
     assert "normalises over dim 0, the batch" in found[0].message
+
+
+_CLIPS = {  # the body of a step -> whether the clipping is reported
+    "zero(); clip(); loss = fwd(); loss.backward(); opt.step()": True,
+    "zero(); loss = fwd(); clip(); loss.backward(); opt.step()": True,
+    "zero(); loss = fwd(); loss.backward(); clip(); opt.step()": False,
+    # gradient accumulation: two backward calls, then clip, then step
+    "zero(); fwd().backward(); fwd().backward(); clip(); opt.step()": False,
+    # a GAN-like pair: only the other optimizer's parameters are clipped, after their backward
+    "zero(); fwd().backward(); clip(); opt.step(); other.zero_grad(); "
+    "aux().backward(); other.step()": False,
+}
+
+
+@pytest.mark.parametrize("body", list(_CLIPS))
+def test_gradient_clipping_before_backward_is_named(body: str, tmp_path: Path) -> None:
+    """`clip_grad_norm_` between `zero_grad()` and `backward()` clips nothing: the steps use
+    unclipped gradients. Clipping after backward (also after accumulated backward calls) is
+    right, and an optimizer whose parameters are never clipped is no one's business."""
+    script = tmp_path / "clip.py"
+    script.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "torch.manual_seed(0)\n"
+        "model, head = nn.Linear(4, 1), nn.Linear(4, 1)\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=0.01)\n"
+        "other = torch.optim.SGD(head.parameters(), lr=0.01)\n"
+        "x = torch.randn(8, 4)\n"
+        "def fwd():\n"
+        "    return model(x).pow(2).mean()\n"
+        "def aux():\n"
+        "    return head(x).pow(2).mean()\n"
+        "def clip():\n"
+        "    nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n"
+        "def zero():\n"
+        "    opt.zero_grad()\n"
+        "for step in range(4):\n"
+        f"    {body}\n",
+        encoding="utf-8",
+    )
+    from torch.nn import utils
+
+    before = (utils.clip_grad_norm_, utils.clip_grad.clip_grad_value_)
+    found = [f for f in run(script).graph.findings if f.code == "grad-clip"]
+    assert (utils.clip_grad_norm_, utils.clip_grad.clip_grad_value_) == before  # put back
+    if not _CLIPS[body]:
+        assert found == []
+        return
+    [f] = found
+    assert f.line == 13 and "the 4 optimizer steps after it used gradients no clipping" in f.message
+    assert (f.hint or "").startswith("Clip between `loss.backward()` and `optimizer.step()`")
 
 
 _NO_GRAPH = {
