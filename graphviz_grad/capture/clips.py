@@ -18,8 +18,9 @@ from typing import Any
 
 import torch
 
-#: The clipping functions, by name, in `torch.nn.utils` and its `clip_grad` module.
-NAMES = ("clip_grad_norm_", "clip_grad_value_")
+#: The clipping functions, by name, in `torch.nn.utils` and its `clip_grad` module (the last
+#: is the second half of `clip_grad_norm_`, after `get_total_norm`).
+NAMES = ("clip_grad_norm_", "clip_grad_norm", "clip_grad_value_", "clip_grads_with_norm_")
 #: Distinct clipping lines kept.
 KEPT = 8
 

@@ -994,6 +994,9 @@ def test_a_softmax_over_the_batch_is_named_not_a_frozen_bias(tmp_path: Path) -> 
 _CLIPS = {  # the body of a step -> whether the clipping is reported
     "zero(); clip(); loss = fwd(); loss.backward(); opt.step()": True,
     "zero(); loss = fwd(); clip(); loss.backward(); opt.step()": True,
+    # the two halves of clip_grad_norm_, as big models call them
+    "zero(); loss = fwd(); clip2(); loss.backward(); opt.step()": True,
+    "zero(); loss = fwd(); loss.backward(); clip2(); opt.step()": False,
     "zero(); loss = fwd(); loss.backward(); clip(); opt.step()": False,
     # gradient accumulation: two backward calls, then clip, then step
     "zero(); fwd().backward(); fwd().backward(); clip(); opt.step()": False,
@@ -1025,6 +1028,10 @@ def test_gradient_clipping_before_backward_is_named(body: str, tmp_path: Path) -
         "    nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n"
         "def zero():\n"
         "    opt.zero_grad()\n"
+        "def clip2():\n"
+        "    grads = [p.grad for p in model.parameters() if p.grad is not None]\n"
+        "    norm = nn.utils.get_total_norm(grads)\n"
+        "    nn.utils.clip_grads_with_norm_(model.parameters(), 1.0, norm)\n"
         "for step in range(4):\n"
         f"    {body}\n",
         encoding="utf-8",
@@ -1038,7 +1045,8 @@ def test_gradient_clipping_before_backward_is_named(body: str, tmp_path: Path) -
         assert found == []
         return
     [f] = found
-    assert f.line == 13 and "the 4 optimizer steps after it used gradients no clipping" in f.message
+    assert f.line == (19 if "clip2" in body else 13)
+    assert "the 4 optimizer steps after it used gradients no clipping" in f.message
     assert (f.hint or "").startswith("Clip between `loss.backward()` and `optimizer.step()`")
 
 
