@@ -71,12 +71,45 @@ def _nonfinite_finding(
             "Look for sqrt, log, division or pow at 0 (or overflow) in the op above; add an "
             "epsilon (`torch.sqrt(x + 1e-12)`) or use a safe formulation."
         )
+        hidden = next(((u, m) for u in users if (m := _masked_out(graph, u)) is not None), None)
+        if hidden is not None:
+            above, select = hidden
+            bad = above.value.nan + above.value.inf if above.value is not None else 0
+            why += (
+                f": {node_ref(above)} made NaN/Inf at {plural(bad, 'element')} in the forward "
+                f"pass, which {node_ref(select)}{at_line(select.line)} then left out. Backward "
+                "still runs through those elements, and a zero gradient times NaN/Inf is NaN"
+            )
+            hint = (
+                "Keep the unsafe op away from the elements the selection drops: give it safe "
+                "inputs there, then select (`torch.sqrt(torch.where(x > 0, x, 1.0))` inside the "
+                "`where`, the double-`where` of torch.where's docs), or clamp its input "
+                "(`x.clamp(min=1e-12)`)."
+            )
     file, line = leaf_where(graph, node)
     message = (
         f"The first {word} gradient in backward order appears at {node_ref(node)}"
         f"{at_line(line)}{via}: {count} of {grad.numel} elements; {why}."
     )
     return Finding(code, "error", message, file, line, (node.id,), hint)
+
+
+#: Ops whose forward pass drops elements that their backward still sends a zero gradient to.
+_SELECTS = frozenset({"WhereBackward0", "MaskedFillBackward0", "MaskedFillBackward1"})
+
+
+def _masked_out(graph: Graph, above: Node) -> Node | None:
+    """The `where` / `masked_fill` that hid a non-finite forward value of `above` (`sqrt` of a
+    negative in the branch `torch.where` did not pick), if one did."""
+    value = above.value
+    if value is None or not (value.nan or value.inf):
+        return None
+    for edge in graph.consumers[above.id]:
+        select = graph.nodes[edge.dst]
+        out = select.value
+        if select.op in _SELECTS and out is not None and not (out.nan or out.inf):
+            return select
+    return None
 
 
 def zero(graph: Graph) -> list[Finding]:

@@ -1050,6 +1050,31 @@ def test_gradient_clipping_before_backward_is_named(body: str, tmp_path: Path) -
     assert (f.hint or "").startswith("Clip between `loss.backward()` and `optimizer.step()`")
 
 
+@pytest.mark.parametrize(
+    "select",
+    [
+        "torch.where(x > 0, torch.sqrt(x), torch.zeros_like(x))",
+        "torch.sqrt(x).masked_fill(x <= 0, 0.0)",
+        "torch.where(x > 0, x**0.5, x)",
+    ],
+)
+def test_a_nan_hidden_by_where_is_named_with_the_double_where(select: str, tmp_path: Path) -> None:
+    """`torch.where(x > 0, sqrt(x), 0)`: the forward pass is finite, but backward runs through
+    the dropped `sqrt(-1)` too, and 0 × NaN is NaN. The finding names the op and the `where`
+    that hid its NaN, and the fix is the double `where`, not an epsilon."""
+    script = tmp_path / "where.py"
+    script.write_text(
+        "import torch\n"
+        "x = torch.tensor([-1.0, 0.5, 2.0], requires_grad=True)\n"
+        f"y = {select}\n"
+        "y.sum().backward()\n",
+        encoding="utf-8",
+    )
+    [f] = [f for f in run(script).graph.findings if f.code == "grad-nan"]
+    assert "made NaN/Inf at 1 element in the forward pass, which #1 " in f.message
+    assert "`torch.sqrt(torch.where(x > 0, x, 1.0))`" in (f.hint or "")
+
+
 _NO_GRAPH = {
     "x * w": "none of which requires grad: create the parameters with `requires_grad=True`",
     "x * w.detach()": "`.detach()` (or `.data`) at {name}:5 cut the graph on the way to it",
