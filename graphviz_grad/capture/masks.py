@@ -14,13 +14,14 @@ diagnosed: the forward pass never waits for an accelerator.
 
 from __future__ import annotations
 
+import sys
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from ._forward import per_op
+from ._forward import _OWN_DIR, _TORCH_DIR, per_op
 
 #: Attention ops that take an additive mask, and the name of that argument.
 ATTENTION_OPS = {
@@ -107,6 +108,8 @@ class Masks:
         for mask, tracked in pairs:
             if tracked and _on_scores(mask, out):
                 kind = "multiplied" if name.startswith("aten::mul") else "added"
+                if kind == "added" and _made_by_torch():  # inside an attention call's math path
+                    kind = "attention"
                 self._wait(out, _use(kind, name, where, mask))
                 return
         if name.startswith("aten::mul") and self._pending and len(args) > 1:
@@ -138,6 +141,15 @@ class Masks:
             known.count += 1
         elif len(self.uses) < KEPT:
             self.uses[key] = use
+
+
+def _made_by_torch() -> bool:
+    """Whether the op running now was called by PyTorch's own Python code (the math path of
+    `nn.MultiheadAttention`), not by the user's: the first frame outside gradviz is torch's."""
+    frame: Any = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_OWN_DIR):
+        frame = frame.f_back
+    return frame is not None and frame.f_code.co_filename.startswith(_TORCH_DIR)
 
 
 def _name(func: Any) -> str:

@@ -919,6 +919,10 @@ _MASKS = {  # the line that uses the mask -> the start of the finding's message 
     "mha(x, x, x, attn_mask=causal)[0]": "A 6×6 mask of 0s and 1s is given to an attention",
     "mha(x, x, x, attn_mask=causal, need_weights=False)[0]": "A 6×6 mask of 0s and 1s is given",
     "F.scaled_dot_product_attention(q, q, q, attn_mask=causal)": "A 6×6 mask of 0s and 1s is",
+    # the decoder's math path adds the mask inside PyTorch: still an attention call's mask
+    "nn.Transformer(8, 2, 1, 1, 16, batch_first=True)(x, x, tgt_mask=causal)": (
+        "A 6×6 mask of 0s and 1s is given to an attention call"
+    ),
     "torch.softmax((q @ k + causal) / 2.0, dim=-1)": "A 6×6 mask of 0s and 1s is added to the",
     "((q @ k) * causal.bool()).softmax(-1)": "A 6×6 mask of 0s and 1s multiplies the attention",
     "(q @ k).add_(causal).softmax(-1)": "A 6×6 mask of 0s and 1s is added to the attention",
