@@ -137,13 +137,17 @@ def _watch_checks(graph: Graph, calls: Sequence[CallInfo], watch: Watch) -> list
 
 
 def _run_checks(
-    graph: Graph, calls: Sequence[CallInfo], watch: Watch, namespace: Mapping[str, Any]
+    graph: Graph,
+    calls: Sequence[CallInfo],
+    watch: Watch,
+    namespace: Mapping[str, Any],
+    untrained: Sequence[Any],
 ) -> list[Finding]:
     from . import params
 
     found = params.retained(graph, namespace)
     found += params.stepped_unreached(watch, namespace)
-    found += params.unregistered_layers(watch, namespace, calls)
+    found += params.unregistered_layers(watch, untrained)
     events = watch.events_for(graph)
     if events is not None:
         last = graph.call is None or not calls or graph.call == calls[-1].number
@@ -172,16 +176,18 @@ def diagnose(
     namespace: Mapping[str, Any] | None = None,
 ) -> tuple[Finding, ...]:
     """The findings for `graph`, most serious first (deterministic order)."""
-    explained: set[str] = set()
+    untrained: list[Any] = []
     if namespace is not None:
         from . import params  # imports torch
 
-        explained = params.unregistered_names(watch, namespace, calls)
+        untrained = params.untrained(watch, namespace, calls)
+    # the parameters of layers in plain containers: their own finding says why they stay put
+    explained = {label for _, _, named in untrained for label, _ in named}
     found = _graph_checks(graph, calls, watch, explained)
     if watch is not None:
         found += _watch_checks(graph, calls, watch)
         if namespace is not None:
-            found += _run_checks(graph, calls, watch, namespace)
+            found += _run_checks(graph, calls, watch, namespace, untrained)
         found += _shapes.warned(watch.warnings, found)
     else:
         found += _saved.inplace(graph, ())

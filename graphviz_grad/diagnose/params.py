@@ -170,35 +170,31 @@ def stepped_unreached(watch: Any, namespace: Mapping[str, Any]) -> list[Finding]
     return [Finding("unused-param", "warning", message, display_path(file), line, (), hint)]
 
 
-def unregistered_layers(
-    watch: Any, namespace: Mapping[str, Any], calls: Sequence[CallInfo] = ()
-) -> list[Finding]:
+#: A plain container of layers nothing updates: (model name, `Unregistered`, its parameters
+#: by full name), as `untrained` finds them.
+Untrained = tuple[str, Any, list[tuple[str, torch.Tensor]]]
+
+
+def unregistered_layers(watch: Any, untrained: Iterable[Untrained]) -> list[Finding]:
     """[params-frozen]: layers a model keeps in a plain list or dict (`self.layers = [...]`,
-    not `nn.ModuleList`) whose parameters backward reached and nothing updates: an optimizer
-    made from `model.parameters()` leaves them out. One finding per attribute of a class
-    (every block of a model that repeats one is listed in it)."""
+    not `nn.ModuleList`) whose parameters backward reached and nothing updates (`untrained`):
+    an optimizer made from `model.parameters()` leaves them out. One finding per attribute of a
+    class (every block of a model that repeats one is listed in it)."""
     groups: dict[tuple[type, str], list[tuple[str, Any, int]]] = {}
-    for name, layer, params in _untrained(watch, namespace, calls):
+    for name, layer, params in untrained:
         if any(watch.reached.get(id(p)) is p or p.grad is not None for _, p in params):
             key = (type(layer.owner), layer.path.rsplit(".", 1)[-1])
             groups.setdefault(key, []).append((name, layer, len(params)))
     return [_unregistered_finding(layers) for layers in groups.values()]
 
 
-def unregistered_names(
-    watch: Any, namespace: Mapping[str, Any], calls: Sequence[CallInfo] = ()
-) -> set[str]:
-    """The names of the parameters of layers kept in plain containers that nothing updates
-    (`unregistered_layers` explains why they do not change; `params-frozen` and
-    `grad-accumulates` do not report them again)."""
-    return {label for _, _, params in _untrained(watch, namespace, calls) for label, _ in params}
-
-
-def _untrained(
+def untrained(
     watch: Any, namespace: Mapping[str, Any], calls: Sequence[CallInfo]
-) -> list[tuple[str, Any, list[tuple[str, torch.Tensor]]]]:
+) -> list[Untrained]:
     """(model name, `Unregistered`, its parameters by full name) for each plain container of
-    layers whose parameters no optimizer steps and whose values did not change over the calls.
+    layers whose parameters no optimizer steps and whose values did not change over the calls:
+    `unregistered_layers` reports them, and `params-frozen` and `grad-accumulates` leave their
+    parameters to it.
     Layers that train themselves (each with its own optimizer, as in a forward-forward
     network) or that a loop over the layers updates by hand are not a mistake."""
     optimized = getattr(watch, "optimized", None) or {}
@@ -206,7 +202,7 @@ def _untrained(
     for call in calls:
         for step in call.leaves:
             values.setdefault(step.name, []).append(step.value)
-    found: list[tuple[str, Any, list[tuple[str, torch.Tensor]]]] = []
+    found: list[Untrained] = []
     for name, model in _modules(namespace):
         for layer in unregistered(unwrap(model)):
             params: list[tuple[str, torch.Tensor]] = [
