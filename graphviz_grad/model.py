@@ -235,6 +235,13 @@ class Node:
             return self.names[0]
         return self.op or "leaf"
 
+    def saved_value(self, name: str) -> str | None:
+        """The text of the saved scalar, size or flag `name` (`dim` of a softmax: ``"1"``)."""
+        for saved in self.saved:
+            if saved.name == name and saved.kind == "value" and saved.text is not None:
+                return saved.text
+        return None
+
     @property
     def where(self) -> str | None:
         return location(self.file, self.line)

@@ -90,13 +90,11 @@ def _normaliser(graph: Graph, before: Node) -> Node | None:
 
 
 def _dim(node: Node) -> int | None:
-    for saved in node.saved:
-        if saved.name == "dim" and saved.text is not None:
-            try:
-                return int(saved.text)
-            except ValueError:
-                return None
-    return None
+    text = node.saved_value("dim")
+    try:
+        return None if text is None else int(text)
+    except ValueError:
+        return None
 
 
 def _off_classes(norm: Node) -> bool:

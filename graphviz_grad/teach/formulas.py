@@ -122,10 +122,8 @@ class Ctx:
         return all(scalar(s) is not None for s in sums)
 
     def param(self, name: str, default: str = "?") -> str:
-        for saved in self.node.saved:
-            if saved.name == name and saved.kind == "value" and saved.text is not None:
-                return saved.text
-        return default
+        text = self.node.saved_value(name)
+        return default if text is None else text
 
     def fparam(self, name: str) -> float | None:
         try:
