@@ -79,11 +79,16 @@ def run(path: Path) -> Captured:
     return with_findings(capture_script(path, [], CaptureOptions()))
 
 
+def _coded(tmp_path: Path, text: str, code: str, name: str = "script.py") -> list[Finding]:
+    """The findings of one code for a script made of `text`."""
+    script = tmp_path / name
+    script.write_text(text, encoding="utf-8")
+    return [f for f in run(script).graph.findings if f.code == code]
+
+
 def _torch_warning(tmp_path: Path, text: str) -> Finding:
     """The one `torch-warning` finding of a script made of `text`."""
-    script = tmp_path / "warns.py"
-    script.write_text(text, encoding="utf-8")
-    [warned] = [f for f in run(script).graph.findings if f.code == "torch-warning"]
+    [warned] = _coded(tmp_path, text, "torch-warning", "warns.py")
     return warned
 
 
@@ -947,8 +952,8 @@ def test_an_attention_mask_of_zeros_and_ones_that_masks_nothing_is_named(
     and `F.scaled_dot_product_attention`: it masks nothing. So does `scores + mask`, and
     `scores * mask` before a softmax. Bool masks, -inf masks and masks applied after the softmax
     are right."""
-    script = tmp_path / "masks.py"
-    script.write_text(
+    found = _coded(
+        tmp_path,
         "import torch\n"
         "import torch.nn.functional as F\n"
         "from torch import nn\n"
@@ -958,9 +963,8 @@ def test_an_attention_mask_of_zeros_and_ones_that_masks_nothing_is_named(
         "mha = nn.MultiheadAttention(8, 2, batch_first=True)\n"
         f"out = {use}\n"
         "out.pow(2).mean().backward()\n",
-        encoding="utf-8",
+        "attention-mask",
     )
-    found = [f for f in run(script).graph.findings if f.code == "attention-mask"]
     expected = _MASKS[use]
     if expected is None:
         assert found == []
@@ -1015,8 +1019,11 @@ def test_gradient_clipping_before_backward_is_named(body: str, tmp_path: Path) -
     """`clip_grad_norm_` between `zero_grad()` and `backward()` clips nothing: the steps use
     unclipped gradients. Clipping after backward (also after accumulated backward calls) is
     right, and an optimizer whose parameters are never clipped is no one's business."""
-    script = tmp_path / "clip.py"
-    script.write_text(
+    from torch.nn import utils
+
+    before = (utils.clip_grad_norm_, utils.clip_grad.clip_grad_value_)
+    found = _coded(
+        tmp_path,
         "import torch\n"
         "from torch import nn\n"
         "torch.manual_seed(0)\n"
@@ -1038,12 +1045,8 @@ def test_gradient_clipping_before_backward_is_named(body: str, tmp_path: Path) -
         "    nn.utils.clip_grads_with_norm_(model.parameters(), 1.0, norm)\n"
         "for step in range(4):\n"
         f"    {body}\n",
-        encoding="utf-8",
+        "grad-clip",
     )
-    from torch.nn import utils
-
-    before = (utils.clip_grad_norm_, utils.clip_grad.clip_grad_value_)
-    found = [f for f in run(script).graph.findings if f.code == "grad-clip"]
     assert (utils.clip_grad_norm_, utils.clip_grad.clip_grad_value_) == before  # put back
     if not _CLIPS[body]:
         assert found == []
@@ -1066,15 +1069,14 @@ def test_a_nan_hidden_by_where_is_named_with_the_double_where(select: str, tmp_p
     """`torch.where(x > 0, sqrt(x), 0)`: the forward pass is finite, but backward runs through
     the dropped `sqrt(-1)` too, and 0 × NaN is NaN. The finding names the op and the `where`
     that hid its NaN, and the fix is the double `where`, not an epsilon."""
-    script = tmp_path / "where.py"
-    script.write_text(
+    [f] = _coded(
+        tmp_path,
         "import torch\n"
         "x = torch.tensor([-1.0, 0.5, 2.0], requires_grad=True)\n"
         f"y = {select}\n"
         "y.sum().backward()\n",
-        encoding="utf-8",
+        "grad-nan",
     )
-    [f] = [f for f in run(script).graph.findings if f.code == "grad-nan"]
     assert "made NaN/Inf at 1 element in the forward pass, which #1 " in f.message
     assert "`torch.sqrt(torch.where(x > 0, x, 1.0))`" in (f.hint or "")
 
