@@ -75,3 +75,18 @@ def test_every_command_module_is_listed() -> None:
     """A `cmd_*.py` missing from `COMMANDS` would never load: `gradviz` would not know it."""
     modules = {p.stem for p in (ROOT / "graphviz_grad" / "cli").glob("cmd_*.py")}
     assert modules == {module for module, _ in _app.COMMANDS.values()}
+
+
+def test_the_command_starts_on_a_typer_without_the_newer_help_hook(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pyproject asks typer>=0.12; 0.27.2 and older have no `TyperOption.display_type_rich` (which
+    gradviz wraps so that a flag shows no type): then nothing is wrapped, and nothing fails."""
+    import typer.core
+
+    class OlderOption:  # what typer 0.12's TyperOption has of it: nothing
+        pass
+
+    monkeypatch.setattr(typer.core, "TyperOption", OlderOption)
+    _app._flags_as_flags()
+    assert not hasattr(OlderOption, "display_type_rich")

@@ -48,9 +48,9 @@ def _flags_as_flags() -> None:
     `--fold` and `--help` included, though a flag takes no value."""
     from typer.core import TyperOption
 
-    shown = TyperOption.display_type_rich
-    if getattr(shown, "gradviz", False):
-        return
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "gradviz", False):
+        return  # an older typer (0.27.2, 0.12.5) has no such method
 
     def display_type_rich(self: TyperOption, ctx: typer.Context) -> str | None:
         return None if self.is_flag else shown(self, ctx)
