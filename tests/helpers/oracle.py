@@ -132,7 +132,7 @@ def close(summary: TensorSummary | None, ref: torch.Tensor | None, rtol: float =
         return False
     if summary.data is not None:
         got = torch.tensor(summary.data, dtype=torch.float64)
-        return bool(torch.allclose(got, ref.double(), rtol=rtol, atol=1e-6, equal_nan=True))
+        return bool(torch.allclose(got, ref.double().cpu(), rtol=rtol, atol=1e-6, equal_nan=True))
     r = ref.double()
     stats = (r.min().item(), r.max().item(), r.mean().item(), r.norm().item())
     mine = (summary.min, summary.max, summary.mean, summary.norm)
