@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.recording import run_recorded
+from helpers.tensors import mixed_floats
 
 from graphviz_grad.capture import Recorder
 from graphviz_grad.capture._deferred import Deferred
@@ -120,6 +121,15 @@ def test_summarize_many_equals_summarize_bit_for_bit() -> None:
     assert summarize_many(tensors) == [None if t is None else summarize(t) for t in tensors]
 
 
+def test_tensors_read_together_are_summarised_as_one_at_a_time_bit_for_bit() -> None:
+    from graphviz_grad.capture.summary import read_together
+
+    tensors = mixed_floats()
+    # compared as text: a NaN in the data equals no other NaN object
+    assert repr(read_together(tensors)) == repr([summarize(t) for t in tensors])
+    assert read_together([]) == []
+
+
 def test_the_index_holds_its_holders_weakly() -> None:
     class Holder:
         def __init__(self, t: torch.Tensor) -> None:
@@ -155,18 +165,22 @@ def test_recording_a_forward_pass_on_cuda_never_waits_for_the_device() -> None:
         w = torch.randn(64, 64, device=device, requires_grad=True)
         b = torch.randn(4, device=device, requires_grad=True)
         h = (torch.randn(8, 64, device=device) @ w).relu()
-        return (h[:, :4] * b * torch.tensor(2.0, device=device) + 0.5).sum()
+        # a constant made on the device (`torch.tensor(2.0, device=...)` waits for it itself)
+        two = torch.full((), 2.0, device=device)
+        return (h[:, :4] * b * two + 0.5).sum()
 
-    with Recorder(keep=-1) as late:
-        torch.cuda.set_sync_debug_mode("error")
-        try:
-            loss = forward("cuda")
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-        loss.backward()
-    with Recorder(keep="all") as now:
-        forward("cuda").backward()
-    assert late.graph(-1) == now.graph(1)
+    def recorded(keep: int | str, strict: bool) -> Recorder:
+        with Recorder(keep=keep) as rec:
+            torch.cuda.set_sync_debug_mode("error" if strict else "default")
+            try:
+                loss = forward("cuda")
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+            loss.backward()
+        return rec
+
+    # the same lines, names and values as when everything is summarised at once
+    assert recorded(-1, strict=True).graph(-1) == recorded("all", strict=False).graph(1)
 
 
 def test_values_over_the_memory_budget_are_summarised_early_to_the_same_values(

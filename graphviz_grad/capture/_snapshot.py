@@ -392,10 +392,21 @@ class CallCapture:
             self.node_grads[i] = tuple(found)  # type: ignore[arg-type]
 
     def _summarize_leaves(self) -> None:
+        """The leaves' gradients, and the root's value if it is still held (every call's
+        `light_info` reads it), in one batch: one wait for an accelerator per call, not two."""
         pending, self._leaf_pending = self._leaf_pending, []
-        summaries = iter(summarize_many([g for _, grads in pending for g in grads]))
+        tensors = [g for _, grads in pending for g in grads]
+        root = op_record(self.nodes[self.root_nodes[0]]) if self.root_nodes else None
+        value = root.get(0) if root is not None else None
+        held = root if isinstance(value, torch.Tensor) else None
+        if isinstance(value, torch.Tensor):
+            tensors.append(value)
+        summaries = summarize_many(tensors)
+        if held is not None and (summary := summaries.pop()) is not None:
+            held.set(0, summary)
+        found = iter(summaries)
         for i, grads in pending:
-            self.node_grads[i] = tuple(next(summaries) for _ in grads)
+            self.node_grads[i] = tuple(next(found) for _ in grads)
 
     def _keep(self, tag: Any, t: torch.Tensor) -> TensorSummary | torch.Tensor:
         """`t` itself, to be summarised in `build` (see `capture._deferred`), or its summary now."""

@@ -270,8 +270,10 @@ def _complex(
 def summarize_many(tensors: Sequence[torch.Tensor | None]) -> list[TensorSummary | None]:
     """`[summarize(t) for t in tensors]` (None stays None), without a host sync per tensor.
 
-    Small tensors off the CPU are stacked per (device, dtype, shape) and copied to the host once;
-    small CPU tensors take the short path; everything else goes through `summarize`.
+    Off the CPU, the float tensors of a device are read with one copy to the host
+    (`read_together`; small tensors of other dtypes are stacked per dtype and shape); small CPU
+    tensors take the short path; large CPU ones are reduced as the rows of one tensor where
+    they share a shape; everything else goes through `summarize`.
     """
     if len(tensors) == 1:  # nothing to batch
         return [None if tensors[0] is None else summarize(tensors[0])]
@@ -288,18 +290,26 @@ def summarize_many(tensors: Sequence[torch.Tensor | None]) -> list[TensorSummary
     out: list[TensorSummary | None] = [None] * len(tensors)
     groups: dict[tuple[Any, ...], list[int]] = {}
     large: dict[tuple[Any, ...], list[int]] = {}
+    together: dict[Any, list[int]] = {}  # off the CPU: one copy to the host per device
     for k, t in enumerate(tensors):
         if t is None:
             continue
         if not _plain_small(t):
-            if _plain_large(t):
+            if not _plain_large(t):
+                out[k] = summarize(t)
+            elif t.is_cpu:
                 large.setdefault((t.device, t.dtype), []).append(k)
             else:
-                out[k] = summarize(t)
+                together.setdefault(t.device, []).append(k)
         elif t.is_cpu:
             out[k] = summarize_small(t)
+        elif t.dtype in _FLOAT_KINDS:
+            together.setdefault(t.device, []).append(k)
         else:
             groups.setdefault((t.device, t.dtype, tuple(t.shape)), []).append(k)
+    for ks in together.values():
+        for k, found in zip(ks, read_together([t for k in ks if (t := tensors[k]) is not None])):
+            out[k] = found
     for (_, dtype, shape), ks in groups.items():
         group = [t for k in ks if (t := tensors[k]) is not None]
         rows = _stacked(group)
@@ -352,8 +362,8 @@ ROW_MIN = 4
 
 
 def _large_many(group: list[torch.Tensor]) -> list[TensorSummary]:
-    """`_large` of same-dtype tensors on one device, with the same numbers bit for bit but a few
-    ops for many tensors and one copy to the host for all of them."""
+    """`_large` of same-dtype CPU tensors, with the same numbers bit for bit but a few ops for
+    many same-shaped ones."""
     stats: list[tuple[float, float, float, float]] = [(0.0, 0.0, 0.0, 0.0)] * len(group)
     rows: dict[tuple[int, ...], list[int]] = {}
     alone: list[int] = []
@@ -387,20 +397,9 @@ def _row_stats(same: list[torch.Tensor]) -> list[tuple[float, float, float, floa
 
 
 def _each_stats(group: list[torch.Tensor]) -> list[tuple[float, float, float, float]]:
-    """(sum, min, max, norm) of each tensor (all of one dtype, on one device), with two copies
-    to the host; on the CPU each number is read on its own (cheaper than stacking them)."""
-    if group and group[0].is_cpu:
-        return [_cpu_stats(t.detach()) for t in group]
-    sums_norms: list[torch.Tensor] = []
-    extremes: list[torch.Tensor] = []
-    for t in group:
-        t = t.detach()
-        d = as_double(t)  # as in `_large`
-        extremes += torch.aminmax(t)  # read back in their own dtype: the same Python floats
-        sums_norms += (d.sum(), torch.linalg.vector_norm(d))
-    sn = torch.stack(sums_norms).tolist()
-    lh = torch.stack(extremes).tolist()
-    return [(sn[2 * j], lh[2 * j], lh[2 * j + 1], sn[2 * j + 1]) for j in range(len(group))]
+    """(sum, min, max, norm) of each CPU tensor, each number read on its own (on the CPU there
+    is no copy to save, and stacking them costs more)."""
+    return [_cpu_stats(t.detach()) for t in group]
 
 
 def _large_summary(
@@ -410,6 +409,44 @@ def _large_summary(
         return summarize(t)
     shape, numel = tuple(int(d) for d in t.shape), t.numel()
     return TensorSummary(shape, dtype_name(t.dtype), numel, None, lo, hi, total / numel, norm)
+
+
+def read_together(group: list[torch.Tensor]) -> list[TensorSummary]:
+    """The summaries of tensors on one device, with one copy to the host for all of them (one
+    wait for the device, not one per tensor or per group): a few float numbers are read in full,
+    a large float32/float64 tensor as its (float64 sum, min, max, float64 norm), all as float64
+    (every float16/bfloat16/float32 number is a float64 exactly, so the numbers are those of
+    `summarize`, bit for bit: tests/test_summary_sums.py). Any tensor is accepted; on the CPU
+    the copy is none (which is how the tests check it)."""
+    if not group:
+        return []
+    pieces: list[torch.Tensor] = []
+    try:
+        with torch.no_grad():
+            for t in group:
+                t = t.detach()
+                if t.numel() <= DATA_LIMIT:
+                    pieces.append(t.reshape(-1).double())
+                else:
+                    d = as_double(t)  # as in `_large`
+                    lo, hi = torch.aminmax(t)
+                    norm = torch.linalg.vector_norm(d)
+                    pieces.append(torch.stack((d.sum(), lo.double(), hi.double(), norm)))
+            host = torch.cat(pieces).cpu()
+    except Exception:  # an odd tensor: summarize them one at a time
+        return [summarize(t) for t in group]
+    out: list[TensorSummary] = []
+    at = 0
+    for t, piece in zip(group, pieces):
+        n = piece.numel()
+        row, at = host[at : at + n], at + n
+        shape, numel = tuple(int(d) for d in t.shape), t.numel()
+        if numel <= DATA_LIMIT:
+            out.append(_small(row.view(shape).tolist(), shape, dtype_name(t.dtype), numel))
+        else:
+            total, lo, hi, norm = row.tolist()
+            out.append(_large_summary(t, total, lo, hi, norm))
+    return out
 
 
 def _stacked(group: list[torch.Tensor]) -> list[Any] | None:
