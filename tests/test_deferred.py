@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import weakref
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -211,3 +212,111 @@ def test_a_view_of_a_leaf_is_read_again_after_a_write_through_data() -> None:
         (a + b).sum().backward()
     views = [n.value for n in rec.graph(-1).nodes if n.op == "TBackward0"]
     assert sorted(v.max for v in views) == sorted([before.max, 2 * before.max])  # type: ignore[union-attr]
+
+
+# -- the accelerator's path, taken on the CPU (`summary.CPU_AS_DEVICE`) --------------------------
+
+
+def test_summaries_worked_out_on_the_device_are_read_as_summarize_reads_them() -> None:
+    """`reduce_on_device` reads nothing; what `summarize_many` reads back later is `summarize`'s
+    summary, bit for bit for finite tensors. With a NaN or an Inf among many numbers, the
+    counts, min and max are the same, and the mean and norm agree to float64 rounding."""
+    from graphviz_grad.capture.summary import OnDevice, reduce_on_device
+
+    tensors = mixed_floats()
+    reduced = [reduce_on_device(t) for t in tensors]
+    assert all(isinstance(r, OnDevice) for r in reduced)
+    got = summarize_many(reduced)
+    for t, g in zip(tensors, got):
+        want = summarize(t)
+        assert g is not None
+        if t.numel() <= 16 or bool(t.isfinite().all()):
+            assert repr(g) == repr(want)
+        else:
+            assert (g.nan, g.inf, g.min, g.max, g.numel) == (
+                want.nan,
+                want.inf,
+                want.min,
+                want.max,
+                want.numel,
+            )
+            assert g.mean == pytest.approx(want.mean, rel=1e-12)
+            assert g.norm == pytest.approx(want.norm, rel=1e-12)
+    before = torch.randn(4, dtype=torch.float64)
+    written = before.clone()
+    reduced_before = reduce_on_device(written)
+    written.mul_(2.0)  # a write right after: what was worked out is the value before it
+    assert summarize_many([reduced_before, None])[0] == summarize(before)
+    everything_odd = torch.full((40,), float("nan"))
+    (only_nan,) = summarize_many([reduce_on_device(everything_odd), None])[:1]
+    assert repr(only_nan) == repr(summarize(everything_odd))
+
+
+def test_a_recording_over_its_memory_budget_reads_no_value_during_the_forward_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Over the budget, on an accelerator, a value is worked out on the device when it cannot be
+    held, never read at that op (each read waits for the device): nothing is summarised during
+    a forward pass, and the graph shown is the graph of the usual path."""
+    import graphviz_grad.capture._deferred as deferred
+    import graphviz_grad.capture._forward as forward
+    import graphviz_grad.capture._snapshot as snapshot
+    import graphviz_grad.capture.summary as summary
+
+    with Recorder(keep=-1) as usual:
+        _mlp_steps(3, write_after=True)
+    monkeypatch.setattr(summary, "CPU_AS_DEVICE", True)
+    # one op output of the model below is 8 kB: the second is over the budget, and the first
+    # is settled then (before, it is held; after, nothing is)
+    monkeypatch.setattr(deferred, "BUDGET", 12_000)
+    reads: list[str] = []
+
+    def counted(module: Any, name: str) -> None:
+        original = getattr(module, name)
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            reads.append(name)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counting)
+
+    for module in (forward, snapshot):
+        counted(module, "summarize")
+        counted(module, "summarize_small")
+    counted(deferred, "summarize_many")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 4))
+    x = torch.randn(64, 8)  # a constant over 16 numbers: kept as its shape
+    with Recorder(keep=-1) as rec:
+        for _ in range(2):
+            loss = (model(x) ** 2).mean()
+            assert reads == []
+            loss.backward()
+    assert rec._mode.deferred.eager
+    with Recorder(keep=-1) as late:
+        _mlp_steps(3, write_after=True)
+    assert late.graph(-1) == usual.graph(-1)
+
+
+@pytest.mark.parametrize("name", ["mlp.py", "transformer.py", "quadratic.py"])
+def test_the_accelerators_path_over_its_budget_gives_torchs_values_and_gradients(
+    name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The samples' every call against torch, on the accelerator's path and over a small
+    budget: values worked out at each op and read with the graph are still torch's."""
+    from helpers.oracle import Oracle, mismatches
+
+    import graphviz_grad.capture._deferred as deferred
+    import graphviz_grad.capture.summary as summary
+    from graphviz_grad.capture import load_source
+
+    monkeypatch.setattr(summary, "CPU_AS_DEVICE", True)
+    monkeypatch.setattr(deferred, "BUDGET", 4096)
+    path, code = load_source(Path(__file__).resolve().parent.parent / "samples" / name)
+    ns: dict[str, Any] = {"__name__": "__main__", "__file__": str(path)}
+    monkeypatch.setattr("sys.argv", [str(path)])
+    with Recorder(keep="all", namespaces=[ns]) as rec, Oracle() as oracle:
+        exec(code, ns)
+    assert rec.calls and len(oracle.expected) == len(rec.calls)
+    for number, expected in enumerate(oracle.expected, start=1):
+        assert mismatches(rec.graph(number), expected) == [], f"call {number}"

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import torch
 
-from .summary import DATA_LIMIT, PLAIN_TYPES, summarize_many
+from .summary import DATA_LIMIT, PLAIN_TYPES, reads_later, reduce_on_device, summarize_many
 
 #: Sweep dead entries from the index after this many new holds (at least).
 SWEEP_EVERY = 4096
@@ -174,12 +174,19 @@ def _held(ref: weakref.ref[Any], tag: Any) -> bool:
 
 
 def settle(entries: Iterable[tuple[weakref.ref[Any], Any]]) -> None:
-    """Replace the raw values of `entries` (holder reference, tag) by their summaries."""
+    """Replace the raw values of `entries` (holder reference, tag) by their summaries; on an
+    accelerator, by their summaries worked out there and read when the graph is built
+    (`summary.reduce_on_device`): settling runs before an in-place write or when the budget is
+    spent, at any op, where reading the device would wait for it."""
     found: list[tuple[Any, Any, torch.Tensor]] = []
     for ref, tag in entries:
         holder = ref()
         value = holder.raw(tag) if holder is not None else None
-        if value is not None:
+        if holder is None or value is None:
+            continue
+        if reads_later(value):
+            holder.put(tag, reduce_on_device(value))
+        else:
             found.append((holder, tag, value))
     if not found:
         return

@@ -27,7 +27,16 @@ from ._deferred import Deferred, deferrable
 from .checkpoint import CHECKPOINT, HOOKS, saved_hooks
 from .compiled import compiling
 from .naming import is_compile_wrapper, is_wrapper, unwrap
-from .summary import DATA_LIMIT, dtype_name, summarize, summarize_small
+from .summary import (
+    DATA_LIMIT,
+    OnDevice,
+    dtype_name,
+    reads_later,
+    reduce_on_device,
+    summarize,
+    summarize_small,
+    summarize_unread,
+)
 
 META_KEY = "gradviz"
 
@@ -69,18 +78,19 @@ class OpRecord:
     seq: int
     aten: str | None  # None: adopted from a consumer (see `ForwardRecorder.adopt`)
     #: Output 0's value: its summary, or the tensor itself until it is summarised
-    #: (`capture._deferred`), None while unknown. Read with `value(k)`, test with `has(k)`.
-    out0: TensorSummary | torch.Tensor | None
+    #: (`capture._deferred`), or its numbers still on its device (`summary.OnDevice`), None
+    #: while unknown. Read with `value(k)`, test with `has(k)`.
+    out0: TensorSummary | torch.Tensor | OnDevice | None
     #: The other outputs' values by output number (None for the usual op of one output: a dict
     #: per record was a quarter of a chain's recording memory).
-    more: dict[int, TensorSummary | torch.Tensor] | None
+    more: dict[int, TensorSummary | torch.Tensor | OnDevice] | None
     module_path: tuple[str, ...] | None
     module_root: Any
     module_type: str | None
     file: str | None
     line: int | None
     #: Inputs that need no gradient, by argument position (see `settled_constants`).
-    constants: tuple[tuple[int, TensorSummary | torch.Tensor], ...]
+    constants: tuple[tuple[int, TensorSummary | torch.Tensor | OnDevice], ...]
     scopes: tuple[tuple[tuple[str, ...], str, int], ...]
     #: Argument positions of the constants that are operands (a tensor, a `Scalar` argument;
     #: not a dim or a flag), each with a weak reference to its tensor (None for a number), so the
@@ -99,13 +109,13 @@ class OpRecord:
             return self.out0 is not None
         return self.more is not None and k in self.more
 
-    def get(self, k: int) -> TensorSummary | torch.Tensor | None:
+    def get(self, k: int) -> TensorSummary | torch.Tensor | OnDevice | None:
         """Output `k`'s value as kept (a summary, a tensor), None if unknown."""
         if k == 0:
             return self.out0
         return None if self.more is None else self.more.get(k)
 
-    def set(self, k: int, value: TensorSummary | torch.Tensor) -> None:
+    def set(self, k: int, value: TensorSummary | torch.Tensor | OnDevice) -> None:
         if k == 0:
             self.out0 = value
         elif self.more is None:
@@ -115,10 +125,15 @@ class OpRecord:
 
     def raw(self, k: Any) -> torch.Tensor | None:
         """The tensor kept for output `k`, or for constant `("c", j)`, if not summarised yet."""
-        value = self.constants[k[1]][1] if isinstance(k, tuple) else self.get(k)
+        value = self.unread(k)
         return value if isinstance(value, torch.Tensor) else None
 
-    def put(self, k: Any, value: TensorSummary | torch.Tensor | None) -> None:
+    def unread(self, k: Any) -> torch.Tensor | OnDevice | None:
+        """What is kept for output `k` or constant `("c", j)` and not summarised yet."""
+        value = self.constants[k[1]][1] if isinstance(k, tuple) else self.get(k)
+        return value if isinstance(value, (torch.Tensor, OnDevice)) else None
+
+    def put(self, k: Any, value: TensorSummary | torch.Tensor | OnDevice | None) -> None:
         if value is None:
             return
         if isinstance(k, tuple):
@@ -129,25 +144,26 @@ class OpRecord:
             self.set(k, value)
 
     def held(self) -> list[Any]:
-        """The tags of the values still kept as tensors (outputs and constants)."""
-        tags: list[Any] = [0] if isinstance(self.out0, torch.Tensor) else []
+        """The tags of the values not summarised yet (outputs and constants)."""
+        kept = (torch.Tensor, OnDevice)
+        tags: list[Any] = [0] if isinstance(self.out0, kept) else []
         if self.more is not None:
-            tags += [k for k, v in self.more.items() if isinstance(v, torch.Tensor)]
-        tags += [("c", j) for j, (_, v) in enumerate(self.constants) if isinstance(v, torch.Tensor)]
+            tags += [k for k, v in self.more.items() if isinstance(v, kept)]
+        tags += [("c", j) for j, (_, v) in enumerate(self.constants) if isinstance(v, kept)]
         return tags
 
     def settled_constants(self) -> tuple[tuple[int, TensorSummary], ...]:
         """`constants`, each summarised (a small accelerator tensor is kept until now)."""
         for j, (_, v) in enumerate(self.constants):
-            if isinstance(v, torch.Tensor):
-                self.put(("c", j), summarize(v))
+            if isinstance(v, (torch.Tensor, OnDevice)):
+                self.put(("c", j), summarize_unread(v))
         return self.constants  # type: ignore[return-value]
 
     def value(self, k: int) -> TensorSummary | None:
         """The summary of output `k` (summarised now if it was still held as a tensor)."""
         value = self.get(k)
-        if isinstance(value, torch.Tensor):
-            value = summarize(value)
+        if isinstance(value, (torch.Tensor, OnDevice)):
+            value = summarize_unread(value)
             self.set(k, value)
         return value
 
@@ -573,7 +589,7 @@ class ForwardRecorder(TorchDispatchMode):
         is built; a view of a leaf is copied now (a parameter may be updated in place where the
         dispatch mode does not see it, in a hook during backward)."""
         if not self.deferred.keeps(t):
-            record.set(k, summarize_small(t))
+            record.set(k, reduce_on_device(t) if reads_later(t) else summarize_small(t))
             return
         base = t._base
         if base is not None and base.grad_fn is None:  # a private copy: nothing writes to it
@@ -583,7 +599,7 @@ class ForwardRecorder(TorchDispatchMode):
         if self.deferred.hold(record, k, kept):
             record.set(k, kept)
         else:
-            record.set(k, summarize(t))
+            record.set(k, reduce_on_device(t) if reads_later(t) else summarize(t))
 
     def adopt(self, args: Any) -> None:
         """Record the value of input tensors whose node no op output reached (the output of a

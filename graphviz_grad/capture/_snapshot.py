@@ -36,7 +36,16 @@ from ._deferred import Deferred, deferrable
 from ._forward import OpRecord, op_record
 from .functions import saved_tensors
 from .naming import Names
-from .summary import dtype_name, summarize, summarize_many, summarize_small
+from .summary import (
+    OnDevice,
+    dtype_name,
+    reads_later,
+    reduce_on_device,
+    summarize,
+    summarize_many,
+    summarize_small,
+    summarize_unread,
+)
 
 #: Above this many nodes, saved tensors are listed by name only (reading them all is slow).
 SAVED_LIMIT = 20_000
@@ -154,11 +163,11 @@ class CallCapture:
         self.grads_before: dict[int, TensorSummary | None] = {}
         self.saved: dict[int, tuple[Saved, ...]] = {}
         #: Values and gradients may be held as tensors until `build` settles them (`_settle`).
-        self.saved_values: dict[tuple[int, int], TensorSummary | torch.Tensor] = {}
+        self.saved_values: dict[tuple[int, int], TensorSummary | torch.Tensor | OnDevice] = {}
         #: Saved tensors outside the graph still to be summarised, by (node, position).
-        self.loose: dict[tuple[int, int], torch.Tensor] = {}
+        self.loose: dict[tuple[int, int], torch.Tensor | OnDevice] = {}
         self.node_grads: dict[int, tuple[TensorSummary | None, ...]] = {}
-        self.edge_grads: dict[tuple[int, int], TensorSummary | torch.Tensor | None] = {}
+        self.edge_grads: dict[tuple[int, int], TensorSummary | torch.Tensor | OnDevice | None] = {}
         self.leaf_edge_raw: dict[tuple[int, int], torch.Tensor] = {}
         self.leaf_grads: dict[int, TensorSummary | None] = {}
         self.order: list[int] = []
@@ -293,7 +302,7 @@ class CallCapture:
         if ref is not None:
             return Saved(name, "tensor", node=ref, text=f"leaf #{ref}")
         summary = self._keep(("l", slot), t)
-        if isinstance(summary, torch.Tensor):  # summarised in `_settle`, into `self.saved`
+        if isinstance(summary, (torch.Tensor, OnDevice)):  # summarised in `_settle`
             self.loose[slot] = summary
             return Saved(name, "tensor")
         return Saved(name, "tensor", summary=summary)
@@ -385,7 +394,7 @@ class CallCapture:
         summaries = iter(summarize_many(now))
         kept = iter(flat)
         for i, grads in pending:
-            found: list[TensorSummary | torch.Tensor | None] = []
+            found: list[TensorSummary | torch.Tensor | OnDevice | None] = []
             for k in range(len(grads)):
                 s, g = next(summaries), next(kept)
                 found.append(s if s is not None or g is None else self._keep(("g", i, k), g))
@@ -408,15 +417,23 @@ class CallCapture:
         for i, grads in pending:
             self.node_grads[i] = tuple(next(found) for _ in grads)
 
-    def _keep(self, tag: Any, t: torch.Tensor) -> TensorSummary | torch.Tensor:
-        """`t` itself, to be summarised in `build` (see `capture._deferred`), or its summary now."""
+    def _keep(self, tag: Any, t: torch.Tensor) -> TensorSummary | torch.Tensor | OnDevice:
+        """`t` itself, to be summarised in `build` (see `capture._deferred`), or its summary now
+        (on an accelerator: worked out now, read in `build`)."""
         if self.deferred is None or not self.deferred.keeps(t):
-            return summarize_small(t)
+            return reduce_on_device(t) if reads_later(t) else summarize_small(t)
         kept = t.detach() if t.requires_grad else t  # a gradient (no graph) is held as it is
-        return kept if self.deferred.hold(self, tag, kept) else summarize(t)
+        if self.deferred.hold(self, tag, kept):
+            return kept
+        return reduce_on_device(t) if reads_later(t) else summarize(t)
 
     def raw(self, tag: Any) -> torch.Tensor | None:
         """The tensor kept under `tag` (the `capture._deferred` holder protocol), if any."""
+        value = self.unread(tag)
+        return value if isinstance(value, torch.Tensor) else None
+
+    def unread(self, tag: Any) -> torch.Tensor | OnDevice | None:
+        """What is kept under `tag` and not summarised yet, if anything."""
         kind, *key = tag
         if kind == "g":
             grads = self.node_grads.get(key[0], ())
@@ -427,7 +444,7 @@ class CallCapture:
             value = self.loose.get(key[0])
         else:
             value = self.saved_values.get(key[0])
-        return value if isinstance(value, torch.Tensor) else None
+        return value if _pending(value) else None
 
     def put(self, tag: Any, value: Any) -> None:
         kind, *key = tag
@@ -438,7 +455,7 @@ class CallCapture:
         elif kind == "e":
             self.edge_grads[tuple(key)] = value  # type: ignore[index]
         elif kind == "l":
-            if isinstance(value, torch.Tensor):
+            if _pending(value):
                 self.loose[key[0]] = value
             else:
                 self.loose.pop(key[0], None)
@@ -454,9 +471,9 @@ class CallCapture:
         saved outputs, and the forward outputs of its nodes."""
         tags: list[tuple[Any, Any]] = []
         for i, grads in self.node_grads.items():
-            tags += [(self, ("g", i, k)) for k, g in enumerate(grads) if _is_tensor(g)]
-        tags += [(self, ("e", *key)) for key, g in self.edge_grads.items() if _is_tensor(g)]
-        tags += [(self, ("s", key)) for key, v in self.saved_values.items() if _is_tensor(v)]
+            tags += [(self, ("g", i, k)) for k, g in enumerate(grads) if _pending(g)]
+        tags += [(self, ("e", *key)) for key, g in self.edge_grads.items() if _pending(g)]
+        tags += [(self, ("s", key)) for key, v in self.saved_values.items() if _pending(v)]
         tags += [(self, ("l", key)) for key in self.loose]
         for node in self.nodes:
             record = op_record(node)
@@ -464,7 +481,7 @@ class CallCapture:
                 tags += [(record, k) for k in record.held()]
         if not tags:
             return
-        values = [holder.raw(tag) for holder, tag in tags]
+        values = [holder.unread(tag) for holder, tag in tags]
         for (holder, tag), s in zip(tags, summarize_many(values)):
             holder.put(tag, s)
 
@@ -666,7 +683,7 @@ class CallCapture:
         if record is not None and record.has(k):
             return record.value(k)
         value = self.saved_values.get((i, k))
-        return summarize(value) if isinstance(value, torch.Tensor) else value
+        return None if value is None else summarize_unread(value)
 
     def _leaf(self, i: int, node: Any) -> Node:
         var = node.variable
@@ -788,8 +805,9 @@ def _shape_dtype(node: Any, out0: Output) -> tuple[tuple[int, ...] | None, str |
     return None, None
 
 
-def _is_tensor(value: Any) -> bool:
-    return isinstance(value, torch.Tensor)
+def _pending(value: Any) -> bool:
+    """A value kept for later, not summarised yet: a tensor, or its numbers on its device."""
+    return isinstance(value, (torch.Tensor, OnDevice))
 
 
 def _recomputed(attr: str) -> Saved:

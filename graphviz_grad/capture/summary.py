@@ -267,7 +267,111 @@ def _complex(
     )
 
 
-def summarize_many(tensors: Sequence[torch.Tensor | None]) -> list[TensorSummary | None]:
+class OnDevice:
+    """A tensor's summary worked out on its device and not read yet (`reduce_on_device`): the
+    numbers stay there, in `piece`, until `summarize_many` reads them with the others of that
+    device, in one copy to the host. What a value held for later becomes when it cannot be held
+    any longer (the memory budget, an in-place write to come), on an accelerator, where reading
+    it at once would wait for the device at that op."""
+
+    __slots__ = ("dtype", "numel", "piece", "shape")
+
+    def __init__(self, piece: torch.Tensor, shape: tuple[int, ...], dtype: str, numel: int):
+        self.piece = piece
+        self.shape = shape
+        self.dtype = dtype
+        self.numel = numel
+
+
+#: What a value kept for later is: the tensor itself, or its numbers still on the device.
+Unread = torch.Tensor | OnDevice
+
+
+#: Take the accelerator's path on the CPU too (`reads_later`): how the tests on a machine
+#: without one check that path.
+CPU_AS_DEVICE = False
+
+
+def reads_later(t: torch.Tensor) -> bool:
+    """Whether `t`'s summary is worked out on its device and read later (`reduce_on_device`)
+    rather than read now: a plain float tensor off the CPU."""
+    return (CPU_AS_DEVICE or not t.is_cpu) and _on_device_kind(t) is not None
+
+
+def _on_device_kind(t: torch.Tensor) -> str | None:
+    if _plain_small(t) and t.dtype in _FLOAT_KINDS:
+        return "small"
+    if _plain_large(t):
+        return "large"
+    return None
+
+
+def reduce_on_device(t: torch.Tensor) -> OnDevice | TensorSummary:
+    """`t`'s summary, computed where `t` lives and read later, with no wait for the device now:
+    a few numbers are copied as float64 (exactly); a large float32/float64 tensor is reduced to
+    its float64 sum, min, max and float64 norm (the numbers `summarize` reads, bit for bit), and
+    to its finite count, NaN count and the same four over its finite numbers (for a tensor that
+    holds a NaN or an Inf; the mean and norm of those may differ from `summarize`'s in the last
+    bits: it gathers the finite numbers first, which would wait for the device). Another kind
+    of tensor is summarised now."""
+    kind = _on_device_kind(t)
+    if kind is None:
+        return summarize(t)
+    try:
+        return _reduce(t, kind)
+    except Exception:  # an odd tensor (under another dispatch mode): read it now
+        return summarize(t)
+
+
+def _reduce(t: torch.Tensor, kind: str) -> OnDevice:
+    shape, numel = tuple(int(d) for d in t.shape), t.numel()
+    with torch.no_grad():
+        t = t.detach()
+        if kind == "small":  # a copy: the tensor may be written next (`Deferred.written`)
+            piece = t.reshape(-1).to(torch.float64, copy=True)
+            return OnDevice(piece, shape, dtype_name(t.dtype), numel)
+        d = as_double(t)
+        lo, hi = torch.aminmax(t)
+        finite = torch.isfinite(d)
+        odd = ~finite
+        kept = d.masked_fill(odd, 0.0)  # a number, not a tensor made from it: no copy to the device
+        piece = torch.stack(
+            (
+                d.sum(),
+                lo.double(),
+                hi.double(),
+                torch.linalg.vector_norm(d),
+                finite.sum().double(),
+                torch.isnan(d).sum().double(),
+                kept.sum(),
+                d.masked_fill(odd, math.inf).amin(),
+                d.masked_fill(odd, -math.inf).amax(),
+                torch.linalg.vector_norm(kept),
+            )
+        )
+    return OnDevice(piece, shape, dtype_name(t.dtype), numel)
+
+
+def _from_piece(v: OnDevice, numbers: list[float]) -> TensorSummary:
+    """The summary that `reduce_on_device` worked out, from its numbers read back."""
+    if v.numel <= DATA_LIMIT:
+        data: Any = torch.tensor(numbers, dtype=torch.float64).view(v.shape).tolist()
+        return _small(data, v.shape, v.dtype, v.numel)
+    total, lo, hi, norm, n_finite, nan, m_sum, m_lo, m_hi, m_norm = numbers
+    if math.isfinite(total):
+        return TensorSummary(v.shape, v.dtype, v.numel, None, lo, hi, total / v.numel, norm)
+    finite, n_nan = int(n_finite), int(nan)
+    inf = v.numel - finite - n_nan
+    if finite == 0:
+        return TensorSummary(v.shape, v.dtype, v.numel, nan=n_nan, inf=inf)
+    return TensorSummary(
+        v.shape, v.dtype, v.numel, None, m_lo, m_hi, m_sum / finite, m_norm, n_nan, inf
+    )
+
+
+def summarize_many(
+    tensors: Sequence[torch.Tensor | OnDevice | None],
+) -> list[TensorSummary | None]:
     """`[summarize(t) for t in tensors]` (None stays None), without a host sync per tensor.
 
     Off the CPU, the float tensors of a device are read with one copy to the host
@@ -275,7 +379,7 @@ def summarize_many(tensors: Sequence[torch.Tensor | None]) -> list[TensorSummary
     tensors take the short path; large CPU ones are reduced as the rows of one tensor where
     they share a shape; everything else goes through `summarize`.
     """
-    if len(tensors) == 1:  # nothing to batch
+    if len(tensors) == 1 and not isinstance(tensors[0], OnDevice):  # nothing to batch
         return [None if tensors[0] is None else summarize(tensors[0])]
     again = _repeats(tensors)
     if again:
@@ -294,6 +398,9 @@ def summarize_many(tensors: Sequence[torch.Tensor | None]) -> list[TensorSummary
     for k, t in enumerate(tensors):
         if t is None:
             continue
+        if isinstance(t, OnDevice):
+            together.setdefault(t.piece.device, []).append(k)
+            continue
         if not _plain_small(t):
             if not _plain_large(t):
                 out[k] = summarize(t)
@@ -311,18 +418,20 @@ def summarize_many(tensors: Sequence[torch.Tensor | None]) -> list[TensorSummary
         for k, found in zip(ks, read_together([t for k in ks if (t := tensors[k]) is not None])):
             out[k] = found
     for (_, dtype, shape), ks in groups.items():
-        group = [t for k in ks if (t := tensors[k]) is not None]
+        group = [t for k in ks if isinstance(t := tensors[k], torch.Tensor)]
         rows = _stacked(group)
         for j, (k, t) in enumerate(zip(ks, group)):
             name = dtype_name(dtype)
             out[k] = summarize(t) if rows is None else _small(rows[j], shape, name, t.numel())
     for ks in large.values():
-        for k, found in zip(ks, _large_many([t for k in ks if (t := tensors[k]) is not None])):
+        for k, found in zip(
+            ks, _large_many([t for k in ks if isinstance(t := tensors[k], torch.Tensor)])
+        ):
             out[k] = found
     return out
 
 
-def _repeats(tensors: Sequence[torch.Tensor | None]) -> list[tuple[int, int]]:
+def _repeats(tensors: Sequence[torch.Tensor | OnDevice | None]) -> list[tuple[int, int]]:
     """(k, j): tensor k holds what tensor j before it holds, so its summary is j's (with its own
     shape): the same tensor twice (a gradient an add passes on), or a contiguous view of the same
     memory (`view`, `reshape`, `flatten`: a full reduction of contiguous memory does not depend on
@@ -333,8 +442,13 @@ def _repeats(tensors: Sequence[torch.Tensor | None]) -> list[tuple[int, int]]:
         if t is None:
             continue
         key: Any = id(t)
-        plain = type(t) in PLAIN_TYPES and t.layout == torch.strided
-        if plain and t.numel() > DATA_LIMIT and t.is_contiguous():
+        if (
+            isinstance(t, torch.Tensor)
+            and type(t) in PLAIN_TYPES
+            and t.layout == torch.strided
+            and t.numel() > DATA_LIMIT
+            and t.is_contiguous()
+        ):
             key = (t.device, t.dtype, t.data_ptr(), t.numel())
         seen = first.setdefault(key, k)
         if seen != k:
@@ -411,19 +525,22 @@ def _large_summary(
     return TensorSummary(shape, dtype_name(t.dtype), numel, None, lo, hi, total / numel, norm)
 
 
-def read_together(group: list[torch.Tensor]) -> list[TensorSummary]:
+def read_together(group: list[torch.Tensor | OnDevice]) -> list[TensorSummary]:
     """The summaries of tensors on one device, with one copy to the host for all of them (one
     wait for the device, not one per tensor or per group): a few float numbers are read in full,
     a large float32/float64 tensor as its (float64 sum, min, max, float64 norm), all as float64
     (every float16/bfloat16/float32 number is a float64 exactly, so the numbers are those of
-    `summarize`, bit for bit: tests/test_summary_sums.py). Any tensor is accepted; on the CPU
-    the copy is none (which is how the tests check it)."""
+    `summarize`, bit for bit: tests/test_summary_sums.py); an `OnDevice` brings its own numbers.
+    Any tensor is accepted; on the CPU the copy is none (which is how the tests check it)."""
     if not group:
         return []
     pieces: list[torch.Tensor] = []
     try:
         with torch.no_grad():
             for t in group:
+                if isinstance(t, OnDevice):
+                    pieces.append(t.piece)
+                    continue
                 t = t.detach()
                 if t.numel() <= DATA_LIMIT:
                     pieces.append(t.reshape(-1).double())
@@ -434,12 +551,15 @@ def read_together(group: list[torch.Tensor]) -> list[TensorSummary]:
                     pieces.append(torch.stack((d.sum(), lo.double(), hi.double(), norm)))
             host = torch.cat(pieces).cpu()
     except Exception:  # an odd tensor: summarize them one at a time
-        return [summarize(t) for t in group]
+        return [_one(t) for t in group]
     out: list[TensorSummary] = []
     at = 0
     for t, piece in zip(group, pieces):
         n = piece.numel()
         row, at = host[at : at + n], at + n
+        if isinstance(t, OnDevice):
+            out.append(_from_piece(t, row.tolist()))
+            continue
         shape, numel = tuple(int(d) for d in t.shape), t.numel()
         if numel <= DATA_LIMIT:
             out.append(_small(row.view(shape).tolist(), shape, dtype_name(t.dtype), numel))
@@ -447,6 +567,19 @@ def read_together(group: list[torch.Tensor]) -> list[TensorSummary]:
             total, lo, hi, norm = row.tolist()
             out.append(_large_summary(t, total, lo, hi, norm))
     return out
+
+
+def _one(t: torch.Tensor | OnDevice) -> TensorSummary:
+    if isinstance(t, OnDevice):
+        return _from_piece(t, t.piece.cpu().tolist())
+    return summarize(t)
+
+
+def summarize_unread(value: TensorSummary | torch.Tensor | OnDevice) -> TensorSummary:
+    """A value kept for later (a tensor, an `OnDevice`) summarised now; a summary stays itself."""
+    if isinstance(value, OnDevice):
+        return _one(value)
+    return summarize(value) if isinstance(value, torch.Tensor) else value
 
 
 def _stacked(group: list[torch.Tensor]) -> list[Any] | None:

@@ -93,6 +93,34 @@ def test_a_training_loop_reads_the_device_a_few_times_a_call_never_per_op() -> N
     assert extra <= 4 * 20, recorded  # a batch of summaries per call, not one per op (~20 a step)
 
 
+def test_over_the_memory_budget_a_forward_pass_still_never_waits_for_the_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A model whose values do not fit the budget (`capture._deferred`) has them worked out on
+    the device at each op and read with the graph, never at the op; the graph is the same."""
+    import graphviz_grad.capture._deferred as deferred
+
+    def loop(strict: bool) -> Recorder:
+        model, optimizer, x, y = _mlp()
+        with Recorder(keep=-1) as rec:
+            for _ in range(3):
+                optimizer.zero_grad()
+                torch.cuda.set_sync_debug_mode("error" if strict else "default")
+                try:
+                    loss = nn.functional.mse_loss(model(x), y)
+                finally:
+                    torch.cuda.set_sync_debug_mode("default")
+                loss.backward()
+                optimizer.step()
+        return rec
+
+    usual = loop(strict=False)
+    monkeypatch.setattr(deferred, "BUDGET", 40_000)  # one op output of the MLP is 32 kB
+    over = loop(strict=True)
+    assert over._mode.deferred.eager
+    assert over.graph(-1) == usual.graph(-1)
+
+
 def test_the_last_call_of_a_loop_is_torchs_on_cuda() -> None:
     model, optimizer, x, y = _mlp()
     with Recorder(keep=-1) as rec, Oracle() as oracle:
