@@ -320,3 +320,32 @@ def test_the_accelerators_path_over_its_budget_gives_torchs_values_and_gradients
     assert rec.calls and len(oracle.expected) == len(rec.calls)
     for number, expected in enumerate(oracle.expected, start=1):
         assert mismatches(rec.graph(number), expected) == [], f"call {number}"
+
+
+def test_the_gradients_of_leaves_that_did_not_run_are_read_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`torch.autograd.grad(loss, params)` runs no leaf's accumulator: each leaf's gradient is
+    the sum of what reached it, summarised with the others in one batch (one read of an
+    accelerator per call, not one per leaf), and equal to torch's."""
+    from helpers.oracle import Oracle, close, mismatches
+
+    import graphviz_grad.capture._snapshot as snapshot
+
+    alone: list[Any] = []
+    original = snapshot.summarize
+    monkeypatch.setattr(snapshot, "summarize", lambda t: alone.append(t) or original(t))
+    torch.manual_seed(0)
+    ws = [torch.randn(20 + k, requires_grad=True) for k in range(3)]  # told apart by shape
+    with Recorder(keep=-1) as rec, Oracle() as oracle:
+        for _ in range(2):
+            loss = sum(((w * (k + 1)) ** 2).sum() + w.sum() for k, w in enumerate(ws))
+            grads = torch.autograd.grad(loss, ws)
+    assert alone == []
+    graph = rec.graph(-1)
+    assert mismatches(graph, oracle.expected[-1]) == []
+    by_shape = {tuple(w.shape): g for w, g in zip(ws, grads)}
+    assert len(graph.leaves) == 3
+    for leaf in graph.leaves:
+        assert close(leaf.grad, by_shape[leaf.shape])
+    assert all(step.grad is not None for step in rec.calls[-1].leaves)

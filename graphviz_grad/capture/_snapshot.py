@@ -172,7 +172,9 @@ class CallCapture:
         self.leaf_grads: dict[int, TensorSummary | None] = {}
         self.order: list[int] = []
         self._order_of: list[int | None] = []
-        self._leaf_raw: dict[int, list[torch.Tensor]] = {}
+        #: The summaries of the gradients summed into each leaf that did not run.
+        self._leaf_sums: dict[int, TensorSummary | None] = {}
+        self._summed = False
         self._cwd: str | None = None
         #: The hooks gradviz put on the nodes, as (the node's hook dict, key) (`plain_hook_dicts`).
         self.hooked: list[tuple[dict[Any, Any], Any]] = []
@@ -523,7 +525,7 @@ class CallCapture:
             self._order_of = [None] * len(self.nodes)
             for pos, n in enumerate(self.order):
                 self._order_of[n] = pos + 1
-            self._leaf_raw = self._raw_by_leaf()
+            self._sum_into_leaves()
             nodes = tuple([self._node(i, n) for i, n in enumerate(self.nodes)])
             edges = tuple(self._edges(nodes))
         graph = Graph(
@@ -545,14 +547,27 @@ class CallCapture:
             graph = with_scale(graph, self.grad_scale)
         return graph
 
-    def _raw_by_leaf(self) -> dict[int, list[torch.Tensor]]:
-        """The raw gradients that flowed into each leaf, by leaf (for leaves that did not run)."""
+    def _sum_into_leaves(self) -> None:
+        """The gradients that flowed into each leaf that did not run, summed, and summarised in
+        one batch (one read of an accelerator, not one per leaf), into `_leaf_sums`; once (the
+        call's light record and its graph both read them)."""
+        if self._summed:
+            return
+        self._summed = True
         found: dict[int, list[torch.Tensor]] = {}
         for (dst, k), g in self.leaf_edge_raw.items():
             src = self.sources[dst][k]
             if src is not None:
                 found.setdefault(src, []).append(g)
-        return found
+        totals: dict[int, torch.Tensor] = {}
+        for i, raw in found.items():
+            if i in self.leaf_grads or i in self.node_grads or not raw:
+                continue
+            total = raw[0]
+            for g in raw[1:]:
+                total = total + g
+            totals[i] = total
+        self._leaf_sums = dict(zip(totals, summarize_many(list(totals.values()))))
 
     def info(self, graph: Graph) -> CallInfo:
         """The light per-call record that `gradviz steps` reads."""
@@ -576,7 +591,7 @@ class CallCapture:
     def light_info(self) -> CallInfo:
         """`info(build())` without building the graph: what `gradviz steps` and the checks across
         calls read of every call, for the calls whose graph is not kept."""
-        self._leaf_raw = self._raw_by_leaf()
+        self._sum_into_leaves()
         leaves = []
         for i in self.leaves:
             names = self.names.for_leaf(self.nodes[i].variable)
@@ -619,7 +634,6 @@ class CallCapture:
         self.nodes, self.nrs, self.roots = [], [], []
         self.index = {}
         self.leaf_edge_raw = {}
-        self._leaf_raw = {}
         self._pending = []
         self._leaf_pending = []
         self.node_grads, self.edge_grads, self.saved_values, self.loose = {}, {}, {}, {}
@@ -713,13 +727,7 @@ class CallCapture:
             return self.leaf_grads[i]
         if i in self.node_grads:
             return self.node_grads[i][0] if self.node_grads[i] else None
-        raw = self._leaf_raw.get(i)
-        if not raw:
-            return None
-        total = raw[0]
-        for g in raw[1:]:
-            total = total + g
-        return summarize(total)
+        return self._leaf_sums.get(i)  # summed and summarised in `_sum_into_leaves`
 
     def _module(self, record: OpRecord) -> tuple[str | None, tuple[tuple[str, str, int], ...]]:
         """The dotted module path of the op and its module scopes, named from the root module."""

@@ -529,10 +529,10 @@ def _own_pass(capture: CallCapture, tensors: list[Any], seeds: list[Any], names:
         capture.detach()
         for t, g in zip(retained, before):
             t.grad = g
-    from .summary import summarize
+    from .summary import summarize_many
 
-    for (i, _), g in zip(leaves, found):
-        capture.leaf_grads[i] = None if g is None else summarize(g)
+    for (i, _), s in zip(leaves, summarize_many(list(found))):  # one read for all of them
+        capture.leaf_grads[i] = s
 
 
 def _create_graph(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
