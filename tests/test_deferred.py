@@ -349,3 +349,56 @@ def test_the_gradients_of_leaves_that_did_not_run_are_read_together(
     for leaf in graph.leaves:
         assert close(leaf.grad, by_shape[leaf.shape])
     assert all(step.grad is not None for step in rec.calls[-1].leaves)
+
+
+@pytest.mark.parametrize("budget", [None, 4096])
+def test_on_the_accelerators_path_a_backward_call_reads_the_device_twice(
+    budget: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the GPU run measured (41 reads in 20 calls), counted on the CPU's copy of the
+    accelerator's path, under the memory budget and over it: the leaves before a call, its
+    gradients and loss after it, nothing per op; the graph is the usual path's."""
+    import graphviz_grad.capture._deferred as deferred
+    import graphviz_grad.capture._forward as forward
+    import graphviz_grad.capture._snapshot as snapshot
+    import graphviz_grad.capture.summary as summary
+
+    def loop() -> Recorder:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(
+            torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1)
+        )
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        x, y = torch.randn(128, 32), torch.randn(128, 1)
+        with Recorder(keep=-1) as rec:
+            for _ in range(20):
+                opt.zero_grad()
+                torch.nn.functional.mse_loss(model(x), y).backward()
+                opt.step()
+        return rec
+
+    usual = loop()
+    monkeypatch.setattr(summary, "CPU_AS_DEVICE", True)
+    if budget is not None:
+        monkeypatch.setattr(deferred, "BUDGET", budget)
+    reads: list[str] = []
+
+    def counted(module: Any, name: str) -> None:
+        original = getattr(module, name)
+
+        def counting(values: Any, *args: Any) -> Any:
+            many = isinstance(values, list)
+            if not many or any(isinstance(v, torch.Tensor) for v in values):
+                reads.append(f"{module.__name__}.{name}")
+            return original(values, *args)
+
+        monkeypatch.setattr(module, name, counting)
+
+    for module in (forward, snapshot):
+        counted(module, "summarize")
+        counted(module, "summarize_small")
+    counted(snapshot, "summarize_many")
+    counted(deferred, "summarize_many")
+    rec = loop()
+    assert len(reads) <= 2 * 20 + 1, reads  # and once to build the graph shown
+    assert rec.graph(-1) == usual.graph(-1)

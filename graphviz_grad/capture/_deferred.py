@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import torch
 
+from . import summary
 from .summary import DATA_LIMIT, PLAIN_TYPES, reads_later, reduce_on_device, summarize_many
 
 #: Sweep dead entries from the index after this many new holds (at least).
@@ -47,7 +48,7 @@ class Holder(Protocol):
 def deferrable(t: torch.Tensor) -> bool:
     """A plain strided real tensor whose summary is worth putting off (not a few numbers that
     `summarize` keeps in full at once, not a tensor subclass whose storage we cannot index)."""
-    if t.is_cpu and t.numel() <= DATA_LIMIT:
+    if t.is_cpu and t.numel() <= DATA_LIMIT and not summary.CPU_AS_DEVICE:
         return False
     return (
         type(t) in PLAIN_TYPES

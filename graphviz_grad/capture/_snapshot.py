@@ -390,9 +390,11 @@ class CallCapture:
         capture defers (most calls of a loop are never drawn)."""
         pending, self._pending = self._pending, []
         flat = [g for _, grads in pending for g in grads]
-        now: list[torch.Tensor | None] = flat
+        now: list[torch.Tensor | None]
         if self.deferred is not None and not self.deferred.eager:
             now = [None if g is None or deferrable(g) else g for g in flat]
+        else:  # on an accelerator, worked out there (`_keep`) and read with the graph
+            now = [None if g is None or reads_later(g) else g for g in flat]
         summaries = iter(summarize_many(now))
         kept = iter(flat)
         for i, grads in pending:
