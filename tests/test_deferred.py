@@ -388,7 +388,7 @@ def test_on_the_accelerators_path_a_backward_call_reads_the_device_twice(
 
         def counting(values: Any, *args: Any) -> Any:
             many = isinstance(values, list)
-            if not many or any(isinstance(v, torch.Tensor) for v in values):
+            if not many or any(isinstance(v, (torch.Tensor, summary.OnDevice)) for v in values):
                 reads.append(f"{module.__name__}.{name}")
             return original(values, *args)
 
@@ -397,6 +397,7 @@ def test_on_the_accelerators_path_a_backward_call_reads_the_device_twice(
     for module in (forward, snapshot):
         counted(module, "summarize")
         counted(module, "summarize_small")
+        counted(module, "summarize_unread")
     counted(snapshot, "summarize_many")
     counted(deferred, "summarize_many")
     rec = loop()

@@ -411,10 +411,11 @@ class CallCapture:
         tensors = [g for _, grads in pending for g in grads]
         root = op_record(self.nodes[self.root_nodes[0]]) if self.root_nodes else None
         value = root.get(0) if root is not None else None
-        held = root if isinstance(value, torch.Tensor) else None
-        if isinstance(value, torch.Tensor):
-            tensors.append(value)
-        summaries = summarize_many(tensors)
+        held = root if isinstance(value, (torch.Tensor, OnDevice)) else None
+        batch: list[torch.Tensor | OnDevice | None] = list(tensors)
+        if isinstance(value, (torch.Tensor, OnDevice)):
+            batch.append(value)
+        summaries = summarize_many(batch)
         if held is not None and (summary := summaries.pop()) is not None:
             held.set(0, summary)
         found = iter(summaries)

@@ -283,10 +283,6 @@ class OnDevice:
         self.numel = numel
 
 
-#: What a value kept for later is: the tensor itself, or its numbers still on the device.
-Unread = torch.Tensor | OnDevice
-
-
 #: Take the accelerator's path on the CPU too (`reads_later`): how the tests on a machine
 #: without one check that path.
 CPU_AS_DEVICE = False
