@@ -252,6 +252,35 @@ def test_summaries_worked_out_on_the_device_are_read_as_summarize_reads_them() -
     assert repr(only_nan) == repr(summarize(everything_odd))
 
 
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every read of a value that gradviz asks for from now on, by where it asks: a summary of
+    one value, or a batch that holds one not summarised yet (on an accelerator, each waits for
+    the device)."""
+    import graphviz_grad.capture._deferred as deferred
+    import graphviz_grad.capture._forward as forward
+    import graphviz_grad.capture._snapshot as snapshot
+    import graphviz_grad.capture.summary as summary
+
+    reads: list[str] = []
+
+    def counted(module: Any, name: str) -> None:
+        original = getattr(module, name)
+
+        def counting(values: Any, *args: Any) -> Any:
+            if not isinstance(values, list) or any(summary.unread(v) for v in values):
+                reads.append(f"{module.__name__}.{name}")
+            return original(values, *args)
+
+        monkeypatch.setattr(module, name, counting)
+
+    for module in (forward, snapshot):
+        for name in ("summarize", "summarize_small", "summarize_unread"):
+            counted(module, name)
+    counted(snapshot, "summarize_many")
+    counted(deferred, "summarize_many")
+    return reads
+
+
 def test_a_recording_over_its_memory_budget_reads_no_value_during_the_forward_pass(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -259,8 +288,6 @@ def test_a_recording_over_its_memory_budget_reads_no_value_during_the_forward_pa
     held, never read at that op (each read waits for the device): nothing is summarised during
     a forward pass, and the graph shown is the graph of the usual path."""
     import graphviz_grad.capture._deferred as deferred
-    import graphviz_grad.capture._forward as forward
-    import graphviz_grad.capture._snapshot as snapshot
     import graphviz_grad.capture.summary as summary
 
     with Recorder(keep=-1) as usual:
@@ -269,21 +296,7 @@ def test_a_recording_over_its_memory_budget_reads_no_value_during_the_forward_pa
     # one op output of the model below is 8 kB: the second is over the budget, and the first
     # is settled then (before, it is held; after, nothing is)
     monkeypatch.setattr(deferred, "BUDGET", 12_000)
-    reads: list[str] = []
-
-    def counted(module: Any, name: str) -> None:
-        original = getattr(module, name)
-
-        def counting(*args: Any, **kwargs: Any) -> Any:
-            reads.append(name)
-            return original(*args, **kwargs)
-
-        monkeypatch.setattr(module, name, counting)
-
-    for module in (forward, snapshot):
-        counted(module, "summarize")
-        counted(module, "summarize_small")
-    counted(deferred, "summarize_many")
+    reads = _count_reads(monkeypatch)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 4))
     x = torch.randn(64, 8)  # a constant over 16 numbers: kept as its shape
@@ -292,6 +305,7 @@ def test_a_recording_over_its_memory_budget_reads_no_value_during_the_forward_pa
             loss = (model(x) ** 2).mean()
             assert reads == []
             loss.backward()
+            reads.clear()  # a backward call reads, twice (see the test below)
     assert rec._mode.deferred.eager
     with Recorder(keep=-1) as late:
         _mlp_steps(3, write_after=True)
@@ -359,8 +373,6 @@ def test_on_the_accelerators_path_a_backward_call_reads_the_device_twice(
     accelerator's path, under the memory budget and over it: the leaves before a call, its
     gradients and loss after it, nothing per op; the graph is the usual path's."""
     import graphviz_grad.capture._deferred as deferred
-    import graphviz_grad.capture._forward as forward
-    import graphviz_grad.capture._snapshot as snapshot
     import graphviz_grad.capture.summary as summary
 
     def loop() -> Recorder:
@@ -381,25 +393,7 @@ def test_on_the_accelerators_path_a_backward_call_reads_the_device_twice(
     monkeypatch.setattr(summary, "CPU_AS_DEVICE", True)
     if budget is not None:
         monkeypatch.setattr(deferred, "BUDGET", budget)
-    reads: list[str] = []
-
-    def counted(module: Any, name: str) -> None:
-        original = getattr(module, name)
-
-        def counting(values: Any, *args: Any) -> Any:
-            many = isinstance(values, list)
-            if not many or any(isinstance(v, (torch.Tensor, summary.OnDevice)) for v in values):
-                reads.append(f"{module.__name__}.{name}")
-            return original(values, *args)
-
-        monkeypatch.setattr(module, name, counting)
-
-    for module in (forward, snapshot):
-        counted(module, "summarize")
-        counted(module, "summarize_small")
-        counted(module, "summarize_unread")
-    counted(snapshot, "summarize_many")
-    counted(deferred, "summarize_many")
+    reads = _count_reads(monkeypatch)
     rec = loop()
     assert len(reads) <= 2 * 20 + 1, reads  # and once to build the graph shown
     assert rec.graph(-1) == usual.graph(-1)

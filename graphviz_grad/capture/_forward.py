@@ -36,6 +36,7 @@ from .summary import (
     summarize,
     summarize_small,
     summarize_unread,
+    unread,
 )
 
 META_KEY = "gradviz"
@@ -131,7 +132,7 @@ class OpRecord:
     def unread(self, k: Any) -> torch.Tensor | OnDevice | None:
         """What is kept for output `k` or constant `("c", j)` and not summarised yet."""
         value = self.constants[k[1]][1] if isinstance(k, tuple) else self.get(k)
-        return value if isinstance(value, (torch.Tensor, OnDevice)) else None
+        return value if unread(value) else None
 
     def put(self, k: Any, value: TensorSummary | torch.Tensor | OnDevice | None) -> None:
         if value is None:
@@ -145,24 +146,23 @@ class OpRecord:
 
     def held(self) -> list[Any]:
         """The tags of the values not summarised yet (outputs and constants)."""
-        kept = (torch.Tensor, OnDevice)
-        tags: list[Any] = [0] if isinstance(self.out0, kept) else []
+        tags: list[Any] = [0] if unread(self.out0) else []
         if self.more is not None:
-            tags += [k for k, v in self.more.items() if isinstance(v, kept)]
-        tags += [("c", j) for j, (_, v) in enumerate(self.constants) if isinstance(v, kept)]
+            tags += [k for k, v in self.more.items() if unread(v)]
+        tags += [("c", j) for j, (_, v) in enumerate(self.constants) if unread(v)]
         return tags
 
     def settled_constants(self) -> tuple[tuple[int, TensorSummary], ...]:
         """`constants`, each summarised (a small accelerator tensor is kept until now)."""
         for j, (_, v) in enumerate(self.constants):
-            if isinstance(v, (torch.Tensor, OnDevice)):
+            if unread(v):
                 self.put(("c", j), summarize_unread(v))
         return self.constants  # type: ignore[return-value]
 
     def value(self, k: int) -> TensorSummary | None:
         """The summary of output `k` (summarised now if it was still held as a tensor)."""
         value = self.get(k)
-        if isinstance(value, (torch.Tensor, OnDevice)):
+        if unread(value):
             value = summarize_unread(value)
             self.set(k, value)
         return value

@@ -45,6 +45,7 @@ from .summary import (
     summarize_many,
     summarize_small,
     summarize_unread,
+    unread,
 )
 
 #: Above this many nodes, saved tensors are listed by name only (reading them all is slow).
@@ -304,7 +305,7 @@ class CallCapture:
         if ref is not None:
             return Saved(name, "tensor", node=ref, text=f"leaf #{ref}")
         summary = self._keep(("l", slot), t)
-        if isinstance(summary, (torch.Tensor, OnDevice)):  # summarised in `_settle`
+        if unread(summary):  # summarised in `_settle`
             self.loose[slot] = summary
             return Saved(name, "tensor")
         return Saved(name, "tensor", summary=summary)
@@ -408,16 +409,14 @@ class CallCapture:
         """The leaves' gradients, and the root's value if it is still held (every call's
         `light_info` reads it), in one batch: one wait for an accelerator per call, not two."""
         pending, self._leaf_pending = self._leaf_pending, []
-        tensors = [g for _, grads in pending for g in grads]
+        batch: list[torch.Tensor | OnDevice | None] = [g for _, grads in pending for g in grads]
         root = op_record(self.nodes[self.root_nodes[0]]) if self.root_nodes else None
         value = root.get(0) if root is not None else None
-        held = root if isinstance(value, (torch.Tensor, OnDevice)) else None
-        batch: list[torch.Tensor | OnDevice | None] = list(tensors)
-        if isinstance(value, (torch.Tensor, OnDevice)):
+        if unread(value):
             batch.append(value)
         summaries = summarize_many(batch)
-        if held is not None and (summary := summaries.pop()) is not None:
-            held.set(0, summary)
+        if root is not None and unread(value) and (summary := summaries.pop()) is not None:
+            root.set(0, summary)
         found = iter(summaries)
         for i, grads in pending:
             self.node_grads[i] = tuple(next(found) for _ in grads)
@@ -449,7 +448,7 @@ class CallCapture:
             value = self.loose.get(key[0])
         else:
             value = self.saved_values.get(key[0])
-        return value if _pending(value) else None
+        return value if unread(value) else None
 
     def put(self, tag: Any, value: Any) -> None:
         kind, *key = tag
@@ -460,7 +459,7 @@ class CallCapture:
         elif kind == "e":
             self.edge_grads[tuple(key)] = value  # type: ignore[index]
         elif kind == "l":
-            if _pending(value):
+            if unread(value):
                 self.loose[key[0]] = value
             else:
                 self.loose.pop(key[0], None)
@@ -476,9 +475,9 @@ class CallCapture:
         saved outputs, and the forward outputs of its nodes."""
         tags: list[tuple[Any, Any]] = []
         for i, grads in self.node_grads.items():
-            tags += [(self, ("g", i, k)) for k, g in enumerate(grads) if _pending(g)]
-        tags += [(self, ("e", *key)) for key, g in self.edge_grads.items() if _pending(g)]
-        tags += [(self, ("s", key)) for key, v in self.saved_values.items() if _pending(v)]
+            tags += [(self, ("g", i, k)) for k, g in enumerate(grads) if unread(g)]
+        tags += [(self, ("e", *key)) for key, g in self.edge_grads.items() if unread(g)]
+        tags += [(self, ("s", key)) for key, v in self.saved_values.items() if unread(v)]
         tags += [(self, ("l", key)) for key in self.loose]
         for node in self.nodes:
             record = op_record(node)
@@ -814,11 +813,6 @@ def _shape_dtype(node: Any, out0: Output) -> tuple[tuple[int, ...] | None, str |
         except (AttributeError, TypeError, RuntimeError):
             pass
     return None, None
-
-
-def _pending(value: Any) -> bool:
-    """A value kept for later, not summarised yet: a tensor, or its numbers on its device."""
-    return isinstance(value, (torch.Tensor, OnDevice))
 
 
 def _recomputed(attr: str) -> Saved:

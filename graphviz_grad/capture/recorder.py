@@ -531,7 +531,7 @@ def _own_pass(capture: CallCapture, tensors: list[Any], seeds: list[Any], names:
             t.grad = g
     from .summary import summarize_many
 
-    for (i, _), s in zip(leaves, summarize_many(list(found))):  # one read for all of them
+    for (i, _), s in zip(leaves, summarize_many(found)):  # one read for all of them
         capture.leaf_grads[i] = s
 
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..model import TensorSummary
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs  # a torch dependency; for the type checker only
 
 #: Tensors with at most this many elements keep their data.
 DATA_LIMIT = 16
@@ -283,6 +286,12 @@ class OnDevice:
         self.numel = numel
 
 
+def unread(value: object) -> TypeIs[torch.Tensor | OnDevice]:
+    """Whether a value kept for later is not summarised yet: the tensor itself, or its numbers
+    still on its device."""
+    return isinstance(value, (torch.Tensor, OnDevice))
+
+
 #: Take the accelerator's path on the CPU too (`reads_later`): how the tests on a machine
 #: without one check that path.
 CPU_AS_DEVICE = False
@@ -348,12 +357,12 @@ def _reduce(t: torch.Tensor, kind: str) -> OnDevice:
     return OnDevice(piece, shape, dtype_name(t.dtype), numel)
 
 
-def _from_piece(v: OnDevice, numbers: list[float]) -> TensorSummary:
-    """The summary that `reduce_on_device` worked out, from its numbers read back."""
+def _from_piece(v: OnDevice, row: torch.Tensor) -> TensorSummary:
+    """The summary that `reduce_on_device` worked out, from its numbers read back (`row`, on
+    the host)."""
     if v.numel <= DATA_LIMIT:
-        data: Any = torch.tensor(numbers, dtype=torch.float64).view(v.shape).tolist()
-        return _small(data, v.shape, v.dtype, v.numel)
-    total, lo, hi, norm, n_finite, nan, m_sum, m_lo, m_hi, m_norm = numbers
+        return _small(row.view(v.shape).tolist(), v.shape, v.dtype, v.numel)
+    total, lo, hi, norm, n_finite, nan, m_sum, m_lo, m_hi, m_norm = row.tolist()
     if math.isfinite(total):
         return TensorSummary(v.shape, v.dtype, v.numel, None, lo, hi, total / v.numel, norm)
     finite, n_nan = int(n_finite), int(nan)
@@ -554,7 +563,7 @@ def read_together(group: list[torch.Tensor | OnDevice]) -> list[TensorSummary]:
         n = piece.numel()
         row, at = host[at : at + n], at + n
         if isinstance(t, OnDevice):
-            out.append(_from_piece(t, row.tolist()))
+            out.append(_from_piece(t, row))
             continue
         shape, numel = tuple(int(d) for d in t.shape), t.numel()
         if numel <= DATA_LIMIT:
@@ -567,7 +576,7 @@ def read_together(group: list[torch.Tensor | OnDevice]) -> list[TensorSummary]:
 
 def _one(t: torch.Tensor | OnDevice) -> TensorSummary:
     if isinstance(t, OnDevice):
-        return _from_piece(t, t.piece.cpu().tolist())
+        return _from_piece(t, t.piece.cpu())
     return summarize(t)
 
 
