@@ -259,12 +259,15 @@ class StepsTable:
         yield Group(*narrow, self.leaf_view(options.max_width), note)
 
     def warnings(self) -> list[str]:
-        """Leaves whose `.grad` was not zero when a backward call began: gradients add up."""
+        """Leaves whose `.grad` was not zero when a backward call began: gradients add up (a
+        `torch.autograd.grad` call adds nothing to `.grad`, so it is not looked at, as in
+        `doctor`'s grad-accumulates)."""
         out = []
         for name in self.names:
             calls = [
                 c.number
                 for c in self.calls
+                if c.kind != "autograd.grad"
                 for x in c.leaves
                 if x.name == name and x.grad_before is not None and not _zero(x.grad_before)
             ]

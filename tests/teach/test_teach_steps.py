@@ -89,6 +89,27 @@ def test_unzeroed_gradient_is_pointed_out() -> None:
     assert "w.grad was not zero when call(s) 2, 3 began" in result.stdout
 
 
+def test_a_gradient_set_by_hand_from_autograd_grad_is_not_called_added_up(
+    tmp_path: Path,
+) -> None:
+    """`torch.autograd.grad` adds nothing to `.grad` (a WGAN-GP critic step sets `p.grad` from
+    it): a `.grad` left over when such a call begins is no sum, as `doctor` knows too."""
+    script = tmp_path / "by_hand.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.tensor([1.0, 2.0], requires_grad=True)\n"
+        "for _ in range(3):\n"
+        "    (g,) = torch.autograd.grad((w * w).sum(), [w])\n"
+        "    w.grad = g\n"
+        "    with torch.no_grad():\n"
+        "        w -= 0.1 * w.grad\n"
+    )
+    result = CliRunner().invoke(app, ["steps", str(script)], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.stderr
+    assert "3 backward calls" in result.stdout
+    assert "was not zero" not in result.stdout
+
+
 def test_steps_cli_formats_and_no_backward() -> None:
     runner = CliRunner()
     out = runner.invoke(app, ["steps", "samples/linear.py", "-q", "-f", "csv"])
