@@ -106,3 +106,30 @@ def test_progress_line_shows_the_status_and_stays_off_when_quiet() -> None:
     assert out.getvalue().strip().endswith("running train.py…")
     with _run.progress("running", delay=0.0, quiet=True):
         pass  # nothing starts: no thread, no output
+
+
+def test_the_profilers_record_function_ops_pass_straight_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`optimizer.zero_grad()` runs two profiler ops (`record_function`) that take and make no
+    tensor: the recorder hands them on without looking (they cost a full op each before)."""
+    seen: list[str] = []
+    with Recorder() as rec:
+        original = rec.watch.op
+
+        def op(func: object, *rest: object) -> object:
+            seen.append(str(func))
+            return original(func, *rest)
+
+        monkeypatch.setattr(rec.watch, "op", op)
+        w = torch.nn.Parameter(torch.ones(3))
+        optimizer = torch.optim.SGD([w], lr=0.1)
+        (w * 2).sum().backward()
+        seen.clear()
+        optimizer.zero_grad()
+        with torch.autograd.profiler.record_function("mine"):
+            loss = (w * 3).sum()
+    assert seen == ["aten.mul.Tensor", "aten.sum.default"], seen
+    assert (
+        op_record(loss.grad_fn) is not None and op_record(loss.grad_fn).aten == "aten.sum.default"
+    )

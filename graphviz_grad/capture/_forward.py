@@ -291,6 +291,27 @@ _writes: dict[int, tuple[Any, Any]] = {}
 _DETACH = torch.ops.aten.detach.default
 
 
+def _plumbing_ops() -> tuple[Any, ...]:
+    """The profiler's `record_function` ops (every `optimizer.zero_grad()` and `step()` runs
+    two): no tensor in, none out, nothing to record."""
+    found = []
+    for packet, overload in (
+        ("_record_function_enter_new", "default"),
+        ("_record_function_enter", "default"),
+        ("_record_function_exit", "_RecordFunction"),
+        ("_record_function_exit", "default"),
+    ):
+        with contextlib.suppress(AttributeError, RuntimeError):  # an op this PyTorch lacks
+            found.append(getattr(getattr(torch.ops.profiler, packet), overload))
+    return tuple(found)
+
+
+#: The ops `__torch_dispatch__` passes straight on, by id (an op's `__hash__` is slow Python);
+#: the tuple holds them, so that their ids stay theirs.
+_PLUMBING = _plumbing_ops()
+_PLUMBING_IDS = frozenset(map(id, _PLUMBING))
+
+
 def written_args(func: Any) -> Any:
     """For an op that writes some of its arguments in place (`add_`, `out=`, the optimizer's
     `_foreach_add_`), a function giving those arguments from `(args, kwargs)`; else None."""
@@ -489,6 +510,8 @@ class ForwardRecorder(TorchDispatchMode):
         return _pop_mode_temporarily()
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if id(func) in _PLUMBING_IDS:
+            return func(*args, **(kwargs or {}))
         if self.pending:
             self._flush()
         grad = torch.is_grad_enabled()
