@@ -95,6 +95,22 @@ def plain_hook_dicts(hooked: list[tuple[dict[Any, Any], Any]]) -> Iterator[None]
             setattr(_mixin, "_register_hook", saved)  # noqa: B010
 
 
+_references: dict[tuple[str, int, int | None], Saved] = {}
+
+
+def _reference(name: str, ref: int, nr: int | None) -> Saved:
+    """The `Saved` of a tensor that is output `nr` of node `ref` (None: leaf `ref`); frozen, so
+    one is shared by every call that saves the same output under the same name (a loop's)."""
+    key = (name, ref, nr)
+    found = _references.get(key)
+    if found is None:
+        text = f"leaf #{ref}" if nr is None else f"output {nr} of #{ref}"
+        found = Saved(name, "tensor", node=ref, text=text)
+        if len(_references) < 65536:
+            _references[key] = found
+    return found
+
+
 def saved_attrs(node: Any) -> tuple[str, ...]:
     kind = type(node)
     names = saved_attrs_cache.get(kind)
@@ -300,10 +316,10 @@ class CallCapture:
             known = record is not None and record.has(t.output_nr)  # `_value` reads that
             if not known and key not in self.saved_values:
                 self.saved_values[key] = self._keep(("s", key), t)
-            return Saved(name, "tensor", node=ref, text=f"output {t.output_nr} of #{ref}")
+            return _reference(name, ref, t.output_nr)
         ref = leaf_ids.get(id(t))
         if ref is not None:
-            return Saved(name, "tensor", node=ref, text=f"leaf #{ref}")
+            return _reference(name, ref, None)
         summary = self._keep(("l", slot), t)
         if unread(summary):  # summarised in `_settle`
             self.loose[slot] = summary
@@ -331,12 +347,24 @@ class CallCapture:
                     consumers[key] = consumers.get(key, 0) + 1
         leaf_kinds = set(self.leaves)
         plain = self._plain_leaves() if self.leaves_run else set()
+        # the inputs whose gradient differs from their source's own (`_edges_needing_grads`):
+        # only those of a source with several consumers or of a leaf that needs its own hook
+        special = {k for k, n in consumers.items() if n > 1}
+        special.update(leaf_kinds - plain)
         handles = self.handles
+        nrs_of, sources = self.nrs, self.sources
         with plain_hook_dicts(self.hooked):
             for i, node in enumerate(self.nodes):
                 hook = self._leaf_pre_hook(i) if i in leaf_kinds else self._pre_hook(i)
                 if (handle := node.register_prehook(hook)) is not None:
                     handles.append(handle)  # a PyTorch that did not ask `_register_hook`
+                if not special:
+                    continue
+                for nr, src in zip(nrs_of[i], sources[i]):
+                    if src is not None and ((src, nr) if nr else src) in special:
+                        break
+                else:
+                    continue  # the usual node: no input needs a hook of its own
                 wanted = self._edges_needing_grads(i, consumers, leaf_kinds, plain)
                 if wanted and (handle := node.register_hook(self._post_hook(i, wanted))):
                     handles.append(handle)
