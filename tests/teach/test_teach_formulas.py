@@ -134,3 +134,25 @@ def test_unknown_op_says_so_and_still_shows_gradients() -> None:
     assert any("no formula for AtanBackward0" in t for t in texts)
     assert any("∂L/∂w ← 0.6" in t for t in texts)  # 3 / (1 + 2²), the recorded gradient
     assert symbol(graph.nodes[0]) == "#0"
+
+
+def test_negative_dims_and_indices_read_as_the_user_wrote_them() -> None:
+    """Autograd hands negative int64 attributes to Python as unsigned (`dim=-1` reads
+    18446744073709551615): the capture stores them signed, so the formulas, the labels and the
+    JSON say `dim=-1` and `ignore_index=-100`."""
+    x = torch.randn(2, 3, requires_grad=True)
+    with gg.record() as rec:
+        p = F.log_softmax(x, dim=-1)
+        loss = F.nll_loss(p, torch.tensor([0, 2])) + x.sum(-1).sum() + x.transpose(-1, 0).sum()
+        graph = rec.trace(loss)
+    saved = {(n.op, s.name): s.text for n in graph.nodes for s in n.saved if s.kind == "value"}
+    assert saved[("LogSoftmaxBackward0", "dim")] == "-1"
+    assert saved[("NllLossBackward0", "ignore_index")] == "-100"
+    assert saved[("SumBackward1", "dim")] == "(-1,)"
+    assert (saved[("TransposeBackward0", "dim0")], saved[("TransposeBackward0", "dim1")]) == (
+        "-1",
+        "0",
+    )
+    texts = [t for step in Explanation(graph).steps() for _, t in step.lines]
+    assert any("log_softmax(x, dim=-1)" in t for t in texts), texts
+    assert not any("18446744073709551" in t for t in texts)
