@@ -9,6 +9,8 @@ node, its input's producer (through ops that only reshape), and their lines.
 
 from __future__ import annotations
 
+import math
+
 from ..model import Finding, Graph, Node
 from ._common import at_line, node_ref
 
@@ -54,8 +56,9 @@ def loss_inputs(graph: Graph) -> list[Finding]:
                 found.append(_nll(node, before, "raw scores", "scores"))
             elif before is not None:
                 norm = _normaliser(graph, before)
-                if norm is not None and _off_classes(norm):
-                    found.append(_over_batch(graph, node, norm))
+                axis = None if norm is None else _class_axis(graph, node, norm)
+                if norm is not None and axis is not None and _off_classes(norm, axis):
+                    found.append(_over_batch(graph, node, norm, axis))
         elif node.op == "BinaryCrossEntropyWithLogitsBackward0":
             before = _producer(graph, node)
             if before is not None and before.op == "SigmoidBackward0":
@@ -89,40 +92,134 @@ def _normaliser(graph: Graph, before: Node) -> Node | None:
     return None
 
 
-def _dim(node: Node) -> int | None:
-    text = node.saved_value("dim")
+def _int(text: str | None) -> int | None:
+    """A saved int attribute (negative ones may come as unsigned int64, from older captures)."""
     try:
-        return None if text is None else int(text)
+        n = None if text is None else int(text)
     except ValueError:
         return None
+    return n - 2**64 if n is not None and n >= 2**63 else n
 
 
-def _off_classes(norm: Node) -> bool:
-    """Whether a (log-)softmax over a batch of scores (`N × C × ...`, the classes in dim 1, as
-    `nll_loss` reads them) normalised over another dimension: the batch, or a spatial one."""
+def _dim(node: Node) -> int | None:
+    return _int(node.saved_value("dim"))
+
+
+#: Ops between a normaliser and `nll_loss` that keep every axis where it is.
+_SAME_AXES = frozenset({"LogBackward0", "CloneBackward0", "ContiguousBackward0", "SliceBackward0"})
+#: Ops that reshape in row-major order: an axis is followed by its size and what lies inside it.
+_ROW_MAJOR = frozenset(
+    {
+        "ViewBackward0",
+        "UnsafeViewBackward0",
+        "ReshapeAliasBackward0",
+        "SqueezeBackward0",
+        "SqueezeBackward1",
+        "SqueezeBackward2",
+        "UnsqueezeBackward0",
+    }
+)
+
+
+def _class_axis(graph: Graph, loss: Node, norm: Node) -> int | None:
+    """The axis of `norm`'s output that `nll_loss` reads as the classes (dim 1 of its input, or
+    dim 0 of a 1-D one), followed back through the reshapes, transposes and permutes between
+    them; None where it cannot be told (then nothing is said)."""
+    edges = [e for e in graph.inputs[loss.id] if e.index == 0]
+    if not edges:
+        return None
+    node = graph.nodes[edges[0].src]
+    if node.shape is None:
+        return None
+    axis: int | None = 1 if len(node.shape) >= 2 else 0
+    for _ in range(17):
+        if node.id == norm.id or axis is None:
+            return axis
+        edges = [e for e in graph.inputs[node.id] if e.index == 0]
+        if node.kind != "op" or not edges:
+            return None
+        src = graph.nodes[edges[0].src]
+        axis = _axis_before(node, src.shape, axis)
+        node = src
+    return None
+
+
+def _axis_before(node: Node, before: tuple[int, ...] | None, axis: int) -> int | None:
+    """Which axis of `node`'s input becomes `axis` of its output (None: unknown)."""
+    after, op = node.shape, node.op
+    if after is None or before is None:
+        return None
+    if op in _SAME_AXES:
+        return axis if len(before) == len(after) else None
+    if op in ("TransposeBackward0", "TransposeBackward1"):
+        if op == "TransposeBackward1":  # `.t()`
+            d0, d1 = (0, 1) if len(after) == 2 else (0, 0)
+        else:
+            a, b = _int(node.saved_value("dim0")), _int(node.saved_value("dim1"))
+            if a is None or b is None or not after:
+                return None
+            d0, d1 = a % len(after), b % len(after)
+        return d1 if axis == d0 else d0 if axis == d1 else axis
+    if op == "PermuteBackward0":
+        text = node.saved_value("dims") or ""
+        dims = [_int(x) for x in text.strip("()[] ").split(",") if x.strip()]
+        if len(dims) != len(after) or any(d is None for d in dims):
+            return None
+        return dims[axis] % len(after)  # type: ignore[operator]
+    if op in _ROW_MAJOR:
+        size, inside = after[axis], math.prod(after[axis + 1 :])
+        if size < 2:
+            return None
+        found = [
+            k
+            for k in range(len(before))
+            if before[k] == size and math.prod(before[k + 1 :]) == inside
+        ]
+        return found[0] if len(found) == 1 else None
+    return None
+
+
+def _input_shape(graph: Graph, loss: Node) -> tuple[int, ...] | None:
+    edges = [e for e in graph.inputs[loss.id] if e.index == 0]
+    return graph.nodes[edges[0].src].shape if edges else None
+
+
+def _off_classes(norm: Node, axis: int) -> bool:
+    """Whether a (log-)softmax normalised over another axis than the one `nll_loss` reads as the
+    classes (`axis` of its output): the batch, or a spatial one."""
     dim, shape = _dim(norm), norm.shape
-    if dim is None or shape is None or len(shape) < 2 or shape[1] < 2:
+    if dim is None or shape is None or len(shape) < 2 or shape[axis] < 2:
         return False
-    return dim % len(shape) != 1
+    return dim % len(shape) != axis
 
 
-def _over_batch(graph: Graph, node: Node, norm: Node) -> Finding:
+def _over_batch(graph: Graph, node: Node, norm: Node, axis: int) -> Finding:
     dim = (_dim(norm) or 0) % len(norm.shape or (0,))
     made = "log_softmax" if norm.op == "LogSoftmaxBackward0" else "softmax"
     what = (
         "the batch: each class's scores are normalised across the samples"
-        if dim == 0
-        else (f"dimension {dim}, not the classes")
+        if dim == 0 and axis == 1
+        else "not the classes"
     )
     shape = "×".join(str(d) for d in norm.shape or ())
+    ref = f"{node_ref(norm)}{at_line(norm.line)}"
+    if axis == 1 and _input_shape(graph, node) == norm.shape:
+        start = (
+            f"`nll_loss`{at_line(node.line)} reads the classes in dim 1 of its {shape} input, but "
+            f"the `{made}` that made it ({ref}) normalises over dim {dim}, {what}."
+        )
+    else:  # reshaped or transposed on the way: say where the classes are in `norm`'s output
+        start = (
+            f"`nll_loss`{at_line(node.line)} reads its classes from dim {axis} of the {shape} "
+            f"output of the `{made}` that made it ({ref}), but that `{made}` normalises over dim "
+            f"{dim}, {what}."
+        )
     message = (
-        f"`nll_loss`{at_line(node.line)} reads the classes in dim 1 of its {shape} input, but the "
-        f"`{made}` that made it ({node_ref(norm)}{at_line(norm.line)}) normalises over dim "
-        f"{dim}, {what}. The loss and its gradient are wrong (no error; a bias of the last layer "
-        "gets next to no gradient)."
+        f"{start} The loss and its gradient are wrong (no error; a bias of the last layer gets "
+        "next to no gradient)."
     )
     hint = (
-        "Normalise over the classes: `F.log_softmax(logits, dim=1)` (or give the logits to "
+        f"Normalise over the classes: `F.log_softmax(logits, dim={axis})` (or give the logits to "
         "`F.cross_entropy`, which does it)."
     )
     return Finding("loss-input", "warning", message, node.file, node.line, (node.id, norm.id), hint)

@@ -895,6 +895,21 @@ def test_layers_kept_in_a_plain_list_or_dict_are_named_with_the_fix(
         ("F.nll_loss(F.log_softmax(h[0], dim=0), y[0])", None),  # one sample: dim 0 is classes
         ("F.cross_entropy(h, y)", None),  # the logits: right
         ("F.nll_loss(F.log_softmax(h, 1).view(4, 3), y)", None),  # log-probabilities, reshaped
+        # a language model's (L, N, C) scores over their last dim, flattened: right
+        ("F.nll_loss(F.log_softmax(h.view(2, 2, 3), dim=-1).view(-1, 3), y)", None),
+        # (N, L, C) into the (N, C, L) that `nll_loss` reads: right
+        ("F.nll_loss(F.log_softmax(h.view(2, 2, 3), -1).transpose(1, 2), y.view(2, 2))", None),
+        ("F.nll_loss(F.log_softmax(h.view(2, 2, 3), -1).permute(0, 2, 1), y.view(2, 2))", None),
+        (
+            "F.nll_loss(F.log_softmax(h.view(2, 2, 3), dim=0).view(-1, 3), y)",
+            "reads its classes from dim 2 of the 2×2×3 output of the `log_softmax` that made it "
+            "(#2 LogSoftmaxBackward0 at line 6), but that `log_softmax` normalises over dim 0, "
+            "not the classes",
+        ),
+        (
+            "F.nll_loss(F.log_softmax(h.view(2, 2, 3), 1).transpose(1, 2), y.view(2, 2))",
+            "normalises over dim 1, not the classes",
+        ),
         ("F.binary_cross_entropy(torch.sigmoid(h[:, 0]), (y == 0).float())", None),
     ],
 )
