@@ -120,6 +120,17 @@ def test_a_buffer_that_requires_grad_is_named_like_a_parameter() -> None:
     assert {"model.weight", "model.bias", "model.scale"} <= names
 
 
+def test_a_buffer_an_op_reads_is_named_as_its_input() -> None:
+    """A BatchNorm's running statistics take no gradient but are inputs of its op: drawn as
+    `model.0.running_mean`, not as an anonymous input."""
+    model = torch.nn.Sequential(torch.nn.BatchNorm1d(3))
+    with gg.record() as rec:
+        loss = model(torch.randn(4, 3)).sum()
+        loss.backward()
+    names = {name for u in rec.graph().input_uses() for name in ([u.name] if u.name else [])}
+    assert {"model.0.running_mean", "model.0.running_var"} <= names, names
+
+
 def test_tied_weights_list_every_alias() -> None:
     emb = torch.nn.Embedding(5, 3)
     head = torch.nn.Linear(3, 5, bias=False)

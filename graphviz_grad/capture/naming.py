@@ -185,9 +185,10 @@ class Names:
             self._qualified.add(f"{name}.{pname}")
             self._add(f"{name}.{pname}", p)
         for bname, b in module.named_buffers(remove_duplicate=False):
-            if b.requires_grad:
-                self._qualified.add(f"{name}.{bname}")
-                self._add(f"{name}.{bname}", b)
+            # every buffer: one that takes no gradient is an op's input (a BatchNorm's
+            # `running_mean`), drawn under its name
+            self._qualified.add(f"{name}.{bname}")
+            self._add(f"{name}.{bname}", b)
         self._models.append((name, module))
 
     def _add_unregistered(self) -> None:
