@@ -98,6 +98,19 @@ def accumulates(
     `.grad` is zeroed before its own next step (`_unused`). A `torch.autograd.grad` call adds
     nothing to `.grad` (WGAN-GP's gradient penalty), so it is not looked at. `explained`: leaves
     another finding accounts for (layers kept in a plain list, which `zero_grad()` misses)."""
+    hits, cleared, longest = added_up(calls)
+    hits = [h for h in hits if h[1] not in explained]
+    if not hits:
+        return []
+    return [_accumulates_finding(graph, hits, cleared, longest)]
+
+
+def added_up(calls: Sequence[CallInfo]) -> tuple[list[tuple[CallInfo, str, bool]], set[str], int]:
+    """Where gradients added up in a leaf's `.grad`: (call, leaf name, whether the leaf was
+    updated since its last call) for each call that began with the leaf's `.grad` not zero,
+    leaving out the sums that no update used (`_unused`) and `torch.autograd.grad` calls; the
+    leaves zeroed later; the most calls in a row whose gradients added up (`doctor` and
+    `steps` both read it)."""
     steps: dict[tuple[str, int], list[LeafStep]] = {}
     hits: list[tuple[CallInfo, str, bool]] = []
     cleared: set[str] = set()
@@ -120,10 +133,7 @@ def accumulates(
                     cleared.add(step.name)
             earlier.append(step)
     unused = _unused(steps)
-    hits = [h for h in hits if not (h[2] and h[1] in unused) and h[1] not in explained]
-    if not hits:
-        return []
-    return [_accumulates_finding(graph, hits, cleared, longest)]
+    return [h for h in hits if not (h[2] and h[1] in unused)], cleared, longest
 
 
 def _unused(by_leaf: dict[tuple[str, int], list[LeafStep]]) -> set[str]:

@@ -21,6 +21,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from graphviz_grad.diagnose.calls import added_up
 from graphviz_grad.model import CallInfo, TensorSummary
 from graphviz_grad.render.format import fmt_number, fmt_summary
 from graphviz_grad.teach.formulas import scalar
@@ -39,6 +40,7 @@ class Row:
     leaves: dict[str, tuple[TensorSummary | None, TensorSummary | None]]
     nodes: int
     error: str | None = None
+    root_name: str | None = None
 
 
 def leaf_names(calls: Sequence[CallInfo]) -> list[str]:
@@ -58,11 +60,28 @@ def root_name(calls: Sequence[CallInfo]) -> str:
     return names.most_common(1)[0][0] if names else "root"
 
 
+def root_names(calls: Sequence[CallInfo]) -> list[str]:
+    """The roots' names in the order first seen, when the calls differentiate more than one
+    named root (a GAN's `d_loss` and `g_loss`: ``root`` for a call whose root has no name);
+    else an empty list (one root, named as `root_name` says)."""
+    named = list(dict.fromkeys(c.root_name for c in calls if c.root_name))
+    if len(named) < 2:
+        return []
+    return list(dict.fromkeys(c.root_name or "root" for c in calls))
+
+
 def rows(calls: Sequence[CallInfo], every: int = 1) -> list[Row]:
     """One row per call; with `every` K, calls 1, 1+K, 1+2K... and always the last one."""
     picked = [c for i, c in enumerate(calls) if i % every == 0 or i == len(calls) - 1]
     return [
-        Row(c.number, c.root_value, {x.name: (x.value, x.grad) for x in c.leaves}, c.nodes, c.error)
+        Row(
+            c.number,
+            c.root_value,
+            {x.name: (x.value, x.grad) for x in c.leaves},
+            c.nodes,
+            c.error,
+            c.root_name,
+        )
         for c in picked
     ]
 
@@ -140,19 +159,27 @@ class StepsTable:
         self.precision = precision
         self.names = leaf_names(self.calls)
         self.root = root_name(self.calls)
+        #: Several roots (a GAN's two losses): a column names each call's, and each has its own
+        #: sparkline.
+        self.roots = root_names(self.calls)
 
     def table(self, leaves: bool = True) -> Table:
         """One row per call: the call, the root, per leaf (with `leaves`) value and gradient."""
         table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
         table.add_column("call", justify="right", no_wrap=True)
-        table.add_column(self.root, justify="right", no_wrap=True)
+        if self.roots:
+            table.add_column("root", no_wrap=True)
+        table.add_column("value" if self.roots else self.root, justify="right", no_wrap=True)
         names = self.names if leaves else []
         for name in names:
             table.add_column(name, justify="right", no_wrap=True)
             table.add_column(f"∂/∂{name}", justify="right", no_wrap=True)
         table.add_column("nodes", justify="right", no_wrap=True)
+        names_of = {c.number: c.root_name or "root" for c in self.calls}
         for row in rows(self.calls, self.every):
             cells = [str(row.call), self._fmt(row.root)]
+            if self.roots:
+                cells.insert(1, names_of.get(row.call, "root"))
             for name in names:
                 value, grad = row.leaves.get(name, (None, None))
                 cells += [self._fmt(value), self._fmt(grad)]
@@ -167,12 +194,23 @@ class StepsTable:
         text = fmt_number(value, self.precision)
         return text if scalar(s) is not None else f"‖{text}‖"
 
+    def _root_series(self) -> list[tuple[str, list[float | None]]]:
+        """The root's value over the calls; with several roots, each over its own calls."""
+        if not self.roots:
+            return [(self.root, [number(c.root_value) for c in self.calls])]
+        return [
+            (name, [number(c.root_value) for c in self.calls if (c.root_name or "root") == name])
+            for name in self.roots
+        ]
+
     def _series(self) -> list[tuple[str, list[float | None]]]:
-        series = [(self.root, [number(c.root_value) for c in self.calls])]
+        series = self._root_series()
+        by_name = [{x.name: x for x in c.leaves} for c in self.calls]
         for name in self.names:
-            found = [{x.name: x for x in c.leaves}.get(name) for c in self.calls]
-            series.append((name, [number(x.value) if x else None for x in found]))
-            series.append((f"∂/∂{name}", [number(x.grad) if x else None for x in found]))
+            # over the calls whose graph holds the leaf (a GAN's generator is in every other)
+            found = [x for x in (leaves.get(name) for leaves in by_name) if x is not None]
+            series.append((name, [number(x.value) for x in found]))
+            series.append((f"∂/∂{name}", [number(x.grad) for x in found]))
         return series
 
     def _ends(self, values: list[float | None]) -> str:
@@ -181,9 +219,7 @@ class StepsTable:
         if not known:
             return ""
         first = fmt_number(known[0], self.precision)
-        return (
-            first if len(self.calls) == 1 else f"{first} → {fmt_number(known[-1], self.precision)}"
-        )
+        return first if len(values) == 1 else f"{first} → {fmt_number(known[-1], self.precision)}"
 
     def sparklines(self, max_width: int = 100) -> list[str]:
         series = self._series()
@@ -201,7 +237,7 @@ class StepsTable:
         """Per leaf (the root first): name, value and gradient over all calls, each as a
         sparkline and its first → last numbers (`max_width` sizes the sparklines)."""
         series = dict(self._series())
-        names = [self.root, *self.names]
+        names = [*(self.roots or [self.root]), *self.names]
         ends = [(self._ends(series[n]), self._ends(series.get(f"∂/∂{n}", []))) for n in names]
         fixed = max(len(n) for n in names) + sum(max(len(e[i]) for e in ends) for i in (0, 1))
         room = max(5, min(len(self.calls), 24, (max_width - fixed - 8) // 2))
@@ -209,7 +245,7 @@ class StepsTable:
         for name, (value, grad) in zip(names, ends, strict=True):
             cells = []
             for text, values in ((value, series[name]), (grad, series.get(f"∂/∂{name}", []))):
-                spark = sparkline(values, room) if len(self.calls) > 1 and text else ""
+                spark = sparkline(values, room) if len(values) > 1 and text else ""
                 cells.append(f"{spark} {text}".strip())
             out.append((name, cells[0], cells[1]))
         return out
@@ -230,8 +266,12 @@ class StepsTable:
         blocks: list[Text] = [Text("over all calls", style="bold")]
         for name, value, grad in found:
             blocks.append(Text(name, style="bold", overflow="fold"))
-            line = Text.assemble("  value ", value, *(("   gradient ", grad) if grad else ()))
-            blocks.append(line)
+            if not grad or len(value) + len(grad) + 20 <= max_width:
+                line = Text.assemble("  value ", value, *(("   gradient ", grad) if grad else ()))
+                blocks.append(line)
+            else:  # one line each, rather than a gradient wrapped under its label
+                blocks.append(Text.assemble("  value    ", value))
+                blocks.append(Text.assemble("  gradient ", grad))
         return Group(*blocks)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
@@ -259,29 +299,36 @@ class StepsTable:
         yield Group(*narrow, self.leaf_view(options.max_width), note)
 
     def warnings(self) -> list[str]:
-        """Leaves whose `.grad` was not zero when a backward call began: gradients add up (a
-        `torch.autograd.grad` call adds nothing to `.grad`, so it is not looked at, as in
-        `doctor`'s grad-accumulates)."""
+        """Leaves whose `.grad` was not zero when a backward call began, as `doctor`'s
+        grad-accumulates reads it (`added_up`: not a sum that no update used, as a GAN's
+        discriminator gets in the generator's call, nor a `torch.autograd.grad` call). Leaves
+        with the same calls share one note."""
+        hits, _, _ = added_up(self.calls)
+        calls: dict[str, list[int]] = {}
+        updated: set[str] = set()
+        for call, name, stepped in hits:
+            calls.setdefault(name, []).append(call.number)
+            if stepped:
+                updated.add(name)
+        groups: dict[tuple[tuple[int, ...], bool], list[str]] = {}
+        for name, found in calls.items():
+            groups.setdefault((tuple(found), name in updated), []).append(name)
         out = []
-        for name in self.names:
-            calls = [
-                c.number
-                for c in self.calls
-                if c.kind != "autograd.grad"
-                for x in c.leaves
-                if x.name == name and x.grad_before is not None and not _zero(x.grad_before)
-            ]
-            if calls:
-                shown = ", ".join(str(n) for n in calls[:5]) + (", …" if len(calls) > 5 else "")
-                out.append(
-                    f"note: {name}.grad was not zero when call(s) {shown} began, so the new "
-                    "gradient was added to the old one (zero it after each step)."
+        for (numbers, stepped), names in groups.items():
+            shown = ", ".join(str(n) for n in numbers[:5]) + (", …" if len(numbers) > 5 else "")
+            who = ", ".join(f"{n}.grad" for n in names[:3])
+            if len(names) > 3:
+                who += f" and {len(names) - 3} more"
+            was = "was" if len(names) == 1 else "were"
+            if stepped:
+                tail = (
+                    "so the new gradient was added to the old one and an update used the sum "
+                    "(zero it after each step)."
                 )
+            else:
+                tail = "so the gradients of these calls add up (fine for micro-batches)."
+            out.append(f"note: {who} {was} not zero when call(s) {shown} began, {tail}")
         return out
-
-
-def _zero(s: TensorSummary) -> bool:
-    return s.all_zero or scalar(s) == 0.0
 
 
 def _cell(s: TensorSummary | None) -> Any:
@@ -298,7 +345,9 @@ def to_records(calls: Sequence[CallInfo], every: int = 1) -> list[dict[str, Any]
     out = []
     for row in rows(calls, every):
         leaves = {n: {"value": _cell(v), "grad": _cell(g)} for n, (v, g) in row.leaves.items()}
-        record: dict[str, Any] = {"call": row.call, "root": _cell(row.root), "leaves": leaves}
+        record: dict[str, Any] = {"call": row.call, "root": _cell(row.root)}
+        record["root_name"] = row.root_name
+        record["leaves"] = leaves
         record["nodes"] = row.nodes
         if row.error:
             record["error"] = row.error

@@ -68,6 +68,7 @@ def test_csv_and_json(loop_calls) -> None:  # type: ignore[no-untyped-def]
     data = json.loads(to_json(loop_calls, every=150))
     assert [c["call"] for c in data["calls"]] == [1, 151, 300]
     assert data["calls"][0]["leaves"]["w"] == {"value": 1.0, "grad": -2.0}
+    assert data["calls"][0]["root_name"] == "l"  # the lesson's `l = loss(x_val, y_val)`
 
 
 def test_sparkline() -> None:
@@ -108,6 +109,71 @@ def test_a_gradient_set_by_hand_from_autograd_grad_is_not_called_added_up(
     assert result.exit_code == 0, result.stderr
     assert "3 backward calls" in result.stdout
     assert "was not zero" not in result.stdout
+
+
+_GAN = """\
+import torch
+import torch.nn as nn
+
+torch.manual_seed(0)
+gen = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+disc = nn.Sequential(nn.Linear(2, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1))
+opt_g = torch.optim.Adam(gen.parameters(), lr=1e-3)
+opt_d = torch.optim.Adam(disc.parameters(), lr=1e-3)
+bce = nn.BCEWithLogitsLoss()
+for step in range(6):
+    real, fake = torch.randn(32, 2) + 3, gen(torch.randn(32, 4))
+    opt_d.zero_grad()
+    d_loss = bce(disc(real), torch.ones(32, 1)) + bce(disc(fake.detach()), torch.zeros(32, 1))
+    d_loss.backward()
+    opt_d.step()
+    opt_g.zero_grad()
+    g_loss = bce(disc(fake), torch.ones(32, 1))
+    g_loss.backward()
+    opt_g.step()
+"""
+
+
+def test_a_gan_loop_gets_a_root_column_a_line_per_loss_and_no_false_sum(tmp_path: Path) -> None:
+    """Calls that alternate two losses (a GAN's `d_loss` and `g_loss`) name each call's root
+    and follow each loss on its own line; the generator's call adds to the discriminator's
+    `.grad`, but `opt_d.zero_grad()` drops that sum before any update uses it: no note (as
+    `doctor` says nothing). At 80 columns no line is longer than 80."""
+    script = tmp_path / "gan.py"
+    script.write_text(_GAN, encoding="utf-8")
+    result = CliRunner().invoke(app, ["steps", str(script)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1].split() == ["call", "root", "value", "nodes"]
+    assert [line.split()[1] for line in lines[2:6]] == ["d_loss", "g_loss", "d_loss", "g_loss"]
+    assert "was not zero" not in result.stdout
+    over = [line.split() for line in lines if "→" in line]
+    d_loss, g_loss = over[0], over[1]  # the roots first, each from its own first call
+    assert d_loss[0] == "d_loss" and d_loss[2] == lines[2].split()[2]
+    assert g_loss[0] == "g_loss" and g_loss[2] == lines[3].split()[2]
+    gen = next(row for row in over if row[0] == "gen.0.weight")
+    assert " " not in gen[1] and len(gen[1]) == 6  # its 6 calls, no gaps for the other 6
+    assert max(map(len, lines)) <= 80, [line for line in lines if len(line) > 80]
+
+
+def test_leaves_whose_gradients_add_up_at_the_same_calls_share_one_note(tmp_path: Path) -> None:
+    script = tmp_path / "no_zero.py"
+    script.write_text(
+        "import torch\n"
+        "model = torch.nn.Linear(3, 1)\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "for _ in range(3):\n"
+        "    model(torch.ones(2, 3)).sum().backward()\n"
+        "    opt.step()\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["steps", str(script)], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.stderr
+    notes = [line for line in result.stdout.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and notes[0].startswith(
+        "note: model.bias.grad, model.weight.grad were not zero when call(s) 2, 3 began, so the "
+    ), notes
+    assert "an update used the sum" in result.stdout
 
 
 def test_steps_cli_formats_and_no_backward() -> None:
