@@ -80,10 +80,32 @@ def pick_graph(run: Any, options: CaptureOptions) -> Graph:
     outer = containing_root(candidates)
     if outer is not None:
         return _trace_named(run, outer, options)
+    hint = _candidates_hint(ns)
+    if _uses_torch_func(run):
+        hint = (
+            "The script takes its gradients with `torch.func` (grad, vjp, jacrev...), which "
+            "makes no backward call and keeps no autograd graph: gradviz draws the graphs of "
+            "`loss.backward()` and `torch.autograd.grad`: to see it, make the inputs require "
+            "grad (`w.requires_grad_()`) and call one of those on the same loss."
+        )
     raise RootError(
         "The script made no backward call and gradviz cannot tell which tensor is the loss.",
-        hint=_candidates_hint(ns),
+        hint=hint,
     )
+
+
+def _uses_torch_func(run: Any) -> bool:
+    """Whether the script calls `torch.func`'s (or functorch's) transforms: a function of theirs
+    among its variables, or their name in its source."""
+    for value in run.variables.values():
+        module = getattr(value, "__module__", None)
+        if isinstance(module, str) and module.startswith(("torch._functorch", "functorch")):
+            return True
+    try:
+        source = Path(run.path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "torch.func" in source or "functorch" in source
 
 
 def containing_root(candidates: Sequence[tuple[str, Any]]) -> str | None:

@@ -58,6 +58,14 @@ TABLE: tuple[Bad, ...] = (
     Bad("empty script", "", ("render", S), 5, "cannot tell which tensor is the loss"),
     Bad("no tensors at all", "x = 1\n", ("render", S), 5, "cannot tell which tensor is the loss"),
     Bad(
+        "gradients from torch.func only",
+        "import torch\nfrom torch.func import grad\n"
+        "g = grad(lambda w: (w * w).sum())(torch.ones(2))\n",
+        ("render", S),
+        5,
+        "takes its gradients with `torch.func`",
+    ),
+    Bad(
         "script raises",
         "def f():\n    return 1 / 0\n\nf()\n",
         ("render", S, *SVG),
