@@ -214,6 +214,48 @@ def test_a_view_of_a_leaf_is_read_again_after_a_write_through_data() -> None:
     assert sorted(v.max for v in views) == sorted([before.max, 2 * before.max])  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("budget", [None, 4096])
+def test_a_view_of_a_leaf_is_read_once_until_its_own_storage_is_written(
+    budget: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under the budget (a copy) and over it (a summary), `w.t()` of an unrolled loop is read
+    once while only other tensors are written in place (an LSTM cell's `sigmoid_` on its gates
+    at every step); a write to `w` (through `.data`: no new version) makes the next one new."""
+    import graphviz_grad.capture._deferred as deferred
+    import graphviz_grad.capture._forward as forward
+
+    if budget is not None:
+        monkeypatch.setattr(deferred, "BUDGET", budget)
+    reads: list[tuple[int, ...]] = []
+    original = forward.summarize_small
+
+    def counted(t: torch.Tensor) -> Any:
+        reads.append(tuple(t.shape))
+        return original(t)
+
+    monkeypatch.setattr(forward, "summarize_small", counted)
+    torch.manual_seed(3)
+    w = torch.randn(20, 20, requires_grad=True)
+    w0 = w.detach().clone()
+    h = torch.randn(4, 20)
+    with Recorder(keep=-1) as rec:
+        if budget is not None:  # a first call over the budget: the next one reads values at once
+            (torch.randn(40, 40, requires_grad=True) * 2).sum().backward()
+        for _ in range(5):
+            h = (h @ w.t()).sigmoid_()  # the gates written in place at every step
+        w.data.mul_(2.0)
+        h = h @ w.t()
+        w.data.add_(1.0)
+        h = h @ w.t()
+        h.sum().backward()
+    views = [n.value for n in rec.graph(-1).nodes if n.op == "TBackward0"]
+    expected = [summarize(w0.t())] * 5 + [summarize((2 * w0).t()), summarize((2 * w0 + 1).t())]
+    assert sorted(v.max for v in views) == sorted(e.max for e in expected)  # type: ignore[union-attr]
+    if budget is not None:
+        assert rec._mode.deferred.eager
+        assert reads.count((20, 20)) == 3, reads  # once per value of w
+
+
 # -- the accelerator's path, taken on the CPU (`summary.CPU_AS_DEVICE`) --------------------------
 
 

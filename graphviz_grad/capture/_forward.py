@@ -23,7 +23,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..model import TensorSummary
-from ._deferred import Deferred, deferrable
+from ._deferred import Deferred, deferrable, storage_key
 from .checkpoint import CHECKPOINT, HOOKS, saved_hooks
 from .compiled import compiling
 from .naming import is_compile_wrapper, is_wrapper, unwrap
@@ -312,6 +312,44 @@ _PLUMBING = _plumbing_ops()
 _PLUMBING_IDS = frozenset(map(id, _PLUMBING))
 
 
+class ViewCache:
+    """What gradviz made of views of leaves (a copy, a summary), by storage and by view: an
+    in-place write drops the entries of the storages it writes (`drop`), not every entry (an
+    LSTM cell writes its gates in place at every step, and `w.t()` of every step is the same)."""
+
+    LIMIT = 256
+
+    def __init__(self) -> None:
+        self._by: dict[int, dict[Any, Any]] = {}
+        self._count = 0
+
+    def get(self, t: torch.Tensor) -> tuple[Any, Any]:
+        """(the entry of view `t` or None, its key for `put`)."""
+        key = (t.data_ptr(), t.dtype, t.device, t.storage_offset(), t.shape, t.stride(), t._version)
+        entries = self._by.get(storage_key(t) or 0)
+        return (None if entries is None else entries.get(key)), key
+
+    def put(self, t: torch.Tensor, key: Any, value: Any) -> None:
+        if self._count >= self.LIMIT:
+            self.clear()
+        self._by.setdefault(storage_key(t) or 0, {})[key] = value
+        self._count += 1
+
+    def drop(self, tensors: Any) -> None:
+        """`tensors` are about to be written: forget what was made of their storages."""
+        if not self._by:
+            return
+        for t in tensors:
+            if isinstance(t, torch.Tensor):
+                gone = self._by.pop(storage_key(t) or 0, None)
+                if gone:
+                    self._count -= len(gone)
+
+    def clear(self) -> None:
+        self._by.clear()
+        self._count = 0
+
+
 def written_args(func: Any) -> Any:
     """For an op that writes some of its arguments in place (`add_`, `out=`, the optimizer's
     `_foreach_add_`), a function giving those arguments from `(args, kwargs)`; else None."""
@@ -478,7 +516,11 @@ class ForwardRecorder(TorchDispatchMode):
         #: Op outputs kept as tensors until their graph is built (`capture._deferred`).
         self.deferred = Deferred()
         #: Copies of views of leaves, by view and version (`_leaf_view_copy`).
-        self._view_copies: dict[Any, torch.Tensor] = {}
+        self._view_copies = ViewCache()
+        #: Summaries of views of leaves, by view and version, over the memory budget (where
+        #: `_view_copies` would hold too much): `w.t()` of an unrolled RNN's every step is read
+        #: once, not once a step.
+        self._view_summaries = ViewCache()
         #: The id of the output (or ids of the outputs) of the last op that built graph, and
         #: where in the user's code it ran (the frame's id and instruction): see `_saving`. Ids,
         #: not the tensors: holding the last output would keep its whole graph alive after the
@@ -519,8 +561,10 @@ class ForwardRecorder(TorchDispatchMode):
             self._adopt(args)
         writes = written_args(func)
         if writes is not None:
-            self.deferred.written(writes(args, kwargs))
-            self._view_copies.clear()
+            written = writes(args, kwargs)
+            self.deferred.written(written)
+            self._view_copies.drop(written)
+            self._view_summaries.drop(written)
         out = func(*args, **(kwargs or {}))
         if func is _DETACH and self._made is not None and self._saving(args):
             return out  # autograd keeping an op's output for backward: not the user's cut
@@ -587,32 +631,45 @@ class ForwardRecorder(TorchDispatchMode):
         """A backward call begins: forget the copies of views of leaves (a hook during the call
         may write a leaf where this mode does not look) and start the next pass's accounting."""
         self._view_copies.clear()
+        self._view_summaries.clear()
         self.deferred.new_pass()
 
     def unseen_writes(self, tensors: list[torch.Tensor]) -> None:
         """`tensors` are about to be written where this mode does not look (an optimizer step
         run without it): what `__torch_dispatch__` does before an in-place op it sees."""
         self.deferred.written(tensors)
-        self._view_copies.clear()
+        self._view_copies.drop(tensors)
+        self._view_summaries.drop(tensors)
 
     def _leaf_view_copy(self, t: torch.Tensor) -> torch.Tensor:
         """A copy of `t`, a view of a leaf (`w.t()` in every `F.linear`): the same view of the
-        same version is copied once, until the next in-place write anywhere (`written`)."""
-        key = (t.data_ptr(), t.dtype, t.storage_offset(), t.shape, t.stride(), t._version)
-        copy = self._view_copies.get(key)
+        same version is copied once, until an in-place write to its storage (`written`)."""
+        copy, key = self._view_copies.get(t)
         if copy is None:
-            if len(self._view_copies) >= 256:
-                self._view_copies.clear()
             with torch.no_grad():
-                copy = self._view_copies[key] = t.clone()
-        return copy
+                copy = t.clone()
+            self._view_copies.put(t, key, copy)
+        return copy  # type: ignore[no-any-return]
+
+    def _leaf_view_summary(self, t: torch.Tensor) -> Any:
+        """The summary of `t`, a view of a leaf, over the budget: the same view of the same
+        version is read once, until an in-place write to its storage (as `_leaf_view_copy`)."""
+        found, key = self._view_summaries.get(t)
+        if found is None:
+            found = reduce_on_device(t) if reads_later(t) else summarize_small(t)
+            self._view_summaries.put(t, key, found)
+        return found
 
     def keep_value(self, record: OpRecord, k: int, t: torch.Tensor) -> None:
         """Output `k` of `record`: a large one is kept as a tensor and summarised when its graph
         is built; a view of a leaf is copied now (a parameter may be updated in place where the
         dispatch mode does not see it, in a hook during backward)."""
         if not self.deferred.keeps(t):
-            record.set(k, reduce_on_device(t) if reads_later(t) else summarize_small(t))
+            base = t._base
+            if base is not None and base.grad_fn is None and t.numel() > DATA_LIMIT:
+                record.set(k, self._leaf_view_summary(t))
+            else:
+                record.set(k, reduce_on_device(t) if reads_later(t) else summarize_small(t))
             return
         base = t._base
         if base is not None and base.grad_fn is None:  # a private copy: nothing writes to it
