@@ -12,6 +12,7 @@ from helpers.oracle import Oracle, mismatches
 
 import graphviz_grad as gg
 from graphviz_grad.capture import Recorder, load_source
+from graphviz_grad.capture.script import CaptureOptions, capture_script
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 SCRIPTS = sorted(p.name for p in SAMPLES.glob("*.py"))
@@ -129,6 +130,25 @@ def test_a_buffer_an_op_reads_is_named_as_its_input() -> None:
         loss.backward()
     names = {name for u in rec.graph().input_uses() for name in ([u.name] if u.name else [])}
     assert {"model.0.running_mean", "model.0.running_var"} <= names, names
+
+
+def test_items_of_a_parameter_group_list_give_way_to_module_names(tmp_path: Path) -> None:
+    """`decay = [p for p in model.parameters() if p.dim() >= 2]` (AdamW's parameter groups)
+    does not name the weights `decay[0]` beside `model.weight`; a list of tensors with no module
+    behind them still names them."""
+    script = tmp_path / "groups.py"
+    script.write_text(
+        "import torch\n"
+        "model = torch.nn.Linear(3, 1)\n"
+        "decay = [p for p in model.parameters() if p.dim() >= 2]\n"
+        "extra = [torch.ones(1, requires_grad=True)]\n"
+        "loss = (model(torch.ones(2, 3)) * extra[0]).sum()\n"
+        "loss.backward()\n",
+        encoding="utf-8",
+    )
+    graph = capture_script(script, [], CaptureOptions()).graph
+    names = sorted(n.names for n in graph.leaves)
+    assert names == [("extra[0]",), ("model.bias",), ("model.weight",)], names
 
 
 def test_tied_weights_list_every_alias() -> None:

@@ -131,6 +131,8 @@ class Names:
         self._keep: list[Any] = []
         self._qualified: set[str] = set()
         self._loop_names: set[str] = set()
+        #: Names of items of plain lists and dicts (`decay[0]`, an optimizer's parameter group).
+        self._items: set[str] = set()
         #: Models whose plain containers of layers were not looked into yet.
         self._models: list[tuple[str, torch.nn.Module]] = []
 
@@ -152,10 +154,12 @@ class Names:
             elif isinstance(value, (list, tuple)) and len(value) <= _MAX_ITEMS:
                 for i, item in enumerate(value):
                     if isinstance(item, torch.Tensor):
+                        self._items.add(f"{name}[{i}]")
                         self._add(f"{name}[{i}]", item)
             elif isinstance(value, dict) and len(value) <= _MAX_ITEMS:
                 for key, item in value.items():
                     if isinstance(item, torch.Tensor) and isinstance(key, (str, int)):
+                        self._items.add(f"{name}[{key!r}]")
                         self._add(f"{name}[{key!r}]", item)
         for name, value in wrapped:  # after the model itself, whose own name comes first
             self._add_module(name, unwrap(value))
@@ -214,10 +218,11 @@ class Names:
         return self._shown(self._by_node.get((id(node), output_nr), ()))
 
     def _shown(self, names: Iterable[str]) -> tuple[str, ...]:
-        """`names` without loop variables when a module-qualified name is among them."""
+        """`names` without loop variables and items of plain lists (`decay[0]`, a parameter
+        group built by hand) when a module-qualified name is among them."""
         names = tuple(names)
-        if self._loop_names and any(n in self._qualified for n in names):
-            return tuple(n for n in names if n not in self._loop_names)
+        if (self._loop_names or self._items) and any(n in self._qualified for n in names):
+            return tuple(n for n in names if n not in self._loop_names and n not in self._items)
         return names
 
     def module_name(self, module: Any) -> str | None:
