@@ -151,6 +151,24 @@ def test_items_of_a_parameter_group_list_give_way_to_module_names(tmp_path: Path
     assert names == [("extra[0]",), ("model.bias",), ("model.weight",)], names
 
 
+def test_the_throwaway_name_names_nothing(tmp_path: Path) -> None:
+    """`_, loss = model(x, y)` (a GPT's logits and loss): the logits are not called `_`."""
+    script = tmp_path / "throwaway.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.ones(3, requires_grad=True)\n"
+        "def model(x):\n"
+        "    out = x * w\n"
+        "    return out, out.sum()\n"
+        "_, loss = model(torch.ones(3))\n"
+        "loss.backward()\n",
+        encoding="utf-8",
+    )
+    graph = capture_script(script, [], CaptureOptions()).graph
+    assert all("_" not in n.names for n in graph.nodes)
+    assert graph.nodes[0].names == ("loss",)
+
+
 def test_tied_weights_list_every_alias() -> None:
     emb = torch.nn.Embedding(5, 3)
     head = torch.nn.Linear(3, 5, bias=False)

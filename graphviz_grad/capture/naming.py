@@ -143,7 +143,7 @@ class Names:
         if isinstance(filename, str):
             self._loop_names |= loop_targets(filename)
         for name, value in list(namespace.items()):
-            if name.startswith("__"):
+            if name.startswith("__") or name == "_":  # `_`: thrown away (`_, loss = model(x)`)
                 continue
             if isinstance(value, torch.Tensor):
                 self._add(name, value)
