@@ -151,14 +151,11 @@ def _axis_before(node: Node, before: tuple[int, ...] | None, axis: int) -> int |
         return None
     if op in _SAME_AXES:
         return axis if len(before) == len(after) else None
-    if op in ("TransposeBackward0", "TransposeBackward1"):
-        if op == "TransposeBackward1":  # `.t()`
-            d0, d1 = (0, 1) if len(after) == 2 else (0, 0)
-        else:
-            a, b = _int(node.saved_value("dim0")), _int(node.saved_value("dim1"))
-            if a is None or b is None or not after:
-                return None
-            d0, d1 = a % len(after), b % len(after)
+    if op in ("TransposeBackward0", "TransposeBackward1"):  # `transpose`, `transpose_`
+        a, b = _int(node.saved_value("dim0")), _int(node.saved_value("dim1"))
+        if a is None or b is None or not after:
+            return None
+        d0, d1 = a % len(after), b % len(after)
         return d1 if axis == d0 else d0 if axis == d1 else axis
     if op == "PermuteBackward0":
         text = node.saved_value("dims") or ""
