@@ -92,26 +92,39 @@ def leaf_names(calls: Sequence[CallInfo]) -> list[str]:
     return list(seen)
 
 
-def steps_series(calls: Sequence[CallInfo]) -> tuple[Series, list[tuple[Series, Series]]]:
-    """The loss series, and per leaf (value, gradient norm), from the calls."""
-    numbers = tuple(c.number for c in calls)
-    loss = Series("loss", numbers, tuple(plotted(c.root_value) for c in calls))
+def loss_series(calls: Sequence[CallInfo]) -> list[Series]:
+    """The root's value over the calls, labelled "loss"; when the calls alternate losses (a
+    GAN's `d_loss` and `g_loss`), one series per loss over its own calls, by its name."""
+    named = list(dict.fromkeys(c.root_name for c in calls if c.root_name))
+    if len(named) < 2:
+        numbers = tuple(c.number for c in calls)
+        return [Series("loss", numbers, tuple(plotted(c.root_value) for c in calls))]
+    found: dict[str, list[CallInfo]] = {}
+    for c in calls:
+        found.setdefault(c.root_name or "root", []).append(c)
+    return [
+        Series(name, tuple(c.number for c in own), tuple(plotted(c.root_value) for c in own))
+        for name, own in found.items()
+    ]
+
+
+def steps_series(calls: Sequence[CallInfo]) -> tuple[list[Series], list[tuple[Series, Series]]]:
+    """The loss series (`loss_series`), and per leaf (value, gradient norm) over the calls whose
+    graph holds it (a GAN's generator is in every other call: no gap for the others)."""
     per_leaf = []
+    by_name = [(c.number, {x.name: x for x in c.leaves}) for c in calls]
     for name in leaf_names(calls):
-        found = [{x.name: x for x in c.leaves}.get(name) for c in calls]
-        tensor = any(x is not None and x.value is not None and x.value.numel != 1 for x in found)
+        found = [(number, leaves[name]) for number, leaves in by_name if name in leaves]
+        numbers = tuple(n for n, _ in found)
+        tensor = any(x.value is not None and x.value.numel != 1 for _, x in found)
         value = Series(
-            f"‖{name}‖" if tensor else name,
-            numbers,
-            tuple(plotted(x.value) if x else None for x in found),
+            f"‖{name}‖" if tensor else name, numbers, tuple(plotted(x.value) for _, x in found)
         )
         grad = Series(
-            f"‖∂loss/∂{name}‖",
-            numbers,
-            tuple(plotted(x.grad, norm=True) if x else None for x in found),
+            f"‖∂loss/∂{name}‖", numbers, tuple(plotted(x.grad, norm=True) for _, x in found)
         )
         per_leaf.append((value, grad))
-    return loss, per_leaf
+    return loss_series(calls), per_leaf
 
 
 def scale(series: Series) -> tuple[str, float]:
@@ -142,13 +155,14 @@ def _matplotlib() -> Any:
 def steps_figure(calls: Sequence[CallInfo], title: str | None = None) -> Any:
     """A matplotlib `Figure`: the loss on top, then one row per leaf (value | gradient norm)."""
     figure_type = _matplotlib()
-    loss, per_leaf = steps_series(calls)
+    losses, per_leaf = steps_series(calls)
     shown, rest = per_leaf[:MAX_LEAVES], per_leaf[MAX_LEAVES:]
-    rows = 1 + len(shown)
-    fig = figure_type(figsize=(10, 2.4 + 2.1 * len(shown)), layout="constrained")
+    rows = len(losses) + len(shown)
+    fig = figure_type(figsize=(10, 2.4 * len(losses) + 2.1 * len(shown)), layout="constrained")
     grid = fig.add_gridspec(rows, 2)
-    _draw(fig.add_subplot(grid[0, :]), loss, "C0")
-    for i, (value, grad) in enumerate(shown, start=1):
+    for i, loss in enumerate(losses):
+        _draw(fig.add_subplot(grid[i, :]), loss, "C0")
+    for i, (value, grad) in enumerate(shown, start=len(losses)):
         _draw(fig.add_subplot(grid[i, 0]), value, "C2")
         _draw(fig.add_subplot(grid[i, 1]), grad, "C1")
     head = title or f"{len(calls)} backward call{'s' if len(calls) != 1 else ''}"

@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from helpers.scripts import GAN
 from typer.testing import CliRunner
 
 from graphviz_grad.capture import no_graph, run_recorded
@@ -88,7 +89,7 @@ def texts(root: ET.Element) -> str:
 
 
 def test_series_are_pytorchs_numbers_nan_and_inf_included(diverge: Path) -> None:
-    loss, per_leaf = steps_series(calls_of(diverge))
+    [loss], per_leaf = steps_series(calls_of(diverge))
     expected = hand_diverge()
     assert [s.label for pair in per_leaf for s in pair] == ["w", "‖∂loss/∂w‖"]
     ((value, grad),) = per_leaf
@@ -100,7 +101,7 @@ def test_series_are_pytorchs_numbers_nan_and_inf_included(diverge: Path) -> None
 
 def test_svg_marks_every_nan_and_inf_call(diverge: Path) -> None:
     calls = calls_of(diverge)
-    loss, _ = steps_series(calls)
+    [loss], _ = steps_series(calls)
     root = parse(plot_bytes(calls, "svg"))
     nan = by_id(root, "gradviz-nan")
     assert nan is not None  # the first such group is the loss axis's
@@ -198,3 +199,29 @@ def test_without_matplotlib_one_sentence_and_the_install_command(
     assert result.exit_code == EXIT_CODES["plot-missing"] == 12
     assert "needs matplotlib" in result.stderr and "pip install" in result.stderr
     assert "Traceback" not in result.output and not out.exists()
+
+
+def test_a_gan_loop_plots_each_loss_and_each_leaf_over_its_own_calls(tmp_path: Path) -> None:
+    """Calls that alternate two losses get a row per loss, by its name, each over its own calls;
+    the generator's parameters, in every other call, are drawn over those calls (a gap at every
+    other call drew no line at all past 60 calls)."""
+    script = tmp_path / "gan.py"
+    script.write_text(GAN, encoding="utf-8")
+    calls = calls_of(script)
+    losses, per_leaf = steps_series(calls)
+    assert [(s.label, s.calls) for s in losses] == [
+        ("d_loss", (1, 3, 5, 7, 9, 11)),
+        ("g_loss", (2, 4, 6, 8, 10, 12)),
+    ]
+    assert (
+        [s.values for s in losses]
+        == [
+            tuple(c.root_value.data for c in calls[0::2]),  # type: ignore[union-attr]
+            tuple(c.root_value.data for c in calls[1::2]),  # type: ignore[union-attr]
+        ]
+    )
+    gen = next(value for value, _ in per_leaf if value.label == "‖gen.0.weight‖")
+    assert gen.calls == (2, 4, 6, 8, 10, 12) and None not in gen.values
+    root = parse(plot_bytes(calls, "svg"))
+    assert by_id(root, "gradviz-series-d_loss") is not None
+    assert by_id(root, "gradviz-series-g_loss") is not None

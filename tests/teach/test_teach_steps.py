@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers.scripts import GAN
 from typer.testing import CliRunner
 
 from graphviz_grad.capture import no_graph, run_recorded
@@ -111,36 +112,13 @@ def test_a_gradient_set_by_hand_from_autograd_grad_is_not_called_added_up(
     assert "was not zero" not in result.stdout
 
 
-_GAN = """\
-import torch
-import torch.nn as nn
-
-torch.manual_seed(0)
-gen = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
-disc = nn.Sequential(nn.Linear(2, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1))
-opt_g = torch.optim.Adam(gen.parameters(), lr=1e-3)
-opt_d = torch.optim.Adam(disc.parameters(), lr=1e-3)
-bce = nn.BCEWithLogitsLoss()
-for step in range(6):
-    real, fake = torch.randn(32, 2) + 3, gen(torch.randn(32, 4))
-    opt_d.zero_grad()
-    d_loss = bce(disc(real), torch.ones(32, 1)) + bce(disc(fake.detach()), torch.zeros(32, 1))
-    d_loss.backward()
-    opt_d.step()
-    opt_g.zero_grad()
-    g_loss = bce(disc(fake), torch.ones(32, 1))
-    g_loss.backward()
-    opt_g.step()
-"""
-
-
 def test_a_gan_loop_gets_a_root_column_a_line_per_loss_and_no_false_sum(tmp_path: Path) -> None:
     """Calls that alternate two losses (a GAN's `d_loss` and `g_loss`) name each call's root
     and follow each loss on its own line; the generator's call adds to the discriminator's
     `.grad`, but `opt_d.zero_grad()` drops that sum before any update uses it: no note (as
     `doctor` says nothing). At 80 columns no line is longer than 80."""
     script = tmp_path / "gan.py"
-    script.write_text(_GAN, encoding="utf-8")
+    script.write_text(GAN, encoding="utf-8")
     result = CliRunner().invoke(app, ["steps", str(script)], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
