@@ -132,6 +132,25 @@ def test_a_buffer_an_op_reads_is_named_as_its_input() -> None:
     assert {"model.0.running_mean", "model.0.running_var"} <= names, names
 
 
+def test_a_batch_norms_running_statistics_are_shown_as_the_op_received_them() -> None:
+    """`native_batch_norm` updates `running_mean` and `running_var` in place while training,
+    though its schema does not say so: the inputs drawn are the values the op read, not the ones
+    it left (they were read after the op)."""
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm1d(3)
+    w = torch.ones(3, requires_grad=True)
+    seen = []
+    with gg.record(keep="all") as rec:
+        for _ in range(2):
+            seen.append((bn.running_mean.clone(), bn.running_var.clone()))
+            bn(torch.randn(8, 3) * w + 5).pow(2).sum().backward()
+    assert not torch.equal(seen[0][0], bn.running_mean)  # the op did update them
+    for call, (mean, var) in enumerate(seen, start=1):
+        inputs = {u.name: u.value for u in rec.graph(call).input_uses() if u.name}
+        assert inputs["bn.running_mean"].data == mean.tolist()  # type: ignore[union-attr]
+        assert inputs["bn.running_var"].data == var.tolist()  # type: ignore[union-attr]
+
+
 def test_items_of_a_parameter_group_list_give_way_to_module_names(tmp_path: Path) -> None:
     """`decay = [p for p in model.parameters() if p.dim() >= 2]` (AdamW's parameter groups)
     does not name the weights `decay[0]` beside `model.weight`; a list of tensors with no module

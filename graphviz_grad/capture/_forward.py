@@ -356,8 +356,23 @@ def written_args(func: Any) -> Any:
     return per_op(_writes, func, _written_args)
 
 
+#: Ops that write arguments their schema does not mark as written: the batch norms update their
+#: running statistics (arguments 3 and 4) when training (argument 5).
+_UNDECLARED_WRITES = frozenset(
+    {"aten::native_batch_norm", "aten::cudnn_batch_norm", "aten::miopen_batch_norm"}
+)
+
+
+def _running_stats(args: Any, kwargs: Any) -> list[Any]:
+    if len(args) > 5 and args[5]:
+        return [a for a in args[3:5] if a is not None]
+    return []
+
+
 def _written_args(func: Any) -> Any:
     found: Any = None
+    if getattr(getattr(func, "_schema", None), "name", None) in _UNDECLARED_WRITES:
+        return _running_stats
     try:
         schema = func._schema
         where = [
@@ -409,11 +424,12 @@ def _operand_positions_of(func: Any) -> frozenset[int]:
 
 
 def _constants(
-    func: Any, args: tuple[Any, ...]
+    func: Any, args: tuple[Any, ...], before: dict[int, Any] | None = None
 ) -> tuple[tuple[tuple[int, TensorSummary | torch.Tensor], ...], tuple[tuple[int, Any], ...]]:
     """Inputs that do not require grad (the `x` in `x * w`), by argument position, and which of
     them are operands; Python numbers too (`w * 2` reaches the dispatcher as `mul(w, 2)`).
-    A large tensor is kept as its shape and dtype only: the recording path stays cheap."""
+    A large tensor is kept as its shape and dtype only: the recording path stays cheap.
+    `before`: what the op received in the positions it wrote (`_constants_before_write`)."""
     found = []
     operands: list[tuple[int, Any]] = []
     positions = operand_positions(func)
@@ -424,7 +440,7 @@ def _constants(
             if a.requires_grad:
                 continue
             numbers_only = False
-            found.append((i, _constant(a)))
+            found.append((i, before[i] if before and i in before else _constant(a)))
             if i in positions:
                 operands.append((i, weakref.ref(a)))
         elif isinstance(a, (int, float)) and not isinstance(a, bool):
@@ -453,6 +469,18 @@ def _shared(key: tuple[Any, ...], found: list[Any], operands: list[Any]) -> Any:
         if len(_tuples) < 4096:
             _tuples[key] = hit  # holds the summaries, so their ids stay theirs
     return hit
+
+
+def _constants_before_write(args: tuple[Any, ...], written: list[Any]) -> dict[int, Any] | None:
+    """The constants an op is about to write in place, as they are before it runs, by argument
+    position: a BatchNorm's `running_mean` is the op's input, and the op updates it (None: none)."""
+    found = None
+    for i, a in enumerate(args):
+        if isinstance(a, torch.Tensor) and not a.requires_grad and any(a is w for w in written):
+            if found is None:
+                found = {}
+            found[i] = _constant(a)
+    return found
 
 
 def _constant(t: torch.Tensor) -> TensorSummary | torch.Tensor:
@@ -508,7 +536,7 @@ class ForwardRecorder(TorchDispatchMode):
         super().__init__()
         self.modules = modules
         self.values = values
-        self.pending: list[tuple[Any, Any, Any, tuple[Any, ...], Any]] = []
+        self.pending: list[tuple[Any, Any, Any, tuple[Any, ...], Any, Any]] = []
         self.paused = 0
         self.seq = 0
         #: `capture.watch.Watch` that sees every op (cuts, in-place writes), or None.
@@ -560,11 +588,14 @@ class ForwardRecorder(TorchDispatchMode):
         if self.values and not self.paused and grad:
             self._adopt(args)
         writes = written_args(func)
+        before = None
         if writes is not None:
             written = writes(args, kwargs)
             self.deferred.written(written)
             self._view_copies.drop(written)
             self._view_summaries.drop(written)
+            if grad and self.values and not self.paused:
+                before = _constants_before_write(args, written)
         out = func(*args, **(kwargs or {}))
         if func is _DETACH and self._made is not None and self._saving(args):
             return out  # autograd keeping an op's output for backward: not the user's cut
@@ -581,7 +612,7 @@ class ForwardRecorder(TorchDispatchMode):
             hooked = saved_hooks()
             if hooked is not None:  # now, not at flush: the next op may be outside the region
                 where = (*where, hooked)
-            self.pending.append((func, out, args, where, self.modules.current()))
+            self.pending.append((func, out, args, where, self.modules.current(), before))
         return out
 
     def _saving(self, args: Any) -> bool:
@@ -607,12 +638,14 @@ class ForwardRecorder(TorchDispatchMode):
         pending, self.pending = self.pending, []
         self.paused += 1
         try:
-            for func, out, args, where, module in pending:
-                self._resolve(func, out, args, where, module)
+            for func, out, args, where, module, before in pending:
+                self._resolve(func, out, args, where, module, before)
         finally:
             self.paused -= 1
 
-    def _resolve(self, func: Any, out: Any, args: Any, where: Any, module: Any) -> None:
+    def _resolve(
+        self, func: Any, out: Any, args: Any, where: Any, module: Any, before: Any = None
+    ) -> None:
         record: OpRecord | None = None
         for t in (out,) if isinstance(out, torch.Tensor) else _tensors(out):
             node: Any = t.grad_fn
@@ -622,7 +655,7 @@ class ForwardRecorder(TorchDispatchMode):
             existing = meta.get(META_KEY)
             if existing is None:
                 if record is None:
-                    record = self._new_record(func, args, where, module)
+                    record = self._new_record(func, args, where, module, before)
                 meta[META_KEY] = existing = record
             if existing is record and self.values and not record.has(t.output_nr):
                 self.keep_value(record, t.output_nr, t)
@@ -709,10 +742,12 @@ class ForwardRecorder(TorchDispatchMode):
         if not record.has(t.output_nr):
             self.keep_value(record, t.output_nr, t)
 
-    def _new_record(self, func: Any, args: Any, where: Any, module: Any) -> OpRecord:
+    def _new_record(
+        self, func: Any, args: Any, where: Any, module: Any, before: Any = None
+    ) -> OpRecord:
         self.seq += 1
         path, root, mtype, scopes = module
-        constants, operands = _constants(func, args) if self.values else ((), ())
+        constants, operands = _constants(func, args, before) if self.values else ((), ())
         return OpRecord(
             seq=self.seq,
             aten=None if func is None else aten_name(func),
