@@ -43,6 +43,26 @@ def test_every_call_of_every_sample_matches_autograd(
         assert mismatches(graph, expected) == [], f"call {number}"
 
 
+def test_a_complex_graph_matches_autograd(tmp_path: Path) -> None:
+    """Complex values and gradients (an FFT, a complex parameter) against torch's, node by node:
+    the data of small tensors as complex numbers, the statistics of larger ones as of |z|."""
+    script = tmp_path / "fft.py"
+    script.write_text(
+        "import torch\n"
+        "torch.manual_seed(0)\n"
+        "w = torch.randn(8, dtype=torch.complex64, requires_grad=True)\n"
+        "x = torch.randn(8)\n"
+        "spec = torch.fft.fft(x * w.real) * w\n"
+        "big = torch.randn(40, dtype=torch.complex64) * w.sum()\n"
+        "loss = spec.abs().pow(2).mean() + big.abs().sum()\n"
+        "loss.backward()\n",
+        encoding="utf-8",
+    )
+    rec, oracle, _ = run_with_oracle(script)
+    [expected] = oracle.expected
+    assert mismatches(rec.graph(1), expected) == []
+
+
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_every_op_node_has_a_value(name: str, capsys: pytest.CaptureFixture) -> None:
     rec, _, ns = run_with_oracle(SAMPLES / name)
