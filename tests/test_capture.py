@@ -43,6 +43,27 @@ def test_every_call_of_every_sample_matches_autograd(
         assert mismatches(graph, expected) == [], f"call {number}"
 
 
+def test_a_causal_mask_of_minus_inf_matches_autograd(tmp_path: Path) -> None:
+    """Attention scores plus a causal mask of -inf (pytorch/examples' word_language_model): the
+    node's value counts the infinities and takes the statistics of the rest, as torch's."""
+    script = tmp_path / "causal.py"
+    script.write_text(
+        "import torch\n"
+        "torch.manual_seed(0)\n"
+        "q = torch.randn(2, 5, 8, requires_grad=True)\n"
+        "mask = torch.nn.Transformer.generate_square_subsequent_mask(5)\n"
+        "scores = q @ q.transpose(1, 2) / 8**0.5 + mask\n"
+        "loss = (torch.softmax(scores, dim=-1) @ q).pow(2).mean()\n"
+        "loss.backward()\n",
+        encoding="utf-8",
+    )
+    rec, oracle, _ = run_with_oracle(script)
+    [expected] = oracle.expected
+    graph = rec.graph(1)
+    assert any(n.value is not None and n.value.inf for n in graph.nodes)  # the masked scores
+    assert mismatches(graph, expected) == []
+
+
 def test_a_complex_graph_matches_autograd(tmp_path: Path) -> None:
     """Complex values and gradients (an FFT, a complex parameter) against torch's, node by node:
     the data of small tensors as complex numbers, the statistics of larger ones as of |z|."""
