@@ -13,6 +13,7 @@ from helpers.oracle import Oracle, mismatches
 import graphviz_grad as gg
 from graphviz_grad.capture import Recorder, load_source
 from graphviz_grad.capture.script import CaptureOptions, capture_script
+from graphviz_grad.model import Graph
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 SCRIPTS = sorted(p.name for p in SAMPLES.glob("*.py"))
@@ -43,45 +44,46 @@ def test_every_call_of_every_sample_matches_autograd(
         assert mismatches(graph, expected) == [], f"call {number}"
 
 
-def test_a_causal_mask_of_minus_inf_matches_autograd(tmp_path: Path) -> None:
-    """Attention scores plus a causal mask of -inf (pytorch/examples' word_language_model): the
-    node's value counts the infinities and takes the statistics of the rest, as torch's."""
-    script = tmp_path / "causal.py"
+def one_call_against_autograd(tmp_path: Path, *lines: str) -> tuple[Graph, list[str]]:
+    """Run a script of `lines` (after `import torch` and a seed) that makes one backward call;
+    its graph and where it differs from torch's own values and gradients."""
+    script = tmp_path / "script.py"
     script.write_text(
-        "import torch\n"
-        "torch.manual_seed(0)\n"
-        "q = torch.randn(2, 5, 8, requires_grad=True)\n"
-        "mask = torch.nn.Transformer.generate_square_subsequent_mask(5)\n"
-        "scores = q @ q.transpose(1, 2) / 8**0.5 + mask\n"
-        "loss = (torch.softmax(scores, dim=-1) @ q).pow(2).mean()\n"
-        "loss.backward()\n",
-        encoding="utf-8",
+        "\n".join(("import torch", "torch.manual_seed(0)", *lines)) + "\n", encoding="utf-8"
     )
     rec, oracle, _ = run_with_oracle(script)
     [expected] = oracle.expected
     graph = rec.graph(1)
+    return graph, mismatches(graph, expected)
+
+
+def test_a_causal_mask_of_minus_inf_matches_autograd(tmp_path: Path) -> None:
+    """Attention scores plus a causal mask of -inf (pytorch/examples' word_language_model): the
+    node's value counts the infinities and takes the statistics of the rest, as torch's."""
+    graph, wrong = one_call_against_autograd(
+        tmp_path,
+        "q = torch.randn(2, 5, 8, requires_grad=True)",
+        "mask = torch.nn.Transformer.generate_square_subsequent_mask(5)",
+        "scores = q @ q.transpose(1, 2) / 8**0.5 + mask",
+        "loss = (torch.softmax(scores, dim=-1) @ q).pow(2).mean()",
+        "loss.backward()",
+    )
     assert any(n.value is not None and n.value.inf for n in graph.nodes)  # the masked scores
-    assert mismatches(graph, expected) == []
+    assert wrong == []
 
 
 def test_a_complex_graph_matches_autograd(tmp_path: Path) -> None:
     """Complex values and gradients (an FFT, a complex parameter) against torch's, node by node:
     the data of small tensors as complex numbers, the statistics of larger ones as of |z|."""
-    script = tmp_path / "fft.py"
-    script.write_text(
-        "import torch\n"
-        "torch.manual_seed(0)\n"
-        "w = torch.randn(8, dtype=torch.complex64, requires_grad=True)\n"
-        "x = torch.randn(8)\n"
-        "spec = torch.fft.fft(x * w.real) * w\n"
-        "big = torch.randn(40, dtype=torch.complex64) * w.sum()\n"
-        "loss = spec.abs().pow(2).mean() + big.abs().sum()\n"
-        "loss.backward()\n",
-        encoding="utf-8",
+    _, wrong = one_call_against_autograd(
+        tmp_path,
+        "w = torch.randn(8, dtype=torch.complex64, requires_grad=True)",
+        "spec = torch.fft.fft(torch.randn(8) * w.real) * w",
+        "big = torch.randn(40, dtype=torch.complex64) * w.sum()",
+        "loss = spec.abs().pow(2).mean() + big.abs().sum()",
+        "loss.backward()",
     )
-    rec, oracle, _ = run_with_oracle(script)
-    [expected] = oracle.expected
-    assert mismatches(rec.graph(1), expected) == []
+    assert wrong == []
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
