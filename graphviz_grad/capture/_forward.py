@@ -324,15 +324,17 @@ class ViewCache:
         self._count = 0
 
     def get(self, t: torch.Tensor) -> tuple[Any, Any]:
-        """(the entry of view `t` or None, its key for `put`)."""
-        key = (t.data_ptr(), t.dtype, t.device, t.storage_offset(), t.shape, t.stride(), t._version)
-        entries = self._by.get(storage_key(t) or 0)
+        """(the entry of view `t` or None, its key for `put`: its storage first)."""
+        storage = storage_key(t) or 0
+        key: tuple[Any, ...] = (storage, t.device, t.data_ptr(), t.dtype, t.storage_offset())
+        key += (t.shape, t.stride(), t._version)
+        entries = self._by.get(storage)
         return (None if entries is None else entries.get(key)), key
 
-    def put(self, t: torch.Tensor, key: Any, value: Any) -> None:
+    def put(self, key: Any, value: Any) -> None:
         if self._count >= self.LIMIT:
             self.clear()
-        self._by.setdefault(storage_key(t) or 0, {})[key] = value
+        self._by.setdefault(key[0], {})[key] = value
         self._count += 1
 
     def drop(self, tensors: Any) -> None:
@@ -681,7 +683,7 @@ class ForwardRecorder(TorchDispatchMode):
         if copy is None:
             with torch.no_grad():
                 copy = t.clone()
-            self._view_copies.put(t, key, copy)
+            self._view_copies.put(key, copy)
         return copy  # type: ignore[no-any-return]
 
     def _leaf_view_summary(self, t: torch.Tensor) -> Any:
@@ -690,7 +692,7 @@ class ForwardRecorder(TorchDispatchMode):
         found, key = self._view_summaries.get(t)
         if found is None:
             found = reduce_on_device(t) if reads_later(t) else summarize_small(t)
-            self._view_summaries.put(t, key, found)
+            self._view_summaries.put(key, found)
         return found
 
     def keep_value(self, record: OpRecord, k: int, t: torch.Tensor) -> None:
