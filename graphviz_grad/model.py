@@ -72,6 +72,13 @@ def location(file: str | None, line: int | None) -> str | None:
     return f"{file}:{line}" if file and line else None
 
 
+def signed_int64(n: int) -> int:
+    """`n` as the int64 it is: autograd hands negative int64 attributes to Python as unsigned
+    (`dim=-1` of a softmax reads 18446744073709551615, `ignore_index=-100` 18446744073709551516;
+    graphs captured before gradviz stored them signed hold those numbers)."""
+    return n - 2**64 if n >= 2**63 else n
+
+
 def _fast_init(*shared: str) -> Callable[[type[_T]], type[_T]]:
     """Give frozen slotted dataclass `cls` an `__init__` that fills its slots directly.
 
@@ -241,6 +248,13 @@ class Node:
             if saved.name == name and saved.kind == "value" and saved.text is not None:
                 return saved.text
         return None
+
+    def saved_int(self, name: str) -> int | None:
+        """The saved int `name` (`dim` of a softmax: ``-1``); None if absent or not an int."""
+        try:
+            return signed_int64(int(self.saved_value(name) or ""))
+        except ValueError:
+            return None
 
     @property
     def where(self) -> str | None:

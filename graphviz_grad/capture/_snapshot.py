@@ -31,6 +31,7 @@ from ..model import (
     Saved,
     TensorSummary,
     display_path,
+    signed_int64,
 )
 from ._deferred import Deferred, deferrable
 from ._forward import OpRecord, op_record
@@ -872,9 +873,9 @@ def _saved_value(name: str, value: Any) -> Saved:
     """A saved non-tensor attribute (a size, a flag, a dim): the same name and value share one
     `Saved` (every step of a loop saves the same ones)."""
     if type(value) is int:
-        value = _signed(value)
+        value = signed_int64(value)
     elif type(value) in (tuple, list) and value and all(type(v) is int for v in value):
-        value = type(value)(map(_signed, value))
+        value = type(value)(map(signed_int64, value))
     exact = type(value) in (int, bool, str) or (
         type(value) is tuple and all(type(v) is int for v in value)
     )
@@ -887,12 +888,6 @@ def _saved_value(name: str, value: Any) -> Saved:
         if len(_saved_values) < 4096:
             _saved_values[key] = found
     return found
-
-
-def _signed(n: int) -> int:
-    """`n` as the int64 it is: autograd hands negative int64 attributes to Python as unsigned
-    (`dim=-1` of a softmax reads 18446744073709551615, `ignore_index=-100` 18446744073709551516)."""
-    return n - 2**64 if n >= 2**63 else n
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from ..model import Finding, Graph, Node
+from ..model import Finding, Graph, Node, signed_int64
 from ._common import at_line, node_ref
 
 #: Ops that only move or reshape values: the producer of a loss's input is looked for past them.
@@ -92,17 +92,12 @@ def _normaliser(graph: Graph, before: Node) -> Node | None:
     return None
 
 
-def _int(text: str | None) -> int | None:
-    """A saved int attribute (negative ones may come as unsigned int64, from older captures)."""
+def _int(text: str) -> int | None:
+    """One int of a saved tuple's text (`dims` of a permute)."""
     try:
-        n = None if text is None else int(text)
+        return signed_int64(int(text))
     except ValueError:
         return None
-    return n - 2**64 if n is not None and n >= 2**63 else n
-
-
-def _dim(node: Node) -> int | None:
-    return _int(node.saved_value("dim"))
 
 
 #: Ops between a normaliser and `nll_loss` that keep every axis where it is.
@@ -152,7 +147,7 @@ def _axis_before(node: Node, before: tuple[int, ...] | None, axis: int) -> int |
     if op in _SAME_AXES:
         return axis if len(before) == len(after) else None
     if op in ("TransposeBackward0", "TransposeBackward1"):  # `transpose`, `transpose_`
-        a, b = _int(node.saved_value("dim0")), _int(node.saved_value("dim1"))
+        a, b = node.saved_int("dim0"), node.saved_int("dim1")
         if a is None or b is None or not after:
             return None
         d0, d1 = a % len(after), b % len(after)
@@ -184,14 +179,14 @@ def _input_shape(graph: Graph, loss: Node) -> tuple[int, ...] | None:
 def _off_classes(norm: Node, axis: int) -> bool:
     """Whether a (log-)softmax normalised over another axis than the one `nll_loss` reads as the
     classes (`axis` of its output): the batch, or a spatial one."""
-    dim, shape = _dim(norm), norm.shape
+    dim, shape = norm.saved_int("dim"), norm.shape
     if dim is None or shape is None or len(shape) < 2 or shape[axis] < 2:
         return False
     return dim % len(shape) != axis
 
 
 def _over_batch(graph: Graph, node: Node, norm: Node, axis: int) -> Finding:
-    dim = (_dim(norm) or 0) % len(norm.shape or (0,))
+    dim = (norm.saved_int("dim") or 0) % len(norm.shape or (0,))
     made = "log_softmax" if norm.op == "LogSoftmaxBackward0" else "softmax"
     what = (
         "the batch: each class's scores are normalised across the samples"

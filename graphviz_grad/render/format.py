@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 
-from graphviz_grad.model import Data, TensorSummary
+from graphviz_grad.model import Data, TensorSummary, signed_int64
 
 #: Shown where a tensor (value or gradient) is missing.
 MISSING = "—"
@@ -240,7 +240,6 @@ def has_nonfinite(s: TensorSummary | None) -> bool:
 _SAVED_ENUMS: dict[str, dict[int, str]] = {
     "reduction": {0: "none", 1: "mean", 2: "sum"},
 }
-_WRAP = 2**64
 
 
 def fmt_saved_value(name: str, text: str) -> str:
@@ -250,8 +249,7 @@ def fmt_saved_value(name: str, text: str) -> str:
         number = int(text)
     except ValueError:
         return text
-    if number >= _WRAP // 2:
-        number -= _WRAP
+    number = signed_int64(number)
     enum = _SAVED_ENUMS.get(name)
     if enum is not None and number in enum:
         return repr(enum[number])
