@@ -68,15 +68,19 @@ def loss_inputs(graph: Graph) -> list[Finding]:
     return found
 
 
+def _first_input(graph: Graph, node: Node) -> Node | None:
+    """The node that made `node`'s first input (None: a constant)."""
+    return next((graph.nodes[e.src] for e in graph.inputs[node.id] if e.index == 0), None)
+
+
 def _producer(graph: Graph, node: Node) -> Node | None:
     """The op that made `node`'s first input, past reshapes (None for a leaf or a constant)."""
-    edges = [e for e in graph.inputs[node.id] if e.index == 0]
+    src = _first_input(graph, node)
     seen = 0
-    while edges and seen < 16:
-        src = graph.nodes[edges[0].src]
+    while src is not None and seen < 16:
         if src.kind != "op" or src.op not in _RESHAPES:
             return src if src.kind == "op" else None
-        edges = [e for e in graph.inputs[src.id] if e.index == 0]
+        src = _first_input(graph, src)
         seen += 1
     return None
 
@@ -120,20 +124,16 @@ def _class_axis(graph: Graph, loss: Node, norm: Node) -> int | None:
     """The axis of `norm`'s output that `nll_loss` reads as the classes (dim 1 of its input, or
     dim 0 of a 1-D one), followed back through the reshapes, transposes and permutes between
     them; None where it cannot be told (then nothing is said)."""
-    edges = [e for e in graph.inputs[loss.id] if e.index == 0]
-    if not edges:
-        return None
-    node = graph.nodes[edges[0].src]
-    if node.shape is None:
+    node = _first_input(graph, loss)
+    if node is None or node.shape is None:
         return None
     axis: int | None = 1 if len(node.shape) >= 2 else 0
     for _ in range(17):
         if node.id == norm.id or axis is None:
             return axis
-        edges = [e for e in graph.inputs[node.id] if e.index == 0]
-        if node.kind != "op" or not edges:
+        src = _first_input(graph, node) if node.kind == "op" else None
+        if src is None:
             return None
-        src = graph.nodes[edges[0].src]
         axis = _axis_before(node, src.shape, axis)
         node = src
     return None
@@ -171,11 +171,6 @@ def _axis_before(node: Node, before: tuple[int, ...] | None, axis: int) -> int |
     return None
 
 
-def _input_shape(graph: Graph, loss: Node) -> tuple[int, ...] | None:
-    edges = [e for e in graph.inputs[loss.id] if e.index == 0]
-    return graph.nodes[edges[0].src].shape if edges else None
-
-
 def _off_classes(norm: Node, axis: int) -> bool:
     """Whether a (log-)softmax normalised over another axis than the one `nll_loss` reads as the
     classes (`axis` of its output): the batch, or a spatial one."""
@@ -195,7 +190,7 @@ def _over_batch(graph: Graph, node: Node, norm: Node, axis: int) -> Finding:
     )
     shape = "×".join(str(d) for d in norm.shape or ())
     ref = f"{node_ref(norm)}{at_line(norm.line)}"
-    if axis == 1 and _input_shape(graph, node) == norm.shape:
+    if axis == 1 and (src := _first_input(graph, node)) is not None and src.shape == norm.shape:
         start = (
             f"`nll_loss`{at_line(node.line)} reads the classes in dim 1 of its {shape} input, but "
             f"the `{made}` that made it ({ref}) normalises over dim {dim}, {what}."
