@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Container, Iterator
+    from collections.abc import Callable, Container, Iterator, Sequence
 
 NodeKind = Literal["op", "leaf", "input"]
 Severity = Literal["error", "warning", "info"]
@@ -527,3 +527,15 @@ class CallInfo:
     #: The earlier call that went through this very graph (a backward with `retain_graph`
     #: repeated on one root), if any: not a new forward pass.
     same_graph_as: int | None = None
+
+
+def calls_by_root(calls: Sequence[CallInfo]) -> dict[str, list[CallInfo]]:
+    """The calls by the name of their root, in the order first seen, when they differentiate
+    more than one named root (a GAN's `d_loss` and `g_loss`; ``root`` for a call whose root has
+    no name); else empty (one loss, followed over every call)."""
+    if len({c.root_name for c in calls if c.root_name}) < 2:
+        return {}
+    found: dict[str, list[CallInfo]] = {}
+    for c in calls:
+        found.setdefault(c.root_name or "root", []).append(c)
+    return found

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from graphviz_grad.errors import OutputError, PlotMissingError
-from graphviz_grad.model import CallInfo, TensorSummary
+from graphviz_grad.model import CallInfo, TensorSummary, calls_by_root
 
 #: The formats a steps plot can be written in, by file suffix.
 PLOT_FORMATS = ("svg", "png", "pdf", "html")
@@ -95,13 +95,10 @@ def leaf_names(calls: Sequence[CallInfo]) -> list[str]:
 def loss_series(calls: Sequence[CallInfo]) -> list[Series]:
     """The root's value over the calls, labelled "loss"; when the calls alternate losses (a
     GAN's `d_loss` and `g_loss`), one series per loss over its own calls, by its name."""
-    named = list(dict.fromkeys(c.root_name for c in calls if c.root_name))
-    if len(named) < 2:
+    found = calls_by_root(calls)
+    if not found:
         numbers = tuple(c.number for c in calls)
         return [Series("loss", numbers, tuple(plotted(c.root_value) for c in calls))]
-    found: dict[str, list[CallInfo]] = {}
-    for c in calls:
-        found.setdefault(c.root_name or "root", []).append(c)
     return [
         Series(name, tuple(c.number for c in own), tuple(plotted(c.root_value) for c in own))
         for name, own in found.items()

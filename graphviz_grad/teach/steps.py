@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from graphviz_grad.diagnose.calls import added_up
-from graphviz_grad.model import CallInfo, TensorSummary
+from graphviz_grad.model import CallInfo, TensorSummary, calls_by_root
 from graphviz_grad.render.format import fmt_number, fmt_summary
 from graphviz_grad.teach.formulas import scalar
 
@@ -58,16 +58,6 @@ def root_name(calls: Sequence[CallInfo]) -> str:
     ``root`` when it has none."""
     names = Counter(c.root_name for c in calls if c.root_name)
     return names.most_common(1)[0][0] if names else "root"
-
-
-def root_names(calls: Sequence[CallInfo]) -> list[str]:
-    """The roots' names in the order first seen, when the calls differentiate more than one
-    named root (a GAN's `d_loss` and `g_loss`: ``root`` for a call whose root has no name);
-    else an empty list (one root, named as `root_name` says)."""
-    named = list(dict.fromkeys(c.root_name for c in calls if c.root_name))
-    if len(named) < 2:
-        return []
-    return list(dict.fromkeys(c.root_name or "root" for c in calls))
 
 
 def rows(calls: Sequence[CallInfo], every: int = 1) -> list[Row]:
@@ -161,7 +151,8 @@ class StepsTable:
         self.root = root_name(self.calls)
         #: Several roots (a GAN's two losses): a column names each call's, and each has its own
         #: sparkline.
-        self.roots = root_names(self.calls)
+        self.by_root = calls_by_root(self.calls)
+        self.roots = list(self.by_root)
 
     def table(self, leaves: bool = True) -> Table:
         """One row per call: the call, the root, per leaf (with `leaves`) value and gradient."""
@@ -198,10 +189,7 @@ class StepsTable:
         """The root's value over the calls; with several roots, each over its own calls."""
         if not self.roots:
             return [(self.root, [number(c.root_value) for c in self.calls])]
-        return [
-            (name, [number(c.root_value) for c in self.calls if (c.root_name or "root") == name])
-            for name in self.roots
-        ]
+        return [(name, [number(c.root_value) for c in own]) for name, own in self.by_root.items()]
 
     def _series(self) -> list[tuple[str, list[float | None]]]:
         series = self._root_series()
