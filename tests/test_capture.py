@@ -194,39 +194,40 @@ def test_a_batch_norms_running_statistics_are_shown_as_the_op_received_them() ->
         assert inputs["bn.running_var"].data == var.tolist()  # type: ignore[union-attr]
 
 
+def graph_of(tmp_path: Path, *lines: str) -> Graph:
+    """The graph `gradviz render` draws of a script of `lines` (after `import torch`)."""
+    script = tmp_path / "script.py"
+    script.write_text("\n".join(("import torch", *lines)) + "\n", encoding="utf-8")
+    return capture_script(script, [], CaptureOptions()).graph
+
+
 def test_items_of_a_parameter_group_list_give_way_to_module_names(tmp_path: Path) -> None:
     """`decay = [p for p in model.parameters() if p.dim() >= 2]` (AdamW's parameter groups)
     does not name the weights `decay[0]` beside `model.weight`; a list of tensors with no module
     behind them still names them."""
-    script = tmp_path / "groups.py"
-    script.write_text(
-        "import torch\n"
-        "model = torch.nn.Linear(3, 1)\n"
-        "decay = [p for p in model.parameters() if p.dim() >= 2]\n"
-        "extra = [torch.ones(1, requires_grad=True)]\n"
-        "loss = (model(torch.ones(2, 3)) * extra[0]).sum()\n"
-        "loss.backward()\n",
-        encoding="utf-8",
+    graph = graph_of(
+        tmp_path,
+        "model = torch.nn.Linear(3, 1)",
+        "decay = [p for p in model.parameters() if p.dim() >= 2]",
+        "extra = [torch.ones(1, requires_grad=True)]",
+        "loss = (model(torch.ones(2, 3)) * extra[0]).sum()",
+        "loss.backward()",
     )
-    graph = capture_script(script, [], CaptureOptions()).graph
     names = sorted(n.names for n in graph.leaves)
     assert names == [("extra[0]",), ("model.bias",), ("model.weight",)], names
 
 
 def test_the_throwaway_name_names_nothing(tmp_path: Path) -> None:
     """`_, loss = model(x, y)` (a GPT's logits and loss): the logits are not called `_`."""
-    script = tmp_path / "throwaway.py"
-    script.write_text(
-        "import torch\n"
-        "w = torch.ones(3, requires_grad=True)\n"
-        "def model(x):\n"
-        "    out = x * w\n"
-        "    return out, out.sum()\n"
-        "_, loss = model(torch.ones(3))\n"
-        "loss.backward()\n",
-        encoding="utf-8",
+    graph = graph_of(
+        tmp_path,
+        "w = torch.ones(3, requires_grad=True)",
+        "def model(x):",
+        "    out = x * w",
+        "    return out, out.sum()",
+        "_, loss = model(torch.ones(3))",
+        "loss.backward()",
     )
-    graph = capture_script(script, [], CaptureOptions()).graph
     assert all("_" not in n.names for n in graph.nodes)
     assert graph.nodes[0].names == ("loss",)
 
