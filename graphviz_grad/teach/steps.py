@@ -152,25 +152,23 @@ class StepsTable:
         #: Several roots (a GAN's two losses): a column names each call's, and each has its own
         #: sparkline.
         self.by_root = calls_by_root(self.calls)
-        self.roots = list(self.by_root)
 
     def table(self, leaves: bool = True) -> Table:
         """One row per call: the call, the root, per leaf (with `leaves`) value and gradient."""
         table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
         table.add_column("call", justify="right", no_wrap=True)
-        if self.roots:
+        if self.by_root:
             table.add_column("root", no_wrap=True)
-        table.add_column("value" if self.roots else self.root, justify="right", no_wrap=True)
+        table.add_column("value" if self.by_root else self.root, justify="right", no_wrap=True)
         names = self.names if leaves else []
         for name in names:
             table.add_column(name, justify="right", no_wrap=True)
             table.add_column(f"∂/∂{name}", justify="right", no_wrap=True)
         table.add_column("nodes", justify="right", no_wrap=True)
-        names_of = {c.number: c.root_name or "root" for c in self.calls}
         for row in rows(self.calls, self.every):
             cells = [str(row.call), self._fmt(row.root)]
-            if self.roots:
-                cells.insert(1, names_of.get(row.call, "root"))
+            if self.by_root:
+                cells.insert(1, row.root_name or "root")
             for name in names:
                 value, grad = row.leaves.get(name, (None, None))
                 cells += [self._fmt(value), self._fmt(grad)]
@@ -187,7 +185,7 @@ class StepsTable:
 
     def _root_series(self) -> list[tuple[str, list[float | None]]]:
         """The root's value over the calls; with several roots, each over its own calls."""
-        if not self.roots:
+        if not self.by_root:
             return [(self.root, [number(c.root_value) for c in self.calls])]
         return [(name, [number(c.root_value) for c in own]) for name, own in self.by_root.items()]
 
@@ -225,7 +223,7 @@ class StepsTable:
         """Per leaf (the root first): name, value and gradient over all calls, each as a
         sparkline and its first → last numbers (`max_width` sizes the sparklines)."""
         series = dict(self._series())
-        names = [*(self.roots or [self.root]), *self.names]
+        names = [*(self.by_root or [self.root]), *self.names]
         ends = [(self._ends(series[n]), self._ends(series.get(f"∂/∂{n}", []))) for n in names]
         fixed = max(len(n) for n in names) + sum(max(len(e[i]) for e in ends) for i in (0, 1))
         room = max(5, min(len(self.calls), 24, (max_width - fixed - 8) // 2))
