@@ -107,9 +107,9 @@ def doctor(
     Exit code 0 when nothing at the `--fail-on` level (default `error`) or above was found, 10
     otherwise; 4 when the script itself raised (after showing what it did before). Codes:
     graph-retained, graph-grows, grad-accumulates, inplace-saved, backward-twice, cut,
-    unused-param, grad-none, grad-zero, grad-nan, grad-inf, grad-scale, loss-broadcast,
-    loss-input, attention-mask, grad-clip, torch-warning, loop-nonfinite, loss-diverges,
-    params-frozen (see docs/doctor.md).
+    unused-param, grad-none, grad-zero, forward-nonfinite, grad-nan, grad-inf, grad-scale,
+    loss-broadcast, loss-input, loss-empty, attention-mask, grad-clip, torch-warning,
+    loop-nonfinite, loss-diverges, params-frozen (see docs/doctor.md).
 
     Example: `gradviz doctor samples/pitfalls/cut.py -o cut.svg --fail-on warning`
     """

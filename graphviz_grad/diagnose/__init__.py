@@ -33,6 +33,7 @@ from . import losses as _losses
 from . import masks as _masks
 from . import saved as _saved
 from . import shapes as _shapes
+from . import values as _values
 from .cuts import cuts as _cuts
 from .training import account_for_scale
 
@@ -52,11 +53,13 @@ CODES: tuple[str, ...] = (
     "unused-param",
     "grad-none",
     "grad-zero",
+    "forward-nonfinite",
     "grad-nan",
     "grad-inf",
     "grad-scale",
     "loss-broadcast",
     "loss-input",
+    "loss-empty",
     "attention-mask",
     "grad-clip",
     "torch-warning",
@@ -95,9 +98,12 @@ def _graph_checks(
     watch: Watch | None = None,
     explained: Collection[str] = (),
 ) -> list[Finding]:
+    empty = _values.loss_empty(graph)
+    why_loss = [*empty, *_values.forward_nonfinite(graph, calls)]
     return [
         *_grads.nonfinite(graph),
-        *_grads.zero(graph),
+        *why_loss,
+        *_grads.zero(graph, {n for f in empty for n in f.nodes}),
         *_grads.none(graph),
         *_grads.scale(graph),
         *_shapes.broadcast(graph),
@@ -105,7 +111,7 @@ def _graph_checks(
         *_calls.grows(graph, calls),
         *_calls.accumulates(graph, calls, explained),
         *_calls.summed(graph, calls),
-        *_loop.nonfinite(calls),
+        *_loop.nonfinite(calls, graph, why_loss),
         *_loop.diverges(calls),
         *_loop.frozen(calls, _gradless(watch), explained),
     ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 from ..model import Finding, Graph, Node, TensorSummary, rebinding_update
 from ._common import at_line, leaf_where, listing, node_ref, plural, source_line
@@ -112,13 +112,17 @@ def _masked_out(graph: Graph, above: Node) -> Node | None:
     return None
 
 
-def zero(graph: Graph) -> list[Finding]:
+def zero(graph: Graph, explained: Collection[int] = ()) -> list[Finding]:
     """[grad-zero]: where the gradient dies (an all-zero gradient below a non-zero one) so
-    that leaves get an all-zero gradient (a zero share of a leaf used twice is fine)."""
+    that leaves get an all-zero gradient (a zero share of a leaf used twice is fine).
+    `explained`: nodes another finding already explains (`loss-empty`: an empty tensor's
+    gradient is empty, and all zero below it)."""
     found = []
     for node in _backward_order(graph, [n for n in graph.nodes if _dead(n)]):
         killers = [graph.nodes[e.dst] for e in graph.consumers[node.id]]
         killers = [k for k in killers if k.grad is not None and not k.grad.all_zero]
+        if any(k.id in explained for k in killers):
+            continue
         if killers and killers[0].op not in _RELU_OPS and _at_zero_loss(graph):
             continue  # the loss is exactly 0, its minimum: a zero gradient is the optimum
         leaves = _below(graph, node.id)

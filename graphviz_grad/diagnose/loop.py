@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 
-from ..model import CallInfo, Finding, LeafStep, TensorSummary, display_path
+from ..model import CallInfo, Finding, Graph, LeafStep, TensorSummary, display_path
 from ._common import at_line, listing, plural
 
 #: Growth of the loss (last over first) that counts as diverging: three orders of magnitude.
@@ -34,13 +34,19 @@ def _what(s: TensorSummary) -> str:
     return " and ".join(p for p in parts if p)
 
 
-def nonfinite(calls: Sequence[CallInfo]) -> list[Finding]:
-    """[loop-nonfinite]: the first call whose loss or a gradient is NaN/Inf (loops only)."""
+def nonfinite(
+    calls: Sequence[CallInfo], graph: Graph | None = None, why: Sequence[Finding] = ()
+) -> list[Finding]:
+    """[loop-nonfinite]: the first call whose loss or a gradient is NaN/Inf (loops only).
+    `why`: the findings that say, on `graph` (the call shown), why its loss is NaN/Inf
+    (`forward-nonfinite`, `loss-empty`); the loss's finding points to them when that call is
+    the first bad one, or when the loss was bad at every call up to it."""
     if len(calls) < 2:
         return []
     for i, call in enumerate(calls):
         if _bad(call.root_value) and call.root_value is not None:
-            return [_loss_bad(call, call.root_value, first=i == 0)]
+            said = _said_by(calls[i:], graph, why)
+            return [_loss_bad(call, call.root_value, first=i == 0, said=said)]
         bad = [x for x in call.leaves if _bad(x.grad) or _bad(x.value)]
         if bad and not _skipped(bad, calls[i + 1 :]):
             return [_grad_bad(call, bad, first=i == 0)]
@@ -58,7 +64,32 @@ def _skipped(bad: list[LeafStep], later: Sequence[CallInfo]) -> bool:
     )
 
 
-def _loss_bad(call: CallInfo, value: TensorSummary, first: bool) -> Finding:
+def _said_by(
+    calls: Sequence[CallInfo], graph: Graph | None, why: Sequence[Finding]
+) -> Finding | None:
+    """The finding of `why` that explains the loss of the call shown, when every call from the
+    first bad one (`calls[0]`) to the one shown has a bad loss (the same cause, most likely)."""
+    if not why or graph is None or graph.call is None:
+        return None
+    upto = [c for c in calls if c.number <= graph.call]
+    if not upto or upto[-1].number != graph.call or not all(_bad(c.root_value) for c in upto):
+        return None
+    return why[0]
+
+
+def _loss_bad(
+    call: CallInfo, value: TensorSummary, first: bool, said: Finding | None = None
+) -> Finding:
+    if said is not None:
+        where = "from the first backward call" if first else f"at backward call {call.number}"
+        message = (
+            f"The loss is non-finite {where}{at_line(call.line)} ({_what(value)}) and stays so: "
+            f"`{said.code}` says why, on the call shown."
+        )
+        hint = (
+            f"Fix what `{said.code}` finds; `gradviz doctor --call {call.number}` shows that call."
+        )
+        return Finding("loop-nonfinite", "error", message, call.file, call.line, (), hint)
     if first:  # no update ran before it: the initial values or the forward pass itself
         message = (
             f"The loss is non-finite from the first backward call{at_line(call.line)} "

@@ -35,11 +35,16 @@ EXPECTED: dict[str, list[tuple[str, str, int | None, tuple[int, ...]]]] = {
         ("grad-zero", "warning", 14, (1, 8, 9)),
         ("grad-zero", "warning", 14, (3, 4, 5, 7)),
     ],
+    "forward_nonfinite.py": [
+        ("forward-nonfinite", "error", 14, (9, 0)),
+        ("grad-nan", "error", 14, (10,)),
+    ],
     "grad_nan.py": [("grad-nan", "error", 8, (3,)), ("grad-inf", "error", 8, (1,))],
     "grad_inf.py": [("grad-inf", "error", 8, (3,))],
     "grad_scale.py": [("grad-scale", "warning", 13, (6,))],
     "loss_broadcast.py": [("loss-broadcast", "warning", 15, (0, 2))],
     "loss_input.py": [("loss-input", "warning", 17, (0, 2))],
+    "loss_empty.py": [("loss-empty", "error", 16, (0, 2, 3, 5))],
     "attention_mask.py": [("attention-mask", "warning", 20, (16,))],
     "grad_clip.py": [("grad-clip", "warning", 17, ()), ("loss-diverges", "warning", 18, ())],
     "torch_warning.py": [("torch-warning", "warning", 15, ())],
@@ -64,6 +69,8 @@ FIRST_NODE: dict[str, str] = {
     "graph_grows.py": "SubBackward0",
     "loss_broadcast.py": "MseLossBackward0",
     "loss_input.py": "NllLossBackward0",
+    "loss_empty.py": "NllLossBackward0",
+    "forward_nonfinite.py": "LogBackward0",
     "attention_mask.py": "BaddbmmBackward0",
 }
 
@@ -1472,3 +1479,142 @@ def test_a_tensor_built_from_losses_gets_the_hint_that_keeps_the_graph(tmp_path:
     )
     assert warned.line == 4
     assert "`torch.stack([t1, t2])`" in (warned.hint or "")
+
+
+# -- forward-nonfinite and loss-empty: why the loss itself is NaN/Inf -------------------------
+def _codes(tmp_path: Path, text: str) -> dict[str, Finding]:
+    script = tmp_path / "script.py"
+    script.write_text(text, encoding="utf-8")
+    return {f.code: f for f in run(script).graph.findings}
+
+
+def test_a_nan_loss_of_one_call_names_the_op_that_made_it(tmp_path: Path) -> None:
+    found = _codes(
+        tmp_path,
+        "import torch\n"
+        "w = torch.tensor(-2.0, requires_grad=True)\n"
+        "loss = torch.log(w * 3.0)\n"
+        "loss.backward()\n",
+    )
+    f = found["forward-nonfinite"]
+    assert (f.severity, f.line, f.nodes) == ("error", 3, (0,))
+    assert f.message == (
+        "The loss (#0 LogBackward0 `loss` at line 3) is NaN: that op makes it from finite "
+        "inputs (its input is -6): a `log` of a number <= 0 (log(0) is -Inf, a negative "
+        "number's is NaN)."
+    )
+
+
+def test_an_overflow_below_the_loss_is_where_the_nan_starts(tmp_path: Path) -> None:
+    found = _codes(
+        tmp_path,
+        "import torch\n"
+        "w = torch.tensor([1.0, 2.0], requires_grad=True)\n"
+        "h = torch.exp(w * 100)\n"
+        "loss = h.sum() - h.sum()\n"
+        "loss.backward()\n",
+    )
+    f = found["forward-nonfinite"]
+    assert f.line == 3 and "#2 ExpBackward0 `h` at line 3" in f.message
+    assert "(its input runs from 100 to 200): an `exp` past the float range" in f.message
+
+
+def test_nan_in_the_data_is_blamed_on_the_data(tmp_path: Path) -> None:
+    found = _codes(
+        tmp_path,
+        "import torch\n"
+        "w = torch.tensor([1.0, 2.0], requires_grad=True)\n"
+        "x = torch.tensor([1.0, float('nan')])\n"
+        "loss = (w * x).sum()\n"
+        "loss.backward()\n",
+    )
+    f = found["forward-nonfinite"]
+    assert "whose input `x` (a tensor that needs no gradient: the data) already holds 1 NaN" in (
+        f.message
+    )
+    assert "isnan" in (f.hint or "")
+
+
+def test_a_nan_parameter_is_blamed_once_and_a_loop_leaves_it_to_loop_nonfinite(
+    tmp_path: Path,
+) -> None:
+    once = _codes(
+        tmp_path,
+        "import torch\n"
+        "w = torch.tensor([1.0, float('nan')], requires_grad=True)\n"
+        "loss = (w * 2).sum()\n"
+        "loss.backward()\n",
+    )
+    assert "#2 leaf `w` already holds 1 NaN of 2 elements" in once["forward-nonfinite"].message
+    loop = run(PITFALLS / "loop_nonfinite.py").graph.findings
+    assert "forward-nonfinite" not in {f.code for f in loop}
+
+
+def test_an_infinite_mask_that_a_softmax_absorbs_is_not_a_nonfinite_loss(tmp_path: Path) -> None:
+    found = _codes(
+        tmp_path,
+        "import torch\n"
+        "s = torch.randn(4, 4, requires_grad=True)\n"
+        "mask = torch.triu(torch.ones(4, 4, dtype=torch.bool), diagonal=1)\n"
+        "p = torch.softmax(s.masked_fill(mask, float('-inf')), dim=-1)\n"
+        "loss = p.pow(2).sum()\n"
+        "loss.backward()\n",
+    )
+    assert "forward-nonfinite" not in found and "loss-empty" not in found
+
+
+@pytest.mark.parametrize(
+    ("reduce", "severity", "says"),
+    [("mean()", "error", "averages nothing and gives NaN"), ("sum()", "warning", "gives 0.0")],
+)
+def test_a_mask_that_selects_nothing_is_an_empty_loss(
+    tmp_path: Path, reduce: str, severity: str, says: str
+) -> None:
+    found = _codes(
+        tmp_path,
+        "import torch\n"
+        "w = torch.randn(5, requires_grad=True)\n"
+        "keep = w > 100\n"
+        f"loss = (w[keep] ** 2).{reduce}\n"
+        "loss.backward()\n",
+    )
+    f = found["loss-empty"]
+    assert (f.severity, f.line) == (severity, 4)
+    assert "selects no element of #" in f.message and says in f.message
+    assert "no gradient reaches `w` from it" in f.message
+    assert "grad-zero" not in found and "forward-nonfinite" not in found
+
+
+def test_an_empty_term_added_to_a_real_loss_is_fine(tmp_path: Path) -> None:
+    found = _codes(
+        tmp_path,
+        "import torch\n"
+        "w = torch.randn(5, requires_grad=True)\n"
+        "box = w[w > 100]\n"
+        "loss = w.pow(2).sum() + box.sum() + torch.cat([box, w]).sum()\n"
+        "loss.backward()\n",
+    )
+    assert "loss-empty" not in found
+
+
+def test_a_loop_over_an_empty_split_points_to_loss_empty(tmp_path: Path) -> None:
+    found = _codes(
+        tmp_path,
+        "import torch\n"
+        "from torch import nn\n"
+        "data, labels = torch.randn(100, 4), torch.randint(0, 3, (100,))\n"
+        "model = nn.Linear(4, 3)\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "for step in range(3):\n"
+        "    opt.zero_grad()\n"
+        "    loss = nn.functional.cross_entropy(model(data[120:]), labels[120:])\n"
+        "    loss.backward()\n"
+        "    opt.step()\n",
+    )
+    assert found["loss-empty"].line == 8
+    loop = found["loop-nonfinite"]
+    assert loop.message == (
+        "The loss is non-finite from the first backward call at line 9 (1 NaN) and stays so: "
+        "`loss-empty` says why, on the call shown."
+    )
+    assert "grad-zero" not in found

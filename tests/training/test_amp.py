@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 from helpers.oracle import Oracle, close, mismatches
@@ -65,3 +66,14 @@ def test_doctor_calls_a_scaled_overflow_info() -> None:
     assert result.exit_code == 0, result.output
     assert "grad-inf" in result.output and "info" in result.output
     assert "│ error" not in result.output
+
+
+def test_doctor_still_calls_an_inf_loss_under_a_scaler_an_error(tmp_path: Path) -> None:
+    # the unscaled loss itself overflows (3e38 squared): the scaler skipping the step hides a
+    # real bug, so forward-nonfinite says where, at the pow
+    source = (SCRIPTS / "scaler_overflow.py").read_text().replace("1e18", "3e38")
+    script = tmp_path / "overflow.py"
+    script.write_text(source)
+    result = CliRunner().invoke(app, ["doctor", str(script)])
+    assert result.exit_code == 10, result.output
+    assert "forward-nonfinite" in result.output and "PowBackward0" in result.output
