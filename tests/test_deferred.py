@@ -341,7 +341,7 @@ def test_a_recording_over_its_memory_budget_reads_no_value_during_the_forward_pa
     reads = _count_reads(monkeypatch)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 4))
-    x = torch.randn(64, 8)  # a constant over 16 numbers: kept as its shape
+    x = torch.randn(64, 8)  # a constant over 16 numbers: worked out on the device over budget
     with Recorder(keep=-1) as rec:
         for _ in range(2):
             loss = (model(x) ** 2).mean()
@@ -439,3 +439,59 @@ def test_on_the_accelerators_path_a_backward_call_reads_the_device_twice(
     rec = loop()
     assert len(reads) <= 2 * 20 + 1, reads  # and once to build the graph shown
     assert rec.graph(-1) == usual.graph(-1)
+
+
+@pytest.mark.parametrize("budget", [None, 4096])
+def test_a_large_constant_is_shown_as_the_op_read_it(
+    budget: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data of `x + w` (over 16 numbers) is summarised as the op read it, under the memory
+    budget and over it: read with the graph, or before an in-place write to it (the script
+    reuses its batch buffer before calling backward)."""
+    import graphviz_grad.capture._deferred as deferred
+
+    if budget is not None:
+        monkeypatch.setattr(deferred, "BUDGET", budget)
+    torch.manual_seed(1)
+    w = torch.randn(5, requires_grad=True)
+    x = torch.randn(40, 5)
+    x[3, 2] = float("nan")
+    first = summarize(x)
+    with Recorder(keep=-1) as rec:
+        if budget is not None:  # a first call over the budget: the next one reads at once
+            (torch.randn(40, 40, requires_grad=True) * 2).sum().backward()
+        h = x + w
+        x.mul_(10.0).nan_to_num_(0.0)  # the buffer filled with the next batch
+        loss = (h.nan_to_num(0.0) + (x + w)).sum()
+        loss.backward()
+    constants = [s for n in rec.graph(-1).nodes for _, s in n.constants if s.numel == 200]
+    assert constants == [first, summarize(x)]
+    assert constants[0].nan == 1 and constants[0].min is not None
+
+
+def test_a_large_constant_changed_where_the_recorder_cannot_see_shows_its_shape() -> None:
+    """A write to a view of the data bumps the version the op read: the value is no longer the
+    one the op read, so only its shape and dtype are shown (never the later values); a
+    constant freed before its graph is built shows its shape too."""
+    w = torch.randn(5, requires_grad=True)
+    x = torch.randn(40, 5)
+    with Recorder(keep=-1) as rec:
+        h = x + w
+        x[0].zero_()  # through a view: another tensor object, the same version counter
+        (h.sum() + (torch.randn(30, 5) + w).sum()).backward()
+    constants = {s.numel: s for n in rec.graph(-1).nodes for _, s in n.constants}
+    assert constants[200].shape == (40, 5) and constants[200].dtype == "float32"
+    assert constants[200].mean is None and constants[200].nan == 0
+    assert constants[150].mean is None  # the `torch.randn(30, 5)` was freed at once
+
+
+def test_an_inference_tensor_as_data_is_read_too() -> None:
+    """A batch made under `torch.inference_mode` has no version counter (reading it raises);
+    it cannot be written outside that mode, so it is read as it is."""
+    with torch.inference_mode():
+        x = torch.randn(40, 5)
+    w = torch.randn(5, requires_grad=True)
+    with Recorder(keep=-1) as rec:
+        (x + w).sum().backward()
+    (s,) = [s for n in rec.graph(-1).nodes for _, s in n.constants]
+    assert s == summarize(x)

@@ -90,11 +90,26 @@ class Deferred:
         #: from cold memory, so holding a graph that is summarised anyway only costs.
         self.eager = False
         self._pass_bytes = 0
+        #: The large constants of this pass and of the one before (`_forward.LateConstant`), by
+        #: the id of their tensor: a write to that tensor summarises them first.
+        self._late: dict[int, list[Any]] = {}
+        self._late_before: dict[int, list[Any]] = {}
 
     def new_pass(self) -> None:
         """A backward call begins: the next pass holds values unless this one overflowed."""
         self.eager = self._pass_bytes > self.budget
         self._pass_bytes = 0
+        self._late_before, self._late = self._late, {}
+
+    def late(self, constants: Iterable[Any]) -> None:
+        """Watch these `LateConstant`s for an in-place write to their tensor (this pass and the
+        next: a call's graph is built when the next call arrives)."""
+        for c in constants:
+            found = self._late.get(id(c.ref()))
+            if found is None:
+                self._late[id(c.ref())] = [c]
+            else:
+                found.append(c)
 
     def keeps(self, t: torch.Tensor) -> bool:
         """Whether `t` should be held (else summarised now); counts it toward this pass."""
@@ -128,6 +143,8 @@ class Deferred:
     def written(self, tensors: Iterable[Any]) -> None:
         """`tensors` are about to be written in place: summarise the values held on their
         storage now (a copy would cost as much, and more memory, when they are shown)."""
+        if self._late or self._late_before:
+            self._settle_late(tensors)
         if not self._by_storage:
             return
         found: list[tuple[weakref.ref[Any], Any]] = []
@@ -139,10 +156,34 @@ class Deferred:
         if found:
             settle(found)
 
+    def _settle_late(self, tensors: Iterable[Any]) -> None:
+        """Summarise the `LateConstant`s of the tensors about to be written, as they are now."""
+        due = []
+        for t in tensors:
+            if isinstance(t, torch.Tensor):
+                for index in (self._late, self._late_before):
+                    found = index.pop(id(t), None)
+                    if found:
+                        due += [c for c in found if c.ref() is t and c.summary is None]
+        self._summarize_late(due)
+
+    def _summarize_late(self, due: list[Any]) -> None:
+        if not due:
+            return
+        pending = [c.tensor() for c in due]
+        now = [None if t is None or reads_later(t) else t for t in pending]
+        for c, t, s in zip(due, pending, summarize_many(now)):
+            if t is not None:
+                c.summary = reduce_on_device(t) if s is None else s
+
     def settle_all(self) -> None:
-        """Summarise every value still held (one batch), and forget them."""
+        """Summarise every value still held (one batch), and forget them; and the large
+        constants still watched, while they are as their op read them."""
         self._by_storage.clear()
         self._evict(0)
+        late = [c for index in (self._late, self._late_before) for cs in index.values() for c in cs]
+        self._late, self._late_before = {}, {}
+        self._summarize_late([c for c in late if c.summary is None])
 
     def _evict(self, down_to: int) -> None:
         """Summarise the oldest values now (in one batch) until at most `down_to` bytes are held:

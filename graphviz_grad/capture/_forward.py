@@ -29,6 +29,7 @@ from .compiled import compiling
 from .naming import is_compile_wrapper, is_wrapper, unwrap
 from .summary import (
     DATA_LIMIT,
+    PLAIN_TYPES,
     OnDevice,
     dtype_name,
     reads_later,
@@ -91,7 +92,7 @@ class OpRecord:
     file: str | None
     line: int | None
     #: Inputs that need no gradient, by argument position (see `settled_constants`).
-    constants: tuple[tuple[int, TensorSummary | torch.Tensor | OnDevice], ...]
+    constants: tuple[tuple[int, TensorSummary | torch.Tensor | OnDevice | LateConstant], ...]
     scopes: tuple[tuple[tuple[str, ...], str, int], ...]
     #: Argument positions of the constants that are operands (a tensor, a `Scalar` argument;
     #: not a dim or a flag), each with a weak reference to its tensor (None for a number), so the
@@ -132,6 +133,8 @@ class OpRecord:
     def unread(self, k: Any) -> torch.Tensor | OnDevice | None:
         """What is kept for output `k` or constant `("c", j)` and not summarised yet."""
         value = self.constants[k[1]][1] if isinstance(k, tuple) else self.get(k)
+        if type(value) is LateConstant:
+            value = value.settled()
         return value if unread(value) else None
 
     def put(self, k: Any, value: TensorSummary | torch.Tensor | OnDevice | None) -> None:
@@ -149,13 +152,24 @@ class OpRecord:
         tags: list[Any] = [0] if unread(self.out0) else []
         if self.more is not None:
             tags += [k for k, v in self.more.items() if unread(v)]
-        tags += [("c", j) for j, (_, v) in enumerate(self.constants) if unread(v)]
+        for j, (_, v) in enumerate(self.constants):
+            if unread(v):
+                tags.append(("c", j))
+            elif type(v) is LateConstant:
+                value = v.settled()
+                if unread(value):
+                    tags.append(("c", j))
+                else:
+                    self.put(("c", j), value)
         return tags
 
     def settled_constants(self) -> tuple[tuple[int, TensorSummary], ...]:
         """`constants`, each summarised (a small accelerator tensor is kept until now)."""
         for j, (_, v) in enumerate(self.constants):
-            if unread(v):
+            if type(v) is LateConstant:
+                value = v.settled()
+                self.put(("c", j), summarize_unread(value) if unread(value) else value)
+            elif unread(v):
                 self.put(("c", j), summarize_unread(v))
         return self.constants  # type: ignore[return-value]
 
@@ -427,10 +441,10 @@ def _operand_positions_of(func: Any) -> frozenset[int]:
 
 def _constants(
     func: Any, args: tuple[Any, ...], before: dict[int, Any] | None = None
-) -> tuple[tuple[tuple[int, TensorSummary | torch.Tensor], ...], tuple[tuple[int, Any], ...]]:
+) -> tuple[tuple[tuple[int, Any], ...], tuple[tuple[int, Any], ...]]:
     """Inputs that do not require grad (the `x` in `x * w`), by argument position, and which of
     them are operands; Python numbers too (`w * 2` reaches the dispatcher as `mul(w, 2)`).
-    A large tensor is kept as its shape and dtype only: the recording path stays cheap.
+    A large tensor is kept by reference (`LateConstant`): the recording path stays cheap.
     `before`: what the op received in the positions it wrote (`_constants_before_write`)."""
     found = []
     operands: list[tuple[int, Any]] = []
@@ -442,7 +456,18 @@ def _constants(
             if a.requires_grad:
                 continue
             numbers_only = False
-            found.append((i, before[i] if before and i in before else _constant(a)))
+            if before and i in before:
+                found.append((i, before[i]))
+            elif a.numel() > DATA_LIMIT:
+                try:
+                    late = LateConstant(a)
+                except TypeError:  # a tensor type that takes no weak reference
+                    found.append((i, shape_only(a)))
+                else:
+                    found.append((i, late))
+                    LATE.append(late)
+            else:
+                found.append((i, _constant(a)))
             if i in positions:
                 operands.append((i, weakref.ref(a)))
         elif isinstance(a, (int, float)) and not isinstance(a, bool):
@@ -481,24 +506,79 @@ def _constants_before_write(args: tuple[Any, ...], written: list[Any]) -> dict[i
         if isinstance(a, torch.Tensor) and not a.requires_grad and any(a is w for w in written):
             if found is None:
                 found = {}
-            found[i] = _constant(a)
+            found[i] = _constant_now(a)
     return found
 
 
 def _constant(t: torch.Tensor) -> TensorSummary | torch.Tensor:
-    """A constant input as it is now: a few numbers in full, a large tensor as its shape. A few
+    """A constant input of a few numbers as it is now (a large one is a `LateConstant`). A few
     numbers off the CPU are copied on their device and summarised with the graph (reading them
     now would wait for the device at every op)."""
-    if t.numel() > DATA_LIMIT:
-        return _shape_only(t)
     if not t.is_cpu and deferrable(t):
         with torch.no_grad():
             return t.detach().clone()
     return summarize_small(t)
 
 
-def _shape_only(t: torch.Tensor) -> TensorSummary:
+def _constant_now(t: torch.Tensor) -> TensorSummary | torch.Tensor | OnDevice:
+    """A constant about to be written in place (a BatchNorm's `running_mean`): as it is now."""
+    if t.numel() <= DATA_LIMIT:
+        return _constant(t)
+    if not readable(t):
+        return shape_only(t)
+    return reduce_on_device(t) if reads_later(t) else summarize(t)
+
+
+def readable(t: torch.Tensor) -> bool:
+    """Whether a large constant can be summarised (not a tensor subclass, a meta tensor or a
+    sparse one, whose summary would cost or fail: those show their shape)."""
+    return type(t) in PLAIN_TYPES and t.layout == torch.strided and t.device.type != "meta"
+
+
+def shape_only(t: torch.Tensor) -> TensorSummary:
     return TensorSummary(tuple(int(d) for d in t.shape), dtype_name(t.dtype), t.numel())
+
+
+class LateConstant:
+    """A large input that needs no gradient (the data, a mask, a target), by reference: recording
+    it costs a weak reference, not a summary or a hold (most calls of a loop are never drawn).
+    It is read when its graph is built (`OpRecord.held`) if the tensor is still alive and at the
+    version the op read (the last call's batch usually is), or before an in-place write to that
+    very tensor the dispatch mode sees (a reused batch buffer: `Deferred.written`); else it shows
+    its shape. A write that bumps no version (through `.data` or numpy) is not seen."""
+
+    __slots__ = ("ref", "version", "shape", "dtype", "summary")
+
+    def __init__(self, t: torch.Tensor) -> None:
+        self.ref = weakref.ref(t)
+        try:
+            self.version: int | None = t._version
+        except RuntimeError:  # an inference tensor: no version, and no write outside that mode
+            self.version = None
+        self.shape = t.shape
+        self.dtype = t.dtype
+        self.summary: TensorSummary | OnDevice | None = None
+
+    def tensor(self) -> torch.Tensor | None:
+        """The tensor as the op read it, or None when it is gone, changed or unreadable."""
+        t = self.ref()
+        if t is None or (self.version is not None and t._version != self.version):
+            return None
+        return t.detach() if readable(t) else None
+
+    def settled(self) -> TensorSummary | OnDevice | torch.Tensor:
+        """Its summary if a write made one, the tensor to summarise, or its shape."""
+        if self.summary is not None:
+            return self.summary
+        t = self.tensor()
+        if t is not None:
+            return t
+        shape = tuple(int(d) for d in self.shape)
+        return TensorSummary(shape, dtype_name(self.dtype), self.shape.numel())
+
+
+#: The `LateConstant`s made since the dispatch mode last looked (`ForwardRecorder._new_record`).
+LATE: list[LateConstant] = []
 
 
 _numbers: dict[tuple[type, float], TensorSummary] = {}
@@ -750,6 +830,9 @@ class ForwardRecorder(TorchDispatchMode):
         self.seq += 1
         path, root, mtype, scopes = module
         constants, operands = _constants(func, args, before) if self.values else ((), ())
+        if LATE:
+            self.deferred.late(LATE)
+            LATE.clear()
         return OpRecord(
             seq=self.seq,
             aten=None if func is None else aten_name(func),

@@ -95,8 +95,14 @@ def _input_rows(node: Node, precision: int) -> list[str]:
         return [row(html(fmt_summary(value, precision)), bold=True), row("constant")]
     head = f"<b>{html(node.names[0])}</b> input" if node.names else "input"
     rows = [row(head), row(html(fmt_type(node.shape, node.dtype)))]
-    if value is None or (value.data is None and value.min is None and value.note is None):
-        return rows  # a large tensor is recorded by shape and dtype only
+    if value is None or (
+        value.data is None
+        and value.min is None
+        and value.note is None
+        and not value.nan
+        and not value.inf
+    ):
+        return rows  # a large tensor gone or changed before its graph was built: its shape
     return [*rows, row("value", html(fmt_summary(value, precision)))]
 
 
