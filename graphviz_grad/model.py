@@ -527,6 +527,9 @@ class CallInfo:
     #: The earlier call that went through this very graph (a backward with `retain_graph`
     #: repeated on one root), if any: not a new forward pass.
     same_graph_as: int | None = None
+    #: NaN numbers in the inputs of the call's ops that need no gradient (the data), counted
+    #: only for a call whose loss is NaN/Inf (`loop-nonfinite` names the data then).
+    data_nan: int = 0
 
 
 def calls_by_root(calls: Sequence[CallInfo]) -> dict[str, list[CallInfo]]:

@@ -34,7 +34,7 @@ from ..model import (
     signed_int64,
 )
 from ._deferred import Deferred, deferrable
-from ._forward import OpRecord, op_record
+from ._forward import LateConstant, OpRecord, op_record
 from .functions import saved_tensors
 from .naming import Names
 from .summary import (
@@ -141,6 +141,14 @@ def gradient_edge(t: torch.Tensor) -> tuple[Any, int] | None:
         return None
     edge = torch.autograd.graph.get_gradient_edge(t)
     return edge.node, edge.output_nr
+
+
+def _nonfinite(s: TensorSummary | None) -> bool:
+    return s is not None and bool(s.nan or s.inf)
+
+
+def _data_nan(graph: Graph) -> int:
+    return sum(v.nan for n in graph.nodes for _, v in n.constants)
 
 
 class CallCapture:
@@ -617,6 +625,7 @@ class CallCapture:
             error=self.error,
             same_graph_as=self.same_graph_as,
             root_name=next(iter(graph.nodes[graph.root].names), None),
+            data_nan=_data_nan(graph) if _nonfinite(graph.nodes[graph.root].value) else 0,
         )
 
     def light_info(self) -> CallInfo:
@@ -650,7 +659,26 @@ class CallCapture:
             error=self.error,
             same_graph_as=self.same_graph_as,
             root_name=next(iter(root_names), None),
+            data_nan=self._data_nan() if _nonfinite(root_value) else 0,
         )
+
+    def _data_nan(self) -> int:
+        """NaN numbers in the call's inputs that need no gradient, as its ops read them (for a
+        call with a non-finite loss: once per loop, usually)."""
+        count = 0
+        with torch.no_grad():
+            for node in self.nodes:
+                record = op_record(node)
+                if record is None:
+                    continue
+                for _, v in record.constants:
+                    if type(v) is LateConstant:
+                        v = v.settled()
+                    if isinstance(v, TensorSummary):
+                        count += v.nan
+                    elif isinstance(v, torch.Tensor) and v.is_floating_point():
+                        count += int(torch.isnan(v).sum())
+        return count
 
     def _output_names(self, node: Any, n_out: int) -> tuple[str, ...]:
         names = self.names.for_output(node, 0)

@@ -101,7 +101,7 @@ def _graph_checks(
     empty = _values.loss_empty(graph)
     why_loss = [*empty, *_values.forward_nonfinite(graph, calls)]
     return [
-        *_grads.nonfinite(graph),
+        *_grads.nonfinite(graph, why_loss),
         *why_loss,
         *_grads.zero(graph, {n for f in empty for n in f.nodes}),
         *_grads.none(graph),

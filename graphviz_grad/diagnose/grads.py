@@ -42,21 +42,28 @@ def _failed(graph: Graph) -> bool:
     return graph.backward_failed is not None
 
 
-def nonfinite(graph: Graph) -> list[Finding]:
-    """[grad-nan] / [grad-inf]: the first node, in backward order, whose gradient has one."""
+def nonfinite(graph: Graph, why: Sequence[Finding] = ()) -> list[Finding]:
+    """[grad-nan] / [grad-inf]: the first node, in backward order, whose gradient has one.
+    `why`: the findings that say where the forward pass made the loss non-finite."""
     found = []
     candidates = _backward_order(graph, [n for n in graph.nodes if _nonfinite_grad(n)])
     for code, field, word in (("grad-nan", "nan", "NaN"), ("grad-inf", "inf", "Inf")):
         for node in candidates:
             bad = [g for g in _grads(node) if getattr(g, field)]
             if bad:
-                found.append(_nonfinite_finding(graph, node, bad[0], code, field, word))
+                found.append(_nonfinite_finding(graph, node, bad[0], code, field, word, why))
                 break
     return found
 
 
 def _nonfinite_finding(
-    graph: Graph, node: Node, grad: TensorSummary, code: str, field: str, word: str
+    graph: Graph,
+    node: Node,
+    grad: TensorSummary,
+    code: str,
+    field: str,
+    word: str,
+    why_loss: Sequence[Finding] = (),
 ) -> Finding:
     value = node.value
     count = getattr(grad, field)
@@ -65,6 +72,8 @@ def _nonfinite_finding(
     if value is not None and (value.nan or value.inf):
         why = f"its forward value was already non-finite ({value.nan} NaN, {value.inf} Inf)"
         hint = "Fix the forward computation first: find where the value became non-finite."
+        if why_loss:
+            hint = f"Fix the forward computation first: `{why_loss[0].code}` says where."
     else:
         why = "its forward value was finite, so the backward formula of the op above made it"
         hint = (

@@ -90,6 +90,22 @@ def _loss_bad(
             f"Fix what `{said.code}` finds; `gradviz doctor --call {call.number}` shows that call."
         )
         return Finding("loop-nonfinite", "error", message, call.file, call.line, (), hint)
+    if call.data_nan:  # the data of that very call: not the updates, not an op's domain
+        where = (
+            "is non-finite from the first backward call"
+            if first
+            else f"becomes non-finite at backward call {call.number}"
+        )
+        message = (
+            f"The loss {where}{at_line(call.line)} ({_what(value)}), and the "
+            f"inputs of that call that need no gradient (the data) hold "
+            f"{plural(call.data_nan, 'NaN')}: the data brought it in."
+        )
+        hint = (
+            "Check the data for NaN where it is loaded (`torch.isnan(x).any()`), or drop the "
+            f"rows that hold it; `gradviz doctor --call {call.number}` shows where it enters."
+        )
+        return Finding("loop-nonfinite", "error", message, call.file, call.line, (), hint)
     if first:  # no update ran before it: the initial values or the forward pass itself
         message = (
             f"The loss is non-finite from the first backward call{at_line(call.line)} "

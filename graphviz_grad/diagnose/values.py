@@ -54,6 +54,16 @@ def _what(s: TensorSummary) -> str:
     return f"{' and '.join(p for p in parts if p)} of {plural(s.numel, 'element')}"
 
 
+def _forward_first(node: Node) -> tuple[int, int]:
+    """Sort key: the largest is the first node of the forward pass, the one the engine ran last
+    (a leaf runs after its users)."""
+    return (node.order if node.order is not None else -1, -node.id)
+
+
+def _data_nan(node: Node) -> bool:
+    return any(s is not None and s.nan > 0 for _, s in node.constants)
+
+
 def _output_value(graph: Graph, src: int, nr: int) -> TensorSummary | None:
     node = graph.nodes[src]
     if nr and nr < len(node.outputs):
@@ -100,8 +110,13 @@ def forward_nonfinite(graph: Graph, calls: Sequence[CallInfo] = ()) -> list[Find
             if src not in seen:
                 seen.add(src)
                 stack.append(src)
-    # the first in the forward pass: the one the engine ran last (a leaf runs after its users)
-    origin = max(origins, key=lambda n: (n.order if n.order is not None else -1, -n.id))
+    # data holding NaN is the cause wherever it enters, even where a parameter is NaN too: a
+    # loop's update spreads it to the parameters after the first call (an Inf in the data may
+    # be a mask, so only the op whose inputs are otherwise finite is blamed for that)
+    fed = [graph.nodes[i] for i in seen if _data_nan(graph.nodes[i])]
+    if fed:
+        return [_nonfinite_finding(graph, root, max(fed, key=_forward_first))]
+    origin = max(origins, key=_forward_first)
     if origin.kind == "op" and _reduces_nothing(graph, origin):
         return []  # `loss-empty`
     if origin.kind == "leaf" and len(calls) >= 2:
@@ -128,7 +143,7 @@ def _nonfinite_finding(graph: Graph, root: Node, origin: Node) -> Finding:
         name = dict(origin.operands).get(index)
         what = f"`{name}`" if name else f"its argument {index}"
         why = (
-            f"it first appears at {node_ref(origin)}{at_line(origin.line)}, whose input {what} "
+            f"it comes in at {node_ref(origin)}{at_line(origin.line)}, whose input {what} "
             f"(a tensor that needs no gradient: the data) already holds {_what(s)}"
         )
         hint = "Check the data for NaN/Inf where it is loaded (`torch.isnan(x).any()`)."

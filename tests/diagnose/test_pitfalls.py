@@ -1529,9 +1529,8 @@ def test_nan_in_the_data_is_blamed_on_the_data(tmp_path: Path) -> None:
         "loss.backward()\n",
     )
     f = found["forward-nonfinite"]
-    assert "whose input `x` (a tensor that needs no gradient: the data) already holds 1 NaN" in (
-        f.message
-    )
+    data = "whose input `x` (a tensor that needs no gradient: the data) already holds 1 NaN"
+    assert data in f.message
     assert "isnan" in (f.hint or "")
 
 
@@ -1618,3 +1617,57 @@ def test_a_loop_over_an_empty_split_points_to_loss_empty(tmp_path: Path) -> None
         "`loss-empty` says why, on the call shown."
     )
     assert "grad-zero" not in found
+
+
+def test_nan_in_a_large_batch_is_blamed_on_the_data_in_a_loop(tmp_path: Path) -> None:
+    # the update spreads the NaN to every parameter after the first call: the data is still
+    # where it comes in, on the call shown, and loop-nonfinite and grad-nan point to it
+    found = _codes(
+        tmp_path,
+        "import torch\n"
+        "torch.manual_seed(0)\n"
+        "from torch import nn\n"
+        "model = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1))\n"
+        "x = torch.randn(16, 3)\n"
+        "x[5, 1] = float('nan')\n"
+        "y = torch.randn(16, 1)\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "for epoch in range(3):\n"
+        "    loss = nn.functional.mse_loss(model(x), y)\n"
+        "    opt.zero_grad()\n"
+        "    loss.backward()\n"
+        "    opt.step()\n",
+    )
+    f = found["forward-nonfinite"]
+    assert "whose input `x` (a tensor that needs no gradient: the data)" in f.message
+    assert "holds 1 NaN of 48 elements" in f.message and f.line == 10
+    assert "`forward-nonfinite` says why" in found["loop-nonfinite"].message
+    assert "`forward-nonfinite` says where" in (found["grad-nan"].hint or "")
+
+
+def test_nan_in_an_earlier_batch_is_blamed_on_that_batch(tmp_path: Path) -> None:
+    # shuffled batches: the NaN row is in call 6, not in the call shown, whose parameters the
+    # updates have made NaN since; loop-nonfinite says the data of call 6 brought it in
+    found = _codes(
+        tmp_path,
+        "import torch\n"
+        "from torch import nn\n"
+        "from torch.utils.data import DataLoader, TensorDataset\n"
+        "torch.manual_seed(3)\n"
+        "X = torch.randn(256, 3)\n"
+        "X[77, 2] = float('nan')\n"
+        "Y = X.sum(dim=1, keepdim=True)\n"
+        "loader = DataLoader(TensorDataset(X, Y), batch_size=32, shuffle=True)\n"
+        "model = nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Linear(16, 1))\n"
+        "opt = torch.optim.Adam(model.parameters(), lr=1e-2)\n"
+        "for epoch in range(2):\n"
+        "    for xb, yb in loader:\n"
+        "        loss = nn.functional.mse_loss(model(xb), yb)\n"
+        "        opt.zero_grad()\n"
+        "        loss.backward()\n"
+        "        opt.step()\n",
+    )
+    f = found["loop-nonfinite"]
+    assert "becomes non-finite at backward call 6 at line 15" in f.message
+    assert "(the data) hold 2 NaNs: the data brought it in" in f.message
+    assert "--call 6" in (f.hint or "") and "forward-nonfinite" not in found
