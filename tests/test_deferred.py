@@ -495,3 +495,20 @@ def test_an_inference_tensor_as_data_is_read_too() -> None:
         (x + w).sum().backward()
     (s,) = [s for n in rec.graph(-1).nodes for _, s in n.constants]
     assert s == summarize(x)
+
+
+def test_the_large_constants_watched_for_writes_stay_bounded_without_backward(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A forward pass never followed by a backward call (an evaluation loop that forgot
+    `no_grad`) watches at most two rounds of `LATE_LIMIT` tensors."""
+    import graphviz_grad.capture._deferred as deferred
+
+    monkeypatch.setattr(deferred, "LATE_LIMIT", 8)
+    w = torch.randn(5, requires_grad=True)
+    batches = [torch.randn(20, 5) for _ in range(50)]
+    with Recorder(keep=-1) as rec:
+        for x in batches:
+            _ = x + w
+        index = rec._mode.deferred
+        assert len(index._late) <= 9 and len(index._late_before) <= 9

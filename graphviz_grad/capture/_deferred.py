@@ -72,6 +72,10 @@ def storage_key(t: torch.Tensor) -> int | None:
         return None
 
 
+#: Tensors whose large constants a pass watches for writes, at most (`Deferred.late`).
+LATE_LIMIT = 1 << 16
+
+
 class Deferred:
     """The values held, in the order they were held (to settle the oldest first when they take
     too much memory), and indexed by storage (so that a write finds the values it would change).
@@ -104,6 +108,9 @@ class Deferred:
     def late(self, constants: Iterable[Any]) -> None:
         """Watch these `LateConstant`s for an in-place write to their tensor (this pass and the
         next: a call's graph is built when the next call arrives)."""
+        if len(self._late) > LATE_LIMIT:  # a long forward pass, or one never followed by a
+            # backward call: the oldest are no longer watched (their version still guards them)
+            self._late_before, self._late = self._late, {}
         for c in constants:
             found = self._late.get(id(c.ref()))
             if found is None:
