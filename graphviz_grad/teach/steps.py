@@ -24,6 +24,7 @@ from rich.text import Text
 from graphviz_grad.diagnose.calls import added_up
 from graphviz_grad.model import CallInfo, TensorSummary, calls_by_root
 from graphviz_grad.render.format import fmt_number, fmt_summary
+from graphviz_grad.render.plot import plotted
 from graphviz_grad.teach.formulas import scalar
 
 BARS = "▁▂▃▄▅▆▇█"
@@ -77,11 +78,9 @@ def rows(calls: Sequence[CallInfo], every: int = 1) -> list[Row]:
 
 
 def number(s: TensorSummary | None) -> float | None:
-    """What a sparkline follows: the number itself, else the norm."""
-    value = scalar(s)
-    if value is not None:
-        return value
-    return s.norm if s is not None else None
+    """What a sparkline follows: the number itself, else the norm; NaN or ±inf when the tensor
+    holds one (its summary's statistics are those of the finite rest), as in the picture."""
+    return plotted(s)
 
 
 def sparkline(values: Sequence[float | None], width: int = SPARK_WIDTH) -> str:

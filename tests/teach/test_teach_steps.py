@@ -237,3 +237,24 @@ def test_json_of_a_loop_that_turned_nan_is_valid_json() -> None:
     parsed = json.loads(to_json(calls), parse_constant=lambda c: pytest.fail(f"bare {c}"))
     assert [c["root"] for c in parsed["calls"]] == [1.0, "inf", "nan"]
     assert parsed["calls"][1]["leaves"]["w"]["grad"] == "-inf"
+
+
+def test_a_tensor_leaf_that_turned_nan_ends_its_line_in_nan() -> None:
+    """A vector's summary keeps the statistics of its finite rest (an all-NaN one has no norm):
+    its line went blank and ended at the last finite norm, `1.5 → 2.5`, as if it recovered."""
+    from graphviz_grad.model import CallInfo, LeafStep, TensorSummary
+
+    def vec(norm: float | None, nan: int = 0) -> TensorSummary:
+        return TensorSummary((4,), "float32", 4, None, norm=norm, nan=nan)
+
+    def num(x: float) -> TensorSummary:
+        return TensorSummary(shape=(), dtype="float32", numel=1, data=x)
+
+    steps = [(1.5, 0), (2.5, 0), (None, 4), (2.0, 1)]
+    calls = [
+        CallInfo(i, "backward", None, None, num(i), (LeafStep("w", vec(*v), vec(*v)),), 3, 2)
+        for i, v in enumerate(steps, start=1)
+    ]
+    lines = steps_text(calls, width=80).splitlines()
+    assert "w     ▁█!!  1.5 → nan" in lines and "∂/∂w  ▁█!!  1.5 → nan" in lines
+    assert "    3   3.0  ‖nan‖  ‖nan‖      3" in lines
