@@ -203,6 +203,12 @@ _PYTORCHS_OWN = (
         "inference fast path (nested tensors) will not be used with these layers; "
         "`nn.TransformerEncoder(..., enable_nested_tensor=False)` silences it.",
     ),
+    (
+        "Sparse invariant checks are implicitly disabled",
+        "Nothing to fix for gradients: PyTorch says it does not check a sparse tensor's indices "
+        "by default; `torch.sparse_coo_tensor(..., check_invariants=True)` checks them, "
+        "`check_invariants=False` says you know (either silences it).",
+    ),
 )
 
 

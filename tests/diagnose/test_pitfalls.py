@@ -1671,3 +1671,18 @@ def test_nan_in_an_earlier_batch_is_blamed_on_that_batch(tmp_path: Path) -> None
     assert "becomes non-finite at backward call 6 at line 15" in f.message
     assert "(the data) hold 2 NaNs: the data brought it in" in f.message
     assert "--call 6" in (f.hint or "") and "forward-nonfinite" not in found
+
+
+def test_pytorchs_notice_about_sparse_invariant_checks_is_an_info(tmp_path: Path) -> None:
+    """A graph network's adjacency (pytorch/examples' gcn and gat) built with
+    `torch.sparse_coo_tensor` makes PyTorch say it does not check the indices: not a problem of
+    the script's gradients."""
+    warned = _torch_warning(
+        tmp_path,
+        "import torch\n"
+        "adj = torch.sparse_coo_tensor(torch.tensor([[0, 1], [1, 0]]), torch.ones(2), (2, 2))\n"
+        "h = torch.randn(2, 3, requires_grad=True)\n"
+        "torch.sparse.mm(adj, h).sum().backward()\n",
+    )
+    assert warned.severity == "info" and warned.line == 2
+    assert "check_invariants=True" in (warned.hint or "")
