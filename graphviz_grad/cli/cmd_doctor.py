@@ -66,13 +66,18 @@ def _report(graph: Graph, heading: str | None = None, to_stderr: bool = False) -
     """The findings on stdout, or on stderr when stdout carries the drawn graph (`-o -`)."""
     from rich.console import Console
 
-    from ..render.findings import FindingsReport
+    from ..render.findings import FindingsReport, findings_text
 
     sys.stdout.flush()
     console = Console(highlight=False, stderr=to_stderr)
     if heading:
         console.print(heading)
-    console.print(FindingsReport(graph.findings, nodes=len(graph.nodes)))
+    if console.is_terminal:
+        console.print(FindingsReport(graph.findings, nodes=len(graph.nodes)))
+    else:  # a pipe or a file: the same text, without the padding that fills each line
+        text = findings_text(graph.findings, nodes=len(graph.nodes), width=console.width)
+        console.file.write(text)
+        console.file.flush()
 
 
 @app.command()
