@@ -177,6 +177,20 @@ app = typer.Typer(
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def show(renderable: Any, *, stderr: bool = False) -> None:
+    """Print a rich renderable on stdout (or stderr): on a terminal as rich draws it; into a
+    pipe or a file, the same text with each line's trailing spaces removed (rich pads tables
+    and indented blocks to the console's width)."""
+    console = Console(highlight=False, stderr=stderr)
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    with console.capture() as captured:
+        console.print(renderable)
+    console.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+    console.file.flush()
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"gradviz {__version__}")

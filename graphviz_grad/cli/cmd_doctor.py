@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from ._app import app, err
+from ._app import app, err, show
 from ._options import (
     BUDGET,
     CALL,
@@ -64,20 +64,12 @@ def _in_backward(captured: Captured) -> bool:
 
 def _report(graph: Graph, heading: str | None = None, to_stderr: bool = False) -> None:
     """The findings on stdout, or on stderr when stdout carries the drawn graph (`-o -`)."""
-    from rich.console import Console
-
-    from ..render.findings import FindingsReport, findings_text
+    from ..render.findings import FindingsReport
 
     sys.stdout.flush()
-    console = Console(highlight=False, stderr=to_stderr)
     if heading:
-        console.print(heading)
-    if console.is_terminal:
-        console.print(FindingsReport(graph.findings, nodes=len(graph.nodes)))
-    else:  # a pipe or a file: the same text, without the padding that fills each line
-        text = findings_text(graph.findings, nodes=len(graph.nodes), width=console.width)
-        console.file.write(text)
-        console.file.flush()
+        show(heading, stderr=to_stderr)
+    show(FindingsReport(graph.findings, nodes=len(graph.nodes)), stderr=to_stderr)
 
 
 @app.command()

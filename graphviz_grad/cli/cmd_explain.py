@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from rich.console import Console
-
-from ._app import app
+from ._app import app, show
 from ._options import (
     CALL,
     PRECISION,
@@ -61,19 +59,18 @@ def explain(
             from ..teach.explain import Explanation
             from ..teach.sources import from_source
 
-            out = Console(highlight=False)
             if script is None:
                 found = expr_graph(expr or "", let, param, grad_output)
-                out.print(Explanation(found.graph, precision=precision, notes=found.notes))
+                show(Explanation(found.graph, precision=precision, notes=found.notes))
                 return
             with script_stdout(quiet, data_on_stdout=False):
                 captured, total = captures(script, args, spec, target, grad_output)
             sys.stdout.flush()
             for one in captured:
                 if spec.many:
-                    out.print(f"backward call {one.graph.call} of {total}")
+                    show(f"backward call {one.graph.call} of {total}")
                 notes = from_source(one.graph)
-                out.print(Explanation(one.graph, precision=precision, notes=notes))
+                show(Explanation(one.graph, precision=precision, notes=notes))
             if not spec.many:
                 remarks(captured[0], total)
 

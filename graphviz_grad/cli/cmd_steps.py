@@ -7,10 +7,9 @@ from enum import Enum
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from ..model import plural
-from ._app import app, err
+from ._app import app, err, show
 from ._options import (
     OUT_PANEL,
     PRECISION,
@@ -99,7 +98,7 @@ def steps(
         elif fmt is StepsFormat.json:
             sys.stdout.write(to_json(calls, every))
         else:
-            Console(highlight=False).print(StepsTable(calls, every=every, precision=precision))
+            show(StepsTable(calls, every=every, precision=precision))
         sys.stdout.flush()
         if output is None:
             err.print(f"[dim]note:[/] {plural(len(calls), 'backward call')} recorded.")

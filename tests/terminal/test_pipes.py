@@ -90,18 +90,20 @@ def test_doctor_to_stdout_reports_on_stderr(tmp_path: Path) -> None:
     assert "cut" in proc.stderr  # the findings report went to stderr
 
 
-def test_piped_doctor_report_has_no_trailing_spaces(tmp_path: Path) -> None:
-    """Each line of the report in a pipe ends at its last word (rich padded every line of a
-    finding to the console's width: a file of trailing spaces for `grep` and `diff`)."""
+@pytest.mark.parametrize("command", ["doctor", "steps", "explain"])
+def test_piped_reports_have_no_trailing_spaces(command: str, tmp_path: Path) -> None:
+    """Each line of a report in a pipe ends at its last word (rich padded a finding's lines,
+    the steps table's rows and the explanation's to the console's width: a file of trailing
+    spaces for `grep` and `diff`)."""
     script = tmp_path / "cut.py"
     script.write_text(
         "import torch\nw = torch.tensor(2.0, requires_grad=True)\n"
         "loss = w * w.detach()\nloss.backward()\n",
         encoding="utf-8",
     )
-    proc = run([*GRADVIZ, "doctor", str(script)], env={**ENV, "COLUMNS": "100"})
+    proc = run([*GRADVIZ, command, str(script)], env={**ENV, "COLUMNS": "100"})
     lines = proc.stdout.splitlines()
-    assert any("cut" in line for line in lines) and max(map(len, lines)) <= 100
+    assert len(lines) > 2 and max(map(len, lines)) <= 100
     assert [line for line in lines if line != line.rstrip()] == []
 
 
