@@ -173,8 +173,11 @@ app = typer.Typer(
     "forward value and the gradient of every node.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-#: gradviz's own messages; the script's stdout stays the script's.
+#: gradviz's own messages; the script's stdout stays the script's. Into a pipe or a log a
+#: message stays one line; on a terminal it wraps at word boundaries (the terminal's own wrap
+#: cuts words: `(graph-grows` / `, grad-accumulates`).
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+err.soft_wrap = not err.is_terminal
 
 
 def show(renderable: Any, *, stderr: bool = False) -> None:

@@ -6,6 +6,7 @@ Each test runs gradviz in a fresh process, as a shell pipe would, on a script th
 from __future__ import annotations
 
 import csv
+import re
 import io
 import json
 from pathlib import Path
@@ -130,3 +131,45 @@ def test_stdout_to_stderr_moves_python_and_fd_writes_and_restores(
     out, err = capfd.readouterr()
     assert out == "after\n"
     assert "from print\n" in err and "from fd 1\n" in err
+
+
+def test_messages_on_a_terminal_wrap_at_words(tmp_path: Path) -> None:
+    """On an 80-column terminal gradviz's notes wrap between words; rich left the line whole
+    (right for a pipe or a log) and the terminal cut it mid-word: `(graph-grows` / `, grad-`."""
+    import os
+    import pty
+    import select
+    import subprocess
+
+    script = tmp_path / "once.py"
+    script.write_text(
+        "import torch\nw = torch.tensor(2.0, requires_grad=True)\n(w * w).backward()\n",
+        encoding="utf-8",
+    )
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [*GRADVIZ, "doctor", str(script)],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        env={**ENV, "COLUMNS": "80", "TERM": "xterm"},
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([leader], [], [], 120)
+        if not ready:
+            break
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the other end closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=120)
+    os.close(leader)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
+    lines = [line.rstrip("\r") for line in text.split("\n")]
+    assert any(line.startswith("note: the script made one backward call") for line in lines)
+    assert max(len(line) for line in lines) <= 80, "\n".join(lines)
