@@ -6,9 +6,9 @@ Each test runs gradviz in a fresh process, as a shell pipe would, on a script th
 from __future__ import annotations
 
 import csv
-import re
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
