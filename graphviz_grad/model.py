@@ -532,6 +532,11 @@ class CallInfo:
     data_nan: int = 0
 
 
+def has_nonfinite(s: TensorSummary | None) -> bool:
+    """True when `s` counts NaN or infinite elements."""
+    return s is not None and (s.nan > 0 or s.inf > 0)
+
+
 def calls_by_root(calls: Sequence[CallInfo]) -> dict[str, list[CallInfo]]:
     """The calls by the name of their root, in the order first seen, when they differentiate
     more than one named root (a GAN's `d_loss` and `g_loss`; ``root`` for a call whose root has

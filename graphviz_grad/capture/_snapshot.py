@@ -31,6 +31,7 @@ from ..model import (
     Saved,
     TensorSummary,
     display_path,
+    has_nonfinite,
     signed_int64,
 )
 from ._deferred import Deferred, deferrable
@@ -141,10 +142,6 @@ def gradient_edge(t: torch.Tensor) -> tuple[Any, int] | None:
         return None
     edge = torch.autograd.graph.get_gradient_edge(t)
     return edge.node, edge.output_nr
-
-
-def _nonfinite(s: TensorSummary | None) -> bool:
-    return s is not None and bool(s.nan or s.inf)
 
 
 def _data_nan(graph: Graph) -> int:
@@ -625,7 +622,7 @@ class CallCapture:
             error=self.error,
             same_graph_as=self.same_graph_as,
             root_name=next(iter(graph.nodes[graph.root].names), None),
-            data_nan=_data_nan(graph) if _nonfinite(graph.nodes[graph.root].value) else 0,
+            data_nan=_data_nan(graph) if has_nonfinite(graph.nodes[graph.root].value) else 0,
         )
 
     def light_info(self) -> CallInfo:
@@ -659,7 +656,7 @@ class CallCapture:
             error=self.error,
             same_graph_as=self.same_graph_as,
             root_name=next(iter(root_names), None),
-            data_nan=self._data_nan() if _nonfinite(root_value) else 0,
+            data_nan=self._data_nan() if has_nonfinite(root_value) else 0,
         )
 
     def _data_nan(self) -> int:

@@ -11,7 +11,15 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 
-from ..model import CallInfo, Finding, Graph, LeafStep, TensorSummary, display_path
+from ..model import (
+    CallInfo,
+    Finding,
+    Graph,
+    LeafStep,
+    TensorSummary,
+    display_path,
+    has_nonfinite,
+)
 from ._common import at_line, listing, plural
 
 #: Growth of the loss (last over first) that counts as diverging: three orders of magnitude.
@@ -23,10 +31,6 @@ FROZEN_CALLS = 3
 #: A frozen parameter's gradient at the end is at least this share of its gradient when it
 #: stopped moving (a gradient that shrinks to nothing is a parameter at its optimum).
 FROZEN_GRAD_SHARE = 0.1
-
-
-def _bad(s: TensorSummary | None) -> bool:
-    return s is not None and (s.nan > 0 or s.inf > 0)
 
 
 def _what(s: TensorSummary) -> str:
@@ -44,10 +48,10 @@ def nonfinite(
     if len(calls) < 2:
         return []
     for i, call in enumerate(calls):
-        if _bad(call.root_value) and call.root_value is not None:
+        if has_nonfinite(call.root_value) and call.root_value is not None:
             said = _said_by(calls[i:], graph, why)
             return [_loss_bad(call, call.root_value, first=i == 0, said=said)]
-        bad = [x for x in call.leaves if _bad(x.grad) or _bad(x.value)]
+        bad = [x for x in call.leaves if has_nonfinite(x.grad) or has_nonfinite(x.value)]
         if bad and not _skipped(bad, calls[i + 1 :]):
             return [_grad_bad(call, bad, first=i == 0)]
     return []
@@ -56,10 +60,11 @@ def nonfinite(
 def _skipped(bad: list[LeafStep], later: Sequence[CallInfo]) -> bool:
     """A gradient that was non-finite once while the values and every later call stay finite:
     the update was skipped (`torch.amp.GradScaler` does this on purpose), nothing went wrong."""
-    if not later or any(_bad(x.value) for x in bad):
+    if not later or any(has_nonfinite(x.value) for x in bad):
         return False
     return all(
-        not _bad(c.root_value) and not any(_bad(x.grad) or _bad(x.value) for x in c.leaves)
+        not has_nonfinite(c.root_value)
+        and not any(has_nonfinite(x.grad) or has_nonfinite(x.value) for x in c.leaves)
         for c in later
     )
 
@@ -72,7 +77,11 @@ def _said_by(
     if not why or graph is None or graph.call is None:
         return None
     upto = [c for c in calls if c.number <= graph.call]
-    if not upto or upto[-1].number != graph.call or not all(_bad(c.root_value) for c in upto):
+    if (
+        not upto
+        or upto[-1].number != graph.call
+        or not all(has_nonfinite(c.root_value) for c in upto)
+    ):
         return None
     return why[0]
 
@@ -127,7 +136,7 @@ def _loss_bad(
 
 
 def _grad_bad(call: CallInfo, bad: list[LeafStep], first: bool) -> Finding:
-    values = [x for x in bad if _bad(x.value)]
+    values = [x for x in bad if has_nonfinite(x.value)]
     names = listing([x.name for x in bad])
     if values:
         s = values[0].value
@@ -174,7 +183,7 @@ def diverges(calls: Sequence[CallInfo]) -> list[Finding]:
 
 def _diverging(group: list[CallInfo]) -> Finding | None:
     losses = [(c, v) for c in group if (v := _loss(c)) is not None]
-    blew_up = any(_bad(c.root_value) for c in group)
+    blew_up = any(has_nonfinite(c.root_value) for c in group)
     if len(losses) < MIN_CALLS:
         return None
     start = min(v for _, v in losses[:MIN_CALLS])

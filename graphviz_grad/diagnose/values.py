@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..model import CallInfo, Finding, Graph, Node, Severity, TensorSummary
+from ..model import CallInfo, Finding, Graph, Node, Severity, TensorSummary, has_nonfinite
 from ._common import at_line, leaf_where, listing, node_ref, plural
 
 #: Why an op makes NaN/Inf from finite inputs, by the op's backward name.
@@ -40,10 +40,6 @@ _DOMAINS: dict[str, str] = {
     "LgammaBackward0": "an `lgamma` at 0 or a negative integer",
     "DigammaBackward0": "a `digamma` at 0 or a negative integer",
 }
-
-
-def _bad(s: TensorSummary | None) -> bool:
-    return s is not None and (s.nan > 0 or s.inf > 0)
 
 
 def _what(s: TensorSummary) -> str:
@@ -72,7 +68,11 @@ def _output_value(graph: Graph, src: int, nr: int) -> TensorSummary | None:
 
 
 def _bad_sources(graph: Graph, node: Node) -> list[int]:
-    return [e.src for e in graph.inputs[node.id] if _bad(_output_value(graph, e.src, e.output_nr))]
+    return [
+        e.src
+        for e in graph.inputs[node.id]
+        if has_nonfinite(_output_value(graph, e.src, e.output_nr))
+    ]
 
 
 def _empty(s: TensorSummary | None) -> bool:
@@ -96,7 +96,7 @@ def forward_nonfinite(graph: Graph, calls: Sequence[CallInfo] = ()) -> list[Find
     if not graph.nodes:
         return []
     root = graph.nodes[graph.root]
-    if not _bad(root.value) or root.value is None:
+    if not has_nonfinite(root.value) or root.value is None:
         return []
     origins: list[Node] = []
     seen = {root.id}
@@ -129,10 +129,10 @@ def forward_nonfinite(graph: Graph, calls: Sequence[CallInfo] = ()) -> list[Find
 def _nonfinite_finding(graph: Graph, root: Node, origin: Node) -> Finding:
     assert root.value is not None
     loss = f"The loss ({node_ref(root)}{at_line(root.line)}) is {_what(root.value)}"
-    data = [(i, s) for i, s in origin.constants if _bad(s)]
+    data = [(i, s) for i, s in origin.constants if has_nonfinite(s)]
     if origin.kind == "leaf":
         value = origin.value
-        held = _what(value) if value is not None and _bad(value) else "NaN/Inf"
+        held = _what(value) if value is not None and has_nonfinite(value) else "NaN/Inf"
         why = f"{node_ref(origin)} already holds {held} when the forward pass reads it"
         hint = (
             "Look at how it was made or last updated (`torch.isnan(p).any()` after each step); "
@@ -190,7 +190,7 @@ def loss_empty(graph: Graph) -> list[Finding]:
     for node in graph.nodes:
         if not _reduces_nothing(graph, node):
             continue
-        if _bad(node.value) and _bad(root.value):
+        if has_nonfinite(node.value) and has_nonfinite(root.value):
             return [_empty_finding(graph, root, node, "error")]
         if node.id == root.id:
             return [_empty_finding(graph, root, node, "warning")]
@@ -201,7 +201,7 @@ def _empty_finding(graph: Graph, root: Node, reducer: Node, severity: Severity) 
     made, how = _made_empty(graph, reducer)
     value = reducer.value
     assert value is not None
-    if _bad(value):
+    if has_nonfinite(value):
         result = f"so {node_ref(reducer)} averages nothing and gives {_what(value)}"
     else:
         result = f"so {node_ref(reducer)} adds up nothing and gives {_format(value)}"

@@ -10,14 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from graphviz_grad._gc import on_big_graphs
-from graphviz_grad.model import Edge, Finding, Graph, Node, Output, Saved
-from graphviz_grad.render.format import (
-    MISSING,
-    fmt_saved_value,
-    fmt_summary,
-    fmt_type,
-    has_nonfinite,
-)
+from graphviz_grad.model import Edge, Finding, Graph, Node, Output, Saved, has_nonfinite
+from graphviz_grad.render.format import MISSING, fmt_saved_value, fmt_summary, fmt_type
 from graphviz_grad.render.labels import BORDER_BAD, html, row, value_rows
 from graphviz_grad.render.marks import (
     SEVERITY_COLOR,

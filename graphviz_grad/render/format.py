@@ -231,11 +231,6 @@ def fmt_summary_lines(
     return lines
 
 
-def has_nonfinite(s: TensorSummary | None) -> bool:
-    """True when `s` counts NaN or infinite elements."""
-    return s is not None and (s.nan > 0 or s.inf > 0)
-
-
 #: Saved attributes that hold an enum as an int, and what each value means.
 _SAVED_ENUMS: dict[str, dict[int, str]] = {
     "reduction": {0: "none", 1: "mean", 2: "sum"},

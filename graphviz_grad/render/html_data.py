@@ -23,8 +23,8 @@ import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from graphviz_grad.model import Edge, Graph, Node, TensorSummary
-from graphviz_grad.render.format import fmt_number, fmt_summary, fmt_type, has_nonfinite
+from graphviz_grad.model import Edge, Graph, Node, TensorSummary, has_nonfinite
+from graphviz_grad.render.format import fmt_number, fmt_summary, fmt_type
 from graphviz_grad.views import INPUTS_AUTO
 
 #: Bumped when the layout of the data changes (the page script checks it).

@@ -6,8 +6,8 @@ node and a folded module look alike and user text is escaped in one place.
 
 from __future__ import annotations
 
-from graphviz_grad.model import TensorSummary
-from graphviz_grad.render.format import fmt_summary, has_nonfinite
+from graphviz_grad.model import TensorSummary, has_nonfinite
+from graphviz_grad.render.format import fmt_summary
 
 #: Colour of a non-finite gradient, and of a node whose gradient has one.
 BORDER_BAD = "#d62728"

@@ -25,8 +25,8 @@ from rich.segment import Segment
 from rich.style import Style
 
 from graphviz_grad._gc import BIG_GRAPH, on_big_graphs, paused
-from graphviz_grad.model import Finding, Graph, Node, TensorSummary, location
-from graphviz_grad.render.format import fmt_summary, fmt_type, has_nonfinite
+from graphviz_grad.model import Finding, Graph, Node, TensorSummary, has_nonfinite, location
+from graphviz_grad.render.format import fmt_summary, fmt_type
 from graphviz_grad.render.marks import SEVERITY_MARK, node_marks
 
 #: Most levels of indentation, however wide the console.
