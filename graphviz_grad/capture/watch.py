@@ -359,6 +359,10 @@ class Watch:
         #: The tensors cut from the graph, by id: (a weak reference, the `Cut`). Kept here, not
         #: on the tensor: an attribute would go into the user's `torch.save` of it.
         self._marked: dict[int, tuple[weakref.ref[Any], Cut]] = {}
+        #: The same for `.detach()` cuts by data pointer: NumPy's round trip
+        #: (`torch.from_numpy(z.detach().numpy())`) gives a new tensor over the same memory,
+        #: which keeps the detached one alive (the array's base).
+        self._by_data: dict[int, tuple[weakref.ref[Any], Cut]] = {}
         self.seq = 0
         self.items: dict[float, Cut] = {}
         self.inplace: deque[InplaceWrite] = deque(maxlen=INPLACE_LIMIT)
@@ -596,14 +600,41 @@ class Watch:
                     del marked[key]
 
             try:
-                marked[key] = (weakref.ref(t, forget), cut)
+                ref = weakref.ref(t, forget)
             except TypeError:  # a tensor subclass that cannot be weakly referenced
                 continue
+            marked[key] = (ref, cut)
+            if cut.kind == "detach":
+                self._note_data(t, cut)
+
+    def _note_data(self, t: Any, cut: Cut) -> None:
+        try:
+            ptr = t.data_ptr()
+        except (RuntimeError, NotImplementedError):  # no storage (sparse, meta, a subclass)
+            return
+        if not ptr:
+            return
+        by_data = self._by_data
+
+        def forget(ref: Any) -> None:
+            entry = by_data.get(ptr)
+            if entry is not None and entry[0] is ref:
+                del by_data[ptr]
+
+        by_data[ptr] = (weakref.ref(t, forget), cut)
 
     def cut_of(self, t: Any) -> Cut | None:
         """The cut that made `t` a constant, if one did (`_mark`)."""
         entry = self._marked.get(id(t))
-        return entry[1] if entry is not None and entry[0]() is t else None
+        if entry is not None and entry[0]() is t:
+            return entry[1]
+        if self._by_data and type(t) is torch.Tensor and t.device.type == "cpu":
+            found = self._by_data.get(t.data_ptr())
+            if found is not None:
+                held = found[0]()
+                if held is not None and held.dtype == t.dtype and held.shape == t.shape:
+                    return found[1]
+        return None
 
     def _in_torchs_no_grad(self) -> bool:
         """Whether this thread's innermost open `torch.no_grad()` was entered by PyTorch."""

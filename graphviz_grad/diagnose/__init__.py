@@ -100,8 +100,10 @@ def _graph_checks(
 ) -> list[Finding]:
     empty = _values.loss_empty(graph)
     why_loss = [*empty, *_values.forward_nonfinite(graph, calls)]
+    # the loop's first bad call explains a non-finite forward value that earlier updates left
+    loop_bad = _loop.nonfinite(calls, graph, why_loss)
     return [
-        *_grads.nonfinite(graph, why_loss),
+        *_grads.nonfinite(graph, why_loss or loop_bad),
         *why_loss,
         *_grads.zero(graph, {n for f in empty for n in f.nodes}),
         *_grads.none(graph),
@@ -111,7 +113,7 @@ def _graph_checks(
         *_calls.grows(graph, calls),
         *_calls.accumulates(graph, calls, explained),
         *_calls.summed(graph, calls),
-        *_loop.nonfinite(calls, graph, why_loss),
+        *loop_bad,
         *_loop.diverges(calls),
         *_loop.frozen(calls, _gradless(watch), explained),
     ]

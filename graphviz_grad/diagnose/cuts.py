@@ -41,9 +41,12 @@ _WHAT = {
     "no_grad": "an op under `torch.no_grad()`",
     "inference_mode": "an op under `torch.inference_mode()`",
     "item": "`.item()`",
+    "numpy": "The NumPy round trip (`.detach().numpy()`)",
 }
 _HINT = {
     "detach": "Drop the `.detach()` if the gradient should flow back through it.",
+    "numpy": "A NumPy array carries no graph: keep the computation in torch (no `.numpy()`, "
+    "`torch.from_numpy`) if the gradient should flow back through it.",
     "data": "Use the tensor itself instead of `.data` if the gradient should flow back.",
     "no_grad": "Compute it outside `torch.no_grad()` if the gradient should flow back.",
     "inference_mode": "Compute it outside `torch.inference_mode()` if the gradient should flow.",
@@ -57,6 +60,8 @@ def _kind(cut: CutLike) -> str:
         text = source_line(cut.file, cut.line)
         if ".data" in text and ".detach(" not in text:
             return "data"
+        if ".numpy(" in text:
+            return "numpy"
     return cut.kind
 
 

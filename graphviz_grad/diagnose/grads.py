@@ -12,6 +12,19 @@ from ._common import at_line, leaf_where, listing, node_ref, plural, source_line
 SCALE_RATIO = 1e4
 #: Ops whose backward zeroes the gradient where the input was not positive.
 _RELU_OPS = frozenset({"ReluBackward0", "ThresholdBackward0", "HardtanhBackward0"})
+#: The backward of the backward of a piecewise-linear op (ReLU, LeakyReLU, Hardtanh, ReLU6, max
+#: pooling): its derivative in the op's input is zero by nature, so in a double backward (a
+#: gradient penalty) the gradient that reaches the input that way is zero and no bug.
+_LINEAR_PIECES = frozenset(
+    {
+        "ThresholdBackwardBackward0",
+        "LeakyReluBackwardBackward0",
+        "HardtanhBackwardBackward0",
+        "MaxPool1DWithIndicesBackwardBackward0",
+        "MaxPool2DWithIndicesBackwardBackward0",
+        "MaxPool3DWithIndicesBackwardBackward0",
+    }
+)
 
 
 def _grads(node: Node) -> Iterator[TensorSummary]:
@@ -73,7 +86,9 @@ def _nonfinite_finding(
         why = f"its forward value was already non-finite ({value.nan} NaN, {value.inf} Inf)"
         hint = "Fix the forward computation first: find where the value became non-finite."
         if why_loss:
-            hint = f"Fix the forward computation first: `{why_loss[0].code}` says where."
+            cause = why_loss[0].code
+            says = "when it began" if cause == "loop-nonfinite" else "where"
+            hint = f"Fix the forward computation first: `{cause}` says {says}."
     else:
         why = "its forward value was finite, so the backward formula of the op above made it"
         hint = (
@@ -130,7 +145,7 @@ def zero(graph: Graph, explained: Collection[int] = ()) -> list[Finding]:
     for node in _backward_order(graph, [n for n in graph.nodes if _dead(n)]):
         killers = [graph.nodes[e.dst] for e in graph.consumers[node.id]]
         killers = [k for k in killers if k.grad is not None and not k.grad.all_zero]
-        if any(k.id in explained for k in killers):
+        if any(k.id in explained for k in killers) or any(k.op in _LINEAR_PIECES for k in killers):
             continue
         if killers and killers[0].op not in _RELU_OPS and _at_zero_loss(graph):
             continue  # the loss is exactly 0, its minimum: a zero gradient is the optimum

@@ -1686,3 +1686,98 @@ def test_pytorchs_notice_about_sparse_invariant_checks_is_an_info(tmp_path: Path
     )
     assert warned.severity == "info" and warned.line == 2
     assert "check_invariants=True" in (warned.hint or "")
+
+
+@pytest.mark.parametrize("act", ["nn.ReLU()", "nn.LeakyReLU(0.2)", "nn.Hardtanh()"])
+def test_a_gradient_penalty_through_a_piecewise_linear_net_is_fine(
+    tmp_path: Path, act: str
+) -> None:
+    # WGAN-GP: the penalty's gradient reaches the interpolated input through the backward of
+    # the activation's backward, which is zero by nature: no dying gradient to report
+    found = _codes(
+        tmp_path,
+        "import torch\n"
+        "from torch import nn, autograd\n"
+        "torch.manual_seed(0)\n"
+        f"D = nn.Sequential(nn.Linear(2, 16), {act}, nn.Linear(16, 1))\n"
+        "real, fake = torch.randn(32, 2) + 2, torch.randn(32, 2)\n"
+        "a = torch.rand(32, 1)\n"
+        "inter = (a * real + (1 - a) * fake).requires_grad_(True)\n"
+        "out = D(inter)\n"
+        "g = autograd.grad(out, inter, torch.ones_like(out), create_graph=True)[0]\n"
+        "gp = ((g.norm(2, dim=1) - 1) ** 2).mean()\n"
+        "loss = D(fake).mean() - D(real).mean() + 10 * gp\n"
+        "loss.backward()\n",
+    )
+    assert "grad-zero" not in found
+
+
+def test_a_dead_relu_under_a_gradient_penalty_is_still_found(tmp_path: Path) -> None:
+    found = _codes(
+        tmp_path,
+        "import torch\n"
+        "from torch import nn, autograd\n"
+        "torch.manual_seed(0)\n"
+        "D = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))\n"
+        "with torch.no_grad():\n"
+        "    D[0].bias.fill_(-100.0)\n"
+        "x = torch.randn(32, 2).requires_grad_(True)\n"
+        "out = D(x)\n"
+        "g = autograd.grad(out, x, torch.ones_like(out), create_graph=True)[0]\n"
+        "loss = out.mean() + (g ** 2).mean()\n"
+        "loss.backward()\n",
+    )
+    assert "grad-zero" in found
+
+
+def test_grad_nan_in_a_diverged_loop_points_to_loop_nonfinite(tmp_path: Path) -> None:
+    found = _codes(
+        tmp_path,
+        "import torch\n"
+        "x = torch.linspace(0, 10, 50)\n"
+        "y = 3 * x + 1\n"
+        "w = torch.zeros(1, requires_grad=True)\n"
+        "for epoch in range(60):\n"
+        "    loss = ((x * w - y) ** 2).mean()\n"
+        "    loss.backward()\n"
+        "    with torch.no_grad():\n"
+        "        w -= 0.5 * w.grad\n"
+        "        w.grad.zero_()\n",
+    )
+    assert "loop-nonfinite" in found
+    assert "`loop-nonfinite` says when it began" in (found["grad-nan"].hint or "")
+
+
+@pytest.mark.parametrize("back", ["torch.from_numpy", "torch.as_tensor"])
+def test_a_numpy_round_trip_is_named_as_the_cut(tmp_path: Path, back: str) -> None:
+    found = _codes(
+        tmp_path,
+        "import torch\n"
+        "from torch import nn\n"
+        "enc, dec = nn.Linear(4, 8), nn.Linear(8, 4)\n"
+        "x = torch.randn(16, 4)\n"
+        "z = enc(x).tanh().detach().numpy()\n"
+        f"rec = dec({back}(z))\n"
+        "loss = ((rec - x) ** 2).mean()\n"
+        "loss.backward()\n",
+    )
+    cut = found["cut"]
+    assert cut.line == 5 and "NumPy round trip" in cut.message
+    assert "torch.from_numpy" in (cut.hint or "")
+
+
+def test_a_copy_through_numpy_is_followed_and_other_tensors_are_not(tmp_path: Path) -> None:
+    # `torch.tensor(kept.numpy())` copies the detached value: a stop-gradient (w still gets its
+    # gradient the other way); `ones`, alive at the same time, is nobody's cut
+    found = _codes(
+        tmp_path,
+        "import torch\n"
+        "w = torch.randn(3, requires_grad=True)\n"
+        "kept = (w * 2).detach()\n"
+        "other = torch.tensor(kept.numpy())\n"
+        "ones = torch.ones(3)\n"
+        "loss = (w * other).sum() + (w * ones).sum()\n"
+        "loss.backward()\n",
+    )
+    cut = found["cut"]
+    assert cut.severity == "info" and cut.line == 3 and len(cut.nodes) == 1
