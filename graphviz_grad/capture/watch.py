@@ -397,6 +397,10 @@ class Watch:
         )
         self.unreached_count = 0
         self.gradless_where: tuple[str | None, int | None] | None = None
+        #: Optimizer steps taken before any backward call, with no gradient held, and where the
+        #: first ran (`note_step_grads`): `loss.backward()` forgotten when none ever comes.
+        self.blind_steps = 0
+        self.blind_where: tuple[str | None, int | None] | None = None
         #: The leaves of every backward call's graph so far, by id (`after_call`): a parameter
         #: missing from the graph shown was still trained if it is here (an expert a router
         #: chose in other steps, a block LayerDrop skipped this time).
@@ -687,6 +691,10 @@ class Watch:
         if not reached:  # no backward reached them: nothing was cleared (a cut, no backward)
             if self.backward_calls and not any(self.reached.get(id(p)) is p for p in params):
                 self._never_reached(params)
+            elif not self.backward_calls and params:
+                self.blind_steps += 1
+                if self.blind_where is None:
+                    self.blind_where = _where()
             return
         self.gradless_steps += 1
         if self.gradless_where is None:

@@ -106,7 +106,7 @@ def doctor(
     graph-retained, graph-grows, grad-accumulates, inplace-saved, backward-twice, cut,
     unused-param, grad-none, grad-zero, forward-nonfinite, grad-nan, grad-inf, grad-scale,
     loss-broadcast, loss-input, loss-empty, attention-mask, grad-clip, torch-warning,
-    loop-nonfinite, loss-diverges, params-frozen (see docs/doctor.md).
+    loop-nonfinite, loss-diverges, params-frozen, no-backward (see docs/doctor.md).
 
     Example: `gradviz doctor samples/pitfalls/cut.py -o cut.svg --fail-on warning`
     """

@@ -66,6 +66,7 @@ CODES: tuple[str, ...] = (
     "loop-nonfinite",
     "loss-diverges",
     "params-frozen",
+    "no-backward",
 )
 
 
@@ -155,6 +156,7 @@ def _run_checks(
 
     found = params.retained(graph, namespace)
     found += params.stepped_unreached(watch, namespace)
+    found += params.no_backward(watch, calls)
     found += params.unregistered_layers(watch, untrained)
     events = watch.events_for(graph)
     if events is not None:

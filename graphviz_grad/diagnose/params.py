@@ -119,6 +119,25 @@ def unused(
     return found
 
 
+def no_backward(watch: Any, calls: Sequence[Any]) -> list[Finding]:
+    """[no-backward]: the optimizer stepped, and the script never made a backward call: no
+    parameter ever had a gradient, so no step changed anything (`loss.backward()` forgotten)."""
+    if calls or watch.backward_calls or not watch.blind_steps or watch.blind_where is None:
+        return []
+    file, line = watch.blind_where
+    ran = f"`optimizer.step()`{at_line(line)} ran {plural(watch.blind_steps, 'time')}"
+    message = (
+        f"{ran}, but the script never called `backward()`: no parameter got a gradient, so "
+        "no step changed anything and the model does not train. The gradients shown are "
+        "gradviz's own, computed from the root after the script ended."
+    )
+    hint = (
+        "Call `loss.backward()` after computing the loss and before `optimizer.step()`: "
+        "`optimizer.zero_grad()`, forward, `loss.backward()`, `optimizer.step()`."
+    )
+    return [Finding("no-backward", "error", message, display_path(file), line, (), hint)]
+
+
 def stepped_unreached(watch: Any, namespace: Mapping[str, Any]) -> list[Finding]:
     """[unused-param]: an optimizer stepped after backward calls, and no backward call ever
     reached the parameters it updates: it holds another model's parameters, or layers that

@@ -54,6 +54,7 @@ EXPECTED: dict[str, list[tuple[str, str, int | None, tuple[int, ...]]]] = {
     ],
     "loss_diverges.py": [("loss-diverges", "warning", 14, ())],
     "params_frozen.py": [("params-frozen", "warning", 17, ())],
+    "no_backward.py": [("no-backward", "error", 17, ())],
 }
 
 #: Per pitfall, the op (or leaf name) of the first node of its main finding.
@@ -1781,3 +1782,44 @@ def test_a_copy_through_numpy_is_followed_and_other_tensors_are_not(tmp_path: Pa
     )
     cut = found["cut"]
     assert cut.severity == "info" and cut.line == 3 and len(cut.nodes) == 1
+
+
+def test_steps_before_the_first_backward_call_are_no_finding(tmp_path: Path) -> None:
+    # a step before training starts (nothing to update yet) is odd but harmless once backward
+    # calls follow; an inference script with an optimizer it never steps is fine too
+    found = _codes(
+        tmp_path,
+        "import torch\n"
+        "m = torch.nn.Linear(3, 1)\n"
+        "opt = torch.optim.SGD(m.parameters(), lr=0.1)\n"
+        "opt.step()\n"
+        "for _ in range(3):\n"
+        "    opt.zero_grad()\n"
+        "    m(torch.randn(4, 3)).pow(2).mean().backward()\n"
+        "    opt.step()\n",
+    )
+    assert "no-backward" not in found
+    found = _codes(
+        tmp_path,
+        "import torch\n"
+        "m = torch.nn.Linear(3, 1)\n"
+        "opt = torch.optim.SGD(m.parameters(), lr=0.1)\n"
+        "loss = m(torch.randn(4, 3)).pow(2).mean()\n",
+    )
+    assert "no-backward" not in found
+
+
+def test_grads_set_by_hand_are_no_missing_backward(tmp_path: Path) -> None:
+    found = _codes(
+        tmp_path,
+        "import torch\n"
+        "m = torch.nn.Linear(3, 1)\n"
+        "opt = torch.optim.SGD(m.parameters(), lr=0.1)\n"
+        "for _ in range(3):\n"
+        "    loss = m(torch.randn(4, 3)).pow(2).mean()\n"
+        "    grads = torch.autograd.grad(loss, list(m.parameters()))\n"
+        "    for p, g in zip(m.parameters(), grads):\n"
+        "        p.grad = g\n"
+        "    opt.step()\n",
+    )
+    assert "no-backward" not in found
