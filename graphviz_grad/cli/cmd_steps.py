@@ -40,15 +40,17 @@ def steps(
         ),
     ] = StepsFormat.table,
     every: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--every",
             "-k",
             min=1,
-            help="Show every K-th call (and the last).",
+            help="Show every K-th call (and the last). Default: every call; in the table, "
+            "past 100 calls, a round K that leaves about 50 rows.",
+            show_default=False,
             rich_help_panel=OUT_PANEL,
         ),
-    ] = 1,
+    ] = None,
     precision: PrecisionOpt = PRECISION,
     timeout: TimeoutOpt = None,
     quiet: QuietOpt = False,
@@ -73,7 +75,7 @@ def steps(
     def job() -> None:
         from ..capture import no_graph, run_recorded
         from ..errors import CallError
-        from ..teach.steps import StepsTable, to_csv, to_json
+        from ..teach.steps import StepsTable, auto_every, ordinal, to_csv, to_json
 
         data = output is None and fmt is not StepsFormat.table
         with (
@@ -89,19 +91,28 @@ def steps(
                 hint=f"Use `gradviz explain {file}` to see the gradients of one graph.",
             )
         sys.stdout.flush()
+        k = every
+        if k is None:
+            k = auto_every(len(calls)) if fmt is StepsFormat.table else 1
         if output is not None:
             from ._plot import write_plot
 
             write_plot(calls, output)
         elif fmt is StepsFormat.csv:
-            sys.stdout.write(to_csv(calls, every))
+            sys.stdout.write(to_csv(calls, k))
         elif fmt is StepsFormat.json:
-            sys.stdout.write(to_json(calls, every))
+            sys.stdout.write(to_json(calls, k))
         else:
-            show(StepsTable(calls, every=every, precision=precision))
+            show(StepsTable(calls, every=k, precision=precision))
         sys.stdout.flush()
         if output is None:
-            err.print(f"[dim]note:[/] {plural(len(calls), 'backward call')} recorded.")
+            recorded = f"{plural(len(calls), 'backward call')} recorded"
+            if every is None and k > 1:
+                recorded += (
+                    f"; the table shows every {ordinal(k)} and the last (`--every 1` shows "
+                    "all, `--format csv` has every value)"
+                )
+            err.print(f"[dim]note:[/] {recorded}.")
         if run.error is not None:  # the calls before the error are shown; now report it
             raise run.error
 

@@ -61,6 +61,30 @@ def root_name(calls: Sequence[CallInfo]) -> str:
     return names.most_common(1)[0][0] if names else "root"
 
 
+#: A table of more calls than this shows every K-th call by default (`auto_every`).
+AUTO_ROWS = 100
+
+
+def auto_every(total: int, most: int = AUTO_ROWS // 2) -> int:
+    """The K of `--every` a table of `total` calls gets when none is given: 1 up to `AUTO_ROWS`
+    calls, else the first of 2, 5, 10, 20, 50, 100... that leaves at most `most` rows (and the
+    last call), so that rows fall on round call numbers (1, 101, 201...)."""
+    if total <= AUTO_ROWS:
+        return 1
+    k, steps = 1, (2, 5, 10)
+    while True:
+        for m in steps:
+            if math.ceil(total / (k * m)) <= most:
+                return k * m
+        k *= 10
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, 11th, 12th, 13th, 21st, 100th."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n:,}{suffix}"
+
+
 def rows(calls: Sequence[CallInfo], every: int = 1) -> list[Row]:
     """One row per call; with `every` K, calls 1, 1+K, 1+2K... and always the last one."""
     picked = [c for i, c in enumerate(calls) if i % every == 0 or i == len(calls) - 1]
@@ -224,7 +248,10 @@ class StepsTable:
         series = dict(self._series())
         names = [*(self.by_root or [self.root]), *self.names]
         ends = [(self._ends(series[n]), self._ends(series.get(f"∂/∂{n}", []))) for n in names]
-        fixed = max(len(n) for n in names) + sum(max(len(e[i]) for e in ends) for i in (0, 1))
+        # the first column is as wide as its heading at least (`leaf_view`)
+        fixed = max(len(n) for n in [*names, "over all calls"]) + sum(
+            max(len(e[i]) for e in ends) for i in (0, 1)
+        )
         room = max(5, min(len(self.calls), 24, (max_width - fixed - 8) // 2))
         out = []
         for name, (value, grad) in zip(names, ends, strict=True):
@@ -264,10 +291,10 @@ class StepsTable:
             yield Text("The script made no backward call.")
             return
         total = len(self.calls)
-        shown = "" if self.every == 1 else f", every {self.every}th shown"
+        shown = "" if self.every == 1 else f", every {ordinal(self.every)} shown"
         if any(scalar(x.value) is None for c in self.calls for x in c.leaves):
             shown += "; tensors are shown by their norm ‖·‖"
-        head = Text(f"{total} backward call{'s' if total != 1 else ''}{shown}", style="bold")
+        head = Text(f"{total:,} backward call{'s' if total != 1 else ''}{shown}", style="bold")
         warn = [Text(line, style="yellow") for line in self.warnings()]
         wide = self.table()
         need = Measurement.get(console, options.update(max_width=10**6), wide).maximum

@@ -13,7 +13,15 @@ from typer.testing import CliRunner
 
 from graphviz_grad.capture import no_graph, run_recorded
 from graphviz_grad.cli import app
-from graphviz_grad.teach.steps import rows, sparkline, steps_text, to_csv, to_json
+from graphviz_grad.teach.steps import (
+    auto_every,
+    ordinal,
+    rows,
+    sparkline,
+    steps_text,
+    to_csv,
+    to_json,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
@@ -258,3 +266,67 @@ def test_a_tensor_leaf_that_turned_nan_ends_its_line_in_nan() -> None:
     lines = steps_text(calls, width=80).splitlines()
     assert "w     ▁█!!  1.5 → nan" in lines and "∂/∂w  ▁█!!  1.5 → nan" in lines
     assert "    3   3.0  ‖nan‖  ‖nan‖      3" in lines
+
+
+@pytest.mark.parametrize(
+    ("total", "k"),
+    [(1, 1), (100, 1), (101, 5), (250, 5), (300, 10), (1000, 20), (3000, 100), (30_000, 1000)],
+)
+def test_a_long_run_gets_a_round_every(total: int, k: int) -> None:
+    assert auto_every(total) == k
+    assert total <= 100 or len(range(0, total, k)) <= 50
+
+
+def test_ordinals() -> None:
+    got = [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101, 111, 1000)]
+    assert got == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st",
+        "111th", "1,000th",
+    ]  # fmt: skip
+
+
+def test_the_table_of_a_long_run_is_thinned_unless_asked_and_csv_keeps_every_call() -> None:
+    runner = CliRunner()
+    env = {"COLUMNS": "100"}
+    loop = "samples/training_loop.py"
+    table = runner.invoke(app, ["steps", loop, "-q"], env=env)
+    assert table.exit_code == 0
+    assert table.stdout.startswith("300 backward calls, every 10th shown")
+    listed = [line.split()[0] for line in table.stdout.splitlines()[2:33]]
+    assert listed == [str(n) for n in range(1, 301, 10)] + ["300"]
+    assert "the table shows every 10th and the last (`--every 1` shows all" in table.stderr
+    full = runner.invoke(app, ["steps", loop, "-q", "--every", "1"], env=env)
+    assert full.stdout.startswith("300 backward calls\n") and "every 10th" not in full.stderr
+    assert len(full.stdout.splitlines()) > 300
+    csv_out = runner.invoke(app, ["steps", loop, "-q", "-f", "csv"], env=env)
+    assert len(csv_out.stdout.splitlines()) == 301
+
+
+def test_the_leaf_lines_fit_when_the_heading_is_the_widest_name(tmp_path: Path) -> None:
+    # "over all calls" is wider than `model.coef.0`: the sparklines leave room for it
+    script = tmp_path / "poly.py"
+    script.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "class Poly(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.coef = nn.ParameterList(nn.Parameter(torch.tensor(-1.5)) for _ in range(3))\n"
+        "    def forward(self, x):\n"
+        "        a, b, c = self.coef\n"
+        "        return a + b * x + c * x ** 2\n"
+        "model = Poly()\n"
+        "x = torch.linspace(-3, 3, 200)\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=1e-6)\n"
+        "for _ in range(30):\n"
+        "    loss = ((model(x) - torch.sin(x)) ** 2).sum() * 1e4\n"
+        "    opt.zero_grad()\n"
+        "    loss.backward()\n"
+        "    opt.step()\n",
+        encoding="utf-8",
+    )
+    calls = run_recorded(script, [], no_graph).recorder.calls
+    for width in (72, 80):
+        text = steps_text(calls, width=width)
+        assert "over all calls" in text and "…" not in text
+        assert max(len(line) for line in text.splitlines()) <= width
