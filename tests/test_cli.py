@@ -171,6 +171,8 @@ BAD = [
     ("svg to stdout", ["render", "samples/linear.py", "-o", "-", "-f", "svg"], 7, "terminal"),
     ("missing folder", ["render", "samples/linear.py", "-o", "no/such/x.svg"], 7, "does not exist"),
     ("call out of range", ["render", "samples/linear.py", "-c", "5"], 6, "no backward call 5"),
+    ("only one call", ["render", "samples/linear.py", "-c", "5"], 6, "only call is 1 (or -1"),
+    ("call past many", ["tree", "samples/training_loop.py", "-c", "301"], 6, "from 1 to 300,"),
     ("call zero", ["render", "samples/linear.py", "-c", "0"], 6, "counted from 1"),
     ("unknown target", ["render", "samples/linear.py", "-t", "los"], 5, "Did you mean `loss`"),
     ("not a tensor", ["tree", "samples/training_loop.py", "-t", "x_data"], 5, "not a tensor"),

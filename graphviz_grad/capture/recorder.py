@@ -384,8 +384,12 @@ class Recorder:
         number = call if call > 0 else total + call + 1
         if not 1 <= number <= total:
             raise CallError(
-                f"There is no backward call {call}: the code made {total}.",
-                hint=f"Pick a call from 1 to {total}, or -1 for the last one.",
+                f"There is no backward call {call}: the code made {total:,}.",
+                hint=(
+                    "The only call is 1 (or -1, the last one)."
+                    if total == 1
+                    else f"Pick a call from 1 to {total:,}, or -1 for the last one."
+                ),
             )
         self._build_later()
         if number not in self.graphs:
