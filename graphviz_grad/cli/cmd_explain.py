@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
-from ._app import app, show
+import typer
+
+from ..views._select import find_node
+from ._app import app, err, show
 from ._options import (
     CALL,
     PRECISION,
+    VIEW_PANEL,
     ArgsArg,
     CallOpt,
     ExprOpt,
@@ -31,6 +36,9 @@ from ._run import (
     script_stdout,
 )
 
+#: Past this many nodes, `explain` suggests `--to`.
+LONG = 60
+
 
 @app.command()
 def explain(
@@ -45,6 +53,15 @@ def explain(
     precision: PrecisionOpt = PRECISION,
     timeout: TimeoutOpt = None,
     quiet: QuietOpt = False,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="Only the steps on the paths from the root to this node: a leaf (`w`, "
+            "`model.0.weight`), a variable or an id (#12). How its gradient was made.",
+            rich_help_panel=VIEW_PANEL,
+        ),
+    ] = None,
 ) -> None:
     """Walk the backward pass step by step: forward formula, local derivative, upstream
     gradient and their product at every node, in the order autograd ran them.
@@ -61,7 +78,8 @@ def explain(
 
             if script is None:
                 found = expr_graph(expr or "", let, param, grad_output)
-                show(Explanation(found.graph, precision=precision, notes=found.notes))
+                only = None if to is None else find_node(found.graph, to).id
+                show(Explanation(found.graph, precision=precision, notes=found.notes, to=only))
                 return
             with script_stdout(quiet, data_on_stdout=False):
                 captured, total = captures(script, args, spec, target, grad_output)
@@ -70,7 +88,15 @@ def explain(
                 if spec.many:
                     show(f"backward call {one.graph.call} of {total}")
                 notes = from_source(one.graph)
-                show(Explanation(one.graph, precision=precision, notes=notes))
+                only = None if to is None else find_node(one.graph, to).id
+                show(Explanation(one.graph, precision=precision, notes=notes, to=only))
+            graph = captured[-1].graph
+            if to is None and len(graph.nodes) > LONG:
+                leaf = next((n.names[0] for n in graph.leaves if n.names), "w")
+                err.print(
+                    f"[dim]note:[/] {len(graph.nodes):,} nodes explained; `--to NAME` keeps "
+                    f"the steps on the paths to one leaf (`--to {leaf}`)."
+                )
             if not spec.many:
                 remarks(captured[0], total)
 

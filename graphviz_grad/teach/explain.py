@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.table import Table
 from rich.text import Text
 
-from graphviz_grad.model import Edge, Graph, Node, Saved, TensorSummary, location
+from graphviz_grad.model import Edge, Graph, Node, Saved, TensorSummary, location, plural
 from graphviz_grad.render.format import fmt_summary
 from graphviz_grad.teach.formulas import Ctx, Formula, Local, formula, scalar, symbol
 from graphviz_grad.teach.sources import Annotations
@@ -44,13 +44,22 @@ class Explanation:
     """
 
     def __init__(
-        self, graph: Graph, *, precision: int = 4, notes: Annotations | None = None
+        self,
+        graph: Graph,
+        *,
+        precision: int = 4,
+        notes: Annotations | None = None,
+        to: int | None = None,
     ) -> None:
         self.graph = graph
         self.precision = precision
         self.notes = notes or Annotations()
         root = graph.nodes[graph.root] if graph.nodes else None
         self.root_name = root.names[0] if root is not None and root.names else "L"
+        #: With `to` (a node id): only the nodes whose gradient flows into that node's, the
+        #: chain rule along every path from the root to it.
+        self.to = to
+        self.only = above(graph, to) if to is not None else None
 
     # -- the text ----------------------------------------------------------------------------
     def intro(self) -> list[str]:
@@ -66,22 +75,38 @@ class Explanation:
             head += f" (backward call {g.call}{where})"
         elif g.grad_source == "gradviz":
             head += " (gradients computed by gradviz, not by a backward call of the script)"
-        return [
+        lines = [
             head + ".",
             "Nodes in the order the autograd engine ran them; at each one, "
             "gradient from above × local derivative = gradient passed down (the chain rule).",
         ]
+        if self.to is not None and self.only is not None:
+            target = g.nodes[self.to]
+            lines.append(
+                f"Only the {plural(len(self.only), 'node')} of {len(g.nodes):,} on the paths "
+                f"from {self.root_name} to {symbol(target)} (#{target.id}): the ones whose "
+                f"gradient makes {self.d(target)}."
+            )
+        return lines
 
     def steps(self) -> Iterator[Step]:
-        ran = sorted((n for n in self.graph.nodes if n.order is not None), key=_order)
+        nodes: Sequence[Node] = self.graph.nodes
+        if self.only is not None:
+            nodes = [nodes[i] for i in sorted(self.only)]
+        ran = sorted((n for n in nodes if n.order is not None), key=_order)
         for node in ran:
             lines = self._leaf(node) if node.kind == "leaf" else self._op(node)
             yield Step(node.order or 0, node.id, self._title(node), tuple(lines))
 
     def summary(self) -> list[str]:
-        leaves = [n for n in self.graph.leaves]
+        only = self.only
+        leaves = [n for n in self.graph.leaves if only is None or n.id in only]
+        if only is not None and self.to is not None and not leaves:  # an op: its own gradient
+            leaves = [self.graph.nodes[self.to]]
         lines = [f"∂{self.root_name}/∂{symbol(n)} = {self.fmt(n.grad)}" for n in leaves]
-        skipped = [n for n in self.graph.nodes if n.order is None]
+        skipped = [
+            n for n in self.graph.nodes if n.order is None and (only is None or n.id in only)
+        ]
         if skipped and self.graph.grad_source in ("backward", "autograd.grad"):
             ids = ", ".join(f"#{n.id}" for n in skipped[:10])
             lines.append(f"{len(skipped)} node(s) did not run in this call: {ids}")
@@ -139,7 +164,8 @@ class Explanation:
             lines.append(("", _CONSTANT))
         lines.extend(self._upstream(node))
         for edge in self.graph.inputs[node.id]:
-            lines.extend(self._input(ctx, found, edge))
+            if self.only is None or edge.src in self.only:  # `to`: only the inputs on its paths
+                lines.extend(self._input(ctx, found, edge))
         if found.note:
             lines.append(("note", found.note))
         return lines
@@ -223,7 +249,7 @@ class Explanation:
                 grid.add_row("  " + label, text)
             out.append(grid)
         out.append(Text(""))
-        out.append(Text("Leaf gradients", style="bold"))
+        out.append(Text("Leaf gradients" if self.to is None else "Gradient", style="bold"))
         out.extend(Text("  " + line) for line in self.summary())
         return out
 
@@ -234,6 +260,19 @@ class Explanation:
 #: What an unnamed `c` in a formula is: Python numbers are written as numbers, so a `c` is a
 #: tensor that needs no gradient and whose name the source line did not give away.
 _CONSTANT = "c is a tensor that does not require grad: autograd treats it as a constant"
+
+
+def above(graph: Graph, target: int) -> set[int]:
+    """`target` and every node whose gradient reaches it: the nodes on the paths from the
+    roots to `target` (backward runs from the roots down to the leaves)."""
+    seen = {target}
+    stack = [target]
+    while stack:
+        for edge in graph.consumers[stack.pop()]:
+            if edge.dst not in seen:
+                seen.add(edge.dst)
+                stack.append(edge.dst)
+    return seen
 
 
 def _same(text: str, value: float | None) -> bool:
@@ -278,7 +317,12 @@ def _elementwise(ctx: Ctx, local: Local | None) -> str:
 
 
 def explain_text(
-    graph: Graph, *, width: int = 100, precision: int = 4, notes: Annotations | None = None
+    graph: Graph,
+    *,
+    width: int = 100,
+    precision: int = 4,
+    notes: Annotations | None = None,
+    to: int | None = None,
 ) -> str:
     """The walk-through as plain text, `width` cells wide: what tests and the docs show.
 
@@ -288,7 +332,7 @@ def explain_text(
     console = Console(
         width=width, file=io.StringIO(), color_system=None, force_terminal=False, record=True
     )
-    console.print(Explanation(graph, precision=precision, notes=notes))
+    console.print(Explanation(graph, precision=precision, notes=notes, to=to))
     text = console.export_text(styles=False)
     return "".join(line.rstrip() + "\n" for line in text.splitlines())
 
@@ -331,4 +375,4 @@ def _with_products(graph: Graph, steps: tuple[Step, ...]) -> list[Step]:
     return out
 
 
-__all__ = ["Explanation", "Step", "explain_text", "explained_steps", "scalar"]
+__all__ = ["Explanation", "Step", "above", "explain_text", "explained_steps", "scalar"]

@@ -93,3 +93,54 @@ def test_explain_needs_a_script_or_an_expression() -> None:
     assert "Give a script FILE" in result.stderr
     both = CliRunner().invoke(app, ["explain", "samples/linear.py", "--expr", "w"])
     assert both.exit_code == 2 and "not both" in both.stderr
+
+
+def test_to_keeps_the_paths_to_one_leaf_and_its_gradient_matches_torch() -> None:
+    import torch
+
+    graph = capture_script("samples/affine.py", [], CaptureOptions()).graph
+    b = graph.find("b")
+    assert b is not None
+    text = explain_text(graph, width=100, notes=from_source(graph), to=b.id)
+    assert "Only the 4 nodes of 6 on the paths from loss to b (#" in text
+    assert "step 4 · b · leaf" in text and "· w · leaf" not in text
+    assert "∂y_hat/∂b = 1" in text and "∂y_hat/∂#" not in text  # only the input on its path
+    x, y = torch.tensor(1.0), torch.tensor(2.0)
+    w = torch.tensor(1.0, requires_grad=True)
+    bias = torch.tensor(2.0, requires_grad=True)
+    (grad,) = torch.autograd.grad((x * w + bias - y) ** 2, [bias])
+    assert text.rstrip().endswith(f"∂loss/∂b = {grad.item()}")
+
+
+def test_to_on_the_command_line_and_its_bad_names() -> None:
+    runner = CliRunner()
+    env = {"COLUMNS": "100"}
+    ok = runner.invoke(app, ["explain", "samples/affine.py", "-q", "--to", "w"], env=env)
+    assert ok.exit_code == 0 and "on the paths from loss to w" in ok.stdout
+    assert "· b · leaf" not in ok.stdout
+    by_id = runner.invoke(app, ["explain", "samples/affine.py", "-q", "--to", "#0"], env=env)
+    assert by_id.exit_code == 0 and "Only the 1 node of 6" in by_id.stdout
+    typo = runner.invoke(app, ["explain", "samples/affine.py", "-q", "--to", "bb"], env=env)
+    assert typo.exit_code == 5 and "Did you mean `b`?" in typo.stderr
+    expr = runner.invoke(app, ["explain", "-e", "(x*w - y)**2", "--let", "x=2", "--let", "y=4",
+                               "--param", "w=1.0", "--to", "w"], env=env)  # fmt: skip
+    assert expr.exit_code == 0 and "∂L/∂w = -8.0" in expr.stdout
+
+
+def test_a_big_graph_suggests_to(tmp_path: Path) -> None:
+    script = tmp_path / "deep.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.tensor(1.0, requires_grad=True)\n"
+        "y = w\n"
+        "for _ in range(40):\n"
+        "    y = y * 1.01 + 0.1\n"
+        "y.backward()\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["explain", str(script), "-q"], env={"COLUMNS": "100"})
+    assert result.exit_code == 0
+    assert (
+        "81 nodes explained; `--to NAME` keeps the steps on the paths to one leaf (`--to w`)"
+        in (result.stderr)
+    )
