@@ -386,21 +386,40 @@ def _json_safe(value: Any) -> Any:
 
 
 def to_csv(calls: Sequence[CallInfo], every: int = 1, precision: int = 17) -> str:
-    """One line per call: call, root, then value and grad per leaf, then nodes."""
+    """One line per call: call, root, then value and grad per leaf, then nodes. A leaf that
+    is a tensor (more than one number) also gets `NAME_norm` and `grad_NAME_norm`, numbers a
+    spreadsheet or pandas can plot (the other cells hold the summary as text)."""
     names = leaf_names(calls)
+    picked = rows(calls, every)
+    tensors = {
+        name
+        for row in picked
+        for name, pair in row.leaves.items()
+        if any(s is not None and scalar(s) is None for s in pair)
+    }
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     header = ["call", "root"]
     for name in names:
         header += [name, f"grad_{name}"]
+        if name in tensors:
+            header += [f"{name}_norm", f"grad_{name}_norm"]
     writer.writerow([*header, "nodes"])
-    for row in rows(calls, every):
+    for row in picked:
         cells = [str(row.call), _csv(row.root, precision)]
         for name in names:
             value, grad = row.leaves.get(name, (None, None))
             cells += [_csv(value, precision), _csv(grad, precision)]
+            if name in tensors:
+                cells += [_norm(value), _norm(grad)]
         writer.writerow([*cells, str(row.nodes)])
     return buf.getvalue()
+
+
+def _norm(s: TensorSummary | None) -> str:
+    """The norm of a summary as a CSV number (`plotted`: NaN and inf by name), or empty."""
+    found = plotted(s, norm=True) if s is not None else None
+    return "" if found is None else repr(found)
 
 
 def _csv(s: TensorSummary | None, precision: int) -> str:

@@ -330,3 +330,18 @@ def test_the_leaf_lines_fit_when_the_heading_is_the_widest_name(tmp_path: Path) 
         text = steps_text(calls, width=width)
         assert "over all calls" in text and "…" not in text
         assert max(len(line) for line in text.splitlines()) <= width
+
+
+def test_csv_gives_tensor_leaves_numeric_norm_columns(mlp_calls) -> None:  # type: ignore[no-untyped-def]
+    table = list(csv.DictReader(io.StringIO(to_csv(mlp_calls))))
+    first = rows(mlp_calls)[0]
+    name, (value, grad) = next((n, p) for n, p in first.leaves.items() if p[0].numel > 1)
+    assert value.norm is not None and grad is not None and grad.norm is not None
+    assert float(table[0][f"{name}_norm"]) == value.norm
+    assert float(table[0][f"grad_{name}_norm"]) == grad.norm
+    assert table[0][name] and table[0][name] != table[0][f"{name}_norm"]  # the summary stays
+
+
+def test_csv_of_scalar_leaves_has_no_norm_columns(loop_calls) -> None:  # type: ignore[no-untyped-def]
+    header = to_csv(loop_calls).splitlines()[0]
+    assert header == "call,root,w,grad_w,nodes"
