@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from ..views._select import find_node
 from ._app import app, err, show
 from ._options import (
     CALL,
@@ -75,6 +74,7 @@ def explain(
         def job() -> None:
             from ..teach.explain import Explanation
             from ..teach.sources import from_source
+            from ..views import find_node
 
             if script is None:
                 found = expr_graph(expr or "", let, param, grad_output)
