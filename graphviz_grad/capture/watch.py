@@ -632,7 +632,7 @@ class Watch:
         entry = self._marked.get(id(t))
         if entry is not None and entry[0]() is t:
             return entry[1]
-        if self._by_data and type(t) is torch.Tensor and t.device.type == "cpu":
+        if self._by_data and type(t) is torch.Tensor:
             found = self._by_data.get(t.data_ptr())
             if found is not None:
                 held = found[0]()

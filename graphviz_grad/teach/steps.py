@@ -418,7 +418,7 @@ def to_csv(calls: Sequence[CallInfo], every: int = 1, precision: int = 17) -> st
 
 def _norm(s: TensorSummary | None) -> str:
     """The norm of a summary as a CSV number (`plotted`: NaN and inf by name), or empty."""
-    found = plotted(s, norm=True) if s is not None else None
+    found = plotted(s, norm=True)
     return "" if found is None else repr(found)
 
 
