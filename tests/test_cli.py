@@ -268,3 +268,15 @@ def test_paths_are_shown_from_the_folder_of_each_run(
     code, out, _ = gradviz("render", "samples/linear.py", "-o", "-", "--format", "json")
     assert code == 0
     assert json.loads(out[out.index('{\n "schema"') :])["call_file"] == "samples/linear.py"
+
+
+def test_text_of_the_users_is_printed_as_it_is_not_as_markup(tmp_path: Path) -> None:
+    """A folder named `[run]` and an indexing op's formula `w[indices]` look like rich markup
+    tags; they are printed as they are, not swallowed."""
+    folder = tmp_path / "[run]"
+    folder.mkdir()
+    code, _, stderr = gradviz("render", "samples/linear.py", "-f", "json", "-o", f"{folder}/g.json")
+    assert code == 0 and f"wrote {folder}/g.json" in stderr.replace("\n", "")
+    body = "import torch\nw = torch.ones(5, requires_grad=True)\nw[torch.tensor([0, 2])].sum().backward()\n"
+    code, stdout, _ = gradviz("explain", str(script(tmp_path, body)))
+    assert code == 0 and "= w[indices] = [1.0, 1.0]" in stdout

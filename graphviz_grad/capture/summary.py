@@ -68,9 +68,7 @@ def summarize(t: torch.Tensor, limit: int = DATA_LIMIT) -> TensorSummary:
     try:
         numel = t.numel()
         if t.is_sparse or t.layout != torch.strided:
-            return TensorSummary(
-                shape, dtype, numel, note=f"{str(t.layout).removeprefix('torch.')} layout"
-            )
+            return _sparse(t, shape, dtype, numel, limit)
         if t.device.type == "meta":
             return TensorSummary(shape, dtype, numel, note="meta tensor: no data")
         if numel == 0:
@@ -83,6 +81,60 @@ def summarize(t: torch.Tensor, limit: int = DATA_LIMIT) -> TensorSummary:
             return _large(t.detach(), shape, dtype, numel)
     except Exception as exc:  # a tensor subclass or device we cannot read: say so, never fail
         return TensorSummary(shape, dtype, int(t.numel()), note=f"unreadable: {type(exc).__name__}")
+
+
+_SPARSE_LAYOUTS = (
+    torch.sparse_coo,
+    torch.sparse_csr,
+    torch.sparse_csc,
+    torch.sparse_bsr,
+    torch.sparse_bsc,
+)
+
+
+def _sparse(
+    t: torch.Tensor, shape: tuple[int, ...], dtype: str, numel: int, limit: int
+) -> TensorSummary:
+    """A sparse tensor (an `nn.Embedding(sparse=True)` gradient): the statistics of the dense
+    tensor it stands for, worked out from the stored values (unstored elements are zeros), and
+    a note of how many are stored. Another layout (jagged, mkldnn) shows its shape only."""
+    layout = str(t.layout).removeprefix("torch.")
+    if t.layout not in _SPARSE_LAYOUTS or t.device.type == "meta":
+        return TensorSummary(shape, dtype, numel, note=f"{layout} layout")
+    with torch.no_grad():
+        t = t.detach()
+        if t.layout == torch.sparse_coo:
+            t = t.coalesce()  # a value stored twice is their sum
+        stored = int(t.values().numel())
+        note = f"{layout}: {stored:,} of {numel:,} stored"
+        if numel <= limit:
+            dense = summarize(t.to_dense(), limit)
+            return replace(dense, note=note) if dense.note is None else dense
+        if stored == 0:
+            return TensorSummary(shape, dtype, numel, None, 0.0, 0.0, 0.0, 0.0, note=note)
+        s = summarize(t.values().reshape(-1), limit=0)
+    zeros = numel - stored
+    if s.note is not None:  # complex or unreadable values: the count is what there is to say
+        return TensorSummary(shape, dtype, numel, note=f"{note}; {s.note}")
+    if s.min is None:  # no stored value is finite: the statistics are those of the zeros
+        if not zeros:
+            return TensorSummary(shape, dtype, numel, nan=s.nan, inf=s.inf, note=note)
+        return TensorSummary(shape, dtype, numel, None, 0.0, 0.0, 0.0, 0.0, s.nan, s.inf, note)
+    assert s.max is not None and s.mean is not None
+    finite = stored - s.nan - s.inf
+    return TensorSummary(
+        shape,
+        dtype,
+        numel,
+        None,
+        min(s.min, 0.0) if zeros else s.min,
+        max(s.max, 0.0) if zeros else s.max,
+        s.mean * finite / (finite + zeros),
+        s.norm,
+        s.nan,
+        s.inf,
+        note,
+    )
 
 
 def _flatten(data: Any) -> list[Any]:

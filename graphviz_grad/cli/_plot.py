@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
+
 from ._app import err
 from ._run import check_output
 
@@ -31,4 +33,4 @@ def write_plot(calls: Sequence[CallInfo], output: str) -> None:
     from ..render.plot import write_steps_plot
 
     write_steps_plot(calls, output)
-    err.print(f"[green]wrote[/] {output} ({len(calls)} backward calls)")
+    err.print(f"[green]wrote[/] {escape(output)} ({len(calls)} backward calls)")

@@ -202,7 +202,7 @@ def remarks(captured: Captured, total: int) -> None:
     elif graph.call is not None and total > 1:
         err.print(f"[dim]note:[/] showing backward call {graph.call} of {total} (--call N).")
     for note in graph.notes:
-        err.print(f"[dim]note:[/] {note}")
+        err.print(f"[dim]note:[/] {escape(note)}")
     if captured.error is not None:
         raise captured.error
 
@@ -290,7 +290,7 @@ def wrote(out: str, graph: Graph, view: View | None) -> None:
         return
     total = len(graph.nodes)
     drawn = f", {view.size} drawn" if view is not None and view.size != total else ""
-    err.print(f"[green]wrote[/] {out} ({total} nodes{drawn})")
+    err.print(f"[green]wrote[/] {escape(out)} ({total} nodes{drawn})")
 
 
 class _Line:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
+from rich.markup import escape
 
 from .._gc import end_startup
 from ..errors import GradvizError
@@ -137,7 +138,9 @@ def watch(
             changed = wait_for_change(baseline)
             _forget(folder, before, changed)
             names = ", ".join(p.name for p in changed)
-            err.print(f"[bold]{time.strftime('%H:%M:%S')}[/] {names} changed: running again")
+            err.print(
+                f"[bold]{time.strftime('%H:%M:%S')}[/] {escape(names)} changed: running again"
+            )
     except KeyboardInterrupt:
         err.print("stopped watching.")
         raise typer.Exit(0) from None

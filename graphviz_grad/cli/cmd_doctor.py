@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
+
 from ._app import app, err, show
 from ._options import (
     BUDGET,
@@ -149,7 +151,7 @@ def doctor(
                 _report(graph, heading, to_stderr=output == "-")
                 why = not_run(captured.run.recorder.calls)
                 if why is not None:
-                    err.print(f"[dim]note:[/] {why}")
+                    err.print(f"[dim]note:[/] {escape(why)}")
                 if output is not None and fmt_name is not None:
                     wrote(output, graph, draw(graph, output, fmt_name, options))
                 failed = failed or has_errors(graph.findings, level)

@@ -6,6 +6,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from ._app import app, err, show
 from ._options import (
@@ -95,7 +96,7 @@ def explain(
                 leaf = next((n.names[0] for n in graph.leaves if n.names), "w")
                 err.print(
                     f"[dim]note:[/] {len(graph.nodes):,} nodes explained; `--to NAME` keeps "
-                    f"the steps on the paths to one leaf (`--to {leaf}`)."
+                    f"the steps on the paths to one leaf (`--to {escape(leaf)}`)."
                 )
             if not spec.many:
                 remarks(captured[0], total)

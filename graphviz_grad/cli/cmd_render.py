@@ -6,6 +6,8 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
+
 from ._app import app, err
 from ._options import (
     BUDGET,
@@ -178,7 +180,8 @@ def _calls(
         numbers = [g.call for g in graphs if g.call is not None]
         noun = "picture" if len(written) == 1 else "pictures"
         err.print(
-            f"[green]wrote[/] {len(written)} {noun} to {folder}/ ({calls_shown(numbers, total)})"
+            f"[green]wrote[/] {len(written)} {noun} to {escape(str(folder))}/ "
+            f"({calls_shown(numbers, total)})"
         )
 
     in_thread(job, timeout)

@@ -246,7 +246,7 @@ class Explanation:
             grid.add_column(width=10, style="dim", no_wrap=True)
             grid.add_column(overflow="fold")
             for label, text in step.lines:
-                grid.add_row("  " + label, text)
+                grid.add_row(Text("  " + label), Text(text))
             out.append(grid)
         out.append(Text(""))
         out.append(Text("Leaf gradients" if self.to is None else "Gradient", style="bold"))

@@ -586,6 +586,10 @@ RULES: dict[str, Callable[[Ctx], Formula]] = {
         "zeros {in} with {g} put at {start}:{end} of dim {dim}",
     ),
     "IndexBackward0": _shape_op("{a}[indices]", "zeros {in} with {g} added at the indices"),
+    "EmbeddingBackward0": _shape_op(
+        "{a}[indices] (the row of each index)",
+        "zeros {in} with each row of {g} added to the row its index picked",
+    ),
     "CatBackward0": _joined("cat"),
     "StackBackward0": _joined("stack"),
     "MseLossBackward0": _mse,
