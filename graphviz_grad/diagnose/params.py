@@ -115,7 +115,7 @@ def unused(
         other = {
             i for i, n in (last_use or {}).items() if graph.call is not None and n != graph.call - 1
         }
-        found.extend(_free_tensors(namespace, seen, used, labels, other))
+        found.extend(_free_tensors(namespace, seen, used, labels, other, graph.grad_source))
     return found
 
 
@@ -336,10 +336,12 @@ def _free_tensors(
     used: Any,
     labels: set[str],
     elsewhere: Collection[int] = (),
+    source: str = "backward",
 ) -> list[Finding]:
     """Script tensors that require grad, are in no graph shown, and got no gradient from any
     call (a `.grad` filled by another backward call means it was used there); not those used
-    only outside the forward pass of the call shown (`elsewhere`, by id)."""
+    only outside the forward pass of the call shown (`elsewhere`, by id). `source` is how the
+    call shown computed its gradients (`Graph.grad_source`)."""
     found = []
     for name, t in namespace.items():
         if name.startswith("_") or not isinstance(t, torch.Tensor) or id(t) in seen:
@@ -352,9 +354,13 @@ def _free_tensors(
         feeds = used.get(id(t)) is t
         if feeds and id(t) in elsewhere:
             continue
-        message = (
-            f"`{name}` requires grad but the root does not depend on it, so `{name}.grad` "
-            + ("stays None although it feeds other tensors." if feeds else "stays None.")
+        gets = (
+            "it gets no gradient (`torch.autograd.grad` gives None for it)"
+            if source == "autograd.grad"
+            else f"`{name}.grad` stays None"
+        )
+        message = f"`{name}` requires grad but the root does not depend on it, so {gets}" + (
+            " although it feeds other tensors." if feeds else "."
         )
         hint = (
             "Check that the loss is computed from it (a `.detach()`, `.item()` or `no_grad` "

@@ -1823,3 +1823,18 @@ def test_grads_set_by_hand_are_no_missing_backward(tmp_path: Path) -> None:
         "    opt.step()\n",
     )
     assert "no-backward" not in found
+
+
+def test_an_unused_input_of_autograd_grad_is_not_said_to_keep_a_grad_field(tmp_path: Path) -> None:
+    """`torch.autograd.grad` fills no `.grad`: the finding says the tensor gets no gradient."""
+    [unused] = _coded(
+        tmp_path,
+        "import torch\na = torch.tensor(1.0, requires_grad=True)\n"
+        "b = torch.tensor(2.0, requires_grad=True)\n"
+        "ga, gb = torch.autograd.grad(a * 3, [a, b], allow_unused=True)\n",
+        "unused-param",
+    )
+    assert ".grad` stays None" not in unused.message
+    assert unused.message.endswith(
+        "so it gets no gradient (`torch.autograd.grad` gives None for it)."
+    )
