@@ -144,7 +144,8 @@ class TensorSummary:
     """What gradviz keeps of one tensor: always shape and dtype, the data when it is small.
 
     Statistics are over the finite elements; `nan` and `inf` count the others. `note` says why
-    something is missing (``"sparse"``, ``"meta"``, ``"complex: stats of |z|"``...).
+    something is missing or how to read it (``"meta tensor: no data"``, ``"sparse_coo: 96 of
+    400 stored"``, ``"complex: statistics of |z|"``...).
     """
 
     shape: tuple[int, ...]
