@@ -277,6 +277,9 @@ def test_text_of_the_users_is_printed_as_it_is_not_as_markup(tmp_path: Path) -> 
     folder.mkdir()
     code, _, stderr = gradviz("render", "samples/linear.py", "-f", "json", "-o", f"{folder}/g.json")
     assert code == 0 and f"wrote {folder}/g.json" in stderr.replace("\n", "")
-    body = "import torch\nw = torch.ones(5, requires_grad=True)\nw[torch.tensor([0, 2])].sum().backward()\n"
+    body = (
+        "import torch\nw = torch.ones(5, requires_grad=True)\n"
+        "w[torch.tensor([0, 2])].sum().backward()\n"
+    )
     code, stdout, _ = gradviz("explain", str(script(tmp_path, body)))
     assert code == 0 and "= w[indices] = [1.0, 1.0]" in stdout
