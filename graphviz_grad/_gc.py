@@ -68,3 +68,40 @@ def end_startup() -> None:
     if _startup_paused:
         _startup_paused = False
         gc.enable()
+
+
+#: Op records a forward pass makes (since the last backward call) before full collections are
+#: held off until the next backward call (`FullCollections`).
+LONG_PASS = BIG_GRAPH
+#: An oldest-generation threshold that is never reached.
+_NEVER = 2**31 - 1
+
+
+class FullCollections:
+    """Full collections held off while a long forward pass is recorded.
+
+    Each op of the pass leaves a few small objects in its node's metadata; in a pass of a
+    million ops every full collection walks millions of them again, for no garbage (12 s of a
+    1M-op chain's 90 s). Held off, the young generations are still collected as the script
+    makes them (what a loop drops at once, a cycle included, is freed as under plain Python);
+    only the oldest waits, until `release` at the next backward call.
+    """
+
+    def __init__(self) -> None:
+        self._saved: int | None = None
+
+    def hold(self) -> None:
+        if self._saved is not None:
+            return
+        young, middle, oldest = gc.get_threshold()
+        self._saved = oldest
+        gc.set_threshold(young, middle, _NEVER)
+
+    def release(self) -> None:
+        """The user's threshold back (unless the script set its own meanwhile)."""
+        saved, self._saved = self._saved, None
+        if saved is None:
+            return
+        young, middle, oldest = gc.get_threshold()
+        if oldest == _NEVER:
+            gc.set_threshold(young, middle, saved)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .._gc import LONG_PASS, FullCollections
 from ..model import TensorSummary
 from ._deferred import Deferred, deferrable, storage_key
 from .checkpoint import CHECKPOINT, HOOKS, saved_hooks
@@ -621,6 +622,10 @@ class ForwardRecorder(TorchDispatchMode):
         self.pending: list[tuple[Any, Any, Any, tuple[Any, ...], Any, Any]] = []
         self.paused = 0
         self.seq = 0
+        #: `seq` when the pass began (at the last backward call): a long pass holds off full
+        #: collections until the next one (`_gc.FullCollections`).
+        self._pass_start = 0
+        self.full_collections = FullCollections()
         #: `capture.watch.Watch` that sees every op (cuts, in-place writes), or None.
         self.watch: Any = None
         #: Op outputs kept as tensors until their graph is built (`capture._deferred`).
@@ -748,6 +753,8 @@ class ForwardRecorder(TorchDispatchMode):
         self._view_copies.clear()
         self._view_summaries.clear()
         self.deferred.new_pass()
+        self._pass_start = self.seq
+        self.full_collections.release()
 
     def unseen_writes(self, tensors: list[torch.Tensor]) -> None:
         """`tensors` are about to be written where this mode does not look (an optimizer step
@@ -828,6 +835,8 @@ class ForwardRecorder(TorchDispatchMode):
         self, func: Any, args: Any, where: Any, module: Any, before: Any = None
     ) -> OpRecord:
         self.seq += 1
+        if self.seq - self._pass_start == LONG_PASS:
+            self.full_collections.hold()
         path, root, mtype, scopes = module
         constants, operands = _constants(func, args, before) if self.values else ((), ())
         if LATE:

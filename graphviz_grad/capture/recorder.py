@@ -168,6 +168,7 @@ class Recorder:
             self._build_later()
             self._mode.deferred.settle_all()  # nothing watches the writes any more
         finally:
+            self._mode.full_collections.release()
             self._modules.remove()
             self._steps.remove()
             self._functions.remove()
