@@ -230,14 +230,18 @@ def write_json(graph: Graph, out: TextIO, indent: int | None = 1) -> None:
         ),
         "findings": (_dumps(_finding_to_dict(f)) for f in graph.findings),
     }
-    out.write("{\n")
-    for n, key in enumerate(d):
-        out.write(",\n" if n else "")
-        if key in rows:
-            _write_rows(out, f"{pad}{_dumps(key)}: ", rows[key], pad * 2, pad)
-        else:
-            out.write(f"{pad}{_dumps(key)}: {_dumps(d[key])}")
-    out.write("\n}\n")
+    _SHARED.clear()
+    try:
+        out.write("{\n")
+        for n, key in enumerate(d):
+            out.write(",\n" if n else "")
+            if key in rows:
+                _write_rows(out, f"{pad}{_dumps(key)}: ", rows[key], pad * 2, pad)
+            else:
+                out.write(f"{pad}{_dumps(key)}: {_dumps(d[key])}")
+        out.write("\n}\n")
+    finally:
+        _SHARED.clear()
 
 
 def _write_rows(out: TextIO, head: str, rows: Iterable[str], pad: str, end: str) -> None:
@@ -319,6 +323,23 @@ def _summary_json(s: TensorSummary | None) -> str:
     return f'{head}, {stats}, "nan": {_int(s.nan)}, "inf": {_int(s.inf)}{tail}'
 
 
+#: The JSON of summaries that many rows share (a constant `1.0001` of every op of a chain, and
+#: the input node it makes), by the id of the summary, which the entry keeps alive (so the id is
+#: not reused); emptied before and after each `write_json`, bounded like `_TEXT`.
+_SHARED: dict[int, tuple[TensorSummary | None, str]] = {}
+
+
+def _shared_json(s: TensorSummary | None) -> str:
+    """`_summary_json(s)` of a summary that is likely shared by many rows."""
+    found = _SHARED.get(id(s))
+    if found is not None:
+        return found[1]
+    text = _summary_json(s)
+    if len(_SHARED) < _TEXT_LIMIT:
+        _SHARED[id(s)] = (s, text)
+    return text
+
+
 def _number_json(s: TensorSummary, x: float) -> str:
     """A one-number summary (data, min, max and mean are that very float): written once."""
     r = float.__repr__(x) if x - x == 0 else _num(x)
@@ -397,7 +418,7 @@ def _node_json(n: Node) -> str:
     saved = _dumps([_saved_to_dict(s) for s in n.saved]) if n.saved else "[]"
     constants = "[]"
     if n.constants:
-        rows = (f'{{"index": {_int(i)}, "value": {_summary_json(c)}}}' for i, c in n.constants)
+        rows = (f'{{"index": {_int(i)}, "value": {_shared_json(c)}}}' for i, c in n.constants)
         constants = "[" + ", ".join(rows) + "]"
     return (
         f'{{"id": {_int(n.id)}, {_node_head(n, op)}, '
@@ -422,7 +443,7 @@ def _input_json(use: InputUse) -> str:
     return (
         f'{{"id": {_int(use.src)}, "kind": "input", "op": null, "names": {names}, '
         f'"shape": {_dims(value.shape)}, "dtype": {_str(value.dtype)}, '
-        f'"value": {_summary_json(value)}{_INPUT_TAIL}'
+        f'"value": {_shared_json(value)}{_INPUT_TAIL}'
     )
 
 
