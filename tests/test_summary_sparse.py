@@ -16,28 +16,40 @@ INDICES = torch.tensor([[0, 1, 1, 3, 6], [2, 0, 2, 1, 4]])
 
 
 def _coo(values: list[float], shape: tuple[int, ...] = (7, 5)) -> torch.Tensor:
-    return torch.sparse_coo_tensor(INDICES[:, : len(values)], torch.tensor(values), shape)
+    return torch.sparse_coo_tensor(
+        INDICES[:, : len(values)], torch.tensor(values), shape, check_invariants=False
+    )
 
 
-with warnings.catch_warnings():  # "sparse invariant checks are disabled", "CSR is in beta"
-    warnings.simplefilter("ignore")
-    CASES = {
-        "coo": _coo([3.0, -4.0, 1.0, 2.0, 0.5]),
-        "csr": _coo([3.0, -4.0, 1.0, 2.0, 0.5]).to_sparse_csr(),
-        "all positive": _coo([3.0, 4.0, 1.0, 2.0, 0.5]),
-        "float64": _coo([3.0, -4.0, 1.0, 2.0, 0.5]).double(),
-        "nan and inf": _coo([NAN, 1.0, 2.0, INF, -1.0]),
-        "nothing stored": _coo([]),
-        "only a nan stored": _coo([NAN]),
-        "uncoalesced": torch.sparse_coo_tensor(
-            torch.tensor([[0, 0, 4]]), torch.tensor([1.0, 2.0, -1.0]), (40,)
-        ),
-        "small enough to list": _coo([3.0, -4.0], (2, 3)),
-        "hybrid (dense rows)": torch.randn(30, 6).to_sparse(sparse_dim=1),
-        "large": torch.sparse_coo_tensor(
-            torch.randint(0, 100_000, (1, 300)), torch.randn(300), (100_000,)
-        ),
-    }
+def _cases() -> dict[str, torch.Tensor]:
+    """Made when a test runs, not when the file is collected, and with `check_invariants` given:
+    PyTorch warns once per process that it does not check sparse indices otherwise, and
+    tests/diagnose checks that warning."""
+    with warnings.catch_warnings():  # "sparse CSR is in beta"
+        warnings.simplefilter("ignore")
+        return {
+            "coo": _coo([3.0, -4.0, 1.0, 2.0, 0.5]),
+            "csr": _coo([3.0, -4.0, 1.0, 2.0, 0.5]).to_sparse_csr(),
+            "all positive": _coo([3.0, 4.0, 1.0, 2.0, 0.5]),
+            "float64": _coo([3.0, -4.0, 1.0, 2.0, 0.5]).double(),
+            "nan and inf": _coo([NAN, 1.0, 2.0, INF, -1.0]),
+            "nothing stored": _coo([]),
+            "only a nan stored": _coo([NAN]),
+            "uncoalesced": torch.sparse_coo_tensor(
+                torch.tensor([[0, 0, 4]]),
+                torch.tensor([1.0, 2.0, -1.0]),
+                (40,),
+                check_invariants=False,
+            ),
+            "small enough to list": _coo([3.0, -4.0], (2, 3)),
+            "hybrid (dense rows)": torch.randn(30, 6).to_sparse(sparse_dim=1),
+            "large": torch.sparse_coo_tensor(
+                torch.randint(0, 100_000, (1, 300)),
+                torch.randn(300),
+                (100_000,),
+                check_invariants=False,
+            ),
+        }
 
 
 def _same(a: float | None, b: float | None) -> bool:
@@ -46,9 +58,28 @@ def _same(a: float | None, b: float | None) -> bool:
     return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-300)
 
 
-@pytest.mark.parametrize("name", list(CASES))
+NAMES = [
+    "coo",
+    "csr",
+    "all positive",
+    "float64",
+    "nan and inf",
+    "nothing stored",
+    "only a nan stored",
+    "uncoalesced",
+    "small enough to list",
+    "hybrid (dense rows)",
+    "large",
+]
+
+
+def test_every_case_is_named() -> None:
+    assert list(_cases()) == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_the_statistics_are_those_of_the_dense_tensor(name: str) -> None:
-    t = CASES[name]
+    t = _cases()[name]
     sparse, dense = summarize(t), summarize(t.to_dense())
     for field in ("min", "max", "mean", "norm"):
         assert _same(getattr(sparse, field), getattr(dense, field)), field
