@@ -235,6 +235,10 @@ class Node:
     synced_grad: TensorSummary | None = None
     #: Made inside a non-reentrant activation-checkpointed region: backward recomputes it.
     checkpointed: bool = False
+    #: The tensor carries a hook of the script's (`register_hook`), which can change its
+    #: gradient: `grad` is what the node received, after the hook; the edges into it carry
+    #: what each consumer passed down, before it.
+    hooked: bool = False
 
     @property
     def label(self) -> str:

@@ -49,6 +49,7 @@ from .summary import (
     summarize_unread,
     unread,
 )
+from .tensor_hooks import hooked_outputs
 
 #: Above this many nodes, saved tensors are listed by name only (reading them all is slow).
 SAVED_LIMIT = 20_000
@@ -214,6 +215,12 @@ class CallCapture:
         self.reduced: dict[int, Any] = {}
         #: GradScaler's scale when the root is a scaled loss: every gradient is multiplied by it.
         self.grad_scale: float | None = None
+        #: The script put a hook on a tensor an op made (`capture.tensor_hooks`): look for them.
+        self.tensor_hooks = False
+        #: The nodes whose tensor carries a hook of the script's (`Node.hooked`), and the
+        #: (node, output) keys of `_attach` that do.
+        self.hooked_nodes: set[int] = set()
+        self._hooked_keys: set[int | tuple[int, int]] = set()
         self._pending: list[tuple[int, tuple[torch.Tensor | None, ...]]] = []
         self._leaf_pending: list[tuple[int, tuple[torch.Tensor | None, ...]]] = []
         self._gc: contextlib.ExitStack | None = None
@@ -357,6 +364,8 @@ class CallCapture:
         # only those of a source with several consumers or of a leaf that needs its own hook
         special = {k for k, n in consumers.items() if n > 1}
         special.update(leaf_kinds - plain)
+        self._find_hooked(leaf_kinds)
+        special.update(self._hooked_keys)
         handles = self.handles
         nrs_of, sources = self.nrs, self.sources
         with plain_hook_dicts(self.hooked):
@@ -374,6 +383,19 @@ class CallCapture:
                 wanted = self._edges_needing_grads(i, consumers, leaf_kinds, plain)
                 if wanted and (handle := node.register_hook(self._post_hook(i, wanted))):
                     handles.append(handle)
+
+    def _find_hooked(self, leaves: set[int]) -> None:
+        """The nodes whose tensor carries a hook of the script's: leaves with `_backward_hooks`,
+        ops whose output got `register_hook` while recording (`capture.tensor_hooks`)."""
+        hooked = {i for i in leaves if self.nodes[i].variable._backward_hooks}
+        keys: set[int | tuple[int, int]] = set()
+        if self.tensor_hooks:
+            for i, node in enumerate(self.nodes):
+                if i not in leaves:
+                    for nr in hooked_outputs(node):
+                        keys.add((i, nr) if nr else i)
+                        hooked.add(i)
+        self.hooked_nodes, self._hooked_keys = hooked, keys
 
     def _plain_leaves(self) -> set[int]:
         """Leaves whose gradient reaches their `AccumulateGrad` as it left the consumer: no
@@ -393,8 +415,9 @@ class CallCapture:
         for k, (nr, src) in enumerate(zip(self.nrs[i], self.sources[i])):
             if src is None:
                 continue
-            many = consumers[(src, nr) if nr else src] > 1
-            if many or (src in leaves and src not in plain):
+            key = (src, nr) if nr else src
+            many = consumers[key] > 1
+            if many or (src in leaves and src not in plain) or key in self._hooked_keys:
                 wanted.append((k, src in leaves))
         return wanted
 
@@ -720,6 +743,7 @@ class CallCapture:
                 outputs,
                 self.saved.get(i, ()),
                 order=self._order_of[i],
+                hooked=i in self.hooked_nodes,
             )
         module, scopes = self._module(record)
         return Node(
@@ -743,6 +767,7 @@ class CallCapture:
             operands=self._operands(record),
             scopes=scopes,
             checkpointed=record.checkpointed,
+            hooked=i in self.hooked_nodes,
         )
 
     @staticmethod
@@ -770,6 +795,7 @@ class CallCapture:
             grad=grad,
             order=self._order_of[i],
             synced_grad=self._synced(var),
+            hooked=i in self.hooked_nodes,
         )
 
     def _synced(self, var: torch.Tensor) -> TensorSummary | None:

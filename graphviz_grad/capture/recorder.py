@@ -33,6 +33,7 @@ from .distributed import ddp_parameters, rank_and_world
 from .functions import FunctionCalls
 from .naming import Names
 from .optim import OptimizerSteps
+from .tensor_hooks import TensorHooks
 from .watch import Watch, scripts_own
 
 
@@ -73,6 +74,8 @@ class Recorder:
         self._functions = FunctionCalls(self._mode)
         self._quiet = QuietHooksWarning()
         self._scalers = ScalerCalls()
+        #: Hooks the script puts on tensors ops made (`capture.tensor_hooks`).
+        self._tensor_hooks = TensorHooks()
         self._saved: dict[str, Any] = {}
         self._active: CallCapture | None = None
         self._entered = False
@@ -109,6 +112,7 @@ class Recorder:
         self._modules.install()
         self._functions.install()
         self._scalers.install()
+        self._tensor_hooks.install()
         self.watch.install()
         self._step_hook = register_optimizer_step_post_hook(self._stepped)
         self._step_pre_hook = register_optimizer_step_pre_hook(self._step_starts)
@@ -173,6 +177,7 @@ class Recorder:
             self._steps.remove()
             self._functions.remove()
             self._scalers.remove()
+            self._tensor_hooks.remove()
             self._quiet.remove()
             self.watch.remove()
 
@@ -296,6 +301,7 @@ class Recorder:
         capture.same_graph_as = same
         capture.other_thread = threading.get_ident() != getattr(self, "_thread", None)
         capture.grad_scale = root_scale(roots)
+        capture.tensor_hooks = self._tensor_hooks.count > 0
         capture.dist = rank_and_world()
         if capture.dist is not None:
             capture.reduced = ddp_parameters(self.watch.called.keys())

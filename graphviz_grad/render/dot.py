@@ -136,6 +136,8 @@ def node_label(
         rows.extend(value_rows(node.value, node.grad, precision))
     if node.checkpointed:
         rows.append(row('<font color="#1f618d">checkpointed: recomputed in backward</font>'))
+    if node.hooked:
+        rows.append(row('<font color="#1f618d">hook: grad after it, on edges before</font>'))
     if node.synced_grad is not None:  # DDP: the local grad above, the all-reduced .grad here
         rows.append(row(".grad (all-reduced)", html(fmt_summary(node.synced_grad, precision))))
     if show_saved:
@@ -207,7 +209,7 @@ def _edge_stmt(edge: Edge, graph: Graph, precision: int, edge_grads: bool) -> st
     parts: list[str] = []
     if len(graph.nodes[edge.src].outputs) > 1:
         parts.append(f"out{edge.output_nr}")
-    if edge_grads:
+    if edge_grads or graph.nodes[edge.src].hooked:  # a hook: the gradient before it, here
         parts.append(html(fmt_summary(edge.grad, precision)))
     label = f" [label=<{': '.join(parts)}>]" if parts else ""
     return f"  n{edge.src} -> n{edge.dst}{label};"

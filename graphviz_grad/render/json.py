@@ -123,6 +123,8 @@ def _node_to_dict(n: Node) -> dict[str, Any]:
     d["constants"] = [{"index": i, "value": summary_to_dict(s)} for i, s in n.constants]
     if n.checkpointed:  # optional: recomputed in backward (activation checkpointing)
         d["checkpointed"] = True
+    if n.hooked:  # optional: a hook of the script's on the tensor (`register_hook`)
+        d["hooked"] = True
     if n.synced_grad is not None:  # optional: DDP's all-reduced .grad of a parameter
         d["synced_grad"] = summary_to_dict(n.synced_grad)
     return d
@@ -431,6 +433,8 @@ def _node_json(n: Node) -> str:
 def _optional_json(n: Node) -> str:
     """The optional keys of `_node_to_dict`, in its order (empty for most nodes)."""
     text = ', "checkpointed": true' if n.checkpointed else ""
+    if n.hooked:
+        text += ', "hooked": true'
     if n.synced_grad is not None:
         text += f', "synced_grad": {_summary_json(n.synced_grad)}'
     return text
@@ -530,6 +534,7 @@ def _node_from_dict(d: dict[str, Any]) -> Node:
         constants=constants,
         synced_grad=summary_from_dict(d.get("synced_grad")),
         checkpointed=bool(d.get("checkpointed", False)),
+        hooked=bool(d.get("hooked", False)),
     )
 
 

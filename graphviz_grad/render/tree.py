@@ -120,6 +120,8 @@ def _node_parts(
     parts.append(("grad=" + clean(fmt_summary(grad, precision)), _grad_style(grad)))
     if node.checkpointed:
         parts.append(("[checkpointed]", ORDER))
+    if node.hooked:  # `grad` is after the script's hook; the edges in carry it before
+        parts.append(("[hook]", ORDER))
     if node.synced_grad is not None:  # DDP: `grad` is this rank's, this the all-reduced mean
         parts.append(
             (".grad(all-reduced)=" + clean(fmt_summary(node.synced_grad, precision)), PLAIN)

@@ -140,9 +140,19 @@ class Explanation:
         return [("upstream", f"{self.d(node)} = {parts}")]
 
     def _incoming(self, node: Node) -> str:
-        """The node's gradient, written as a sum when it arrives along several edges."""
+        """The node's gradient, written as a sum when it arrives along several edges, and what
+        a hook of the script's on the tensor made of it."""
         edges = self.graph.consumers[node.id]
         total = self.fmt(node.grad)
+        if node.hooked and edges:
+            arrived = (
+                self.fmt(edges[0].grad)
+                if len(edges) == 1
+                else " + ".join(f"{self.fmt(e.grad)} (from #{e.dst})" for e in edges)
+            )
+            if len(edges) == 1 and edges[0].grad == node.grad:
+                return f"{total} (the hook on {symbol(node)} left it as it was)"
+            return f"{arrived}, which the hook on {symbol(node)} (`register_hook`) made {total}"
         if len(edges) < 2:
             return total
         terms = " + ".join(f"{self.fmt(e.grad)} (from #{e.dst})" for e in edges)
@@ -250,7 +260,12 @@ class Explanation:
             out.append(grid)
         out.append(Text(""))
         out.append(Text("Leaf gradients" if self.to is None else "Gradient", style="bold"))
-        out.extend(Text("  " + line) for line in self.summary())
+        summary = Table.grid()  # a line that wraps stays indented
+        summary.add_column(width=2, no_wrap=True)
+        summary.add_column(overflow="fold")
+        for line in self.summary():
+            summary.add_row("", Text(line))
+        out.append(summary)
         return out
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:

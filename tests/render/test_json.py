@@ -82,7 +82,7 @@ def test_nonfinite_is_valid_json() -> None:
     assert isinstance(data, list) and math.isnan(data[2])
 
 
-@pytest.mark.parametrize("make", ALL)
+@pytest.mark.parametrize("make", [*ALL, lambda: every_key()])
 def test_validates_against_schema(make: Callable[[], Graph]) -> None:
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.Draft202012Validator.check_schema(schema())
@@ -97,7 +97,7 @@ def test_schema_rejects_leaf_with_outputs() -> None:
         jsonschema.validate(d, schema(), cls=jsonschema.Draft202012Validator)
 
 
-@pytest.mark.parametrize("make", [lesson, multi_output, nasty, large_values])
+@pytest.mark.parametrize("make", [lesson, multi_output, nasty, large_values, lambda: every_key()])
 def test_round_trip(make: Callable[[], Graph]) -> None:
     graph = make()
     assert from_dict(json.loads(to_json(graph))) == graph
@@ -158,7 +158,8 @@ def _reference(graph: Graph) -> str:
 
 
 def every_key() -> Graph:
-    """The lesson with every optional key: a checkpointed op, a DDP leaf, a rank, an input."""
+    """The lesson with every optional key: a checkpointed op, a DDP leaf with a hook, a rank, an
+    input."""
     g = lesson()
     nodes = list(g.nodes)
     op = next(n for n in nodes if n.kind == "op")
@@ -167,7 +168,7 @@ def every_key() -> Graph:
         op, checkpointed=True, constants=((1, two),), operands=((1, None),)
     )
     leaf = next(n for n in nodes if n.kind == "leaf")
-    nodes[leaf.id] = dataclasses.replace(leaf, synced_grad=two)
+    nodes[leaf.id] = dataclasses.replace(leaf, synced_grad=two, hooked=True)
     return dataclasses.replace(g, nodes=tuple(nodes), rank=1, world_size=2)
 
 

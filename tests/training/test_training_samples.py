@@ -16,6 +16,7 @@ SHOWS = {
     "amp_scaler.py": "scaled by GradScaler (x1024)",
     "checkpointed.py": "[checkpointed]",
     "legendre.py": "LegendrePolynomial3Backward y_pred",
+    "grad_reversal.py": "[hook]",
 }
 
 
