@@ -283,3 +283,18 @@ def test_text_of_the_users_is_printed_as_it_is_not_as_markup(tmp_path: Path) -> 
     )
     code, stdout, _ = gradviz("explain", str(script(tmp_path, body)))
     assert code == 0 and "= w[indices] = [1.0, 1.0]" in stdout
+
+
+def test_a_script_that_changes_folder_gets_its_output_where_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "data").mkdir()
+    body = (
+        "import os, torch\nos.chdir('data')\nw = torch.tensor(2.0, requires_grad=True)\n"
+        "(w * w).backward()\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    code, _, _ = gradviz("render", str(script(tmp_path, body)), "-f", "json")
+    assert code == 0
+    assert (tmp_path / "script.json").is_file() and not (tmp_path / "data" / "script.json").exists()
+    assert Path.cwd() == tmp_path

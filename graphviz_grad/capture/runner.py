@@ -192,6 +192,7 @@ def run_script(
     recorder = recorder_factory([namespace]) if recorder_factory else None
     run = ScriptRun(resolved, namespace, recorder, notes=notes)
     saved = (sys.argv, list(sys.path), sys.modules.get("__main__"))
+    cwd = _cwd()  # a script that changes folder (`os.chdir`) leaves gradviz's outputs where asked
     sys.argv = [str(path), *argv]
     sys.path.insert(0, str(resolved.parent))
     sys.modules["__main__"] = module
@@ -209,8 +210,18 @@ def run_script(
         sys.argv, sys.path[:] = saved[0], saved[1]
         if saved[2] is not None:
             sys.modules["__main__"] = saved[2]
+        if cwd is not None and _cwd() != cwd:
+            with contextlib.suppress(OSError):
+                os.chdir(cwd)
         _flush_std()
     return run
+
+
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # the folder was removed under us
+        return None
 
 
 def _exec_all(codes: Sequence[types.CodeType], namespace: dict[str, Any], run: ScriptRun) -> None:
