@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import CallError, ScriptExitError
 from ..model import Graph
+from .modules import ModuleRun
 
 _RANGE = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*$")
 _HINT = "Use --call N (1-based, -1 for the last), --call all, or a range such as --call 1:6."
@@ -80,7 +81,7 @@ def _single(number: int) -> CallSpec:
 
 
 def run_recorded(
-    path: str | Path,
+    path: str | Path | ModuleRun,
     argv: Sequence[str],
     keep: Callable[[int], bool],
     partial: bool = False,
@@ -99,7 +100,7 @@ def run_recorded(
         raise run.error
     if run.exit_code != 0:
         raise ScriptExitError(
-            f"The script `{Path(path).name}` exited with status {run.exit_code} (sys.exit), "
+            f"The script `{run.path.name}` exited with status {run.exit_code} (sys.exit), "
             "so gradviz showed nothing.",
             code=run.exit_code,
             hint="gradviz passes the script's exit status on; fix what made it exit.",
@@ -107,7 +108,9 @@ def run_recorded(
     return run
 
 
-def capture_calls(path: str | Path, argv: Sequence[str], spec: CallSpec) -> tuple[Any, list[Graph]]:
+def capture_calls(
+    path: str | Path | ModuleRun, argv: Sequence[str], spec: CallSpec
+) -> tuple[Any, list[Graph]]:
     """Run the script, keeping the graphs of the calls `spec` names; (run, graphs in order)."""
     run = run_recorded(path, argv, spec.keep, stop_after=spec.stop_after)
     graphs = [run.recorder.graphs[n] for n in sorted(run.recorder.graphs)]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import GradvizError, ScriptError, ScriptNotFoundError, TimeoutError_
+from .modules import ModuleRun, module_name
 
 T = TypeVar("T")
 
@@ -178,23 +179,28 @@ def live_status() -> str | None:
 
 
 def run_script(
-    path: str | Path,
+    path: str | Path | ModuleRun,
     argv: Sequence[str] = (),
     recorder_factory: Callable[[list[Any]], Any] | None = None,
 ) -> ScriptRun:
-    """Run the script inside a recorder made by `recorder_factory(namespaces)`."""
-    resolved, codes, notes = load_cells(path)
+    """Run the script (or a module, as `python -m` would) inside a recorder made by
+    `recorder_factory(namespaces)`."""
+    as_module = path if isinstance(path, ModuleRun) else None
+    resolved, codes, notes = load_cells(path.path if isinstance(path, ModuleRun) else path)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     module = types.ModuleType("__main__")
     module.__dict__.update(__file__=str(resolved), __builtins__=__builtins__, __spec__=None)
+    if as_module is not None:  # inside its package: relative imports work
+        module.__dict__.update(__package__=as_module.package, __spec__=as_module.spec)
     namespace = module.__dict__
     recorder = recorder_factory([namespace]) if recorder_factory else None
     run = ScriptRun(resolved, namespace, recorder, notes=notes)
     saved = (sys.argv, list(sys.path), sys.modules.get("__main__"))
     cwd = _cwd()  # a script that changes folder (`os.chdir`) leaves gradviz's outputs where asked
-    sys.argv = [str(path), *argv]
-    sys.path.insert(0, str(resolved.parent))
+    sys.argv = [str(resolved) if as_module else str(path), *argv]
+    # `python -m` puts the current folder first on the path, `python FILE` the script's folder
+    sys.path.insert(0, (cwd or "") if as_module else str(resolved.parent))
     sys.modules["__main__"] = module
     _LIVE.append(run)
     try:
@@ -246,6 +252,7 @@ def _exec(code: types.CodeType, namespace: dict[str, Any], run: ScriptRun) -> bo
         run.error = ScriptError(
             f"The script `{run.path.name}` raised {type(exc).__name__}: {_first_line(exc)}",
             hint=launch_hint(exc, run.path.name)
+            or _package_hint(run, exc)
             or _no_graph_hint(run, exc)
             or _known_hint(exc)
             or _grad_none_hint(exc)
@@ -456,6 +463,22 @@ def _grad_none_hint(exc: BaseException) -> str | None:
         f"{which} is None here: it stays None until a backward call reaches that tensor, which "
         "needs the loss to depend on it (and one backward call to have run). `gradviz doctor` "
         "names the tensors the loss does not depend on."
+    )
+
+
+def _package_hint(run: ScriptRun, exc: BaseException) -> str | None:
+    """For a script of a package run by its path (`from .model import Net` fails as under
+    `python pkg/train.py`): run it as a module, as `python -m pkg.train` would."""
+    if not isinstance(exc, ImportError) or "no known parent package" not in str(exc):
+        return None
+    found = module_name(run.path)
+    if found is None:
+        return "The script belongs to a package: run it as a module with -m (`-m pkg.train`)."
+    name, folder = found
+    where = "" if folder == Path.cwd().resolve() else f" from `{folder}`"
+    return (
+        f"The script belongs to a package: run it as a module{where}, `-m {name}` (as "
+        f"`python -m {name}` would)."
     )
 
 

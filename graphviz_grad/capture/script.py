@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import CallError, RootError, ScriptExitError
 from ..model import Graph
+from .modules import ModuleRun
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,9 @@ class Captured:
     error: Any = None
 
 
-def capture_script(path: str | Path, argv: Sequence[str], options: CaptureOptions) -> Captured:
+def capture_script(
+    path: str | Path | ModuleRun, argv: Sequence[str], options: CaptureOptions
+) -> Captured:
     """Run the script under a recorder and return the graph the options pick."""
     from .recorder import Recorder
     from .runner import run_script
@@ -54,7 +57,7 @@ def capture_script(path: str | Path, argv: Sequence[str], options: CaptureOption
         run.error = _after_calls(run.error, len(run.recorder.calls))
     if run.exit_code != 0:
         raise ScriptExitError(
-            f"The script `{Path(path).name}` exited with status {run.exit_code} (sys.exit), "
+            f"The script `{run.path.name}` exited with status {run.exit_code} (sys.exit), "
             "so gradviz drew nothing.",
             code=run.exit_code,
             hint="gradviz passes the script's exit status on; fix what made it exit.",

@@ -51,6 +51,15 @@ OptScriptArg = Annotated[
         show_default=False,
     ),
 ]
+ModuleOpt = Annotated[
+    bool,
+    typer.Option(
+        "--module",
+        "-m",
+        help="FILE is a module: run it as `python -m FILE` would, from this folder and inside "
+        "its package (`-m mypkg.train`).",
+    ),
+]
 ArgsArg = Annotated[
     list[str] | None,
     typer.Argument(help="Arguments for the script, after `--`.", show_default=False),

@@ -28,11 +28,15 @@ from ._ranks import NotDrawing, share_report, stop_unless_drawing, with_rank_fin
 
 if TYPE_CHECKING:
     from ..capture import CallSpec, Captured
+    from ..capture.modules import ModuleRun
     from ..model import Graph
     from ..render import DrawOptions
     from ..teach.explain import Step
     from ..teach.expr import ExprGraph
     from ..views import View
+
+    #: What runs: a script's path, or a module (`--module`).
+    Script = Path | ModuleRun
 
 
 @contextlib.contextmanager
@@ -121,8 +125,13 @@ def data_to_stdout() -> bool:
 
 
 # -- which script, which calls ---------------------------------------------------------------
-def one_source(file: Path | None, expr: str | None) -> Path | None:
+def one_source(file: Path | None, expr: str | None, module: bool = False) -> Script | None:
     """The script to run, or None for --expr; neither or both is a usage error."""
+    if module and file is None:
+        raise UsageError(
+            "--module runs FILE as a module: give its dotted name, not --expr.",
+            hint="e.g. `gradviz render -m mypkg.train`",
+        )
     if file is not None and expr is not None:
         raise UsageError(
             "Give either a script FILE or --expr, not both.",
@@ -134,7 +143,21 @@ def one_source(file: Path | None, expr: str | None) -> Path | None:
             hint='e.g. `gradviz render samples/linear.py` or `gradviz render --expr "x*w" '
             "--let x=2 --param w=1.0`",
         )
-    return file
+    return None if file is None else as_script(file, module)
+
+
+def as_script(file: Path, module: bool) -> Script:
+    """FILE, or with --module the module `python -m FILE` would run (`capture.modules`)."""
+    if not module:
+        return file
+    from ..capture.modules import find_module
+
+    return find_module(str(file))
+
+
+def script_path(script: Script) -> Path:
+    """The file that runs: the script, or the module's source."""
+    return script if isinstance(script, Path) else script.path
 
 
 def call_spec(text: str, target: str | None = None) -> CallSpec:
@@ -151,7 +174,11 @@ def call_spec(text: str, target: str | None = None) -> CallSpec:
 
 
 def captures(
-    file: Path, args: list[str] | None, spec: CallSpec, target: str | None, grad_output: str | None
+    file: Script,
+    args: list[str] | None,
+    spec: CallSpec,
+    target: str | None,
+    grad_output: str | None,
 ) -> tuple[list[Captured], int]:
     """The graphs `spec` picks (one, or one per call of a range) with their findings, and the
     number of backward calls the script made."""

@@ -28,6 +28,7 @@ from ._options import (
     FullOpt,
     HideOpt,
     InputsOpt,
+    ModuleOpt,
     OutputOpt,
     PrecisionOpt,
     QuietOpt,
@@ -42,6 +43,7 @@ from ._options import (
 )
 from ._ranks import RankOpt, setup
 from ._run import (
+    as_script,
     call_spec,
     captures,
     check_output,
@@ -49,6 +51,7 @@ from ._run import (
     in_thread,
     output_format,
     reported,
+    script_path,
     script_stdout,
     wrote,
 )
@@ -100,6 +103,7 @@ def doctor(
     quiet: QuietOpt = False,
     rank: RankOpt = 0,
     fail_on: FailOnOpt = FailOn["error"],
+    module: ModuleOpt = False,
 ) -> None:
     """Run FILE and list the gradient bugs found: severity, code, file:line, what, how to fix.
 
@@ -114,6 +118,7 @@ def doctor(
     """
     with reported():
         output = setup(rank, output)
+        script = as_script(file, module)
         spec = call_spec(call, target)
         options = draw_options(
             view=view_options(depth, fold, focus, radius, hide),
@@ -135,14 +140,14 @@ def doctor(
                     "doctor draws one graph with -o; a range of calls makes several.",
                     hint="Pick one call with --call N, or draw them with `gradviz render --call`.",
                 )
-            check_output(output, file, fmt_name)
+            check_output(output, script_path(script), fmt_name)
 
         def job() -> None:
             from ..diagnose import has_errors, not_run
             from ..errors import FindingsError
 
             with script_stdout(quiet, data_on_stdout=output == "-"):
-                found, total = captures(file, args, spec, target, grad_output)
+                found, total = captures(script, args, spec, target, grad_output)
             level = str(fail_on.value)
             failed = False
             for captured in found:

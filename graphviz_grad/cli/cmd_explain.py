@@ -17,6 +17,7 @@ from ._options import (
     CallOpt,
     ExprOpt,
     LetOpt,
+    ModuleOpt,
     OptScriptArg,
     ParamOpt,
     PrecisionOpt,
@@ -62,6 +63,7 @@ def explain(
             rich_help_panel=VIEW_PANEL,
         ),
     ] = None,
+    module: ModuleOpt = False,
 ) -> None:
     """Walk the backward pass step by step: forward formula, local derivative, upstream
     gradient and their product at every node, in the order autograd ran them.
@@ -69,7 +71,7 @@ def explain(
     Example: `gradviz explain samples/linear.py`
     """
     with reported():
-        script = one_source(file, expr)
+        script = one_source(file, expr, module)
         spec = call_spec(call, target)
 
         def job() -> None:

@@ -30,6 +30,7 @@ from ._options import (
     HideOpt,
     InputsOpt,
     LetOpt,
+    ModuleOpt,
     OptScriptArg,
     OrderOpt,
     OutputOpt,
@@ -59,6 +60,7 @@ from ._run import (
     progress,
     remarks,
     reported,
+    script_path,
     script_stdout,
     wrote,
 )
@@ -68,6 +70,7 @@ from ._watch import watch as run_watching
 if TYPE_CHECKING:
     from ..capture import CallSpec
     from ..render import DrawOptions
+    from ._run import Script
 
 
 @app.command()
@@ -102,6 +105,7 @@ def render(
     quiet: QuietOpt = False,
     rank: RankOpt = 0,
     watch: WatchOpt = False,
+    module: ModuleOpt = False,
 ) -> None:
     """Run FILE and draw its autograd graph with values and gradients.
 
@@ -109,7 +113,7 @@ def render(
     """
     with reported():
         output = setup(rank, output)
-        script = one_source(file, expr)
+        script = one_source(file, expr, module)
         spec = call_spec(call, target)
         check_watch(watch, expr, spec.many, output)
         options = draw_options(
@@ -131,7 +135,7 @@ def render(
         fmt_name = output_format(output, fmt)
         stem = script.stem if script is not None else "expr"
         out = output if output is not None else f"{stem}.{fmt_name}"
-        check_output(out, script, fmt_name)
+        check_output(out, script_path(script) if script is not None else None, fmt_name)
 
         def job() -> None:
             if script is None:
@@ -146,12 +150,13 @@ def render(
             wrote(out, captured.graph, view)
 
         if watch and script is not None:
-            run_watching(script, job, timeout, page=Path(out) if fmt_name == "html" else None)
+            page = Path(out) if fmt_name == "html" else None
+            run_watching(script_path(script), job, timeout, page=page)
         in_thread(job, timeout)
 
 
 def _calls(
-    script: Path,
+    script: Script,
     args: list[str] | None,
     spec: CallSpec,
     output: str | None,

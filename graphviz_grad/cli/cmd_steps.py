@@ -14,13 +14,14 @@ from ._options import (
     OUT_PANEL,
     PRECISION,
     ArgsArg,
+    ModuleOpt,
     PrecisionOpt,
     QuietOpt,
     ScriptArg,
     TimeoutOpt,
 )
 from ._ranks import RankOpt, setup, stop_unless_drawing
-from ._run import in_thread, progress, reported, script_stdout
+from ._run import as_script, in_thread, progress, reported, script_path, script_stdout
 
 
 class StepsFormat(str, Enum):
@@ -65,6 +66,7 @@ def steps(
             rich_help_panel=OUT_PANEL,
         ),
     ] = None,
+    module: ModuleOpt = False,
 ) -> None:
     """Run FILE and show every backward call: the loss, each leaf's value before the call and
     the gradient it got, as a table with sparklines (or CSV / JSON, or a picture with -o).
@@ -79,16 +81,18 @@ def steps(
 
         data = output is None and fmt is not StepsFormat.table
         with (
-            progress(f"running {file.name}", quiet=quiet),
+            progress(f"running {script.name}", quiet=quiet),
             script_stdout(quiet, data_on_stdout=data),
         ):
-            run = run_recorded(file, args or [], no_graph, partial=True)
+            run = run_recorded(script, args or [], no_graph, partial=True)
         stop_unless_drawing()
         calls = run.recorder.calls
         if not calls:
             raise CallError(
-                f"The script `{file.name}` made no backward call, so there are no steps to show.",
-                hint=f"Use `gradviz explain {file}` to see the gradients of one graph.",
+                f"The script `{script_path(script).name}` made no backward call, so there are no "
+                "steps to show.",
+                hint=f"Use `gradviz explain {'-m ' if module else ''}{file}` to see the gradients "
+                "of one graph.",
             )
         sys.stdout.flush()
         k = every
@@ -118,8 +122,9 @@ def steps(
 
     with reported():
         output = setup(rank, output)
+        script = as_script(file, module)
         if output is not None:
             from ._plot import check_plot_output
 
-            check_plot_output(output, file)
+            check_plot_output(output, script_path(script))
         in_thread(job, timeout)

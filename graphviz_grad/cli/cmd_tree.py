@@ -19,6 +19,7 @@ from ._options import (
     FoldOpt,
     HideOpt,
     LetOpt,
+    ModuleOpt,
     OptScriptArg,
     OrderOpt,
     ParamOpt,
@@ -41,6 +42,7 @@ from ._run import (
     one_source,
     remarks,
     reported,
+    script_path,
     script_stdout,
 )
 from ._watch import check_watch
@@ -68,6 +70,7 @@ def tree(
     quiet: QuietOpt = False,
     rank: RankOpt = 0,
     watch: WatchOpt = False,
+    module: ModuleOpt = False,
 ) -> None:
     """Run FILE and print its autograd graph as a tree: root first, leaves last.
 
@@ -75,7 +78,7 @@ def tree(
     """
     with reported():
         setup(rank, None)
-        script = one_source(file, expr)
+        script = one_source(file, expr, module)
         spec = call_spec(call, target)
         check_watch(watch, expr, spec.many, None)
         view = view_options(depth, fold, focus, radius, hide)
@@ -102,5 +105,5 @@ def tree(
                 remarks(found[0], total)
 
         if watch and script is not None:
-            run_watching(script, job, timeout, clear=Console().clear)
+            run_watching(script_path(script), job, timeout, clear=Console().clear)
         in_thread(job, timeout)

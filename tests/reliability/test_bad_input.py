@@ -55,6 +55,15 @@ TABLE: tuple[Bad, ...] = (
     Bad("non-Python text", "# Notes\n\nTwo words.\n", ("render", S), 3, "has a syntax error"),
     Bad("non-UTF-8 source", b"x = '\xff'\n", ("render", S), 3, "is not UTF-8 text"),
     Bad("syntax error", "x = (\n", ("render", S), 3, "has a syntax error at line 1"),
+    Bad("missing module", None, ("render", "-m", "nope_gv"), 3, "There is no module `nope_gv`"),
+    Bad("a path given to -m", "", ("render", "-m", S), 3, "is a path, not a module name"),
+    Bad(
+        "a package's script run by its path",
+        "from .model import Net\n",
+        ("render", S),
+        4,
+        "no known parent package",
+    ),
     Bad("empty script", "", ("render", S), 5, "cannot tell which tensor is the loss"),
     Bad("no tensors at all", "x = 1\n", ("render", S), 5, "cannot tell which tensor is the loss"),
     Bad(
