@@ -274,6 +274,12 @@ def _no_graph_hint(run: ScriptRun, exc: BaseException) -> str | None:
 #: Autograd's errors that learners meet most, by a piece of PyTorch's message: how to fix them.
 _KNOWN = (
     (
+        "zero-dimensional tensor (at position",
+        "`torch.cat` joins tensors along a dimension, and a 0-dim tensor (a scalar: "
+        "`x.sum()`, `v[0][i]`) has none: use `torch.stack(scalars)` to make a 1-D tensor of them, "
+        "or give each one a dimension with `.view(1)`.",
+    ),
+    (
         "a leaf Variable that requires grad is being used in an in-place operation",
         "Update a parameter under `torch.no_grad()`: `with torch.no_grad(): w -= lr * w.grad` "
         "(or `w.data -= lr * w.grad.data`); autograd does not let a leaf it tracks change in "

@@ -81,6 +81,13 @@ TABLE: tuple[Bad, ...] = (
         4,
         "raised ZeroDivisionError: division by zero",
     ),
+    Bad(
+        "torch.cat of scalars",
+        "import torch\nw = torch.ones(2, requires_grad=True)\ntorch.cat([w.sum(), w[0]])\n",
+        ("render", S),
+        4,
+        "use `torch.stack(scalars)`",
+    ),
     Bad("sys.exit(3)", "import sys\nsys.exit(3)\n", ("render", S), 3, "exited with status 3"),
     Bad(
         "init_process_group without torchrun",
