@@ -58,3 +58,38 @@ def test_a_threshold_the_script_sets_meanwhile_is_kept() -> None:
         gc.set_threshold(500, 5, 5)
         y.backward()
     assert gc.get_threshold() == (500, 5, 5)
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_what_the_script_made_before_backward_is_frozen_then_given_back() -> None:
+    import weakref
+
+    gc.unfreeze()  # as a notebook: nothing frozen before the recording
+    with gg.record():
+        kept = _Cycle()
+        gone = weakref.ref(kept)
+        w = torch.tensor(1.0, requires_grad=True)
+        (w * 2).backward()
+        during = gc.get_freeze_count()
+        del kept  # a cycle made before the first backward call, dropped after it
+        gc.collect()
+        alive_while_frozen = gone() is not None
+    assert during > 0 and alive_while_frozen
+    assert gc.get_freeze_count() == 0  # given back: the cycle is garbage like any other
+    gc.collect()
+    assert gone() is None
+
+
+def test_a_freeze_from_before_the_recording_is_left_alone() -> None:
+    gc.freeze()  # the `gradviz` command freezes its start-up
+    try:
+        with gg.record():
+            w = torch.tensor(1.0, requires_grad=True)
+            (w * 2).backward()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

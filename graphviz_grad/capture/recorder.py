@@ -23,6 +23,7 @@ from torch.optim.optimizer import (
     register_optimizer_step_pre_hook,
 )
 
+from .._gc import Settled
 from ..errors import CallError, RootError
 from ..model import CallInfo, Graph
 from ._forward import USER_FRAMES, ForwardRecorder, ModuleStack
@@ -74,6 +75,8 @@ class Recorder:
         self._functions = FunctionCalls(self._mode)
         self._quiet = QuietHooksWarning()
         self._scalers = ScalerCalls()
+        #: The script's objects by its first backward call, out of full collections (`_gc`).
+        self._settled = Settled()
         #: Hooks the script puts on tensors ops made (`capture.tensor_hooks`).
         self._tensor_hooks = TensorHooks()
         self._saved: dict[str, Any] = {}
@@ -173,6 +176,7 @@ class Recorder:
             self._mode.deferred.settle_all()  # nothing watches the writes any more
         finally:
             self._mode.full_collections.release()
+            self._settled.release()
             self._modules.remove()
             self._steps.remove()
             self._functions.remove()
@@ -255,6 +259,7 @@ class Recorder:
             return original(*args, **kwargs)
         frame = USER_FRAMES.find(sys._getframe(2))
         number = len(self.calls) + 1
+        self._settled.freeze()
         self.watch.note_call(kind, args, kwargs)
         self.watch.note_frames(frame)
         capture = self._begin(roots, number, kind, frame, args, kwargs)
