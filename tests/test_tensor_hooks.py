@@ -77,3 +77,19 @@ def test_explain_says_what_the_hook_made_of_the_gradient(tmp_path: Path) -> None
     assert dot.exit_code == 0
     assert "n1 -> n0 [label=<12.0>];" in dot.stdout  # the edge out of h: before the hook
     assert "hook: grad after it, on edges before" in dot.stdout
+
+
+def test_a_hook_on_one_output_of_a_split_is_not_said_of_the_other(tmp_path: Path) -> None:
+    script = tmp_path / "split.py"
+    script.write_text(
+        "import torch\nx = torch.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)\n"
+        "a, b = x.split(2)\nb.register_hook(lambda g: g * 3)\n"
+        "loss = (a * b).sum() + b.pow(2).sum()\nloss.backward()\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["explain", str(script)])
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert "the hook on a" not in text
+    assert "grad in ∂loss/∂a = [3.0, 4.0]" in text  # output 0's own gradient: from `a * b`
+    assert "∂loss/∂x ← [3.0, 4.0, 21.0, 30.0]" in text  # b's: ([1, 2] + [6, 8]) · 3

@@ -143,7 +143,13 @@ class Explanation:
         """The node's gradient, written as a sum when it arrives along several edges, and what
         a hook of the script's on the tensor made of it."""
         edges = self.graph.consumers[node.id]
+        if len(node.outputs) > 1:  # `grad` is output 0's: what reaches that output
+            edges = tuple(e for e in edges if e.output_nr == 0)
         total = self.fmt(node.grad)
+        if node.hooked and len(node.outputs) > 1:  # which output carries the hook is not kept
+            if len(edges) == 1 and edges[0].grad == node.grad:
+                return total
+            return f"{total} (a hook on one of its outputs, `register_hook`, may have changed it)"
         if node.hooked and edges:
             arrived = (
                 self.fmt(edges[0].grad)
