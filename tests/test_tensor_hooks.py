@@ -57,16 +57,21 @@ def test_register_hook_is_the_users_own_after_the_recording() -> None:
     assert torch.Tensor.register_hook is original
 
 
-def test_explain_says_what_the_hook_made_of_the_gradient(tmp_path: Path) -> None:
-    script = tmp_path / "reverse.py"
-    script.write_text(
-        "import torch\nw = torch.tensor(3.0, requires_grad=True)\nh = w * 2\n"
-        "h.register_hook(lambda g: g * 10)\nloss = h**2\nloss.backward()\n",
-        encoding="utf-8",
-    )
+def _explained(script: Path, body: str) -> str:
+    """`gradviz explain` of a script made of `body`, its lines joined into one."""
+    script.write_text(body, encoding="utf-8")
     result = CliRunner().invoke(app, ["explain", str(script)])
     assert result.exit_code == 0
-    text = " ".join(result.stdout.split())
+    return " ".join(result.stdout.split())
+
+
+def test_explain_says_what_the_hook_made_of_the_gradient(tmp_path: Path) -> None:
+    script = tmp_path / "reverse.py"
+    text = _explained(
+        script,
+        "import torch\nw = torch.tensor(3.0, requires_grad=True)\nh = w * 2\n"
+        "h.register_hook(lambda g: g * 10)\nloss = h**2\nloss.backward()\n",
+    )
     # the chain rule's product is what PyTorch computed (12), not what the hook made of it
     assert "∂loss/∂h = ∂loss/∂loss · ∂loss/∂h = 1.0 · 12.0 = 12.0" in text
     assert "∂loss/∂h = 12.0, which the hook on h (`register_hook`) made 120.0" in text
@@ -80,16 +85,12 @@ def test_explain_says_what_the_hook_made_of_the_gradient(tmp_path: Path) -> None
 
 
 def test_a_hook_on_one_output_of_a_split_is_not_said_of_the_other(tmp_path: Path) -> None:
-    script = tmp_path / "split.py"
-    script.write_text(
+    text = _explained(
+        tmp_path / "split.py",
         "import torch\nx = torch.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)\n"
         "a, b = x.split(2)\nb.register_hook(lambda g: g * 3)\n"
         "loss = (a * b).sum() + b.pow(2).sum()\nloss.backward()\n",
-        encoding="utf-8",
     )
-    result = CliRunner().invoke(app, ["explain", str(script)])
-    assert result.exit_code == 0
-    text = " ".join(result.stdout.split())
     assert "the hook on a" not in text
     assert "grad in ∂loss/∂a = [3.0, 4.0]" in text  # output 0's own gradient: from `a * b`
     assert "∂loss/∂x ← [3.0, 4.0, 21.0, 30.0]" in text  # b's: ([1, 2] + [6, 8]) · 3

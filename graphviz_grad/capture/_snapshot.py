@@ -359,12 +359,15 @@ class CallCapture:
                     key = (src, nr) if nr else src
                     consumers[key] = consumers.get(key, 0) + 1
         leaf_kinds = set(self.leaves)
-        plain = self._plain_leaves() if self.leaves_run else set()
+        self._find_hooked(leaf_kinds)
+        # leaves whose gradient reaches their `AccumulateGrad` as it left the consumer: no
+        # tensor hook of the user's changes it on the way
+        plain = leaf_kinds - self.hooked_nodes if self.leaves_run else set()
         # the inputs whose gradient differs from their source's own (`_edges_needing_grads`):
-        # only those of a source with several consumers or of a leaf that needs its own hook
+        # only those of a source with several consumers or of a leaf that needs its own hook,
+        # or of an op output with a hook of the script's
         special = {k for k, n in consumers.items() if n > 1}
         special.update(leaf_kinds - plain)
-        self._find_hooked(leaf_kinds)
         special.update(self._hooked_keys)
         handles = self.handles
         nrs_of, sources = self.nrs, self.sources
@@ -396,11 +399,6 @@ class CallCapture:
                         keys.add((i, nr) if nr else i)
                         hooked.add(i)
         self.hooked_nodes, self._hooked_keys = hooked, keys
-
-    def _plain_leaves(self) -> set[int]:
-        """Leaves whose gradient reaches their `AccumulateGrad` as it left the consumer: no
-        tensor hook of the user's changes it on the way."""
-        return {i for i in self.leaves if not self.nodes[i].variable._backward_hooks}
 
     def _edges_needing_grads(
         self,

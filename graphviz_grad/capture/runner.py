@@ -185,8 +185,8 @@ def run_script(
 ) -> ScriptRun:
     """Run the script (or a module, as `python -m` would) inside a recorder made by
     `recorder_factory(namespaces)`."""
-    as_module = path if isinstance(path, ModuleRun) else None
-    resolved, codes, notes = load_cells(path.path if isinstance(path, ModuleRun) else path)
+    as_module, source = (path, path.path) if isinstance(path, ModuleRun) else (None, path)
+    resolved, codes, notes = load_cells(source)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     module = types.ModuleType("__main__")

@@ -146,23 +146,23 @@ class Explanation:
         if len(node.outputs) > 1:  # `grad` is output 0's: what reaches that output
             edges = tuple(e for e in edges if e.output_nr == 0)
         total = self.fmt(node.grad)
+        unchanged = len(edges) == 1 and edges[0].grad == node.grad
         if node.hooked and len(node.outputs) > 1:  # which output carries the hook is not kept
-            if len(edges) == 1 and edges[0].grad == node.grad:
+            if unchanged:
                 return total
             return f"{total} (a hook on one of its outputs, `register_hook`, may have changed it)"
         if node.hooked and edges:
-            arrived = (
-                self.fmt(edges[0].grad)
-                if len(edges) == 1
-                else " + ".join(f"{self.fmt(e.grad)} (from #{e.dst})" for e in edges)
-            )
-            if len(edges) == 1 and edges[0].grad == node.grad:
+            if unchanged:
                 return f"{total} (the hook on {symbol(node)} left it as it was)"
+            arrived = self.fmt(edges[0].grad) if len(edges) == 1 else self._terms(edges)
             return f"{arrived}, which the hook on {symbol(node)} (`register_hook`) made {total}"
         if len(edges) < 2:
             return total
-        terms = " + ".join(f"{self.fmt(e.grad)} (from #{e.dst})" for e in edges)
-        return f"{terms} = {total}"
+        return f"{self._terms(edges)} = {total}"
+
+    def _terms(self, edges: Sequence[Edge]) -> str:
+        """The gradients arriving along `edges`, as a sum."""
+        return " + ".join(f"{self.fmt(e.grad)} (from #{e.dst})" for e in edges)
 
     def _leaf(self, node: Node) -> list[Line]:
         into = "" if self.graph.grad_source == "gradviz" else f" → {symbol(node)}.grad"
