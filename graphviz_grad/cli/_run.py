@@ -217,9 +217,9 @@ def expr_graph(
     )
 
 
-def remarks(captured: Captured, total: int) -> None:
+def remarks(captured: Captured, total: int, fail: bool = True) -> None:
     """Tell the user, on stderr, where the gradients came from and what else to know; a script
-    that died in the backward call shown fails now, after its graph was shown."""
+    that died in or after the call shown fails now (`fail`), after its graph was shown."""
     graph = captured.graph
     if graph.grad_source == "gradviz":
         err.print(
@@ -230,7 +230,7 @@ def remarks(captured: Captured, total: int) -> None:
         err.print(f"[dim]note:[/] showing backward call {graph.call} of {total} (--call N).")
     for note in graph.notes:
         err.print(f"[dim]note:[/] {escape(note)}")
-    if captured.error is not None:
+    if fail and captured.error is not None:
         raise captured.error
 
 

@@ -146,8 +146,10 @@ def render(
             with running, script_stdout(quiet, data_on_stdout=out == "-"):
                 (captured,), total = captures(script, args, spec, target, grad_output)
             view = draw(captured.graph, out, fmt_name, options)
-            remarks(captured, total)
+            remarks(captured, total, fail=False)
             wrote(out, captured.graph, view)
+            if captured.error is not None:
+                raise captured.error  # after saying where the graph went
 
         if watch and script is not None:
             page = Path(out) if fmt_name == "html" else None

@@ -191,7 +191,10 @@ def _diverging(group: list[CallInfo]) -> Finding | None:
     last = losses[-1][1]
     growing = sum(b > a for (_, a), (_, b) in zip(losses, losses[1:])) >= 0.6 * (len(losses) - 1)
     big = peak >= DIVERGE_RATIO * max(start, 1e-30) and last >= 0.1 * peak
-    if not (big and (growing or blew_up)) or start <= 0:
+    # a loss that jumped orders of magnitude and stayed there diverged, trend or not (Adam
+    # with a learning rate of 20: 5.8, 9207, 20920, 13950, 12140)
+    stayed = last >= DIVERGE_RATIO * max(start, 1e-30)
+    if not (big and (growing or blew_up or stayed)) or start <= 0:
         return None
     first = group[0]
     end = ", then NaN/Inf" if blew_up else ""

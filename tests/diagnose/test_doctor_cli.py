@@ -138,6 +138,8 @@ def test_render_and_steps_after_the_script_raised(tmp_path: Path) -> None:
     svg = tmp_path / "last.svg"
     code, _, err = gradviz("render", str(script), "-o", str(svg))
     assert code == 4 and svg.exists() and "IndexError" in err
+    # where the graph went is said before the script's error
+    assert err.index("wrote ") < err.index("IndexError") and "last.svg (3 nodes)" in err
     code, out, err = gradviz("steps", str(script))
     assert code == 4 and "3 backward calls" in out and "IndexError" in err
 

@@ -10,7 +10,8 @@ import pytest
 from graphviz_grad.capture import Captured, CaptureOptions, capture_script
 from graphviz_grad.diagnose import CODES, has_errors, with_findings
 from graphviz_grad.errors import ScriptError
-from graphviz_grad.model import Finding
+from graphviz_grad.diagnose.loop import diverges as loop_diverges
+from graphviz_grad.model import CallInfo, Finding, TensorSummary
 
 ROOT = Path(__file__).resolve().parents[2]
 PITFALLS = ROOT / "samples" / "pitfalls"
@@ -1838,3 +1839,33 @@ def test_an_unused_input_of_autograd_grad_is_not_said_to_keep_a_grad_field(tmp_p
     assert unused.message.endswith(
         "so it gets no gradient (`torch.autograd.grad` gives None for it)."
     )
+
+
+def _losses(*values: float) -> list[CallInfo]:
+    """Backward calls at one line (train.py:9) whose loss takes `values`."""
+    return [
+        CallInfo(i, "backward", "train.py", 9, TensorSummary((), "float32", 1, v), (), 3, 2)
+        for i, v in enumerate(values, start=1)
+    ]
+
+
+def test_a_loss_that_jumps_up_and_stays_there_diverges() -> None:
+    """pytorch/examples' word_language_model with `--use-optimizer` (Adam at its lr of 20): the
+    loss jumps three orders of magnitude and wobbles there. No upward trend, still diverged."""
+    [f] = loop_diverges(_losses(5.788, 9207.0, 20920.0, 13950.0, 12140.0))
+    assert f.code == "loss-diverges" and (f.file, f.line) == ("train.py", 9)
+    assert "from 5.79 to 2.09e+04 (call 3), 4 orders of magnitude up, 1.21e+04 at call 5" in (
+        f.message
+    )
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        (5.8, 9207.0, 6.1, 5.5, 5.2),  # one bad batch, then back
+        (5.8, 9207.0, 900.0, 120.0, 40.0),  # back down within three orders of magnitude
+        (0.01, 0.5, 2.0, 1.0, 0.9),  # the loss of a GAN's generator: up, but not blown up
+    ],
+)
+def test_a_loss_that_comes_back_down_does_not_diverge(values: tuple[float, ...]) -> None:
+    assert loop_diverges(_losses(*values)) == []
