@@ -191,7 +191,7 @@ SCRIPTS = [
     ("syntax error", "x = (\n", 3, "syntax error at line 1"),
     ("not utf-8", b"x = '\xff'\n", 3, "not UTF-8"),
     ("binary", b"\x7fELF\x00\x01", 3, "binary"),
-    ("no tensors", "x = 1\n", 5, "cannot tell which tensor"),
+    ("no tensors", "x = 1\n", 5, "built no autograd graph"),
     ("no grad", "import torch\nw = torch.ones(1)\nloss = w * 2\n", 5, "does not require grad"),
     ("exits 3", "import sys\nsys.exit(3)\n", 3, "exited with status 3"),
     (

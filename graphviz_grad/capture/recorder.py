@@ -100,6 +100,11 @@ class Recorder:
         return len(self.calls) + self.unobserved
 
     @property
+    def graph_ops(self) -> int:
+        """Ops that built autograd graph while recording (0: the code never needed a gradient)."""
+        return self._mode.seq
+
+    @property
     def stopped_early(self) -> bool:
         """Whether recording stopped after call `stop_after` while the code ran on."""
         return self.unobserved > 0

@@ -84,6 +84,14 @@ def pick_graph(run: Any, options: CaptureOptions) -> Graph:
     if outer is not None:
         return _trace_named(run, outer, options)
     hint = _candidates_hint(ns)
+    if not candidates and rec.graph_ops == 0 and not _uses_torch_func(run):
+        raise RootError(
+            "The script built no autograd graph: none of its ops had an input that requires a "
+            "gradient, so there is nothing to draw.",
+            hint="Give the tensors to train `requires_grad=True` (an `nn.Module`'s parameters "
+            "have it) and compute a loss from them outside `torch.no_grad()`; "
+            "`loss.backward()` then makes the graph gradviz draws.",
+        )
     if _uses_torch_func(run):
         hint = (
             "The script takes its gradients with `torch.func` (grad, vjp, jacrev...), which "

@@ -64,8 +64,16 @@ TABLE: tuple[Bad, ...] = (
         4,
         "no known parent package",
     ),
-    Bad("empty script", "", ("render", S), 5, "cannot tell which tensor is the loss"),
-    Bad("no tensors at all", "x = 1\n", ("render", S), 5, "cannot tell which tensor is the loss"),
+    Bad("empty script", "", ("render", S), 5, "The script built no autograd graph"),
+    Bad("no tensors at all", "x = 1\n", ("render", S), 5, "built no autograd graph"),
+    Bad(
+        "a model run under no_grad only",
+        "import torch\nm = torch.nn.Linear(2, 1)\nwith torch.no_grad():\n"
+        "    out = m(torch.ones(2))\n",
+        ("render", S),
+        5,
+        "built no autograd graph",
+    ),
     Bad(
         "gradients from torch.func only",
         "import torch\nfrom torch.func import grad\n"
