@@ -273,6 +273,8 @@ def _stuck_since(steps: list[tuple[CallInfo, LeafStep]]) -> int | None:
     span = steps[start:]
     if len(span) < max(FROZEN_CALLS, (len(steps) + 1) // 2):
         return None
+    if len(span) <= _accumulation_window(steps):
+        return None  # no longer than the micro-batches of one optimizer step: still to come
     grads = [_norm(s.grad) for _, s in span]
     if min(grads) <= 0 or grads[-1] < FROZEN_GRAD_SHARE * grads[0]:
         return None
@@ -283,6 +285,20 @@ def _stuck_since(steps: list[tuple[CallInfo, LeafStep]]) -> int | None:
         # (a bias a softmax over the batch cancels): no update is lost, there is none to make
         return None
     return start
+
+
+def _accumulation_window(steps: list[tuple[CallInfo, LeafStep]]) -> int:
+    """The most calls whose gradients added up before one zeroing (gradient accumulation over
+    micro-batches: `loss / 4`, `step()` and `zero_grad()` every 4th call); 1 when every call
+    starts from no gradient. Only windows a zeroing closed count: gradients that are never
+    zeroed say nothing of when the step comes."""
+    longest = run = 1
+    for _, step in steps[1:]:
+        if _norm(step.grad_before) > 0:
+            run += 1
+        else:
+            longest, run = max(longest, run), 1
+    return longest
 
 
 #: Relative change of a value below which float32 rounding swallows an update.

@@ -1869,3 +1869,51 @@ def test_a_loss_that_jumps_up_and_stays_there_diverges() -> None:
 )
 def test_a_loss_that_comes_back_down_does_not_diverge(values: tuple[float, ...]) -> None:
     assert loop_diverges(_losses(*values)) == []
+
+
+ACCUMULATING = (
+    "import torch\n"
+    "from torch import nn\n"
+    "torch.manual_seed(0)\n"
+    "model = nn.Linear(8, 1)\n"
+    "opt = torch.optim.SGD(model.parameters(), lr=0.05)\n"
+    "data = torch.randn({rows}, 8)\n"
+    "target = data.sum(dim=1, keepdim=True)\n"
+    "for i, (xb, yb) in enumerate(zip(data.split(8), target.split(8))):\n"
+    "    loss = nn.functional.mse_loss(model(xb), yb) / 4\n"
+    "    loss.backward()\n"
+    "    if (i + 1) % 4 == 0:\n"
+    "{update}"
+)
+
+
+@pytest.mark.parametrize(
+    ("rows", "update", "codes"),
+    [
+        # 8 calls: the last 4 wait for the step after them, as the first 4 did
+        (64, "        opt.step()\n        opt.zero_grad()\n", ["grad-accumulates"]),
+        # the step forgotten: 12 calls, unchanged through three windows of 4
+        (96, "        opt.zero_grad()\n", ["params-frozen", "grad-accumulates"]),
+    ],
+    ids=["steps every 4th call", "never steps"],
+)
+def test_gradient_accumulation_is_not_a_frozen_parameter(
+    rows: int, update: str, codes: list[str], tmp_path: Path
+) -> None:
+    script = tmp_path / "accum.py"
+    script.write_text(ACCUMULATING.format(rows=rows, update=update), encoding="utf-8")
+    assert [f.code for f in run(script).graph.findings] == codes
+
+
+def test_gradients_never_zeroed_or_stepped_are_frozen_still(tmp_path: Path) -> None:
+    script = tmp_path / "never.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.ones(3, requires_grad=True)\n"
+        "for step in range(8):\n"
+        "    loss = (w * torch.arange(3.0)).sum() ** 2\n"
+        "    loss.backward()\n",
+        encoding="utf-8",
+    )
+    codes = {f.code for f in run(script).graph.findings}
+    assert {"params-frozen", "grad-accumulates"} <= codes
