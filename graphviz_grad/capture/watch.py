@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import linecache
+import math
 import os
 import re
 import sys
@@ -385,6 +386,9 @@ class Watch:
             weakref.WeakValueDictionary()
         )
         self._groups: weakref.WeakKeyDictionary[Any, tuple[int, ...]] = weakref.WeakKeyDictionary()
+        #: The largest learning rate each kind of optimizer stepped with (`Adam`: 20.0), for the
+        #: hint of `loss-diverges`.
+        self.learning_rates: dict[str, float] = {}
         #: Optimizer steps taken while none of the optimizer's parameters held a gradient, and
         #: the line of the first (`note_step_grads`).
         self.gradless_steps = 0
@@ -660,9 +664,17 @@ class Watch:
                 self._mark(out, passed)
 
     def note_optimizer(self, optimizer: Any) -> None:
-        """An optimizer steps: note its parameters (again only when its groups changed)."""
+        """An optimizer steps: note its kind and learning rate, and its parameters (again only
+        when its groups changed)."""
+        groups: Any = getattr(optimizer, "param_groups", None)
         try:
-            groups = optimizer.param_groups
+            lr = max(float(g["lr"]) for g in groups)
+            kind = type(optimizer).__name__
+            if lr > self.learning_rates.get(kind, -math.inf):
+                self.learning_rates[kind] = lr
+        except (KeyError, TypeError, ValueError, RuntimeError):
+            pass  # not torch.optim's layout, or no number for a rate: not noted
+        try:
             sizes = tuple(len(g["params"]) for g in groups)
             if self._groups.get(optimizer) == sizes:
                 return

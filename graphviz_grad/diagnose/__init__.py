@@ -115,7 +115,7 @@ def _graph_checks(
         *_calls.accumulates(graph, calls, explained),
         *_calls.summed(graph, calls),
         *loop_bad,
-        *_loop.diverges(calls),
+        *_loop.diverges(calls, watch.learning_rates if watch is not None else None),
         *_loop.frozen(calls, _gradless(watch), explained),
     ]
 

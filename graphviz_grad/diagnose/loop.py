@@ -9,7 +9,7 @@ forward pass or the backward pass produced it).
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from ..model import (
     CallInfo,
@@ -168,20 +168,23 @@ def _loss(call: CallInfo) -> float | None:
     return None
 
 
-def diverges(calls: Sequence[CallInfo]) -> list[Finding]:
-    """[loss-diverges]: per backward line, the loss ends orders of magnitude above its start."""
+def diverges(
+    calls: Sequence[CallInfo], learning_rates: Mapping[str, float] | None = None
+) -> list[Finding]:
+    """[loss-diverges]: per backward line, the loss ends orders of magnitude above its start.
+    `learning_rates`: the largest rate each kind of optimizer stepped with, for the hint."""
     by_site: dict[tuple[str | None, int | None], list[CallInfo]] = {}
     for call in calls:
         by_site.setdefault((call.file, call.line), []).append(call)
     found = []
     for group in by_site.values():
-        finding = _diverging(group)
+        finding = _diverging(group, learning_rates or {})
         if finding is not None:
             found.append(finding)
     return found
 
 
-def _diverging(group: list[CallInfo]) -> Finding | None:
+def _diverging(group: list[CallInfo], learning_rates: Mapping[str, float]) -> Finding | None:
     losses = [(c, v) for c in group if (v := _loss(c)) is not None]
     blew_up = any(has_nonfinite(c.root_value) for c in group)
     if len(losses) < MIN_CALLS:
@@ -206,11 +209,33 @@ def _diverging(group: list[CallInfo]) -> Finding | None:
         f"{math.log10(peak / start):.0f} orders of magnitude up{end}. Each update overshoots: "
         "the learning rate is the usual suspect."
     )
-    hint = (
-        "Lower the learning rate (by 10x until the loss goes down), normalise the inputs, "
-        "or clip gradients with `torch.nn.utils.clip_grad_norm_`."
+    return Finding(
+        "loss-diverges", "warning", message, first.file, first.line, (), _lower(learning_rates)
     )
-    return Finding("loss-diverges", "warning", message, first.file, first.line, (), hint)
+
+
+#: Optimizers whose step moves a parameter by about the learning rate whatever the size of its
+#: gradient (they divide by a running scale of it): clipping the gradient does not shorten it.
+ADAPTIVE = frozenset(
+    {"Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad", "Adadelta", "SparseAdam"}
+)
+
+
+def _lower(learning_rates: Mapping[str, float]) -> str:
+    """The hint of `loss-diverges`: the rates to lower, by optimizer, when the run stepped any."""
+    rates = " and ".join(f"`{kind}` lr={lr:g}" for kind, lr in sorted(learning_rates.items()))
+    adaptive = sorted(k for k in learning_rates if k in ADAPTIVE)
+    if adaptive:
+        return (
+            f"Lower the learning rate ({rates}) by 10x until the loss goes down: `{adaptive[0]}` "
+            "moves every parameter by about lr a step whatever the size of its gradient, so "
+            "clipping gradients does not shorten its steps."
+        )
+    where = f" ({rates})" if rates else ""
+    return (
+        f"Lower the learning rate{where} by 10x until the loss goes down, normalise the "
+        "inputs, or clip gradients with `torch.nn.utils.clip_grad_norm_`."
+    )
 
 
 def _same(a: TensorSummary | None, b: TensorSummary | None) -> bool:

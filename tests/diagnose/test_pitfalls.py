@@ -9,8 +9,8 @@ import pytest
 
 from graphviz_grad.capture import Captured, CaptureOptions, capture_script
 from graphviz_grad.diagnose import CODES, has_errors, with_findings
-from graphviz_grad.errors import ScriptError
 from graphviz_grad.diagnose.loop import diverges as loop_diverges
+from graphviz_grad.errors import ScriptError
 from graphviz_grad.model import CallInfo, Finding, TensorSummary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -1917,3 +1917,38 @@ def test_gradients_never_zeroed_or_stepped_are_frozen_still(tmp_path: Path) -> N
     )
     codes = {f.code for f in run(script).graph.findings}
     assert {"params-frozen", "grad-accumulates"} <= codes
+
+
+@pytest.mark.parametrize(
+    ("rates", "says", "never"),
+    [
+        ({}, "Lower the learning rate by 10x", "lr="),
+        ({"SGD": 0.5}, "Lower the learning rate (`SGD` lr=0.5) by 10x", "Adam"),
+        # clipping does not shorten an adaptive optimizer's steps: not offered for it
+        ({"AdamW": 20.0}, "(`AdamW` lr=20) by 10x", "clip_grad_norm_"),
+        ({"Adam": 0.001, "SGD": 0.1}, "(`Adam` lr=0.001 and `SGD` lr=0.1)", "clip_grad_norm_"),
+    ],
+)
+def test_the_divergence_hint_names_the_optimizers_rates(
+    rates: dict[str, float], says: str, never: str
+) -> None:
+    [f] = loop_diverges(_losses(5.788, 9207.0, 20920.0, 13950.0, 12140.0), rates)
+    assert says in (f.hint or "") and never not in (f.hint or "")
+
+
+def test_an_optimizers_rate_reaches_the_hint(tmp_path: Path) -> None:
+    script = tmp_path / "adam.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.zeros(1, requires_grad=True)\n"
+        "opt = torch.optim.SGD([w], lr=0.5)\n"
+        "x = torch.tensor([1.0, 2.0, 3.0, 4.0])\n"
+        "for step in range(12):\n"
+        "    loss = ((w * x - 2 * x) ** 2).mean()\n"
+        "    opt.zero_grad()\n"
+        "    loss.backward()\n"
+        "    opt.step()\n",
+        encoding="utf-8",
+    )
+    [f] = [f for f in run(script).graph.findings if f.code == "loss-diverges"]
+    assert "(`SGD` lr=0.5)" in (f.hint or "")
