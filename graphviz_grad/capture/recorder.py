@@ -291,10 +291,13 @@ class Recorder:
         kwargs: dict[str, Any],
     ) -> CallCapture:
         same: int | None = None
+        differentiable = _create_graph(kind, args, kwargs)
         for node, _ in roots:
             calls = node.metadata.setdefault("gradviz_calls", [])
             same = calls[0] if calls and same is None else same
             calls.append(number)
+            if differentiable:  # its graph is meant to be differentiated again (`diagnose`)
+                node.metadata[CREATE_GRAPH_KEY] = True
         names = Names()
         frames = [frame.f_locals, frame.f_globals] if frame is not None else []
         names.scan_all([*frames, *self.namespaces])
@@ -427,6 +430,12 @@ class Recorder:
             return trace(tensor, namespaces=namespaces, watch=self.watch, **kwargs)
         finally:
             self._mode.paused -= 1
+
+
+#: Metadata key of a node that was the root of a call with `create_graph=True` (a gradient
+#: penalty, a PINN's derivatives, MAML's inner step): the graph that holds it is built on it on
+#: purpose, in the same iteration.
+CREATE_GRAPH_KEY = "gradviz_create_graph"
 
 
 def keep_out_of_dynamo(modules: ModuleStack, watch: Watch) -> None:

@@ -42,6 +42,8 @@ class ScriptRun:
     namespace: dict[str, Any]
     recorder: Any
     exit_code: int = 0
+    #: The script ended by `sys.exit` (an argparse `--help` too), whatever the status.
+    exited: bool = False
     error: ScriptError | None = None
     #: What gradviz said about the source before running it (notebook cells skipped...).
     notes: list[str] = field(default_factory=list)
@@ -243,6 +245,7 @@ def _exec(code: types.CodeType, namespace: dict[str, Any], run: ScriptRun) -> bo
         exec(code, namespace)
         return True
     except SystemExit as exc:
+        run.exited = True
         run.exit_code = _exit_code(exc.code)
     except (KeyboardInterrupt, GradvizError):
         raise

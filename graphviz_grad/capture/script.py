@@ -84,6 +84,13 @@ def pick_graph(run: Any, options: CaptureOptions) -> Graph:
     if outer is not None:
         return _trace_named(run, outer, options)
     hint = _candidates_hint(ns)
+    if not candidates and rec.graph_ops == 0 and run.exited:
+        raise RootError(
+            f"The script exited (`sys.exit`, status {run.exit_code}) before it built any "
+            "autograd graph: there is nothing to draw.",
+            hint="A script with arguments exits after `--help` or when one is missing; give "
+            f"them after `--`: `gradviz render {run.path.name} -- --epochs 1`.",
+        )
     if not candidates and rec.graph_ops == 0 and not _uses_torch_func(run):
         raise RootError(
             "The script built no autograd graph: none of its ops had an input that requires a "

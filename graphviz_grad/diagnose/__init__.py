@@ -98,6 +98,7 @@ def _graph_checks(
     calls: Sequence[CallInfo],
     watch: Watch | None = None,
     explained: Collection[str] = (),
+    inputs: Collection[str] = (),
 ) -> list[Finding]:
     empty = _values.loss_empty(graph)
     why_loss = [*empty, *_values.forward_nonfinite(graph, calls)]
@@ -112,12 +113,28 @@ def _graph_checks(
         *_shapes.broadcast(graph),
         *_losses.loss_inputs(graph),
         *_calls.grows(graph, calls),
-        *_calls.accumulates(graph, calls, explained),
+        *_calls.accumulates(graph, calls, explained, inputs),
         *_calls.summed(graph, calls),
         *loop_bad,
         *_loop.diverges(calls, watch.learning_rates if watch is not None else None),
         *_loop.frozen(calls, _gradless(watch), explained),
     ]
+
+
+def _inputs(graph: Graph, namespace: Mapping[str, Any], watch: Watch | None) -> set[str]:
+    """The graph's leaves that are script variables no optimizer steps, when optimizers step
+    others (an input made to require grad for `autograd.grad`, not a parameter)."""
+    if watch is None or not watch.optimized:
+        return set()
+    from ._common import outside_optimizers
+
+    found = set()
+    for leaf in graph.leaves:
+        for name in leaf.names:
+            value = namespace.get(name)
+            if value is not None and outside_optimizers(value, watch.optimized):
+                found.add(name)
+    return found
 
 
 def _gradless(watch: Watch | None) -> tuple[int, str | None, int | None] | None:
@@ -193,7 +210,8 @@ def diagnose(
         untrained = params.untrained(watch, namespace, calls)
     # the parameters of layers in plain containers: their own finding says why they stay put
     explained = {label for _, _, named in untrained for label, _ in named}
-    found = _graph_checks(graph, calls, watch, explained)
+    inputs = _inputs(graph, namespace, watch) if namespace is not None else set()
+    found = _graph_checks(graph, calls, watch, explained, inputs)
     if watch is not None:
         found += _watch_checks(graph, calls, watch)
         if namespace is not None:

@@ -89,7 +89,10 @@ def _nonzero(step: LeafStep) -> bool:
 
 
 def accumulates(
-    graph: Graph, calls: Sequence[CallInfo], explained: Collection[str] = ()
+    graph: Graph,
+    calls: Sequence[CallInfo],
+    explained: Collection[str] = (),
+    inputs: Collection[str] = (),
 ) -> list[Finding]:
     """[grad-accumulates]: a leaf's `.grad` is non-zero when backward starts again.
 
@@ -97,12 +100,41 @@ def accumulates(
     update uses the sum: a GAN's generator step backpropagates through the discriminator, whose
     `.grad` is zeroed before its own next step (`_unused`). A `torch.autograd.grad` call adds
     nothing to `.grad` (WGAN-GP's gradient penalty), so it is not looked at. `explained`: leaves
-    another finding accounts for (layers kept in a plain list, which `zero_grad()` misses)."""
+    another finding accounts for (layers kept in a plain list, which `zero_grad()` misses).
+    `inputs`: leaves no optimizer steps while others do (a PINN's coordinates, which need a
+    gradient for `autograd.grad`): one that never changes gathers gradients nothing uses."""
     hits, cleared, longest = added_up(calls)
     hits = [h for h in hits if h[1] not in explained]
+    idle = {h[1] for h in hits if h[1] in inputs} - {h[1] for h in hits if h[2]}
+    if idle and all(h[1] in idle for h in hits):
+        return [_gathers_finding(graph, hits, idle)]
+    hits = [h for h in hits if h[1] not in idle]
     if not hits:
         return []
     return [_accumulates_finding(graph, hits, cleared, longest)]
+
+
+def _gathers_finding(
+    graph: Graph, hits: list[tuple[CallInfo, str, bool]], idle: set[str]
+) -> Finding:
+    """Inputs that need a gradient, no optimizer steps and nothing changes: `loss.backward()`
+    adds into their `.grad` at every call, which only matters if the script reads it."""
+    call = hits[0][0]
+    names = sorted(idle)
+    nodes = tuple(n.id for n in graph.leaves if n.label in idle)
+    one = len(names) == 1
+    grads = listing([f"{n}.grad" for n in names])
+    message = (
+        f"{listing(names)} {'requires' if one else 'require'} grad but {'is' if one else 'are'} "
+        f"in no optimizer and never {'changes' if one else 'change'}: each backward call"
+        f"{at_line(call.line)} adds its gradient into {grads}, and nothing zeroes "
+        f"{'it' if one else 'them'}. Harmless unless the script reads {grads}."
+    )
+    hint = (
+        "To leave it alone, backward into the parameters only: "
+        "`loss.backward(inputs=list(model.parameters()))`; else zero it before reading it."
+    )
+    return Finding("grad-accumulates", "info", message, call.file, call.line, nodes, hint)
 
 
 def added_up(calls: Sequence[CallInfo]) -> tuple[list[tuple[CallInfo, str, bool]], set[str], int]:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..capture import saved_attrs, unregistered, unwrap
+from ..capture.recorder import CREATE_GRAPH_KEY
 from ..model import CallInfo, Finding, Graph, display_path
 from ._common import at_line, listing, outside_optimizers, plural, source_line
 
@@ -379,7 +380,7 @@ def _walk(node: Any) -> tuple[list[Any], int]:
     while stack and len(nodes) < WALK_LIMIT:
         n = stack.pop()
         nodes.append(n)
-        if n is not node and _calls(n):
+        if n is not node and _calls(n) and not _differentiable(n):
             roots += 1
         for child, _ in n.next_functions:
             if child is not None and id(child) not in seen:
@@ -394,6 +395,15 @@ def _calls(node: Any) -> list[int]:
     except (AttributeError, RuntimeError):
         return []
     return found if isinstance(found, list) else []
+
+
+def _differentiable(node: Any) -> bool:
+    """Whether `node` was the root of a call with `create_graph=True`: a graph built on its
+    gradient (a PINN's `u''`, a gradient penalty) holds it on purpose, not an earlier iteration."""
+    try:
+        return bool(node.metadata.get(CREATE_GRAPH_KEY))
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _saved_bytes(nodes: list[Any]) -> int:

@@ -1952,3 +1952,45 @@ def test_an_optimizers_rate_reaches_the_hint(tmp_path: Path) -> None:
     )
     [f] = [f for f in run(script).graph.findings if f.code == "loss-diverges"]
     assert "(`SGD` lr=0.5)" in (f.hint or "")
+
+
+PINN = (
+    "import torch\n"
+    "from torch import nn\n"
+    "torch.manual_seed(0)\n"
+    "net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1))\n"
+    "opt = torch.optim.Adam(net.parameters(), lr=1e-3)\n"
+    "t = torch.linspace(0, 1, 20).unsqueeze(1).requires_grad_(True)\n"
+    "total = 0\n"
+    "for it in range(5):\n"
+    "    u = net(t)\n"
+    "    du = torch.autograd.grad(u, t, torch.ones_like(u), create_graph=True)[0]\n"
+    "    d2u = torch.autograd.grad(du, t, torch.ones_like(du), create_graph=True)[0]\n"
+    "    loss = (d2u + u).pow(2).mean() + (du[0] ** 2).sum()\n"
+    "    opt.zero_grad()\n"
+    "    loss.backward()\n"
+    "    opt.step()\n"
+    "{extra}"
+)
+
+
+@pytest.mark.parametrize(
+    ("extra", "retained"),
+    [("", False), ("    total = total + loss\n", True)],
+    ids=["one iteration's derivatives", "a running total over iterations"],
+)
+def test_a_graph_built_on_its_own_derivatives_is_not_retained(
+    extra: str, retained: bool, tmp_path: Path
+) -> None:
+    """A PINN's loss holds the graphs of `u` and `du`, each the root of an `autograd.grad` call
+    with `create_graph=True` of the same iteration: built on purpose, not earlier iterations
+    kept alive. A running total of those losses is."""
+    script = tmp_path / "pinn.py"
+    script.write_text(PINN.format(extra=extra), encoding="utf-8")
+    found = run(script).graph.findings
+    assert ("graph-retained" in [f.code for f in found]) == retained
+    # `t` needs a gradient for `autograd.grad` only: its `.grad` gathers, and that is said so
+    [gathers] = [f for f in found if f.code == "grad-accumulates"]
+    assert gathers.severity == "info" and gathers.line == 14
+    assert "`t` requires grad but is in no optimizer and never changes" in gathers.message
+    assert "gradient accumulation" not in gathers.message

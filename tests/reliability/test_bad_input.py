@@ -67,6 +67,13 @@ TABLE: tuple[Bad, ...] = (
     Bad("empty script", "", ("render", S), 5, "The script built no autograd graph"),
     Bad("no tensors at all", "x = 1\n", ("render", S), 5, "built no autograd graph"),
     Bad(
+        "the script's own --help",
+        "import argparse\nargparse.ArgumentParser().parse_args()\n",
+        ("render", S, "--", "--help"),
+        5,
+        "exited (`sys.exit`, status 0) before it built any autograd graph",
+    ),
+    Bad(
         "a model run under no_grad only",
         "import torch\nm = torch.nn.Linear(2, 1)\nwith torch.no_grad():\n"
         "    out = m(torch.ones(2))\n",
