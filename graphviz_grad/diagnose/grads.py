@@ -191,6 +191,15 @@ def _zero_finding(graph: Graph, node: Node, killer: Node, leaves: list[Node]) ->
             "Check the initialisation and the scale of the inputs (a large negative bias kills "
             "a ReLU), lower the learning rate, or use LeakyReLU/GELU."
         )
+    elif (zero := _zero_operand(graph, killer, node)) is not None:
+        why = (
+            f"its other operand {zero} is all zeros, and the gradient it passes down is a "
+            "product with it"
+        )
+        hint = (
+            f"Find why {zero} is all zeros: a dead ReLU above it, a mask or a weight that is "
+            "all zeros, or zero initialisation."
+        )
     else:
         why = "the backward of this op gives zero (an all-zero input, or a product with 0)"
         hint = "Check what the op above does with its input; its gradient is exactly zero."
@@ -200,6 +209,20 @@ def _zero_finding(graph: Graph, node: Node, killer: Node, leaves: list[Node]) ->
     )
     nodes = (killer.id, node.id, *(n.id for n in leaves if n.id != node.id))
     return Finding("grad-zero", "warning", message, killer.file, killer.line, nodes, hint)
+
+
+def _zero_operand(graph: Graph, killer: Node, node: Node) -> str | None:
+    """An input of `killer` other than `node` whose value is all zeros (the output of a dead
+    ReLU going into a matrix product), named as the findings name nodes; None if none is."""
+    for e in graph.inputs[killer.id]:
+        other = graph.nodes[e.src]
+        if e.src == node.id:
+            continue
+        outputs = other.outputs
+        value = outputs[e.output_nr].value if e.output_nr < len(outputs) else other.value
+        if value is not None and value.all_zero:
+            return node_ref(other)
+    return None
 
 
 def none(graph: Graph) -> list[Finding]:

@@ -1994,3 +1994,11 @@ def test_a_graph_built_on_its_own_derivatives_is_not_retained(
     assert gathers.severity == "info" and gathers.line == 14
     assert "`t` requires grad but is in no optimizer and never changes" in gathers.message
     assert "gradient accumulation" not in gathers.message
+
+
+def test_a_gradient_killed_by_an_all_zero_operand_names_it() -> None:
+    """Below a dead ReLU the next layer's weight gets a zero gradient because its input, the
+    ReLU's output, is all zeros: the finding names that operand, not "a product with 0"."""
+    first = next(f for f in run(PITFALLS / "grad_zero.py").graph.findings if f.nodes[:2] == (1, 8))
+    assert "its other operand #3 ReluBackward0 is all zeros" in first.message
+    assert "Find why #3 ReluBackward0 is all zeros" in (first.hint or "")
