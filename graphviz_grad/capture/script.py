@@ -84,6 +84,7 @@ def pick_graph(run: Any, options: CaptureOptions) -> Graph:
     if outer is not None:
         return _trace_named(run, outer, options)
     hint = _candidates_hint(ns)
+    functional = _uses_torch_func(run)
     if not candidates and rec.graph_ops == 0 and run.exited:
         raise RootError(
             f"The script exited (`sys.exit`, status {run.exit_code}) before it built any "
@@ -91,7 +92,7 @@ def pick_graph(run: Any, options: CaptureOptions) -> Graph:
             hint="A script with arguments exits after `--help` or when one is missing; give "
             f"them after `--`: `gradviz render {run.path.name} -- --epochs 1`.",
         )
-    if not candidates and rec.graph_ops == 0 and not _uses_torch_func(run):
+    if not candidates and rec.graph_ops == 0 and not functional:
         raise RootError(
             "The script built no autograd graph: none of its ops had an input that requires a "
             "gradient, so there is nothing to draw.",
@@ -99,7 +100,7 @@ def pick_graph(run: Any, options: CaptureOptions) -> Graph:
             "have it) and compute a loss from them outside `torch.no_grad()`; "
             "`loss.backward()` then makes the graph gradviz draws.",
         )
-    if _uses_torch_func(run):
+    if functional:
         hint = (
             "The script takes its gradients with `torch.func` (grad, vjp, jacrev...), which "
             "makes no backward call and keeps no autograd graph: gradviz draws the graphs of "
