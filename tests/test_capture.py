@@ -217,6 +217,46 @@ def test_items_of_a_parameter_group_list_give_way_to_module_names(tmp_path: Path
     assert names == [("extra[0]",), ("model.bias",), ("model.weight",)], names
 
 
+TRAINER = (
+    "class Trainer:",
+    "    def __init__(self, model):",
+    "        self.model = model",
+    "        self.scale = torch.tensor(2.0, requires_grad=True)",
+    "    def fit(self):",
+    "        loss = (self.model(torch.ones(2, 3)) * self.scale).sum()",
+    "        loss.backward()",
+)
+
+
+@pytest.mark.parametrize(
+    ("made", "expected"),
+    [
+        # the model exists only inside the trainer: named from the method's `self`
+        (
+            "Trainer(torch.nn.Linear(3, 1)).fit()",
+            [("self.model.bias",), ("self.model.weight",), ("self.scale",)],
+        ),
+        # a script variable holds it too: its own name comes first
+        (
+            "model = torch.nn.Linear(3, 1)\nTrainer(model).fit()",
+            [
+                ("model.bias", "self.model.bias"),
+                ("model.weight", "self.model.weight"),
+                ("self.scale",),
+            ],
+        ),
+    ],
+    ids=["inside the trainer", "also a script variable"],
+)
+def test_parameters_held_by_the_scripts_own_objects_are_named(
+    made: str, expected: list[tuple[str, ...]], tmp_path: Path
+) -> None:
+    """A trainer class whose method calls backward (`self.model`, `self.scale`): its leaves
+    were nameless; they are named through the script's own object, one level deep."""
+    graph = graph_of(tmp_path, *TRAINER, made)
+    assert sorted(n.names for n in graph.leaves) == expected
+
+
 def test_the_throwaway_name_names_nothing(tmp_path: Path) -> None:
     """`_, loss = model(x, y)` (a GPT's logits and loss): the logits are not called `_`."""
     graph = graph_of(

@@ -15,7 +15,9 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
+import itertools
 import linecache
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -121,6 +123,43 @@ def _layers_in(value: Any) -> list[tuple[Any, torch.nn.Module]]:
     return []
 
 
+#: Whether a class is the script's own (or a library's outside PyTorch), by class.
+_own_classes: dict[type, bool] = {}
+
+
+def _is_user() -> Any:
+    """`USER_FRAMES.is_user` (imported late: the forward recorder imports this module)."""
+    from ._forward import USER_FRAMES
+
+    return USER_FRAMES.is_user
+
+
+def own_object(value: Any, is_user: Any) -> bool:
+    """An instance of a class the script (or a library outside PyTorch) defines, with a
+    `__dict__`: a trainer, a logger, a model's own attributes. `is_user(path)` says whether a
+    file is the user's (`USER_FRAMES.is_user`). Answered once per class."""
+    kind = type(value)
+    known = _own_classes.get(kind)
+    if known is None:
+        known = _own_class(value, is_user)
+        if len(_own_classes) < 4096:
+            _own_classes[kind] = known
+    return known
+
+
+def _own_class(value: Any, is_user: Any) -> bool:
+    kind = type(value)
+    if kind.__module__ in ("builtins", "types") or not hasattr(value, "__dict__"):
+        return False
+    if isinstance(value, type) or callable(value) and not isinstance(value, torch.nn.Module):
+        return False
+    if kind.__module__ == "__main__":  # the script's own class
+        return True
+    module = sys.modules.get(kind.__module__)
+    path = getattr(module, "__file__", None)
+    return bool(path) and is_user(path)
+
+
 class Names:
     """Variable names by tensor identity, in the order they were first seen."""
 
@@ -136,9 +175,15 @@ class Names:
         #: Models whose plain containers of layers were not looked into yet.
         self._models: list[tuple[str, torch.nn.Module]] = []
 
-    def scan(self, namespace: Mapping[str, Any]) -> None:
-        """Record the tensors, modules and small containers of tensors in `namespace`."""
+    def scan(
+        self, namespace: Mapping[str, Any], owned: list[tuple[str, Any]] | None = None
+    ) -> None:
+        """Record the tensors, modules and small containers of tensors in `namespace`; and
+        those that objects of the script's own classes hold (`self.model` in a trainer's
+        method), after the namespace's own names, or into `owned` for the caller to scan last."""
         wrapped: list[tuple[str, torch.nn.Module]] = []
+        objects: list[tuple[str, Any]] = [] if owned is None else owned
+        is_user = _is_user()
         filename = namespace.get("__file__")
         if isinstance(filename, str):
             self._loop_names |= loop_targets(filename)
@@ -161,17 +206,35 @@ class Names:
                     if isinstance(item, torch.Tensor) and isinstance(key, (str, int)):
                         self._items.add(f"{name}[{key!r}]")
                         self._add(f"{name}[{key!r}]", item)
+            elif own_object(value, is_user):
+                objects.append((name, value))
         for name, value in wrapped:  # after the model itself, whose own name comes first
             self._add_module(name, unwrap(value))
+        if owned is None:
+            self.scan_objects(objects)
+
+    def scan_objects(self, objects: Iterable[tuple[str, Any]]) -> None:
+        """The tensors and modules held in the attributes of the script's own objects (a
+        trainer's `self.model`, `self.w`), one level deep, `_MAX_ITEMS` of each at most."""
+        for name, obj in objects:
+            for attr, value in itertools.islice(vars(obj).items(), _MAX_ITEMS):
+                if attr.startswith("_"):
+                    continue
+                if isinstance(value, torch.Tensor):
+                    self._add(f"{name}.{attr}", value)
+                elif isinstance(value, torch.nn.Module):
+                    self._add_module(f"{name}.{attr}", unwrap(value))
 
     def scan_all(self, namespaces: Iterable[Mapping[str, Any]]) -> None:
         """`scan` each namespace in order, the same one once (a script's top-level frame has
         the same dict for its locals, its globals and its namespace)."""
         seen: set[int] = set()
+        owned: list[tuple[str, Any]] = []
         for ns in namespaces:
             if id(ns) not in seen:
                 seen.add(id(ns))
-                self.scan(ns)
+                self.scan(ns, owned)
+        self.scan_objects(owned)  # last: a model's own name (`model.0.weight`) comes first
 
     def _add(self, name: str, t: torch.Tensor) -> None:
         self._keep.append(t)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 import linecache
 import re
-import sys
 import weakref
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 
 from ..capture import saved_attrs, unregistered, unwrap
+from ..capture.naming import own_object
 from ..capture.recorder import CREATE_GRAPH_KEY
 from ..model import CallInfo, Finding, Graph, display_path
 from ._common import at_line, listing, outside_optimizers, plural, source_line
@@ -486,7 +486,7 @@ def _places(namespace: Mapping[str, Any]) -> list[tuple[str, Any]]:
         inner: Iterable[tuple[str, Any]] = ()
         if isinstance(value, dict):
             inner = [(_entry(name, k), v) for k, v in value.items() if isinstance(k, (str, int))]
-        elif _own_object(value, USER_FRAMES.is_user):
+        elif own_object(value, USER_FRAMES.is_user):
             inner = [(f"{name}.{k}", v) for k, v in vars(value).items() if not k.startswith("_")]
         todo += [(n, v, depth + 1) for n, v in list(inner)[:PLACES_LIMIT]]
     return found
@@ -494,21 +494,6 @@ def _places(namespace: Mapping[str, Any]) -> list[tuple[str, Any]]:
 
 def _entry(name: str, key: str | int) -> str:
     return f'{name}["{key}"]' if isinstance(key, str) else f"{name}[{key}]"
-
-
-def _own_object(value: Any, is_user: Any) -> bool:
-    """An instance of a class the script (or a library outside PyTorch) defines, with a
-    `__dict__`: a trainer, a logger, a model's own attributes."""
-    kind = type(value)
-    if kind.__module__ in ("builtins", "types") or not hasattr(value, "__dict__"):
-        return False
-    if isinstance(value, type) or callable(value) and not isinstance(value, torch.nn.Module):
-        return False
-    if kind.__module__ == "__main__":  # the script's own class
-        return True
-    module = sys.modules.get(kind.__module__)
-    path = getattr(module, "__file__", None)
-    return bool(path) and is_user(path)
 
 
 #: Separate graphs, never run backward, that a script list must hold to be reported.
