@@ -112,9 +112,10 @@ class Cut:
     leaf: Any = None
     #: The forward op that made the source (its record's `seq`), when it is not a leaf.
     source_op: int | None = None
-    #: What the source was made from: per input, its op's `seq` or a weak reference to a leaf
-    #: (empty if unknown). With `source_op`, tells whether gradient still reaches the source's
-    #: own graph by another path (`CallEvents.reaches`): a stop-gradient, not a lost gradient.
+    #: What the source was made from, two levels up: per input, a weak reference to a leaf or
+    #: `(seq, its own inputs)` of its op (empty if unknown; see `_made_from`). With `source_op`,
+    #: tells whether gradient still reaches the source's own graph by another path
+    #: (`CallEvents.reaches`): a stop-gradient, not a lost gradient.
     inputs: tuple[Any, ...] = ()
 
 
@@ -155,9 +156,17 @@ class CallEvents:
             return self._has_leaf(cut.leaf)
         if cut.source_op in self.ops:
             return True
-        return bool(cut.inputs) and all(
-            self._has_leaf(x) if isinstance(x, weakref.ref) else x in self.ops for x in cut.inputs
-        )
+        return bool(cut.inputs) and all(self._reached(x) for x in cut.inputs)
+
+    def _reached(self, made: Any) -> bool:
+        """One entry of `Cut.inputs`: a leaf in the graph, an op in it, or an op (not in it)
+        whose own inputs all are: `w.round()` in `w + (w.round() - w).detach()`."""
+        if isinstance(made, weakref.ref):
+            return self._has_leaf(made)
+        if isinstance(made, tuple):
+            seq, below = made
+            return seq in self.ops or (bool(below) and all(self._reached(x) for x in below))
+        return made in self.ops
 
     def _has_leaf(self, ref: Any) -> bool:
         leaf = ref() if ref is not None else None
@@ -270,9 +279,10 @@ def _near_a_root(node: Any) -> bool:
     return False
 
 
-def _made_from(node: Any) -> tuple[Any, ...]:
-    """Per input of `node`: its forward op's `seq`, or a weak reference to a leaf; () if one is
-    not known (an op the recording did not see)."""
+def _made_from(node: Any, depth: int = 2) -> tuple[Any, ...]:
+    """Per input of `node`: a weak reference to a leaf, or its forward op's `seq`, with what
+    that op was made from in turn (`(seq, inputs)`) for `depth` levels; () if one is not known
+    (an op the recording did not see)."""
     found: list[Any] = []
     for child, _ in node.next_functions:
         if child is None:
@@ -284,7 +294,7 @@ def _made_from(node: Any) -> tuple[Any, ...]:
         record = op_record(child)
         if record is None:
             return ()
-        found.append(record.seq)
+        found.append(record.seq if depth <= 1 else (record.seq, _made_from(child, depth - 1)))
     return tuple(found)
 
 

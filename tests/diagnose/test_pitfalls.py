@@ -520,6 +520,25 @@ def test_a_stop_gradient_is_an_info_not_a_lost_gradient(tmp_path: Path) -> None:
     assert "`.detach()` of an Embedding output" in found[2].message
 
 
+def test_straight_through_rounding_is_a_stop_gradient(tmp_path: Path) -> None:
+    """`w + (w.round() - w).detach()`: the detached value was made from `w.round()`, an op the
+    gradient does not reach, and from `w`, which still gets its gradient through `w +`. Two levels
+    up, everything it was made from is reached: an info, not "no gradient flows back"."""
+    script = tmp_path / "ste.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.randn(5, requires_grad=True)\n"
+        "x = torch.randn(10, 5)\n"
+        "wq = w + (w.round() - w).detach()\n"
+        "loss = (x @ wq).pow(2).mean()\n"
+        "loss.backward()\n",
+        encoding="utf-8",
+    )
+    [cut] = [f for f in run(script).graph.findings if f.code == "cut"]
+    assert (cut.severity, cut.line) == ("info", 4)
+    assert "stops the gradient on one path" in cut.message
+
+
 def test_a_detach_that_leaves_a_layer_without_gradient_is_still_a_warning(tmp_path: Path) -> None:
     script = tmp_path / "half.py"
     script.write_text(
