@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import GradvizError, ScriptError, ScriptNotFoundError, TimeoutError_
+from ..model import rebinding_update
 from .modules import ModuleRun, module_name
 
 T = TypeVar("T")
@@ -450,16 +451,29 @@ def _raised_in(exc: BaseException, function: str) -> bool:
 
 
 def _grad_none_hint(exc: BaseException) -> str | None:
-    """For `w.grad.zero_()` / `w.grad.data` on a `.grad` that is None (AttributeError on None at
-    a line that reads a `.grad`): why a `.grad` is None, naming it when the error's position
-    shows which."""
-    if not isinstance(exc, AttributeError) or "'NoneType' object has no attribute" not in str(exc):
+    """For `w.grad.zero_()` / `w.grad.data` / `lr * w.grad` on a `.grad` that is None (an
+    AttributeError or TypeError on None at a line that reads a `.grad`): why a `.grad` is None,
+    naming it when the error's position shows which; for `w = w - lr * w.grad`, that this very
+    line made `w` a non-leaf."""
+    text = str(exc)
+    on_none = (
+        isinstance(exc, AttributeError) and "'NoneType' object has no attribute" in text
+    ) or (isinstance(exc, TypeError) and "'NoneType'" in text)
+    if not on_none:
         return None
     frames = _user_frames(exc)
     if not frames or ".grad" not in (frames[-1].line or ""):
         return None
     last = frames[-1]
     text = last.line or ""
+    rebound = rebinding_update(text)
+    if rebound is not None:
+        return (
+            f"`{rebound}.grad` is None: line {last.lineno} makes a new `{rebound}` from the old "
+            "one with grad tracking on, so after the first update it is no leaf and backward "
+            f"fills no `.grad` for it. Update the leaf in place, untracked: `with "
+            f"torch.no_grad(): {rebound} -= lr * {rebound}.grad`, then `{rebound}.grad.zero_()`."
+        )
     # the failing expression's columns (Python 3.11+), on one line
     start, end = getattr(last, "colno", None), getattr(last, "end_colno", None)
     if start is not None and end is not None and last.lineno == getattr(last, "end_lineno", None):

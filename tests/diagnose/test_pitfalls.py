@@ -1287,6 +1287,29 @@ def test_a_grad_that_is_none_gets_a_hint_naming_it(tmp_path: Path) -> None:
     assert (error.hint or "").startswith("`b.grad` is None here: it stays None until a backward")
 
 
+def test_an_update_that_rebinds_the_parameter_gets_a_hint_at_its_none_grad(
+    tmp_path: Path,
+) -> None:
+    """`w = w - 0.01 * w.grad` in the lesson's loop: the second pass fails on `0.01 * None`, at
+    the very line that made `w` a non-leaf; the hint says so and gives the untracked update."""
+    script = tmp_path / "rebind.py"
+    script.write_text(
+        "import torch\n"
+        "x, y = torch.tensor([1.0, 2.0]), torch.tensor([2.0, 4.0])\n"
+        "w = torch.tensor(1.0, requires_grad=True)\n"
+        "for epoch in range(3):\n"
+        "    loss = ((x * w - y) ** 2).mean()\n"
+        "    loss.backward()\n"
+        "    w = w - 0.01 * w.grad\n",
+        encoding="utf-8",
+    )
+    error = run(script).error
+    assert error is not None and "TypeError" in error.message
+    hint = error.hint or ""
+    assert hint.startswith("`w.grad` is None: line 7 makes a new `w` from the old one")
+    assert "`with torch.no_grad(): w -= lr * w.grad`" in hint
+
+
 @pytest.mark.parametrize(
     "order", ["backward, zero_grad, step", "zero_grad, backward, step", "zero_grad, step, backward"]
 )
