@@ -377,6 +377,10 @@ class Watch:
         self.seq = 0
         self.items: dict[float, Cut] = {}
         self.inplace: deque[InplaceWrite] = deque(maxlen=INPLACE_LIMIT)
+        #: Per module, the ids of the tensors in its own parameter slots at its first call.
+        self.call_params: weakref.WeakKeyDictionary[Any, frozenset[int]] = (
+            weakref.WeakKeyDictionary()
+        )
         self.called: weakref.WeakKeyDictionary[Any, tuple[str | None, int | None]] = (
             weakref.WeakKeyDictionary()
         )
@@ -536,6 +540,11 @@ class Watch:
             return
         if module not in self.called:
             self.called[module] = _where()
+            # the tensors its own parameters were at its first call: another tensor in their
+            # place (`torch.func.functional_call(model, params, x)`) is no use of them
+            self.call_params[module] = frozenset(
+                id(p) for p in module._parameters.values() if p is not None
+            )
         if module not in self.grad_called and torch.is_grad_enabled():
             self.grad_called[module] = True
 

@@ -190,6 +190,7 @@ def _run_checks(
             grad_called=watch.grad_called,
             last_use=watch.last_use,
             stepped=watch.unreached_params,
+            call_params=watch.call_params,
         )
     return found
 

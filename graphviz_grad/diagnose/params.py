@@ -55,6 +55,18 @@ def _was_called(root: torch.nn.Module, prefix: str, called: Any, grad_called: An
     return False
 
 
+def _swapped(root: torch.nn.Module, name: str, p: Any, call_params: Any) -> bool:
+    """Whether parameter `name` of `root` was another tensor when its module first ran (the
+    stateless call of `torch.func.functional_call(model, params, x)`): not its to be used."""
+    owner: Any = root
+    for part in name.split(".")[:-1]:
+        owner = getattr(owner, part, None)
+        if owner is None:
+            return False
+    seen = call_params.get(owner) if call_params is not None else None
+    return seen is not None and id(p) not in seen
+
+
 def unused(
     graph: Graph,
     namespace: Mapping[str, Any],
@@ -67,6 +79,7 @@ def unused(
     grad_called: Any = None,
     last_use: Mapping[int, int] | None = None,
     stepped: Mapping[int, Any] | None = None,
+    call_params: Any = None,
 ) -> list[Finding]:
     """[unused-param]: parameters and script tensors that need a gradient and get none.
 
@@ -74,7 +87,8 @@ def unused(
     the run's last call, or gradviz's own pass): the namespace at the end of the run says
     nothing true about an earlier call, whose names may since have been rebound. When
     optimizers ran (`optimized`: the parameters they step, by id), a module parameter in none
-    of them is not meant to get a gradient (a DQN's target network) and is not reported. One
+    of them is not meant to get a gradient (a DQN's target network) and is not reported, nor is
+    one that was another tensor when its module ran (`call_params`: `functional_call`). One
     that was in the graph of another backward call (`reached`) is used conditionally (mixture of
     experts routing, LayerDrop): an `info`. One whose module ran only under `torch.no_grad()`
     (`grad_called` lacks it: an inference model, a frozen backbone) is not reported, unless an
@@ -89,6 +103,9 @@ def unused(
         elsewhere: list[str] = []
         for pname, p in module.named_parameters():
             if id(p) in stepped:  # `stepped_unreached` says more about it
+                continue
+            if _swapped(module, pname, p, call_params):
+                seen.add(id(p))
                 continue
             if p.requires_grad and id(p) not in seen and not outside_optimizers(p, optimized):
                 seen.add(id(p))

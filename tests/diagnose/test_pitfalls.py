@@ -2044,3 +2044,28 @@ def test_a_gradient_killed_by_an_all_zero_operand_names_it() -> None:
     first = next(f for f in run(PITFALLS / "grad_zero.py").graph.findings if f.nodes[:2] == (1, 8))
     assert "its other operand #3 ReluBackward0 is all zeros" in first.message
     assert "Find why #3 ReluBackward0 is all zeros" in (first.hint or "")
+
+
+def test_a_module_run_with_other_tensors_by_functional_call_is_not_unused(
+    tmp_path: Path,
+) -> None:
+    """`torch.func.functional_call(model, params, x)` runs `model` with the tensors of `params`
+    in its parameters' place (stateless training, MAML): its own parameters are not meant to
+    get a gradient. Before, `unused-param` said the root did not depend on them."""
+    script = tmp_path / "fcall.py"
+    script.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "from torch.func import functional_call\n"
+        "model = nn.Linear(3, 1)\n"
+        "params = {k: v.detach().clone().requires_grad_(True) "
+        "for k, v in model.named_parameters()}\n"
+        "x, y = torch.randn(8, 3), torch.randn(8, 1)\n"
+        "for step in range(3):\n"
+        "    loss = nn.functional.mse_loss(functional_call(model, params, (x,)), y)\n"
+        "    grads = torch.autograd.grad(loss, list(params.values()))\n"
+        "    params = {k: (v - 0.1 * g).detach().requires_grad_(True) "
+        "for (k, v), g in zip(params.items(), grads)}\n",
+        encoding="utf-8",
+    )
+    assert [f.code for f in run(script).graph.findings] == []
