@@ -43,9 +43,11 @@ def dot_name(view: View, drawn_id: int) -> str:
 
 
 def _call_numbers(view: View) -> dict[ClusterKey, int]:
-    """A 1-based number per call of a module that the view shows several calls of."""
+    """A 1-based number per call of a module that the graph holds several calls of, counted
+    over the whole graph: a view that elides the middle terms of a loop still labels its last
+    drawn call `[call 253]`, not `[call 3]`."""
     calls: dict[str, set[int]] = {}
-    for scopes in _all_scopes(view):
+    for scopes in (*(n.scopes for n in view.graph.nodes), *_all_scopes(view)):
         for path, _, call in scopes:
             calls.setdefault(path, set()).add(call)
     return {

@@ -19,7 +19,7 @@ from graphviz_grad._gc import on_big_graphs
 from graphviz_grad.errors import UsageError
 from graphviz_grad.model import Graph
 
-from ._budget import elide, trim_fans
+from ._budget import FAN_KEEP, elide, trim_fans
 from ._inputs import INPUTS_AUTO, with_inputs
 from ._model import Group, View, ViewEdge, anchors, build
 from ._modules import group_modules, max_depth
@@ -153,11 +153,20 @@ def _choose(
         if size > budget:
             best = (owner, groups, notes, _describe(attempt))
     owner, groups, notes, done = best
-    owner, groups = elide(graph, owner, groups, budget)
+    finest = _plan(graph, options)
+    cut = elide(graph, *finest[:2], budget)
+    if cut[2]:  # a few whole terms of a wide fan-in fit as they are: no collapse needed
+        (owner, groups, widest), notes, done = cut, finest[2], ""
+    else:
+        owner, groups, widest = elide(graph, owner, groups, budget)
     hidden = len(groups[-1].members)
-    done = (done + ", then " if done else "") + (
-        f"elided the {hidden:,} nodes farthest from the root into one node"
+    where = (
+        f"the {hidden:,} nodes past the first {FAN_KEEP - 1} and the last of the {widest:,} "
+        "inputs of a node (each term whole)"
+        if widest
+        else f"the {hidden:,} nodes farthest from the root"
     )
+    done = (done + ", then " if done else "") + f"elided {where} into one node"
     return owner, groups, notes, done
 
 

@@ -16,9 +16,17 @@ FAN_LIMIT = 16
 FAN_KEEP = 3
 
 
-def _bfs_order(graph: Graph, owner: list[int], drawn: list[int], limit: int) -> list[int]:
+def _bfs_order(
+    graph: Graph, owner: list[int], drawn: list[int], limit: int
+) -> tuple[list[int], int]:
     """The first `limit` drawn ids in breadth-first order from the root(s), towards the leaves;
-    then the rest. The walk stops once it has `limit` (the rest are never kept)."""
+    then the rest. The walk stops once it has `limit` (the rest are never kept).
+
+    Of a node with more than `FAN_LIMIT` inputs (a `cat` or `stack` of one term per step: a
+    policy gradient's log-probabilities, a loss per time step) the walk follows the first
+    `FAN_KEEP - 1` inputs and the last one only, and the rest are not added after it: a few whole
+    terms read better than one level of every term drawn side by side. Also returns the widest
+    such fan (0: none)."""
     inputs: dict[int, list[int]] = {}
     for src, dst, _ in drawn_links(graph, owner):
         inputs.setdefault(dst, []).append(src)
@@ -26,24 +34,33 @@ def _bfs_order(graph: Graph, owner: list[int], drawn: list[int], limit: int) -> 
     seen = set(starts)
     order = list(dict.fromkeys(starts))
     queue = deque(order)
+    widest = 0
     while queue and len(order) < limit:
-        for src in inputs.get(queue.popleft(), ()):
+        found: list[int] = inputs.get(queue.popleft(), [])
+        if len(found) > FAN_LIMIT:
+            found = list(dict.fromkeys(found))  # one per source (a group joins by many edges)
+            if len(found) > FAN_LIMIT:
+                widest = max(widest, len(found))
+                found = [*found[: FAN_KEEP - 1], found[-1]]
+        for src in found:
             if src not in seen:
                 seen.add(src)
                 order.append(src)
                 queue.append(src)
-    if len(order) < limit:
+    if len(order) < limit and not widest:
         order.extend(d for d in drawn if d not in seen)
-    return order[:limit]
+    return order[:limit], widest
 
 
 def elide(
     graph: Graph, owner: list[int], groups: list[Group], budget: int
-) -> tuple[list[int], list[Group]]:
-    """Keep the `budget - 1` drawn nodes nearest the root; one group hides all the others."""
+) -> tuple[list[int], list[Group], int]:
+    """Keep the `budget - 1` drawn nodes nearest the root (a few whole terms of a wide fan-in:
+    `_bfs_order`); one group hides all the others. Also returns the widest fan-in cut (0: none)."""
     n = len(graph.nodes)
     drawn = [i for i, o in enumerate(owner) if o == i] + [g.id for g in groups]
-    keep = set(_bfs_order(graph, owner, drawn, max(1, budget - 1)))
+    order, widest = _bfs_order(graph, owner, drawn, max(1, budget - 1))
+    keep = set(order)
     kept_groups = [g for g in groups if g.id in keep]
     renumber = {g.id: n + k for k, g in enumerate(kept_groups)}
     elided_id = n + len(kept_groups)
@@ -63,7 +80,7 @@ def elide(
             ops=ops,
         )
     )
-    return new_owner, new_groups
+    return new_owner, new_groups, widest
 
 
 def _renumbered(group: Group, new_id: int) -> Group:

@@ -6,6 +6,7 @@ Values shown by a collapsed module are checked against PyTorch: the module's out
 
 from __future__ import annotations
 
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -454,3 +455,35 @@ def test_a_sliver_that_cannot_wrap_is_folded() -> None:
     assert [(g.kind, g.repeat) for g in view.groups] == [("fold", 12)]
     assert "long narrow strip" in view.notes[-1]
     assert fit_budget(graph, ViewOptions(focus="#0", radius=3)).groups == ()
+
+
+def test_budget_keeps_a_few_whole_terms_of_a_wide_fan_in() -> None:
+    """A loss that stacks one term per step (REINFORCE's `-log_prob * R` of every step of an
+    episode): one level of every term side by side drew a strip tens of thousands of pixels
+    wide. Over the budget, the first two terms and the last are drawn whole; the rest is one
+    elided node, and the note says so."""
+    w = torch.tensor([0.5, -1.0], requires_grad=True)
+    with gg.record() as rec:
+        terms = [((w * (i + 1)).sin() * 2).sum() for i in range(300)]
+        torch.stack(terms).sum().backward()
+    graph = rec.graph()
+    view = fit_budget(graph, budget=100)
+    stack = next(n.id for n in graph.nodes if n.op == "StackBackward0")
+    into_stack = {e.src for e in view.edges if e.dst == stack}
+    (elided,) = view.groups
+    assert elided.kind == "elided" and elided.id in into_stack
+    assert len(into_stack - {elided.id}) == 3  # three whole terms, each down to its `w`
+    terms_drawn = [i for i in view.shown if graph.nodes[i].op == "SinBackward0"]
+    assert len(terms_drawn) == 3
+    assert "past the first 2 and the last of the 300 inputs of a node" in view.notes[-1]
+
+
+def test_call_numbers_count_over_the_whole_graph_not_the_view() -> None:
+    """With the middle terms elided, the last term's module box is `[call 300]`, not `[call 3]`."""
+    w = nn.Linear(2, 1)
+    with gg.record() as rec:
+        torch.stack([w(torch.full((2,), float(i))).sum() for i in range(300)]).sum().backward()
+    graph = rec.graph()
+    dot = to_dot(graph, view=fit_budget(graph, budget=100))
+    calls = sorted(set(re.findall(r"w \(Linear\) \[call (\d+)\]", dot)), key=int)
+    assert calls == ["1", "2", "300"]
