@@ -543,7 +543,8 @@ def _kept_forwards(graph: Graph, name: str, items: Any) -> list[Finding]:
     hint = (
         f"Compute them under `torch.no_grad()` (evaluation), or keep `{name}.append(out.detach())`."
     )
-    return [Finding("graph-retained", "warning", message, None, None, (), hint)]
+    file, line = _append_line(graph, name)
+    return [Finding("graph-retained", "warning", message, file, line, (), hint)]
 
 
 def _graphs_of(tensors: list[torch.Tensor]) -> tuple[list[Any], int]:
@@ -585,7 +586,23 @@ def _kept_roots(graph: Graph, name: str, items: Any) -> list[Finding]:
         "the script, more with every step."
     )
     hint = f"Keep numbers: `{name}.append(loss.item())` (or `loss.detach()`)."
-    return [Finding("graph-retained", "warning", message, None, None, shown, hint)]
+    file, line = _append_line(graph, name)
+    return [Finding("graph-retained", "warning", message, file, line, shown, hint)]
+
+
+def _append_line(graph: Graph, name: str) -> tuple[str | None, int | None]:
+    """The line of the script that appends to list `name` (`self.history.append(loss)`), found
+    in the files of the graph's ops: (None, None) if none does."""
+    last = name.rsplit(".", 1)[-1]  # `history` of `self.history`; `h` of `h["loss"]`
+    head, _, key = last.partition("[")
+    attr = re.escape(head) + (r"\[[^\]]*\]" if key else "")
+    pattern = re.compile(rf"(?<![\w]){attr}\.(append|extend|insert)\(")
+    files = dict.fromkeys(n.file for n in graph.nodes[:WALK_LIMIT] if n.file)
+    for file in files:
+        for number, text in enumerate(linecache.getlines(file), 1):
+            if pattern.search(text) and not text.lstrip().startswith("#"):
+                return display_path(file), number
+    return None, None
 
 
 def _retained_finding(

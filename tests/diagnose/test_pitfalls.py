@@ -638,6 +638,7 @@ def test_a_list_of_losses_keeps_their_graphs(kept: str, tmp_path: Path) -> None:
     assert (f.code, f.severity) == ("graph-retained", "warning")
     assert f.message.startswith("`losses` holds 4 tensors that were each the root of a backward")
     assert "`losses.append(loss.item())`" in (f.hint or "")
+    assert f.line == 10  # the line that appends
 
 
 @pytest.mark.parametrize("kept", ["loss", "loss.item()"])
@@ -680,6 +681,8 @@ def test_a_history_dict_and_a_trainers_attributes_keep_their_graphs(
     ]
     running = by_start["`trainer.running`"]
     assert running.line == 15
+    assert by_start["`trainer.losses`"].line == 13  # `self.losses.append(loss)`
+    assert by_start['`trainer.history["loss"]`'].line == 14
     assert "`self.running += loss.item()`" in (running.hint or "")
     assert "backward freed their saved tensors, the nodes stay" in running.message
 
@@ -1374,6 +1377,7 @@ def test_a_list_of_outputs_no_backward_ran_through_keeps_their_activations(
     (f,) = found
     assert (f.code, f.severity) == ("graph-retained", "warning")
     assert "`val_preds` holds 4 tensors that still require grad, from 4 separate" in f.message
+    assert f.line == 13  # `val_preds.append(model(xv))`
 
 
 @pytest.mark.parametrize(
