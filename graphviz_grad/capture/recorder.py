@@ -267,8 +267,8 @@ class Recorder:
         self._settled.freeze()
         self.watch.note_call(kind, args, kwargs)
         self.watch.note_frames(frame)
-        capture = self._begin(roots, number, kind, frame, args, kwargs)
         create_graph = _create_graph(kind, args, kwargs)
+        capture = self._begin(roots, number, kind, frame, args, kwargs, create_graph)
         self._mode.paused += 0 if create_graph else 1
         try:
             with contextlib.nullcontext() if create_graph else self._mode.off():
@@ -289,9 +289,9 @@ class Recorder:
         frame: Any,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        differentiable: bool = False,
     ) -> CallCapture:
         same: int | None = None
-        differentiable = _create_graph(kind, args, kwargs)
         for node, _ in roots:
             calls = node.metadata.setdefault("gradviz_calls", [])
             same = calls[0] if calls and same is None else same

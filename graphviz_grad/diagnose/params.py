@@ -597,7 +597,7 @@ def _append_line(graph: Graph, name: str) -> tuple[str | None, int | None]:
     head, _, key = last.partition("[")
     attr = re.escape(head) + (r"\[[^\]]*\]" if key else "")
     pattern = re.compile(rf"(?<![\w]){attr}\.(append|extend|insert)\(")
-    files = dict.fromkeys(n.file for n in graph.nodes[:WALK_LIMIT] if n.file)
+    files = dict.fromkeys(n.file for n in graph.nodes if n.file)
     for file in files:
         for number, text in enumerate(linecache.getlines(file), 1):
             if pattern.search(text) and not text.lstrip().startswith("#"):

@@ -19,7 +19,7 @@ from graphviz_grad._gc import on_big_graphs
 from graphviz_grad.errors import UsageError
 from graphviz_grad.model import Graph
 
-from ._budget import FAN_KEEP, elide, trim_fans
+from ._budget import FAN_KEEP, FAN_LIMIT, elide, trim_fans
 from ._inputs import INPUTS_AUTO, with_inputs
 from ._model import Group, View, ViewEdge, anchors, build
 from ._modules import group_modules, max_depth
@@ -140,11 +140,16 @@ def _describe(attempt: ViewOptions) -> str:
 
 
 def _choose(
-    graph: Graph, options: ViewOptions, budget: int
+    graph: Graph,
+    options: ViewOptions,
+    budget: int,
+    finest: tuple[list[int], list[Group], list[str]],
 ) -> tuple[list[int], list[Group], list[str], str]:
     """The first attempt that fits `budget`. When none does, or a module collapse would leave
-    almost nothing drawn, the last attempt too big for the budget, with its far end elided."""
-    best = (*_plan(graph, options), "")
+    almost nothing drawn, the last attempt too big for the budget, with its far end elided; or,
+    in a graph with a wide fan-in, `finest` (the plan of `options`) with all but a few whole
+    terms of it elided (`elide`)."""
+    best = (*finest, "")
     for attempt in _attempts(options, max_depth(graph)):
         owner, groups, notes = _plan(graph, attempt)
         size = _size(owner, groups)
@@ -153,9 +158,8 @@ def _choose(
         if size > budget:
             best = (owner, groups, notes, _describe(attempt))
     owner, groups, notes, done = best
-    finest = _plan(graph, options)
-    cut = elide(graph, *finest[:2], budget)
-    if cut[2]:  # a few whole terms of a wide fan-in fit as they are: no collapse needed
+    cut = elide(graph, *finest[:2], budget) if _fan_in(graph) else None
+    if cut is not None and cut[2]:  # a few whole terms of a wide fan-in: no collapse needed
         (owner, groups, widest), notes, done = cut, finest[2], ""
     else:
         owner, groups, widest = elide(graph, owner, groups, budget)
@@ -170,6 +174,11 @@ def _choose(
     return owner, groups, notes, done
 
 
+def _fan_in(graph: Graph) -> bool:
+    """Whether a node of `graph` has more inputs than `elide` follows whole (`FAN_LIMIT`)."""
+    return any(len(edges) > FAN_LIMIT for edges in graph.inputs)
+
+
 def fit_budget(
     graph: Graph, options: ViewOptions | None = None, budget: int = DEFAULT_BUDGET
 ) -> View:
@@ -180,11 +189,12 @@ def fit_budget(
     chosen over a finer one with its far end elided.
     """
     options = options or ViewOptions()
-    owner, groups, notes = _plan(graph, options)
+    finest = _plan(graph, options)
+    owner, groups, notes = finest
     before = _size(owner, groups)
     if before <= budget:
         return _unslivered(graph, options, _trimmed(build(graph, owner, groups, notes)))
-    owner, groups, notes, done = _choose(graph, options, budget)
+    owner, groups, notes, done = _choose(graph, options, budget, finest)
     notes.append(
         f"{before:,} nodes are above the layout budget of {budget:,}: {done} "
         f"({_size(owner, groups):,} drawn). Use --full to draw everything (slow), --budget N, "
