@@ -598,6 +598,10 @@ RULES: dict[str, Callable[[Ctx], Formula]] = {
 
 
 def formula(ctx: Ctx) -> Formula | None:
-    """The formula of `ctx.node`, or None when gradviz has no rule for its op."""
-    build = RULES.get(ctx.node.op or "")
+    """The formula of `ctx.node`, or None when gradviz has no rule for its op (`RULES`, then
+    the activations, losses and layers of `nn_rules`, which build on this module)."""
+    from graphviz_grad.teach.nn_rules import NN_RULES
+
+    op = ctx.node.op or ""
+    build = RULES.get(op) or NN_RULES.get(op)
     return build(ctx) if build is not None else None
