@@ -34,6 +34,7 @@ import weakref
 from collections import deque
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 import torch
@@ -235,6 +236,13 @@ def scripts_own(filename: str) -> bool:
     """A file of the script's own: not PyTorch's, gradviz's or the standard library's (as
     `USER_FRAMES`), nor an installed library's (a framework's locals are not the script's)."""
     return USER_FRAMES.is_user(filename) and ("-packages" + os.sep) not in filename
+
+
+def _own_frame(frame: FrameType | None) -> FrameType | None:
+    """The innermost frame of the script's own files (`scripts_own`) from `frame` out."""
+    while frame is not None and not scripts_own(frame.f_code.co_filename):
+        frame = frame.f_back
+    return frame
 
 
 #: Entries of a dict, or attributes of an object, looked at by `_worth_holding`.
@@ -525,12 +533,18 @@ class Watch:
             return
         if filename.startswith(_OWN_DIR):  # raised by gradviz's own reading of the graph
             return
-        if not USER_FRAMES.is_user(filename):
-            frame = USER_FRAMES.find(sys._getframe(2))
-            if frame is None:
-                return
-            filename, lineno = frame.f_code.co_filename, frame.f_lineno
-        text = _INTERNAL.sub("", str(message).strip().split("\n")[0]).strip()
+        if not scripts_own(filename):
+            # raised (or pointed by its `stacklevel`) inside PyTorch or an installed library
+            # (typing_extensions' `deprecated` wrapper): the script's own line that led there
+            frame = _own_frame(sys._getframe(2))
+            if frame is not None:
+                filename, lineno = frame.f_code.co_filename, frame.f_lineno
+            elif not USER_FRAMES.is_user(filename):
+                frame = USER_FRAMES.find(sys._getframe(2))
+                if frame is None:
+                    return
+                filename, lineno = frame.f_code.co_filename, frame.f_lineno
+        text = " ".join(_INTERNAL.sub("", str(message).strip().split("\n")[0]).split())
         found = ScriptWarning(category.__name__, text, filename, lineno)
         if found not in self.warnings:
             self.warnings.append(found)

@@ -204,6 +204,12 @@ _PYTORCHS_OWN = (
         "`nn.TransformerEncoder(..., enable_nested_tensor=False)` silences it.",
     ),
     (
+        "GradScaler is enabled, but CUDA is not available",
+        "Nothing to fix for gradients here: the scaler only matters for float16 autocast on a "
+        "GPU, and on this machine it does nothing; `GradScaler(enabled=torch.cuda.is_available())`"
+        " silences it.",
+    ),
+    (
         "Sparse invariant checks are implicitly disabled",
         "Nothing to fix for gradients: PyTorch says it does not check a sparse tensor's indices "
         "by default; `torch.sparse_coo_tensor(..., check_invariants=True)` checks them, "

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from graphviz_grad.capture import Captured, CaptureOptions, capture_script
 from graphviz_grad.diagnose import CODES, has_errors, with_findings
@@ -1721,6 +1722,47 @@ def test_nan_in_an_earlier_batch_is_blamed_on_that_batch(tmp_path: Path) -> None
     assert "becomes non-finite at backward call 6 at line 15" in f.message
     assert "(the data) hold 2 NaNs: the data brought it in" in f.message
     assert "--call 6" in (f.hint or "") and "forward-nonfinite" not in found
+
+
+def test_a_warning_raised_inside_an_installed_library_is_placed_on_the_scripts_line(
+    tmp_path: Path,
+) -> None:
+    """A library's warning whose `stacklevel` points into the library itself (typing_extensions'
+    `deprecated` wrapper did so for `torch.cuda.amp.GradScaler` in nanoGPT) is placed on the
+    script's line that called it, not on the library's."""
+    lib = tmp_path / "site-packages"
+    lib.mkdir()
+    (lib / "helper_lib.py").write_text(
+        "import warnings\n"
+        "def scaled(t):\n"
+        "    warnings.warn('helper_lib:  scaling is off', UserWarning, stacklevel=1)\n"
+        "    return t * 2\n",
+        encoding="utf-8",
+    )
+    warned = _torch_warning(
+        tmp_path,
+        "import sys, torch\n"
+        f"sys.path.insert(0, {str(lib)!r})\n"
+        "import helper_lib\n"
+        "w = torch.ones(2, requires_grad=True)\n"
+        "helper_lib.scaled(w).sum().backward()\n",
+    )
+    assert warned.file is not None and warned.file.endswith("warns.py")
+    assert warned.line == 5
+    assert "helper_lib: scaling is off" in warned.message  # runs of spaces read as one
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the notice is for machines without CUDA")
+def test_a_gradscaler_without_cuda_is_an_info(tmp_path: Path) -> None:
+    warned = _torch_warning(
+        tmp_path,
+        "import torch\n"
+        "scaler = torch.amp.GradScaler('cuda', enabled=True)\n"
+        "w = torch.ones(2, requires_grad=True)\n"
+        "scaler.scale(w.sum()).backward()\n",
+    )
+    assert warned.severity == "info" and warned.line == 2
+    assert "enabled=torch.cuda.is_available()" in (warned.hint or "")
 
 
 def test_pytorchs_notice_about_sparse_invariant_checks_is_an_info(tmp_path: Path) -> None:
