@@ -257,6 +257,27 @@ def test_parameters_held_by_the_scripts_own_objects_are_named(
     assert sorted(n.names for n in graph.leaves) == expected
 
 
+def test_a_second_variable_for_the_same_model_adds_no_names(tmp_path: Path) -> None:
+    """nanoGPT's `raw_model = model.module if ddp else model`: one model, two variables. Its
+    parameters keep the first name (a tied weight had four: `model.wte.weight`,
+    `model.head.weight`, `raw_model.wte.weight`, `raw_model.head.weight`)."""
+    graph = graph_of(
+        tmp_path,
+        "class Tied(torch.nn.Module):",
+        "    def __init__(self):",
+        "        super().__init__()",
+        "        self.wte = torch.nn.Embedding(5, 3)",
+        "        self.head = torch.nn.Linear(3, 5, bias=False)",
+        "        self.head.weight = self.wte.weight",
+        "    def forward(self, idx):",
+        "        return self.head(self.wte(idx))",
+        "model = Tied()",
+        "raw_model = model",
+        "model(torch.tensor([1, 2])).sum().backward()",
+    )
+    assert [n.names for n in graph.leaves] == [("model.wte.weight", "model.head.weight")]
+
+
 def test_the_throwaway_name_names_nothing(tmp_path: Path) -> None:
     """`_, loss = model(x, y)` (a GPT's logits and loss): the logits are not called `_`."""
     graph = graph_of(

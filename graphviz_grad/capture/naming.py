@@ -184,6 +184,7 @@ class Names:
         wrapped: list[tuple[str, torch.nn.Module]] = []
         objects: list[tuple[str, Any]] = [] if owned is None else owned
         is_user = _is_user()
+        models: set[int] = set()
         filename = namespace.get("__file__")
         if isinstance(filename, str):
             self._loop_names |= loop_targets(filename)
@@ -195,7 +196,11 @@ class Names:
             elif isinstance(value, torch.nn.Module) and is_wrapper(value):
                 wrapped.append((name, value))
             elif isinstance(value, torch.nn.Module):
-                self._add_module(name, value)
+                # one name per model in a namespace: nanoGPT's `raw_model = model` would give
+                # every parameter a second name (and a tied weight four)
+                if id(value) not in models:
+                    models.add(id(value))
+                    self._add_module(name, value)
             elif isinstance(value, (list, tuple)) and len(value) <= _MAX_ITEMS:
                 for i, item in enumerate(value):
                     if isinstance(item, torch.Tensor):
