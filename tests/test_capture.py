@@ -257,7 +257,21 @@ def test_parameters_held_by_the_scripts_own_objects_are_named(
     assert sorted(n.names for n in graph.leaves) == expected
 
 
-def test_a_second_variable_for_the_same_model_adds_no_names(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("made", "expected"),
+    [
+        ("model = Tied()\nraw_model = model", ("model.wte.weight", "model.head.weight")),
+        # a wrapper (DDP, torch.compile) adds the wrapper's name once, as before
+        (
+            "net = Tied()\nmodel = torch.nn.DataParallel(net)\nraw_model = model",
+            ("net.wte.weight", "net.head.weight", "model.wte.weight", "model.head.weight"),
+        ),
+    ],
+    ids=["plain", "wrapped"],
+)
+def test_a_second_variable_for_the_same_model_adds_no_names(
+    made: str, expected: tuple[str, ...], tmp_path: Path
+) -> None:
     """nanoGPT's `raw_model = model.module if ddp else model`: one model, two variables. Its
     parameters keep the first name (a tied weight had four: `model.wte.weight`,
     `model.head.weight`, `raw_model.wte.weight`, `raw_model.head.weight`)."""
@@ -271,11 +285,10 @@ def test_a_second_variable_for_the_same_model_adds_no_names(tmp_path: Path) -> N
         "        self.head.weight = self.wte.weight",
         "    def forward(self, idx):",
         "        return self.head(self.wte(idx))",
-        "model = Tied()",
-        "raw_model = model",
+        made,
         "model(torch.tensor([1, 2])).sum().backward()",
     )
-    assert [n.names for n in graph.leaves] == [("model.wte.weight", "model.head.weight")]
+    assert [n.names for n in graph.leaves] == [expected]
 
 
 def test_the_throwaway_name_names_nothing(tmp_path: Path) -> None:

@@ -193,13 +193,15 @@ class Names:
                 continue
             if isinstance(value, torch.Tensor):
                 self._add(name, value)
-            elif isinstance(value, torch.nn.Module) and is_wrapper(value):
-                wrapped.append((name, value))
             elif isinstance(value, torch.nn.Module):
-                # one name per model in a namespace: nanoGPT's `raw_model = model` would give
-                # every parameter a second name (and a tied weight four)
-                if id(value) not in models:
-                    models.add(id(value))
+                # one name per model object in a namespace: nanoGPT's `raw_model = model` would
+                # give every parameter a second name (and a tied weight four)
+                if id(value) in models:
+                    continue
+                models.add(id(value))
+                if is_wrapper(value):
+                    wrapped.append((name, value))
+                else:
                     self._add_module(name, value)
             elif isinstance(value, (list, tuple)) and len(value) <= _MAX_ITEMS:
                 for i, item in enumerate(value):
