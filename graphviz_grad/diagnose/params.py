@@ -133,7 +133,7 @@ def unused(
         other = {
             i for i, n in (last_use or {}).items() if graph.call is not None and n != graph.call - 1
         }
-        found.extend(_free_tensors(namespace, seen, used, labels, other, graph.grad_source))
+        found.extend(_free_tensors(namespace, seen, used, labels, other, graph))
     return found
 
 
@@ -353,13 +353,14 @@ def _free_tensors(
     seen: set[int],
     used: Any,
     labels: set[str],
-    elsewhere: Collection[int] = (),
-    source: str = "backward",
+    elsewhere: Collection[int],
+    graph: Graph,
 ) -> list[Finding]:
     """Script tensors that require grad, are in no graph shown, and got no gradient from any
     call (a `.grad` filled by another backward call means it was used there); not those used
-    only outside the forward pass of the call shown (`elsewhere`, by id). `source` is how the
-    call shown computed its gradients (`Graph.grad_source`)."""
+    only outside the forward pass of the call shown (`elsewhere`, by id). One that fed other
+    tensors is placed on the first line that reads it."""
+    source = graph.grad_source
     found = []
     for name, t in namespace.items():
         if name.startswith("_") or not isinstance(t, torch.Tensor) or id(t) in seen:
@@ -377,15 +378,33 @@ def _free_tensors(
             if source == "autograd.grad"
             else f"`{name}.grad` stays None"
         )
+        file, line = _use_line(graph, name) if feeds else (None, None)
         message = f"`{name}` requires grad but the root does not depend on it, so {gets}" + (
-            " although it feeds other tensors." if feeds else "."
+            f" although it feeds other tensors{f' (first at line {line})' if line else ''}."
+            if feeds
+            else "."
         )
         hint = (
             "Check that the loss is computed from it (a `.detach()`, `.item()` or `no_grad` "
             "on the way cuts the graph)."
         )
-        found.append(Finding("unused-param", "warning" if feeds else "info", message, hint=hint))
+        found.append(
+            Finding("unused-param", "warning" if feeds else "info", message, file, line, hint=hint)
+        )
     return found
+
+
+def _use_line(graph: Graph, name: str) -> tuple[str | None, int | None]:
+    """The first line, in the files of the backward call and of the graph's ops, that reads
+    the script variable `name` (not one that only binds it): (None, None) if none does."""
+    used = re.compile(rf"(?<![\w.]){re.escape(name)}(?!\w)")
+    binds = re.compile(rf"^\s*{re.escape(name)}\s*(:[^=]*)?=(?!=)")
+    for file in dict.fromkeys([graph.call_file, *(n.file for n in graph.nodes)]):
+        for number, text in enumerate(linecache.getlines(file) if file else (), 1):
+            code = text.split("#", 1)[0]
+            if used.search(code) and not binds.match(code):
+                return display_path(file), number
+    return None, None
 
 
 def _walk(node: Any) -> tuple[list[Any], int]:

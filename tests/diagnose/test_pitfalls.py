@@ -1724,6 +1724,27 @@ def test_nan_in_an_earlier_batch_is_blamed_on_that_batch(tmp_path: Path) -> None
     assert "--call 6" in (f.hint or "") and "forward-nonfinite" not in found
 
 
+def test_a_tensor_that_feeds_others_but_not_the_root_is_placed_where_it_is_first_read(
+    tmp_path: Path,
+) -> None:
+    """`torch.tensor([a, b], requires_grad=True)` rebuilds the outputs as a new leaf: `w1` fed
+    `a` at line 5 but the loss does not depend on it. The finding had no source line."""
+    found = _coded(
+        tmp_path,
+        "import torch\n"
+        "w1 = torch.randn(3, requires_grad=True)  # w1 is made here\n"
+        "x = torch.randn(3)\n"
+        "w1_copy = None\n"
+        "a = (w1 * x).sum()\n"
+        "outs = torch.tensor([a.item(), 1.0], requires_grad=True)\n"
+        "(outs ** 2).sum().backward()\n",
+        "unused-param",
+    )
+    [f] = found
+    assert f.severity == "warning" and f.line == 5 and f.file is not None
+    assert f.message.endswith("although it feeds other tensors (first at line 5).")
+
+
 def test_a_warning_raised_inside_an_installed_library_is_placed_on_the_scripts_line(
     tmp_path: Path,
 ) -> None:
