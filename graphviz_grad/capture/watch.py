@@ -400,6 +400,8 @@ class Watch:
         #: For each leaf in `used`: how many backward calls had ended when it last fed a graph
         #: op (one not used in the forward pass of the call shown is not that call's business).
         self.last_use: dict[int, int] = {}
+        #: For each leaf in `used`: the user's file and line of the first op it fed.
+        self.first_use: dict[int, tuple[str | None, int | None]] = {}
         #: Backward calls ended so far (`after_call`).
         self.backward_calls = 0
         #: The parameters that optimizers step, by id (`note_optimizer`): a parameter in none
@@ -795,6 +797,7 @@ class Watch:
                     if t.grad_fn is None:
                         if self.used.get(id(t)) is not t:
                             self.used[id(t)] = t
+                            self.first_use[id(t)] = _where()
                         self.last_use[id(t)] = self.backward_calls
                 elif self.marks:
                     cut = self.cut_of(t)

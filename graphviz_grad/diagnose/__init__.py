@@ -189,6 +189,7 @@ def _run_checks(
             reached=watch.reached,
             grad_called=watch.grad_called,
             last_use=watch.last_use,
+            first_use=watch.first_use,
             stepped=watch.unreached_params,
             call_params=watch.call_params,
         )

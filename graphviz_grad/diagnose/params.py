@@ -80,6 +80,7 @@ def unused(
     last_use: Mapping[int, int] | None = None,
     stepped: Mapping[int, Any] | None = None,
     call_params: Any = None,
+    first_use: Mapping[int, tuple[str | None, int | None]] | None = None,
 ) -> list[Finding]:
     """[unused-param]: parameters and script tensors that need a gradient and get none.
 
@@ -133,7 +134,7 @@ def unused(
         other = {
             i for i, n in (last_use or {}).items() if graph.call is not None and n != graph.call - 1
         }
-        found.extend(_free_tensors(namespace, seen, used, labels, other, graph))
+        found.extend(_free_tensors(namespace, seen, used, labels, other, graph, first_use or {}))
     return found
 
 
@@ -355,11 +356,12 @@ def _free_tensors(
     labels: set[str],
     elsewhere: Collection[int],
     graph: Graph,
+    first_use: Mapping[int, tuple[str | None, int | None]],
 ) -> list[Finding]:
     """Script tensors that require grad, are in no graph shown, and got no gradient from any
     call (a `.grad` filled by another backward call means it was used there); not those used
     only outside the forward pass of the call shown (`elsewhere`, by id). One that fed other
-    tensors is placed on the first line that reads it."""
+    tensors is placed on the line of the first op it fed (`first_use`, by id)."""
     source = graph.grad_source
     found = []
     for name, t in namespace.items():
@@ -378,7 +380,7 @@ def _free_tensors(
             if source == "autograd.grad"
             else f"`{name}.grad` stays None"
         )
-        file, line = _use_line(graph, name) if feeds else (None, None)
+        file, line = first_use.get(id(t), (None, None)) if feeds else (None, None)
         message = f"`{name}` requires grad but the root does not depend on it, so {gets}" + (
             f" although it feeds other tensors{f' (first at line {line})' if line else ''}."
             if feeds
@@ -389,22 +391,16 @@ def _free_tensors(
             "on the way cuts the graph)."
         )
         found.append(
-            Finding("unused-param", "warning" if feeds else "info", message, file, line, hint=hint)
+            Finding(
+                "unused-param",
+                "warning" if feeds else "info",
+                message,
+                display_path(file) if file else None,
+                line,
+                hint=hint,
+            )
         )
     return found
-
-
-def _use_line(graph: Graph, name: str) -> tuple[str | None, int | None]:
-    """The first line, in the files of the backward call and of the graph's ops, that reads
-    the script variable `name` (not one that only binds it): (None, None) if none does."""
-    used = re.compile(rf"(?<![\w.]){re.escape(name)}(?!\w)")
-    binds = re.compile(rf"^\s*{re.escape(name)}\s*(:[^=]*)?=(?!=)")
-    for file in dict.fromkeys([graph.call_file, *(n.file for n in graph.nodes)]):
-        for number, text in enumerate(linecache.getlines(file) if file else (), 1):
-            code = text.split("#", 1)[0]
-            if used.search(code) and not binds.match(code):
-                return display_path(file), number
-    return None, None
 
 
 def _walk(node: Any) -> tuple[list[Any], int]:

@@ -32,7 +32,7 @@ EXPECTED: dict[str, list[tuple[str, str, int | None, tuple[int, ...]]]] = {
         ("backward-twice", "error", 14, (3, 4)),
         ("grad-accumulates", "info", 17, (5,)),
     ],
-    "cut.py": [("unused-param", "warning", None, ()), ("cut", "warning", 16, (3,))],
+    "cut.py": [("unused-param", "warning", 15, ()), ("cut", "warning", 16, (3,))],
     "unused_param.py": [("unused-param", "warning", 27, ())],
     "grad_none.py": [("grad-none", "warning", 9, (5, 6)), ("torch-warning", "warning", 17, ())],
     "grad_zero.py": [
