@@ -92,5 +92,6 @@ def test_a_hook_on_one_output_of_a_split_is_not_said_of_the_other(tmp_path: Path
         "loss = (a * b).sum() + b.pow(2).sum()\nloss.backward()\n",
     )
     assert "the hook on a" not in text
-    assert "grad in ∂loss/∂a = [3.0, 4.0]" in text  # output 0's own gradient: from `a * b`
-    assert "∂loss/∂x ← [3.0, 4.0, 21.0, 30.0]" in text  # b's: ([1, 2] + [6, 8]) · 3
+    assert "upstream ∂loss/∂a = [3.0, 4.0]" in text  # output 0's own gradient: from `a * b`
+    assert "output 1: [3.0, 4.0], gradient [21.0, 30.0]" in text  # b's: ([1, 2] + [6, 8]) · 3
+    assert "= [3.0, 4.0, 21.0, 30.0]" in text  # the pieces put back together

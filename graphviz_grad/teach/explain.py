@@ -160,6 +160,15 @@ class Explanation:
             return total
         return f"{self._terms(edges)} = {total}"
 
+    def _other_outputs(self, node: Node) -> list[Line]:
+        """Past output 0 (`split`, `unbind`, `chunk`): the value and gradient of each output a
+        gradient reached; backward gets them all at once."""
+        return [
+            ("", f"output {k}: {self.fmt(out.value)}, gradient {self.fmt(out.grad)}")
+            for k, out in enumerate(node.outputs)
+            if k and out.grad is not None
+        ]
+
     def _terms(self, edges: Sequence[Edge]) -> str:
         """The gradients arriving along `edges`, as a sum."""
         return " + ".join(f"{self.fmt(e.grad)} (from #{e.dst})" for e in edges)
@@ -179,6 +188,7 @@ class Explanation:
         if re.search(r"\bc\b", found.forward):
             lines.append(("", _CONSTANT))
         lines.extend(self._upstream(node))
+        lines.extend(self._other_outputs(node))
         for edge in self.graph.inputs[node.id]:
             if self.only is None or edge.src in self.only:  # `to`: only the inputs on its paths
                 lines.extend(self._input(ctx, found, edge))
@@ -208,6 +218,7 @@ class Explanation:
             lines.append(("forward", f"{symbol(node)} = {self.fmt(node.value)}"))
         lines.extend(("saved", f"{s.name} = {self._saved(s)}") for s in node.saved)
         lines.append(("grad in", self._upstream(node)[0][1]))
+        lines.extend(self._other_outputs(node))
         for e in self.graph.inputs[node.id]:
             src = self.graph.nodes[e.src]
             lines.append(("grad out", f"{self.d(src)} ← {self.fmt(e.grad)} (input {e.index})"))

@@ -360,7 +360,7 @@ def _variance(kind: str) -> Callable[[Ctx], Formula]:
 def _pieces(c: Ctx) -> Formula:
     a, dim = c.s(0), c.param("dim", "0")
     return Formula(
-        f"the pieces of {a} along dim {dim}",
+        f"piece 0 of {a} cut along dim {dim}",
         None,
         (_loc(c, 0, "1", None, lambda: 1.0),),
         (
