@@ -9,6 +9,7 @@ returns, raises, calls `sys.exit` or is interrupted.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import ctypes
 import json
@@ -434,6 +435,15 @@ def _known_hint(exc: BaseException) -> str | None:
             "the layer as large as the vocabulary (`nn.Embedding(len(vocab), dim)`), or map "
             "unknown tokens to an index inside it."
         )
+    if "optimizer got an empty parameter list" in text:
+        spent = _spent_generator(exc)
+        if spent is not None:
+            hint = (
+                f"`{spent}` is a generator (`model.parameters()` returns one), and something "
+                "before this line (another optimizer, a loop) went through it: it is empty "
+                f"now. Pass `model.parameters()` again, or keep a list: `{spent} = "
+                "list(model.parameters())`."
+            )
     match = _MATMUL.search(text)
     if match is not None and match[2] != match[3]:
         has, takes, out = match[2], match[3], match[4]
@@ -443,6 +453,28 @@ def _known_hint(exc: BaseException) -> str | None:
             "right, or flatten the input first (`x.flatten(1)` after a convolution)."
         )
     return hint
+
+
+def _spent_generator(exc: BaseException) -> str | None:
+    """The name, on the innermost line of the user's code in `exc`'s traceback, of a variable
+    that holds a generator (`params = model.parameters()`, used up by then)."""
+    from ._forward import USER_FRAMES
+
+    frames = [f for f, _ in traceback.walk_tb(exc.__traceback__)]
+    frame = next((f for f in reversed(frames) if USER_FRAMES.is_user(f.f_code.co_filename)), None)
+    if frame is None:
+        return None
+    text = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+    try:
+        tree = ast.parse(text.rstrip(":"))
+    except SyntaxError:
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            value = frame.f_locals.get(node.id, frame.f_globals.get(node.id))
+            if isinstance(value, types.GeneratorType):
+                return node.id
+    return None
 
 
 def _raised_in(exc: BaseException, function: str) -> bool:

@@ -193,12 +193,24 @@ def stepped_unreached(watch: Any, namespace: Mapping[str, Any]) -> list[Finding]
             "None of them belongs to a module of the script any more: a layer made again in "
             "`forward` (`self.fc = nn.Linear(...)`) replaces the one the optimizer took."
         )
+    copies = [] if named else _copies_of(kept, namespace)
+    if copies:
+        why = (
+            f"They are copies of {listing(copies)} (`p.clone()`, `copy.deepcopy(model)`, "
+            "`torch.tensor(p)` make new tensors): the optimizer updates the copies, the loss "
+            "is computed from the originals."
+        )
     message = f"{ran}, but no backward call reached {what}, so the update does nothing. {why}"
     hint = (
         "Create the optimizer from the parameters the loss is computed from "
         "(`torch.optim.SGD(model.parameters(), ...)`, after the model), and create layers in "
         "`__init__`, not in `forward`."
     )
+    if copies:
+        hint = (
+            "Give the optimizer the parameters themselves, not copies: "
+            "`torch.optim.SGD(model.parameters(), ...)`."
+        )
     if named and ran_forward:
         hint = (
             f"Make the loss depend on `{ran_forward[0]}`'s output: drop the `.detach()`, "
@@ -206,6 +218,26 @@ def stepped_unreached(watch: Any, namespace: Mapping[str, Any]) -> list[Finding]
             "new tensor with no graph)."
         )
     return [Finding("unused-param", "warning", message, display_path(file), line, (), hint)]
+
+
+def _copies_of(kept: Sequence[torch.Tensor], namespace: Mapping[str, Any]) -> list[str]:
+    """The module parameters that tensors an optimizer holds are copies of: another tensor of
+    the same shape, dtype, device and values (no gradient reached the copy, so no step moved
+    it: it still equals what it was copied from, unless that was trained meanwhile)."""
+    params = [
+        (f"{name}.{pname}", p)
+        for name, m in _modules(namespace)
+        for pname, p in m.named_parameters()
+    ]
+    found = []
+    for t in kept:
+        for label, p in params:
+            if p is t or p.shape != t.shape or p.dtype != t.dtype or p.device != t.device:
+                continue
+            if torch.equal(p.detach(), t.detach()):
+                found.append(label)
+                break
+    return found
 
 
 #: A plain container of layers nothing updates: (model name, `Unregistered`, its parameters

@@ -799,6 +799,33 @@ def test_pytorchs_autograd_tutorials_get_no_false_alarm(tmp_path: Path) -> None:
     assert [(f.code, f.severity) for f in found] == [("grad-accumulates", "info")]
 
 
+@pytest.mark.parametrize(
+    "copied", ["[p.clone().detach().requires_grad_() for p in model.parameters()]",
+               "copy.deepcopy(model).parameters()"]
+)  # fmt: skip
+def test_an_optimizer_given_copies_of_the_parameters_is_told_so(
+    copied: str, tmp_path: Path
+) -> None:
+    """`SGD([p.clone() ...])` or a deep copy of the model: the optimizer steps tensors the loss
+    never uses. It was blamed on a layer made again in `forward`."""
+    found = _coded(
+        tmp_path,
+        "import copy\n"
+        "import torch\n"
+        "model = torch.nn.Linear(3, 1)\n"
+        f"opt = torch.optim.SGD({copied}, lr=0.1)\n"
+        "for _ in range(3):\n"
+        "    loss = model(torch.randn(8, 3)).pow(2).mean()\n"
+        "    opt.zero_grad()\n"
+        "    loss.backward()\n"
+        "    opt.step()\n",
+        "unused-param",
+    )
+    [f] = found
+    assert f.line == 9 and "They are copies of `model.weight` and `model.bias`" in f.message
+    assert "not copies" in (f.hint or "") and "forward" not in f.message
+
+
 @pytest.mark.parametrize("case", ["layer made in forward", "another model", "right"])
 def test_an_optimizer_whose_parameters_no_backward_reaches_is_named(
     case: str, tmp_path: Path

@@ -103,6 +103,14 @@ TABLE: tuple[Bad, ...] = (
         4,
         "use `torch.stack(scalars)`",
     ),
+    Bad(
+        "a parameter generator used twice",
+        "import torch\nm = torch.nn.Linear(2, 1)\nparams = m.parameters()\n"
+        "a = torch.optim.SGD(params, lr=0.1)\nb = torch.optim.Adam(params)\n",
+        ("render", S),
+        4,
+        "`params` is a generator (`model.parameters()` returns one)",
+    ),
     Bad("sys.exit(3)", "import sys\nsys.exit(3)\n", ("render", S), 3, "exited with status 3"),
     Bad(
         "init_process_group without torchrun",
