@@ -333,8 +333,15 @@ _KNOWN = (
     ),
     (
         "expected target dtype to be Long",
-        "Class-index targets (`cross_entropy`, `nll_loss`) must be integers: `target.long()`; "
-        "for probabilities or one-hot targets of the prediction's shape, a float target is fine.",
+        "Class-index targets (`cross_entropy`, `nll_loss`) must be int64 (`Long`) integers: "
+        "`target.long()`; for probabilities or one-hot targets of the prediction's shape, a "
+        "float target is fine.",
+    ),
+    (
+        "must be the same as input size",
+        "`binary_cross_entropy(_with_logits)` compares prediction and target element by "
+        "element and needs one shape: a model ending in one output gives [N, 1] against a "
+        "target of [N]; use `pred.squeeze(1)` or `target.unsqueeze(1)` (`target.view_as(pred)`).",
     ),
     (
         "0D or 1D target tensor expected, multi-target not supported",

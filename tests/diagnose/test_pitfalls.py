@@ -1421,7 +1421,17 @@ def test_a_list_of_outputs_no_backward_ran_through_keeps_their_activations(
         (  # class indices as floats
             "y = torch.tensor([0.0, 2.0])\n"
             "nn.functional.cross_entropy(nn.Linear(4, 3)(torch.randn(2, 4)), y).backward()\n",
-            "Class-index targets (`cross_entropy`, `nll_loss`) must be integers",
+            "Class-index targets (`cross_entropy`, `nll_loss`) must be int64 (`Long`) integers",
+        ),
+        (  # class indices as int32: integers, but not int64
+            "y = torch.tensor([0, 2], dtype=torch.int32)\n"
+            "nn.functional.cross_entropy(nn.Linear(4, 3)(torch.randn(2, 4)), y).backward()\n",
+            "Class-index targets (`cross_entropy`, `nll_loss`) must be int64 (`Long`) integers",
+        ),
+        (  # a binary classifier's [N, 1] output against a target of [N]
+            "y = torch.tensor([0.0, 1.0])\n"
+            "nn.BCEWithLogitsLoss()(nn.Linear(4, 1)(torch.randn(2, 4)), y).backward()\n",
+            "`binary_cross_entropy(_with_logits)` compares prediction and target element by",
         ),
         (  # an [N, 1] target
             "y = torch.tensor([[0], [2]])\n"
