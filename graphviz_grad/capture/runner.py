@@ -418,6 +418,41 @@ _KNOWN = (
         "(`nn.BCEWithLogitsLoss`), which is stabler.",
     ),
     (
+        "must match the size of tensor b",
+        "Two tensors whose shapes do not broadcast meet in an elementwise op (`+`, `*`, a "
+        "loss): print their `.shape` at that line. A missing or extra dimension is fixed with "
+        "`unsqueeze`/`squeeze`, a swapped one with `.T` or `permute`.",
+    ),
+    (
+        "view size is not compatible with input tensor's size and stride",
+        "`view` needs memory laid out in order, and a `.t()`, `transpose` or `permute` before "
+        "it changed that: use `.reshape(...)` (it copies when it must) or `.contiguous().view("
+        "...)`; both keep the graph.",
+    ),
+    (
+        "Dimension out of range",
+        "The `dim` given is past the tensor's dimensions (`t.dim()`): a single sample has no "
+        "batch dimension (`x.unsqueeze(0)` adds one), and `dim=-1` names the last dimension "
+        "whatever the rank.",
+    ),
+    (
+        "Can't call numpy() on Tensor that requires grad",
+        "`.numpy()` leaves the graph: for a value to print or plot, take `t.detach().numpy()` "
+        "(or `t.item()` for one number); for a result that needs its gradient, stay in torch "
+        "(`torch.exp`, not `np.exp`).",
+    ),
+    (
+        "'indices' to have one of the following scalar types",
+        "`nn.Embedding` looks its rows up by integer index: make the indices integers with "
+        "`.long()` (floats come from `torch.tensor([1.0, 2.0])` or data loaded as float).",
+    ),
+    (
+        "stack expects each tensor to be equal size",
+        "`torch.stack` (and a DataLoader's default collate, which stacks the samples of a "
+        "batch) needs tensors of one shape: pad them to one length (`nn.utils.rnn.pad_sequence`) "
+        "or give the DataLoader a `collate_fn` that pads.",
+    ),
+    (
         "Expected all tensors to be on the same device",
         "Move the model and every tensor it meets to one device: `model.to(device)`, "
         "`x = x.to(device)`, `y = y.to(device)`.",
@@ -426,6 +461,7 @@ _KNOWN = (
 
 
 _MATMUL = re.compile(r"shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)")
+_CHANNELS = re.compile(r"expected input\[([\d, ]+)\] to have (\d+) channels, but got (\d+)")
 
 
 def _known_hint(exc: BaseException) -> str | None:
@@ -451,6 +487,15 @@ def _known_hint(exc: BaseException) -> str | None:
                 f"now. Pass `model.parameters()` again, or keep a list: `{spent} = "
                 "list(model.parameters())`."
             )
+    channels = _CHANNELS.search(text)
+    if channels is not None:
+        takes, has = channels[2], channels[3]
+        hint = (
+            f"The layer takes {takes} input channels and the input has {has}: channels are "
+            f"dimension 1 ([N, C, ...]). Make the layer's first argument {has} if the input is "
+            "right; an image with its channels last ([N, H, W, C]) needs "
+            "`x.permute(0, 3, 1, 2)`, a grayscale image for a colour model `x.repeat(1, 3, 1, 1)`."
+        )
     match = _MATMUL.search(text)
     if match is not None and match[2] != match[3]:
         has, takes, out = match[2], match[3], match[4]

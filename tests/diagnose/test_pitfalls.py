@@ -1428,6 +1428,31 @@ def test_a_list_of_outputs_no_backward_ran_through_keeps_their_activations(
             "nn.functional.cross_entropy(nn.Linear(4, 3)(torch.randn(2, 4)), y).backward()\n",
             "Class-index targets (`cross_entropy`, `nll_loss`) must be int64 (`Long`) integers",
         ),
+        (
+            "nn.Conv2d(3, 4, 3)(torch.randn(1, 1, 8, 8)).sum().backward()\n",
+            "The layer takes 3 input channels and the input has 1: channels are dimension 1",
+        ),
+        (
+            "(torch.randn(2, 3, requires_grad=True) + torch.randn(2, 4)).sum().backward()\n",
+            "Two tensors whose shapes do not broadcast meet in an elementwise op",
+        ),
+        (
+            "torch.randn(4, 3, requires_grad=True).t().view(12).sum().backward()\n",
+            "`view` needs memory laid out in order",
+        ),
+        (
+            "torch.randn(3, requires_grad=True).softmax(1).sum().backward()\n",
+            "The `dim` given is past the tensor's dimensions",
+        ),
+        ("(torch.ones(3, requires_grad=True) * 2).numpy()\n", "`.numpy()` leaves the graph"),
+        (
+            "nn.Embedding(10, 3)(torch.tensor([1.0, 2.0])).sum().backward()\n",
+            "`nn.Embedding` looks its rows up by integer index",
+        ),
+        (
+            "torch.stack([torch.randn(3, requires_grad=True), torch.randn(4)]).sum().backward()\n",
+            "`torch.stack` (and a DataLoader's default collate",
+        ),
         (  # a binary classifier's [N, 1] output against a target of [N]
             "y = torch.tensor([0.0, 1.0])\n"
             "nn.BCEWithLogitsLoss()(nn.Linear(4, 1)(torch.randn(2, 4)), y).backward()\n",
