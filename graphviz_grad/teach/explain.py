@@ -185,8 +185,8 @@ class Explanation:
         if found is None:
             return self._computed(node)
         lines.append(("forward", self._forward(ctx, found)))
-        if re.search(r"\bc\b", found.forward):
-            lines.append(("", _CONSTANT))
+        if ctx.placeholder is not None and re.search(rf"\b{ctx.placeholder}\b", found.forward):
+            lines.append(("", _CONSTANT.format(c=ctx.placeholder)))
         lines.extend(self._upstream(node))
         lines.extend(self._other_outputs(node))
         for edge in self.graph.inputs[node.id]:
@@ -291,7 +291,7 @@ class Explanation:
 
 #: What an unnamed `c` in a formula is: Python numbers are written as numbers, so a `c` is a
 #: tensor that needs no gradient and whose name the source line did not give away.
-_CONSTANT = "c is a tensor that does not require grad: autograd treats it as a constant"
+_CONSTANT = "{c} is a tensor that does not require grad: autograd treats it as a constant"
 
 
 def above(graph: Graph, target: int) -> set[int]:

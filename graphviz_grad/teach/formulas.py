@@ -66,6 +66,9 @@ class Ctx:
     arg_names: dict[int, str] = field(default_factory=dict)
     out_name: str = "y"
     grad_name: str = "∂L/∂y"
+    #: The placeholder a constant input the source does not name was written as (`constant`),
+    #: once `s` wrote one: "c", or "const" when an input is itself called `c`.
+    placeholder: str | None = None
 
     # -- the inputs --------------------------------------------------------------------------
     def summary(self, k: int) -> TensorSummary | None:
@@ -93,7 +96,16 @@ class Ctx:
         const = dict(self.node.constants).get(k)
         if const is not None and scalar(const) is not None:
             return self.num(k)
-        return "c"
+        return self.constant()
+
+    def constant(self) -> str:
+        """The placeholder for a constant tensor input that has no name: `c`, unless one of
+        the inputs is the script's own `c` (the tutorial's `y = a + b * P3(c + d * x)`)."""
+        if self.placeholder is None:
+            named = {symbol(self.graph.nodes[e.src]) for e in self.graph.inputs[self.node.id]}
+            named.update(name for _, name in self.node.operands if name)
+            self.placeholder = "const" if "c" in named else "c"
+        return self.placeholder
 
     def v(self, k: int) -> float | None:
         return scalar(self.summary(k))

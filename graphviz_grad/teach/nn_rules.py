@@ -100,7 +100,7 @@ def _operand(c: Ctx, slot: int, position: int) -> str:
         return c.s(slot)
     named = dict(c.node.operands).get(position)
     const = scalar(dict(c.node.constants).get(position))
-    return named or (c.paren(const) if const is not None else "c")
+    return named or (c.paren(const) if const is not None else c.constant())
 
 
 def _where(c: Ctx) -> Formula:

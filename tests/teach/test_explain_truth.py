@@ -144,3 +144,26 @@ def test_an_unnamed_constant_tensor_is_not_called_a_python_number(tmp_path: Path
         tmp_path,
     )
     assert "c is a tensor that does not require grad: autograd treats it as a constant" in lines
+
+
+def test_a_variable_named_c_is_not_taken_for_the_constant_placeholder(tmp_path: Path) -> None:
+    """The tutorial's `y = a + b * P3(c + d * x)`: `c` is a parameter, not "a tensor that does
+    not require grad"; an unnamed constant next to it is written `const`."""
+    lines = _forward_lines(
+        """\
+        import torch
+        c = torch.tensor(0.5, requires_grad=True)
+        d = torch.tensor(2.0, requires_grad=True)
+        x = torch.linspace(-1.0, 1.0, 3)
+        loss = (c + d * x).sum() + (c * torch.arange(3.0)).sum()
+        loss.backward()
+        """,
+        tmp_path,
+    )
+    forwards = [line for line in lines if line.startswith("#")]
+    assert any(line.startswith("#") and " = c + #" in line for line in forwards), forwards
+    assert any(" = c · const = " in line for line in forwards), forwards
+    notes = [line for line in lines if "does not require grad" in line]
+    assert notes == [
+        "const is a tensor that does not require grad: autograd treats it as a constant"
+    ]
