@@ -80,6 +80,12 @@ class Explanation:
             "Nodes in the order the autograd engine ran them; at each one, "
             "gradient from above × local derivative = gradient passed down (the chain rule).",
         ]
+        if _seeded(root):
+            lines.append(
+                f"backward was given `gradient=` v = {self.fmt(root.grad)}: each "
+                f"∂{self.root_name}/∂x below is the vector-Jacobian product vᵀ·"
+                f"∂{self.root_name}/∂x, the gradient of sum(v ⊙ {self.root_name})."
+            )
         if self.to is not None and self.only is not None:
             target = g.nodes[self.to]
             lines.append(
@@ -135,7 +141,10 @@ class Explanation:
     def _upstream(self, node: Node) -> list[Line]:
         g = self.graph
         if node.id in g.roots:
-            return [("upstream", f"{self.d(node)} = {self.fmt(node.grad)} (where backward starts)")]
+            start = (
+                "the `gradient=` given to backward" if _seeded(node) else "where backward starts"
+            )
+            return [("upstream", f"{self.d(node)} = {self.fmt(node.grad)} ({start})")]
         parts = self._incoming(node)
         return [("upstream", f"{self.d(node)} = {parts}")]
 
@@ -292,6 +301,15 @@ class Explanation:
 #: What an unnamed `c` in a formula is: Python numbers are written as numbers, so a `c` is a
 #: tensor that needs no gradient and whose name the source line did not give away.
 _CONSTANT = "{c} is a tensor that does not require grad: autograd treats it as a constant"
+
+
+def _seeded(root: Node) -> bool:
+    """Whether backward started from a `gradient=` (a non-scalar root, or one other than 1):
+    what flows back is then a vector-Jacobian product, as the root's recorded gradient shows."""
+    g = root.grad
+    if g is None or g.nan + g.inf:
+        return False
+    return g.numel > 1 or not (g.min == 1.0 and g.max == 1.0)
 
 
 def above(graph: Graph, target: int) -> set[int]:

@@ -167,3 +167,30 @@ def test_a_variable_named_c_is_not_taken_for_the_constant_placeholder(tmp_path: 
     assert notes == [
         "const is a tensor that does not require grad: autograd treats it as a constant"
     ]
+
+
+@pytest.mark.parametrize(("gradient", "seeded"), [("[0.5, 2.0]", True), (None, False)])
+def test_a_gradient_given_to_backward_is_named_as_a_vector_jacobian_product(
+    tmp_path: Path, gradient: str | None, seeded: bool
+) -> None:
+    """The 60-minute blitz's `Q.backward(gradient=external_grad)`: what flows back from `Q` is
+    v, not "∂Q/∂Q = 1"; a scalar loss's backward says nothing of the kind."""
+    root = "Q" if gradient else "Q.sum()"
+    call = f"torch.tensor({gradient})" if gradient else ""
+    script = tmp_path / "blitz.py"
+    script.write_text(
+        "import torch\n"
+        "a = torch.tensor([2., 3.], requires_grad=True)\n"
+        "Q = 3 * a ** 3\n"
+        f"{'Q' if gradient else 'S = Q.sum(); S'}.backward({call})\n",
+        encoding="utf-8",
+    )
+    graph = capture_script(script, [], CaptureOptions()).graph
+    explanation = Explanation(graph, notes=from_source(graph))
+    intro = " ".join(explanation.intro())
+    first = next(iter(explanation.steps()))
+    upstream = dict(first.lines)["upstream"]
+    assert ("vector-Jacobian product" in intro) is seeded, (root, intro)
+    assert upstream.endswith(
+        "(the `gradient=` given to backward)" if seeded else "(where backward starts)"
+    )
