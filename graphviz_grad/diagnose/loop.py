@@ -2,7 +2,8 @@
 
 [loop-nonfinite]: the loss or a gradient becomes NaN/Inf (the first call, and whether the
 forward pass or the backward pass produced it).
-[loss-diverges]: the loss grows by orders of magnitude over the calls (the learning rate).
+[loss-diverges]: the loss grows by orders of magnitude over the calls (the learning rate), or
+rises because a hand-written update adds the gradient (`ascent`).
 [params-frozen]: parameters that get a gradient every call but whose value stops changing.
 """
 
@@ -21,6 +22,7 @@ from ..model import (
     has_nonfinite,
 )
 from ._common import at_line, listing, plural
+from .ascent import Uphill, uphill
 
 #: Growth of the loss (last over first) that counts as diverging: three orders of magnitude.
 DIVERGE_RATIO = 1e3
@@ -197,6 +199,10 @@ def _diverging(group: list[CallInfo], learning_rates: Mapping[str, float]) -> Fi
     # a loss that jumped orders of magnitude and stayed there diverged, trend or not (Adam
     # with a learning rate of 20: 5.8, 9207, 20920, 13950, 12140)
     stayed = last >= DIVERGE_RATIO * max(start, 1e-30)
+    if start > 0 and growing and last > start:
+        climbing = uphill(group)
+        if climbing is not None:  # the update adds the gradient: not the learning rate
+            return _ascent(group, climbing, start, last, peak, peak_call.number)
     if not (big and (growing or blew_up or stayed)) or start <= 0:
         return None
     first = group[0]
@@ -212,6 +218,30 @@ def _diverging(group: list[CallInfo], learning_rates: Mapping[str, float]) -> Fi
     return Finding(
         "loss-diverges", "warning", message, first.file, first.line, (), _lower(learning_rates)
     )
+
+
+def _ascent(
+    group: list[CallInfo], up: Uphill, start: float, last: float, peak: float, peak_at: int
+) -> Finding:
+    """[loss-diverges]: a hand-written update moves parameters along their gradient."""
+    first = group[0]
+    name = up.names[0]
+    top = f", {peak:.3g} at call {peak_at}" if peak > last else ""
+    where = f" at line {up.line}, `{up.text}`," if up.line and up.text else ""
+    message = (
+        f"The loss rises over the {plural(len(group), 'backward call')}{at_line(first.line)}: "
+        f"from {start:.3g} to {last:.3g}{top}. The update{where} moves "
+        f"{listing(list(up.names))} along {'its' if len(up.names) == 1 else 'their'} gradient, "
+        f"uphill: at {up.steps} of {up.compared} steps the change of `{name}` has the sign of "
+        f"`{name}.grad`. Gradient descent subtracts the gradient; this adds it."
+    )
+    hint = (
+        f"Subtract the gradient: `{name}.data = {name}.data - lr * {name}.grad.data`, or "
+        f"`with torch.no_grad(): {name} -= lr * {name}.grad` (a loss to maximise: minimise "
+        "its negative)."
+    )
+    file, line = (up.file, up.line) if up.line else (first.file, first.line)
+    return Finding("loss-diverges", "warning", message, file, line, (), hint)
 
 
 #: Optimizers whose step moves a parameter by about the learning rate whatever the size of its

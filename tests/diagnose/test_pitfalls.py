@@ -2214,3 +2214,50 @@ def test_a_module_run_with_other_tensors_by_functional_call_is_not_unused(
         encoding="utf-8",
     )
     assert [f.code for f in run(script).graph.findings] == []
+
+
+_LESSON_UPDATE = (
+    "import torch\n"
+    "x_data, y_data = [1.0, 2.0, 3.0], [2.0, 4.0, 6.0]\n"
+    "w = torch.tensor([1.0], requires_grad=True)\n"
+    "for epoch in range({epochs}):\n"
+    "    for x_val, y_val in zip(x_data, y_data):\n"
+    "        l = (x_val * w - y_val) ** 2\n"
+    "        l.backward()\n"
+    "        {update}\n"
+    "        w.grad.data.zero_()\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("update", "epochs"),
+    [
+        ("w.data = w.data + 0.01 * w.grad.data", 10),  # 1 to 1,226: the lesson's sign flipped
+        ("w.data = w.data + 0.01 * w.grad.data", 2),  # only 3x up: not yet orders of magnitude
+        ("with torch.no_grad(): w += 0.01 * w.grad", 10),
+    ],
+    ids=["data", "early", "no_grad"],
+)
+def test_an_update_that_adds_the_gradient_is_named_not_the_learning_rate(
+    tmp_path: Path, update: str, epochs: int
+) -> None:
+    """The lesson with `+` for `-` climbs the loss: the learning rate is not the cause, and
+    the finding points at the update and says it adds the gradient."""
+    found = _coded(tmp_path, _LESSON_UPDATE.format(update=update, epochs=epochs), "loss-diverges")
+    [f] = found
+    assert f.line == 8 and f.severity == "warning"
+    assert "moves `w` along its gradient, uphill" in f.message
+    assert "Subtract the gradient" in (f.hint or "") and "learning rate" not in f.message
+
+
+@pytest.mark.parametrize("update", ["w.data = w.data - 0.01 * w.grad.data",
+                                    "w.data = w.data - 0.3 * w.grad.data"])  # fmt: skip
+def test_descent_is_not_called_ascent(tmp_path: Path, update: str) -> None:
+    """The right sign: no finding at a small rate; at a rate that overshoots, the loss grows
+    orders of magnitude and the learning rate is blamed, not the sign."""
+    found = _coded(tmp_path, _LESSON_UPDATE.format(update=update, epochs=10), "loss-diverges")
+    if "0.01" in update:
+        assert found == []
+        return
+    [f] = found
+    assert "uphill" not in f.message and "learning rate" in f.message
