@@ -108,3 +108,14 @@ def _update_line(
         if found[1] is None:
             found = (file, number, text)
     return found
+
+
+def descent(text: str) -> str | None:
+    """The update line `text` with the gradient subtracted (`w += lr * w.grad` ->
+    `w -= lr * w.grad`), or None when it is not one of the simple forms."""
+    if "+=" in text:
+        return text.replace("+=", "-=", 1)
+    found = re.search(r"=\s*[\w.\[\]]+\s*\+", text)
+    if found is not None:
+        return text[: found.end() - 1] + "-" + text[found.end() :]
+    return None

@@ -22,7 +22,7 @@ from ..model import (
     has_nonfinite,
 )
 from ._common import at_line, listing, plural
-from .ascent import Uphill, uphill
+from .ascent import Uphill, descent, uphill
 
 #: Growth of the loss (last over first) that counts as diverging: three orders of magnitude.
 DIVERGE_RATIO = 1e3
@@ -235,11 +235,16 @@ def _ascent(
         f"uphill: at {up.steps} of {up.compared} steps the change of `{name}` has the sign of "
         f"`{name}.grad`. Gradient descent subtracts the gradient; this adds it."
     )
-    hint = (
-        f"Subtract the gradient: `{name}.data = {name}.data - lr * {name}.grad.data`, or "
-        f"`with torch.no_grad(): {name} -= lr * {name}.grad` (a loss to maximise: minimise "
-        "its negative)."
-    )
+    fixed = descent(up.text) if up.text else None
+    if fixed is not None:
+        hint = f"Subtract the gradient: `{fixed}` (a loss to maximise: minimise its negative)."
+    else:
+        w = name if name.isidentifier() else "p"
+        hint = (
+            f"Subtract the gradient: `{w}.data = {w}.data - lr * {w}.grad.data`, or "
+            f"`with torch.no_grad(): {w} -= lr * {w}.grad` (a loss to maximise: minimise "
+            "its negative)."
+        )
     file, line = (up.file, up.line) if up.line else (first.file, first.line)
     return Finding("loss-diverges", "warning", message, file, line, (), hint)
 

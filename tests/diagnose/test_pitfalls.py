@@ -2247,7 +2247,11 @@ def test_an_update_that_adds_the_gradient_is_named_not_the_learning_rate(
     [f] = found
     assert f.line == 8 and f.severity == "warning"
     assert "moves `w` along its gradient, uphill" in f.message
-    assert "Subtract the gradient" in (f.hint or "") and "learning rate" not in f.message
+    assert "learning rate" not in f.message
+    fixed = update.replace("+=", "-=").replace("w.data + ", "w.data - ")
+    assert (
+        f.hint == f"Subtract the gradient: `{fixed}` (a loss to maximise: minimise its negative)."
+    )
 
 
 @pytest.mark.parametrize("update", ["w.data = w.data - 0.01 * w.grad.data",
