@@ -13,7 +13,7 @@ from __future__ import annotations
 import linecache
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from ..model import CallInfo, LeafStep, TensorSummary
@@ -36,12 +36,14 @@ class Uphill:
     text: str | None = None
 
 
-def uphill(group: Sequence[CallInfo]) -> Uphill | None:
-    """The leaves of `group` (the calls of one backward line) that climb, if any."""
+def uphill(group: Sequence[CallInfo], exclude: Collection[str] = ()) -> Uphill | None:
+    """The leaves of `group` (the calls of one backward line) that climb, if any; not those
+    named in `exclude` (other lines' gradients move them too)."""
     by_name: dict[str, list[LeafStep]] = {}
     for call in group:
         for leaf in call.leaves:
-            by_name.setdefault(leaf.name, []).append(leaf)
+            if leaf.name not in exclude:
+                by_name.setdefault(leaf.name, []).append(leaf)
     names: list[str] = []
     steps = compared = 0
     for name, seen in by_name.items():

@@ -179,14 +179,22 @@ def diverges(
     for call in calls:
         by_site.setdefault((call.file, call.line), []).append(call)
     found = []
-    for group in by_site.values():
-        finding = _diverging(group, learning_rates or {})
+    for site, group in by_site.items():
+        # a leaf that other backward lines also reach (a GAN's discriminator, in the
+        # generator's loss) moves by their gradients too: its steps say nothing of this one
+        elsewhere = {
+            leaf.name for other, calls_there in by_site.items() if other != site
+            for c in calls_there for leaf in c.leaves
+        }  # fmt: skip
+        finding = _diverging(group, learning_rates or {}, elsewhere)
         if finding is not None:
             found.append(finding)
     return found
 
 
-def _diverging(group: list[CallInfo], learning_rates: Mapping[str, float]) -> Finding | None:
+def _diverging(
+    group: list[CallInfo], learning_rates: Mapping[str, float], elsewhere: Collection[str] = ()
+) -> Finding | None:
     losses = [(c, v) for c in group if (v := _loss(c)) is not None]
     blew_up = any(has_nonfinite(c.root_value) for c in group)
     if len(losses) < MIN_CALLS:
@@ -199,8 +207,10 @@ def _diverging(group: list[CallInfo], learning_rates: Mapping[str, float]) -> Fi
     # a loss that jumped orders of magnitude and stayed there diverged, trend or not (Adam
     # with a learning rate of 20: 5.8, 9207, 20920, 13950, 12140)
     stayed = last >= DIVERGE_RATIO * max(start, 1e-30)
-    if start > 0 and growing and last > start:
-        climbing = uphill(group)
+    # a torch.optim optimizer steps downhill (unless told `maximize=True`): only a
+    # hand-written update can add the gradient by mistake
+    if start > 0 and growing and last > start and not learning_rates:
+        climbing = uphill(group, exclude=elsewhere)
         if climbing is not None:  # the update adds the gradient: not the learning rate
             return _ascent(group, climbing, start, last, peak, peak_call.number)
     if not (big and (growing or blew_up or stayed)) or start <= 0:

@@ -2265,3 +2265,40 @@ def test_descent_is_not_called_ascent(tmp_path: Path, update: str) -> None:
         return
     [f] = found
     assert "uphill" not in f.message and "learning rate" in f.message
+
+
+@pytest.mark.parametrize("updates", ["optimizers", "by hand"])
+def test_a_gan_generator_loss_is_not_gradient_ascent(tmp_path: Path, updates: str) -> None:
+    """The generator's loss reaches the discriminator, whose own loss then moves it the other
+    way: its steps go "along" the generator loss's gradient by design, not by mistake."""
+    if updates == "optimizers":
+        step_d, step_g = "opt_d.step()", "opt_g.step()"
+    else:
+        step_d = "[p.data.sub_(1e-2 * p.grad) for p in D.parameters()]"
+        step_g = "[p.data.sub_(1e-2 * p.grad) for p in G.parameters()]"
+    found = _coded(
+        tmp_path,
+        "import torch\n"
+        "from torch import nn\n"
+        "torch.manual_seed(0)\n"
+        "real_data = torch.randn(512, 2) * 0.5 + torch.tensor([2.0, -1.0])\n"
+        "G = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))\n"
+        "D = nn.Sequential(nn.Linear(2, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1))\n"
+        "opt_g = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.5, 0.999))\n"
+        "opt_d = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.5, 0.999))\n"
+        "bce = nn.BCEWithLogitsLoss()\n"
+        "for step in range(50):\n"
+        "    real = real_data[torch.randint(0, 512, (64,))]\n"
+        "    fake = G(torch.randn(64, 4))\n"
+        "    D.zero_grad()\n"
+        "    d_loss = bce(D(real), torch.ones(64, 1)) + bce(D(fake.detach()), torch.zeros(64, 1))\n"
+        "    d_loss.backward()\n"
+        f"    {step_d}\n"
+        "    G.zero_grad()\n"
+        "    D.zero_grad()\n"
+        "    g_loss = bce(D(fake), torch.ones(64, 1))\n"
+        "    g_loss.backward()\n"
+        f"    {step_g}\n",
+        "loss-diverges",
+    )
+    assert not any("uphill" in f.message for f in found), [f.message for f in found]
