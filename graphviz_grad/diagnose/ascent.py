@@ -103,13 +103,22 @@ def _update_line(
     found: tuple[str | None, int | None, str | None] = (None, None, None)
     for number, raw in enumerate(linecache.getlines(file), 1):
         text = raw.split("#", 1)[0].strip()
-        if not _ADDS.search(text):
+        if not _ADDS.search(text) or not _updates_itself(text):
             continue
         if any(re.search(rf"(?<![\w.]){re.escape(n)}\.grad\b", text) for n in names):
             return file, number, text
         if found[1] is None:
             found = (file, number, text)
     return found
+
+
+def _updates_itself(text: str) -> bool:
+    """Whether the line changes the tensor whose gradient it reads (`p.data += lr * p.grad`),
+    not another one (`total += p.grad`, a log)."""
+    target = re.split(r"\+=|(?<![=!<>+\-*/])=(?!=)", text, maxsplit=1)[0].split(":")[-1]
+    base = re.match(r"\s*([A-Za-z_]\w*)", target)
+    owner = re.search(r"([A-Za-z_]\w*)(?:\.\w+|\[[^\]]*\])*?\.grad\b", text)
+    return base is not None and owner is not None and base[1] == owner[1]
 
 
 def descent(text: str) -> str | None:

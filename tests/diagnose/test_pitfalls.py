@@ -2302,3 +2302,16 @@ def test_a_gan_generator_loss_is_not_gradient_ascent(tmp_path: Path, updates: st
         "loss-diverges",
     )
     assert not any("uphill" in f.message for f in found), [f.message for f in found]
+
+
+def test_the_climbing_update_is_not_taken_from_a_line_that_logs_a_gradient(
+    tmp_path: Path,
+) -> None:
+    """`total += w.grad.sum()` adds a gradient too, to a log: the update is the next line."""
+    text = _LESSON_UPDATE.format(
+        update="total = w.grad.sum()\n        w.data = w.data + 0.01 * w.grad.data", epochs=10
+    )
+    [f] = _coded(
+        tmp_path, "total = 0.0\n" + text.replace("total = w", "total += w"), "loss-diverges"
+    )
+    assert f.line == 10 and "`w.data = w.data + 0.01 * w.grad.data`" in f.message
