@@ -16,6 +16,7 @@ import json
 import linecache
 import os
 import re
+import shlex
 import sys
 import threading
 import traceback
@@ -258,6 +259,7 @@ def _exec(code: types.CodeType, namespace: dict[str, Any], run: ScriptRun) -> bo
             f"The script `{run.path.name}` raised {type(exc).__name__}: {_first_line(exc)}",
             hint=launch_hint(exc, run.path.name)
             or _package_hint(run, exc)
+            or _missing_module_hint(exc)
             or _no_graph_hint(run, exc)
             or _known_hint(exc)
             or _grad_none_hint(exc)
@@ -586,6 +588,36 @@ def _package_hint(run: ScriptRun, exc: BaseException) -> str | None:
     return (
         f"The script belongs to a package: run it as a module{where}, `-m {name}` (as "
         f"`python -m {name}` would)."
+    )
+
+
+#: Modules whose package on PyPI has another name.
+_DISTRIBUTIONS = {
+    "PIL": "pillow",
+    "attr": "attrs",
+    "bs4": "beautifulsoup4",
+    "cv2": "opencv-python",
+    "dotenv": "python-dotenv",
+    "sklearn": "scikit-learn",
+    "skimage": "scikit-image",
+    "yaml": "pyyaml",
+}
+
+
+def _missing_module_hint(exc: BaseException) -> str | None:
+    """A module the script imports is not installed where gradviz runs: gradviz runs the script
+    in its own Python, which may not be the environment the script was written for."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    top = exc.name.split(".")[0]
+    if top in sys.modules or top in ("torch", "graphviz_grad"):
+        return None  # a submodule of an installed package: a real error in the script
+    python = sys.executable or "python"
+    package = _DISTRIBUTIONS.get(top, top)
+    return (
+        f"`{top}` is not installed in the Python gradviz runs the script with ({python}): "
+        f"install it there, `{shlex.quote(python)} -m pip install {package}`, or install "
+        "gradviz in the environment the script runs in."
     )
 
 

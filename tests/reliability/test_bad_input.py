@@ -111,6 +111,13 @@ TABLE: tuple[Bad, ...] = (
         4,
         "`params` is a generator (`model.parameters()` returns one)",
     ),
+    Bad(
+        "a module the script imports is not installed",
+        "import cv2\n",
+        ("render", S),
+        4,
+        "`cv2` is not installed in the Python gradviz runs the script with",
+    ),
     Bad("sys.exit(3)", "import sys\nsys.exit(3)\n", ("render", S), 3, "exited with status 3"),
     Bad(
         "init_process_group without torchrun",
