@@ -11,8 +11,10 @@ and restores everything it patched on exit, also when the block raises.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -127,6 +129,7 @@ class Recorder:
         self._mode.__enter__()
         self._entered = True
         self._thread = threading.get_ident()  # the dispatch mode sees this thread's ops only
+        _RECORDING.add(self)
         return self
 
     def __exit__(
@@ -189,6 +192,37 @@ class Recorder:
             self._tensor_hooks.remove()
             self._quiet.remove()
             self.watch.remove()
+
+    def _forget_in_child(self) -> None:
+        """In a process forked while recording (a DataLoader worker, a hogwild trainer): take
+        everything off without looking at what was recorded. The child inherits the forking
+        thread's dispatch mode and every hook, and nothing it records is ever shown."""
+        if not self._entered:
+            return
+        self._entered = False
+        self._patched = False
+        with contextlib.suppress(Exception):
+            _drop_mode(self._mode)
+        for part in (
+            self._modules,
+            self._steps,
+            self._functions,
+            self._scalers,
+            self._tensor_hooks,
+            self._quiet,
+            self.watch,
+        ):
+            with contextlib.suppress(Exception):
+                part.remove()
+        if self._step_hook is not None:
+            self._step_hook.remove()
+            self._step_pre_hook.remove()
+            self._step_hook = None
+        torch.autograd.backward = self._saved["backward"]
+        torch.autograd.grad = self._saved["grad"]
+        self._mode.pending = []
+        self._mode.full_collections.release()
+        self._settled.release()
 
     def _step_starts(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self.watch.note_optimizer(optimizer)
@@ -581,6 +615,39 @@ def _has_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     if isinstance(inputs, torch.Tensor):
         return True
     return inputs is not None and len(inputs) > 0
+
+
+#: Recorders inside their `with` block, for `_forget_all_in_child`.
+_RECORDING: weakref.WeakSet[Recorder] = weakref.WeakSet()
+
+
+def _forget_all_in_child() -> None:
+    for recorder in list(_RECORDING):
+        recorder._forget_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which spawns
+    os.register_at_fork(after_in_child=_forget_all_in_child)
+
+
+def _drop_mode(mode: Any) -> None:
+    """Take `mode` off this thread's dispatch stack, leaving any mode above it in place."""
+    from torch.utils._python_dispatch import (
+        _get_current_dispatch_mode,
+        _get_current_dispatch_mode_stack,
+        _pop_mode,
+        _push_mode,
+    )
+
+    if not any(m is mode for m in _get_current_dispatch_mode_stack()):
+        return
+    leave = mode.__exit__
+    above: list[Any] = []
+    while _get_current_dispatch_mode() is not mode:
+        above.append(_pop_mode())
+    leave(None, None, None)
+    for other in reversed(above):
+        _push_mode(other)
 
 
 def _as_list(tensors: Any) -> list[Any]:
