@@ -145,15 +145,31 @@ class Recorder:
         try:
             self._stop_recording()
         finally:
-            if self._step_hook is not None:
-                self._step_hook.remove()
-                self._step_pre_hook.remove()
-                self._step_hook = None
-            if self._patched:
-                self._patched = False
-                torch.autograd.backward = self._saved["backward"]
-                torch.autograd.grad = self._saved["grad"]
+            self._unpatch()
             self.take_locals()  # a finished recording holds none of the script's tensors
+
+    def _unpatch(self) -> None:
+        """Take the optimizer step hooks off and give `torch.autograd` its functions back."""
+        if self._step_hook is not None:
+            self._step_hook.remove()
+            self._step_pre_hook.remove()
+            self._step_hook = None
+        if self._patched:
+            self._patched = False
+            torch.autograd.backward = self._saved["backward"]
+            torch.autograd.grad = self._saved["grad"]
+
+    def _parts(self) -> tuple[Any, ...]:
+        """What recording installed besides the dispatch mode, each with a `remove()`."""
+        return (
+            self._modules,
+            self._steps,
+            self._functions,
+            self._scalers,
+            self._tensor_hooks,
+            self._quiet,
+            self.watch,
+        )
 
     def take_locals(self) -> dict[str, Any]:
         """The variables of the script's functions that are gone by the end of a run (`def
@@ -185,13 +201,8 @@ class Recorder:
         finally:
             self._mode.full_collections.release()
             self._settled.release()
-            self._modules.remove()
-            self._steps.remove()
-            self._functions.remove()
-            self._scalers.remove()
-            self._tensor_hooks.remove()
-            self._quiet.remove()
-            self.watch.remove()
+            for part in self._parts():
+                part.remove()
 
     def _forget_in_child(self) -> None:
         """In a process forked while recording (a DataLoader worker, a hogwild trainer): take
@@ -200,26 +211,12 @@ class Recorder:
         if not self._entered:
             return
         self._entered = False
-        self._patched = False
         with contextlib.suppress(Exception):
             _drop_mode(self._mode)
-        for part in (
-            self._modules,
-            self._steps,
-            self._functions,
-            self._scalers,
-            self._tensor_hooks,
-            self._quiet,
-            self.watch,
-        ):
+        for part in self._parts():
             with contextlib.suppress(Exception):
                 part.remove()
-        if self._step_hook is not None:
-            self._step_hook.remove()
-            self._step_pre_hook.remove()
-            self._step_hook = None
-        torch.autograd.backward = self._saved["backward"]
-        torch.autograd.grad = self._saved["grad"]
+        self._unpatch()
         self._mode.pending = []
         self._mode.full_collections.release()
         self._settled.release()
