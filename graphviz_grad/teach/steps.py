@@ -149,9 +149,15 @@ def _buckets(values: list[float | None], width: int) -> list[float | None]:
 
 
 def _mean(values: list[float]) -> float | None:
-    """The mean, computed so that large finite values do not overflow to inf."""
+    """The mean, exact for equal values (a constant series stays flat, not ▁█ from rounding),
+    computed so that large finite values do not overflow to inf."""
     if not values:
         return None
+    if min(values) == max(values):
+        return values[0]
+    total = math.fsum(values)
+    if math.isfinite(total):
+        return total / len(values)
     return math.fsum(v / len(values) for v in values)
 
 
