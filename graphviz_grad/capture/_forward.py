@@ -621,6 +621,9 @@ class ForwardRecorder(TorchDispatchMode):
         self.values = values
         self.pending: list[tuple[Any, Any, Any, tuple[Any, ...], Any, Any]] = []
         self.paused = 0
+        #: Set from another thread at Ctrl-C (`Recorder.request_stop`): the next op the user's
+        #: code runs raises KeyboardInterrupt, where no record is half made.
+        self.stop_requested = False
         self.seq = 0
         #: `seq` when the pass began (at the last backward call): a long pass holds off full
         #: collections until the next one (`_gc.FullCollections`).
@@ -669,6 +672,8 @@ class ForwardRecorder(TorchDispatchMode):
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if id(func) in _PLUMBING_IDS:
             return func(*args, **(kwargs or {}))
+        if self.stop_requested:
+            self.safe_point()
         if self.pending:
             self._flush()
         grad = torch.is_grad_enabled()
@@ -701,6 +706,13 @@ class ForwardRecorder(TorchDispatchMode):
                 where = (*where, hooked)
             self.pending.append((func, out, args, where, self.modules.current(), before))
         return out
+
+    def safe_point(self) -> None:
+        """Raise the KeyboardInterrupt that Ctrl-C asked for, unless gradviz is inside its own
+        work (reading tensors, a backward call it records): then the next safe point does."""
+        if self.stop_requested and not self.paused:
+            self.stop_requested = False
+            raise KeyboardInterrupt
 
     def _saving(self, args: Any) -> bool:
         """Whether this `detach` is autograd saving the output of the op that just ran (sigmoid,

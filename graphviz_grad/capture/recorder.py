@@ -91,6 +91,8 @@ class Recorder:
         self.no_graph: str | None = None
         #: Optimizer steps taken so far (for the progress line on long runs).
         self.steps = 0
+        #: Whether Ctrl-C asked the script to stop (`request_stop`).
+        self.stopping = False
         self._step_hook: Any = None
         self._step_pre_hook: Any = None
         #: Steps of `torch.optim` optimizers run without the dispatch mode, once learnt.
@@ -241,7 +243,27 @@ class Recorder:
             text += f", optimizer step {self.steps:,}"
         if self.stopped_early:
             text += " (recording done, running on)"
+        if self.stopping:
+            text += " (stopping: Ctrl-C again quits at once)"
         return text
+
+    def request_stop(self) -> None:
+        """Ctrl-C, from another thread: stop the script where no record is half made, at the
+        next op it runs or at the end of the backward call under way, so that the calls already
+        completed can still be shown (`busy` says when stopping it anywhere is safe)."""
+        self.stopping = True
+        self._mode.stop_requested = True
+
+    def busy(self) -> bool:
+        """Whether gradviz is inside its own work (a backward call it records, reading
+        tensors): an exception raised into the script's thread now could cut a record short."""
+        return self._entered and (self._active is not None or self._mode.paused > 0)
+
+    def take_stop(self) -> bool:
+        """Take back a stop no safe point has raised yet (the script's thread is about to be
+        interrupted from outside); False if it has been raised already."""
+        asked, self._mode.stop_requested = self._mode.stop_requested, False
+        return asked
 
     def _stop_if_done(self, number: int) -> None:
         """After the last call anyone asked for, let the code run on unobserved (full speed)."""
@@ -311,6 +333,8 @@ class Recorder:
             self._mode.paused -= 0 if create_graph else 1
             self._finish(capture)
             self._stop_if_done(number)
+            if self._mode.stop_requested:  # Ctrl-C during the call: stop now it is complete
+                self._mode.safe_point()
 
     def _begin(
         self,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import GradvizError, ScriptError, ScriptNotFoundError, TimeoutError_
+from ..errors import GradvizError, Interrupted, ScriptError, ScriptNotFoundError, TimeoutError_
 from ..model import rebinding_update
 from .modules import ModuleRun, module_name
 
@@ -47,7 +47,7 @@ class ScriptRun:
     exit_code: int = 0
     #: The script ended by `sys.exit` (an argparse `--help` too), whatever the status.
     exited: bool = False
-    error: ScriptError | None = None
+    error: ScriptError | Interrupted | None = None
     #: What gradviz said about the source before running it (notebook cells skipped...).
     notes: list[str] = field(default_factory=list)
     #: Variables of the script's functions, gone by the end (`Recorder.take_locals`).
@@ -250,7 +250,11 @@ def _exec(code: types.CodeType, namespace: dict[str, Any], run: ScriptRun) -> bo
     except SystemExit as exc:
         run.exited = True
         run.exit_code = _exit_code(exc.code)
-    except (KeyboardInterrupt, GradvizError):
+    except KeyboardInterrupt as exc:
+        if run.recorder is None or not getattr(run.recorder, "stopping", False):
+            raise  # the script's own, or a second Ctrl-C: nothing is shown
+        run.error = _interrupted(run, exc)
+    except GradvizError:
         raise
     except Exception as exc:
         from .distributed import launch_hint
@@ -267,6 +271,16 @@ def _exec(code: types.CodeType, namespace: dict[str, Any], run: ScriptRun) -> bo
             details=user_traceback(exc),
         )
     return False
+
+
+def _interrupted(run: ScriptRun, exc: KeyboardInterrupt) -> Interrupted:
+    """Ctrl-C stopped the script: where it stood (what completed before it can be shown)."""
+    frames = _user_frames(exc)
+    at = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return Interrupted(
+        f"Ctrl-C stopped the script `{run.path.name}`{at}.",
+        hint="gradviz shows what completed before Ctrl-C; press it twice to quit at once.",
+    )
 
 
 def _no_graph_hint(run: ScriptRun, exc: BaseException) -> str | None:
@@ -728,13 +742,22 @@ def _wait(worker: threading.Thread, timeout: float | None, done: threading.Event
     interrupted: BaseException | None = None
     timed_out = False
     deadline = None if timeout is None else _now() + timeout
+    stopping: Any = None  # the recorder asked to stop the script at a safe point, and when
     while not done.is_set():
         try:
             done.wait(0.05)
         except KeyboardInterrupt as exc:
-            interrupted = exc
-            _raise_in(worker, KeyboardInterrupt)
+            first, interrupted = interrupted is None, exc
+            stopping = _ask_to_stop() if first else None
+            if stopping is None:
+                _raise_in(worker, KeyboardInterrupt)
             continue
+        if stopping is not None and _now() > stopping[1] and not stopping[0].busy():
+            # the script runs no op (it sleeps, loads data, computes in plain Python): stop it
+            # from outside, unless a safe point stopped it meanwhile
+            if stopping[0].take_stop():
+                _raise_in(worker, KeyboardInterrupt)
+            stopping = None
         if deadline is not None and not timed_out and _now() > deadline:
             timed_out = True
             _raise_in(worker, _ScriptTimeout)
@@ -747,6 +770,22 @@ def _wait(worker: threading.Thread, timeout: float | None, done: threading.Event
 
 class _ScriptTimeout(BaseException):
     """Raised inside the script's thread when --timeout runs out."""
+
+
+#: Seconds the first Ctrl-C leaves the script to reach a safe point (its next op) before it is
+#: stopped from outside.
+_STOP_GRACE = 0.3
+
+
+def _ask_to_stop() -> tuple[Any, float] | None:
+    """At the first Ctrl-C, ask the recording of the script run in progress to stop it where
+    the backward calls already completed stay whole; (recorder, deadline), or None."""
+    run = _LIVE[-1] if _LIVE else None
+    recorder = run.recorder if run is not None else None
+    if recorder is None or not hasattr(recorder, "request_stop"):
+        return None
+    recorder.request_stop()
+    return recorder, _now() + _STOP_GRACE
 
 
 def _raise_in(thread: threading.Thread, exc_type: type[BaseException]) -> None:

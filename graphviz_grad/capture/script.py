@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CallError, RootError, ScriptExitError
+from ..errors import CallError, Interrupted, RootError, ScriptExitError
 from ..model import Graph
 from .modules import ModuleRun
 
@@ -53,7 +53,7 @@ def capture_script(
     run = run_script(path, argv, lambda ns: Recorder(keep=keep, namespaces=ns, stop_after=stop))
     if run.error is not None and not failed_in_backward(run, options):
         if not _completed_before_error(run, options):
-            raise run.error
+            raise _none_completed(run.error, run, options)
         run.error = _after_calls(run.error, len(run.recorder.calls))
     if run.exit_code != 0:
         raise ScriptExitError(
@@ -243,11 +243,35 @@ def _completed_before_error(run: Any, options: CaptureOptions) -> bool:
 def _after_calls(error: Any, total: int) -> Any:
     """The script's error, saying that the graph shown comes from before it."""
     calls = "call" if total == 1 else "calls"
+    if isinstance(error, Interrupted):
+        return Interrupted(
+            f"{error.message.rstrip('.')} after {total:,} backward {calls}: gradviz shows the "
+            "graph of a call completed before it.",
+            hint="Press Ctrl-C twice to quit at once, without output.",
+        )
     return type(error)(
         f"{error.message} (after {total} backward {calls}: gradviz shows the graph of a call "
         "completed before the error).",
         hint=error.hint,
         details=error.details,
+    )
+
+
+def _none_completed(error: Any, run: Any, options: CaptureOptions) -> Any:
+    """The error to raise when no call that could be shown completed before it: Ctrl-C says
+    which call it came too early for."""
+    if not isinstance(error, Interrupted):
+        return error
+    total = len(run.recorder.calls)
+    if options.call > 0 and options.target is None and total < options.call:
+        before = f"before backward call {options.call} completed ({total:,} did)"
+    elif total == 0:
+        before = "before any backward call completed"
+    else:
+        before = "before it finished"
+    return Interrupted(
+        f"{error.message.rstrip('.')} {before}, so gradviz drew nothing.",
+        hint="Let it run until a backward call completes (the progress line counts them).",
     )
 
 

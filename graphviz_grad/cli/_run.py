@@ -60,7 +60,8 @@ def report(exc: GradvizError) -> None:
     if details:
         sys.stderr.write(details)
         sys.stderr.flush()
-    err.print(f"[bold red]error:[/] {escape(for_cli(exc.message))}")
+    label = "interrupted" if isinstance(exc, Interrupted) else "error"
+    err.print(f"[bold red]{label}:[/] {escape(for_cli(exc.message))}")
     if exc.hint:
         err.print(f"[dim]hint:[/] {escape(for_cli(exc.hint))}")
 
