@@ -433,6 +433,9 @@ class Watch:
         #: missing from the graph shown was still trained if it is here (an expert a router
         #: chose in other steps, a block LayerDrop skipped this time).
         self.reached: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
+        #: Where the backward calls that reached each of those leaves were made, by id: the one
+        #: (file, line), or None when calls at several lines reached it.
+        self.reached_at: dict[int, tuple[str | None, int | None] | None] = {}
         self.calls: dict[int, CallEvents] = {}
         self.warnings: list[ScriptWarning] = []
         #: Masks put on attention scores (`capture/masks.py`).
@@ -865,13 +868,16 @@ class Watch:
         `seq`: the forward recording's op count now (ops made later belong to later calls)."""
         number = capture.number or 0
         self.backward_calls = max(self.backward_calls, number)
-        reached = self.reached
+        reached, sites, where = self.reached, self.reached_at, capture.where
         last = self._last_leaves = set()
         for i in capture.leaves:
             var = capture.nodes[i].variable
             last.add(id(var))
             if reached.get(id(var)) is not var:
                 reached[id(var)] = var
+                sites[id(var)] = where
+            elif sites.get(id(var), where) != where:
+                sites[id(var)] = None
         if number in kept:
             self.calls[number] = self._events(capture)
         self._ended_at = seq

@@ -187,6 +187,7 @@ def _run_checks(
             free=last,
             optimized=watch.optimized,
             reached=watch.reached,
+            reached_at=watch.reached_at,
             grad_called=watch.grad_called,
             last_use=watch.last_use,
             first_use=watch.first_use,

@@ -81,6 +81,7 @@ def unused(
     stepped: Mapping[int, Any] | None = None,
     call_params: Any = None,
     first_use: Mapping[int, tuple[str | None, int | None]] | None = None,
+    reached_at: Mapping[int, tuple[str | None, int | None] | None] | None = None,
 ) -> list[Finding]:
     """[unused-param]: parameters and script tensors that need a gradient and get none.
 
@@ -93,7 +94,9 @@ def unused(
     that was in the graph of another backward call (`reached`) is used conditionally (mixture of
     experts routing, LayerDrop): an `info`. One whose module ran only under `torch.no_grad()`
     (`grad_called` lacks it: an inference model, a frozen backbone) is not reported, unless an
-    optimizer steps that parameter."""
+    optimizer steps that parameter. A module none of whose parameters is in the call shown,
+    reached only by backward calls made at other lines (`reached_at`), is another model with a
+    loss of its own (two models trained side by side, an actor and its critic): not reported."""
     in_graph = {id(t) for r in leaves if (t := r()) is not None}
     stepped = stepped or {}
     seen = set(in_graph)
@@ -102,6 +105,7 @@ def unused(
     for name, module in _modules(namespace):
         groups: dict[bool, list[str]] = {True: [], False: []}
         elsewhere: list[str] = []
+        elsewhere_ids: list[int] = []
         for pname, p in module.named_parameters():
             if id(p) in stepped:  # `stepped_unreached` says more about it
                 continue
@@ -118,6 +122,7 @@ def unused(
                     state = True
                 if reached.get(id(p)) is p:
                     elsewhere.append(f"{name}.{pname}")
+                    elsewhere_ids.append(id(p))
                 else:
                     groups[state].append(f"{name}.{pname}")
             seen.add(id(p))
@@ -125,7 +130,7 @@ def unused(
             if names:
                 every = len(names) == sum(1 for p in module.parameters() if p.requires_grad)
                 found.append(_module_finding(name, module, names, was_called, called, every))
-        if elsewhere:
+        if elsewhere and not _own_loss(module, in_graph, elsewhere_ids, reached_at, graph):
             found.append(_elsewhere_finding(name, module, elsewhere))
     if free:
         labels = {name for n in graph.leaves for name in n.names}
@@ -367,6 +372,25 @@ def _module_finding(
     )
     hint = "Nothing to do if it is only a template; otherwise call it in the forward pass."
     return Finding("unused-param", "info", message, None, None, (), hint)
+
+
+def _own_loss(
+    module: torch.nn.Module,
+    in_graph: Collection[int],
+    ids: list[int],
+    reached_at: Mapping[int, tuple[str | None, int | None] | None] | None,
+    graph: Graph,
+) -> bool:
+    """Whether `module` is trained by backward calls of its own: none of its parameters is in
+    the call shown, and the calls that reached them (`ids`) were all made at other lines."""
+    if reached_at is None or any(id(p) in in_graph for p in module.parameters()):
+        return False
+    here = (graph.call_file, graph.call_line)
+    for pid in ids:
+        where = reached_at.get(pid)
+        if where is None or (display_path(where[0]), where[1]) == here:
+            return False
+    return True
 
 
 def _elsewhere_finding(name: str, module: torch.nn.Module, names: list[str]) -> Finding:

@@ -616,6 +616,53 @@ def test_a_layer_used_in_other_steps_only_is_an_info(tmp_path: Path) -> None:
     assert "`blocks.2.weight` and `blocks.2.bias`" in f.message and "did in another" in f.message
 
 
+def test_two_models_with_losses_of_their_own_are_not_unused(tmp_path: Path) -> None:
+    """PyTorch's visualizing-gradients tutorial: two models trained side by side, each with its
+    own loss, backward line and optimizer. The call shown is the second model's: the first one's
+    parameters are not "used in some calls only", they belong to the other line."""
+    script = tmp_path / "side_by_side.py"
+    script.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "a, b = nn.Linear(4, 2), nn.Linear(4, 2)\n"
+        "opt_a = torch.optim.SGD(a.parameters(), lr=0.1)\n"
+        "opt_b = torch.optim.SGD(b.parameters(), lr=0.1)\n"
+        "x = torch.randn(8, 4)\n"
+        "for step in range(3):\n"
+        "    opt_a.zero_grad()\n"
+        "    opt_b.zero_grad()\n"
+        "    loss_a = a(x).pow(2).mean()\n"
+        "    loss_b = b(x).pow(2).mean()\n"
+        "    loss_a.backward()\n"
+        "    loss_b.backward()\n"
+        "    opt_a.step()\n"
+        "    opt_b.step()\n",
+        encoding="utf-8",
+    )
+    assert run(script).graph.findings == ()
+
+
+def test_a_whole_model_skipped_at_the_same_line_is_still_an_info(tmp_path: Path) -> None:
+    """An expert chosen per step at one backward line: the one not chosen in the call shown
+    was trained there in other steps, which is worth saying."""
+    script = tmp_path / "experts.py"
+    script.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "left, right = nn.Linear(4, 4), nn.Linear(4, 4)\n"
+        "opt = torch.optim.SGD([*left.parameters(), *right.parameters()], lr=0.1)\n"
+        "for step in range(3):\n"
+        "    expert = left if step % 2 else right\n"
+        "    opt.zero_grad()\n"
+        "    expert(torch.randn(2, 4)).pow(2).mean().backward()\n"
+        "    opt.step()\n",
+        encoding="utf-8",
+    )
+    (f,) = run(script).graph.findings
+    assert (f.code, f.severity) == ("unused-param", "info")
+    assert "`left.weight` and `left.bias`" in f.message and "did in another" in f.message
+
+
 @pytest.mark.parametrize("kept", ["loss", "loss.item()"])
 def test_a_list_of_losses_keeps_their_graphs(kept: str, tmp_path: Path) -> None:
     """`losses.append(loss)`: the lesson's `total += l` in a list; `loss.item()` is fine."""
