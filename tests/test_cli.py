@@ -138,6 +138,26 @@ def test_call_picks_a_backward_call() -> None:
     assert w["names"] == ["w"] and w["value"]["data"] == [1.0] and w["grad"]["data"] == [-2.0]
 
 
+def test_a_target_no_backward_call_computed_says_so_truly(tmp_path: Path) -> None:
+    """The double-backward tutorial: `--target grad_x` is traced by gradviz, but the script did
+    make backward calls, so "the script never called backward" would be false."""
+    script = tmp_path / "double.py"
+    script.write_text(
+        "import torch\n"
+        "x = torch.tensor(2.0, requires_grad=True)\n"
+        "out = x**3\n"
+        "(grad_x,) = torch.autograd.grad(out, x, create_graph=True)\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(
+        app, ["render", str(script), "--target", "grad_x", "-f", "dot", "-o", "-"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "no backward call of the script (1 backward call) computed this graph" in result.stderr
+    assert "never called backward" not in result.stderr
+    assert "gradients computed by gradviz (not by a backward call of the script)" in result.stdout
+
+
 def test_non_scalar_root_needs_a_seed(tmp_path: Path) -> None:
     p = script(tmp_path, "import torch\nw = torch.ones(3, requires_grad=True)\nloss = w * 2\n")
     code, _, err = gradviz("render", str(p), "-o", "-", "-f", "json")

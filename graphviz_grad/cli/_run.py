@@ -222,7 +222,13 @@ def remarks(captured: Captured, total: int, fail: bool = True) -> None:
     """Tell the user, on stderr, where the gradients came from and what else to know; a script
     that died in or after the call shown fails now (`fail`), after its graph was shown."""
     graph = captured.graph
-    if graph.grad_source == "gradviz":
+    if graph.grad_source == "gradviz" and total:
+        calls = f"{total:,} backward call{'s' if total != 1 else ''}"
+        err.print(
+            f"[dim]note:[/] no backward call of the script ({calls}) computed this graph's "
+            "gradients, so gradviz computed them itself (no `.grad` of yours was changed)."
+        )
+    elif graph.grad_source == "gradviz":
         err.print(
             "[dim]note:[/] the script never called backward, so gradviz computed the gradients "
             "itself (no `.grad` of yours was changed)."

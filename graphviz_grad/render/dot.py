@@ -34,7 +34,7 @@ FILL_INPUT = "#f7f7f7"
 BORDER_INPUT = "#9a9a9a"
 BORDER = "#555555"
 GRAD_COLOR = "#c0392b"
-GRADVIZ_NOTE = "gradients computed by gradviz (the script did not call backward)"
+GRADVIZ_NOTE = "gradients computed by gradviz (not by a backward call of the script)"
 
 
 def _header(node: Node) -> str:

@@ -89,7 +89,7 @@ def default_title(graph: Graph) -> str:
 _SOURCES = {
     "backward": "computed by the script's backward()",
     "autograd.grad": "computed by the script's torch.autograd.grad()",
-    "gradviz": "computed by gradviz (the script did not call backward; no .grad was changed)",
+    "gradviz": "computed by gradviz (not by a backward call of the script; no .grad was changed)",
     "none": "not computed",
 }
 

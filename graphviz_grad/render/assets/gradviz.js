@@ -666,7 +666,7 @@
       "edge [fontname=\"Helvetica\", fontsize=9, color=\"#444444\"];"];
     // Big drawings trade a few edge crossings for a layout in seconds instead of minutes.
     if (plan.items.length > BIG_LAYOUT) out.push("mclimit=0.2; nslimit=1; nslimit1=1; searchsize=10;");
-    if (g.d.gradviz) out.push("label=<<i>gradients computed by gradviz (the script did not call backward)</i>>; labelloc=t;");
+    if (g.d.gradviz) out.push("label=<<i>gradients computed by gradviz (not by a backward call of the script)</i>>; labelloc=t;");
     // Edges first, in argument order per op: Graphviz then meets the inputs of an op left to
     // right (x before w in x * w), as the static pictures draw them.
     this.edgeStmts(out);
