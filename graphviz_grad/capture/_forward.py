@@ -621,9 +621,10 @@ class ForwardRecorder(TorchDispatchMode):
         self.values = values
         self.pending: list[tuple[Any, Any, Any, tuple[Any, ...], Any, Any]] = []
         self.paused = 0
-        #: Set from another thread at Ctrl-C (`Recorder.request_stop`): the next op the user's
-        #: code runs raises KeyboardInterrupt, where no record is half made.
-        self.stop_requested = False
+        #: Set from another thread at Ctrl-C or at `--timeout` (`Recorder.request_stop`): the
+        #: exception class that the next op the user's code runs raises, where no record is
+        #: half made; None when no stop is asked for.
+        self.stop_requested: type[BaseException] | None = None
         self.seq = 0
         #: `seq` when the pass began (at the last backward call): a long pass holds off full
         #: collections until the next one (`_gc.FullCollections`).
@@ -708,11 +709,13 @@ class ForwardRecorder(TorchDispatchMode):
         return out
 
     def safe_point(self) -> None:
-        """Raise the KeyboardInterrupt that Ctrl-C asked for, unless gradviz is inside its own
-        work (reading tensors, a backward call it records): then the next safe point does."""
-        if self.stop_requested and not self.paused:
-            self.stop_requested = False
-            raise KeyboardInterrupt
+        """Raise the exception that Ctrl-C or `--timeout` asked for, unless gradviz is inside
+        its own work (reading tensors, a backward call it records): then the next safe point
+        does."""
+        asked = self.stop_requested
+        if asked is not None and not self.paused:
+            self.stop_requested = None
+            raise asked
 
     def _saving(self, args: Any) -> bool:
         """Whether this `detach` is autograd saving the output of the op that just ran (sigmoid,

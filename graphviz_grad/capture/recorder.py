@@ -91,8 +91,9 @@ class Recorder:
         self.no_graph: str | None = None
         #: Optimizer steps taken so far (for the progress line on long runs).
         self.steps = 0
-        #: Whether Ctrl-C asked the script to stop (`request_stop`).
-        self.stopping = False
+        #: What asked the script to stop (`request_stop`): KeyboardInterrupt (Ctrl-C), the
+        #: runner's timeout, or None.
+        self.stopping: type[BaseException] | None = None
         self._step_hook: Any = None
         self._step_pre_hook: Any = None
         #: Steps of `torch.optim` optimizers run without the dispatch mode, once learnt.
@@ -243,16 +244,19 @@ class Recorder:
             text += f", optimizer step {self.steps:,}"
         if self.stopped_early:
             text += " (recording done, running on)"
-        if self.stopping:
+        if self.stopping is KeyboardInterrupt:
             text += " (stopping: Ctrl-C again quits at once)"
+        elif self.stopping is not None:
+            text += " (stopping: --timeout reached)"
         return text
 
-    def request_stop(self) -> None:
-        """Ctrl-C, from another thread: stop the script where no record is half made, at the
-        next op it runs or at the end of the backward call under way, so that the calls already
-        completed can still be shown (`busy` says when stopping it anywhere is safe)."""
-        self.stopping = True
-        self._mode.stop_requested = True
+    def request_stop(self, exc_type: type[BaseException] = KeyboardInterrupt) -> None:
+        """Ctrl-C or `--timeout`, from another thread: raise `exc_type` in the script where no
+        record is half made, at the next op it runs or at the end of the backward call under
+        way, so that the calls already completed can still be shown (`busy` says when stopping
+        it anywhere is safe)."""
+        self.stopping = exc_type
+        self._mode.stop_requested = exc_type
 
     def busy(self) -> bool:
         """Whether gradviz is inside its own work (a backward call it records, reading
@@ -262,8 +266,8 @@ class Recorder:
     def take_stop(self) -> bool:
         """Take back a stop no safe point has raised yet (the script's thread is about to be
         interrupted from outside); False if it has been raised already."""
-        asked, self._mode.stop_requested = self._mode.stop_requested, False
-        return asked
+        asked, self._mode.stop_requested = self._mode.stop_requested, None
+        return asked is not None
 
     def _stop_if_done(self, number: int) -> None:
         """After the last call anyone asked for, let the code run on unobserved (full speed)."""
@@ -333,7 +337,7 @@ class Recorder:
             self._mode.paused -= 0 if create_graph else 1
             self._finish(capture)
             self._stop_if_done(number)
-            if self._mode.stop_requested:  # Ctrl-C during the call: stop now it is complete
+            if self._mode.stop_requested:  # asked during the call: stop now it is complete
                 self._mode.safe_point()
 
     def _begin(

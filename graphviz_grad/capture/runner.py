@@ -47,7 +47,9 @@ class ScriptRun:
     exit_code: int = 0
     #: The script ended by `sys.exit` (an argparse `--help` too), whatever the status.
     exited: bool = False
-    error: ScriptError | Interrupted | None = None
+    error: ScriptError | Interrupted | TimeoutError_ | None = None
+    #: `--timeout`'s seconds, once they ran out while the script ran (`_ask_to_stop`).
+    timed_out: float | None = None
     #: What gradviz said about the source before running it (notebook cells skipped...).
     notes: list[str] = field(default_factory=list)
     #: Variables of the script's functions, gone by the end (`Recorder.take_locals`).
@@ -250,8 +252,8 @@ def _exec(code: types.CodeType, namespace: dict[str, Any], run: ScriptRun) -> bo
     except SystemExit as exc:
         run.exited = True
         run.exit_code = _exit_code(exc.code)
-    except KeyboardInterrupt as exc:
-        if run.recorder is None or not getattr(run.recorder, "stopping", False):
+    except (KeyboardInterrupt, _ScriptTimeout) as exc:
+        if run.recorder is None or getattr(run.recorder, "stopping", None) is not type(exc):
             raise  # the script's own, or a second Ctrl-C: nothing is shown
         run.error = _interrupted(run, exc)
     except GradvizError:
@@ -273,14 +275,24 @@ def _exec(code: types.CodeType, namespace: dict[str, Any], run: ScriptRun) -> bo
     return False
 
 
-def _interrupted(run: ScriptRun, exc: KeyboardInterrupt) -> Interrupted:
-    """Ctrl-C stopped the script: where it stood (what completed before it can be shown)."""
+def _interrupted(run: ScriptRun, exc: BaseException) -> Interrupted | TimeoutError_:
+    """Ctrl-C or `--timeout` stopped the script: where it stood (what completed before it can
+    be shown)."""
     frames = _user_frames(exc)
     at = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    if isinstance(exc, _ScriptTimeout):
+        return TimeoutError_(
+            f"The script `{run.path.name}` ran longer than the {run.timed_out or 0:g} s that "
+            f"--timeout allows and was stopped{at}.",
+            hint=_TIMEOUT_HINT,
+        )
     return Interrupted(
         f"Ctrl-C stopped the script `{run.path.name}`{at}.",
         hint="gradviz shows what completed before Ctrl-C; press it twice to quit at once.",
     )
+
+
+_TIMEOUT_HINT = "Raise --timeout, or make the script do less (fewer epochs or steps)."
 
 
 def _no_graph_hint(run: ScriptRun, exc: BaseException) -> str | None:
@@ -706,6 +718,8 @@ def in_big_stack(fn: Callable[[], T], timeout: float | None = None) -> T:
         threading.stack_size(old)
     _wait(worker, timeout, done)
     worker.join(_JOIN_GRACE)
+    if failure and isinstance(failure[0], _ScriptTimeout):  # it landed outside the script
+        raise _timeout_error(timeout)
     if failure:
         raise failure[0]
     return result[0]
@@ -743,6 +757,7 @@ def _wait(worker: threading.Thread, timeout: float | None, done: threading.Event
     timed_out = False
     deadline = None if timeout is None else _now() + timeout
     stopping: Any = None  # the recorder asked to stop the script at a safe point, and when
+    asked_for_timeout = False
     while not done.is_set():
         try:
             done.wait(0.05)
@@ -754,38 +769,52 @@ def _wait(worker: threading.Thread, timeout: float | None, done: threading.Event
             continue
         if stopping is not None and _now() > stopping[1] and not stopping[0].busy():
             # the script runs no op (it sleeps, loads data, computes in plain Python): stop it
-            # from outside, unless a safe point stopped it meanwhile
-            if stopping[0].take_stop():
-                _raise_in(worker, KeyboardInterrupt)
+            # from outside, unless a safe point stopped it meanwhile or it has ended
+            recorder, _, exc_type = stopping
+            if recorder.take_stop() and any(run.recorder is recorder for run in _LIVE):
+                _raise_in(worker, exc_type)
             stopping = None
         if deadline is not None and not timed_out and _now() > deadline:
             timed_out = True
-            _raise_in(worker, _ScriptTimeout)
-    if timed_out and interrupted is None:
-        raise TimeoutError_(
-            f"The script ran longer than the {timeout:g} s that --timeout allows and was stopped.",
-            hint="Raise --timeout, or make the script do less (fewer epochs or steps).",
-        )
+            stopping = _ask_to_stop(_ScriptTimeout, timeout) if interrupted is None else None
+            if stopping is None:
+                _raise_in(worker, _ScriptTimeout)
+            else:
+                asked_for_timeout = True
+    if timed_out and interrupted is None and not asked_for_timeout:
+        raise _timeout_error(timeout)
+
+
+def _timeout_error(timeout: float | None) -> TimeoutError_:
+    return TimeoutError_(
+        f"The script ran longer than the {timeout or 0:g} s that --timeout allows and was stopped.",
+        hint=_TIMEOUT_HINT,
+    )
 
 
 class _ScriptTimeout(BaseException):
     """Raised inside the script's thread when --timeout runs out."""
 
 
-#: Seconds the first Ctrl-C leaves the script to reach a safe point (its next op) before it is
-#: stopped from outside.
+#: Seconds a stop (Ctrl-C, `--timeout`) leaves the script to reach a safe point (its next op)
+#: before it is stopped from outside.
 _STOP_GRACE = 0.3
 
 
-def _ask_to_stop() -> tuple[Any, float] | None:
-    """At the first Ctrl-C, ask the recording of the script run in progress to stop it where
-    the backward calls already completed stay whole; (recorder, deadline), or None."""
+def _ask_to_stop(
+    exc_type: type[BaseException] = KeyboardInterrupt, timeout: float | None = None
+) -> tuple[Any, float, type[BaseException]] | None:
+    """At the first Ctrl-C or at `--timeout`, ask the recording of the script run in progress
+    to stop it where the backward calls already completed stay whole; (recorder, deadline,
+    the exception to raise), or None when no script runs under a recorder."""
     run = _LIVE[-1] if _LIVE else None
     recorder = run.recorder if run is not None else None
-    if recorder is None or not hasattr(recorder, "request_stop"):
+    if run is None or recorder is None or not hasattr(recorder, "request_stop"):
         return None
-    recorder.request_stop()
-    return recorder, _now() + _STOP_GRACE
+    if exc_type is _ScriptTimeout:
+        run.timed_out = timeout
+    recorder.request_stop(exc_type)
+    return recorder, _now() + _STOP_GRACE, exc_type
 
 
 def _raise_in(thread: threading.Thread, exc_type: type[BaseException]) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CallError, Interrupted, RootError, ScriptExitError
+from ..errors import CallError, Interrupted, RootError, ScriptExitError, TimeoutError_
 from ..model import Graph
 from .modules import ModuleRun
 
@@ -243,11 +243,13 @@ def _completed_before_error(run: Any, options: CaptureOptions) -> bool:
 def _after_calls(error: Any, total: int) -> Any:
     """The script's error, saying that the graph shown comes from before it."""
     calls = "call" if total == 1 else "calls"
-    if isinstance(error, Interrupted):
-        return Interrupted(
+    if isinstance(error, (Interrupted, TimeoutError_)):
+        return type(error)(
             f"{error.message.rstrip('.')} after {total:,} backward {calls}: gradviz shows the "
             "graph of a call completed before it.",
-            hint="Press Ctrl-C twice to quit at once, without output.",
+            hint=error.hint
+            if isinstance(error, TimeoutError_)
+            else "Press Ctrl-C twice to quit at once, without output.",
         )
     return type(error)(
         f"{error.message} (after {total} backward {calls}: gradviz shows the graph of a call "
@@ -260,7 +262,7 @@ def _after_calls(error: Any, total: int) -> Any:
 def _none_completed(error: Any, run: Any, options: CaptureOptions) -> Any:
     """The error to raise when no call that could be shown completed before it: Ctrl-C says
     which call it came too early for."""
-    if not isinstance(error, Interrupted):
+    if not isinstance(error, (Interrupted, TimeoutError_)):
         return error
     total = len(run.recorder.calls)
     if options.call > 0 and options.target is None and total < options.call:
@@ -269,6 +271,8 @@ def _none_completed(error: Any, run: Any, options: CaptureOptions) -> Any:
         before = "before any backward call completed"
     else:
         before = "before it finished"
+    if isinstance(error, TimeoutError_):
+        return TimeoutError_(f"{error.message.rstrip('.')} {before}.", hint=error.hint)
     return Interrupted(
         f"{error.message.rstrip('.')} {before}, so gradviz drew nothing.",
         hint="Let it run until a backward call completes (the progress line counts them).",

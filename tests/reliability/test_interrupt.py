@@ -151,3 +151,30 @@ def test_ctrl_c_writes_the_last_completed_call(tmp_path: Path, sleeps: bool) -> 
     assert nodes[data["root"]]["value"]["data"] == pytest.approx(loss.item())
     (leaf,) = [n for n in data["nodes"] if n["kind"] == "leaf"]
     assert leaf["grad"]["data"] == pytest.approx(grad.item())
+
+
+def test_timeout_writes_the_last_completed_call_and_exits_11(tmp_path: Path) -> None:
+    """`--timeout` stops the script the same way: a sample of a long run, drawn."""
+    script = tmp_path / "spin.py"
+    script.write_text(SPIN.replace("SLEEP", "False"), encoding="utf-8")
+    out = tmp_path / "spin.json"
+    result = subprocess.run(
+        [*GRADVIZ, "render", str(script), "--timeout", "2", "-o", str(out)],
+        cwd=tmp_path,
+        env=ENV,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 11, result.stderr
+    assert "ran longer than the 2 s that --timeout allows and was stopped at spin.py:" in (
+        result.stderr
+    )
+    assert "gradviz shows the graph of a call completed before it" in result.stderr
+    data = json.loads(out.read_text(encoding="utf-8"))
+    _, loss, grad = _torch_step(1)
+    nodes = {n["id"]: n for n in data["nodes"]}
+    assert nodes[data["root"]]["value"]["data"] == pytest.approx(loss.item())
+    (leaf,) = [n for n in data["nodes"] if n["kind"] == "leaf"]
+    assert leaf["grad"]["data"] == pytest.approx(grad.item())
