@@ -143,17 +143,39 @@ def _data_pieces(data: Data, precision: int) -> Iterator[str]:
 
 
 def fmt_data(data: Data, precision: int = 4, max_chars: int = 60) -> str:
-    """Nested lists compactly, cut with ``…`` beyond `max_chars` characters."""
+    """Nested lists compactly; beyond `max_chars` characters, cut after the last whole number
+    that fits, with ``…`` (``[0.5, -1.25,…``: never a number cut short, ``0.…``)."""
     if not isinstance(data, list):
         return _cut(_fmt_scalar(data, precision), max_chars)
     out: list[str] = []
     size = 0
+    over = None
     for piece in _data_pieces(data, precision):
+        if size + len(piece) > max_chars:
+            over = piece
+            break
         out.append(piece)
         size += len(piece)
-        if size > max_chars:
+    if over is None:
+        return "".join(out)
+    if not any(p not in ("[", "]", ", ") for p in out[:-1]):
+        # not even one whole number and a comma fit: the first number's leading digits
+        return _cut("".join(out) + over, max_chars)
+    # end on `[` or a comma, so that what precedes `…` is whole; `,…` with no space between
+    # (a view that wraps at spaces then keeps `…` with the last number)
+    while out:
+        last = out[-1]
+        if last == "[" and size + 1 <= max_chars:
             break
-    return _cut("".join(out), max_chars)
+        if last == ", " and size <= max_chars:
+            out[-1], size = ",", size - 1
+            break
+        if last not in ("[", ", ") and size + 2 <= max_chars:  # a number or a `]`
+            out.append(",")
+            size += 1
+            break
+        size -= len(out.pop())
+    return "".join(out) + ELLIPSIS
 
 
 def _cut(text: str, max_chars: int) -> str:

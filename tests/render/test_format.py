@@ -85,9 +85,25 @@ def test_complex_values_read_at_the_same_precision_as_real_ones() -> None:
 
 def test_summary_truncates() -> None:
     text = fmt_summary(vector([0.123456] * 16), max_chars=30)
-    assert len(text) == 30
-    assert text.endswith("…")
+    assert text == "[0.1235, 0.1235, 0.1235,…"  # whole numbers only, at most 30 characters
     assert fmt_data([1.0, 2.0], max_chars=60) == "[1.0, 2.0]"
+    assert fmt_data([1.0, 2.0, 3.0], max_chars=15) == "[1.0, 2.0, 3.0]"  # exactly fits
+    assert fmt_data([1.0, 2.0, 3.0], max_chars=14) == "[1.0, 2.0,…"
+
+
+def test_a_cut_list_never_ends_in_part_of_a_number() -> None:
+    # the tree showed `value=[-0.1283, ..., -0.01332, 0.…`: a `0.` that is no number
+    data = [-0.1283, -0.2912, -0.05329, 0.07703, -0.2438, -0.01332, 0.5, 0.25, 0.125]
+    for limit in range(3, 80):
+        text = fmt_data(data, max_chars=limit)
+        assert len(text) <= limit
+        if text.endswith("…") and "," in text:  # after whole numbers, on a `,` or `[`
+            assert text[-2] in "[,", text
+        elif text.endswith("…"):  # not one number fits: the first one's leading digits
+            assert "[-0.1283".startswith(text[:-1]), text
+    assert fmt_data([[1.5, 2.5], [3.5, 4.5]], max_chars=16) == "[[1.5, 2.5], […"
+    assert fmt_data([[1.5, 2.5], [3.5, 4.5]], max_chars=13) == "[[1.5, 2.5],…"
+    assert fmt_data([-1.098, 0.5, 0.25], max_chars=9) == "[-1.098,…"
 
 
 def test_summary_stats() -> None:
