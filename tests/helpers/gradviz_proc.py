@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +43,24 @@ def run(
 def gradviz(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     """`python -m graphviz_grad ARGS` in a fresh process."""
     return run([*GRADVIZ, *args], **kwargs)  # type: ignore[arg-type]
+
+
+def ctrl_c(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m graphviz_grad ARGS` in `cwd`, given Ctrl-C (SIGINT) once the script prints
+    `ready` on its own line; what it printed after that, and its exit code."""
+    proc = subprocess.Popen(
+        [*GRADVIZ, *args],
+        cwd=cwd,
+        env=ENV,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)

@@ -11,15 +11,13 @@ import io
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from helpers.gradviz_proc import ENV, GRADVIZ, SAMPLES, gradviz, run
+from helpers.gradviz_proc import ENV, SAMPLES, ctrl_c, gradviz, run
 from typer.testing import CliRunner
 
 import graphviz_grad as gg
@@ -154,22 +152,7 @@ def test_ctrl_c_keeps_the_old_output(tmp_path: Path) -> None:
     )
     out = tmp_path / "spin.json"
     out.write_bytes(OLD)
-    proc = subprocess.Popen(
-        [*GRADVIZ, "render", str(script), "-o", str(out)],
-        cwd=tmp_path,
-        env=ENV,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130
+    assert ctrl_c("render", str(script), "-o", str(out), cwd=tmp_path).returncode == 130
     assert out.read_bytes() == OLD
     assert _listing(tmp_path) == ["spin.json", "spin.py"]
 

@@ -8,13 +8,12 @@ loads data) is stopped from outside after a moment. A second Ctrl-C quits at onc
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 import torch
-from helpers.gradviz_proc import ENV, GRADVIZ
+from helpers.gradviz_proc import ENV, GRADVIZ, ctrl_c
 from helpers.oracle import close
 from typer.testing import CliRunner
 
@@ -126,22 +125,9 @@ def test_ctrl_c_writes_the_last_completed_call(tmp_path: Path, sleeps: bool) -> 
     script = tmp_path / "spin.py"
     script.write_text(SPIN.replace("SLEEP", "step >= 50" if sleeps else "False"), encoding="utf-8")
     out = tmp_path / "spin.json"
-    proc = subprocess.Popen(
-        [*GRADVIZ, "render", str(script), "-o", str(out)],
-        cwd=tmp_path,
-        env=ENV,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, stderr
+    result = ctrl_c("render", str(script), "-o", str(out), cwd=tmp_path)
+    stderr = result.stderr
+    assert result.returncode == 130, stderr
     assert "interrupted: Ctrl-C stopped the script `spin.py`" in stderr
     assert "gradviz shows the graph of a call completed before it" in stderr
     data = json.loads(out.read_text(encoding="utf-8"))

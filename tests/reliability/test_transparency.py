@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 import torch
-from helpers.gradviz_proc import ENV, GRADVIZ, ROOT, SAMPLES, run
+from helpers.gradviz_proc import GRADVIZ, ROOT, SAMPLES, ctrl_c, run
 from torch.nn.modules import module as nn_module
 from torch.overrides import _get_current_function_mode_stack
 from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
@@ -284,24 +284,9 @@ def test_ctrl_c_stops_gradviz_cleanly(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     out = tmp_path / "spin.json"
-    proc = subprocess.Popen(
-        [*GRADVIZ, "render", str(script), "-o", str(out)],
-        cwd=tmp_path,
-        env=ENV,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == "ready\n"
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, stderr
-    assert "interrupted" in stderr and "Traceback" not in stderr
+    result = ctrl_c("render", str(script), "-o", str(out), cwd=tmp_path)
+    assert result.returncode == 130, result.stderr
+    assert "interrupted" in result.stderr and "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spin.py"]
 
 
