@@ -263,6 +263,11 @@ class Recorder:
         tensors): an exception raised into the script's thread now could cut a record short."""
         return self._entered and (self._active is not None or self._mode.paused > 0)
 
+    def abandon_stop(self) -> None:
+        """A second Ctrl-C: the script is stopped from outside at once, and nothing is shown."""
+        self.stopping = None
+        self._mode.stop_requested = None
+
     def take_stop(self) -> bool:
         """Take back a stop no safe point has raised yet (the script's thread is about to be
         interrupted from outside); False if it has been raised already."""

@@ -757,13 +757,17 @@ def _wait(worker: threading.Thread, timeout: float | None, done: threading.Event
     timed_out = False
     deadline = None if timeout is None else _now() + timeout
     stopping: Any = None  # the recorder asked to stop the script at a safe point, and when
+    asked: Any = None  # the recorder asked to stop the script, once it was
     asked_for_timeout = False
     while not done.is_set():
         try:
             done.wait(0.05)
         except KeyboardInterrupt as exc:
             first, interrupted = interrupted is None, exc
+            if not first and asked is not None:
+                asked.abandon_stop()  # a second Ctrl-C: quit at once, showing nothing
             stopping = _ask_to_stop() if first else None
+            asked = stopping[0] if stopping is not None else asked
             if stopping is None:
                 _raise_in(worker, KeyboardInterrupt)
             continue
@@ -780,7 +784,7 @@ def _wait(worker: threading.Thread, timeout: float | None, done: threading.Event
             if stopping is None:
                 _raise_in(worker, _ScriptTimeout)
             else:
-                asked_for_timeout = True
+                asked, asked_for_timeout = stopping[0], True
     if timed_out and interrupted is None and not asked_for_timeout:
         raise _timeout_error(timeout)
 

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -45,9 +46,10 @@ def gradviz(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     return run([*GRADVIZ, *args], **kwargs)  # type: ignore[arg-type]
 
 
-def ctrl_c(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`python -m graphviz_grad ARGS` in `cwd`, given Ctrl-C (SIGINT) once the script prints
-    `ready` on its own line; what it printed after that, and its exit code."""
+def ctrl_c(*args: str, cwd: Path, times: int = 1) -> subprocess.CompletedProcess[str]:
+    """`python -m graphviz_grad ARGS` in `cwd`, given Ctrl-C (SIGINT) `times` times, 0.1 s
+    apart, once the script prints `ready` on its own line; what it printed after that, and its
+    exit code."""
     proc = subprocess.Popen(
         [*GRADVIZ, *args],
         cwd=cwd,
@@ -59,7 +61,10 @@ def ctrl_c(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-        proc.send_signal(signal.SIGINT)
+        for i in range(times):
+            if i:
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()

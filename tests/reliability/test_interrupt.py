@@ -139,6 +139,26 @@ def test_ctrl_c_writes_the_last_completed_call(tmp_path: Path, sleeps: bool) -> 
     assert leaf["grad"]["data"] == pytest.approx(grad.item())
 
 
+def test_a_second_ctrl_c_quits_at_once_without_output(tmp_path: Path) -> None:
+    """The script computes in plain Python (no op, so no safe point): the first Ctrl-C waits a
+    moment for one, the second one stops it at once, and nothing is shown."""
+    script = tmp_path / "busy.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.ones(2, requires_grad=True)\n"
+        "(w * 2).sum().backward()\n"
+        "print('ready', flush=True)\n"
+        "while True:\n"
+        "    pass\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "busy.json"
+    result = ctrl_c("render", str(script), "-o", str(out), cwd=tmp_path, times=2)
+    assert result.returncode == 130, result.stderr
+    assert "interrupted: no output was written." in result.stderr
+    assert not out.exists()
+
+
 def test_timeout_writes_the_last_completed_call_and_exits_11(tmp_path: Path) -> None:
     """`--timeout` stops the script the same way: a sample of a long run, drawn."""
     script = tmp_path / "spin.py"
