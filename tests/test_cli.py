@@ -158,6 +158,21 @@ def test_a_target_no_backward_call_computed_says_so_truly(tmp_path: Path) -> Non
     assert "gradients computed by gradviz (not by a backward call of the script)" in result.stdout
 
 
+def test_call_numbers_have_thousands_separators(tmp_path: Path) -> None:
+    """As the progress line and the Ctrl-C message write them: `1,200`, not `1200`."""
+    script = tmp_path / "loop.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.tensor(1.0, requires_grad=True)\n"
+        "for step in range(1200):\n"
+        "    (w * 3).backward()\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["render", str(script), "-f", "json", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "showing backward call 1,200 of 1,200 (--call N)" in result.stderr
+
+
 def test_non_scalar_root_needs_a_seed(tmp_path: Path) -> None:
     p = script(tmp_path, "import torch\nw = torch.ones(3, requires_grad=True)\nloss = w * 2\n")
     code, _, err = gradviz("render", str(p), "-o", "-", "-f", "json")

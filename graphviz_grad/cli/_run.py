@@ -234,7 +234,7 @@ def remarks(captured: Captured, total: int, fail: bool = True) -> None:
             "itself (no `.grad` of yours was changed)."
         )
     elif graph.call is not None and total > 1:
-        err.print(f"[dim]note:[/] showing backward call {graph.call} of {total} (--call N).")
+        err.print(f"[dim]note:[/] showing backward call {graph.call:,} of {total:,} (--call N).")
     for note in graph.notes:
         err.print(f"[dim]note:[/] {escape(note)}")
     if fail and captured.error is not None:

@@ -152,7 +152,7 @@ def doctor(
             failed = False
             for captured in found:
                 graph = captured.graph
-                heading = f"backward call {graph.call} of {total}" if spec.many else None
+                heading = f"backward call {graph.call:,} of {total:,}" if spec.many else None
                 _report(graph, heading, to_stderr=output == "-")
                 why = not_run(captured.run.recorder.calls)
                 if why is not None:

@@ -89,7 +89,7 @@ def explain(
             sys.stdout.flush()
             for one in captured:
                 if spec.many:
-                    show(f"backward call {one.graph.call} of {total}")
+                    show(f"backward call {one.graph.call:,} of {total:,}")
                 notes = from_source(one.graph)
                 only = None if to is None else find_node(one.graph, to).id
                 show(Explanation(one.graph, precision=precision, notes=notes, to=only))

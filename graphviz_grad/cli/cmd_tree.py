@@ -98,7 +98,7 @@ def tree(
             sys.stdout.flush()
             for captured in found:
                 if spec.many:  # one tree per call, each under its call number
-                    out.print(f"backward call {captured.graph.call} of {total}")
+                    out.print(f"backward call {captured.graph.call:,} of {total:,}")
                 shown = tree_graph(captured.graph, view)
                 printed(out, GraphTree(shown, precision=precision, order=order))
             if not spec.many:

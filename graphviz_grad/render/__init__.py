@@ -258,7 +258,7 @@ def write_calls(
     written = []
     for graph in graphs:
         number = graph.call or 0
-        title = f"backward call {number} of {total}"
+        title = f"backward call {number:,} of {total:,}"
         path = numbered(folder, stem, number, total, fmt)
         written.append(write(graph, path, fmt, replace(opts, title=title)))
     return written
