@@ -49,3 +49,25 @@ def test_a_finished_recording_keeps_no_graph_alive() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "freed"
+
+
+def test_where_each_leaf_was_reached_is_forgotten_with_the_leaf(tmp_path: Path) -> None:
+    """A new input that requires grad at every step (adversarial training, a lesson's fresh
+    `x`): the line each leaf's backward call was made at is kept per leaf id, and the ids of
+    leaves that died go, not one entry per step for the whole run."""
+    from graphviz_grad.capture import CaptureOptions, capture_script, in_big_stack
+
+    script = tmp_path / "fresh_leaf.py"
+    script.write_text(
+        "import torch\n"
+        "junk = []\n"
+        "for step in range(5000):\n"
+        "    x = torch.randn(3, requires_grad=True)\n"
+        "    (x * 2).sum().backward()\n"
+        "    del x\n"
+        "    junk.append(torch.empty(0))  # takes the dead leaf's address: ids do not repeat\n",
+        encoding="utf-8",
+    )
+    captured = in_big_stack(lambda: capture_script(script, [], CaptureOptions()))
+    watch = captured.run.recorder.watch
+    assert len(watch.reached_at) <= 2 * len(watch.reached) + 1024

@@ -878,6 +878,9 @@ class Watch:
                 sites[id(var)] = where
             elif sites.get(id(var), where) != where:
                 sites[id(var)] = None
+        if len(sites) > 2 * len(reached) + 1024:  # leaves that died (a new input each step)
+            for gone in [k for k in sites if k not in reached]:
+                del sites[gone]
         if number in kept:
             self.calls[number] = self._events(capture)
         self._ended_at = seq
