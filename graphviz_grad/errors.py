@@ -105,10 +105,6 @@ class Interrupted(GradvizError):
 
     exit_code = 130
 
-    def __init__(self, message: str, hint: str | None = None, details: str = "") -> None:
-        super().__init__(message, hint)
-        self.details = details
-
 
 #: Exit codes, as documented in the README.
 EXIT_CODES: dict[str, int] = {

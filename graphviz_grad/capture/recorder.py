@@ -265,8 +265,8 @@ class Recorder:
 
     def abandon_stop(self) -> None:
         """A second Ctrl-C: the script is stopped from outside at once, and nothing is shown."""
+        self.take_stop()
         self.stopping = None
-        self._mode.stop_requested = None
 
     def take_stop(self) -> bool:
         """Take back a stop no safe point has raised yet (the script's thread is about to be

@@ -756,36 +756,35 @@ def _wait(worker: threading.Thread, timeout: float | None, done: threading.Event
     interrupted: BaseException | None = None
     timed_out = False
     deadline = None if timeout is None else _now() + timeout
-    stopping: Any = None  # the recorder asked to stop the script at a safe point, and when
-    asked: Any = None  # the recorder asked to stop the script, once it was
-    asked_for_timeout = False
+    asked: Any = None  # the recording asked to stop the script at a safe point
+    grace: float | None = None  # when it is stopped from outside if no safe point did it
     while not done.is_set():
         try:
             done.wait(0.05)
         except KeyboardInterrupt as exc:
             first, interrupted = interrupted is None, exc
-            if not first and asked is not None:
+            if first:
+                asked = _ask_to_stop(KeyboardInterrupt)
+            elif asked is not None:
                 asked.abandon_stop()  # a second Ctrl-C: quit at once, showing nothing
-            stopping = _ask_to_stop() if first else None
-            asked = stopping[0] if stopping is not None else asked
-            if stopping is None:
+            grace = _now() + _STOP_GRACE if first and asked is not None else None
+            if grace is None:
                 _raise_in(worker, KeyboardInterrupt)
             continue
-        if stopping is not None and _now() > stopping[1] and not stopping[0].busy():
+        if grace is not None and _now() > grace and not asked.busy():
             # the script runs no op (it sleeps, loads data, computes in plain Python): stop it
             # from outside, unless a safe point stopped it meanwhile or it has ended
-            recorder, _, exc_type = stopping
-            if recorder.take_stop() and any(run.recorder is recorder for run in _LIVE):
-                _raise_in(worker, exc_type)
-            stopping = None
+            grace = None
+            if asked.take_stop() and any(run.recorder is asked for run in _LIVE):
+                _raise_in(worker, asked.stopping)
         if deadline is not None and not timed_out and _now() > deadline:
             timed_out = True
-            stopping = _ask_to_stop(_ScriptTimeout, timeout) if interrupted is None else None
-            if stopping is None:
+            if interrupted is None:
+                asked = _ask_to_stop(_ScriptTimeout, timeout)
+            grace = _now() + _STOP_GRACE if interrupted is None and asked is not None else None
+            if grace is None:
                 _raise_in(worker, _ScriptTimeout)
-            else:
-                asked, asked_for_timeout = stopping[0], True
-    if timed_out and interrupted is None and not asked_for_timeout:
+    if timed_out and interrupted is None and asked is None:
         raise _timeout_error(timeout)
 
 
@@ -805,12 +804,10 @@ class _ScriptTimeout(BaseException):
 _STOP_GRACE = 0.3
 
 
-def _ask_to_stop(
-    exc_type: type[BaseException] = KeyboardInterrupt, timeout: float | None = None
-) -> tuple[Any, float, type[BaseException]] | None:
+def _ask_to_stop(exc_type: type[BaseException], timeout: float | None = None) -> Any:
     """At the first Ctrl-C or at `--timeout`, ask the recording of the script run in progress
-    to stop it where the backward calls already completed stay whole; (recorder, deadline,
-    the exception to raise), or None when no script runs under a recorder."""
+    to stop it where the backward calls already completed stay whole: that recorder, or None
+    when no script runs under one."""
     run = _LIVE[-1] if _LIVE else None
     recorder = run.recorder if run is not None else None
     if run is None or recorder is None or not hasattr(recorder, "request_stop"):
@@ -818,7 +815,7 @@ def _ask_to_stop(
     if exc_type is _ScriptTimeout:
         run.timed_out = timeout
     recorder.request_stop(exc_type)
-    return recorder, _now() + _STOP_GRACE, exc_type
+    return recorder
 
 
 def _raise_in(thread: threading.Thread, exc_type: type[BaseException]) -> None:

@@ -222,17 +222,14 @@ def remarks(captured: Captured, total: int, fail: bool = True) -> None:
     """Tell the user, on stderr, where the gradients came from and what else to know; a script
     that died in or after the call shown fails now (`fail`), after its graph was shown."""
     graph = captured.graph
-    if graph.grad_source == "gradviz" and total:
-        calls = f"{total:,} backward call{'s' if total != 1 else ''}"
-        err.print(
-            f"[dim]note:[/] no backward call of the script ({calls}) computed this graph's "
-            "gradients, so gradviz computed them itself (no `.grad` of yours was changed)."
+    if graph.grad_source == "gradviz":
+        why = (
+            f"no backward call of the script ({total:,} backward call{'s' if total != 1 else ''})"
+            " computed this graph's gradients, so gradviz computed them"
+            if total
+            else "the script never called backward, so gradviz computed the gradients"
         )
-    elif graph.grad_source == "gradviz":
-        err.print(
-            "[dim]note:[/] the script never called backward, so gradviz computed the gradients "
-            "itself (no `.grad` of yours was changed)."
-        )
+        err.print(f"[dim]note:[/] {why} itself (no `.grad` of yours was changed).")
     elif graph.call is not None and total > 1:
         err.print(f"[dim]note:[/] showing backward call {graph.call:,} of {total:,} (--call N).")
     for note in graph.notes:

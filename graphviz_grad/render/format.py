@@ -164,17 +164,12 @@ def fmt_data(data: Data, precision: int = 4, max_chars: int = 60) -> str:
     # end on `[` or a comma, so that what precedes `…` is whole; `,…` with no space between
     # (a view that wraps at spaces then keeps `…` with the last number)
     while out:
-        last = out[-1]
-        if last == "[" and size + 1 <= max_chars:
+        last = out.pop()
+        size -= len(last)
+        end = last if last == "[" else "," if last == ", " else last + ","  # a number or `]`
+        if size + len(end) + 1 <= max_chars:
+            out.append(end)
             break
-        if last == ", " and size <= max_chars:
-            out[-1], size = ",", size - 1
-            break
-        if last not in ("[", ", ") and size + 2 <= max_chars:  # a number or a `]`
-            out.append(",")
-            size += 1
-            break
-        size -= len(out.pop())
     return "".join(out) + ELLIPSIS
 
 
