@@ -118,6 +118,9 @@ class Cut:
     #: tells whether gradient still reaches the source's own graph by another path
     #: (`CallEvents.reaches`): a stop-gradient, not a lost gradient.
     inputs: tuple[Any, ...] = ()
+    #: A weak reference to the outermost module the source was computed in, if any: whether
+    #: backward calls of its own train it (`diagnose.cuts`: a GAN's `G(z).detach()`).
+    module: Any = None
 
 
 @dataclass(frozen=True)
@@ -615,8 +618,11 @@ class Watch:
         leaf = weakref.ref(source) if node is None else None
         record = op_record(node) if node is not None else None
         source_op = record.seq if record is not None else None
+        module = record.module_root if record is not None else None
         inputs = _made_from(node) if node is not None else ()
-        return Cut(kind, str(func), file, line, owner, self.seq, spent, leaf, source_op, inputs)
+        return Cut(
+            kind, str(func), file, line, owner, self.seq, spent, leaf, source_op, inputs, module
+        )
 
     def _plain(self, func: Any, args: Any, out: Any, grad: bool) -> None:
         tracked: torch.Tensor | None = None

@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._gc import on_big_graphs
@@ -35,6 +35,7 @@ from . import saved as _saved
 from . import shapes as _shapes
 from . import values as _values
 from .cuts import cuts as _cuts
+from .cuts import trained_elsewhere as _cuts_trained_elsewhere
 from .training import account_for_scale
 
 if TYPE_CHECKING:
@@ -144,7 +145,12 @@ def _gradless(watch: Watch | None) -> tuple[int, str | None, int | None] | None:
     return (watch.gradless_steps, *watch.gradless_where)
 
 
-def _watch_checks(graph: Graph, calls: Sequence[CallInfo], watch: Watch) -> list[Finding]:
+def _watch_checks(
+    graph: Graph,
+    calls: Sequence[CallInfo],
+    watch: Watch,
+    namespace: Mapping[str, Any] | None = None,
+) -> list[Finding]:
     events = watch.events_for(graph)
     before, since = (events.made_before, events.made_since) if events else ((), ())
     ran_in = events.ran_in if events else None
@@ -156,10 +162,30 @@ def _watch_checks(graph: Graph, calls: Sequence[CallInfo], watch: Watch) -> list
         watch.items,
         watch.optimized,
         events.reaches if events else None,
+        _trainer(graph, events, watch, namespace) if events else None,
     )
     found += _masks.attention_masks(graph, watch.masks.uses.values())
     found += _clips.early(watch.clips.lines.values(), calls)
     return found
+
+
+def _trainer(
+    graph: Graph, events: Any, watch: Watch, namespace: Mapping[str, Any] | None
+) -> Callable[[Any], tuple[str, list[int]] | None]:
+    """For `cuts`: the name of the model a cut's source was computed in and the lines of the
+    backward calls of its own that train it, if any (`cuts.trained_elsewhere`)."""
+    in_graph = {id(t) for r in events.leaves if (t := r()) is not None}
+    here = (graph.call_file, graph.call_line)
+
+    def trainer(cut: Any) -> tuple[str, list[int]] | None:
+        lines = _cuts_trained_elsewhere(cut, in_graph, watch.reached_at, here)
+        if lines is None:
+            return None
+        module = cut.module()
+        names = [k for k, v in (namespace or {}).items() if v is module and k.isidentifier()]
+        return (f"`{names[0]}`" if names else f"the {type(module).__name__}"), lines
+
+    return trainer
 
 
 def _run_checks(
@@ -216,7 +242,7 @@ def diagnose(
     inputs = _inputs(graph, namespace, watch) if namespace is not None else set()
     found = _graph_checks(graph, calls, watch, explained, inputs)
     if watch is not None:
-        found += _watch_checks(graph, calls, watch)
+        found += _watch_checks(graph, calls, watch, namespace)
         if namespace is not None:
             found += _run_checks(graph, calls, watch, namespace, untrained)
         found += _shapes.warned(watch.warnings, found)

@@ -9,7 +9,7 @@ shows where the gradient stops. Reading `.item()` for a print, or a parameter up
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Protocol
 
 from ..model import Finding, Graph, display_path
@@ -33,6 +33,8 @@ class CutLike(Protocol):
     def spent_by(self) -> int | None: ...
     @property
     def leaf(self) -> Any: ...
+    @property
+    def module(self) -> Any: ...
 
 
 _WHAT = {
@@ -71,13 +73,16 @@ def cuts(
     items: Mapping[float, CutLike] | None = None,
     optimized: Mapping[int, Any] | None = None,
     reaches: Callable[[Any], bool] | None = None,
+    elsewhere: Callable[[Any], tuple[str, list[int]] | None] | None = None,
 ) -> list[Finding]:
     """One finding per cut whose result reaches the root, naming the nodes that consume it; not
     for a cut from a graph that an earlier backward call already freed (the gradient could not
     flow back there: without the cut, this backward would fail), nor for a parameter that no
     optimizer steps while others do (a DQN's target network under `no_grad`). A cut whose
     source still gets the gradient by another path (`reaches`: a stop-gradient, as in
-    `z + (q - z).detach()`) is an `info`: nothing is left without a gradient."""
+    `z + (q - z).detach()`) is an `info`: nothing is left without a gradient. So is a cut whose
+    source was computed in a model that backward calls at other lines train (`elsewhere`: its
+    name and those lines), as a GAN's `fake = G(z).detach()` in the discriminator's step."""
     by_cut: dict[int, tuple[CutLike, list[int]]] = {}
     for node_id, _, cut in consumed:
         by_cut.setdefault(cut.seq, (cut, []))[1].append(node_id)
@@ -90,10 +95,39 @@ def cuts(
         and not _not_trained(found[0], optimized)
         and found[0].kind != "nondiff"  # a comparison used as a mask: no gradient was lost
     }
-    return [
-        _finding(graph, cut, sorted(set(ids)), reaches is not None and reaches(cut))
-        for _, (cut, ids) in sorted(by_cut.items())
-    ]
+    found = []
+    for _, (cut, ids) in sorted(by_cut.items()):
+        stop = reaches is not None and reaches(cut)
+        trained = None if stop or elsewhere is None else elsewhere(cut)
+        found.append(_finding(graph, cut, sorted(set(ids)), stop, trained))
+    return found
+
+
+def trained_elsewhere(
+    cut: CutLike,
+    in_graph: Collection[int],
+    reached_at: Mapping[int, tuple[str | None, int | None] | None],
+    here: tuple[str | None, int | None],
+) -> list[int] | None:
+    """The lines of the backward calls that train the model `cut`'s source was computed in,
+    when every parameter of it outside the call shown (`in_graph`, by id) got its gradients
+    from calls made at other lines of this call's file (`here`: its file and line); else
+    None."""
+    ref = cut.module
+    module = ref() if ref is not None else None
+    if module is None or here[1] is None:
+        return None
+    lines: set[int] = set()
+    for p in module.parameters():
+        if not p.requires_grad or id(p) in in_graph:
+            continue
+        where = reached_at.get(id(p))
+        if where is None or where[1] is None or where[1] == here[1]:
+            return None
+        if display_path(where[0]) != here[0]:
+            return None
+        lines.add(where[1])
+    return sorted(lines) if lines else None
 
 
 def _not_trained(cut: CutLike, optimized: Mapping[int, Any] | None) -> bool:
@@ -134,7 +168,13 @@ def _numbers(data: Any) -> list[float]:
     return []
 
 
-def _finding(graph: Graph, cut: CutLike, ids: list[int], stop: bool) -> Finding:
+def _finding(
+    graph: Graph,
+    cut: CutLike,
+    ids: list[int],
+    stop: bool,
+    trained: tuple[str, list[int]] | None = None,
+) -> Finding:
     kind = _kind(cut)
     source = ""
     if cut.source not in (None, "leaf"):
@@ -151,6 +191,19 @@ def _finding(graph: Graph, cut: CutLike, ids: list[int], stop: bool) -> Finding:
             "straight-through estimators, VQ-VAE and SimSiam)."
         )
         hint = f"Nothing, if the stop-gradient is intended. {_HINT[kind]}"
+        return Finding("cut", "info", message, display_path(cut.file), cut.line, tuple(ids), hint)
+    if trained is not None:
+        name, lines = trained
+        calls = "the backward call at line" if len(lines) == 1 else "the backward calls at lines"
+        at = " and ".join(map(str, lines))
+        message = (
+            f"{_WHAT[kind]}{source}{at_line(cut.line)} cuts the graph: its result reaches the "
+            f"root as a constant through {into}. {name}, which computed it, gets its gradients "
+            f"from {calls} {at} instead (alternating training, as in a GAN's discriminator "
+            "step)."
+        )
+        those = "that call" if len(lines) == 1 else "those calls"
+        hint = f"Nothing, if {name} is meant to learn from {those} only. {_HINT[kind]}"
         return Finding("cut", "info", message, display_path(cut.file), cut.line, tuple(ids), hint)
     message = (
         f"{_WHAT[kind]}{source}{at_line(cut.line)} cuts the graph: its result reaches the root "

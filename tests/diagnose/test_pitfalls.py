@@ -214,6 +214,39 @@ def test_a_gan_that_never_zeroes_the_discriminator_still_accumulates(tmp_path: P
     assert [(f.code, f.severity) for f in found] == [("grad-accumulates", "warning")]
 
 
+def _gan_ending_in_ds_step(g_step: bool) -> str:
+    """A GAN whose generator steps every other iteration (`g_step`: at all), so that the last
+    call, the one shown, is the discriminator's, on `G(z).detach()`."""
+    script = _GAN
+    g_lines = "    og.zero_grad()\n"
+    head, _, tail = script.partition(g_lines)
+    if not g_step:
+        return head
+    indented = "".join("    " + x for x in (g_lines + tail).splitlines(True))
+    return head + "    if it % 2 == 0:\n" + indented
+
+
+def test_a_gans_detached_fake_in_the_discriminators_step_is_an_info(tmp_path: Path) -> None:
+    """`D(fake.detach())` in D's step cuts G off on purpose: G's own backward call (line 14)
+    trains it. Before, the call shown (D's, the last) warned that no gradient flows past it."""
+    script = tmp_path / "gan.py"
+    script.write_text(_gan_ending_in_ds_step(g_step=True), encoding="utf-8")
+    found = run(script).graph.findings
+    assert [(f.code, f.severity, f.line) for f in found] == [("cut", "info", 10)]
+    assert "`G`, which computed it, gets its gradients from the backward call at line 14" in (
+        found[0].message
+    )
+    assert found[0].hint.startswith("Nothing, if `G` is meant to learn from that call only.")
+
+
+def test_a_detached_model_that_nothing_else_trains_is_still_a_warning(tmp_path: Path) -> None:
+    script = tmp_path / "gan.py"
+    script.write_text(_gan_ending_in_ds_step(g_step=False), encoding="utf-8")
+    cut = next(f for f in run(script).graph.findings if f.code == "cut")
+    assert (cut.severity, cut.line) == ("warning", 10)
+    assert "no gradient flows back past it" in cut.message
+
+
 _DQN = (
     "import copy\n"
     "import torch\n"
