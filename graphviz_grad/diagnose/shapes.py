@@ -186,6 +186,13 @@ _WARNING_HINTS = (
         "copy. Use `t` itself (or `t.clone()`, which keeps the graph), or `t.detach().clone()` "
         "when a constant copy is what you mean.",
     ),
+    (
+        "None of the inputs have requires_grad=True. Gradients will be None",
+        "The reentrant `checkpoint` (`use_reentrant=True`) gives the parameters inside the "
+        "checkpointed function no gradient when none of its tensor inputs requires grad (the "
+        "first block, fed the data). Pass `use_reentrant=False`, PyTorch's recommended "
+        "variant, which has no such limit.",
+    ),
 )
 
 
@@ -214,6 +221,13 @@ _PYTORCHS_OWN = (
         "Nothing to fix for gradients: PyTorch says it does not check a sparse tensor's indices "
         "by default; `torch.sparse_coo_tensor(..., check_invariants=True)` checks them, "
         "`check_invariants=False` says you know (either silences it).",
+    ),
+    (
+        "Full backward hook is firing when gradients are computed with respect to module "
+        "outputs since no inputs require gradients",
+        "Nothing wrong with the gradients: the module's input requires no grad (the data, or "
+        "a value cut from the graph before it), so its full backward hook gets `None` for "
+        "`grad_input`; read `grad_output` in the hook.",
     ),
 )
 

@@ -855,6 +855,28 @@ def test_pytorchs_warning_about_its_own_nested_tensors_is_an_info(
     assert "enable_nested_tensor=False" in (warned.hint or "")
 
 
+def test_a_reentrant_checkpoint_fed_the_data_names_use_reentrant_false(tmp_path: Path) -> None:
+    """`checkpoint(block, x, use_reentrant=True)` on the data: the block's parameters get no
+    gradient and PyTorch warns "Gradients will be None"; the hint says what to change. The full
+    backward hook of the head, whose input now requires no grad, only warns that `grad_input`
+    is None: an info."""
+    script = tmp_path / "ck.py"
+    script.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "from torch.utils.checkpoint import checkpoint\n"
+        "block, head = nn.Sequential(nn.Linear(4, 4), nn.GELU()), nn.Linear(4, 1)\n"
+        "head.register_full_backward_hook(lambda m, gi, go: None)\n"
+        "h = checkpoint(block, torch.randn(8, 4), use_reentrant=True)\n"
+        "head(h).pow(2).mean().backward()\n",
+        encoding="utf-8",
+    )
+    found = [f for f in run(script).graph.findings if f.code == "torch-warning"]
+    assert [(f.severity, f.line) for f in found] == [("warning", 6), ("info", 7)]
+    assert "Pass `use_reentrant=False`" in (found[0].hint or "")
+    assert "read `grad_output` in the hook" in (found[1].hint or "")
+
+
 def test_pytorchs_autograd_tutorials_get_no_false_alarm(tmp_path: Path) -> None:
     """The blitz tutorial shows that `b = x + z` requires grad after its backward call; the
     autograd tutorial backwards one graph three times to show accumulation. Neither is a
