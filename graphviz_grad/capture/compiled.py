@@ -57,6 +57,16 @@ def in_functorch() -> bool:
         return False
 
 
+def functorch_wrapped(tensors: list[Any]) -> bool:
+    """Whether any of `tensors` is a `torch.func` wrapper (no storage of its own): the function
+    that `torch.func.vjp` returns computes its gradients on those, after the transform ended."""
+    try:
+        wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+    except AttributeError:
+        return False
+    return any(isinstance(t, torch.Tensor) and wrapped(t) for t in tensors)
+
+
 def skip_frames(*functions: Callable[..., Any], recursive: bool = True) -> None:
     """Never let Dynamo compile these functions' frames (nor any frame they call, if
     `recursive`)."""

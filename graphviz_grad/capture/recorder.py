@@ -31,7 +31,13 @@ from ..model import CallInfo, Graph
 from ._forward import USER_FRAMES, ForwardRecorder, ModuleStack
 from ._snapshot import CallCapture, gradient_edge
 from .amp import ScalerCalls, root_scale
-from .compiled import QuietHooksWarning, in_functorch, skip_frames, tracing_tensors
+from .compiled import (
+    QuietHooksWarning,
+    functorch_wrapped,
+    in_functorch,
+    skip_frames,
+    tracing_tensors,
+)
 from .distributed import ddp_parameters, rank_and_world
 from .functions import FunctionCalls
 from .naming import Names
@@ -314,7 +320,9 @@ class Recorder:
         tensors = args[0] if args else kwargs.get("tensors", kwargs.get("outputs"))
         if tracing_tensors(_as_list(tensors)):  # torch.compile tracing a backward it compiles
             return original(*args, **kwargs)
-        if in_functorch():  # `torch.func.grad` computing its gradient: not a backward call
+        # `torch.func.grad` computing its gradient, or the function `torch.func.vjp` returned:
+        # not a backward call of the script's, and on wrapped tensors without storage
+        if in_functorch() or functorch_wrapped(_as_list(tensors)):
             return original(*args, **kwargs)
         self._mode.flush()
         self._mode.new_pass()

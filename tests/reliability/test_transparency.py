@@ -360,3 +360,26 @@ def test_torch_func_transforms_run_as_without_gradviz(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout == plain.stdout == "{'weight': (8, 1, 3), 'bias': (8, 1)}\n"
     assert json.loads(out.read_text())["call"] == 1
+
+
+def test_the_function_torch_func_vjp_returns_runs_as_without_gradviz(tmp_path: Path) -> None:
+    """The function `vjp` returns calls `torch.autograd.grad` on wrapped tensors (no storage)
+    after the transform ended: PyTorch's Hessian-vector product by reverse-over-reverse, on a
+    tensor large enough to be summarised (it raised "Cannot access data pointer of Tensor that
+    doesn't have storage" under gradviz)."""
+    script = tmp_path / "hvp.py"
+    script.write_text(
+        "import torch\n"
+        "from torch.func import grad, vjp\n"
+        "x, v = torch.randn(2048), torch.randn(2048)\n"
+        "_, vjp_fn = vjp(grad(lambda t: t.sin().sum()), x)\n"
+        "(hvp,) = vjp_fn(v)\n"
+        "print(torch.allclose(hvp, -x.sin() * v))\n"
+        "w = torch.tensor(2.0, requires_grad=True)\n"
+        "(w * hvp.sum()).backward()\n",
+        encoding="utf-8",
+    )
+    plain, shown, out = _plain_and_render(script, tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == plain.stdout == "True\n"
+    assert json.loads(out.read_text())["call"] == 1
