@@ -44,6 +44,13 @@ class ScriptError(GradvizError):
         self.details = details
 
 
+class InternalError(ScriptError):
+    """gradviz's own code raised while the script ran: a bug of gradviz's, not the script's;
+    `details` holds the whole traceback, gradviz's frames included, for the report."""
+
+    exit_code = 70
+
+
 class RootError(GradvizError):
     """No tensor to draw: no candidate root, or the root cannot be differentiated."""
 
@@ -121,4 +128,5 @@ EXIT_CODES: dict[str, int] = {
     "timeout": TimeoutError_.exit_code,
     "plot-missing": PlotMissingError.exit_code,
     "interrupted": Interrupted.exit_code,
+    "internal": InternalError.exit_code,
 }

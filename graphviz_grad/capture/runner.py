@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import GradvizError, Interrupted, ScriptError, ScriptNotFoundError, TimeoutError_
+from ..errors import (
+    GradvizError,
+    InternalError,
+    Interrupted,
+    ScriptError,
+    ScriptNotFoundError,
+    TimeoutError_,
+)
 from ..model import rebinding_update
 from .modules import ModuleRun, module_name
 
@@ -261,6 +268,18 @@ def _exec(code: types.CodeType, namespace: dict[str, Any], run: ScriptRun) -> bo
     except Exception as exc:
         from .distributed import launch_hint
 
+        own = _own_frame(exc)
+        if own is not None:  # not the script's error: gradviz's own, raised inside it
+            run.error = InternalError(
+                f"gradviz failed while running the script `{run.path.name}`: "
+                f"{type(exc).__name__}: {_first_line(exc)} (raised in gradviz's own code, "
+                f"{own}).",
+                hint=f"This is a bug in gradviz, not in your script (`python {run.path.name}` "
+                "runs without gradviz): please report it with the script and the traceback "
+                "above, which shows gradviz's frames.",
+                details="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+            )
+            return False
         run.error = ScriptError(
             f"The script `{run.path.name}` raised {type(exc).__name__}: {_first_line(exc)}",
             hint=launch_hint(exc, run.path.name)
@@ -675,6 +694,18 @@ def _user_frames(exc: BaseException) -> list[traceback.FrameSummary]:
     from ._forward import USER_FRAMES
 
     return [f for f in traceback.extract_tb(exc.__traceback__) if USER_FRAMES.is_user(f.filename)]
+
+
+def _own_frame(exc: BaseException) -> str | None:
+    """Where in gradviz's own code `exc` was raised (`capture/summary.py:509`), when the
+    innermost frame of its traceback is gradviz's: a bug of gradviz's, not the script's."""
+    from ._forward import _OWN_DIR
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames or not frames[-1].filename.startswith(_OWN_DIR):
+        return None
+    last = frames[-1]
+    return f"{Path(last.filename).relative_to(_OWN_DIR).as_posix()}:{last.lineno}"
 
 
 def user_traceback(exc: BaseException) -> str:

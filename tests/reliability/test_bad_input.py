@@ -18,6 +18,7 @@ from helpers.gradviz_proc import ENV, ROOT, SAMPLES, gradviz
 from typer.testing import CliRunner
 
 from graphviz_grad.cli import app
+from graphviz_grad.errors import EXIT_CODES
 
 DOC = ROOT / "docs" / "bad-input.md"
 UPDATE = os.environ.get("GRADVIZ_UPDATE_GOLDEN") == "1"
@@ -454,7 +455,8 @@ def doc_text() -> str:
         "Exit codes: 2 usage, 3 script not found or not Python (or the script's own",
         "`sys.exit(3)`), 4 the script raised, 5 no root, 6 no such backward call, 7 output,",
         "8 `dot` missing,",
-        "11 timeout, 130 interrupted; a script's `sys.exit(N)` is passed on as N.",
+        "11 timeout, 70 a bug in gradviz, 130 interrupted;",
+        "a script's `sys.exit(N)` is passed on as N.",
         "",
     ]
     return "\n".join(lines)
@@ -481,3 +483,28 @@ def test_the_readme_has_the_table() -> None:
         README.write_text(fresh, encoding="utf-8")
     assert START in text and END in text
     assert text == fresh, "run with GRADVIZ_UPDATE_GOLDEN=1 to rewrite the README's table"
+
+
+def test_an_error_inside_gradviz_is_reported_as_gradviz_s_bug(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception raised in gradviz's own code while the script runs is no error of the
+    script's: the message says so and where, the hint does not claim that `python script.py`
+    fails too, the traceback keeps gradviz's frames for the report, and the exit code is 70."""
+    from graphviz_grad.capture import summary
+
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import torch\nw = torch.randn(100, requires_grad=True)\n(w * 2.0).sum().backward()\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(summary, "DATA_LIMIT", None)  # `numel() > None` raises in gradviz
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["render", "script.py", "-o", "out.json"])
+    assert result.exit_code == EXIT_CODES["internal"] == 70, result.stderr
+    assert "gradviz failed while running the script `script.py`: TypeError" in result.stderr
+    assert "(raised in gradviz's own code, capture/summary.py:" in result.stderr
+    assert "This is a bug in gradviz, not in your script" in result.stderr
+    assert "shows the same error" not in result.stderr
+    assert "graphviz_grad/capture/summary.py" in result.stderr  # the frames for the report
+    assert not (tmp_path / "out.json").exists()
