@@ -88,11 +88,19 @@ def steps(
         stop_unless_drawing()
         calls = run.recorder.calls
         if not calls:
+            hint = (
+                f"Use `gradviz explain {'-m ' if module else ''}{file}` to see the gradients of "
+                "one graph."
+            )
+            if not any(getattr(v, "grad_fn", None) is not None for v in run.variables.values()):
+                hint = (
+                    "Nor does it leave a tensor with an autograd graph to explain: `steps` lists "
+                    "the backward calls (`loss.backward()`) of a training loop."
+                )
             raise CallError(
                 f"The script `{script_path(script).name}` made no backward call, so there are no "
                 "steps to show.",
-                hint=f"Use `gradviz explain {'-m ' if module else ''}{file}` to see the gradients "
-                "of one graph.",
+                hint=hint,
             )
         sys.stdout.flush()
         k = every

@@ -175,6 +175,24 @@ def test_steps_cli_formats_and_no_backward() -> None:
     assert out.exit_code == 0 and out.stdout == "call,root,w,grad_w,nodes\n1,4.0,1.0,-8.0,4\n"
     none = runner.invoke(app, ["steps", "samples/linear_nobackward.py", "-q"])
     assert none.exit_code == 6 and "made no backward call" in none.stderr
+    assert "Use `gradviz explain samples/linear_nobackward.py`" in none.stderr
+
+
+def test_steps_without_backward_or_graph_does_not_suggest_explain(tmp_path: Path) -> None:
+    """PyTorch's pruning tutorial makes no backward call and leaves no tensor with a graph:
+    `explain` would fail too, so the hint does not send the user there."""
+    script = tmp_path / "prune.py"
+    script.write_text(
+        "import torch\n"
+        "layer = torch.nn.Linear(3, 2)\n"
+        "with torch.no_grad():\n"
+        "    layer.weight.mul_(0.5)\n",
+        encoding="utf-8",
+    )
+    none = CliRunner().invoke(app, ["steps", str(script), "-q"])
+    assert none.exit_code == 6 and "made no backward call" in none.stderr
+    assert "gradviz explain" not in none.stderr
+    assert "Nor does it leave a tensor with an autograd graph to explain" in none.stderr
 
 
 @pytest.fixture(scope="module")
