@@ -57,6 +57,10 @@ INPLACE_LIMIT = 4096
 WARNING_LIMIT = 64
 #: Graphs traced without a backward call whose events are kept (the latest ones).
 TRACE_LIMIT = 8
+#: The most places of backward calls kept per leaf (`Watch.reached_at`).
+SITES_LIMIT = 8
+#: A place in the user's code: (file, line).
+Where = tuple[str | None, int | None]
 #: `.item()` values too common to link a constant to (a literal 1 is not a lost gradient).
 _TRIVIAL = frozenset({0.0, 1.0, -1.0})
 
@@ -436,9 +440,9 @@ class Watch:
         #: missing from the graph shown was still trained if it is here (an expert a router
         #: chose in other steps, a block LayerDrop skipped this time).
         self.reached: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
-        #: Where the backward calls that reached each of those leaves were made, by id: the one
-        #: (file, line), or None when calls at several lines reached it.
-        self.reached_at: dict[int, tuple[str | None, int | None] | None] = {}
+        #: Where the backward calls that reached each of those leaves were made, by id: each
+        #: (file, line) once, or None when calls at more than `SITES_LIMIT` places reached it.
+        self.reached_at: dict[int, tuple[Where, ...] | None] = {}
         self.calls: dict[int, CallEvents] = {}
         self.warnings: list[ScriptWarning] = []
         #: Masks put on attention scores (`capture/masks.py`).
@@ -881,9 +885,11 @@ class Watch:
             last.add(id(var))
             if reached.get(id(var)) is not var:
                 reached[id(var)] = var
-                sites[id(var)] = where
-            elif sites.get(id(var), where) != where:
-                sites[id(var)] = None
+                sites[id(var)] = (where,)
+            else:
+                known = sites.get(id(var))
+                if known is not None and where not in known:
+                    sites[id(var)] = (*known, where) if len(known) < SITES_LIMIT else None
         if len(sites) > 2 * len(reached) + 1024:  # leaves that died (a new input each step)
             for gone in [k for k in sites if k not in reached]:
                 del sites[gone]

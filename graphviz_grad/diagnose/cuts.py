@@ -106,7 +106,7 @@ def cuts(
 def trained_elsewhere(
     cut: CutLike,
     in_graph: Collection[int],
-    reached_at: Mapping[int, tuple[str | None, int | None] | None],
+    reached_at: Mapping[int, tuple[tuple[str | None, int | None], ...] | None],
     here: tuple[str | None, int | None],
 ) -> list[int] | None:
     """The lines of the backward calls that train the model `cut`'s source was computed in,
@@ -121,12 +121,13 @@ def trained_elsewhere(
     for p in module.parameters():
         if not p.requires_grad or id(p) in in_graph:
             continue
-        where = reached_at.get(id(p))
-        if where is None or where[1] is None or where[1] == here[1]:
+        sites = reached_at.get(id(p))
+        if sites is None:
             return None
-        if display_path(where[0]) != here[0]:
-            return None
-        lines.add(where[1])
+        for file, line in sites:
+            if line is None or line == here[1] or display_path(file) != here[0]:
+                return None
+            lines.add(line)
     return sorted(lines) if lines else None
 
 

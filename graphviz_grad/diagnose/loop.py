@@ -318,6 +318,8 @@ def frozen(
     for call in calls:
         if call.same_graph_as is not None:  # the same graph again: no new forward, no step
             continue
+        if call.kind == "autograd.grad":  # gradients returned, not put in `.grad`: what they
+            continue  # are for (per-sample gradients, a Jacobian's rows) needs no update
         seen: set[str] = set()
         for step in call.leaves:
             # a root that is itself a leaf (`torch.tensor(loss.item(), requires_grad=True)`) is

@@ -81,7 +81,7 @@ def unused(
     stepped: Mapping[int, Any] | None = None,
     call_params: Any = None,
     first_use: Mapping[int, tuple[str | None, int | None]] | None = None,
-    reached_at: Mapping[int, tuple[str | None, int | None] | None] | None = None,
+    reached_at: Mapping[int, tuple[tuple[str | None, int | None], ...] | None] | None = None,
 ) -> list[Finding]:
     """[unused-param]: parameters and script tensors that need a gradient and get none.
 
@@ -378,7 +378,7 @@ def _own_loss(
     module: torch.nn.Module,
     in_graph: Collection[int],
     ids: list[int],
-    reached_at: Mapping[int, tuple[str | None, int | None] | None] | None,
+    reached_at: Mapping[int, tuple[tuple[str | None, int | None], ...] | None] | None,
     graph: Graph,
 ) -> bool:
     """Whether `module` is trained by backward calls of its own: none of its parameters is in
@@ -387,8 +387,8 @@ def _own_loss(
         return False
     here = (graph.call_file, graph.call_line)
     for pid in ids:
-        where = reached_at.get(pid)
-        if where is None or (display_path(where[0]), where[1]) == here:
+        sites = reached_at.get(pid)
+        if sites is None or any((display_path(f), line) == here for f, line in sites):
             return False
     return True
 

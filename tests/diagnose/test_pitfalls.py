@@ -226,6 +226,28 @@ def _gan_ending_in_ds_step(g_step: bool) -> str:
     return head + "    if it % 2 == 0:\n" + indented
 
 
+def test_gradients_taken_by_autograd_grad_need_no_update(tmp_path: Path) -> None:
+    """PyTorch's per-sample-gradients and Jacobian tutorials call `torch.autograd.grad` once per
+    sample (or row) and update nothing: the gradients are what they want, not `params-frozen`
+    ("the update never reaches it"). A `loss.backward()` before them is no loop either."""
+    script = tmp_path / "per_sample.py"
+    script.write_text(
+        "import torch\n"
+        "torch.manual_seed(0)\n"
+        "model = torch.nn.Linear(4, 2)\n"
+        "x, y = torch.randn(8, 4), torch.randn(8, 2)\n"
+        "((model(x) - y) ** 2).mean().backward()\n"
+        "def grad_of(i):\n"
+        "    loss = ((model(x[i : i + 1]) - y[i : i + 1]) ** 2).mean()\n"
+        "    return torch.autograd.grad(loss, list(model.parameters()))\n"
+        "per_sample = [grad_of(i) for i in range(8)]\n"
+        "xp = torch.randn(3).requires_grad_()\n"
+        "rows = [torch.autograd.grad((xp * xp).sum() * v, xp)[0] for v in torch.ones(3)]\n",
+        encoding="utf-8",
+    )
+    assert [f.code for f in run(script).graph.findings] == []
+
+
 def test_a_gans_detached_fake_in_the_discriminators_step_is_an_info(tmp_path: Path) -> None:
     """`D(fake.detach())` in D's step cuts G off on purpose: G's own backward call (line 14)
     trains it. Before, the call shown (D's, the last) warned that no gradient flows past it."""
