@@ -352,11 +352,12 @@ def _module_finding(
     reaches the root: a cut on the way), rather than a few (a sub-layer never applied)."""
     kind = type(module).__name__
     count = plural(len(names), "parameter")
+    get, them = ("gets", "it") if len(names) == 1 else ("get", "them")
     if was_called:
         file, line = called.get(module, (None, None))
         message = (
-            f"{count} of `{name}` ({kind}) get no gradient: {listing(names)}. `{name}` ran in the "
-            "forward pass, but the root does not depend on them."
+            f"{count} of `{name}` ({kind}) {get} no gradient: {listing(names)}. `{name}` ran in "
+            f"the forward pass, but the root does not depend on {them}."
         )
         hint = "Use them in forward (a layer defined but never applied?), or freeze them."
         if every:
@@ -367,8 +368,8 @@ def _module_finding(
             )
         return Finding("unused-param", "warning", message, display_path(file), line, (), hint)
     message = (
-        f"{count} of `{name}` ({kind}) get no gradient: `{name}` was never called (e.g. a template "
-        "layer that another module copies)."
+        f"{count} of `{name}` ({kind}) {get} no gradient: `{name}` was never called (e.g. a "
+        "template layer that another module copies)."
     )
     hint = "Nothing to do if it is only a template; otherwise call it in the forward pass."
     return Finding("unused-param", "info", message, None, None, (), hint)
@@ -395,9 +396,10 @@ def _own_loss(
 
 def _elsewhere_finding(name: str, module: torch.nn.Module, names: list[str]) -> Finding:
     count = plural(len(names), "parameter")
+    get, they = ("gets", "It is") if len(names) == 1 else ("get", "They are")
     message = (
-        f"{count} of `{name}` ({type(module).__name__}) get no gradient in this backward call, "
-        f"but did in another: {listing(names)}. They are used in some calls only (a GAN's "
+        f"{count} of `{name}` ({type(module).__name__}) {get} no gradient in this backward call, "
+        f"but did in another: {listing(names)}. {they} used in some calls only (a GAN's "
         "generator in the discriminator's step, an expert the router did not choose, a block "
         "LayerDrop skipped)."
     )

@@ -248,6 +248,25 @@ def test_gradients_taken_by_autograd_grad_need_no_update(tmp_path: Path) -> None
     assert [f.code for f in run(script).graph.findings] == []
 
 
+def test_one_unused_parameter_is_told_in_the_singular(tmp_path: Path) -> None:
+    [f] = _coded(
+        tmp_path,
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = torch.nn.Linear(2, 1)\n"
+        "        self.scale = torch.nn.Parameter(torch.ones(1))\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(x)\n"
+        "net = Net()\n"
+        "net(torch.randn(4, 2)).sum().backward()\n",
+        "unused-param",
+    )
+    assert f.message.startswith("1 parameter of `net` (Net) gets no gradient: `net.scale`.")
+    assert f.message.endswith("but the root does not depend on it.")
+
+
 def test_a_gans_detached_fake_in_the_discriminators_step_is_an_info(tmp_path: Path) -> None:
     """`D(fake.detach())` in D's step cuts G off on purpose: G's own backward call (line 14)
     trains it. Before, the call shown (D's, the last) warned that no gradient flows past it."""
