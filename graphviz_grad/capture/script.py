@@ -100,7 +100,7 @@ def pick_graph(run: Any, options: CaptureOptions) -> Graph:
             "have it) and compute a loss from them outside `torch.no_grad()`; "
             "`loss.backward()` then makes the graph gradviz draws.",
         )
-    if functional:
+    if functional and not candidates:  # else the graphs it left are worth a --target
         hint = (
             "The script takes its gradients with `torch.func` (grad, vjp, jacrev...), which "
             "makes no backward call and keeps no autograd graph: gradviz draws the graphs of "
@@ -222,7 +222,10 @@ def _a_leaf_name(ns: dict[str, Any]) -> str | None:
 def _candidates_hint(ns: dict[str, Any]) -> str:
     found = _tensors(ns)
     if not found:
-        return "The script leaves no tensor in a variable; name the loss with --target."
+        return (
+            "The script keeps no tensor in a variable for --target to name: keep the loss in "
+            "one (`loss = ...`), or call `loss.backward()` in the script."
+        )
     rows = [
         f"{k} {list(v.shape)} {'has grad_fn' if v.grad_fn is not None else 'no grad_fn'}"
         for k, v in found[:12]

@@ -91,6 +91,17 @@ TABLE: tuple[Bad, ...] = (
         "takes its gradients with `torch.func`",
     ),
     Bad(
+        "torch.func for predictions only",
+        "import torch\nfrom torch.func import functional_call, vmap\n"
+        "m = torch.nn.Linear(2, 1)\n"
+        "p = {k: v.expand(3, *v.shape) for k, v in m.named_parameters()}\n"
+        "out = vmap(lambda q, x: functional_call(m, q, (x,)))(p, torch.ones(3, 2))\n"
+        "other = m(torch.ones(2))\n",
+        ("render", S),
+        5,
+        "Pick one with --target NAME. Tensors in the script: out [3, 1] has grad_fn",
+    ),
+    Bad(
         "script raises",
         "def f():\n    return 1 / 0\n\nf()\n",
         ("render", S, *SVG),
