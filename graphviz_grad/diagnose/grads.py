@@ -248,14 +248,15 @@ def none(graph: Graph) -> list[Finding]:
 
 
 def _non_leaf_params(graph: Graph) -> list[Finding]:
-    """A named op output made from an unnamed leaf: the user treats it as the parameter."""
+    """A named op output made from an unnamed leaf: the user treats it as the parameter. Not a
+    root: that is the loss (`bar = w.sum()` drawn with `--target bar`), not a parameter."""
     found = []
     for leaf in graph.leaves:
         users = graph.consumers[leaf.id]
         if leaf.names or len(users) != 1:
             continue
         node = graph.nodes[users[0].dst]
-        if not node.names or len(graph.inputs[node.id]) != 1:
+        if not node.names or len(graph.inputs[node.id]) != 1 or node.id in graph.roots:
             continue
         name = node.names[0]
         message = (

@@ -248,6 +248,23 @@ def test_gradients_taken_by_autograd_grad_need_no_update(tmp_path: Path) -> None
     assert [f.code for f in run(script).graph.findings] == []
 
 
+def test_a_root_made_from_an_unnamed_leaf_is_no_non_leaf_parameter(tmp_path: Path) -> None:
+    """`bar = torch.randn(3, requires_grad=True).sum()`, drawn with `--target bar`: `bar` is the
+    root, the loss, not a parameter whose `.grad` the user expects (`grad-none`)."""
+    script = tmp_path / "bar.py"
+    script.write_text(
+        "import torch\nbar = torch.randn(3, requires_grad=True).sum()\n", encoding="utf-8"
+    )
+    captured = capture_script(script, [], CaptureOptions(target="bar"))
+    assert [f.code for f in with_findings(captured).graph.findings] == []
+    script.write_text(
+        "import torch\nw = torch.randn(3, requires_grad=True) * 0.01\nloss = (w * 2).sum()\n",
+        encoding="utf-8",
+    )
+    found = with_findings(capture_script(script, [], CaptureOptions())).graph.findings
+    assert [f.code for f in found] == ["grad-none"]  # `w` still is: it is no root
+
+
 def test_one_unused_parameter_is_told_in_the_singular(tmp_path: Path) -> None:
     [f] = _coded(
         tmp_path,
