@@ -607,16 +607,17 @@ def _kept_forwards(graph: Graph, name: str, items: Any) -> list[Finding]:
     size = _saved_bytes(nodes)
     if separate < KEPT_GRAPHS or not size:
         return []
+    file, line = _append_line(graph, name)
+    # appended to in a loop, it grows with every step; else (a comprehension) it is built once
+    more = ", more with every step" if line is not None else ""
     message = (
         f"`{name}` holds {len(outputs)} tensors that still require grad, from {separate} separate "
         "forward passes that no backward call ran through: their graphs keep "
-        f"{plural(len(nodes), 'node')} and {_bytes(size)} of saved tensors (activations) alive, "
-        "more with every step."
+        f"{plural(len(nodes), 'node')} and {_bytes(size)} of saved tensors (activations) alive"
+        f"{more}."
     )
-    hint = (
-        f"Compute them under `torch.no_grad()` (evaluation), or keep `{name}.append(out.detach())`."
-    )
-    file, line = _append_line(graph, name)
+    keep = f"keep `{name}.append(out.detach())`" if more else "`.detach()` each one you keep"
+    hint = f"Compute them under `torch.no_grad()` (evaluation), or {keep}."
     return [Finding("graph-retained", "warning", message, file, line, (), hint)]
 
 

@@ -1567,7 +1567,27 @@ def test_a_list_of_outputs_no_backward_ran_through_keeps_their_activations(
     (f,) = found
     assert (f.code, f.severity) == ("graph-retained", "warning")
     assert "`val_preds` holds 4 tensors that still require grad, from 4 separate" in f.message
+    assert f.message.endswith("alive, more with every step.")
     assert f.line == 13  # `val_preds.append(model(xv))`
+
+
+def test_predictions_kept_once_by_a_comprehension_do_not_grow(tmp_path: Path) -> None:
+    """PyTorch's model-ensembling tutorial: `[model(x) for model in models]`, with no loop and
+    no backward call, holds the graphs once; nothing grows "with every step", and there is no
+    `.append` to fix."""
+    script = tmp_path / "ensemble.py"
+    script.write_text(
+        "import torch\n"
+        "models = [torch.nn.Linear(64, 64) for _ in range(4)]\n"
+        "preds = [m(torch.randn(32, 64)).relu() for m in models]\n"
+        "loss = models[0](torch.randn(2, 64)).sum()\n",
+        encoding="utf-8",
+    )
+    [f] = [f for f in run(script).graph.findings if f.code == "graph-retained"]
+    assert f.line is None and f.message.endswith("(activations) alive.")
+    assert f.hint == (
+        "Compute them under `torch.no_grad()` (evaluation), or `.detach()` each one you keep."
+    )
 
 
 @pytest.mark.parametrize(
