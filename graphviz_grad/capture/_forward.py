@@ -304,6 +304,8 @@ _writes: dict[int, tuple[Any, Any]] = {}
 
 
 _DETACH = torch.ops.aten.detach.default
+_OVERLOAD = torch._ops.OpOverload
+_HIGHER_ORDER = torch._ops.HigherOrderOperator
 
 
 def _plumbing_ops() -> tuple[Any, ...]:
@@ -670,8 +672,15 @@ class ForwardRecorder(TorchDispatchMode):
             return contextlib.nullcontext()
         return _pop_mode_temporarily()
 
+    #: `torch.cond`, `scan`, `while_loop`, `map` (higher-order operators) come to
+    #: `__torch_dispatch__` too, with this mode off: they run as without gradviz.
+    supports_higher_order_operators = True
+
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         if id(func) in _PLUMBING_IDS:
+            return func(*args, **(kwargs or {}))
+        if type(func) is not _OVERLOAD and isinstance(func, _HIGHER_ORDER):
+            # its body's ops are not recorded; its outputs' values are, when an op reads them
             return func(*args, **(kwargs or {}))
         if self.stop_requested:
             self.safe_point()

@@ -383,3 +383,33 @@ def test_the_function_torch_func_vjp_returns_runs_as_without_gradviz(tmp_path: P
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout == plain.stdout == "True\n"
     assert json.loads(out.read_text())["call"] == 1
+
+
+def test_control_flow_operators_run_under_gradviz(tmp_path: Path) -> None:
+    """`torch.cond` and `scan` (higher-order operators) raised "There was no rule registered for
+    HigherOrderOperator cond and mode ForwardRecorder" under gradviz. They now run as without it;
+    their node (`CondAutogradOpBackward`) is drawn with its value and gradient, equal to torch's."""
+    script = tmp_path / "flow.py"
+    script.write_text(
+        "import torch\n"
+        "from torch._higher_order_ops.scan import scan\n"
+        "w = torch.tensor([1.0, 2.0], requires_grad=True)\n"
+        "out = torch.cond(w.sum() > 0, lambda t: t.cos(), lambda t: t.sin(), (w,))\n"
+        "carry, ys = scan(lambda c, x: (c * x, c * x + 0.0), torch.tensor(1.0), out * w)\n"
+        "loss = carry + out.sum()\n"
+        "loss.backward()\n"
+        "print(out.tolist(), w.grad.tolist())\n",
+        encoding="utf-8",
+    )
+    plain, shown, path = _plain_and_render(script, tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == plain.stdout
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    out = w.cos()
+    loss = (out * w).prod() + out.sum()
+    (grad,) = torch.autograd.grad(loss, w)
+    nodes = {n["op"]: n for n in json.loads(path.read_text())["nodes"] if n["kind"] == "op"}
+    cond = nodes["CondAutogradOpBackward"]
+    assert cond["value"]["data"] == pytest.approx(out.tolist())
+    [leaf] = [n for n in json.loads(path.read_text())["nodes"] if n["kind"] == "leaf"]
+    assert leaf["grad"]["data"] == pytest.approx(grad.tolist())
