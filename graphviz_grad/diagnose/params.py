@@ -623,15 +623,19 @@ def _kept_forwards(graph: Graph, name: str, items: Any) -> list[Finding]:
 
 def _graphs_of(tensors: list[torch.Tensor]) -> tuple[list[Any], int]:
     """The nodes of the graphs of `tensors` (each once, `WALK_LIMIT` at most), and how many
-    separate walks found them (a tensor whose node an earlier walk reached adds none)."""
+    separate forward passes made them: a tensor whose graph shares an op with one before it
+    (not only leaves, the parameters every pass reads) adds none (the entries of one pass's
+    list, `viterbivars_t.append(v[best])` in a Viterbi step)."""
     nodes: list[Any] = []
     seen: set[int] = set()
     separate = 0
     for t in tensors:
         if id(t.grad_fn) in seen or len(nodes) >= WALK_LIMIT:
             continue
-        separate += 1
-        for n in _walk(t.grad_fn)[0]:
+        walked = _walk(t.grad_fn)[0]
+        if not any(id(n) in seen and not hasattr(n, "variable") for n in walked):
+            separate += 1
+        for n in walked:
             if id(n) not in seen:
                 seen.add(id(n))
                 nodes.append(n)

@@ -1571,6 +1571,29 @@ def test_a_list_of_outputs_no_backward_ran_through_keeps_their_activations(
     assert f.line == 13  # `val_preds.append(model(xv))`
 
 
+def test_the_entries_of_one_forward_pass_are_not_kept_forwards(tmp_path: Path) -> None:
+    """PyTorch's BiLSTM-CRF tutorial: `_viterbi_decode` appends one entry per tag, each picked
+    from the same step's scores, and its list is among the variables gradviz reads (the frame
+    of the script's last op). One forward pass, not 5 kept "from 5 separate forward passes"."""
+    script = tmp_path / "viterbi.py"
+    script.write_text(
+        "import torch\n"
+        "trans = torch.randn(5, 5, requires_grad=True)\n"
+        "(trans * 2).sum().backward()\n"
+        "def decode(feat):\n"
+        "    for step in range(3):\n"
+        "        viterbivars_t = []\n"
+        "        for tag in range(5):\n"
+        "            scores = (feat + trans[tag]).exp()\n"
+        "            viterbivars_t.append(scores[scores.argmax()].view(1))\n"
+        "        feat = torch.cat(viterbivars_t)\n"
+        "    return feat\n"
+        "print(decode(torch.randn(5)).shape)\n",
+        encoding="utf-8",
+    )
+    assert [f.code for f in run(script).graph.findings] == []
+
+
 def test_predictions_kept_once_by_a_comprehension_do_not_grow(tmp_path: Path) -> None:
     """PyTorch's model-ensembling tutorial: `[model(x) for model in models]`, with no loop and
     no backward call, holds the graphs once; nothing grows "with every step", and there is no
