@@ -287,6 +287,7 @@ class Recorder:
         if self._stop_after is None or number < self._stop_after:
             return
         if _get_current_dispatch_mode() is self._mode:  # else a mode of the user's sits above
+            self.watch.cut_short = True
             self._stop_recording()
 
     def flush(self) -> None:

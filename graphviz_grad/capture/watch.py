@@ -443,6 +443,9 @@ class Watch:
         #: Where the backward calls that reached each of those leaves were made, by id: each
         #: (file, line) once, or None when calls at more than `SITES_LIMIT` places reached it.
         self.reached_at: dict[int, tuple[Where, ...] | None] = {}
+        #: Whether recording stopped after the last call anyone asked for (`--call N`) while
+        #: the script ran on: what it did later (the modules it called) went unseen.
+        self.cut_short = False
         self.calls: dict[int, CallEvents] = {}
         self.warnings: list[ScriptWarning] = []
         #: Masks put on attention scores (`capture/masks.py`).

@@ -204,6 +204,7 @@ def _run_checks(
     events = watch.events_for(graph)
     if events is not None:
         last = graph.call is None or not calls or graph.call == calls[-1].number
+        last = last and not watch.cut_short  # the namespace at the end is not the call's
         found += params.unused(
             graph,
             namespace,
@@ -219,6 +220,7 @@ def _run_checks(
             first_use=watch.first_use,
             stepped=watch.unreached_params,
             call_params=watch.call_params,
+            seen_to_end=not watch.cut_short,
         )
     return found
 

@@ -82,6 +82,7 @@ def unused(
     call_params: Any = None,
     first_use: Mapping[int, tuple[str | None, int | None]] | None = None,
     reached_at: Mapping[int, tuple[tuple[str | None, int | None], ...] | None] | None = None,
+    seen_to_end: bool = True,
 ) -> list[Finding]:
     """[unused-param]: parameters and script tensors that need a gradient and get none.
 
@@ -96,7 +97,9 @@ def unused(
     (`grad_called` lacks it: an inference model, a frozen backbone) is not reported, unless an
     optimizer steps that parameter. A module none of whose parameters is in the call shown,
     reached only by backward calls made at other lines (`reached_at`), is another model with a
-    loss of its own (two models trained side by side, an actor and its critic): not reported."""
+    loss of its own (two models trained side by side, an actor and its critic): not reported.
+    A module never called is only reported when the run was watched to its end (`seen_to_end`:
+    `--call N` stops watching after call N, and a model made later, in `model`, was unseen)."""
     in_graph = {id(t) for r in leaves if (t := r()) is not None}
     stepped = stepped or {}
     seen = set(in_graph)
@@ -127,7 +130,8 @@ def unused(
                     groups[state].append(f"{name}.{pname}")
             seen.add(id(p))
         for was_called, names in groups.items():
-            if names:
+            # "never called" needs the whole run: `--call N` stops watching after call N
+            if names and (was_called or seen_to_end):
                 every = len(names) == sum(1 for p in module.parameters() if p.requires_grad)
                 found.append(_module_finding(name, module, names, was_called, called, every))
         if elsewhere and not _own_loss(module, in_graph, elsewhere_ids, reached_at, graph):

@@ -1594,6 +1594,26 @@ def test_the_entries_of_one_forward_pass_are_not_kept_forwards(tmp_path: Path) -
     assert [f.code for f in run(script).graph.findings] == []
 
 
+def test_a_model_made_after_the_call_shown_is_not_never_called(tmp_path: Path) -> None:
+    """PyTorch's conv-bn fusion tutorial trains one net, then binds `model` to another and
+    trains that. With `--call 1` gradviz stops watching after call 1, so it cannot say the
+    second net "was never called"; nor are script tensors judged by the namespace at the end."""
+    script = tmp_path / "two_nets.py"
+    script.write_text(
+        "import torch\n"
+        "model = torch.nn.Linear(3, 1)\n"
+        "model(torch.randn(4, 3)).sum().backward()\n"
+        "model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))\n"
+        "extra = torch.zeros(2, requires_grad=True)\n"
+        "model(torch.randn(4, 3)).sum().backward()\n",
+        encoding="utf-8",
+    )
+    captured = capture_script(script, [], CaptureOptions(call=1))
+    assert [f.code for f in with_findings(captured).graph.findings] == []
+    last = with_findings(capture_script(script, [], CaptureOptions())).graph.findings
+    assert [f.code for f in last] == ["unused-param"]  # `extra`, seen to the end
+
+
 def test_predictions_kept_once_by_a_comprehension_do_not_grow(tmp_path: Path) -> None:
     """PyTorch's model-ensembling tutorial: `[model(x) for model in models]`, with no loop and
     no backward call, holds the graphs once; nothing grows "with every step", and there is no
