@@ -337,6 +337,13 @@ def _same(text: str, value: float | None) -> bool:
 TORCH_FUNCTIONS = {
     "CompiledFunction": "the backward that torch.compile generated for a compiled region",
     "CheckpointFunction": "torch.utils.checkpoint's backward (it recomputes the region first)",
+    "UndefinedGrad": "torch's stand-in for a gradient left undefined (`gradcheck` feeds one "
+    "to check that a backward copes with it)",
+    "BackwardHookFunction": "the pass-through node of a module's full backward hook",
+    "CondAutogradOp": "torch.cond's backward (the backward of the branch that ran)",
+    "ScanAutogradOp": "scan's backward (the backward of its body, step by step)",
+    "MapAutogradOp": "map's backward (the backward of its body, per slice)",
+    "WhileLoopAutogradOp": "while_loop's backward (the backward of its body, per iteration)",
 }
 
 

@@ -144,3 +144,24 @@ def test_a_big_graph_suggests_to(tmp_path: Path) -> None:
         "81 nodes explained; `--to NAME` keeps the steps on the paths to one leaf (`--to w`)"
         in (result.stderr)
     )
+
+
+def test_torchs_own_functions_are_not_called_the_users_code(tmp_path: Path) -> None:
+    """`torch.cond`'s backward and a full backward hook's node are autograd.Functions of torch,
+    not "your own code (a custom autograd.Function)"."""
+    script = tmp_path / "flow.py"
+    script.write_text(
+        "import torch\n"
+        "lin = torch.nn.Linear(2, 2)\n"
+        "lin.register_full_backward_hook(lambda m, gi, go: None)\n"
+        "w = torch.tensor([1.0, 2.0], requires_grad=True)\n"
+        "out = torch.cond(w.sum() > 0, lambda t: t.cos(), lambda t: t.sin(), (w,))\n"
+        "loss = lin(out).sum()\n"
+        "loss.backward()\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["explain", str(script), "-q"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.stderr
+    assert "CondAutogradOpBackward is torch.cond's backward" in result.stdout
+    assert "BackwardHookFunctionBackward is the pass-through node" in result.stdout
+    assert "your own code" not in result.stdout
