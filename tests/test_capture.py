@@ -396,3 +396,28 @@ def test_a_backward_call_in_another_thread_says_its_forward_values_are_unknown()
     with gg.record() as rec:
         work()
     assert not any("another thread" in n for n in rec.graph(-1).notes)
+
+
+def test_layers_called_from_a_method_are_named_from_the_model(tmp_path: Path) -> None:
+    """PyTorch's BiLSTM-CRF tutorial calls its layers from `neg_log_likelihood`, not `forward`:
+    each layer is then the outermost module running. Its ops are in `model.lstm`, as the
+    leaves are named `model.lstm.weight_ih_l0`, not in a module called `LSTM`."""
+    script = tmp_path / "tagger.py"
+    script.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "class Tagger(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.emb, self.lstm = nn.Embedding(9, 4), nn.LSTM(4, 4)\n"
+        "        self.head = nn.Linear(4, 3)\n"
+        "    def nll(self, x, y):\n"
+        "        h, _ = self.lstm(self.emb(x).unsqueeze(1))\n"
+        "        return nn.functional.cross_entropy(self.head(h.squeeze(1)), y)\n"
+        "model = Tagger()\n"
+        "model.nll(torch.tensor([1, 2, 3]), torch.tensor([0, 1, 2])).backward()\n",
+        encoding="utf-8",
+    )
+    graph = capture_script(script, [], CaptureOptions()).graph
+    modules = {n.module for n in graph.nodes if n.kind == "op" and n.module is not None}
+    assert modules == {"model.emb", "model.lstm", "model.head"}

@@ -255,6 +255,11 @@ class Names:
     def _add_module(self, name: str, module: torch.nn.Module) -> None:
         self._keep.append(module)
         self._modules.setdefault(id(module), name)
+        # its layers too: one called from a method other than `forward` (`model.loss(x)`
+        # calling `self.lstm`) is the outermost module running, and is named `model.lstm`
+        for sub_name, sub in module.named_modules(remove_duplicate=False):
+            if sub_name:
+                self._modules.setdefault(id(sub), f"{name}.{sub_name}")
         for pname, p in module.named_parameters(remove_duplicate=False):
             self._qualified.add(f"{name}.{pname}")
             self._add(f"{name}.{pname}", p)
