@@ -527,10 +527,14 @@ def _nll(c: Ctx) -> Formula:
     red = _REDUCTIONS.get(c.param("reduction", "1"), "mean")
     a, t, g = c.s(0), c.s(1), c.grad_name
     per = "-1/N" if red == "mean" else "-1"
+    at = f"{t}[i]"
+    number = c.v(1)
+    if number is not None and t == c.num(1) and float(number).is_integer():
+        at = str(int(number))  # one class index, written in: `torch.tensor([93])`
     return Formula(
-        f"-{red}_i {a}[i, {t}[i]]",
+        f"-{red}_i {a}[i, {at}]",
         None,
-        chains=(Chain(0, f"{g} · ({per} at each [i, {t}[i]], 0 elsewhere)", c.shape(0)),),
+        chains=(Chain(0, f"{g} · ({per} at each [i, {at}], 0 elsewhere)", c.shape(0)),),
         note="cross_entropy is log_softmax followed by this nll_loss",
     )
 

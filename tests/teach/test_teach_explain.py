@@ -165,3 +165,23 @@ def test_torchs_own_functions_are_not_called_the_users_code(tmp_path: Path) -> N
     assert "CondAutogradOpBackward is torch.cond's backward" in result.stdout
     assert "BackwardHookFunctionBackward is the pass-through node" in result.stdout
     assert "your own code" not in result.stdout
+
+
+def test_a_written_in_class_index_reads_as_an_integer(tmp_path: Path) -> None:
+    """PyTorch's n-gram tutorial: `loss_function(log_probs, torch.tensor([word_to_ix[w]]))`
+    through `nn.NLLLoss`, where no source expression names the target. The formula read
+    `#1[i, 93.0[i]]`; the one class index is an integer: `#1[i, 93]`."""
+    script = tmp_path / "ngram.py"
+    script.write_text(
+        "import torch\n"
+        "ix = {'the': 93}\n"
+        "lf = torch.nn.NLLLoss()\n"
+        "w = torch.randn(1, 100, requires_grad=True)\n"
+        "loss = lf(torch.log_softmax(w, dim=1), torch.tensor([ix['the']], dtype=torch.long))\n"
+        "loss.backward()\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["explain", str(script), "-q"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.stderr
+    assert "forward  loss = -mean_i #1[i, 93] = " in result.stdout
+    assert "(-1/N at each [i, 93], 0 elsewhere)" in result.stdout
