@@ -239,10 +239,13 @@ class ModuleStack:
     def install(self) -> None:
         from torch.nn.modules import module as nn_module
 
-        self._handles = [
-            nn_module.register_module_forward_pre_hook(self._push),
-            nn_module.register_module_forward_hook(self._pop, always_call=True),
-        ]
+        from .hook_ids import private_hook_ids
+
+        with private_hook_ids():
+            self._handles = [
+                nn_module.register_module_forward_pre_hook(self._push),
+                nn_module.register_module_forward_hook(self._pop, always_call=True),
+            ]
 
     def remove(self) -> None:
         for h in self._handles:

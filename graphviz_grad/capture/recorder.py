@@ -40,6 +40,7 @@ from .compiled import (
 )
 from .distributed import ddp_parameters, rank_and_world
 from .functions import FunctionCalls
+from .hook_ids import private_hook_ids
 from .naming import Names
 from .optim import OptimizerSteps
 from .tensor_hooks import TensorHooks
@@ -133,8 +134,9 @@ class Recorder:
         self._scalers.install()
         self._tensor_hooks.install()
         self.watch.install()
-        self._step_hook = register_optimizer_step_post_hook(self._stepped)
-        self._step_pre_hook = register_optimizer_step_pre_hook(self._step_starts)
+        with private_hook_ids():
+            self._step_hook = register_optimizer_step_post_hook(self._stepped)
+            self._step_pre_hook = register_optimizer_step_pre_hook(self._step_starts)
         self._mode.__enter__()
         self._entered = True
         self._thread = threading.get_ident()  # the dispatch mode sees this thread's ops only

@@ -43,6 +43,7 @@ from ..model import rebinding_update
 from . import clips, masks
 from ._forward import _TORCH_DIR, USER_FRAMES, aten_name, op_record, per_op
 from .compiled import compiling
+from .hook_ids import private_hook_ids
 
 #: Call number that freed a node's saved tensors, kept in the node's metadata.
 FREED_KEY = "gradviz_freed"
@@ -475,7 +476,8 @@ class Watch:
     def install(self) -> None:
         from torch.nn.modules import module as nn_module
 
-        self._handle = nn_module.register_module_forward_pre_hook(self._module_called)
+        with private_hook_ids():
+            self._handle = nn_module.register_module_forward_pre_hook(self._module_called)
         self._shown = warnings.showwarning
         warnings.showwarning = self._showwarning
         self._watch_no_grad()

@@ -413,3 +413,23 @@ def test_control_flow_operators_run_under_gradviz(tmp_path: Path) -> None:
     assert cond["value"]["data"] == pytest.approx(out.tolist())
     [leaf] = [n for n in json.loads(path.read_text())["nodes"] if n["kind"] == "leaf"]
     assert leaf["grad"]["data"] == pytest.approx(grad.tolist())
+
+
+def test_the_scripts_hook_ids_are_its_own(tmp_path: Path) -> None:
+    """PyTorch numbers every hook handle from one counter, and a module's hook dict shows the
+    numbers (PyTorch's pruning tutorial prints `module._forward_pre_hooks`). gradviz's own
+    global hooks took the first five, so the script printed `[5, 6]` instead of `[0, 1]`."""
+    script = tmp_path / "hooks.py"
+    script.write_text(
+        "import torch\n"
+        "m = torch.nn.Linear(2, 2)\n"
+        "m.register_forward_pre_hook(lambda mod, a: None)\n"
+        "m.register_forward_pre_hook(lambda mod, a: None)\n"
+        "m(torch.randn(1, 2)).sum().backward()\n"
+        "t = torch.randn(2, requires_grad=True)\n"
+        "print(list(m._forward_pre_hooks), t.register_hook(lambda g: None).id)\n",
+        encoding="utf-8",
+    )
+    plain, shown, _ = _plain_and_render(script, tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == plain.stdout == "[0, 1] 2\n"
