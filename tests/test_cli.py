@@ -208,7 +208,8 @@ BAD = [
     ("call out of range", ["render", "samples/linear.py", "-c", "5"], 6, "no backward call 5"),
     ("only one call", ["render", "samples/linear.py", "-c", "5"], 6, "only call is 1 (or -1"),
     ("call past many", ["tree", "samples/training_loop.py", "-c", "301"], 6, "from 1 to 300,"),
-    ("call zero", ["render", "samples/linear.py", "-c", "0"], 6, "counted from 1"),
+    ("call zero", ["render", "samples/linear.py", "-c", "0"], 2, "counted from 1"),
+    ("call not a number", ["render", "samples/linear.py", "-c", "abc"], 2, "neither a call number"),
     ("unknown target", ["render", "samples/linear.py", "-t", "los"], 5, "Did you mean `loss`"),
     ("not a tensor", ["tree", "samples/training_loop.py", "-t", "x_data"], 5, "not a tensor"),
 ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CallError, ScriptExitError
+from ..errors import CallError, ScriptExitError, UsageError
 from ..model import Graph
 from .modules import ModuleRun
 
@@ -62,18 +62,18 @@ def parse_call_spec(text: str | int) -> CallSpec:
         return _single(int(raw))
     match = _RANGE.match(raw)
     if not match:
-        raise CallError(f"--call `{text}` is neither a call number, `all`, nor a range.", _HINT)
+        raise UsageError(f"--call `{text}` is neither a call number, `all`, nor a range.", _HINT)
     first, last = (int(g) if g is not None else None for g in match.groups())
     if (first is not None and first < 1) or (last is not None and last < 1):
-        raise CallError(f"--call `{text}`: the ends of a range count from 1.", _HINT)
+        raise UsageError(f"--call `{text}`: the ends of a range count from 1.", _HINT)
     if first is not None and last is not None and first > last:
-        raise CallError(f"--call `{text}` is an empty range: {first} comes after {last}.", _HINT)
+        raise UsageError(f"--call `{text}` is an empty range: {first} comes after {last}.", _HINT)
     return CallSpec(first=first, last=last)
 
 
 def _single(number: int) -> CallSpec:
     if number == 0:
-        raise CallError(
+        raise UsageError(
             "--call 0 names no call: calls are counted from 1.",
             hint="Use --call 1 for the first backward call, or --call -1 for the last.",
         )

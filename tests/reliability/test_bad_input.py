@@ -200,7 +200,7 @@ TABLE: tuple[Bad, ...] = (
     Bad("--target names nothing", None, ("render", LINEAR, "-t", "los"), 5, "Did you mean `loss`"),
     Bad("--target not a tensor", None, ("render", LINEAR, "-t", "torch"), 5, "not a tensor"),
     Bad("--call out of range", None, ("render", LINEAR, "-c", "5"), 6, "no backward call 5"),
-    Bad("--call 0", None, ("render", LINEAR, "-c", "0"), 6, "calls are counted from 1"),
+    Bad("--call 0", None, ("render", LINEAR, "-c", "0"), 2, "calls are counted from 1"),
     Bad("--rank without torchrun", None, ("tree", LINEAR, "--rank", "1"), 2, "under torchrun"),
     # -- the options and the output ------------------------------------------------------------
     Bad(
