@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from graphviz_grad.capture import CallSpec, parse_call_spec
 from graphviz_grad.cli import app
-from graphviz_grad.errors import CallError
+from graphviz_grad.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +32,8 @@ def test_parse(text: str, spec: CallSpec) -> None:
 
 @pytest.mark.parametrize("text", ["0", "6:1", "0:3", "a:b", "1-3", "", "1:2:3"])
 def test_bad_specs(text: str) -> None:
-    with pytest.raises(CallError):
+    """A value that names no call is bad usage (exit 2), not a call the script did not make."""
+    with pytest.raises(UsageError):
         parse_call_spec(text)
 
 
