@@ -6,7 +6,7 @@ import sys
 
 from rich.console import Console
 
-from ._app import app
+from ._app import app, err
 from ._options import (
     CALL,
     PRECISION,
@@ -96,11 +96,20 @@ def tree(
             with script_stdout(quiet, data_on_stdout=piped):
                 found, total = captures(script, args, spec, target, grad_output)
             sys.stdout.flush()
+            flattened = False
             for captured in found:
                 if spec.many:  # one tree per call, each under its call number
                     out.print(f"backward call {captured.graph.call:,} of {total:,}")
                 shown = tree_graph(captured.graph, view)
-                printed(out, GraphTree(shown, precision=precision, order=order))
+                drawn = GraphTree(shown, precision=precision, order=order)
+                printed(out, drawn)
+                flattened = flattened or drawn.flattened
+            if flattened:
+                err.print(
+                    "[dim]note:[/] `↓ d=N` marks a node at depth N, the only input of the node "
+                    "above it that goes on, drawn under it rather than indented: deep graphs fit "
+                    "the width."
+                )
             if not spec.many:
                 remarks(found[0], total)
 

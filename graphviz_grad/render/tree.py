@@ -276,6 +276,8 @@ class GraphTree:
         self.precision = precision
         self.max_indent = max_indent
         self._marks = node_marks(graph)
+        #: Whether the last printing drew a node flat (``↓ d=N``): the command explains the mark.
+        self.flattened = False
 
     def _items(self, cap: int) -> Iterator[tuple[_Item, str]]:
         """Every line in print order, with what it is: ``node``, ``ref`` (printed before),
@@ -326,6 +328,7 @@ class GraphTree:
         if going:
             edge = going[0]
             out.append(_Item(edge.src, edge.output_nr, item.depth + 1, inner, True, "flat"))
+            self.flattened = True
         return out
 
     def _children(self, item: _Item, cols: str) -> list[_Item]:

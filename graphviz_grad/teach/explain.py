@@ -114,8 +114,20 @@ class Explanation:
             n for n in self.graph.nodes if n.order is None and (only is None or n.id in only)
         ]
         if skipped and self.graph.grad_source in ("backward", "autograd.grad"):
-            ids = ", ".join(f"#{n.id}" for n in skipped[:10])
-            lines.append(f"{len(skipped)} node(s) did not run in this call: {ids}")
+            returned = [n for n in skipped if n.kind == "leaf" and n.grad is not None]
+            if self.graph.grad_source == "autograd.grad" and returned:
+                skipped = [n for n in skipped if n not in returned]
+                ids = ", ".join(f"#{n.id}" for n in returned[:10])
+                lines.append(
+                    f"{ids}: torch.autograd.grad returned the gradient (a leaf's node runs only "
+                    "to put it in `.grad`)"
+                )
+            if skipped:
+                ids = ", ".join(f"#{n.id}" for n in skipped[:10])
+                lines.append(
+                    f"{len(skipped)} node(s) did not run in this call (the gradients asked for "
+                    f"do not need them): {ids}"
+                )
         return lines
 
     # -- pieces ------------------------------------------------------------------------------

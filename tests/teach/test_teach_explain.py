@@ -185,3 +185,20 @@ def test_a_written_in_class_index_reads_as_an_integer(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     assert "forward  loss = -mean_i #1[i, 93] = " in result.stdout
     assert "(-1/N at each [i, 93], 0 elsewhere)" in result.stdout
+
+
+def test_a_leaf_whose_gradient_autograd_grad_returned_is_explained(tmp_path: Path) -> None:
+    """Under `torch.autograd.grad` a leaf's node does not run (nothing goes into `.grad`):
+    explain said "1 node(s) did not run in this call: #2" right after that leaf's gradient."""
+    script = tmp_path / "jac.py"
+    script.write_text(
+        "import torch\n"
+        "xp = torch.randn(3).requires_grad_()\n"
+        "y = (xp * xp).sum()\n"
+        "(g,) = torch.autograd.grad(y, xp)\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["explain", str(script), "-q"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.stderr
+    assert "#2: torch.autograd.grad returned the gradient (a leaf's node runs" in result.stdout
+    assert "did not run in this call" not in result.stdout

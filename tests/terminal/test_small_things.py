@@ -119,3 +119,23 @@ def test_call_range_message_reads_correctly(tmp_path: Path) -> None:
     )
     assert code == 0, err
     assert f"wrote 6 pictures to {folder}/ (calls 1–6 of 300)" in err
+
+
+def test_the_tree_explains_its_flat_mark_when_it_uses_it(tmp_path: Path) -> None:
+    """A deep chain at 80 columns is drawn with `↓ d=N` lines; the tree says once what they
+    are. A shallow graph has none, and no note."""
+    deep = tmp_path / "deep.py"
+    deep.write_text(
+        "import torch\n"
+        "x = torch.tensor(1.0, requires_grad=True)\n"
+        "y = x\n"
+        "for _ in range(30):\n"
+        "    y = y * 1.01\n"
+        "y.backward()\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["tree", str(deep), "-q"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0 and "↓ d=" in result.stdout
+    assert result.stderr.count("note: `↓ d=N` marks a node at depth N") == 1
+    shallow = CliRunner().invoke(app, ["tree", "samples/linear.py", "-q"], env={"COLUMNS": "80"})
+    assert shallow.exit_code == 0 and "↓ d=N" not in shallow.stderr
