@@ -92,7 +92,10 @@ def steps(
                 f"Use `gradviz explain {'-m ' if module else ''}{file}` to see the gradients of "
                 "one graph."
             )
-            if not any(getattr(v, "grad_fn", None) is not None for v in run.variables.values()):
+            import torch
+
+            values = run.variables.values()
+            if not any(isinstance(v, torch.Tensor) and v.grad_fn is not None for v in values):
                 hint = (
                     "Nor does it leave a tensor with an autograd graph to explain: `steps` lists "
                     "the backward calls (`loss.backward()`) of a training loop."

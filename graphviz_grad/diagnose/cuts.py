@@ -196,7 +196,7 @@ def _finding(
     if trained is not None:
         name, lines = trained
         calls = "the backward call at line" if len(lines) == 1 else "the backward calls at lines"
-        at = " and ".join(map(str, lines))
+        at = listing([str(n) for n in lines], 8, quote=False)
         message = (
             f"{_WHAT[kind]}{source}{at_line(cut.line)} cuts the graph: its result reaches the "
             f"root as a constant through {into}. {name}, which computed it, gets its gradients "
