@@ -47,15 +47,22 @@ class _Grouper:
         return found
 
     def families(self, level: int, members: dict[Key, list[int]]) -> list[list[Key]]:
-        """Families of two or more identical sibling calls at `level`, in first-seen order."""
+        """Families of two or more identical sibling calls at `level`, in first-seen order:
+        the same ops with the same shapes (`Linear(8, 16)` and `Linear(16, 4)` differ). Blocks
+        of different names must also follow one another, no other sibling called between them
+        (`layers.0` … `layers.5`; not the Linears of `Sequential(Linear, ReLU, Linear, ...)`,
+        which would be drawn as a loop); calls of one module (an RNN cell in a loop) need not."""
         found: dict[tuple[object, ...], list[Key]] = {}
+        parents: dict[Key, object] = {}
         for key, ids in members.items():
             scopes = self.graph.nodes[ids[0]].scopes
-            parent = scopes[level - 1][::2] if level else None
-            ops = tuple(sorted(self.graph.nodes[i].op or "" for i in ids))
+            parent = parents[key] = scopes[level - 1][::2] if level else None
+            nodes = self.graph.nodes
+            ops = tuple(sorted((nodes[i].op or "", str(nodes[i].shape)) for i in ids))
             sig = (parent, scopes[level][1], _NUMBER.sub("#", key[0]), ops)
             found.setdefault(sig, []).append(key)
-        return [sorted(keys, key=lambda k: k[1]) for keys in found.values() if len(keys) > 1]
+        families = [sorted(keys, key=lambda k: k[1]) for keys in found.values() if len(keys) > 1]
+        return [keys for keys in families if _one_after_another(keys, parents)]
 
     def add(
         self, kind: str, keys: list[Key], members: dict[Key, list[int]], level: int, title: str
@@ -85,6 +92,18 @@ class _Grouper:
             self.owner[i] = gid
         taken = set(ids)
         self.free = [i for i in self.free if i not in taken]
+
+
+def _one_after_another(keys: list[Key], parents: dict[Key, object]) -> bool:
+    """Whether no sibling call outside `keys` (same parent call) came between its first and
+    last, when `keys` are blocks of different names (calls of one module always are)."""
+    if len({path for path, _ in keys}) == 1:
+        return True
+    first, last, parent = keys[0][1], keys[-1][1], parents[keys[0]]
+    family = set(keys)
+    return not any(
+        first < key[1] < last and parents[key] == parent and key not in family for key in parents
+    )
 
 
 def _output(graph: Graph, ids: Sequence[int]) -> int:

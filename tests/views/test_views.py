@@ -137,6 +137,19 @@ def test_depth_zero_is_one_node_per_top_level_module(net_graph: tuple[Graph, Net
     assert all(graph.nodes[i].kind == "op" and not graph.nodes[i].scopes for i in view.shown)
 
 
+@pytest.mark.parametrize("widths", [(8, 16, 4, 1), (8, 8, 8, 8)])
+def test_fold_keeps_the_layers_of_a_plain_sequential(widths: tuple[int, ...]) -> None:
+    """`Sequential(Linear, ReLU, Linear, ReLU, Linear)`: the Linears are not identical blocks
+    when their shapes differ, and even when they match a ReLU sits between each two, so a fold
+    would draw the stack as a loop (`model.0 … model.4 ×3`, edges back and forth)."""
+    a, b, c, d = widths
+    model = nn.Sequential(nn.Linear(a, b), nn.ReLU(), nn.Linear(b, c), nn.ReLU(), nn.Linear(c, d))
+    with gg.record(namespaces=[{"model": model}]) as rec:
+        model(torch.randn(5, a)).pow(2).mean().backward()
+    view = make_view(rec.graph(-1), ViewOptions(fold=True))
+    assert [g for g in view.groups if g.kind == "fold"] == []
+
+
 def test_fold_draws_identical_blocks_once(net_graph: tuple[Graph, Net, dict]) -> None:
     graph = net_graph[0]
     view = make_view(graph, ViewOptions(fold=True))
