@@ -483,6 +483,15 @@ def _walk(node: Any) -> tuple[list[Any], int]:
     return nodes, roots
 
 
+def _root_inputs(node: Any) -> int:
+    """How many of `node`'s own inputs were roots of recorded backward calls."""
+    return sum(
+        1
+        for child, _ in node.next_functions
+        if child is not None and _calls(child) and not _differentiable(child)
+    )
+
+
 def _calls(node: Any) -> list[int]:
     try:
         found = node.metadata.get("gradviz_calls")
@@ -527,8 +536,9 @@ def retained(graph: Graph, namespace: Mapping[str, Any]) -> list[Finding]:
             continue
         done.add(id(t.grad_fn))
         nodes, roots = _walk(t.grad_fn)
-        if roots < 2:
-            continue
+        if roots < 2 or roots == _root_inputs(t.grad_fn):
+            continue  # one op summing losses after their backward calls (DCGAN's `errD =
+            # errD_real + errD_fake`, for the log): rebuilt every step, nothing accumulates
         record = op_record(t.grad_fn)
         file, line = (record.file, record.line) if record is not None else (None, None)
         found.append(_retained_finding(graph, name, nodes, roots, file, line))

@@ -1614,6 +1614,33 @@ def test_a_model_made_after_the_call_shown_is_not_never_called(tmp_path: Path) -
     assert [f.code for f in last] == ["unused-param"]  # `extra`, seen to the end
 
 
+@pytest.mark.parametrize("kept", ["a + b", "total + a + b"])
+def test_a_sum_of_this_steps_losses_for_the_log_holds_nothing_old(
+    kept: str, tmp_path: Path
+) -> None:
+    """DCGAN logs `errD = errD_real + errD_fake` after both backward calls: rebuilt every step,
+    it holds this step's two graphs only (no `graph-retained`, which told the user to fix
+    `errD += l.item()`). A running total across steps still is reported."""
+    script = tmp_path / "two_losses.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.randn(3, requires_grad=True)\n"
+        "opt = torch.optim.SGD([w], lr=0.1)\n"
+        "total = 0\n"
+        "for i in range(5):\n"
+        "    opt.zero_grad()\n"
+        "    a = (w ** 2).sum()\n"
+        "    a.backward()\n"
+        "    b = (w - 1).abs().sum()\n"
+        "    b.backward()\n"
+        f"    total = {kept}\n"
+        "    opt.step()\n",
+        encoding="utf-8",
+    )
+    codes = [f.code for f in run(script).graph.findings if f.code == "graph-retained"]
+    assert codes == ([] if kept == "a + b" else ["graph-retained"])
+
+
 def test_predictions_kept_once_by_a_comprehension_do_not_grow(tmp_path: Path) -> None:
     """PyTorch's model-ensembling tutorial: `[model(x) for model in models]`, with no loop and
     no backward call, holds the graphs once; nothing grows "with every step", and there is no
