@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Collection, Iterator, Sequence
 
@@ -269,13 +270,19 @@ def _non_leaf_params(graph: Graph) -> list[Finding]:
             f"result (`{name} = (torch.randn(3) * 0.01).requires_grad_()`), or call "
             f"`{name}.retain_grad()` to only read its gradient."
         )
-        if rebinding_update(source_line(node.file, node.line)) == name:
+        text = source_line(node.file, node.line)
+        if rebinding_update(text) == name:
+            # the script's own step (`lr * w.grad`), else the lesson's
+            own = re.escape(name)
+            code = text.split("#", 1)[0]
+            update = re.match(rf"\s*{own}\s*=\s*{own}\s*-\s*(.+?)\s*$", code)
+            step = update.group(1) if update else f"0.01 * {name}.grad"
             hint = (
                 f"Line {node.line} is the update: it makes a new `{name}` from the old one with "
                 f"grad tracking on, so the new `{name}` is no leaf and its graph reaches back "
                 f"through every update. Update the leaf in place, untracked: `with "
-                f"torch.no_grad(): {name} -= 0.01 * {name}.grad`, then `{name}.grad.zero_()` "
-                f"(or `{name}.data = {name}.data - 0.01 * {name}.grad.data`)."
+                f"torch.no_grad(): {name} -= {step}`, then `{name}.grad.zero_()` "
+                f"(or `{name}.data = {name}.data - {step}`)."
             )
         nodes = (node.id, leaf.id)
         found.append(Finding("grad-none", "warning", message, node.file, node.line, nodes, hint))

@@ -1393,6 +1393,27 @@ def test_an_update_that_makes_a_new_weight_is_named_with_the_in_place_fix(
         return
     [f] = [f for f in captured.graph.findings if f.code == "grad-none"]
     assert f.line == 7 and (f.hint or "").startswith("Line 7 is the update: it makes a new `w`")
+    assert "`with torch.no_grad(): w -= 0.01 * w.grad`" in (f.hint or "")
+
+
+def test_the_in_place_fix_keeps_the_scripts_own_step(tmp_path: Path) -> None:
+    """`w = w - lr * w.grad  # a comment` with `lr = 0.1`: the fix quotes `lr * w.grad`, not the
+    lesson's `0.01 * w.grad`."""
+    script = tmp_path / "update.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.zeros(3, requires_grad=True)\n"
+        "lr = 0.1\n"
+        "for i in range(3):\n"
+        "    loss = ((w - 1.0) ** 2).sum()\n"
+        "    loss.backward()\n"
+        "    w = w - lr * w.grad  # the update\n",
+        encoding="utf-8",
+    )
+    captured = run(script)
+    [f] = [f for f in captured.graph.findings if f.code == "grad-none"]
+    assert "`with torch.no_grad(): w -= lr * w.grad`, then `w.grad.zero_()`" in (f.hint or "")
+    assert "0.01" not in (f.hint or "")
 
 
 def test_a_mask_from_a_comparison_is_no_cut(tmp_path: Path) -> None:
