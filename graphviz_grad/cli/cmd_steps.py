@@ -77,7 +77,14 @@ def steps(
     def job() -> None:
         from ..capture import no_graph, run_recorded
         from ..errors import CallError
-        from ..teach.steps import StepsTable, auto_every, ordinal, to_csv, to_json
+        from ..teach.steps import (
+            StepsTable,
+            auto_every,
+            distinct_leaves,
+            ordinal,
+            to_csv,
+            to_json,
+        )
 
         data = output is None and fmt is not StepsFormat.table
         with (
@@ -105,6 +112,7 @@ def steps(
                 "steps to show.",
                 hint=hint,
             )
+        calls = distinct_leaves(calls)
         sys.stdout.flush()
         k = every
         if k is None:

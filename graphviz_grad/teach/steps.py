@@ -13,7 +13,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rich.console import Console, ConsoleOptions, Group, RenderResult
@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from graphviz_grad.diagnose.calls import added_up
-from graphviz_grad.model import CallInfo, TensorSummary, calls_by_root
+from graphviz_grad.model import CallInfo, LeafStep, TensorSummary, calls_by_root
 from graphviz_grad.render.format import fmt_number, fmt_summary
 from graphviz_grad.render.plot import plotted
 from graphviz_grad.teach.formulas import scalar
@@ -52,6 +52,27 @@ def leaf_names(calls: Sequence[CallInfo]) -> list[str]:
             if leaf.name not in names:
                 names.append(leaf.name)
     return names
+
+
+def distinct_leaves(calls: Sequence[CallInfo]) -> list[CallInfo]:
+    """`calls`, with a leaf name that stands for tensors of different shapes over the calls
+    (`self.weight` of each layer in a layer-by-layer loop) told apart by its shape,
+    `self.weight [500, 784]`: one column and one sparkline per tensor, not one per name."""
+    shapes: dict[str, set[tuple[int, ...]]] = {}
+    for call in calls:
+        for leaf in call.leaves:
+            if leaf.value is not None:
+                shapes.setdefault(leaf.name, set()).add(tuple(leaf.value.shape))
+    mixed = {name for name, found in shapes.items() if len(found) > 1}
+    if not mixed:
+        return list(calls)
+
+    def named(leaf: LeafStep) -> LeafStep:
+        if leaf.name not in mixed or leaf.value is None:
+            return leaf
+        return replace(leaf, name=f"{leaf.name} {list(leaf.value.shape)}")
+
+    return [replace(c, leaves=tuple(named(x) for x in c.leaves)) for c in calls]
 
 
 def root_name(calls: Sequence[CallInfo]) -> str:

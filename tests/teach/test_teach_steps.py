@@ -370,3 +370,34 @@ def test_csv_gives_tensor_leaves_numeric_norm_columns(mlp_calls) -> None:  # typ
 def test_csv_of_scalar_leaves_has_no_norm_columns(loop_calls) -> None:  # type: ignore[no-untyped-def]
     header = to_csv(loop_calls).splitlines()[0]
     assert header == "call,root,w,grad_w,nodes"
+
+
+def test_tensors_that_share_a_name_get_a_column_each(tmp_path: Path) -> None:
+    """Layer-by-layer training (pytorch/examples' forward-forward): each layer's `self.weight`
+    is its own tensor, of its own shape. They were one column and one sparkline; now each has
+    its own, named with its shape."""
+    script = tmp_path / "layers.py"
+    script.write_text(
+        "import torch\n"
+        "class Layer:\n"
+        "    def __init__(self, n, m):\n"
+        "        self.weight = torch.ones(n, m, requires_grad=True)\n"
+        "    def train(self):\n"
+        "        for _ in range(2):\n"
+        "            (self.weight ** 2).sum().backward()\n"
+        "            with torch.no_grad():\n"
+        "                self.weight -= 0.1 * self.weight.grad\n"
+        "                self.weight.grad.zero_()\n"
+        "for layer in [Layer(2, 3), Layer(3, 3)]:\n"
+        "    layer.train()\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["steps", str(script), "-q", "-f", "csv"])
+    assert result.exit_code == 0, result.stderr
+    header = next(csv.reader(io.StringIO(result.stdout)))
+    assert [h for h in header if h.startswith("self.weight") and h.endswith("]")] == [
+        "self.weight [2, 3]",
+        "self.weight [3, 3]",
+    ]
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [bool(r["self.weight [2, 3]"]) for r in rows] == [True, True, False, False]
