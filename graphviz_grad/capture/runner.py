@@ -286,6 +286,7 @@ def _exec(code: types.CodeType, namespace: dict[str, Any], run: ScriptRun) -> bo
             or _package_hint(run, exc)
             or _missing_module_hint(exc)
             or _no_graph_hint(run, exc)
+            or _number_backward_hint(run, exc)
             or _known_hint(exc)
             or _grad_none_hint(exc)
             or _fix_hint(run.path),
@@ -552,6 +553,26 @@ def _known_hint(exc: BaseException) -> str | None:
             "right, or flatten the input first (`x.flatten(1)` after a convolution)."
         )
     return hint
+
+
+_NUMBER_BACKWARD = re.compile(r"'(float|int)' object has no attribute 'backward'")
+
+
+def _number_backward_hint(run: ScriptRun, exc: BaseException) -> str | None:
+    """`loss = criterion(out, y).item()`, then `loss.backward()`: the number has no graph. Names
+    the line of the last `.item()` the recording saw on a tensor that requires grad."""
+    if not isinstance(exc, AttributeError) or not _NUMBER_BACKWARD.search(str(exc)):
+        return None
+    watch = getattr(run.recorder, "watch", None)
+    items = list(getattr(watch, "items", {}).values())
+    what = "`.item()` (or `float(...)`)"
+    if items and items[-1].line is not None:
+        what = f"`.item()` at line {items[-1].line}"
+    return (
+        f"`.backward()` was called on a Python number, not a tensor: {what} turned the loss "
+        "into a number and left its graph behind. Call `backward()` on the loss tensor, and "
+        "take `loss.item()` after it, for printing."
+    )
 
 
 def _spent_generator(exc: BaseException) -> str | None:

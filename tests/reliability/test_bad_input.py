@@ -519,3 +519,25 @@ def test_an_error_inside_gradviz_is_reported_as_gradviz_s_bug(
     assert "shows the same error" not in result.stderr
     assert "graphviz_grad/capture/summary.py" in result.stderr  # the frames for the report
     assert not (tmp_path / "out.json").exists()
+
+
+def test_backward_on_a_number_names_the_item_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A learner's `loss = F.mse_loss(...).item()` then `loss.backward()`: the hint says that
+    `.item()` at that line made the loss a number, not "fix the error in your script"."""
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.randn(3, requires_grad=True)\n"
+        "loss = ((w - 1.0) ** 2).mean().item()\n"
+        "loss.backward()\n",
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["doctor", "script.py"])
+    assert result.exit_code == 4, result.stderr
+    assert (
+        "hint: `.backward()` was called on a Python number, not a tensor: `.item()` at line 3 "
+        "turned the loss into a number" in " ".join(result.stderr.split())
+    )
