@@ -569,6 +569,7 @@ RULES: dict[str, Callable[[Ctx], Formula]] = {
     "SigmoidBackward0": _unary("σ({a})", "{y}·(1 - {y})", lambda a, y: y * (1.0 - y)),
     "ReluBackward0": _unary("max(0, {a})", "1 if {a} > 0 else 0", lambda a, y: float(a > 0)),
     "LeakyReluBackward0": _leaky_relu,
+    "LeakyReluBackward1": _leaky_relu,  # in place (`inplace=True`): it saves the result
     "GeluBackward0": _unary("gelu({a})", "Φ({a}) + {a}·φ({a})", _gelu_local),
     "SoftmaxBackward0": _softmax,
     "LogSoftmaxBackward0": _log_softmax,

@@ -48,6 +48,15 @@ USER_SCRIPTS = {
         b = torch.tensor(-0.5, requires_grad=True)
         loss = (w * 2.0 + b - 4.0) ** 2 / 2.0
         """,
+    "inplace_leaky.py": """\
+        import torch
+        import torch.nn.functional as F
+        w = torch.tensor(-1.5, requires_grad=True)
+        h = w * 2.0
+        F.leaky_relu(h, 0.1, inplace=True)
+        loss = (h - 1.0) ** 2
+        loss.backward()
+        """,
 }
 
 

@@ -202,3 +202,24 @@ def test_a_leaf_whose_gradient_autograd_grad_returned_is_explained(tmp_path: Pat
     assert result.exit_code == 0, result.stderr
     assert "#2: torch.autograd.grad returned the gradient (a leaf's node runs" in result.stdout
     assert "did not run in this call" not in result.stdout
+
+
+def test_an_in_place_leaky_relu_has_its_formula(tmp_path: Path) -> None:
+    """`nn.LeakyReLU(inplace=True)` (DCGAN's discriminator) makes `LeakyReluBackward1`, which
+    saves its result: the same rule as the out-of-place op, on the input as it was."""
+    script = tmp_path / "leaky.py"
+    script.write_text(
+        "import torch\n"
+        "import torch.nn.functional as F\n"
+        "w = torch.tensor([1.5, -2.0, 0.5], requires_grad=True)\n"
+        "h = w * 2.0\n"
+        "F.leaky_relu(h, 0.1, inplace=True)\n"
+        "loss = (h * torch.tensor([1.0, 2.0, 3.0])).sum()\n"
+        "loss.backward()\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["explain", str(script), "-q"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.stderr
+    assert "∂loss/∂#3 = ∂loss/∂h ⊙ (1 if #3 > 0 else 0.1)" in result.stdout
+    assert "= [1.0, 0.2, 3.0]" in result.stdout
+    assert "gradviz has no formula" not in result.stdout
