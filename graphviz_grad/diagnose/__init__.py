@@ -163,6 +163,7 @@ def _watch_checks(
         watch.optimized,
         events.reaches if events else None,
         _trainer(graph, events, watch, namespace) if events else None,
+        graph.call if watch.cut_short else None,
     )
     found += _masks.attention_masks(graph, watch.masks.uses.values())
     found += _clips.early(watch.clips.lines.values(), calls)

@@ -10,6 +10,7 @@ shows where the gradient stops. Reading `.item()` for a print, or a parameter up
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 from ..model import Finding, Graph, display_path
@@ -74,6 +75,7 @@ def cuts(
     optimized: Mapping[int, Any] | None = None,
     reaches: Callable[[Any], bool] | None = None,
     elsewhere: Callable[[Any], tuple[str, list[int]] | None] | None = None,
+    unseen_after: int | None = None,
 ) -> list[Finding]:
     """One finding per cut whose result reaches the root, naming the nodes that consume it; not
     for a cut from a graph that an earlier backward call already freed (the gradient could not
@@ -82,7 +84,9 @@ def cuts(
     source still gets the gradient by another path (`reaches`: a stop-gradient, as in
     `z + (q - z).detach()`) is an `info`: nothing is left without a gradient. So is a cut whose
     source was computed in a model that backward calls at other lines train (`elsewhere`: its
-    name and those lines), as a GAN's `fake = G(z).detach()` in the discriminator's step."""
+    name and those lines), as a GAN's `fake = G(z).detach()` in the discriminator's step.
+    `unseen_after`: the call after which gradviz stopped watching (`--call N`), when it did: a
+    later call that trains the source's model went unseen, and a warning says so."""
     by_cut: dict[int, tuple[CutLike, list[int]]] = {}
     for node_id, _, cut in consumed:
         by_cut.setdefault(cut.seq, (cut, []))[1].append(node_id)
@@ -99,7 +103,15 @@ def cuts(
     for _, (cut, ids) in sorted(by_cut.items()):
         stop = reaches is not None and reaches(cut)
         trained = None if stop or elsewhere is None else elsewhere(cut)
-        found.append(_finding(graph, cut, sorted(set(ids)), stop, trained))
+        finding = _finding(graph, cut, sorted(set(ids)), stop, trained)
+        if finding.severity == "warning" and unseen_after is not None and cut.module is not None:
+            finding = replace(
+                finding,
+                message=f"{finding.message} gradviz stopped watching after call "
+                f"{unseen_after:,} (--call), so it cannot tell whether a later backward call "
+                "trains what it was computed from (a GAN's generator step).",
+            )
+        found.append(finding)
     return found
 
 

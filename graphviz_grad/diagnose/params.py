@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import linecache
 import re
 import weakref
@@ -133,7 +134,15 @@ def unused(
             # "never called" needs the whole run: `--call N` stops watching after call N
             if names and (was_called or seen_to_end):
                 every = len(names) == sum(1 for p in module.parameters() if p.requires_grad)
-                found.append(_module_finding(name, module, names, was_called, called, every))
+                finding = _module_finding(name, module, names, was_called, called, every)
+                if not seen_to_end:
+                    finding = dataclasses.replace(
+                        finding,
+                        message=f"{finding.message} gradviz stopped watching after this call "
+                        "(--call), so it cannot tell whether a later backward call trains "
+                        f"`{name}`.",
+                    )
+                found.append(finding)
         if elsewhere and not _own_loss(module, in_graph, elsewhere_ids, reached_at, graph):
             found.append(_elsewhere_finding(name, module, elsewhere))
     if free:

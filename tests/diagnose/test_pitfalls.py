@@ -297,6 +297,27 @@ def test_a_gans_detached_fake_in_the_discriminators_step_is_an_info(tmp_path: Pa
     assert found[0].hint.startswith("Nothing, if `G` is meant to learn from that call only.")
 
 
+def test_a_gans_first_step_shown_with_call_says_what_went_unseen(tmp_path: Path) -> None:
+    """`--call 1` on a GAN: call 1 is the discriminator's step, and gradviz stops watching after
+    it, before the generator's own step. The cut and the generator's unused parameters stay
+    warnings (gradviz cannot know), and each says that a later call went unseen."""
+    script = tmp_path / "gan.py"
+    script.write_text(_gan_ending_in_ds_step(g_step=True), encoding="utf-8")
+    captured = with_findings(capture_script(script, [], CaptureOptions(call=1)))
+    found = {f.code: f for f in captured.graph.findings}
+    assert found["cut"].severity == "warning"
+    assert (
+        "gradviz stopped watching after call 1 (--call), so it cannot tell whether a later "
+        "backward call trains what it was computed from" in found["cut"].message
+    )
+    assert found["unused-param"].message.endswith(
+        "gradviz stopped watching after this call (--call), so it cannot tell whether a later "
+        "backward call trains `G`."
+    )
+    whole = run(script).graph.findings
+    assert all("stopped watching" not in f.message for f in whole)
+
+
 def test_a_detached_model_that_nothing_else_trains_is_still_a_warning(tmp_path: Path) -> None:
     script = tmp_path / "gan.py"
     script.write_text(_gan_ending_in_ds_step(g_step=False), encoding="utf-8")
