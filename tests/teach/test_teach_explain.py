@@ -146,11 +146,21 @@ def test_a_big_graph_suggests_to(tmp_path: Path) -> None:
     )
 
 
+def _explained(tmp_path: Path, name: str, source: str) -> str:
+    """What `gradviz explain` prints for a script made of `source`, at 200 columns."""
+    script = tmp_path / name
+    script.write_text(source, encoding="utf-8")
+    result = CliRunner().invoke(app, ["explain", str(script), "-q"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
 def test_torchs_own_functions_are_not_called_the_users_code(tmp_path: Path) -> None:
     """`torch.cond`'s backward and a full backward hook's node are autograd.Functions of torch,
     not "your own code (a custom autograd.Function)"."""
-    script = tmp_path / "flow.py"
-    script.write_text(
+    out = _explained(
+        tmp_path,
+        "flow.py",
         "import torch\n"
         "lin = torch.nn.Linear(2, 2)\n"
         "lin.register_full_backward_hook(lambda m, gi, go: None)\n"
@@ -158,57 +168,51 @@ def test_torchs_own_functions_are_not_called_the_users_code(tmp_path: Path) -> N
         "out = torch.cond(w.sum() > 0, lambda t: t.cos(), lambda t: t.sin(), (w,))\n"
         "loss = lin(out).sum()\n"
         "loss.backward()\n",
-        encoding="utf-8",
     )
-    result = CliRunner().invoke(app, ["explain", str(script), "-q"], env={"COLUMNS": "200"})
-    assert result.exit_code == 0, result.stderr
-    assert "CondAutogradOpBackward is torch.cond's backward" in result.stdout
-    assert "BackwardHookFunctionBackward is the pass-through node" in result.stdout
-    assert "your own code" not in result.stdout
+    assert "CondAutogradOpBackward is torch.cond's backward" in out
+    assert "BackwardHookFunctionBackward is the pass-through node" in out
+    assert "your own code" not in out
 
 
 def test_a_written_in_class_index_reads_as_an_integer(tmp_path: Path) -> None:
     """PyTorch's n-gram tutorial: `loss_function(log_probs, torch.tensor([word_to_ix[w]]))`
     through `nn.NLLLoss`, where no source expression names the target. The formula read
     `#1[i, 93.0[i]]`; the one class index is an integer: `#1[i, 93]`."""
-    script = tmp_path / "ngram.py"
-    script.write_text(
+    out = _explained(
+        tmp_path,
+        "ngram.py",
         "import torch\n"
         "ix = {'the': 93}\n"
         "lf = torch.nn.NLLLoss()\n"
         "w = torch.randn(1, 100, requires_grad=True)\n"
         "loss = lf(torch.log_softmax(w, dim=1), torch.tensor([ix['the']], dtype=torch.long))\n"
         "loss.backward()\n",
-        encoding="utf-8",
     )
-    result = CliRunner().invoke(app, ["explain", str(script), "-q"], env={"COLUMNS": "200"})
-    assert result.exit_code == 0, result.stderr
-    assert "forward  loss = -mean_i #1[i, 93] = " in result.stdout
-    assert "(-1/N at each [i, 93], 0 elsewhere)" in result.stdout
+    assert "forward  loss = -mean_i #1[i, 93] = " in out
+    assert "(-1/N at each [i, 93], 0 elsewhere)" in out
 
 
 def test_a_leaf_whose_gradient_autograd_grad_returned_is_explained(tmp_path: Path) -> None:
     """Under `torch.autograd.grad` a leaf's node does not run (nothing goes into `.grad`):
     explain said "1 node(s) did not run in this call: #2" right after that leaf's gradient."""
-    script = tmp_path / "jac.py"
-    script.write_text(
+    out = _explained(
+        tmp_path,
+        "jac.py",
         "import torch\n"
         "xp = torch.randn(3).requires_grad_()\n"
         "y = (xp * xp).sum()\n"
         "(g,) = torch.autograd.grad(y, xp)\n",
-        encoding="utf-8",
     )
-    result = CliRunner().invoke(app, ["explain", str(script), "-q"], env={"COLUMNS": "200"})
-    assert result.exit_code == 0, result.stderr
-    assert "#2: torch.autograd.grad returned the gradient (a leaf's node runs" in result.stdout
-    assert "did not run in this call" not in result.stdout
+    assert "#2: torch.autograd.grad returned the gradient (a leaf's node runs" in out
+    assert "did not run in this call" not in out
 
 
 def test_an_in_place_leaky_relu_has_its_formula(tmp_path: Path) -> None:
     """`nn.LeakyReLU(inplace=True)` (DCGAN's discriminator) makes `LeakyReluBackward1`, which
     saves its result: the same rule as the out-of-place op, on the input as it was."""
-    script = tmp_path / "leaky.py"
-    script.write_text(
+    out = _explained(
+        tmp_path,
+        "leaky.py",
         "import torch\n"
         "import torch.nn.functional as F\n"
         "w = torch.tensor([1.5, -2.0, 0.5], requires_grad=True)\n"
@@ -216,10 +220,7 @@ def test_an_in_place_leaky_relu_has_its_formula(tmp_path: Path) -> None:
         "F.leaky_relu(h, 0.1, inplace=True)\n"
         "loss = (h * torch.tensor([1.0, 2.0, 3.0])).sum()\n"
         "loss.backward()\n",
-        encoding="utf-8",
     )
-    result = CliRunner().invoke(app, ["explain", str(script), "-q"], env={"COLUMNS": "200"})
-    assert result.exit_code == 0, result.stderr
-    assert "∂loss/∂#3 = ∂loss/∂h ⊙ (1 if #3 > 0 else 0.1)" in result.stdout
-    assert "= [1.0, 0.2, 3.0]" in result.stdout
-    assert "gradviz has no formula" not in result.stdout
+    assert "∂loss/∂#3 = ∂loss/∂h ⊙ (1 if #3 > 0 else 0.1)" in out
+    assert "= [1.0, 0.2, 3.0]" in out
+    assert "gradviz has no formula" not in out
