@@ -535,6 +535,9 @@ class CallInfo:
     #: NaN numbers in the inputs of the call's ops that need no gradient (the data), counted
     #: only for a call whose loss is NaN/Inf (`loop-nonfinite` names the data then).
     data_nan: int = 0
+    #: The call kept its graph to be differentiated again (`create_graph=True`): a later call's
+    #: graph that holds this one is a higher derivative, not a graph left to grow.
+    differentiable: bool = False
 
 
 def has_nonfinite(s: TensorSummary | None) -> bool:

@@ -210,6 +210,8 @@ class CallCapture:
         #: The earlier backward call whose root this call's root was (one graph backwarded
         #: again with `retain_graph`), if any.
         self.same_graph_as: int | None = None
+        #: The call was made with `create_graph=True` (`CallInfo.differentiable`).
+        self.differentiable = False
         #: The call ran in a thread other than the one recording the forward pass.
         self.other_thread = False
         self.reduced: dict[int, Any] = {}
@@ -642,6 +644,7 @@ class CallCapture:
             edges=len(graph.edges),
             error=self.error,
             same_graph_as=self.same_graph_as,
+            differentiable=self.differentiable,
             root_name=next(iter(graph.nodes[graph.root].names), None),
             data_nan=_data_nan(graph) if has_nonfinite(graph.nodes[graph.root].value) else 0,
         )
@@ -676,6 +679,7 @@ class CallCapture:
             edges=sum(1 for srcs in self.sources for src in srcs if src is not None),
             error=self.error,
             same_graph_as=self.same_graph_as,
+            differentiable=self.differentiable,
             root_name=next(iter(root_names), None),
             data_nan=self._data_nan() if has_nonfinite(root_value) else 0,
         )

@@ -387,6 +387,7 @@ class Recorder:
         )
         capture.leaves_run = kind == "backward" and not _has_inputs(args, kwargs)
         capture.same_graph_as = same
+        capture.differentiable = differentiable
         capture.other_thread = threading.get_ident() != getattr(self, "_thread", None)
         capture.grad_scale = root_scale(roots)
         capture.tensor_hooks = self._tensor_hooks.count > 0

@@ -13,7 +13,9 @@ GROW_CALLS = 3
 
 
 def grows(graph: Graph, calls: Sequence[CallInfo]) -> list[Finding]:
-    """[graph-grows]: successive calls from one line see ever larger graphs."""
+    """[graph-grows]: successive calls from one line see ever larger graphs; not when the
+    earlier ones kept their graph to be differentiated again (`create_graph=True`): a
+    Hessian-vector product's second call holds the first one's graph by design."""
     by_site: dict[tuple[str | None, int | None], list[CallInfo]] = {}
     for call in calls:
         by_site.setdefault((call.file, call.line), []).append(call)
@@ -21,6 +23,8 @@ def grows(graph: Graph, calls: Sequence[CallInfo]) -> list[Finding]:
     for (file, line), group in by_site.items():
         sizes = [c.nodes for c in group]
         tail = sizes[-GROW_CALLS:]
+        if any(c.differentiable for c in group[-GROW_CALLS:-1]):
+            continue
         if len(sizes) >= GROW_CALLS and all(b > a for a, b in zip(tail, tail[1:])):
             found.append(_grows_finding(graph, group, file, line))
     return found

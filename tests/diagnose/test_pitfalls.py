@@ -2607,3 +2607,24 @@ def test_the_climbing_update_is_not_taken_from_a_line_that_logs_a_gradient(
         tmp_path, "total = 0.0\n" + text.replace("total = w", "total += w"), "loss-diverges"
     )
     assert f.line == 10 and "`w.data = w.data + 0.01 * w.grad.data`" in f.message
+
+
+def test_higher_derivatives_from_one_line_do_not_grow(tmp_path: Path) -> None:
+    """`torch.autograd.functional.hvp` calls `autograd.grad` three times from the script's one
+    line, each graph holding the last one's (create_graph=True, a derivative of a derivative):
+    by design, not a graph that grows step after step. A state carried over without detach
+    still grows."""
+    script = tmp_path / "hvp.py"
+    script.write_text(
+        "import torch\n"
+        "from torch.autograd.functional import hvp\n"
+        "x = torch.tensor([0.5, -1.0, 2.0], requires_grad=True)\n"
+        "_, hv = hvp(lambda t: (t ** 3).sum() + (t[0] * t[1]).sin(), x, torch.ones(3))\n"
+        "w, h = torch.tensor(1.0, requires_grad=True), torch.tensor(1.0)\n"
+        "for _ in range(4):\n"
+        "    h = h * w + 1.0\n"
+        "    h.backward(retain_graph=True)\n",
+        encoding="utf-8",
+    )
+    grows = [f for f in run(script).graph.findings if f.code == "graph-grows"]
+    assert [f.line for f in grows] == [8]
