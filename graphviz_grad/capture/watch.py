@@ -410,6 +410,10 @@ class Watch:
         self.last_use: dict[int, int] = {}
         #: For each leaf in `used`: the user's file and line of the first op it fed.
         self.first_use: dict[int, tuple[str | None, int | None]] = {}
+        #: Leaves that require grad, by id: a weak reference and the first cut made from one
+        #: (`w.detach()`, `w * 2` under `no_grad`): where a leaf used only that way left the
+        #: graph (NumPy's `np.tanh(w.detach().numpy())`). At most `INPLACE_LIMIT` of them.
+        self.leaf_cuts: dict[int, tuple[weakref.ref[Any], Cut]] = {}
         #: Backward calls ended so far (`after_call`).
         self.backward_calls = 0
         #: The parameters that optimizers step, by id (`note_optimizer`): a parameter in none
@@ -629,9 +633,14 @@ class Watch:
         source_op = record.seq if record is not None else None
         module = record.module_root if record is not None else None
         inputs = _made_from(node) if node is not None else ()
-        return Cut(
+        cut = Cut(
             kind, str(func), file, line, owner, self.seq, spent, leaf, source_op, inputs, module
         )
+        if leaf is not None and len(self.leaf_cuts) < INPLACE_LIMIT:
+            known = self.leaf_cuts.get(id(source))
+            if known is None or known[0]() is not source:
+                self.leaf_cuts[id(source)] = (leaf, cut)
+        return cut
 
     def _plain(self, func: Any, args: Any, out: Any, grad: bool) -> None:
         tracked: torch.Tensor | None = None

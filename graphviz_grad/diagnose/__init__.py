@@ -219,6 +219,7 @@ def _run_checks(
             grad_called=watch.grad_called,
             last_use=watch.last_use,
             first_use=watch.first_use,
+            leaf_cuts=watch.leaf_cuts,
             stepped=watch.unreached_params,
             call_params=watch.call_params,
             seen_to_end=not watch.cut_short,

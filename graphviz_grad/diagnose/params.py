@@ -82,6 +82,7 @@ def unused(
     stepped: Mapping[int, Any] | None = None,
     call_params: Any = None,
     first_use: Mapping[int, tuple[str | None, int | None]] | None = None,
+    leaf_cuts: Mapping[int, tuple[Any, Any]] | None = None,
     reached_at: Mapping[int, tuple[tuple[str | None, int | None], ...] | None] | None = None,
     seen_to_end: bool = True,
 ) -> list[Finding]:
@@ -152,7 +153,11 @@ def unused(
         other = {
             i for i, n in (last_use or {}).items() if graph.call is not None and n != graph.call - 1
         }
-        found.extend(_free_tensors(namespace, seen, used, labels, other, graph, first_use or {}))
+        found.extend(
+            _free_tensors(
+                namespace, seen, used, labels, other, graph, first_use or {}, leaf_cuts or {}
+            )
+        )
     return found
 
 
@@ -428,11 +433,14 @@ def _free_tensors(
     elsewhere: Collection[int],
     graph: Graph,
     first_use: Mapping[int, tuple[str | None, int | None]],
+    leaf_cuts: Mapping[int, tuple[Any, Any]],
 ) -> list[Finding]:
     """Script tensors that require grad, are in no graph shown, and got no gradient from any
     call (a `.grad` filled by another backward call means it was used there); not those used
     only outside the forward pass of the call shown (`elsewhere`, by id). One that fed other
-    tensors is placed on the line of the first op it fed (`first_use`, by id)."""
+    tensors is placed on the line of the first op it fed (`first_use`, by id); one used only
+    through a cut (`w.detach()` into NumPy, an op under `no_grad`) on the cut's line
+    (`leaf_cuts`, by id: a weak reference and the `Cut`)."""
     source = graph.grad_source
     found = []
     for name, t in namespace.items():
@@ -461,10 +469,15 @@ def _free_tensors(
             "Check that the loss is computed from it (a `.detach()`, `.item()` or `no_grad` "
             "on the way cuts the graph)."
         )
+        entry = None if feeds else leaf_cuts.get(id(t))
+        cut = entry[1] if entry is not None and entry[0]() is t else None
+        if cut is not None and cut.line is not None:
+            file, line = cut.file, cut.line
+            message, hint = _cut_only(name, gets, cut)
         found.append(
             Finding(
                 "unused-param",
-                "warning" if feeds else "info",
+                "warning" if feeds or cut is not None else "info",
                 message,
                 display_path(file) if file else None,
                 line,
@@ -472,6 +485,29 @@ def _free_tensors(
             )
         )
     return found
+
+
+def _cut_only(name: str, gets: str, cut: Any) -> tuple[str, str]:
+    """The message and hint for a tensor the script used only through `cut`."""
+    what = {
+        "no_grad": "ops under `torch.no_grad()`",
+        "inference_mode": "ops under `torch.inference_mode()`",
+    }.get(cut.kind, f"`{name}.detach()` (or `.data`)")
+    message = (
+        f"`{name}` requires grad but the root does not depend on it, so {gets}: the script uses "
+        f"it only through {what}, first at line {cut.line}, which gives a constant with no "
+        f"way back to `{name}`."
+    )
+    if cut.kind in ("no_grad", "inference_mode"):
+        block = "torch.no_grad()" if cut.kind == "no_grad" else "torch.inference_mode()"
+        hint = f"Compute the loss from `{name}` outside `{block}`."
+    else:
+        hint = (
+            f"Compute with torch ops on `{name}` itself (`torch.tanh({name})`): a round trip "
+            f"through NumPy (`{name}.detach().numpy()`, then `torch.from_numpy`) starts a new "
+            "graph that ends there. Keep `.detach()` for values meant to be constants."
+        )
+    return message, hint
 
 
 def _walk(node: Any) -> tuple[list[Any], int]:

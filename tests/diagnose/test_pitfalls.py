@@ -2628,3 +2628,40 @@ def test_higher_derivatives_from_one_line_do_not_grow(tmp_path: Path) -> None:
     )
     grows = [f for f in run(script).graph.findings if f.code == "graph-grows"]
     assert [f.line for f in grows] == [8]
+
+
+@pytest.mark.parametrize(
+    ("use", "line", "through", "fix"),
+    [
+        (
+            "z = torch.from_numpy(np.tanh(w.detach().numpy())).requires_grad_()\n",
+            4,
+            "only through `w.detach()` (or `.data`), first at line 4,",
+            "Compute with torch ops on `w` itself",
+        ),
+        (
+            "with torch.no_grad():\n    z = (w * 2).requires_grad_()\n",
+            5,
+            "only through ops under `torch.no_grad()`, first at line 5,",
+            "Compute the loss from `w` outside `torch.no_grad()`.",
+        ),
+        ("z = torch.ones(3, requires_grad=True)\n", None, None, "Check that the loss"),
+    ],
+)
+def test_a_leaf_used_only_through_a_cut_is_placed_on_the_cut(
+    tmp_path: Path, use: str, line: int | None, through: str | None, fix: str
+) -> None:
+    """The classic: `.numpy()` refuses a tensor that requires grad, its error says to take
+    `.detach().numpy()`, and `w.grad` is then None. The finding names the line that left the
+    graph, as a warning; a tensor never used at all stays an info with no line."""
+    script = tmp_path / "cut_leaf.py"
+    script.write_text(
+        "import numpy as np\nimport torch\nw = torch.tensor([0.5, -1.0, 2.0], requires_grad=True)\n"
+        + use
+        + "(z ** 2).sum().backward()\n",
+        encoding="utf-8",
+    )
+    [f] = [f for f in run(script).graph.findings if f.code == "unused-param"]
+    assert (f.severity, f.line) == ("info" if line is None else "warning", line)
+    assert through is None or through in f.message
+    assert f.hint is not None and f.hint.startswith(fix)
