@@ -414,6 +414,9 @@ class Watch:
         #: (`w.detach()`, `w * 2` under `no_grad`): where a leaf used only that way left the
         #: graph (NumPy's `np.tanh(w.detach().numpy())`). At most `INPLACE_LIMIT` of them.
         self.leaf_cuts: dict[int, tuple[weakref.ref[Any], Cut]] = {}
+        #: In-place writes to leaves that require grad after a backward call (`note_write`): the
+        #: script updates some.
+        self.leaf_writes = 0
         #: Backward calls ended so far (`after_call`).
         self.backward_calls = 0
         #: The parameters that optimizers step, by id (`note_optimizer`): a parameter in none
@@ -800,6 +803,8 @@ class Watch:
         """An in-place write to `t` by `aten`, reaching `version`: one the dispatch mode sees
         (`_write`), or one it did not (an optimizer step run without it: `optim.OptimizerSteps`)."""
         owner = owner_name(t.grad_fn) if t.grad_fn is not None else None
+        if owner is None and t.requires_grad and self.backward_calls:
+            self.leaf_writes += 1  # an update (not an init): `w -= lr * w.grad`, an optimizer's
         self.inplace.append(InplaceWrite(aten, where[0], where[1], owner, tuple(t.shape), version))
 
     def _item(self, func: Any, args: Any, out: Any) -> None:
@@ -826,7 +831,9 @@ class Watch:
                             self.used[id(t)] = t
                             self.first_use[id(t)] = _where()
                         self.last_use[id(t)] = self.backward_calls
-                elif self.marks:
+                elif self.marks and (t.is_floating_point() or t.is_complex()):
+                    # an integer input carries no gradient whatever made it (labels taken with
+                    # `argmax` under no_grad): no cut there
                     cut = self.cut_of(t)
                     if cut is not None:
                         found.append((i, cut))

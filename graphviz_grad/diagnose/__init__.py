@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +101,7 @@ def _graph_checks(
     watch: Watch | None = None,
     explained: Collection[str] = (),
     inputs: Collection[str] = (),
+    leaves: _loop.Leaves | None = None,
 ) -> list[Finding]:
     empty = _values.loss_empty(graph)
     why_loss = [*empty, *_values.forward_nonfinite(graph, calls)]
@@ -118,7 +120,7 @@ def _graph_checks(
         *_calls.summed(graph, calls),
         *loop_bad,
         *_loop.diverges(calls, watch.learning_rates if watch is not None else None),
-        *_loop.frozen(calls, _gradless(watch), explained),
+        *_loop.frozen(calls, _gradless(watch), explained, leaves),
     ]
 
 
@@ -136,6 +138,36 @@ def _inputs(graph: Graph, namespace: Mapping[str, Any], watch: Watch | None) -> 
             if value is not None and outside_optimizers(value, watch.optimized):
                 found.add(name)
     return found
+
+
+def _leaves(watch: Watch | None, namespace: Mapping[str, Any] | None) -> _loop.Leaves | None:
+    """What `params-frozen` needs to know of the script's leaves (see `loop.Leaves`)."""
+    if watch is None or namespace is None:
+        return None
+    from .params import module_params  # imports torch
+
+    params = module_params(namespace)
+    optimized = watch.optimized
+    return _loop.Leaves(
+        updates=bool(_updates(watch, namespace)),
+        module_params=frozenset(params),
+        outside=frozenset(
+            name for name, p in params.items() if optimized and optimized.get(id(p)) is not p
+        ),
+    )
+
+
+def _updates(watch: Watch | None, namespace: Mapping[str, Any] | None) -> bool | None:
+    """Whether the script means to update leaves that require grad: it made an optimizer, one
+    stepped, a leaf was written in place after a backward call, or read through `.data` /
+    `.detach()` (the lesson's `w.data = ...`); None when unknown (no recording)."""
+    if watch is None or namespace is None:
+        return None
+    read = any(cut.kind == "detach" for _, cut in watch.leaf_cuts.values())
+    if watch.learning_rates or watch.optimized or watch.leaf_writes or read:
+        return True
+    optim = sys.modules.get("torch.optim")
+    return optim is not None and any(isinstance(v, optim.Optimizer) for v in namespace.values())
 
 
 def _gradless(watch: Watch | None) -> tuple[int, str | None, int | None] | None:
@@ -244,7 +276,7 @@ def diagnose(
     # the parameters of layers in plain containers: their own finding says why they stay put
     explained = {label for _, _, named in untrained for label, _ in named}
     inputs = _inputs(graph, namespace, watch) if namespace is not None else set()
-    found = _graph_checks(graph, calls, watch, explained, inputs)
+    found = _graph_checks(graph, calls, watch, explained, inputs, _leaves(watch, namespace))
     if watch is not None:
         found += _watch_checks(graph, calls, watch, namespace)
         if namespace is not None:

@@ -88,8 +88,11 @@ def cuts(
     `unseen_after`: the call after which gradviz stopped watching (`--call N`), when it did: a
     later call that trains the source's model went unseen, and a warning says so."""
     by_cut: dict[int, tuple[CutLike, list[int]]] = {}
-    for node_id, _, cut in consumed:
+    targets: set[int] = set()  # the cuts used as a loss's target somewhere
+    others: set[int] = set()  # the cuts used otherwise somewhere
+    for node_id, index, cut in consumed:
         by_cut.setdefault(cut.seq, (cut, []))[1].append(node_id)
+        (targets if _a_target(graph.nodes[node_id].aten, index) else others).add(cut.seq)
     for node_id, cut in _item_leaves(graph, items or {}):
         by_cut.setdefault(cut.seq, (cut, []))[1].append(node_id)
     by_cut = {
@@ -98,6 +101,9 @@ def cuts(
         if found[0].spent_by is None
         and not _not_trained(found[0], optimized)
         and found[0].kind != "nondiff"  # a comparison used as a mask: no gradient was lost
+        # a loss's target held constant (neural style's `model(style_img).detach()`, a DQN's
+        # `target.detach()`, a teacher's output): the usual way to write one, nothing is lost
+        and not (seq in targets and seq not in others)
     }
     found = []
     for _, (cut, ids) in sorted(by_cut.items()):
@@ -113,6 +119,28 @@ def cuts(
             )
         found.append(finding)
     return found
+
+
+#: The loss ops whose operand at position 1 is the target (`aten.mse_loss(self, target)`).
+_TARGET_LOSSES = frozenset(
+    {
+        "aten.mse_loss",
+        "aten.l1_loss",
+        "aten.smooth_l1_loss",
+        "aten.huber_loss",
+        "aten.binary_cross_entropy",
+        "aten.binary_cross_entropy_with_logits",
+        "aten.soft_margin_loss",
+        "aten.kl_div",
+    }
+)
+
+
+def _a_target(aten: str | None, index: int) -> bool:
+    """Whether operand `index` of the op `aten` is a loss's target."""
+    if index != 1 or aten is None:
+        return False
+    return ".".join(aten.replace("::", ".").split(".")[:2]) in _TARGET_LOSSES
 
 
 def trained_elsewhere(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 
 from ..model import (
     CallInfo,
@@ -308,12 +309,18 @@ def frozen(
     calls: Sequence[CallInfo],
     gradless: tuple[int, str | None, int | None] | None = None,
     explained: Collection[str] = (),
+    leaves: Leaves | None = None,
 ) -> list[Finding]:
     """[params-frozen]: a leaf that gets a real gradient every call and whose value has stopped
     changing for the last calls (at least half of them): the update does not reach it.
     `gradless`: (count, file, line) of optimizer steps taken with no `.grad` held, which says
     why (`zero_grad()` between backward and step). `explained`: names another finding accounts
-    for (the parameters of layers kept in a plain list)."""
+    for (the parameters of layers kept in a plain list). `leaves` (see `Leaves`): a module's
+    parameter that never moved, in a script that updates nothing, is not being trained (FGSM or
+    a saliency map differentiates with respect to the input) and is not reported; one no
+    optimizer steps, while optimizers step others (neural style transfer optimises the image
+    through a fixed network), is an info that offers both readings. One that moved and then
+    stopped is always a warning."""
     series: dict[str, list[tuple[CallInfo, LeafStep]]] = {}
     for call in calls:
         if call.same_graph_as is not None:  # the same graph again: no new forward, no step
@@ -329,10 +336,57 @@ def frozen(
             if step.name not in seen and step.name != "leaf" and step.name not in explained:
                 seen.add(step.name)
                 series.setdefault(step.name, []).append((call, step))
-    stuck = [(name, steps) for name, steps in series.items() if _stuck_since(steps) is not None]
-    if not stuck:
-        return []
-    return [_frozen_finding(stuck, gradless)]
+    since = {name: _stuck_since(steps) for name, steps in series.items()}
+    stuck = [(name, steps) for name, steps in series.items() if since[name] is not None]
+    fixed: list[tuple[str, list[tuple[CallInfo, LeafStep]]]] = []
+    if leaves is not None:
+        never = {name for name, _ in stuck if since[name] == 0}
+        if not leaves.updates:
+            never &= leaves.module_params
+            stuck = [(name, steps) for name, steps in stuck if name not in never]
+        else:
+            fixed = [(name, steps) for name, steps in stuck if name in never & leaves.outside]
+            stuck = [
+                (name, steps)
+                for name, steps in stuck
+                if name not in leaves.outside or name not in never
+            ]
+    found = [_frozen_finding(stuck, gradless)] if stuck else []
+    if fixed:
+        found.append(_fixed_finding(fixed))
+    return found
+
+
+@dataclass(frozen=True)
+class Leaves:
+    """What the run says of the leaves `frozen` sees, by their names in `steps`."""
+
+    #: The script updates leaves: an optimizer, a write after a backward call, `.data`.
+    updates: bool
+    #: The parameters of the script's modules.
+    module_params: frozenset[str]
+    #: The module parameters no optimizer steps, when optimizers step others.
+    outside: frozenset[str]
+
+
+def _fixed_finding(fixed: list[tuple[str, list[tuple[CallInfo, LeafStep]]]]) -> Finding:
+    """Parameters that get a gradient at every call, never move, and no optimizer steps."""
+    _, steps = fixed[0]
+    first, last = steps[0][0], steps[-1][0]
+    one = len(fixed) == 1
+    names = listing([n for n, _ in fixed])
+    message = (
+        f"{names} {'gets' if one else 'get'} a gradient at every backward call"
+        f"{at_line(last.line)}, but no optimizer steps {'it' if one else 'them'}, and "
+        f"{'it has' if one else 'they have'} not changed since call {first.number}."
+    )
+    hint = (
+        "If they are meant to stay fixed (a pretrained feature extractor, a frozen backbone), "
+        "turn their gradients off (`model.requires_grad_(False)`): backward then skips them, "
+        "and nothing piles up in their `.grad`. If they should learn, give them to the "
+        "optimizer."
+    )
+    return Finding("params-frozen", "info", message, first.file, first.line, (), hint)
 
 
 def _stuck_since(steps: list[tuple[CallInfo, LeafStep]]) -> int | None:

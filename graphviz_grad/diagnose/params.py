@@ -40,6 +40,15 @@ def _modules(namespace: Mapping[str, Any]) -> list[tuple[str, torch.nn.Module]]:
     return found
 
 
+def module_params(namespace: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The parameters of the script's modules by their names in `steps` (`model.fc.weight`)."""
+    found: dict[str, torch.Tensor] = {}
+    for name, module in _modules(namespace):
+        for pname, p in module.named_parameters():
+            found.setdefault(f"{name}.{pname}", p)
+    return found
+
+
 def _was_called(root: torch.nn.Module, prefix: str, called: Any, grad_called: Any) -> bool | None:
     """Whether the module owning parameter `prefix.x`, or the nearest module above it that
     was called, ran with grad enabled: None if it ran only without (`torch.no_grad()`: an
