@@ -106,9 +106,10 @@ def tree(
                 flattened = flattened or drawn.flattened
             if flattened:
                 err.print(
-                    "[dim]note:[/] `↓ d=N` marks a node at depth N, the only input of the node "
-                    "above it that goes on, drawn under it rather than indented: deep graphs fit "
-                    "the width."
+                    "[dim]note:[/] `↓ d=N` marks a node at depth N drawn flat, not indented, so "
+                    "that deep graphs fit the width: it is an input of the node at depth N-1 "
+                    "above it (the `↓ d=N-1` line, or the node the first one hangs under), and "
+                    "its other inputs are indented under it."
                 )
             if not spec.many:
                 remarks(found[0], total)

@@ -311,8 +311,8 @@ class GraphTree:
         """The children of `item` to print under it; None when they must continue below.
 
         Below the cap the children branch as usual. At the cap, inputs that end there (leaves,
-        nodes printed before) still branch, one more that continues is drawn flat, and two or
-        more that continue make `item` a cut."""
+        nodes printed before) still branch (indented under a flat `item`), one more that
+        continues is drawn flat, and two or more that continue make `item` a cut."""
         inner = item.inner
         if len(inner) < 4 * cap:
             return self._children(item, inner)
@@ -321,8 +321,14 @@ class GraphTree:
         if len(going) > 1:
             return None
         ends = [e for e in edges if not (going and e is going[0])]
+        # a flat node's inputs that end are indented under it (they add no depth, so the width
+        # stays bounded): drawn beside it, they would read as inputs of the node above
+        flat = item.how == "flat"
+        cols = inner + "    " if flat else inner
         out = [
-            _Item(e.src, e.output_nr, item.depth + 1, inner, i == len(ends) - 1 and not going)
+            _Item(
+                e.src, e.output_nr, item.depth + 1, cols, i == len(ends) - 1 and (flat or not going)
+            )
             for i, e in enumerate(ends)
         ]
         if going:

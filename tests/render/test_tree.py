@@ -96,12 +96,13 @@ def test_long_chain_goes_flat_with_a_depth_counter(width: int) -> None:
     guides = " " * (4 * cap)
     assert lines[cap + 1].startswith(guides + f"↓ d={cap + 1} #{cap + 1} MulBackward0")
     assert lines[58].startswith(guides + "↓ d=58 #58 MulBackward0")
-    assert lines[59].startswith(guides + "└── #59 leaf x")
+    assert lines[59].startswith(guides + "    └── #59 leaf x")  # indented under its ↓ node
 
 
 def test_children_stay_under_their_parent_past_the_cap() -> None:
     """The old cap drew deep children as siblings of their parent; now every child is drawn
-    one level under its parent, flat under it, or in a section headed by its parent."""
+    one level under its parent, flat under it, or in a section headed by its parent; and the
+    inputs of a flat node that end are indented under it, not beside it."""
     for graph in (chain(40), spine(40), comb(40)):
         parents = _parents(tree_text(graph, width=80))
         expected = {e.src: e.dst for e in graph.edges}
@@ -124,12 +125,10 @@ def _parents(text: str) -> dict[int, int]:
         col, marker, node = len(m.group(1)), m.group(2), int(m.group(3))
         parents[node] = open_at[col]
         if not line[m.end(2) :].startswith("↑"):
-            open_at[col if marker.startswith("↓") else col + 4] = node
-            open_at = {
-                c: n
-                for c, n in open_at.items()
-                if c <= (col if marker.startswith("↓") else col + 4)
-            }
+            if marker.startswith("↓"):  # its flat input follows at its column, the rest under it
+                open_at[col] = node
+            open_at[col + 4] = node
+            open_at = {c: n for c, n in open_at.items() if c <= col + 4}
     return parents
 
 
