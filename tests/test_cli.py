@@ -138,6 +138,27 @@ def test_call_picks_a_backward_call() -> None:
     assert w["names"] == ["w"] and w["value"]["data"] == [1.0] and w["grad"]["data"] == [-2.0]
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (
+            (),
+            "read backward call 300 of 300 (--call N picks another); the checks across calls read all 300",
+        ),
+        (
+            ("--call", "2"),
+            "read backward call 2 of 300 (--call N picks another); the checks across calls read 2 of",
+        ),
+    ],
+)
+def test_doctor_says_which_call_its_graph_checks_read(args: tuple[str, ...], says: str) -> None:
+    """The lesson makes 300 backward calls; doctor's findings on one graph are about one of
+    them, which it names (a finding of call 1 is not reported at call 300)."""
+    code, _, err = gradviz("doctor", "samples/training_loop.py", *args)
+    assert code == 0
+    assert says in " ".join(err.split())
+
+
 def test_a_target_no_backward_call_computed_says_so_truly(tmp_path: Path) -> None:
     """The double-backward tutorial: `--target grad_x` is traced by gradviz, but the script did
     make backward calls, so "the script never called backward" would be false."""

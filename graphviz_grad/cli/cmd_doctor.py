@@ -157,6 +157,13 @@ def doctor(
                 why = not_run(captured.run.recorder.calls)
                 if why is not None:
                     err.print(f"[dim]note:[/] {escape(why)}")
+                elif not spec.many and graph.call is not None and total > 1:
+                    seen = len(captured.run.recorder.calls)
+                    err.print(
+                        f"[dim]note:[/] the checks of one graph read backward call "
+                        f"{graph.call:,} of {total:,} (--call N picks another); the checks "
+                        f"across calls read {'all ' if seen == total else ''}{seen:,} of them."
+                    )
                 if output is not None and fmt_name is not None:
                     wrote(output, graph, draw(graph, output, fmt_name, options))
                 failed = failed or has_errors(graph.findings, level)
