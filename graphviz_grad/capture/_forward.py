@@ -773,6 +773,23 @@ class ForwardRecorder(TorchDispatchMode):
                 meta[META_KEY] = existing = record
             if existing is record and self.values and not record.has(t.output_nr):
                 self.keep_value(record, t.output_nr, t)
+        if type(out) is not tuple and type(out) is not list and written_args(func) is not None:
+            self._write_through_view(func, out, args, where, module, before)
+
+    def _write_through_view(
+        self, func: Any, out: Any, args: Any, where: Any, module: Any, before: Any
+    ) -> None:
+        """An in-place op on a view (`buf[i] = x`: `copy_` into `buf.select(0, i)`) gives the
+        view's base a new node (`CopySlices`): the op's line, module and the base's new value
+        are recorded on it too, not left to `adopt`, which knows neither."""
+        base = getattr(out, "_base", None)
+        node: Any = None if base is None else base.grad_fn
+        if node is None or node.metadata.get(META_KEY) is not None:
+            return
+        record = self._new_record(func, args, where, module, before)
+        node.metadata[META_KEY] = record
+        if self.values:
+            self.keep_value(record, base.output_nr, base)
 
     def new_pass(self) -> None:
         """A backward call begins: forget the copies of views of leaves (a hook during the call

@@ -484,6 +484,39 @@ def _joined(kind: str) -> Callable[[Ctx], Formula]:
     return build
 
 
+def _copy_slices(c: Ctx) -> Formula:
+    """A tensor written in place through a view (`buf[i] = x`, `h[:, t] += x`): `CopySlices` is
+    the base's node. Slot 0 is the base as it was, the others the in-place op's own inputs."""
+    parts = (c.node.aten or "").replace("::", ".").split(".")
+    op = parts[1] if len(parts) > 1 else "the op"
+    overwrite = op in ("copy_", "fill_", "zero_")
+    g, slots = c.grad_name, sorted(c.edge_slots)
+    sources = [k for k in slots if k > 0]
+    src = ", ".join(c.s(k) for k in sources)
+    chains = []
+    if 0 in slots:
+        rule = (
+            f"{g} with the written elements zeroed (they were overwritten)"
+            if overwrite
+            else f"{g}, the written elements through the derivative of `{op}`"
+        )
+        chains.append(Chain(0, rule, c.shape(0)))
+    for k in sources:
+        rule = (
+            f"{g} at the written elements"
+            if overwrite
+            else f"the derivative of `{op}` applied to {g} at the written elements"
+        )
+        chains.append(Chain(k, rule, c.shape(k)))
+    return Formula(
+        f"{c.out_name} after `{c.out_name}[…].{op}({src})`",
+        None,
+        chains=tuple(chains),
+        note="CopySlices is autograd's node for a tensor written in place through a view "
+        "(`buf[i] = x`); the written elements' old values no longer reach the result.",
+    )
+
+
 # -- softmax and losses ------------------------------------------------------------------------
 def _softmax(c: Ctx) -> Formula:
     dim, a, g, y = c.param("dim"), c.s(0), c.grad_name, c.out_name
@@ -608,6 +641,7 @@ RULES: dict[str, Callable[[Ctx], Formula]] = {
         "zeros {in} with each row of {g} added to the row its index picked",
     ),
     "CatBackward0": _joined("cat"),
+    "CopySlices": _copy_slices,
     "StackBackward0": _joined("stack"),
     "MseLossBackward0": _mse,
     "NllLossBackward0": _nll,

@@ -224,3 +224,35 @@ def test_an_in_place_leaky_relu_has_its_formula(tmp_path: Path) -> None:
     assert "∂loss/∂#3 = ∂loss/∂h ⊙ (1 if #3 > 0 else 0.1)" in out
     assert "= [1.0, 0.2, 3.0]" in out
     assert "gradviz has no formula" not in out
+
+
+@pytest.mark.parametrize(
+    ("write", "base", "src"),
+    [
+        ("buf[1] = w * 3", "with the written elements zeroed", "at the written elements"),
+        ("buf[1].add_(w * 3)", "the written elements through the derivative of `add_`", "`add_`"),
+    ],
+)
+def test_a_write_through_a_view_has_its_line_and_rule(
+    tmp_path: Path, write: str, base: str, src: str
+) -> None:
+    """`buf[i] = x` (the seq2seq tutorial's `encoder_outputs[ei] = ...`) makes `CopySlices`,
+    the base's node: explain shows its line and source and how the gradient splits, and its
+    numbers are torch's (the recorded value is the base after the write)."""
+    out = _explained(
+        tmp_path,
+        "slices.py",
+        "import torch\n"
+        "w = torch.tensor([1.0, 2.0], requires_grad=True)\n"
+        "buf = torch.ones(3, 2, requires_grad=True) * 1.0\n"
+        f"{write}\n"
+        "loss = (buf * buf).sum()\n"
+        "loss.backward()\n",
+    )
+    step = out[out.index("CopySlices") :]
+    assert step.startswith("CopySlices · ") and step.split("\n")[0].endswith(
+        f"slices.py:4: {write}"
+    )
+    assert base in step and src in step
+    before = 1.0 if "add_" in write else 0.0
+    assert f"[{before + 3.0}, {before + 6.0}]" in step.split("\n")[1]  # the value after the write
