@@ -512,6 +512,9 @@ class LeafStep:
     value: TensorSummary | None
     grad: TensorSummary | None
     grad_before: TensorSummary | None = None
+    #: Which tensor object it is, numbered in the order the recording first saw each (0:
+    #: unknown): one name can stand for several (a new `data` each batch, a model made anew).
+    tensor: int = 0
 
 
 @dataclass(frozen=True, slots=True)

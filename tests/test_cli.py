@@ -143,11 +143,13 @@ def test_call_picks_a_backward_call() -> None:
     [
         (
             (),
-            "read backward call 300 of 300 (--call N picks another); the checks across calls read all 300",
+            "read backward call 300 of 300 (--call N picks another); the checks across calls"
+            " read all 300",
         ),
         (
             ("--call", "2"),
-            "read backward call 2 of 300 (--call N picks another); the checks across calls read 2 of",
+            "read backward call 2 of 300 (--call N picks another); the checks across calls"
+            " read 2 of",
         ),
     ],
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, cast
@@ -149,6 +150,36 @@ def _data_nan(graph: Graph) -> int:
     return sum(v.nan for n in graph.nodes for _, v in n.constants)
 
 
+class Serials:
+    """Numbers for tensor objects, 1, 2, ... in the order first seen, each kept while its tensor
+    lives (a new tensor may reuse a dead one's `id`, never its number)."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[Any, int]] = {}
+        self._next = 1
+
+    def of(self, t: Any) -> int:
+        """`t`'s number (0 for an object that cannot be weakly referenced)."""
+        key = id(t)
+        found = self._by_id.get(key)
+        if found is not None and found[0]() is t:
+            return found[1]
+        by_id = self._by_id
+
+        def forget(ref: Any, key: int = key) -> None:
+            entry = by_id.get(key)
+            if entry is not None and entry[0] is ref:
+                del by_id[key]
+
+        try:
+            ref = weakref.ref(t, forget)
+        except TypeError:
+            return 0
+        number, self._next = self._next, self._next + 1
+        by_id[key] = (ref, number)
+        return number
+
+
 class CallCapture:
     """Records one backward call (or gradviz's own gradient pass) over the graph of `roots`."""
 
@@ -212,6 +243,8 @@ class CallCapture:
         self.same_graph_as: int | None = None
         #: The call was made with `create_graph=True` (`CallInfo.differentiable`).
         self.differentiable = False
+        #: Numbers the leaf tensors (`LeafStep.tensor`); the recorder gives its own.
+        self.serials = Serials()
         #: The call ran in a thread other than the one recording the forward pass.
         self.other_thread = False
         self.reduced: dict[int, Any] = {}
@@ -631,7 +664,14 @@ class CallCapture:
     def info(self, graph: Graph) -> CallInfo:
         """The light per-call record that `gradviz steps` reads."""
         leaves = tuple(
-            LeafStep(n.label, n.value, n.grad, self.grads_before.get(n.id)) for n in graph.leaves
+            LeafStep(
+                n.label,
+                n.value,
+                n.grad,
+                self.grads_before.get(n.id),
+                self.serials.of(self.nodes[n.id].variable) if n.id < len(self.nodes) else 0,
+            )
+            for n in graph.leaves
         )
         return CallInfo(
             number=self.number or 0,
@@ -658,7 +698,10 @@ class CallCapture:
             names = self.names.for_leaf(self.nodes[i].variable)
             label = names[0] if names else "leaf"
             value = self.leaf_values.get(i)
-            leaves.append(LeafStep(label, value, self._leaf_grad(i), self.grads_before.get(i)))
+            tensor = self.serials.of(self.nodes[i].variable)
+            leaves.append(
+                LeafStep(label, value, self._leaf_grad(i), self.grads_before.get(i), tensor)
+            )
         root = self.root_nodes[0]
         node = self.nodes[root]
         if is_leaf_node(node):

@@ -29,7 +29,7 @@ from .._gc import Settled
 from ..errors import CallError, RootError
 from ..model import CallInfo, Graph
 from ._forward import USER_FRAMES, ForwardRecorder, ModuleStack
-from ._snapshot import CallCapture, gradient_edge
+from ._snapshot import CallCapture, Serials, gradient_edge
 from .amp import ScalerCalls, root_scale
 from .compiled import (
     QuietHooksWarning,
@@ -88,6 +88,7 @@ class Recorder:
         self._settled = Settled()
         #: Hooks the script puts on tensors ops made (`capture.tensor_hooks`).
         self._tensor_hooks = TensorHooks()
+        self._serials = Serials()
         self._saved: dict[str, Any] = {}
         self._active: CallCapture | None = None
         self._entered = False
@@ -388,6 +389,7 @@ class Recorder:
         capture.leaves_run = kind == "backward" and not _has_inputs(args, kwargs)
         capture.same_graph_as = same
         capture.differentiable = differentiable
+        capture.serials = self._serials
         capture.other_thread = threading.get_ident() != getattr(self, "_thread", None)
         capture.grad_scale = root_scale(roots)
         capture.tensor_hooks = self._tensor_hooks.count > 0

@@ -78,11 +78,13 @@ def _grows_finding(
     return Finding("graph-grows", "warning", message, file, line, nodes, hint)
 
 
-def _key(steps: Sequence[LeafStep]) -> list[tuple[str, int]]:
+def _key(steps: Sequence[LeafStep]) -> list[tuple[str, int, int]]:
+    """Each leaf by name, by which one of that name in the call, and by tensor object (a `data`
+    that is a new tensor each batch is not one leaf updated from call to call)."""
     seen: Counter[str] = Counter()
     keys = []
     for s in steps:
-        keys.append((s.name, seen[s.name]))
+        keys.append((s.name, seen[s.name], s.tensor))
         seen[s.name] += 1
     return keys
 
@@ -147,11 +149,11 @@ def added_up(calls: Sequence[CallInfo]) -> tuple[list[tuple[CallInfo, str, bool]
     leaving out the sums that no update used (`_unused`) and `torch.autograd.grad` calls; the
     leaves zeroed later; the most calls in a row whose gradients added up (`doctor` and
     `steps` both read it)."""
-    steps: dict[tuple[str, int], list[LeafStep]] = {}
+    steps: dict[tuple[str, int, int], list[LeafStep]] = {}
     hits: list[tuple[CallInfo, str, bool]] = []
     cleared: set[str] = set()
     #: Per leaf, how many calls in a row have added to its `.grad` so far.
-    run: dict[tuple[str, int], int] = {}
+    run: dict[tuple[str, int, int], int] = {}
     longest = 0
     for call in calls:
         if call.kind == "autograd.grad":
@@ -172,14 +174,14 @@ def added_up(calls: Sequence[CallInfo]) -> tuple[list[tuple[CallInfo, str, bool]
     return [h for h in hits if not (h[2] and h[1] in unused)], cleared, longest
 
 
-def _unused(by_leaf: dict[tuple[str, int], list[LeafStep]]) -> set[str]:
+def _unused(by_leaf: dict[tuple[str, int, int], list[LeafStep]]) -> set[str]:
     """Leaves whose summed gradients no update used: each time one was updated since its last
     call and still held a gradient, its `.grad` was zeroed at a later call before any update
     (and that happened at least once). A sum still held at the last call tells nothing.
     `by_leaf`: each leaf's steps, call after call."""
     used: set[str] = set()
     unused: set[str] = set()
-    for (name, _), steps in by_leaf.items():
+    for (name, _, _), steps in by_leaf.items():
         for i in range(1, len(steps)):
             step = steps[i]
             if not (_nonzero(step) and steps[i - 1].value != step.value):

@@ -54,23 +54,52 @@ def leaf_names(calls: Sequence[CallInfo]) -> list[str]:
     return names
 
 
+#: A name that stands for more tensors than this gets one column, labelled with their count.
+SPLIT_MOST = 4
+
+
 def distinct_leaves(calls: Sequence[CallInfo]) -> list[CallInfo]:
-    """`calls`, with a leaf name that stands for tensors of different shapes over the calls
-    (`self.weight` of each layer in a layer-by-layer loop) told apart by its shape,
-    `self.weight [500, 784]`: one column and one sparkline per tensor, not one per name."""
+    """`calls`, with a leaf name that stands for several tensors over the calls told apart:
+    by shape (`self.weight [500, 784]`, each layer's in a layer-by-layer loop), then by tensor
+    object (`self.bias`, `self.bias (2)`: the layers' biases of one shape; `model.lin.weight (2)`
+    of a model made anew), one column and one sparkline per tensor, not one per name. That is
+    when each of up to `SPLIT_MOST` tensors lasts several calls; a name that is a new tensor at
+    nearly every call (a new `data` each batch, `w` rebuilt by each update) keeps one column,
+    labelled with the count: `data (64 tensors)`."""
     shapes: dict[str, set[tuple[int, ...]]] = {}
     for call in calls:
         for leaf in call.leaves:
             if leaf.value is not None:
                 shapes.setdefault(leaf.name, set()).add(tuple(leaf.value.shape))
     mixed = {name for name, found in shapes.items() if len(found) > 1}
-    if not mixed:
+
+    def shaped(leaf: LeafStep) -> str:
+        if leaf.name not in mixed or leaf.value is None:
+            return leaf.name
+        return f"{leaf.name} {list(leaf.value.shape)}"
+
+    seen: dict[str, Counter[int]] = {}
+    for call in calls:
+        for leaf in call.leaves:
+            if leaf.tensor:
+                seen.setdefault(shaped(leaf), Counter())[leaf.tensor] += 1
+    labels: dict[tuple[str, int], str] = {}
+    for name, counts in seen.items():
+        if len(counts) < 2:
+            continue
+        if len(counts) <= SPLIT_MOST and min(counts.values()) > 1:
+            for k, tensor in enumerate(counts):  # in the order first seen
+                labels[(name, tensor)] = name if k == 0 else f"{name} ({k + 1})"
+        else:
+            for tensor in counts:
+                labels[(name, tensor)] = f"{name} ({len(counts)} tensors)"
+    if not mixed and not labels:
         return list(calls)
 
     def named(leaf: LeafStep) -> LeafStep:
-        if leaf.name not in mixed or leaf.value is None:
-            return leaf
-        return replace(leaf, name=f"{leaf.name} {list(leaf.value.shape)}")
+        name = shaped(leaf)
+        name = labels.get((name, leaf.tensor), name)
+        return leaf if name == leaf.name else replace(leaf, name=name)
 
     return [replace(c, leaves=tuple(named(x) for x in c.leaves)) for c in calls]
 

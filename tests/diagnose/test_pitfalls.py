@@ -2729,3 +2729,24 @@ def test_style_transfer_through_a_fixed_network(tmp_path: Path, detached: str, c
     [frozen] = [f for f in found if f.code == "params-frozen"]
     assert frozen.severity == "info"
     assert frozen.hint is not None and "requires_grad_(False)" in frozen.hint
+
+
+def test_inputs_reused_under_one_name_are_not_one_leaf_updated(tmp_path: Path) -> None:
+    """FGSM over the same images for each epsilon: `data` is each image in turn, and their
+    `.grad` adds up from one epsilon to the next. True, but no image was "updated in between"
+    (each call's `data` is another tensor than the last call's): an info, not the warning."""
+    script = tmp_path / "reuse.py"
+    script.write_text(
+        "import torch\nfrom torch import nn\ntorch.manual_seed(0)\n"
+        "model = nn.Linear(4, 2)\n"
+        "images = [torch.randn(1, 4).requires_grad_() for _ in range(70)]\n"
+        "for eps in (0.1, 0.2):\n"
+        "    for data in images:\n"
+        "        loss = model(data).sum()\n"
+        "        model.zero_grad()\n"
+        "        loss.backward()\n"
+        "        adv = data + eps * data.grad.sign()\n",
+        encoding="utf-8",
+    )
+    [f] = [f for f in run(script).graph.findings if f.code == "grad-accumulates"]
+    assert f.severity == "info" and "updated in between" not in f.message

@@ -401,3 +401,40 @@ def test_tensors_that_share_a_name_get_a_column_each(tmp_path: Path) -> None:
     ]
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [bool(r["self.weight [2, 3]"]) for r in rows] == [True, True, False, False]
+
+
+@pytest.mark.parametrize(
+    ("layers", "rounds", "columns"),
+    [
+        # two layers' biases of one shape, two calls each: a column each
+        ("[Layer(3), Layer(3)]", 2, ["self.bias", "self.bias (2)"]),
+        # a new tensor at every call (a new batch, a rebuilt `w`): one column, counted
+        ("[Layer(3) for _ in range(6)]", 1, ["self.bias (6 tensors)"]),
+    ],
+)
+def test_tensors_of_one_name_and_shape_are_told_apart(
+    tmp_path: Path, layers: str, rounds: int, columns: list[str]
+) -> None:
+    """Forward-forward's layer biases are all [500]: the shape cannot tell them apart, and their
+    sparkline joined layer 0's last value to layer 1's first. Each tensor object that lasts
+    several calls gets its own column; a name that is a new tensor at each call keeps one."""
+    script = tmp_path / "layers.py"
+    script.write_text(
+        "import torch\n"
+        "class Layer:\n"
+        "    def __init__(self, n):\n"
+        "        self.bias = torch.ones(n, requires_grad=True)\n"
+        "    def train(self):\n"
+        f"        for _ in range({rounds}):\n"
+        "            (self.bias ** 2).sum().backward()\n"
+        "            with torch.no_grad():\n"
+        "                self.bias -= 0.1 * self.bias.grad\n"
+        "                self.bias.grad.zero_()\n"
+        f"for layer in {layers}:\n"
+        "    layer.train()\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["steps", str(script), "-q", "-f", "csv"])
+    assert result.exit_code == 0, result.stderr
+    header = next(csv.reader(io.StringIO(result.stdout)))
+    assert [h for h in header if h.startswith("self.bias") and not h.endswith("_norm")] == columns
