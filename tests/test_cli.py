@@ -357,3 +357,47 @@ def test_a_script_that_changes_folder_gets_its_output_where_asked(
     assert code == 0
     assert (tmp_path / "script.json").is_file() and not (tmp_path / "data" / "script.json").exists()
     assert Path.cwd() == tmp_path
+
+
+HOGWILD = """\
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+
+def train(seed):
+    torch.manual_seed(seed)
+    model = nn.Linear(3, 1)
+    model(torch.randn(4, 3)).pow(2).mean().backward()
+
+
+if __name__ == "__main__":
+{main}    workers = [mp.get_context("spawn").Process(target=train, args=(i,)) for i in range(2)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join()
+    loader = torch.utils.data.DataLoader(torch.zeros(4, 3), batch_size=2, num_workers=2)
+    for batch in loader:
+        pass
+"""
+
+
+@pytest.mark.parametrize(
+    "main", ["", "    w = torch.ones(2, requires_grad=True)\n    (w * 2).sum().backward()\n"]
+)
+def test_training_in_subprocesses_is_named_not_denied(tmp_path: Path, main: str) -> None:
+    """mnist_hogwild trains in `mp.Process` workers: gradviz, which records its own process,
+    said "the script built no autograd graph" and told the user to give tensors
+    `requires_grad=True`. It now says where the processes started (DataLoader workers are not
+    counted), as the error when the main process made no backward call, as a note when it did."""
+    path = script(tmp_path, HOGWILD.format(main=main), "hogwild.py")
+    code, _, err = gradviz("tree", str(path), "-q")
+    said = " ".join(err.split())
+    line = 15 + main.count("\n")  # `p.start()`
+    assert f"started 2 subprocesses at {path}:{line} (multiprocessing)" in said
+    if main:
+        assert code == 0 and "note: The script started 2 subprocesses" in said
+    else:
+        assert code != 0 and "made no backward call in its own process" in said
+        assert "requires_grad" not in said

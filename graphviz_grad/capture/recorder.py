@@ -43,6 +43,7 @@ from .functions import FunctionCalls
 from .hook_ids import private_hook_ids
 from .naming import Names
 from .optim import OptimizerSteps
+from .subprocesses import Subprocesses
 from .tensor_hooks import TensorHooks
 from .watch import Watch, scripts_own
 
@@ -89,6 +90,8 @@ class Recorder:
         #: Hooks the script puts on tensors ops made (`capture.tensor_hooks`).
         self._tensor_hooks = TensorHooks()
         self._serials = Serials()
+        #: The processes the script starts: their backward calls are not seen.
+        self.subprocesses = Subprocesses()
         self._saved: dict[str, Any] = {}
         self._active: CallCapture | None = None
         self._entered = False
@@ -135,6 +138,7 @@ class Recorder:
         self._scalers.install()
         self._tensor_hooks.install()
         self.watch.install()
+        self.subprocesses.install()
         with private_hook_ids():
             self._step_hook = register_optimizer_step_post_hook(self._stepped)
             self._step_pre_hook = register_optimizer_step_pre_hook(self._step_starts)
@@ -181,6 +185,7 @@ class Recorder:
             self._tensor_hooks,
             self._quiet,
             self.watch,
+            self.subprocesses,
         )
 
     def take_locals(self) -> dict[str, Any]:

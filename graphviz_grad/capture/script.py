@@ -83,6 +83,13 @@ def pick_graph(run: Any, options: CaptureOptions) -> Graph:
     outer = containing_root(candidates)
     if outer is not None:
         return _trace_named(run, outer, options)
+    elsewhere = rec.subprocesses.sentence()
+    if elsewhere is not None and not candidates:
+        raise RootError(
+            f"The script made no backward call in its own process: {elsewhere}.",
+            hint="To see a worker's graph, call its function in the main process (`train(...)` "
+            "instead of `mp.Process(target=train, ...).start()`), for a step or two.",
+        )
     hint = _candidates_hint(ns)
     functional = _uses_torch_func(run)
     if not candidates and rec.graph_ops == 0 and run.exited:

@@ -234,6 +234,10 @@ def remarks(captured: Captured, total: int, fail: bool = True) -> None:
         err.print(f"[dim]note:[/] showing backward call {graph.call:,} of {total:,} (--call N).")
     for note in graph.notes:
         err.print(f"[dim]note:[/] {escape(note)}")
+    started = getattr(getattr(captured.run, "recorder", None), "subprocesses", None)
+    elsewhere = started.sentence() if started is not None else None
+    if elsewhere is not None:
+        err.print(f"[dim]note:[/] The script {escape(elsewhere.removeprefix('it '))}.")
     if fail and captured.error is not None:
         raise captured.error
 

@@ -107,6 +107,13 @@ def steps(
                     "Nor does it leave a tensor with an autograd graph to explain: `steps` lists "
                     "the backward calls (`loss.backward()`) of a training loop."
                 )
+            elsewhere = run.recorder.subprocesses.sentence()
+            if elsewhere is not None:
+                hint = (
+                    f"Its own process made none: {elsewhere}. To see a worker's steps, call its "
+                    "function in the main process (`train(...)` instead of "
+                    "`mp.Process(target=train, ...).start()`)."
+                )
             raise CallError(
                 f"The script `{script_path(script).name}` made no backward call, so there are no "
                 "steps to show.",
