@@ -250,9 +250,12 @@ def _robust(kind: str) -> Callable[[Ctx], Formula]:
             text = f"d / {c.fmt(k)} if |d| < {c.fmt(k)} else sign(d)"
         else:
             text = f"d if |d| < {c.fmt(k)} else {c.fmt(k)}·sign(d)"
-        with_d = f", with d = {x} - {t}"
-        local = (f"({text}){per}" if per else text) + with_d
-        minus = f"-({text}){per}{with_d}"
+        # d first: the number printed after a local derivative is its value, not d's
+        x0, t0 = c.v(0), c.v(1)
+        d = f" = {c.fmt(x0 - t0)}" if x0 is not None and t0 is not None else ""
+        with_d = f"with d = {x} - {t}{d}: "
+        local = with_d + (f"({text}){per}" if per else text)
+        minus = f"{with_d}-({text}){per}"
 
         def value(sign: float) -> float:
             diff = _need(c.v(0)) - _need(c.v(1))

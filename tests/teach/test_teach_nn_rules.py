@@ -194,3 +194,15 @@ def test_a_weighted_binary_cross_entropy_says_its_terms_are_scaled() -> None:
     node = next(n for n in graph.nodes if n.op == "BinaryCrossEntropyWithLogitsBackward0")
     found = formula(Ctx(graph, node))
     assert found is not None and found.note is not None and "pos_weight" in found.note
+
+
+def test_smooth_l1_says_d_before_its_derivative() -> None:
+    """actor_critic's `smooth_l1_loss(value, R)` read "…else sign(d), with d = value - R = 1.0":
+    the 1.0 printed after a local derivative is its value, which read as d's. d comes first,
+    with its own value: 1.5 - 0.5 = 1.0 here."""
+    graph = _graph(SCALARS["smooth l1, outside"][0])
+    node = next(n for n in graph.nodes if n.op == "SmoothL1LossBackward0")
+    found = formula(Ctx(graph, node))
+    assert found is not None
+    text = found.locals[0].text
+    assert text.startswith("with d = a - b = 1.0: ") and text.endswith("else sign(d)")
