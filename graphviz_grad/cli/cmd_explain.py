@@ -29,6 +29,7 @@ from ._options import (
 from ._run import (
     call_spec,
     captures,
+    data_to_stdout,
     expr_graph,
     in_thread,
     one_source,
@@ -84,7 +85,8 @@ def explain(
                 only = None if to is None else find_node(found.graph, to).id
                 show(Explanation(found.graph, precision=precision, notes=found.notes, to=only))
                 return
-            with script_stdout(quiet, data_on_stdout=False):
+            # redirected (`explain x.py > steps.txt`), the file holds the explanation only
+            with script_stdout(quiet, data_on_stdout=data_to_stdout()):
                 captured, total = captures(script, args, spec, target, grad_output)
             sys.stdout.flush()
             for one in captured:

@@ -21,7 +21,15 @@ from ._options import (
     TimeoutOpt,
 )
 from ._ranks import RankOpt, setup, stop_unless_drawing
-from ._run import as_script, in_thread, progress, reported, script_path, script_stdout
+from ._run import (
+    as_script,
+    data_to_stdout,
+    in_thread,
+    progress,
+    reported,
+    script_path,
+    script_stdout,
+)
 
 
 class StepsFormat(str, Enum):
@@ -86,7 +94,8 @@ def steps(
             to_json,
         )
 
-        data = output is None and fmt is not StepsFormat.table
+        # the table redirected (`steps x.py > steps.txt`) is data too
+        data = output is None and (fmt is not StepsFormat.table or data_to_stdout())
         with (
             progress(f"running {script.name}", quiet=quiet),
             script_stdout(quiet, data_on_stdout=data),

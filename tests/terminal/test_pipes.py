@@ -77,6 +77,21 @@ def test_piped_tree_holds_only_the_tree(script: Path) -> None:
     assert "hello from the script" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "starts"), [("explain", "Backward pass from loss"), ("steps", "2 backward calls")]
+)
+def test_piped_explain_and_steps_hold_only_their_report(
+    script: Path, command: str, starts: str
+) -> None:
+    """`gradviz explain x.py > steps.txt` mixed the script's prints into the file, as the tree
+    did before it sent them to stderr; so did the steps table."""
+    proc = run([*GRADVIZ, command, str(script)])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(starts)
+    assert "hello" not in proc.stdout
+    assert "hello from the script" in proc.stderr
+
+
 def test_doctor_to_stdout_reports_on_stderr(tmp_path: Path) -> None:
     script = tmp_path / "cut.py"
     script.write_text(
