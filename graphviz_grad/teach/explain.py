@@ -247,7 +247,11 @@ class Explanation:
 
     def _saved(self, saved: Saved) -> str:
         if saved.node is not None:
-            return symbol(self.graph.nodes[saved.node])
+            name = symbol(self.graph.nodes[saved.node])
+            words = (saved.text or "").split()  # "output 2 of #8": an LSTM's cell state
+            if len(words) > 1 and words[0] == "output" and words[1] != "0":
+                return f"output {words[1]} of {name}"
+            return name
         if saved.summary is not None:
             return self.fmt(saved.summary)
         return saved.text or "?"

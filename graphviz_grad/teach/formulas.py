@@ -447,6 +447,34 @@ def _bmm(c: Ctx) -> Formula:
     )
 
 
+def _baddbmm(c: Ctx) -> Formula:
+    """beta·input + alpha·(batch1 @ batch2): attention's masked scores."""
+    alpha, beta = c.param("alpha", "1"), c.param("beta", "1")
+    sa = "" if alpha in ("1", "1.0") else f"{alpha}·"
+    sb = "" if beta in ("1", "1.0") else f"{beta}·"
+    bias, a, b, g, y = c.s(0), c.s(1), c.s(2), c.grad_name, c.out_shape()
+    return Formula(
+        f"{sb}{bias} + {sa}{a} @ {b} (batched)",
+        None,
+        chains=(
+            Chain(0, f"{sb}{g} summed over the dimensions broadcast from {bias}", c.shape(0)),
+            Chain(1, f"{sa}{g} @ {b}ᵀ", f"{c.shape(1)} = {y} @ {_t_shape(c.shape(2))}"),
+            Chain(2, f"{sa}{a}ᵀ @ {g}", f"{c.shape(2)} = {_t_shape(c.shape(1))} @ {y}"),
+        ),
+    )
+
+
+def _logsumexp(c: Ctx) -> Formula:
+    a, y, g, dim = c.s(0), c.out_name, c.grad_name, c.param("dim")
+    return Formula(
+        f"logsumexp({a}, dim={dim}) = ln(sum(exp({a}), dim={dim}))",
+        None,
+        chains=(
+            Chain(0, f"{g} · exp({a} - {y}), that is {g} · softmax({a}, dim={dim})", c.shape(0)),
+        ),
+    )
+
+
 # -- shape ops: the gradient is moved, not changed ---------------------------------------------
 def _shape_op(fwd: str, rule: str) -> Callable[[Ctx], Formula]:
     """A builder for ops that only move elements; `fwd`/`rule` use {a}, {g}, {in}, {out}."""
@@ -605,6 +633,7 @@ RULES: dict[str, Callable[[Ctx], Formula]] = {
     "LeakyReluBackward1": _leaky_relu,  # in place (`inplace=True`): it saves the result
     "GeluBackward0": _unary("gelu({a})", "Φ({a}) + {a}·φ({a})", _gelu_local),
     "SoftmaxBackward0": _softmax,
+    "SafeSoftmaxBackward0": _softmax,  # attention's softmax: a fully masked row gives zeros
     "LogSoftmaxBackward0": _log_softmax,
     "SumBackward0": _sum,
     "SumBackward1": _sum,
@@ -615,6 +644,8 @@ RULES: dict[str, Callable[[Ctx], Formula]] = {
     "DotBackward0": _dot,
     "BmmBackward0": _bmm,
     "AddmmBackward0": _addmm,
+    "BaddbmmBackward0": _baddbmm,
+    "LogsumexpBackward0": _logsumexp,
     "TBackward0": _shape_op("{a}ᵀ", "({g})ᵀ"),
     "TransposeBackward0": _shape_op(
         "{a}.transpose({dim0}, {dim1})", "({g}).transpose({dim0}, {dim1})"
@@ -636,6 +667,9 @@ RULES: dict[str, Callable[[Ctx], Formula]] = {
         "zeros {in} with {g} put at {start}:{end} of dim {dim}",
     ),
     "IndexBackward0": _shape_op("{a}[indices]", "zeros {in} with {g} added at the indices"),
+    "GatherBackward0": _shape_op(
+        "{a}.gather({dim}, index)", "zeros {in} with {g} added back along dim {dim} at the index"
+    ),
     "EmbeddingBackward0": _shape_op(
         "{a}[indices] (the row of each index)",
         "zeros {in} with each row of {g} added to the row its index picked",

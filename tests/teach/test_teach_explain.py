@@ -256,3 +256,27 @@ def test_a_write_through_a_view_has_its_line_and_rule(
     assert base in step and src in step
     before = 1.0 if "add_" in write else 0.0
     assert f"[{before + 3.0}, {before + 6.0}]" in step.split("\n")[1]  # the value after the write
+
+
+def test_rl_and_attention_ops_have_their_rules(tmp_path: Path) -> None:
+    """`Categorical.log_prob` (gather, logsumexp), masked attention's scores (baddbmm) and the
+    LSTM's saved states: found without a formula, and the LSTM's saved hidden and cell states
+    were labelled as its main output."""
+    out = _explained(
+        tmp_path,
+        "rl.py",
+        "import torch\nfrom torch import nn\ntorch.manual_seed(0)\n"
+        "logits = torch.randn(2, 3, requires_grad=True)\n"
+        "dist = torch.distributions.Categorical(logits=logits)\n"
+        "loss = -dist.log_prob(torch.tensor([0, 2])).sum()\n"
+        "att = nn.MultiheadAttention(4, 1, batch_first=True)\n"
+        "x = torch.randn(1, 3, 4)\n"
+        "y, _ = att(x, x, x, attn_mask=torch.triu(torch.ones(3, 3, dtype=torch.bool), 1))\n"
+        "o, (h, c) = nn.LSTM(4, 4)(torch.randn(2, 1, 4))\n"
+        "(loss + y.sum() + o.sum() + c.sum()).backward()\n",
+    )
+    for op in ("GatherBackward0", "LogsumexpBackward0", "BaddbmmBackward0"):
+        assert f"· {op} ·" in out and f"no formula for {op}" not in out
+    assert "added back along dim -1 at the index" in out
+    assert "softmax(logits, dim=(-1,))" in out
+    assert "result1 = output 1 of o" in out and "result2 = output 2 of o" in out
