@@ -222,8 +222,40 @@ def _zero_operand(graph: Graph, killer: Node, node: Node) -> str | None:
         outputs = other.outputs
         value = outputs[e.output_nr].value if e.output_nr < len(outputs) else other.value
         if value is not None and value.all_zero:
-            return node_ref(other)
+            made = _view_of_leaf(graph, other)
+            return node_ref(other) + (f" (made from {node_ref(made)})" if made else "")
     return None
+
+
+#: Ops that only move or reshape their one input's elements.
+_MOVES = frozenset(
+    {
+        "TBackward0",
+        "TransposeBackward0",
+        "PermuteBackward0",
+        "ViewBackward0",
+        "UnsafeViewBackward0",
+        "ReshapeAliasBackward0",
+        "ExpandBackward0",
+        "SqueezeBackward0",
+        "SqueezeBackward1",
+        "UnsqueezeBackward0",
+        "CloneBackward0",
+        "ToCopyBackward0",
+    }
+)
+
+
+def _view_of_leaf(graph: Graph, node: Node) -> Node | None:
+    """The named leaf `node` only moves the elements of (`fc.weight` under the `TBackward0` of
+    `F.linear`), through ops of `_MOVES`; None if it is not one."""
+    seen = 0
+    while node.kind != "leaf" and node.op in _MOVES and seen < 8:
+        inputs = graph.inputs[node.id]
+        if len(inputs) != 1:
+            return None
+        node, seen = graph.nodes[inputs[0].src], seen + 1
+    return node if node.kind == "leaf" and node.names and seen else None
 
 
 def none(graph: Graph) -> list[Finding]:

@@ -2750,3 +2750,19 @@ def test_inputs_reused_under_one_name_are_not_one_leaf_updated(tmp_path: Path) -
     )
     [f] = [f for f in run(script).graph.findings if f.code == "grad-accumulates"]
     assert f.severity == "info" and "updated in between" not in f.message
+
+
+def test_a_zero_weight_is_named_through_its_transpose(tmp_path: Path) -> None:
+    """The spatial transformer tutorial zero-initialises `fc_loc[2].weight`: the gradient dies
+    at the matrix product whose other operand, the `TBackward0` of `F.linear`, is all zeros.
+    The finding names the weight, not only the anonymous transpose."""
+    [f] = _coded(
+        tmp_path,
+        "import torch\nfrom torch import nn\ntorch.manual_seed(0)\n"
+        "fc = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))\n"
+        "fc[2].weight.data.zero_()\n"
+        "loss = fc(torch.randn(5, 4)).pow(2).sum()\n"
+        "loss.backward()\n",
+        "grad-zero",
+    )
+    assert "TBackward0 (made from #10 leaf `fc.2.weight`) is all zeros" in f.message
