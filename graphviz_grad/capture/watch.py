@@ -126,6 +126,9 @@ class Cut:
     #: A weak reference to the outermost module the source was computed in, if any: whether
     #: backward calls of its own train it (`diagnose.cuts`: a GAN's `G(z).detach()`).
     module: Any = None
+    #: For kind ``function``: the custom `autograd.Function` whose forward made it
+    #: (`SinhBad.forward`), which autograd runs without grad tracking.
+    function: str | None = None
 
 
 @dataclass(frozen=True)
@@ -356,9 +359,27 @@ def _entered_by_torch(frame: Any) -> bool:
     return frame is not None and frame.f_code.co_filename.startswith(_TORCH_DIR)
 
 
+_FUNCTION_PY = os.path.join(_TORCH_DIR, "autograd", "function.py")
+
+
+def _custom_forward() -> str | None:
+    """The qualified name of the custom `autograd.Function` forward this op runs in (autograd
+    runs it without grad tracking), if it does: the script's innermost frame, called by
+    `Function.apply`."""
+    frame = USER_FRAMES.find(sys._getframe(2))
+    back = frame.f_back if frame is not None else None
+    if back is None or back.f_code.co_filename != _FUNCTION_PY:
+        return None
+    return str(getattr(frame.f_code, "co_qualname", frame.f_code.co_name))
+
+
 #: Per kind of cut: what made the constant, and how to keep the graph (`why_no_graph`).
 _NO_GRAPH = {
     "detach": ("`.detach()` (or `.data`)", "Drop the `.detach()` / `.data` there."),
+    "function": (
+        "an op inside a custom autograd.Function's forward",
+        "Return it from forward (or `ctx.save_for_backward` it) rather than keep it on `ctx`.",
+    ),
     "no_grad": (
         "an op under `torch.no_grad()`",
         "Compute it outside `torch.no_grad()` (keep `no_grad` for the update and for evaluation).",
@@ -624,7 +645,9 @@ class Watch:
         elif not grad or self.marks:
             self._plain(func, args, out, grad)
 
-    def _new_cut(self, kind: str, func: Any, source: torch.Tensor) -> Cut:
+    def _new_cut(
+        self, kind: str, func: Any, source: torch.Tensor, function: str | None = None
+    ) -> Cut:
         self.seq += 1
         self.marks += 1
         file, line = _where()
@@ -637,7 +660,18 @@ class Watch:
         module = record.module_root if record is not None else None
         inputs = _made_from(node) if node is not None else ()
         cut = Cut(
-            kind, str(func), file, line, owner, self.seq, spent, leaf, source_op, inputs, module
+            kind,
+            str(func),
+            file,
+            line,
+            owner,
+            self.seq,
+            spent,
+            leaf,
+            source_op,
+            inputs,
+            module,
+            function,
         )
         if leaf is not None and len(self.leaf_cuts) < INPLACE_LIMIT:
             known = self.leaf_cuts.get(id(source))
@@ -656,8 +690,11 @@ class Watch:
                 passed = self.cut_of(t)
         if tracked is not None:
             if not grad and not self._in_torchs_no_grad():
+                function = _custom_forward()
                 kind = "inference_mode" if torch.is_inference_mode_enabled() else "no_grad"
-                self._mark(out, self._new_cut(kind, func, tracked))
+                self._mark(
+                    out, self._new_cut("function" if function else kind, func, tracked, function)
+                )
         elif passed is not None:
             self._mark(out, passed)
 

@@ -36,6 +36,8 @@ class CutLike(Protocol):
     def leaf(self) -> Any: ...
     @property
     def module(self) -> Any: ...
+    @property
+    def function(self) -> str | None: ...
 
 
 _WHAT = {
@@ -45,6 +47,8 @@ _WHAT = {
     "inference_mode": "an op under `torch.inference_mode()`",
     "item": "`.item()`",
     "numpy": "The NumPy round trip (`.detach().numpy()`)",
+    "function": "an op inside a custom autograd.Function's forward (which autograd runs without "
+    "grad tracking)",
 }
 _HINT = {
     "detach": "Drop the `.detach()` if the gradient should flow back through it.",
@@ -55,6 +59,10 @@ _HINT = {
     "inference_mode": "Compute it outside `torch.inference_mode()` if the gradient should flow.",
     "item": "Keep the tensor (no `.item()`, no `torch.tensor(x.item())`) for the computation "
     "that needs a gradient; use `.item()` only for printing and logging.",
+    "function": "A tensor kept as an attribute of `ctx` is a constant to a double backward "
+    "(`create_graph=True`): return it from forward as an output (or save it with "
+    "`ctx.save_for_backward`) and use what `ctx.saved_tensors` gives back in backward, as "
+    "PyTorch's tutorial 'Double Backward with Custom Functions' does.",
 }
 
 
@@ -217,16 +225,24 @@ def _finding(
     trained: tuple[str, list[int]] | None = None,
 ) -> Finding:
     kind = _kind(cut)
+    what = _WHAT[kind]
+    if kind == "function" and cut.function:
+        what = (
+            f"an op inside `{cut.function}` (a custom autograd.Function's forward, "
+            "which autograd runs without grad tracking)"
+        )
+    what = what[:1].upper() + what[1:]  # the finding's first word
     source = ""
+    of = "on" if kind in ("no_grad", "inference_mode", "function") else "of"  # an op on, `.x` of
     if cut.source not in (None, "leaf"):
         article = "an" if cut.source[:1] in "AEIOU" else "a"
-        source = f" of {article} {cut.source} output"
+        source = f" {of} {article} {cut.source} output"
     if cut.source == "leaf":
-        source = " of a leaf"
+        source = f" {of} a leaf"
     into = listing([node_ref(graph.nodes[i]) for i in ids], 3, quote=False)
     if stop:
         message = (
-            f"{_WHAT[kind]}{source}{at_line(cut.line)} stops the gradient on one path: its "
+            f"{what}{source}{at_line(cut.line)} stops the gradient on one path: its "
             f"result reaches the root as a constant through {into}, while what it was computed "
             "from still gets a gradient through the rest of the graph (a stop-gradient, as in "
             "straight-through estimators, VQ-VAE and SimSiam)."
@@ -238,7 +254,7 @@ def _finding(
         calls = "the backward call at line" if len(lines) == 1 else "the backward calls at lines"
         at = listing([str(n) for n in lines], 8, quote=False)
         message = (
-            f"{_WHAT[kind]}{source}{at_line(cut.line)} cuts the graph: its result reaches the "
+            f"{what}{source}{at_line(cut.line)} cuts the graph: its result reaches the "
             f"root as a constant through {into}. {name}, which computed it, gets its gradients "
             f"from {calls} {at} instead (alternating training, as in a GAN's discriminator "
             "step)."
@@ -247,7 +263,7 @@ def _finding(
         hint = f"Nothing, if {name} is meant to learn from {those} only. {_HINT[kind]}"
         return Finding("cut", "info", message, display_path(cut.file), cut.line, tuple(ids), hint)
     message = (
-        f"{_WHAT[kind]}{source}{at_line(cut.line)} cuts the graph: its result reaches the root "
+        f"{what}{source}{at_line(cut.line)} cuts the graph: its result reaches the root "
         f"as a constant through {into}, so no gradient flows back past it."
     )
     return Finding(

@@ -2766,3 +2766,33 @@ def test_a_zero_weight_is_named_through_its_transpose(tmp_path: Path) -> None:
         "grad-zero",
     )
     assert "TBackward0 (made from #10 leaf `fc.2.weight`) is all zeros" in f.message
+
+
+def test_a_tensor_kept_on_ctx_is_named_as_the_custom_functions(tmp_path: Path) -> None:
+    """PyTorch's double-backward tutorial's `SinhBad` keeps `exp(x)` on `ctx`: a gradient
+    penalty's second derivative then misses it. Autograd runs a Function's forward without grad
+    tracking, which the cut read as the script's own `torch.no_grad()` ("compute it outside
+    `torch.no_grad()`"): it now names the Function and the tutorial's fix."""
+    [f] = _coded(
+        tmp_path,
+        "import torch\n"
+        "class SinhBad(torch.autograd.Function):\n"
+        "    @staticmethod\n"
+        "    def forward(ctx, x):\n"
+        "        expx = torch.exp(x)\n"
+        "        expnegx = torch.exp(-x)\n"
+        "        ctx.expx, ctx.expnegx = expx, expnegx\n"
+        "        return (expx - expnegx) / 2\n"
+        "    @staticmethod\n"
+        "    def backward(ctx, g):\n"
+        "        return g * (ctx.expx + ctx.expnegx) / 2\n"
+        "x = torch.tensor([0.5, 1.0], requires_grad=True, dtype=torch.double)\n"
+        "w = torch.tensor([2.0, 3.0], requires_grad=True, dtype=torch.double)\n"
+        "out = (SinhBad.apply(x) * w).sum()\n"
+        "(grad_x,) = torch.autograd.grad(out, x, create_graph=True)\n"
+        "(grad_x ** 2).sum().backward()\n",
+        "cut",
+    )
+    assert f.message.startswith("An op inside `SinhBad.forward` (a custom autograd.Function")
+    assert "on a leaf at line 5" in f.message
+    assert f.hint is not None and "ctx.save_for_backward" in f.hint

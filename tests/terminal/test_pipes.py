@@ -123,12 +123,6 @@ def test_piped_reports_have_no_trailing_spaces(command: str, tmp_path: Path) -> 
     assert [line for line in lines if line != line.rstrip()] == []
 
 
-def test_table_output_keeps_the_scripts_prints_on_stdout(script: Path) -> None:
-    proc = run([*GRADVIZ, "steps", str(script)])
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("hello from the script")
-
-
 def test_stdout_to_stderr_moves_python_and_fd_writes_and_restores(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
