@@ -86,8 +86,28 @@ def script_stdout(quiet: bool, data_on_stdout: bool) -> contextlib.AbstractConte
     gradviz's stdout carries data (`-o -`, `-f json|csv`, a piped tree), so a pipe holds exactly
     the data; else to stdout as usual. gradviz writes its own output after the script ended."""
     if quiet:
-        return contextlib.redirect_stdout(io.StringIO())
+        return _quiet()
     return stdout_to_stderr() if data_on_stdout else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """`-q`: the script's prints and the warnings Python would print for it are dropped (the
+    warnings are still noted: `doctor` reports them)."""
+    import warnings
+
+    shown = warnings.showwarning
+    warnings.showwarning = _unshown
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        if warnings.showwarning is _unshown:
+            warnings.showwarning = shown
+
+
+def _unshown(*args: Any, **kwargs: Any) -> None:
+    """A `warnings.showwarning` that shows nothing."""
 
 
 @contextlib.contextmanager

@@ -64,6 +64,8 @@ def fmt_number(x: float, precision: int = 4) -> str:
 
 
 def _fmt_finite(x: float, precision: int) -> str:
+    if x == 0.0:
+        x = 0.0  # -0.0 prints as 0.0: the sign of a zero is noise here
     text = f"{x:.{precision}g}"
     if "e" in text or "." in text:
         return text

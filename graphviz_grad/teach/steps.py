@@ -348,8 +348,10 @@ class StepsTable:
             return
         total = len(self.calls)
         shown = "" if self.every == 1 else f", every {ordinal(self.every)} shown"
-        if any(scalar(x.value) is None for c in self.calls for x in c.leaves):
-            shown += "; tensors are shown by their norm ‖·‖"
+        values = [scalar(x.value) is None for c in self.calls for x in c.leaves]
+        if any(values):  # a one-element tensor beside them is its signed number, not a norm
+            which = "tensors" if all(values) else "tensors of more than one element"
+            shown += f"; {which} are shown by their norm ‖·‖"
         head = Text(f"{total:,} backward call{'s' if total != 1 else ''}{shown}", style="bold")
         warn = [Text(line, style="yellow") for line in self.warnings()]
         wide = self.table()

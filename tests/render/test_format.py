@@ -29,7 +29,7 @@ from graphviz_grad.render.format import (
         (1e-08, "1e-08"),
         (1 / 3, "0.3333"),
         (123456.0, "1.235e+05"),
-        (-0.0, "-0.0"),
+        (-0.0, "0.0"),  # the sign of a zero is noise (`max=-0.0` after a ReLU)
         (math.nan, "nan"),
         (math.inf, "inf"),
         (-math.inf, "-inf"),

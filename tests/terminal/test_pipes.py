@@ -182,3 +182,20 @@ def test_messages_on_a_terminal_wrap_at_words(tmp_path: Path) -> None:
     lines = [line.rstrip("\r") for line in text.split("\n")]
     assert any(line.startswith("note: the script made one backward call") for line in lines)
     assert max(len(line) for line in lines) <= 80, "\n".join(lines)
+
+
+def test_quiet_hides_the_scripts_warnings_but_doctor_still_reports_them(tmp_path: Path) -> None:
+    """`-q` hides what the script prints: its warnings too (a spatial transformer's
+    `grid_sample` warned through every render). `doctor` still reports them as findings."""
+    path = tmp_path / "warns.py"
+    path.write_text(
+        "import warnings\nimport torch\nw = torch.ones(2, requires_grad=True)\n"
+        "warnings.warn('align_corners will change')\n(w * 2).sum().backward()\n",
+        encoding="utf-8",
+    )
+    quiet = run([*GRADVIZ, "tree", str(path), "-q"])
+    assert quiet.returncode == 0 and "align_corners" not in quiet.stderr
+    loud = run([*GRADVIZ, "tree", str(path)])
+    assert loud.returncode == 0 and "align_corners" in loud.stderr
+    doctor = run([*GRADVIZ, "doctor", str(path), "-q"])
+    assert "torch-warning" in doctor.stdout and "align_corners" in doctor.stdout
