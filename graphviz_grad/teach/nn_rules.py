@@ -409,7 +409,9 @@ def _layer_norm(c: Ctx) -> Formula:
 
 
 def _convolution(c: Ctx) -> Formula:
-    x, w, b, g = c.s(0), c.s(1), c.s(2), c.grad_name
+    # `bias=False`: no bias at all (saved sizes `(0,)`), not a constant tensor
+    biased = 2 in c.edge_slots or c.param("bias_sym_sizes_opt", "?") not in ("None", "(0,)", "[0]")
+    x, w, b, g = c.s(0), c.s(1), c.s(2) if biased else "None", c.grad_name
     stride, padding = c.param("stride"), c.param("padding")
     transposed = c.param("transposed", "False") == "True"
     kind = "conv_transpose" if transposed else "conv"

@@ -280,3 +280,19 @@ def test_rl_and_attention_ops_have_their_rules(tmp_path: Path) -> None:
     assert "added back along dim -1 at the index" in out
     assert "softmax(logits, dim=(-1,))" in out
     assert "result1 = output 1 of o" in out and "result2 = output 2 of o" in out
+
+
+def test_a_conv_without_bias_has_none_not_a_constant(tmp_path: Path) -> None:
+    """`Conv2d(..., bias=False)` (every conv before a BatchNorm): explain wrote its bias as `c`,
+    "a tensor that does not require grad", a tensor that does not exist."""
+    out = _explained(
+        tmp_path,
+        "convnb.py",
+        "import torch\ntorch.manual_seed(0)\n"
+        "conv = torch.nn.Conv2d(1, 1, 2, bias=False)\n"
+        "x = torch.ones(1, 1, 3, 3)\n"
+        "out = conv(x)\n"
+        "out.sum().backward()\n",
+    )
+    assert "= conv(x, conv.weight, None, stride=(1, 1)" in out
+    assert "does not require grad" not in out.split("conv.weight, None")[1].split("upstream")[0]
