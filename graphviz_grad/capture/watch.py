@@ -886,6 +886,16 @@ class Watch:
                 continue
             cut = self.cut_of(t)
             if not isinstance(cut, Cut):
+                frozen = self._frozen_model()
+                if frozen is not None:
+                    return (
+                        "The tensor given to backward() was computed from tensors none of which "
+                        f"requires grad: every parameter of the `{frozen}` it ran through has "
+                        "`requires_grad=False`. To train a new head on a frozen model, freeze "
+                        "first and replace the head after (`model.fc = nn.Linear(...)` after the "
+                        "loop that sets `requires_grad = False`); else set `requires_grad=True` "
+                        "on the layers to train."
+                    )
                 return (
                     "The tensor given to backward() was computed from tensors none of which "
                     "requires grad: create the parameters with `requires_grad=True` "
@@ -908,6 +918,16 @@ class Watch:
                 f"graph on the way to it, so it depends on nothing that requires grad. {fix}"
             )
         return None
+
+    def _frozen_model(self) -> str | None:
+        """The class of the largest module run with grad enabled whose parameters all have
+        `requires_grad=False` (a backbone frozen with its new head), if one was."""
+        best, most = None, 0
+        for module in list(self.grad_called.keys()):
+            params = list(module.parameters()) if isinstance(module, torch.nn.Module) else []
+            if len(params) > most and not any(p.requires_grad for p in params):
+                best, most = module, len(params)
+        return None if best is None else type(best).__name__
 
     # -- backward calls ----------------------------------------------------------------------
     def note_call(self, kind: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:

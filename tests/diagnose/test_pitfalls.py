@@ -2796,3 +2796,31 @@ def test_a_tensor_kept_on_ctx_is_named_as_the_custom_functions(tmp_path: Path) -
     assert f.message.startswith("An op inside `SinhBad.forward` (a custom autograd.Function")
     assert "on a leaf at line 5" in f.message
     assert f.hint is not None and "ctx.save_for_backward" in f.hint
+
+
+def test_a_model_frozen_with_its_new_head_is_named(tmp_path: Path) -> None:
+    """The transfer learning tutorial, with the freezing loop moved after `model.fc = ...`:
+    nothing requires grad. The hint said to create parameters with `requires_grad=True`
+    (`w = torch.tensor(1.0, ...)`); it now names the frozen model and the order to fix."""
+    script = tmp_path / "transfer.py"
+    script.write_text(
+        "import torch\nfrom torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.body, self.fc = nn.Linear(4, 4), nn.Linear(4, 2)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(self.body(x).relu())\n"
+        "model = Net()\n"
+        "model.fc = nn.Linear(4, 3)\n"
+        "for p in model.parameters():\n"
+        "    p.requires_grad = False\n"
+        "loss = model(torch.randn(2, 4)).sum()\n"
+        "loss.backward()\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ScriptError) as raised:
+        run(script)
+    hint = raised.value.hint or ""
+    assert "every parameter of the `Net` it ran through has `requires_grad=False`" in hint
+    assert "replace the head after" in hint
