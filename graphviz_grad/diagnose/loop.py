@@ -10,6 +10,7 @@ rises because a hand-written update adds the gradient (`ascent`).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -352,8 +353,8 @@ def frozen(
                 if name not in leaves.outside or name not in never
             ]
     found = [_frozen_finding(stuck, gradless)] if stuck else []
-    if fixed:
-        found.append(_fixed_finding(fixed))
+    if fixed and leaves is not None:
+        found.append(_fixed_finding(fixed, leaves))
     return found
 
 
@@ -369,7 +370,26 @@ class Leaves:
     outside: frozenset[str]
 
 
-def _fixed_finding(fixed: list[tuple[str, list[tuple[CallInfo, LeafStep]]]]) -> Finding:
+def _freeze_these(names: list[str], leaves: Leaves) -> str:
+    """How to turn off the gradients of `names`: their model's, or, when an optimizer trains
+    other parameters of that model (LoRA's adapters beside the base), the modules that own
+    them (`model.layers.0.base.requires_grad_(False)`)."""
+    tops = sorted({n.split(".")[0] for n in names})
+    beside = any(p.split(".")[0] in tops and p not in leaves.outside for p in leaves.module_params)
+    if not beside:
+        return " and ".join(f"`{t}.requires_grad_(False)`" for t in tops)
+    owners = sorted(
+        {n.rsplit(".", 1)[0] for n in names if "." in n},
+        key=lambda o: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", o)],
+    )
+    shown = ", ".join(f"`{o}.requires_grad_(False)`" for o in owners[:3])
+    more = len(owners) - 3
+    return shown + (f" and the same for the {more} other modules" if more > 0 else "")
+
+
+def _fixed_finding(
+    fixed: list[tuple[str, list[tuple[CallInfo, LeafStep]]]], leaves: Leaves
+) -> Finding:
     """Parameters that get a gradient at every call, never move, and no optimizer steps."""
     _, steps = fixed[0]
     first, last = steps[0][0], steps[-1][0]
@@ -382,9 +402,9 @@ def _fixed_finding(fixed: list[tuple[str, list[tuple[CallInfo, LeafStep]]]]) -> 
     )
     hint = (
         "If they are meant to stay fixed (a pretrained feature extractor, a frozen backbone), "
-        "turn their gradients off (`model.requires_grad_(False)`): backward then skips them, "
-        "and nothing piles up in their `.grad`. If they should learn, give them to the "
-        "optimizer."
+        f"turn their gradients off ({_freeze_these([n for n, _ in fixed], leaves)}): backward "
+        "then skips them, and nothing piles up in their `.grad`. If they should learn, give "
+        "them to the optimizer."
     )
     return Finding("params-frozen", "info", message, first.file, first.line, (), hint)
 

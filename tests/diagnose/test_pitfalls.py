@@ -2824,3 +2824,34 @@ def test_a_model_frozen_with_its_new_head_is_named(tmp_path: Path) -> None:
     hint = raised.value.hint or ""
     assert "every parameter of the `Net` it ran through has `requires_grad=False`" in hint
     assert "replace the head after" in hint
+
+
+def test_unfrozen_lora_base_is_frozen_by_its_own_modules(tmp_path: Path) -> None:
+    """LoRA with the base left trainable: the optimizer holds only the adapters. Freezing the
+    whole model (`model.requires_grad_(False)`) would freeze the adapters too; the fix names
+    the modules that own the base's parameters."""
+    [f] = _coded(
+        tmp_path,
+        "import torch\nfrom torch import nn\ntorch.manual_seed(0)\n"
+        "class Lora(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.base = nn.Linear(4, 4)\n"
+        "        self.A = nn.Parameter(torch.randn(2, 4) * 0.1)\n"
+        "        self.B = nn.Parameter(torch.randn(4, 2) * 0.1)\n"
+        "    def forward(self, x):\n"
+        "        return self.base(x) + x @ self.A.t() @ self.B.t()\n"
+        "model = nn.Sequential(Lora(), Lora())\n"
+        "adapters = [p for n, p in model.named_parameters() if 'base' not in n]\n"
+        "opt = torch.optim.SGD(adapters, lr=0.1)\n"
+        "x = torch.randn(8, 4)\n"
+        "for _ in range(6):\n"
+        "    opt.zero_grad()\n"
+        "    loss = model(x).pow(2).mean()\n"
+        "    loss.backward()\n"
+        "    opt.step()\n",
+        "params-frozen",
+    )
+    assert f.severity == "info" and f.hint is not None
+    assert "`model.0.base.requires_grad_(False)`, `model.1.base.requires_grad_(False)`" in f.hint
+    assert "`model.requires_grad_(False)`" not in f.hint
