@@ -231,6 +231,7 @@ def _run_checks(
     from . import params
 
     found = params.retained(graph, namespace)
+    found += params.parameters_with_graph(namespace)
     found += params.stepped_unreached(watch, namespace)
     found += params.no_backward(watch, calls)
     found += params.unregistered_layers(watch, untrained)

@@ -602,6 +602,54 @@ def retained(graph: Graph, namespace: Mapping[str, Any]) -> list[Finding]:
     return found
 
 
+def parameters_with_graph(namespace: Mapping[str, Any]) -> list[Finding]:
+    """[graph-retained]: parameters of the script's modules that carry a graph: an in-place
+    update with grad tracking on (an EMA copy's `ema_p.mul_(0.99).add_(p, alpha=0.01)` outside
+    `torch.no_grad()`) made them part of the graph of what they copy, growing at every update.
+    One finding per module, at the line of the update."""
+    from ..capture import op_record
+
+    found = []
+    for name, module in _modules(namespace):
+        hit = [
+            (pname, p)
+            for pname, p in module.named_parameters()
+            if isinstance(p, torch.nn.Parameter) and p.grad_fn is not None
+        ]
+        if not hit:
+            continue
+        pname, p = hit[0]
+        nodes, _ = _walk(p.grad_fn)
+        record = op_record(p.grad_fn)
+        file, line = (record.file, record.line) if record is not None else (None, None)
+        count = plural(len(hit), "parameter")
+        names = listing([f"{name}.{n}" for n, _ in hit])
+        carry = "carries" if len(hit) == 1 else "carry"
+        message = (
+            f"{count} of `{name}` {carry} an autograd graph ({names}"
+            f"; `{name}.{pname}` holds {len(nodes):,} nodes, from {p.grad_fn.name()}"
+            f"{at_line(line)}): an in-place update ran with grad tracking on, so each parameter is "
+            "no longer a leaf but part of the graph of what it was updated from, and the graph "
+            "grows at every update."
+        )
+        hint = (
+            "Update them under `torch.no_grad()` (an EMA copy: `with torch.no_grad(): "
+            "ema_p.mul_(0.99).add_(p, alpha=0.01)`, or `@torch.no_grad()` on the update "
+            "function)."
+        )
+        found.append(
+            Finding(
+                "graph-retained",
+                "warning",
+                message,
+                display_path(file) if file else None,
+                line,
+                hint=hint,
+            )
+        )
+    return found
+
+
 def _as_number(text: str) -> str | None:
     """The line that adds to a running total, adding a number instead: `self.running += loss`
     -> `self.running += loss.item()` (None if the line is not such an addition)."""

@@ -2855,3 +2855,34 @@ def test_unfrozen_lora_base_is_frozen_by_its_own_modules(tmp_path: Path) -> None
     assert f.severity == "info" and f.hint is not None
     assert "`model.0.base.requires_grad_(False)`, `model.1.base.requires_grad_(False)`" in f.hint
     assert "`model.requires_grad_(False)`" not in f.hint
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_an_ema_update_with_grad_tracking_is_a_growing_graph(tmp_path: Path, guarded: bool) -> None:
+    """An EMA copy updated in place outside `torch.no_grad()`: each of its parameters becomes
+    part of the trained model's graph, growing at every update, and doctor said nothing."""
+    update = "ema_p.mul_(0.99).add_(p, alpha=0.01)"
+    if guarded:
+        update = f"with torch.no_grad():\n            {update}"
+    script = tmp_path / "ema.py"
+    script.write_text(
+        "import copy\nimport torch\nfrom torch import nn\ntorch.manual_seed(0)\n"
+        "model = nn.Linear(3, 1)\n"
+        "ema = copy.deepcopy(model).requires_grad_(False)\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "x = torch.randn(8, 3)\n"
+        "for step in range(5):\n"
+        "    opt.zero_grad()\n"
+        "    model(x).pow(2).mean().backward()\n"
+        "    opt.step()\n"
+        "    for ema_p, p in zip(ema.parameters(), model.parameters()):\n"
+        f"        {update}\n",
+        encoding="utf-8",
+    )
+    found = [f for f in run(script).graph.findings if f.code == "graph-retained"]
+    if guarded:
+        assert found == []
+    else:
+        [f] = found
+        assert f.message.startswith("2 parameters of `ema` carry an autograd graph")
+        assert f.line == 14 and f.hint is not None and "torch.no_grad()" in f.hint
