@@ -48,6 +48,8 @@ def loss_inputs(graph: Graph) -> list[Finding]:
             before = _producer(graph, node)
             if before is not None and before.op == "SoftmaxBackward0":
                 found.append(_twice(graph, node, before, "cross_entropy", "log_softmax"))
+            elif before is not None and before.op in _CLIPPERS:
+                found.append(_clipped(graph, node, before))
         elif node.op.startswith("NllLoss"):
             before = _producer(graph, node)
             if before is not None and before.op == "SoftmaxBackward0":
@@ -233,6 +235,26 @@ def _twice(graph: Graph, node: Node, before: Node, loss: str, inner: str) -> Fin
     hint = (
         f"Give `{loss}` the logits, what went into the `{made}`: drop it from the model's "
         "output, and apply it only to read probabilities."
+    )
+    return Finding("loss-input", "warning", message, at.file, at.line, (at.id, before.id), hint)
+
+
+#: Activations that clip logits below at 0: a ReLU as a classifier's last layer.
+_CLIPPERS = frozenset({"ReluBackward0", "ReluBackward1", "ThresholdBackward0"})
+
+
+def _clipped(graph: Graph, node: Node, before: Node) -> Finding:
+    """`cross_entropy` (its `log_softmax` at `node`) given logits a ReLU clipped at 0."""
+    at = _loss_node(graph, node)
+    message = (
+        f"`cross_entropy`{at_line(at.line)} is given logits that a ReLU clipped at 0 "
+        f"({node_ref(before)}{at_line(before.line)}): a score below 0 becomes 0 and passes "
+        "no gradient back, so the examples of that class cannot raise it again, and classes "
+        "can stop learning (no error)."
+    )
+    hint = (
+        "End the classifier with the last `nn.Linear`, not an activation: give "
+        "`cross_entropy` the raw scores."
     )
     return Finding("loss-input", "warning", message, at.file, at.line, (at.id, before.id), hint)
 

@@ -2886,3 +2886,23 @@ def test_an_ema_update_with_grad_tracking_is_a_growing_graph(tmp_path: Path, gua
         [f] = found
         assert f.message.startswith("2 parameters of `ema` carry an autograd graph")
         assert f.line == 14 and f.hint is not None and "torch.no_grad()" in f.hint
+
+
+@pytest.mark.parametrize("last", ["nn.ReLU()", "nn.Identity()"])
+def test_relu_on_the_logits_before_cross_entropy(tmp_path: Path, last: str) -> None:
+    """The quickstart tutorial once ended its classifier with `nn.ReLU()`: the classes whose
+    scores go negative get no gradient (the bias gradient of two of ten classes was exactly 0).
+    A classifier that ends in its last Linear is fine."""
+    found = _coded(
+        tmp_path,
+        "import torch\nfrom torch import nn\ntorch.manual_seed(0)\n"
+        f"model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3), {last})\n"
+        "loss = nn.CrossEntropyLoss()(model(torch.randn(6, 4)), torch.tensor([0, 1, 2, 0, 1, 2]))\n"
+        "loss.backward()\n",
+        "loss-input",
+    )
+    if last == "nn.ReLU()":
+        [f] = found
+        assert "is given logits that a ReLU clipped at 0" in f.message and f.line == 5
+    else:
+        assert found == []
