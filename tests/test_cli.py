@@ -401,3 +401,20 @@ def test_training_in_subprocesses_is_named_not_denied(tmp_path: Path, main: str)
     else:
         assert code != 0 and "made no backward call in its own process" in said
         assert "requires_grad" not in said
+
+
+def test_tree_and_explain_show_a_small_tensor_in_full(tmp_path: Path) -> None:
+    """The README promises a tensor of up to 16 elements in full: the tree and explain cut
+    one of 8 to 16 elements at 60 characters (`[-0.08026, ..., 0.06135,…`), whatever the
+    width. They wrap it over lines now; a picture's label still keeps to one short line."""
+    path = script(
+        tmp_path,
+        "import torch\nw = torch.linspace(-1.5, 1.5, 16).requires_grad_()\n"
+        "loss = (w * w / 2).sum()\nloss.backward()\n",  # its gradient is w itself
+    )
+    for command in ("tree", "explain"):
+        code, out, _ = gradviz(command, str(path), "-q")
+        assert code == 0
+        flat = " ".join(out.replace("│", " ").split())  # the tree's guides aside
+        assert "-1.5, -1.3, -1.1, -0.9, -0.7, -0.5, -0.3, -0.1, 0.1, 0.3, 0.5," in flat
+        assert "0.7, 0.9, 1.1, 1.3, 1.5]" in flat and "…" not in out

@@ -205,6 +205,11 @@ def _stats(s: TensorSummary, precision: int) -> list[str]:
     return parts
 
 
+#: Characters a text view (tree, explain), which wraps its lines, gives a tensor's data: all
+#: of a kept tensor's at most 16 elements at 4 digits (a picture's label keeps the default 60).
+TEXT_CHARS = 240
+
+
 def fmt_summary(s: TensorSummary | None, precision: int = 4, max_chars: int = 60) -> str:
     """One tensor on one line: its number, its data, or dtype, shape and statistics.
 

@@ -26,7 +26,7 @@ from rich.style import Style
 
 from graphviz_grad._gc import BIG_GRAPH, on_big_graphs, paused
 from graphviz_grad.model import Finding, Graph, Node, TensorSummary, has_nonfinite, location
-from graphviz_grad.render.format import fmt_summary, fmt_type
+from graphviz_grad.render.format import TEXT_CHARS, fmt_summary, fmt_type
 from graphviz_grad.render.marks import SEVERITY_MARK, node_marks
 
 #: Most levels of indentation, however wide the console.
@@ -116,15 +116,18 @@ def _node_parts(
     if kind:
         parts.append((kind, SHAPE))
     value, grad = _pick(node, output_nr)
-    parts.append(("value=" + clean(fmt_summary(value, precision)), PLAIN))
-    parts.append(("grad=" + clean(fmt_summary(grad, precision)), _grad_style(grad)))
+    parts.append(("value=" + clean(fmt_summary(value, precision, TEXT_CHARS)), PLAIN))
+    parts.append(("grad=" + clean(fmt_summary(grad, precision, TEXT_CHARS)), _grad_style(grad)))
     if node.checkpointed:
         parts.append(("[checkpointed]", ORDER))
     if node.hooked:  # `grad` is after the script's hook; the edges in carry it before
         parts.append(("[hook]", ORDER))
     if node.synced_grad is not None:  # DDP: `grad` is this rank's, this the all-reduced mean
         parts.append(
-            (".grad(all-reduced)=" + clean(fmt_summary(node.synced_grad, precision)), PLAIN)
+            (
+                ".grad(all-reduced)=" + clean(fmt_summary(node.synced_grad, precision, TEXT_CHARS)),
+                PLAIN,
+            )
         )
     return parts
 

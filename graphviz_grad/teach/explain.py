@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from graphviz_grad.model import Edge, Graph, Node, Saved, TensorSummary, location, plural
-from graphviz_grad.render.format import fmt_summary
+from graphviz_grad.render.format import TEXT_CHARS, fmt_summary
 from graphviz_grad.teach.formulas import Ctx, Formula, Local, formula, scalar, symbol
 from graphviz_grad.teach.sources import Annotations
 
@@ -132,7 +132,7 @@ class Explanation:
 
     # -- pieces ------------------------------------------------------------------------------
     def fmt(self, s: TensorSummary | None) -> str:
-        return fmt_summary(s, self.precision)
+        return fmt_summary(s, self.precision, TEXT_CHARS)
 
     def d(self, node: Node) -> str:
         return f"∂{self.root_name}/∂{symbol(node)}"
