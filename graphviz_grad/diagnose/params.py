@@ -480,13 +480,27 @@ def _free_tensors(
         )
         entry = None if feeds else leaf_cuts.get(id(t))
         cut = entry[1] if entry is not None and entry[0]() is t else None
+        # set to require grad after an op read it: that op may be noted as feeding from it
+        # (its record is completed at the next op), though it tracked nothing
+        late = None if cut is not None else _required_late(namespace, name)
         if cut is not None and cut.line is not None:
             file, line = cut.file, cut.line
             message, hint = _cut_only(name, gets, cut)
+        if late is not None:
+            file, line = namespace.get("__file__"), late[0]
+            message = (
+                f"`{name}` requires grad but the root does not depend on it, so {gets}: it was "
+                f"made to require grad at line {line}, after line {late[1]} had used it "
+                f"(`{late[2]}`), and the ops that ran before do not track it."
+            )
+            hint = (
+                f"Make `{name}` require grad before the forward pass: `{name}.requires_grad_()` "
+                f"before line {late[1]}."
+            )
         found.append(
             Finding(
                 "unused-param",
-                "warning" if feeds or cut is not None else "info",
+                "warning" if feeds or cut is not None or late is not None else "info",
                 message,
                 display_path(file) if file else None,
                 line,
@@ -494,6 +508,69 @@ def _free_tensors(
             )
         )
     return found
+
+
+def _required_late(namespace: Mapping[str, Any], name: str) -> tuple[int, int, str] | None:
+    """(the line that makes `name` require grad, an earlier line of the same function that
+    passed it to a call, that line's text), read from the script's source: FGSM's
+    `output = model(images)` then `images.requires_grad = True`. None if there is none."""
+    path = namespace.get("__file__")
+    if not isinstance(path, str):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for scope in [tree, *(n for n in ast.walk(tree) if isinstance(n, _FUNCTIONS))]:
+        own = list(_own_nodes(scope))
+        sets = [n.lineno for n in own if _sets_requires_grad(n, name)]
+        if not sets:
+            continue
+        line = min(sets)
+        uses = [
+            n.lineno
+            for n in own
+            if isinstance(n, ast.Call)
+            and n.lineno < line
+            and any(isinstance(a, ast.Name) and a.id == name for a in n.args)
+        ]
+        if uses:
+            return line, max(uses), source_line(path, max(uses))
+    return None
+
+
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _own_nodes(scope: ast.AST) -> Iterable[ast.AST]:
+    """The nodes of `scope` outside the functions it defines."""
+    stack = list(ast.iter_child_nodes(scope))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (*_FUNCTIONS, ast.Lambda, ast.ClassDef)):
+            continue
+        yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _sets_requires_grad(node: ast.AST, name: str) -> bool:
+    """`name.requires_grad = True` or `name.requires_grad_()`."""
+    if isinstance(node, ast.Assign):
+        return any(
+            isinstance(t, ast.Attribute)
+            and t.attr == "requires_grad"
+            and isinstance(t.value, ast.Name)
+            and t.value.id == name
+            for t in node.targets
+        )
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "requires_grad_"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == name
+    )
 
 
 def _cut_only(name: str, gets: str, cut: Any) -> tuple[str, str]:

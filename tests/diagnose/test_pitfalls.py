@@ -2906,3 +2906,32 @@ def test_relu_on_the_logits_before_cross_entropy(tmp_path: Path, last: str) -> N
         assert "is given logits that a ReLU clipped at 0" in f.message and f.line == 5
     else:
         assert found == []
+
+
+@pytest.mark.parametrize("early", [False, True])
+def test_requires_grad_set_after_the_forward_pass_is_named(tmp_path: Path, early: bool) -> None:
+    """FGSM's classic slip: `images.requires_grad = True` after `output = model(images)`. The
+    finding said to look for a `.detach()`, `.item()` or `no_grad` the script does not have, as
+    an info with no line; it now names both lines and the order to fix."""
+    forward = "output = model(images)\n"
+    make = "images.requires_grad = True\n"
+    script = tmp_path / "fgsm.py"
+    script.write_text(
+        "import torch\nfrom torch import nn\ntorch.manual_seed(0)\n"
+        "model = nn.Linear(4, 2)\n"
+        "images = torch.rand(3, 4)\n"
+        + (make + forward if early else forward + make)
+        + "loss = output.sum()\nloss.backward()\n",
+        encoding="utf-8",
+    )
+    found = [f for f in run(script).graph.findings if f.code == "unused-param"]
+    if early:
+        assert found == []
+    else:
+        [f] = found
+        assert (f.severity, f.line) == ("warning", 7)
+        assert "after line 6 had used it (`output = model(images)`)" in f.message
+        assert f.hint == (
+            "Make `images` require grad before the forward pass: `images.requires_grad_()` "
+            "before line 6."
+        )
