@@ -61,6 +61,8 @@ def loss_inputs(graph: Graph) -> list[Finding]:
                 axis = None if norm is None else _class_axis(graph, node, norm)
                 if norm is not None and axis is not None and _off_classes(norm, axis):
                     found.append(_over_batch(graph, node, norm, axis))
+        elif node.op in _REGRESSION:
+            found.extend(_moving_target(graph, node))
         elif node.op == "BinaryCrossEntropyWithLogitsBackward0":
             before = _producer(graph, node)
             if before is not None and before.op == "SigmoidBackward0":
@@ -257,6 +259,58 @@ def _clipped(graph: Graph, node: Node, before: Node) -> Finding:
         "`cross_entropy` the raw scores."
     )
     return Finding("loss-input", "warning", message, at.file, at.line, (at.id, before.id), hint)
+
+
+#: Regression losses, `(input, target)`: a target computed from the trained parameters moves.
+_REGRESSION = {
+    "MseLossBackward0": "mse_loss",
+    "SmoothL1LossBackward0": "smooth_l1_loss",
+    "HuberLossBackward0": "huber_loss",
+    "L1LossBackward0": "l1_loss",
+}
+
+
+def _leaves_of(graph: Graph, start: int) -> set[int]:
+    """The leaves the node `start` was computed from."""
+    seen, stack, found = {start}, [start], set()
+    while stack:
+        i = stack.pop()
+        if graph.nodes[i].kind == "leaf":
+            found.add(i)
+        for e in graph.inputs[i]:
+            if e.src not in seen:
+                seen.add(e.src)
+                stack.append(e.src)
+    return found
+
+
+def _moving_target(graph: Graph, node: Node) -> list[Finding]:
+    """[loss-input]: a regression loss whose target is computed from the very parameters the
+    prediction is (a DQN's bootstrap target `r + gamma * q_net(s2).max(1).values` outside
+    `torch.no_grad()`): the gradient pulls the target toward the prediction too."""
+    edges = {e.index: e.src for e in graph.inputs[node.id]}
+    if 0 not in edges or 1 not in edges:
+        return []
+    shared = _leaves_of(graph, edges[0]) & _leaves_of(graph, edges[1])
+    names = [graph.nodes[i].names[0] for i in sorted(shared) if graph.nodes[i].names]
+    if not names:
+        return []
+    loss = _REGRESSION[node.op or ""]
+    message = (
+        f"The target of `{loss}`{at_line(node.line)} is computed from the same parameters "
+        f"as the prediction ({', '.join(f'`{n}`' for n in names[:3])}"
+        f"{f' and {len(names) - 3} more' if len(names) > 3 else ''}): the gradient flows "
+        "through the target too and pulls it toward the prediction, so the target moves with "
+        "every step (no error)."
+    )
+    hint = (
+        "Compute the target under `torch.no_grad()` or `.detach()` it (a DQN's `r + gamma * "
+        "target_net(s2).max(1).values`); nothing to do if both sides are meant to learn (a "
+        "consistency loss)."
+    )
+    return [
+        Finding("loss-input", "warning", message, node.file, node.line, (node.id, edges[1]), hint)
+    ]
 
 
 def _nll(node: Node, before: Node, what: str, kind: str) -> Finding:

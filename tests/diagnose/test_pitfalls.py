@@ -2935,3 +2935,26 @@ def test_requires_grad_set_after_the_forward_pass_is_named(tmp_path: Path, early
             "Make `images` require grad before the forward pass: `images.requires_grad_()` "
             "before line 6."
         )
+
+
+@pytest.mark.parametrize("guard", ["", "with torch.no_grad():\n    "])
+def test_a_dqn_target_computed_with_grad_moves(tmp_path: Path, guard: str) -> None:
+    """A DQN's bootstrap target outside `torch.no_grad()`: the gradient flows through the
+    target too. Under `no_grad` (or from a target network) nothing is reported."""
+    found = _coded(
+        tmp_path,
+        "import torch\nfrom torch import nn\nimport torch.nn.functional as F\n"
+        "torch.manual_seed(0)\n"
+        "q_net = nn.Linear(4, 2)\n"
+        "s, s2, r = torch.randn(8, 4), torch.randn(8, 4), torch.randn(8)\n"
+        f"{guard}target = r + 0.9 * q_net(s2).max(1).values\n"
+        "loss = F.smooth_l1_loss(q_net(s).max(1).values, target)\n"
+        "loss.backward()\n",
+        "loss-input",
+    )
+    if guard:
+        assert found == []
+    else:
+        [f] = found
+        assert f.message.startswith("The target of `smooth_l1_loss` at line 8 is computed from")
+        assert f.hint is not None and "torch.no_grad()" in f.hint
