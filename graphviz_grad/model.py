@@ -541,6 +541,9 @@ class CallInfo:
     #: The call kept its graph to be differentiated again (`create_graph=True`): a later call's
     #: graph that holds this one is a higher derivative, not a graph left to grow.
     differentiable: bool = False
+    #: GradScaler's scale when the root is a scaled loss: its value and every gradient of the
+    #: call are that many times the true ones.
+    grad_scale: float | None = None
 
 
 def has_nonfinite(s: TensorSummary | None) -> bool:

@@ -685,6 +685,7 @@ class CallCapture:
             error=self.error,
             same_graph_as=self.same_graph_as,
             differentiable=self.differentiable,
+            grad_scale=self.grad_scale,
             root_name=next(iter(graph.nodes[graph.root].names), None),
             data_nan=_data_nan(graph) if has_nonfinite(graph.nodes[graph.root].value) else 0,
         )
@@ -723,6 +724,7 @@ class CallCapture:
             error=self.error,
             same_graph_as=self.same_graph_as,
             differentiable=self.differentiable,
+            grad_scale=self.grad_scale,
             root_name=next(iter(root_names), None),
             data_nan=self._data_nan() if has_nonfinite(root_value) else 0,
         )

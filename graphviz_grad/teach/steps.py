@@ -398,6 +398,23 @@ class StepsTable:
             else:
                 tail = "so the gradients of these calls add up (fine for micro-batches)."
             out.append(f"note: {who} {was} not zero when call(s) {shown} began, {tail}")
+        scaled = [c for c in self.calls if c.grad_scale is not None]
+        if scaled:
+            low = min(c.grad_scale or 0.0 for c in scaled)
+            high = max(c.grad_scale or 0.0 for c in scaled)
+            shown = f"x{low:g}" if low == high else f"x{low:g} to x{high:g}"
+            numbers = [c.number for c in scaled]
+            if len(scaled) == len(self.calls):
+                which = "every call"
+            elif numbers == list(range(numbers[0], numbers[-1] + 1)):
+                which = f"calls {numbers[0]:,} to {numbers[-1]:,}"
+            else:
+                which = f"{len(scaled):,} calls"
+            out.append(
+                f"note: in {which} the loss was scaled by GradScaler ({shown}): the loss and "
+                "the gradients shown are that many times the true ones (`scaler.step` divides "
+                "the gradients back)."
+            )
         return out
 
 

@@ -77,3 +77,30 @@ def test_doctor_still_calls_an_inf_loss_under_a_scaler_an_error(tmp_path: Path) 
     result = CliRunner().invoke(app, ["doctor", str(script)])
     assert result.exit_code == 10, result.output
     assert "forward-nonfinite" in result.output and "PowBackward0" in result.output
+
+
+def test_steps_says_which_calls_are_scaled(tmp_path: Path) -> None:
+    """The AMP recipe trains 8 steps plain, then with GradScaler: the steps table's loss went
+    from 1.0 to 6.7e+04 with nothing said, and read as an explosion. It now says which calls
+    are scaled and by how much."""
+    script = tmp_path / "amp.py"
+    script.write_text(
+        "import torch\nfrom torch import nn\ntorch.manual_seed(0)\n"
+        "model = nn.Linear(4, 1)\nopt = torch.optim.SGD(model.parameters(), lr=0.01)\n"
+        "scaler = torch.amp.GradScaler('cpu', init_scale=1024.0)\n"
+        "x, y = torch.randn(8, 4), torch.randn(8, 1)\n"
+        "for step in range(4):\n"
+        "    opt.zero_grad()\n"
+        "    loss = (model(x) - y).pow(2).mean()\n"
+        "    if step < 2:\n"
+        "        loss.backward()\n"
+        "        opt.step()\n"
+        "    else:\n"
+        "        scaler.scale(loss).backward()\n"
+        "        scaler.step(opt)\n"
+        "        scaler.update()\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["steps", str(script), "-q"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.stderr
+    assert "note: in calls 3 to 4 the loss was scaled by GradScaler (x1024)" in result.stdout
