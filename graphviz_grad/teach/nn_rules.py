@@ -408,6 +408,67 @@ def _layer_norm(c: Ctx) -> Formula:
     )
 
 
+def _batch_norm(c: Ctx) -> Formula:
+    """BatchNorm: per channel over the batch (and positions) when training, else with the
+    running statistics, which make it an affine map with no mean to pass the gradient through."""
+    x, w, b, g = c.s(0), c.s(1), c.s(2), c.grad_name
+    eps = c.param("eps")
+    if c.param("training", "True") == "False":  # model.eval(): the running statistics
+        return Formula(
+            f"batch_norm({x}) = x̂·{w} + {b}, x̂ = ({x} - running_mean) / √(running_var + {eps})",
+            None,
+            chains=(
+                Chain(0, f"{g} ⊙ {w} / √(running_var + {eps})", c.shape(0)),
+                Chain(1, f"{g} ⊙ x̂ summed over the batch and positions", c.shape(1)),
+                Chain(2, f"{g} summed over the batch and positions", c.shape(2)),
+            ),
+            note="in eval mode (`model.eval()`): the running statistics are constants",
+        )
+    return Formula(
+        f"batch_norm({x}) = x̂·{w} + {b}, x̂ = ({x} - mean) / σ, mean and σ = √(var + {eps}) "
+        "per channel over the batch and positions",
+        None,
+        chains=(
+            Chain(0, f"(ĝ - mean(ĝ) - x̂ ⊙ mean(ĝ ⊙ x̂)) / σ, with ĝ = {g} ⊙ {w}", c.shape(0)),
+            Chain(1, f"{g} ⊙ x̂ summed over the batch and positions", c.shape(1)),
+            Chain(2, f"{g} summed over the batch and positions", c.shape(2)),
+        ),
+        note="the means run over the batch: each example's gradient depends on the others",
+    )
+
+
+def _max_pool(c: Ctx) -> Formula:
+    a, g = c.s(0), c.grad_name
+    size, stride = c.param("kernel_size"), c.param("stride")
+    return Formula(
+        f"max_pool({a}, kernel_size={size}, stride={stride}): the largest value of each window",
+        None,
+        chains=(
+            Chain(
+                0,
+                f"zeros {c.shape(0)} with each element of {g} put where its window's maximum "
+                "was (the saved indices)",
+                f"{c.shape(0)} ← {c.out_shape()}",
+            ),
+        ),
+    )
+
+
+def _avg_pool(c: Ctx) -> Formula:
+    a, g = c.s(0), c.grad_name
+    return Formula(
+        f"avg_pool({a}): the mean of each window",
+        None,
+        chains=(
+            Chain(
+                0,
+                f"each element of {g} shared out evenly over its window",
+                f"{c.shape(0)} ← {c.out_shape()}",
+            ),
+        ),
+    )
+
+
 def _convolution(c: Ctx) -> Formula:
     # `bias=False`: no bias at all (saved sizes `(0,)`), not a constant tensor
     biased = 2 in c.edge_slots or c.param("bias_sym_sizes_opt", "?") not in ("None", "(0,)", "[0]")
@@ -488,5 +549,13 @@ NN_RULES: dict[str, Callable[[Ctx], Formula]] = {
     ),
     "RepeatBackward0": _chain_only("{a}.repeat{repeats}", "{g} summed over the repeats"),
     "NativeLayerNormBackward0": _layer_norm,
+    "NativeBatchNormBackward0": _batch_norm,
+    "CudnnBatchNormBackward0": _batch_norm,
+    "MaxPool2DWithIndicesBackward0": _max_pool,
+    "MaxPool1DWithIndicesBackward0": _max_pool,
+    "MaxPool3DWithIndicesBackward0": _max_pool,
+    "AvgPool2DBackward0": _avg_pool,
+    "AvgPool1DBackward0": _avg_pool,
+    "AdaptiveAvgPool2DBackward0": _avg_pool,
     "ConvolutionBackward0": _convolution,
 }

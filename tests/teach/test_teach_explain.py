@@ -296,3 +296,24 @@ def test_a_conv_without_bias_has_none_not_a_constant(tmp_path: Path) -> None:
     )
     assert "= conv(x, conv.weight, None, stride=(1, 1)" in out
     assert "does not require grad" not in out.split("conv.weight, None")[1].split("upstream")[0]
+
+
+def test_a_cnn_layers_have_their_rules(tmp_path: Path) -> None:
+    """BatchNorm and max pooling, in most CNN tutorials, had no formula. BatchNorm in eval mode
+    is an affine map of the running statistics: a different rule, which says so."""
+    out = _explained(
+        tmp_path,
+        "cnn.py",
+        "import torch\nfrom torch import nn\ntorch.manual_seed(0)\n"
+        "net = nn.Sequential(nn.Conv2d(1, 2, 3, bias=False), nn.BatchNorm2d(2), nn.ReLU(),\n"
+        "                    nn.MaxPool2d(2), nn.Flatten(), nn.Linear(18, 1))\n"
+        "x = torch.randn(4, 1, 8, 8)\n"
+        "net(x).sum().backward()\n"
+        "net.eval()\n"
+        "loss = net(x).sum()\n"
+        "loss.backward()\n",
+    )
+    for op in ("NativeBatchNormBackward0", "MaxPool2DWithIndicesBackward0"):
+        assert f"· {op} ·" in out and f"no formula for {op}" not in out
+    assert "put where its window's maximum was" in out
+    assert "√(running_var + 1e-05)" in out and "in eval mode (`model.eval()`)" in out
