@@ -387,6 +387,19 @@ def _module_finding(
             f"the forward pass, but the root does not depend on {them}."
         )
         hint = "Use them in forward (a layer defined but never applied?), or freeze them."
+        idle = _idle_owners(name, module, names, called)
+        if idle and not every:
+            message = (
+                f"{count} of `{name}` ({kind}) {get} no gradient: {listing(names)}. "
+                f"{'Its module' if len(idle) == 1 else 'Their modules'} ({listing(idle, 3)}) "
+                "never ran, though a module that holds them did: a module applied only "
+                "sometimes (an expert no token was routed to), or one defined and never applied."
+            )
+            hint = (
+                "An expert the router never picks gets no gradient: balance the routing (an "
+                "auxiliary load-balancing loss, a capacity per expert). A layer defined and "
+                "never applied: use it in forward, or remove it."
+            )
         if every:
             hint = (
                 f"Make the loss depend on `{name}`'s output: a `.detach()`, `.item()` or "
@@ -400,6 +413,31 @@ def _module_finding(
     )
     hint = "Nothing to do if it is only a template; otherwise call it in the forward pass."
     return Finding("unused-param", "info", message, None, None, (), hint)
+
+
+def _idle_owners(name: str, module: torch.nn.Module, names: list[str], called: Any) -> list[str]:
+    """The modules that own `names` (`model.experts.2` for `model.experts.2.weight`), when
+    none of them ever ran (a ModuleDict's or ModuleList's member a router never picked); else
+    empty."""
+    owners: dict[str, Any] = {}
+    containers = (torch.nn.ModuleList, torch.nn.ModuleDict)
+    for full in names:
+        path = full[len(name) + 1 :].rpartition(".")[0] if full.startswith(name + ".") else ""
+        try:
+            parts = path.split(".") if path else []
+            # up to the outermost module that never ran (`experts.2`, not its `experts.2.0`)
+            while len(parts) > 1:
+                parent = module.get_submodule(".".join(parts[:-1]))
+                if parent in called or isinstance(parent, containers):
+                    break
+                parts = parts[:-1]
+            path = ".".join(parts)
+            owners.setdefault(f"{name}.{path}" if path else name, module.get_submodule(path))
+        except AttributeError:
+            return []
+    if any(sub in called for sub in owners.values()):
+        return []
+    return list(owners)
 
 
 def _own_loss(

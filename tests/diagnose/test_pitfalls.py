@@ -2958,3 +2958,30 @@ def test_a_dqn_target_computed_with_grad_moves(tmp_path: Path, guard: str) -> No
         [f] = found
         assert f.message.startswith("The target of `smooth_l1_loss` at line 8 is computed from")
         assert f.hint is not None and "torch.no_grad()" in f.hint
+
+
+def test_experts_no_token_reaches_are_named_as_such(tmp_path: Path) -> None:
+    """A mixture of experts whose router never picks two experts: they get no gradient, which
+    is true, but "a layer defined but never applied?" and "freeze them" were the wrong advice
+    for layers applied conditionally. The finding names the experts that never ran."""
+    found = _coded(
+        tmp_path,
+        "import torch\nfrom torch import nn\ntorch.manual_seed(0)\n"
+        "class MoE(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        expert = lambda: nn.Sequential(nn.Linear(4, 4), nn.ReLU())\n"
+        "        self.experts = nn.ModuleList(expert() for _ in range(3))\n"
+        "    def forward(self, x):\n"
+        "        return self.experts[0](x)\n"  # the router always picks expert 0
+        "model = MoE()\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "for _ in range(3):\n"
+        "    opt.zero_grad()\n"
+        "    model(torch.randn(2, 4)).sum().backward()\n"
+        "    opt.step()\n",
+        "unused-param",
+    )
+    [f] = [f for f in found if f.severity == "warning"]
+    assert "Their modules (`model.experts.1` and `model.experts.2`) never ran" in f.message
+    assert f.hint is not None and "balance the routing" in f.hint
