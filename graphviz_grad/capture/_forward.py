@@ -784,7 +784,7 @@ class ForwardRecorder(TorchDispatchMode):
         are recorded on it too, not left to `adopt`, which knows neither."""
         base = getattr(out, "_base", None)
         node: Any = None if base is None else base.grad_fn
-        if node is None or node.metadata.get(META_KEY) is not None:
+        if base is None or node is None or node.metadata.get(META_KEY) is not None:
             return
         record = self._new_record(func, args, where, module, before)
         node.metadata[META_KEY] = record

@@ -46,7 +46,7 @@ class Subprocesses:
 
         start.__wrapped__ = original  # type: ignore[attr-defined]
         start.__doc__ = original.__doc__
-        process.BaseProcess.start = start  # type: ignore[method-assign]
+        process.BaseProcess.start = start  # type: ignore[method-assign,assignment]
 
     def remove(self) -> None:
         if self._saved is None:

@@ -368,7 +368,7 @@ def _custom_forward() -> str | None:
     `Function.apply`."""
     frame = USER_FRAMES.find(sys._getframe(2))
     back = frame.f_back if frame is not None else None
-    if back is None or back.f_code.co_filename != _FUNCTION_PY:
+    if frame is None or back is None or back.f_code.co_filename != _FUNCTION_PY:
         return None
     return str(getattr(frame.f_code, "co_qualname", frame.f_code.co_name))
 

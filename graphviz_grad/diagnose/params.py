@@ -562,7 +562,7 @@ def _required_late(namespace: Mapping[str, Any], name: str) -> tuple[int, int, s
         return None
     for scope in [tree, *(n for n in ast.walk(tree) if isinstance(n, _FUNCTIONS))]:
         own = list(_own_nodes(scope))
-        sets = [n.lineno for n in own if _sets_requires_grad(n, name)]
+        sets = [getattr(n, "lineno", 0) for n in own if _sets_requires_grad(n, name)]
         if not sets:
             continue
         line = min(sets)
@@ -742,7 +742,7 @@ def parameters_with_graph(namespace: Mapping[str, Any]) -> list[Finding]:
         carry = "carries" if len(hit) == 1 else "carry"
         message = (
             f"{count} of `{name}` {carry} an autograd graph ({names}"
-            f"; `{name}.{pname}` holds {len(nodes):,} nodes, from {p.grad_fn.name()}"
+            f"; `{name}.{pname}` holds {len(nodes):,} nodes, from {type(p.grad_fn).__name__}"
             f"{at_line(line)}): an in-place update ran with grad tracking on, so each parameter is "
             "no longer a leaf but part of the graph of what it was updated from, and the graph "
             "grows at every update."

@@ -403,11 +403,11 @@ class StepsTable:
             low = min(c.grad_scale or 0.0 for c in scaled)
             high = max(c.grad_scale or 0.0 for c in scaled)
             shown = f"x{low:g}" if low == high else f"x{low:g} to x{high:g}"
-            numbers = [c.number for c in scaled]
+            ran = [c.number for c in scaled]
             if len(scaled) == len(self.calls):
                 which = "every call"
-            elif numbers == list(range(numbers[0], numbers[-1] + 1)):
-                which = f"calls {numbers[0]:,} to {numbers[-1]:,}"
+            elif ran == list(range(ran[0], ran[-1] + 1)):
+                which = f"calls {ran[0]:,} to {ran[-1]:,}"
             else:
                 which = f"{len(scaled):,} calls"
             out.append(
