@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import weakref
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, cast
@@ -37,6 +36,7 @@ from ..model import (
 )
 from ._deferred import Deferred, deferrable
 from ._forward import LateConstant, OpRecord, op_record
+from ._weak import keep_while_alive
 from .functions import saved_tensors
 from .naming import Names
 from .summary import (
@@ -160,24 +160,13 @@ class Serials:
 
     def of(self, t: Any) -> int:
         """`t`'s number (0 for an object that cannot be weakly referenced)."""
-        key = id(t)
-        found = self._by_id.get(key)
+        found = self._by_id.get(id(t))
         if found is not None and found[0]() is t:
             return found[1]
-        by_id = self._by_id
-
-        def forget(ref: Any, key: int = key) -> None:
-            entry = by_id.get(key)
-            if entry is not None and entry[0] is ref:
-                del by_id[key]
-
-        try:
-            ref = weakref.ref(t, forget)
-        except TypeError:
+        if not keep_while_alive(self._by_id, id(t), t, self._next):
             return 0
-        number, self._next = self._next, self._next + 1
-        by_id[key] = (ref, number)
-        return number
+        self._next += 1
+        return self._next - 1
 
 
 class CallCapture:

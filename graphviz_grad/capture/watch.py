@@ -42,6 +42,7 @@ import torch
 from ..model import rebinding_update
 from . import clips, masks
 from ._forward import _TORCH_DIR, USER_FRAMES, aten_name, op_record, per_op
+from ._weak import keep_while_alive
 from .compiled import compiling
 from .hook_ids import private_hook_ids
 
@@ -700,21 +701,9 @@ class Watch:
 
     def _mark(self, out: Any, cut: Cut) -> None:
         """Note that the tensors of `out` are constants cut from the graph by `cut`."""
-        marked = self._marked
         for t in _outputs(out):
-            key = id(t)
-
-            def forget(ref: Any, key: int = key) -> None:
-                entry = marked.get(key)
-                if entry is not None and entry[0] is ref:
-                    del marked[key]
-
-            try:
-                ref = weakref.ref(t, forget)
-            except TypeError:  # a tensor subclass that cannot be weakly referenced
-                continue
-            marked[key] = (ref, cut)
-            if cut.kind == "detach":
+            # a tensor subclass that cannot be weakly referenced is not marked
+            if keep_while_alive(self._marked, id(t), t, cut) and cut.kind == "detach":
                 self._note_data(t, cut)
 
     def _note_data(self, t: Any, cut: Cut) -> None:
@@ -724,14 +713,7 @@ class Watch:
             return
         if not ptr:
             return
-        by_data = self._by_data
-
-        def forget(ref: Any) -> None:
-            entry = by_data.get(ptr)
-            if entry is not None and entry[0] is ref:
-                del by_data[ptr]
-
-        by_data[ptr] = (weakref.ref(t, forget), cut)
+        keep_while_alive(self._by_data, ptr, t, cut)
 
     def cut_of(self, t: Any) -> Cut | None:
         """The cut that made `t` a constant, if one did (`_mark`)."""

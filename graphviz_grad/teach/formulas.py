@@ -422,17 +422,27 @@ def _dot(c: Ctx) -> Formula:
     )
 
 
-def _addmm(c: Ctx) -> Formula:
-    bias, a, b, g, y = c.s(0), c.s(1), c.s(2), c.grad_name, c.out_shape()
-    return Formula(
-        f"{bias} + {a} @ {b}",
-        None,
-        chains=(
-            Chain(0, f"{g} summed over the rows broadcast from {bias}", c.shape(0)),
-            Chain(1, f"{g} @ {b}ᵀ", f"{c.shape(1)} = {y} @ {_t_shape(c.shape(2))}"),
-            Chain(2, f"{a}ᵀ @ {g}", f"{c.shape(2)} = {_t_shape(c.shape(1))} @ {y}"),
-        ),
-    )
+def _add_matmul(batched: bool) -> Callable[[Ctx], Formula]:
+    """`beta·input + alpha·(a @ b)`: `addmm` (`F.linear` with a bias), `baddbmm` (attention's
+    masked scores) when `batched`."""
+
+    def build(c: Ctx) -> Formula:
+        alpha, beta = c.param("alpha", "1"), c.param("beta", "1")
+        sa = "" if alpha in ("1", "1.0") else f"{alpha}·"
+        sb = "" if beta in ("1", "1.0") else f"{beta}·"
+        bias, a, b, g, y = c.s(0), c.s(1), c.s(2), c.grad_name, c.out_shape()
+        over = "dimensions" if batched else "rows"
+        return Formula(
+            f"{sb}{bias} + {sa}{a} @ {b}{' (batched)' if batched else ''}",
+            None,
+            chains=(
+                Chain(0, f"{sb}{g} summed over the {over} broadcast from {bias}", c.shape(0)),
+                Chain(1, f"{sa}{g} @ {b}ᵀ", f"{c.shape(1)} = {y} @ {_t_shape(c.shape(2))}"),
+                Chain(2, f"{sa}{a}ᵀ @ {g}", f"{c.shape(2)} = {_t_shape(c.shape(1))} @ {y}"),
+            ),
+        )
+
+    return build
 
 
 def _bmm(c: Ctx) -> Formula:
@@ -443,23 +453,6 @@ def _bmm(c: Ctx) -> Formula:
         chains=(
             Chain(0, f"{g} @ {b}ᵀ", f"{c.shape(0)} = {y} @ {_t_shape(c.shape(1))}"),
             Chain(1, f"{a}ᵀ @ {g}", f"{c.shape(1)} = {_t_shape(c.shape(0))} @ {y}"),
-        ),
-    )
-
-
-def _baddbmm(c: Ctx) -> Formula:
-    """beta·input + alpha·(batch1 @ batch2): attention's masked scores."""
-    alpha, beta = c.param("alpha", "1"), c.param("beta", "1")
-    sa = "" if alpha in ("1", "1.0") else f"{alpha}·"
-    sb = "" if beta in ("1", "1.0") else f"{beta}·"
-    bias, a, b, g, y = c.s(0), c.s(1), c.s(2), c.grad_name, c.out_shape()
-    return Formula(
-        f"{sb}{bias} + {sa}{a} @ {b} (batched)",
-        None,
-        chains=(
-            Chain(0, f"{sb}{g} summed over the dimensions broadcast from {bias}", c.shape(0)),
-            Chain(1, f"{sa}{g} @ {b}ᵀ", f"{c.shape(1)} = {y} @ {_t_shape(c.shape(2))}"),
-            Chain(2, f"{sa}{a}ᵀ @ {g}", f"{c.shape(2)} = {_t_shape(c.shape(1))} @ {y}"),
         ),
     )
 
@@ -643,8 +636,8 @@ RULES: dict[str, Callable[[Ctx], Formula]] = {
     "MvBackward0": _mv,
     "DotBackward0": _dot,
     "BmmBackward0": _bmm,
-    "AddmmBackward0": _addmm,
-    "BaddbmmBackward0": _baddbmm,
+    "AddmmBackward0": _add_matmul(batched=False),
+    "BaddbmmBackward0": _add_matmul(batched=True),
     "LogsumexpBackward0": _logsumexp,
     "TBackward0": _shape_op("{a}ᵀ", "({g})ᵀ"),
     "TransposeBackward0": _shape_op(

@@ -394,17 +394,25 @@ def _chain_only(fwd: str, rule: str) -> Callable[[Ctx], Formula]:
 
 
 # -- layers ----------------------------------------------------------------------------------
+def _norm_chains(c: Ctx, over: str, dx: str | None = None) -> tuple[Chain, ...]:
+    """The gradients of a normalisation `x̂·w + b` (layer or batch norm): of its input (`dx`,
+    by default through the statistics it normalised with), its weight and its bias, each
+    summed `over` the dimensions the weight is shared across."""
+    w, g = c.s(1), c.grad_name
+    return (
+        Chain(0, dx or f"(ĝ - mean(ĝ) - x̂ ⊙ mean(ĝ ⊙ x̂)) / σ, with ĝ = {g} ⊙ {w}", c.shape(0)),
+        Chain(1, f"{g} ⊙ x̂ summed over {over}", c.shape(1)),
+        Chain(2, f"{g} summed over {over}", c.shape(2)),
+    )
+
+
 def _layer_norm(c: Ctx) -> Formula:
-    x, w, b, g = c.s(0), c.s(1), c.s(2), c.grad_name
+    x, w, b = c.s(0), c.s(1), c.s(2)
     dims = c.param("normalized_shape")
     return Formula(
         f"layer_norm({x}) = x̂·{w} + {b}, x̂ = ({x} - mean) / σ over the last dims {dims}",
         None,
-        chains=(
-            Chain(0, f"(ĝ - mean(ĝ) - x̂ ⊙ mean(ĝ ⊙ x̂)) / σ, with ĝ = {g} ⊙ {w}", c.shape(0)),
-            Chain(1, f"{g} ⊙ x̂ summed over the other dims", c.shape(1)),
-            Chain(2, f"{g} summed over the other dims", c.shape(2)),
-        ),
+        chains=_norm_chains(c, "the other dims"),
     )
 
 
@@ -412,27 +420,19 @@ def _batch_norm(c: Ctx) -> Formula:
     """BatchNorm: per channel over the batch (and positions) when training, else with the
     running statistics, which make it an affine map with no mean to pass the gradient through."""
     x, w, b, g = c.s(0), c.s(1), c.s(2), c.grad_name
-    eps = c.param("eps")
+    eps, over = c.param("eps"), "the batch and positions"
     if c.param("training", "True") == "False":  # model.eval(): the running statistics
         return Formula(
             f"batch_norm({x}) = x̂·{w} + {b}, x̂ = ({x} - running_mean) / √(running_var + {eps})",
             None,
-            chains=(
-                Chain(0, f"{g} ⊙ {w} / √(running_var + {eps})", c.shape(0)),
-                Chain(1, f"{g} ⊙ x̂ summed over the batch and positions", c.shape(1)),
-                Chain(2, f"{g} summed over the batch and positions", c.shape(2)),
-            ),
+            chains=_norm_chains(c, over, f"{g} ⊙ {w} / √(running_var + {eps})"),
             note="in eval mode (`model.eval()`): the running statistics are constants",
         )
     return Formula(
         f"batch_norm({x}) = x̂·{w} + {b}, x̂ = ({x} - mean) / σ, mean and σ = √(var + {eps}) "
         "per channel over the batch and positions",
         None,
-        chains=(
-            Chain(0, f"(ĝ - mean(ĝ) - x̂ ⊙ mean(ĝ ⊙ x̂)) / σ, with ĝ = {g} ⊙ {w}", c.shape(0)),
-            Chain(1, f"{g} ⊙ x̂ summed over the batch and positions", c.shape(1)),
-            Chain(2, f"{g} summed over the batch and positions", c.shape(2)),
-        ),
+        chains=_norm_chains(c, over),
         note="the means run over the batch: each example's gradient depends on the others",
     )
 
