@@ -104,7 +104,9 @@ class Ctx:
         if self.placeholder is None:
             named = {symbol(self.graph.nodes[e.src]) for e in self.graph.inputs[self.node.id]}
             named.update(name for _, name in self.node.operands if name)
-            self.placeholder = "const" if "c" in named else "c"
+            # `model.c` reads as c too (the polynomial tutorial's `self.c * x ** 2`)
+            clash = any(n == "c" or n.endswith(".c") for n in named if n)
+            self.placeholder = "const" if clash else "c"
         return self.placeholder
 
     def v(self, k: int) -> float | None:

@@ -317,3 +317,23 @@ def test_a_cnn_layers_have_their_rules(tmp_path: Path) -> None:
         assert f"· {op} ·" in out and f"no formula for {op}" not in out
     assert "put where its window's maximum was" in out
     assert "√(running_var + 1e-05)" in out and "in eval mode (`model.eval()`)" in out
+
+
+def test_a_parameter_named_c_keeps_the_placeholder_apart(tmp_path: Path) -> None:
+    """The polynomial tutorial's `self.c * x ** 2`: explain wrote `model.c · c`, where the
+    second c was the constant `x ** 2`. With a `model.c` around, the placeholder is `const`."""
+    out = _explained(
+        tmp_path,
+        "poly.py",
+        "import torch\n"
+        "class Poly(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.c = torch.nn.Parameter(torch.tensor(0.25))\n"
+        "    def forward(self, x):\n"
+        "        return self.c * x ** 2\n"
+        "model = Poly()\n"
+        "loss = model(torch.linspace(-1, 1, 5)).sum()\n"
+        "loss.backward()\n",
+    )
+    assert "= model.c · const =" in out and "model.c · c " not in out
