@@ -289,11 +289,11 @@ class Explanation:
         return [("local", " = ".join(pieces)), ("chain", chain)]
 
     # -- rendering ---------------------------------------------------------------------------
-    def renderables(self) -> list[Text | Table]:
-        out: list[Text | Table] = [Text(line) for line in self.intro()]
+    def renderables(self) -> list[Text | Table | Hanging]:
+        out: list[Text | Table | Hanging] = [Text(line) for line in self.intro()]
         for step in self.steps():
             out.append(Text(""))
-            out.append(Text(step.title, style="bold"))
+            out.append(Hanging(Text(step.title, style="bold")))
             grid = Table.grid(padding=(0, 1))
             grid.add_column(width=10, style="dim", no_wrap=True)
             grid.add_column(overflow="fold")
@@ -312,6 +312,19 @@ class Explanation:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield Group(*self.renderables())
+
+
+class Hanging:
+    """A text whose wrapped lines after the first are indented: a step's title, whose quoted
+    source line would otherwise go on at column 0, as if a new line of the report began."""
+
+    def __init__(self, text: Text, indent: int = 4) -> None:
+        self.text, self.indent = text, indent
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = max(options.max_width - self.indent, 20)
+        for i, line in enumerate(self.text.wrap(console, width)):
+            yield Text(" " * self.indent) + line if i else line
 
 
 #: What an unnamed `c` in a formula is: Python numbers are written as numbers, so a `c` is a

@@ -337,3 +337,22 @@ def test_a_parameter_named_c_keeps_the_placeholder_apart(tmp_path: Path) -> None
         "loss.backward()\n",
     )
     assert "= model.c · const =" in out and "model.c · c " not in out
+
+
+def test_a_wrapped_step_title_goes_on_indented(tmp_path: Path) -> None:
+    """At 80 columns a step's title broke inside its quoted source line and went on at column
+    0 (`step 3 · pred · ReluBackward0 · quickstart.py:40: logits =` / `self.linear_relu_stack(x)`),
+    reading as a new line of the report. The rest of the title is indented now."""
+    script = tmp_path / "wide.py"
+    script.write_text(
+        "import torch\nw = torch.tensor([1.0, 2.0], requires_grad=True)\n"
+        "a_rather_long_name_for_the_loss = (w * w).sum() * 3.0 + w.sum() * 2.0 + 1.0\n"
+        "a_rather_long_name_for_the_loss.backward()\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["explain", str(script), "-q"], env={"COLUMNS": "60"})
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("step 1 "))
+    assert len(lines[first]) <= 60 and lines[first + 1].startswith("    ")
+    assert not lines[first + 1].startswith("     ")  # four spaces, then the source goes on
