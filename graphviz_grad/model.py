@@ -544,6 +544,9 @@ class CallInfo:
     #: GradScaler's scale when the root is a scaled loss: its value and every gradient of the
     #: call are that many times the true ones.
     grad_scale: float | None = None
+    #: The file of torch's own code that made the call for the script (`gradcheck`,
+    #: `autograd.functional.hessian`), relative to torch's folder; None for the script's own.
+    via: str | None = None
 
 
 def has_nonfinite(s: TensorSummary | None) -> bool:

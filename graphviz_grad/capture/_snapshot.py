@@ -234,6 +234,8 @@ class CallCapture:
         self.differentiable = False
         #: Numbers the leaf tensors (`LeafStep.tensor`); the recorder gives its own.
         self.serials = Serials()
+        #: torch's own file that made the call for the script (`CallInfo.via`), if one did.
+        self.via: str | None = None
         #: The call ran in a thread other than the one recording the forward pass.
         self.other_thread = False
         self.reduced: dict[int, Any] = {}
@@ -675,6 +677,7 @@ class CallCapture:
             same_graph_as=self.same_graph_as,
             differentiable=self.differentiable,
             grad_scale=self.grad_scale,
+            via=self.via,
             root_name=next(iter(graph.nodes[graph.root].names), None),
             data_nan=_data_nan(graph) if has_nonfinite(graph.nodes[graph.root].value) else 0,
         )
@@ -714,6 +717,7 @@ class CallCapture:
             same_graph_as=self.same_graph_as,
             differentiable=self.differentiable,
             grad_scale=self.grad_scale,
+            via=self.via,
             root_name=next(iter(root_names), None),
             data_nan=self._data_nan() if has_nonfinite(root_value) else 0,
         )

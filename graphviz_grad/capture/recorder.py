@@ -28,7 +28,7 @@ from torch.optim.optimizer import (
 from .._gc import Settled
 from ..errors import CallError, RootError
 from ..model import CallInfo, Graph
-from ._forward import USER_FRAMES, ForwardRecorder, ModuleStack
+from ._forward import _TORCH_DIR, USER_FRAMES, ForwardRecorder, ModuleStack
 from ._snapshot import CallCapture, Serials, gradient_edge
 from .amp import ScalerCalls, root_scale
 from .compiled import (
@@ -342,12 +342,14 @@ class Recorder:
             self.no_graph = self.watch.why_no_graph(_as_list(tensors))
             return original(*args, **kwargs)
         frame = USER_FRAMES.find(sys._getframe(2))
+        via = _made_by_torch(sys._getframe(2))
         number = len(self.calls) + 1
         self._settled.freeze()
         self.watch.note_call(kind, args, kwargs)
         self.watch.note_frames(frame)
         create_graph = _create_graph(kind, args, kwargs)
         capture = self._begin(roots, number, kind, frame, args, kwargs, create_graph)
+        capture.via = via
         self._mode.paused += 0 if create_graph else 1
         try:
             with contextlib.nullcontext() if create_graph else self._mode.off():
@@ -705,3 +707,18 @@ def _as_list(tensors: Any) -> list[Any]:
     if isinstance(tensors, (list, tuple)):
         return list(tensors)
     return [tensors] if tensors is not None else []
+
+
+#: torch's own files a backward call passes through on its way from the script.
+_PASSING = ("_tensor.py", os.path.join("autograd", "__init__.py"))
+
+
+def _made_by_torch(frame: Any) -> str | None:
+    """The file of torch's own code that made a backward call (`autograd/gradcheck.py`),
+    relative to torch's folder, past `Tensor.backward` itself; None when the script made it."""
+    while frame is not None and frame.f_code.co_filename.startswith(_TORCH_DIR):
+        name = frame.f_code.co_filename[len(_TORCH_DIR) :]
+        if name not in _PASSING:
+            return name
+        frame = frame.f_back
+    return None

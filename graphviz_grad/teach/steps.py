@@ -398,6 +398,18 @@ class StepsTable:
             else:
                 tail = "so the gradients of these calls add up (fine for micro-batches)."
             out.append(f"note: {who} {was} not zero when call(s) {shown} began, {tail}")
+        inside = [c for c in self.calls if c.via is not None]
+        if inside:
+            files = list(dict.fromkeys(c.via for c in inside if c.via))
+            lines = sorted({c.line for c in inside if c.line})
+            shown = ", ".join(str(n) for n in lines[:5]) + (", …" if len(lines) > 5 else "")
+            line_s = "lines" if len(lines) > 1 else "line"
+            at = f", for the script's {line_s} {shown}" if lines else ""
+            out.append(
+                f"note: {len(inside):,} of the {len(self.calls):,} calls were made inside "
+                f"torch's own code ({', '.join(f'torch/{f}' for f in files[:3])}){at}, not by "
+                "the script's own backward calls."
+            )
         scaled = [c for c in self.calls if c.grad_scale is not None]
         if scaled:
             low = min(c.grad_scale or 0.0 for c in scaled)

@@ -438,3 +438,22 @@ def test_tensors_of_one_name_and_shape_are_told_apart(
     assert result.exit_code == 0, result.stderr
     header = next(csv.reader(io.StringIO(result.stdout)))
     assert [h for h in header if h.startswith("self.bias") and not h.endswith("_norm")] == columns
+
+
+def test_calls_made_inside_torch_are_told_apart(tmp_path: Path) -> None:
+    """`gradcheck` and `autograd.functional` make backward calls of their own (189 calls for the
+    double-backward tutorial's 5): the table says how many, from which of torch's files, and
+    for which of the script's lines."""
+    script = tmp_path / "hvp.py"
+    script.write_text(
+        "import torch\nfrom torch.autograd.functional import hvp\n"
+        "x = torch.tensor([0.5, -1.0, 2.0], requires_grad=True)\n"
+        "_, hv = hvp(lambda t: (t ** 3).sum(), x, torch.ones(3))\n"
+        "(x ** 2).sum().backward()\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["steps", str(script), "-q"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.stderr
+    said = " ".join(result.stdout.split())
+    assert "calls were made inside torch's own code (torch/autograd/functional.py)" in said
+    assert "for the script's line 4, not by the script's own backward calls" in said
