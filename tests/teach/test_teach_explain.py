@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers.cli import cli_output
 from helpers.golden import check_golden as check_file
 from typer.testing import CliRunner
 
@@ -148,11 +149,7 @@ def test_a_big_graph_suggests_to(tmp_path: Path) -> None:
 
 def _explained(tmp_path: Path, name: str, source: str) -> str:
     """What `gradviz explain` prints for a script made of `source`, at 200 columns."""
-    script = tmp_path / name
-    script.write_text(source, encoding="utf-8")
-    result = CliRunner().invoke(app, ["explain", str(script), "-q"], env={"COLUMNS": "200"})
-    assert result.exit_code == 0, result.stderr
-    return result.stdout
+    return cli_output(tmp_path, name, source, "explain")
 
 
 def test_torchs_own_functions_are_not_called_the_users_code(tmp_path: Path) -> None:
@@ -343,16 +340,16 @@ def test_a_wrapped_step_title_goes_on_indented(tmp_path: Path) -> None:
     """At 80 columns a step's title broke inside its quoted source line and went on at column
     0 (`step 3 · pred · ReluBackward0 · quickstart.py:40: logits =` / `self.linear_relu_stack(x)`),
     reading as a new line of the report. The rest of the title is indented now."""
-    script = tmp_path / "wide.py"
-    script.write_text(
+    out = cli_output(
+        tmp_path,
+        "wide.py",
         "import torch\nw = torch.tensor([1.0, 2.0], requires_grad=True)\n"
         "a_rather_long_name_for_the_loss = (w * w).sum() * 3.0 + w.sum() * 2.0 + 1.0\n"
         "a_rather_long_name_for_the_loss.backward()\n",
-        encoding="utf-8",
+        "explain",
+        60,
     )
-    result = CliRunner().invoke(app, ["explain", str(script), "-q"], env={"COLUMNS": "60"})
-    assert result.exit_code == 0, result.stderr
-    lines = result.stdout.splitlines()
+    lines = out.splitlines()
     first = next(i for i, line in enumerate(lines) if line.startswith("step 1 "))
     assert len(lines[first]) <= 60 and lines[first + 1].startswith("    ")
     assert not lines[first + 1].startswith("     ")  # four spaces, then the source goes on

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers.cli import cli_output
 from helpers.scripts import GAN
 from typer.testing import CliRunner
 
@@ -444,16 +445,15 @@ def test_calls_made_inside_torch_are_told_apart(tmp_path: Path) -> None:
     """`gradcheck` and `autograd.functional` make backward calls of their own (189 calls for the
     double-backward tutorial's 5): the table says how many, from which of torch's files, and
     for which of the script's lines."""
-    script = tmp_path / "hvp.py"
-    script.write_text(
+    out = cli_output(
+        tmp_path,
+        "hvp.py",
         "import torch\nfrom torch.autograd.functional import hvp\n"
         "x = torch.tensor([0.5, -1.0, 2.0], requires_grad=True)\n"
         "_, hv = hvp(lambda t: (t ** 3).sum(), x, torch.ones(3))\n"
         "(x ** 2).sum().backward()\n",
-        encoding="utf-8",
+        "steps",
     )
-    result = CliRunner().invoke(app, ["steps", str(script), "-q"], env={"COLUMNS": "200"})
-    assert result.exit_code == 0, result.stderr
-    said = " ".join(result.stdout.split())
+    said = " ".join(out.split())
     assert "calls were made inside torch's own code (torch/autograd/functional.py)" in said
     assert "for the script's line 4, not by the script's own backward calls" in said

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import torch
+from helpers.cli import cli_output
 from helpers.oracle import Oracle, close, mismatches
 from torch import nn
 from training_run import SCRIPTS
@@ -83,8 +84,9 @@ def test_steps_says_which_calls_are_scaled(tmp_path: Path) -> None:
     """The AMP recipe trains 8 steps plain, then with GradScaler: the steps table's loss went
     from 1.0 to 6.7e+04 with nothing said, and read as an explosion. It now says which calls
     are scaled and by how much."""
-    script = tmp_path / "amp.py"
-    script.write_text(
+    out = cli_output(
+        tmp_path,
+        "amp.py",
         "import torch\nfrom torch import nn\ntorch.manual_seed(0)\n"
         "model = nn.Linear(4, 1)\nopt = torch.optim.SGD(model.parameters(), lr=0.01)\n"
         "scaler = torch.amp.GradScaler('cpu', init_scale=1024.0)\n"
@@ -99,8 +101,6 @@ def test_steps_says_which_calls_are_scaled(tmp_path: Path) -> None:
         "        scaler.scale(loss).backward()\n"
         "        scaler.step(opt)\n"
         "        scaler.update()\n",
-        encoding="utf-8",
+        "steps",
     )
-    result = CliRunner().invoke(app, ["steps", str(script), "-q"], env={"COLUMNS": "200"})
-    assert result.exit_code == 0, result.stderr
-    assert "note: in calls 3 to 4 the loss was scaled by GradScaler (x1024)" in result.stdout
+    assert "note: in calls 3 to 4 the loss was scaled by GradScaler (x1024)" in out
