@@ -60,3 +60,42 @@ def outside_optimizers(t: Any, optimized: Mapping[int, Any] | None) -> bool:
     if not optimized:
         return False
     return optimized.get(id(t)) is not t
+
+
+#: Ops that only move, reshape or copy their one input's elements: a loss's input producer is
+#: looked for past them (`losses`), and an all-zero operand named by the leaf they show
+#: (`grads`: `fc.weight` under `F.linear`'s `TBackward0`).
+MOVES = frozenset(
+    {
+        "TBackward0",
+        "ViewBackward0",
+        "UnsafeViewBackward0",
+        "ReshapeAliasBackward0",
+        "TransposeBackward0",
+        "TransposeBackward1",
+        "PermuteBackward0",
+        "ExpandBackward0",
+        "SqueezeBackward0",
+        "SqueezeBackward1",
+        "SqueezeBackward2",
+        "UnsqueezeBackward0",
+        "CloneBackward0",
+        "ContiguousBackward0",
+        "SliceBackward0",
+        "ToCopyBackward0",
+    }
+)
+
+
+def leaves_below(graph: Graph, start: int) -> list[Node]:
+    """The leaves `start` was computed from (towards the leaves, no recursion), by id."""
+    seen, stack, found = {start}, [start], []
+    while stack:
+        n = stack.pop()
+        if graph.nodes[n].kind == "leaf":
+            found.append(graph.nodes[n])
+        for e in graph.inputs[n]:
+            if e.src not in seen:
+                seen.add(e.src)
+                stack.append(e.src)
+    return sorted(found, key=lambda x: x.id)

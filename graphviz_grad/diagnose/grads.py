@@ -7,7 +7,16 @@ import statistics
 from collections.abc import Collection, Iterator, Sequence
 
 from ..model import Finding, Graph, Node, TensorSummary, rebinding_update
-from ._common import at_line, leaf_where, listing, node_ref, plural, source_line
+from ._common import (
+    MOVES,
+    at_line,
+    leaf_where,
+    leaves_below,
+    listing,
+    node_ref,
+    plural,
+    source_line,
+)
 
 #: A parameter gradient this many times above or below the median is flagged.
 SCALE_RATIO = 1e4
@@ -168,19 +177,7 @@ def _dead(node: Node) -> bool:
 
 def _below(graph: Graph, start: int) -> list[Node]:
     """Leaves with an all-zero gradient reachable from `start` towards the leaves."""
-    seen = {start}
-    stack = [start]
-    leaves = []
-    while stack:
-        n = stack.pop()
-        node = graph.nodes[n]
-        if node.kind == "leaf" and _dead(node):
-            leaves.append(node)
-        for e in graph.inputs[n]:
-            if e.src not in seen:
-                seen.add(e.src)
-                stack.append(e.src)
-    return sorted(leaves, key=lambda x: x.id)
+    return [n for n in leaves_below(graph, start) if _dead(n)]
 
 
 def _zero_finding(graph: Graph, node: Node, killer: Node, leaves: list[Node]) -> Finding:
@@ -227,30 +224,11 @@ def _zero_operand(graph: Graph, killer: Node, node: Node) -> str | None:
     return None
 
 
-#: Ops that only move or reshape their one input's elements.
-_MOVES = frozenset(
-    {
-        "TBackward0",
-        "TransposeBackward0",
-        "PermuteBackward0",
-        "ViewBackward0",
-        "UnsafeViewBackward0",
-        "ReshapeAliasBackward0",
-        "ExpandBackward0",
-        "SqueezeBackward0",
-        "SqueezeBackward1",
-        "UnsqueezeBackward0",
-        "CloneBackward0",
-        "ToCopyBackward0",
-    }
-)
-
-
 def _view_of_leaf(graph: Graph, node: Node) -> Node | None:
     """The named leaf `node` only moves the elements of (`fc.weight` under the `TBackward0` of
-    `F.linear`), through ops of `_MOVES`; None if it is not one."""
+    `F.linear`), through ops of `MOVES`; None if it is not one."""
     seen = 0
-    while node.kind != "leaf" and node.op in _MOVES and seen < 8:
+    while node.kind != "leaf" and node.op in MOVES and seen < 8:
         inputs = graph.inputs[node.id]
         if len(inputs) != 1:
             return None

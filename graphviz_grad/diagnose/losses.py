@@ -12,26 +12,8 @@ from __future__ import annotations
 import math
 
 from ..model import Finding, Graph, Node, signed_int64
-from ._common import at_line, node_ref
+from ._common import MOVES, at_line, leaves_below, listing, node_ref
 
-#: Ops that only move or reshape values: the producer of a loss's input is looked for past them.
-_RESHAPES = frozenset(
-    {
-        "ViewBackward0",
-        "UnsafeViewBackward0",
-        "ReshapeAliasBackward0",
-        "TransposeBackward0",
-        "TransposeBackward1",
-        "PermuteBackward0",
-        "SqueezeBackward0",
-        "SqueezeBackward1",
-        "SqueezeBackward2",
-        "UnsqueezeBackward0",
-        "CloneBackward0",
-        "ContiguousBackward0",
-        "SliceBackward0",
-    }
-)
 #: Ops whose output is a raw score (a layer's output), not a log-probability.
 _RAW = frozenset({"AddmmBackward0", "MmBackward0", "BmmBackward0", "ConvolutionBackward0"})
 
@@ -82,7 +64,7 @@ def _producer(graph: Graph, node: Node) -> Node | None:
     src = _first_input(graph, node)
     seen = 0
     while src is not None and seen < 16:
-        if src.kind != "op" or src.op not in _RESHAPES:
+        if src.kind != "op" or src.op not in MOVES:
             return src if src.kind == "op" else None
         src = _first_input(graph, src)
         seen += 1
@@ -270,20 +252,6 @@ _REGRESSION = {
 }
 
 
-def _leaves_of(graph: Graph, start: int) -> set[int]:
-    """The leaves the node `start` was computed from."""
-    seen, stack, found = {start}, [start], set()
-    while stack:
-        i = stack.pop()
-        if graph.nodes[i].kind == "leaf":
-            found.add(i)
-        for e in graph.inputs[i]:
-            if e.src not in seen:
-                seen.add(e.src)
-                stack.append(e.src)
-    return found
-
-
 def _moving_target(graph: Graph, node: Node) -> list[Finding]:
     """[loss-input]: a regression loss whose target is computed from the very parameters the
     prediction is (a DQN's bootstrap target `r + gamma * q_net(s2).max(1).values` outside
@@ -291,15 +259,14 @@ def _moving_target(graph: Graph, node: Node) -> list[Finding]:
     edges = {e.index: e.src for e in graph.inputs[node.id]}
     if 0 not in edges or 1 not in edges:
         return []
-    shared = _leaves_of(graph, edges[0]) & _leaves_of(graph, edges[1])
-    names = [graph.nodes[i].names[0] for i in sorted(shared) if graph.nodes[i].names]
+    shared = {n.id for n in leaves_below(graph, edges[0])}
+    names = [n.names[0] for n in leaves_below(graph, edges[1]) if n.id in shared and n.names]
     if not names:
         return []
     loss = _REGRESSION[node.op or ""]
     message = (
         f"The target of `{loss}`{at_line(node.line)} is computed from the same parameters "
-        f"as the prediction ({', '.join(f'`{n}`' for n in names[:3])}"
-        f"{f' and {len(names) - 3} more' if len(names) > 3 else ''}): the gradient flows "
+        f"as the prediction ({listing(names, 3)}): the gradient flows "
         "through the target too and pulls it toward the prediction, so the target moves with "
         "every step (no error)."
     )
