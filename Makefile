@@ -10,12 +10,13 @@ TORCH  ?= torch==2.13.0
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
 .DEFAULT_GOAL := help
-.PHONY: help venv graphviz chromium demo test lint clean
+.PHONY: help venv graphviz chromium native demo test lint clean
 
 help:
 	@echo "make demo   render samples/linear.py to linear.svg"
 	@echo "make test   run the test suite"
 	@echo "make lint   ruff check, ruff format --check, mypy"
+	@echo "make native build gradviz's optional C++ hooks (g++; demo and test do it)"
 	@echo "make clean  remove .venv, caches and demo outputs"
 
 venv: $(STAMP)
@@ -56,11 +57,23 @@ chromium:
 	  echo "warning: could not install chromium; the browser tests of the HTML page will be skipped." >&2; \
 	fi
 
-demo: $(STAMP) graphviz
+# gradviz's optional C++ pre-hooks (graphviz_grad/capture/native.py): a faster capture of big
+# graphs and long loops. Built once (about 20 s) into ~/.cache/gradviz; without g++ (or Python's
+# headers) gradviz runs in pure Python, shows the same, and this only warns.
+native: $(STAMP)
+	@$(BIN)/python -m graphviz_grad.native --check >/dev/null 2>&1 && exit 0; \
+	if ! command -v g++ >/dev/null 2>&1; then \
+	  echo "warning: g++ is missing: gradviz runs without its C++ hooks (slower on big graphs)." >&2; \
+	  exit 0; fi; \
+	echo "Building gradviz's C++ hooks (about 20 s, once)..."; \
+	$(PIP) install --quiet ninja || true; \
+	$(BIN)/python -m graphviz_grad.native || true
+
+demo: $(STAMP) graphviz native
 	$(BIN)/gradviz render samples/linear.py -o linear.svg
 	@echo "The graph is in $(CURDIR)/linear.svg (open it in a browser)."
 
-test: $(STAMP) graphviz chromium
+test: $(STAMP) graphviz chromium native
 	$(BIN)/python -m pytest
 
 # Runs all three checks, then fails if any of them did.

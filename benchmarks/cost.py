@@ -147,7 +147,14 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900, help="seconds per command")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each; the best counts")
     opts = parser.parse_args()
+    print(hooks_used())
     print(run_rows(opts.only, opts.timeout, opts.repeat))
+
+
+def hooks_used() -> str:
+    """Which pre-hooks the gradviz runs use: the C++ ones (`make native`) or Python's."""
+    check = measure([sys.executable, "-m", "graphviz_grad.native", "--check"], 120)
+    return "pre-hooks: " + ("C++ (built)" if check.ok else "Python (C++ not built or turned off)")
 
 
 if __name__ == "__main__":

@@ -260,9 +260,10 @@ def main() -> None:
         "--cost", action="store_true", help="the recording-cost rows instead (benchmarks/cost.py)"
     )
     opts = parser.parse_args()
-    if opts.cost:
-        from cost import run_rows
+    from cost import hooks_used, run_rows
 
+    print(hooks_used())
+    if opts.cost:
         print(run_rows(opts.only, opts.timeout, opts.repeat))
         return
     names = [n for n in (opts.only or ORDER) if n not in opts.skip]

@@ -26,6 +26,7 @@ LAYER = {
     "cli": 6,
     "__init__": 7,
     "__main__": 7,
+    "native": 7,  # `python -m graphviz_grad.native` builds the C++ hooks of capture
 }
 #: The one import that goes up on purpose: a Graph displays itself in Jupyter and rich.
 ALLOWED_UP = {("model", "notebook")}

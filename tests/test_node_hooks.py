@@ -106,8 +106,9 @@ def test_hooks_are_removed_also_when_pytorch_hands_back_its_own_handles(monkeypa
     handles it gets back and removes its hooks with them."""
     import contextlib
 
-    from graphviz_grad.capture import _snapshot
+    from graphviz_grad.capture import _snapshot, native
 
+    monkeypatch.setattr(native, "_loaded", [None])  # the Python pre-hooks, not the C++ ones
     monkeypatch.setattr(_snapshot, "plain_hook_dicts", lambda hooked: contextlib.nullcontext())
     fired: list[int] = []
     make = _snapshot.CallCapture._pre_hook

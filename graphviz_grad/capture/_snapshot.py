@@ -34,6 +34,7 @@ from ..model import (
     has_nonfinite,
     signed_int64,
 )
+from . import native
 from ._deferred import Deferred, deferrable
 from ._forward import LateConstant, OpRecord, op_record
 from ._weak import keep_while_alive
@@ -250,6 +251,9 @@ class CallCapture:
         self._pending: list[tuple[int, tuple[torch.Tensor | None, ...]]] = []
         self._leaf_pending: list[tuple[int, tuple[torch.Tensor | None, ...]]] = []
         self._gc: contextlib.ExitStack | None = None
+        #: The C++ pre-hooks of this call (`capture.native`), between `attach` and `detach`.
+        self._native: Any = None
+        self._leaf_set: set[int] = set()
 
     # -- before the call ---------------------------------------------------------------------
     def walk(self) -> None:
@@ -397,11 +401,21 @@ class CallCapture:
         special.update(self._hooked_keys)
         handles = self.handles
         nrs_of, sources = self.nrs, self.sources
+        self._leaf_set = leaf_kinds
+        hooks = native.hooks()
+        if hooks is not None:  # the C++ pre-hooks, where built (`capture.native`)
+            try:
+                self._native = hooks.Hooks(self.nodes, GRAD_BATCH, self._take_native)
+            except TypeError:  # a kind of node it does not know: Python's hooks then
+                hooks = None
+            if hooks is not None and not special:
+                return
         with plain_hook_dicts(self.hooked):
             for i, node in enumerate(self.nodes):
-                hook = self._leaf_pre_hook(i) if i in leaf_kinds else self._pre_hook(i)
-                if (handle := node.register_prehook(hook)) is not None:
-                    handles.append(handle)  # a PyTorch that did not ask `_register_hook`
+                if hooks is None:
+                    hook = self._leaf_pre_hook(i) if i in leaf_kinds else self._pre_hook(i)
+                    if (handle := node.register_prehook(hook)) is not None:
+                        handles.append(handle)  # a PyTorch that did not ask `_register_hook`
                 if not special:
                     continue
                 for nr, src in zip(nrs_of[i], sources[i]):
@@ -466,6 +480,17 @@ class CallCapture:
             self._leaf_pending.append((i, tuple(grad_outputs)))
 
         return hook
+
+    def _take_native(self) -> None:
+        """What the C++ pre-hooks kept since the last take, filed as the Python hooks file it
+        (`_pre_hook`, `_leaf_pre_hook`); called by them every `GRAD_BATCH` nodes and at the end."""
+        order, grads = self._native.take()
+        leaves, pending, leaf_pending = self._leaf_set, self._pending, self._leaf_pending
+        self.order += order
+        for i, g in zip(order, grads):
+            (leaf_pending if i in leaves else pending).append((i, g))
+        if len(pending) >= GRAD_BATCH:
+            self._summarize()
 
     def _summarize(self) -> None:
         """Summarise the gradients the pre-hooks kept; large ones wait for `build` when the
@@ -583,6 +608,12 @@ class CallCapture:
     def detach(self) -> None:
         """Remove the hooks and summarise the gradients still waiting."""
         try:
+            if self._native is not None:
+                try:
+                    self._take_native()
+                finally:
+                    self._native.detach()
+                    self._native = None
             for hooks, key in self.hooked:
                 if len(hooks) == 1 and key in hooks:
                     hooks.clear()  # frees the dict's table, which `pop` keeps (100 bytes a node)

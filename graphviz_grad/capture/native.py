@@ -1,0 +1,139 @@
+"""The optional C++ part of capture: gradient pre-hooks that do not enter Python per node.
+
+gradviz runs in pure Python. Built once, the C++ pre-hooks (`_native.cpp`) take over the
+hooking of each backward call's nodes, the cost that grows with every node of every call
+(`docs/performance.md`). Everything shown stays the same (the test suite runs both ways).
+
+    python -m graphviz_grad.native          # build it (g++ and ninja; about 20 s, once)
+    python -m graphviz_grad.native --check  # say whether it is built and used
+
+The build is kept under `$GRADVIZ_CACHE` (default `~/.cache/gradviz`), one per source, torch
+and Python version, and found there at import. `GRADVIZ_NATIVE=0` turns it off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+SOURCE = Path(__file__).with_name("_native.cpp")
+
+_loaded: list[ModuleType | None] = []
+
+
+def cache_root() -> Path:
+    """Where builds are kept: `$GRADVIZ_CACHE`, else `$XDG_CACHE_HOME/gradviz`."""
+    found = os.environ.get("GRADVIZ_CACHE")
+    if found:
+        return Path(found)
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "gradviz"
+
+
+def build_name() -> str:
+    """The extension's module name: one per source, torch version and Python build."""
+    import torch
+
+    key = f"{SOURCE.read_bytes().hex()} {torch.__version__} {sys.implementation.cache_tag}"
+    return "gradviz_native_" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def build_dir() -> Path:
+    return cache_root() / "native" / build_name()
+
+
+def _library(name: str) -> Path | None:
+    found = sorted(build_dir().glob(f"{name}*.so"))
+    return found[0] if found else None
+
+
+def load() -> ModuleType | None:
+    """The built extension, or None (not built, turned off, or it fails to load)."""
+    if not _loaded:
+        _loaded.append(_load())
+    return _loaded[0]
+
+
+def hooks() -> ModuleType | None:
+    """The extension, when it is built and may hook this backward call: not under compiled
+    autograd, which traces Python hooks but cannot trace C++ ones."""
+    module = _loaded[0] if _loaded else load()
+    if module is None:
+        return None
+    compiled = sys.modules.get("torch._dynamo.compiled_autograd")
+    if compiled is not None and (
+        getattr(compiled, "compiled_autograd_enabled", False)
+        or getattr(compiled, "in_compiled_autograd_region", False)
+    ):
+        return None
+    return module
+
+
+def _load() -> ModuleType | None:
+    if os.environ.get("GRADVIZ_NATIVE", "1") == "0":
+        return None
+    try:
+        name = build_name()
+        path = _library(name)
+        if path is None:
+            return None
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            return None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    except (ImportError, OSError):
+        return None
+    return module
+
+
+def build(verbose: bool = False) -> Path:
+    """Compile the extension into `build_dir()` (torch's `cpp_extension`, g++ and ninja)."""
+    from torch.utils.cpp_extension import load as compile_and_load
+
+    where = build_dir()
+    where.mkdir(parents=True, exist_ok=True)
+    # `pip install ninja` puts it beside this Python, which need not be on PATH
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+    compile_and_load(
+        build_name(),
+        [str(SOURCE)],
+        extra_cflags=["-O2"],
+        build_directory=str(where),
+        verbose=verbose,
+    )
+    _loaded.clear()
+    library = _library(build_name())
+    if library is None:
+        raise OSError(f"the build left no library in {where}")
+    return library
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if "--check" in args:
+        module = load()
+        if module is None:
+            off = os.environ.get("GRADVIZ_NATIVE", "1") == "0"
+            why = "turned off by GRADVIZ_NATIVE=0" if off else f"not built ({build_dir()})"
+            print(f"gradviz native hooks: {why}")
+            return 1
+        print(f"gradviz native hooks: in use ({module.__file__})")
+        return 0
+    try:
+        path = build(verbose="-v" in args)
+    except Exception as exc:  # a compiler missing or failing: gradviz runs in pure Python
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"gradviz native hooks not built: {first}", file=sys.stderr)
+        print("gradviz works without them, in pure Python (slower on big graphs).", file=sys.stderr)
+        return 1
+    print(f"gradviz native hooks built: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
