@@ -54,6 +54,7 @@ struct GradPre final : FunctionPreHook {
     }
     if (full) {
       py::gil_scoped_acquire gil;
+      if (!store->on_batch || store->on_batch.is_none()) return grads;  // detached meanwhile
       try {
         store->on_batch();
       } catch (py::error_already_set& e) {
