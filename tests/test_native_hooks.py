@@ -92,6 +92,29 @@ def _hooks_and_functions() -> None:
     y.sum().backward()
 
 
+class _ScaleInPlace(torch.autograd.Function):
+    """Scales its incoming gradient in place: what a pre-hook saw depends on when it is read."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
+        return g.mul_(2.0)
+
+
+def _changed_in_place_across_a_batch() -> None:
+    """A leaf runs early and op nodes change their gradients in place around the node where
+    the gradients are summarised (`GRAD_BATCH` op nodes): both hooks read them at that node."""
+    x = torch.ones(1, requires_grad=True)
+    p = torch.ones(1, requires_grad=True)
+    y = x
+    for i in range(GRAD_BATCH + 2):
+        y = _ScaleInPlace.apply(y) if i < 6 else y * 1.0
+    ((y + p) * 1.0).sum().backward()
+
+
 @built
 @pytest.mark.parametrize(
     "code",
@@ -100,8 +123,15 @@ def _hooks_and_functions() -> None:
         lambda: _chain(GRAD_BATCH + 300),
         _shared_and_retained,
         _hooks_and_functions,
+        _changed_in_place_across_a_batch,
     ],
-    ids=["chain", "chain-over-a-batch", "shared-and-retained", "hooks-and-functions"],
+    ids=[
+        "chain",
+        "chain-over-a-batch",
+        "shared-and-retained",
+        "hooks-and-functions",
+        "changed-in-place-across-a-batch",
+    ],
 )
 def test_native_hooks_show_what_python_hooks_show(code: Any, python_hooks: Any) -> None:
     native_graphs, python_graphs = _both(code, python_hooks)
@@ -159,7 +189,7 @@ def test_a_node_the_cpp_side_does_not_know_gets_the_python_hooks(
 
     class Refusing:
         @staticmethod
-        def Hooks(*args: Any) -> None:  # noqa: N802
+        def Hooks(*args: Any) -> None:  # noqa: N802 (the extension's class)
             raise TypeError("Hooks() takes autograd nodes")
 
     monkeypatch.setattr(native, "_loaded", [Refusing])

@@ -4,13 +4,15 @@
 // the engine hands each hook the gradients flowing into its node (dLoss/dOutputs); the hook keeps
 // them, with the order the nodes ran in, without entering Python: that is what a Python
 // `Node.register_prehook` costs most (the GIL, a tuple of wrapped tensors and a Python call per
-// node). Every `batch` nodes it does call back into Python once, so that the gradients kept can
-// be summarised and let go on long calls. `detach()` takes the hooks off the nodes again.
+// node). Every `batch` op nodes (leaves not counted) it does call back into Python once, at the
+// node where the Python pre-hooks would summarise, so that the gradients kept are summarised and
+// let go on long calls, at the same moments. `detach()` takes the hooks off the nodes again.
 //
 // The hooks return their gradients unchanged. Holding them (until `take`) makes `AccumulateGrad`
 // copy a leaf's gradient into `.grad` rather than adopt the very tensor, as the Python hooks do.
 #include <Python.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/node.h>
 #include <torch/csrc/autograd/python_cpp_function.h>
@@ -35,7 +37,9 @@ struct Store {
   std::mutex lock;
   std::vector<std::pair<int64_t, variable_list>> kept;  // (node, its gradients), in run order
   bool live = true;
-  size_t batch = 0;    // call `on_batch` once this many are kept (0: never)
+  std::vector<char> leaf;  // per node: a leaf, whose gradients wait for the end of the call
+  size_t batch = 0;        // call `on_batch` once this many op nodes' are kept (0: never)
+  size_t ops = 0;          // op nodes' gradients kept since the last call of `on_batch`
   py::object on_batch;  // called with the GIL held, outside `lock`
 };
 
@@ -50,7 +54,12 @@ struct GradPre final : FunctionPreHook {
       std::lock_guard<std::mutex> guard(store->lock);
       if (!store->live) return grads;
       store->kept.emplace_back(slot, grads);
-      full = store->batch && store->kept.size() >= store->batch;
+      // at the very op node where the Python pre-hooks summarise (`_pre_hook`): the same
+      // gradients are read before their nodes run, the others after
+      if (!store->leaf[slot] && ++store->ops == store->batch) {
+        store->ops = 0;
+        full = true;
+      }
     }
     if (full) {
       py::gil_scoped_acquire gil;
@@ -79,9 +88,15 @@ py::object wrap(const at::Tensor& t) {
 
 class Hooks {
  public:
-  Hooks(const py::list& nodes, size_t batch, py::object on_batch)
+  Hooks(const py::list& nodes, const std::vector<int64_t>& leaves, size_t batch,
+        py::object on_batch)
       : store_(std::make_shared<Store>()) {
     store_->batch = batch;
+    store_->leaf.assign(nodes.size(), 0);
+    for (int64_t i : leaves) {
+      if (i < 0 || static_cast<size_t>(i) >= nodes.size()) throw py::index_error("leaf index");
+      store_->leaf[i] = 1;
+    }
     store_->on_batch = std::move(on_batch);
     nodes_.reserve(nodes.size());
     for (auto obj : nodes) {  // every node first: a bad one leaves no hook behind
@@ -163,8 +178,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "gradviz's C++ gradient pre-hooks (graphviz_grad.capture.native)";
   m.def("hooks_on", &hooks_on);
   py::class_<Hooks>(m, "Hooks")
-      .def(py::init<const py::list&, size_t, py::object>(), py::arg("nodes"),
-           py::arg("batch") = 0, py::arg("on_batch") = py::none())
+      .def(py::init<const py::list&, const std::vector<int64_t>&, size_t, py::object>(),
+           py::arg("nodes"), py::arg("leaves"), py::arg("batch") = 0,
+           py::arg("on_batch") = py::none())
       .def("take", &Hooks::take)
       .def("detach", &Hooks::detach);
 }

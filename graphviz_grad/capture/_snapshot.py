@@ -100,6 +100,23 @@ def plain_hook_dicts(hooked: list[tuple[dict[Any, Any], Any]]) -> Iterator[None]
             setattr(_mixin, "_register_hook", saved)  # noqa: B010
 
 
+#: Saved tensors that are a kernel's own scratch bytes, not values (the fused RNN kernels keep
+#: their workspace for backward; part of it is never written): shown by shape only, since their
+#: numbers would change from run to run.
+WORKSPACES = frozenset(
+    {
+        ("MkldnnRnnLayerBackward0", "result3"),
+        ("CudnnRnnBackward0", "result3"),
+        ("MiopenRnnBackward0", "result3"),
+    }
+)
+
+
+def _workspace(name: str, t: torch.Tensor) -> Saved:
+    dims = ", ".join(str(int(d)) for d in t.shape)
+    return Saved(name, "tensor", text=f"workspace {dtype_name(t.dtype)}[{dims}] (no values)")
+
+
 _references: dict[tuple[str, int, int | None], Saved] = {}
 
 
@@ -339,6 +356,8 @@ class CallCapture:
             stale = "modified by an inplace operation" in str(exc)
             return Saved(name, "tensor", text=_first_line(exc), state="stale" if stale else "freed")
         if isinstance(value, torch.Tensor):
+            if (type(node).__name__, name) in WORKSPACES:
+                return _workspace(name, value)
             return self._saved_tensor(name, value, leaf_ids, slot)
         if value is None:
             return Saved(name, "value", text="None", state="none")
@@ -405,7 +424,9 @@ class CallCapture:
         hooks = native.hooks()
         if hooks is not None:  # the C++ pre-hooks, where built (`capture.native`)
             try:
-                self._native = hooks.Hooks(self.nodes, GRAD_BATCH, self._take_native)
+                self._native = hooks.Hooks(
+                    self.nodes, sorted(leaf_kinds), GRAD_BATCH, self._take_native
+                )
             except TypeError:  # a kind of node it does not know: Python's hooks then
                 hooks = None
             if hooks is not None and not special:
@@ -483,7 +504,8 @@ class CallCapture:
 
     def _take_native(self) -> None:
         """What the C++ pre-hooks kept since the last take, filed as the Python hooks file it
-        (`_pre_hook`, `_leaf_pre_hook`); called by them every `GRAD_BATCH` nodes and at the end."""
+        (`_pre_hook`, `_leaf_pre_hook`); called by them at the op node where `_pre_hook` would
+        summarise (every `GRAD_BATCH` op nodes), and at the end."""
         order, grads = self._native.take()
         leaves, pending, leaf_pending = self._leaf_set, self._pending, self._leaf_pending
         self.order += order
