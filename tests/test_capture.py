@@ -421,3 +421,61 @@ def test_layers_called_from_a_method_are_named_from_the_model(tmp_path: Path) ->
     graph = capture_script(script, [], CaptureOptions()).graph
     modules = {n.module for n in graph.nodes if n.kind == "op" and n.module is not None}
     assert modules == {"model.emb", "model.lstm", "model.head"}
+
+
+def test_a_backward_call_another_thread_makes_meanwhile_runs_unrecorded_and_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One backward call is recorded at a time: a second thread's call that starts while the first
+    thread's is being set up runs as without gradviz, and is counted (two captures at once
+    crashed gradviz's own code)."""
+    import threading
+
+    from graphviz_grad.capture.watch import Watch
+
+    a_started, b_done = threading.Event(), threading.Event()
+    note_call = Watch.note_call
+    first = threading.get_ident()
+
+    def slow(self: Watch, *args: object) -> None:
+        if threading.get_ident() == first:
+            a_started.set()
+            assert b_done.wait(10)
+        note_call(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Watch, "note_call", slow)
+    v = torch.tensor([0.5, -1.0], requires_grad=True)
+
+    def other() -> None:
+        assert a_started.wait(10)
+        (v.sin() * 3.0).sum().backward()
+        b_done.set()
+
+    worker = threading.Thread(target=other)
+    with gg.record() as rec:
+        worker.start()
+        w = torch.tensor([2.0, 1.0], requires_grad=True)
+        (w * w).sum().backward()
+        worker.join()
+    assert len(rec.calls) == 1
+    assert rec.graph().leaves[0].grad.data == [4.0, 2.0]  # type: ignore[union-attr]
+    assert rec.overlapped == 1
+    assert v.grad is not None and v.grad.tolist() == (v.detach().cos() * 3.0).tolist()
+
+
+def test_a_fused_rnn_kernels_workspace_is_shown_by_shape_not_by_its_bytes() -> None:
+    """nn.LSTM's kernel saves its workspace for backward, part of it never written: its numbers
+    changed from run to run (the same script gave different JSON)."""
+    from graphviz_grad.capture._snapshot import WORKSPACES
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(4, 8, batch_first=True)
+    with gg.record() as rec:
+        out, _ = lstm(torch.randn(2, 5, 4))
+        out.pow(2).mean().backward()
+    found = [(n.op, s) for n in rec.graph().nodes for s in n.saved if (n.op, s.name) in WORKSPACES]
+    if not found:
+        pytest.skip("this build's LSTM runs no fused kernel with a workspace")
+    for _, saved in found:
+        assert saved.summary is None and saved.text is not None
+        assert saved.text.startswith("workspace uint8[") and "(no values)" in saved.text

@@ -48,6 +48,12 @@ from .tensor_hooks import TensorHooks
 from .watch import Watch, scripts_own
 
 
+def _current_autograd_node() -> Any:
+    """The autograd node the engine runs in this thread now, if any (None outside backward)."""
+    found = getattr(torch._C, "_current_autograd_node", None)
+    return found() if found is not None else None
+
+
 class Recorder:
     """Records forward values and every backward call made inside a `with` block.
 
@@ -94,6 +100,11 @@ class Recorder:
         self.subprocesses = Subprocesses()
         self._saved: dict[str, Any] = {}
         self._active: CallCapture | None = None
+        #: The thread whose backward call is being recorded: one call is recorded at a time.
+        self._busy: int | None = None
+        self._claim = threading.Lock()
+        #: Backward calls another thread made while one was being recorded: run, not recorded.
+        self.overlapped = 0
         self._entered = False
         self._patched = False
         self._stop_after = stop_after
@@ -310,13 +321,34 @@ class Recorder:
                 if self._patched:
                     self._count(args, kwargs)
                 return original(*args, **kwargs)
-            if self._active is not None or self._mode.paused:
+            if not self._take_turn(args, kwargs):
                 return original(*args, **kwargs)
-            return self._intercept(original, kind, args, kwargs)
+            try:
+                return self._intercept(original, kind, args, kwargs)
+            finally:
+                self._busy = None
 
         intercepted.__wrapped__ = original  # type: ignore[attr-defined]
         intercepted.__doc__ = original.__doc__
         return intercepted
+
+    def _take_turn(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """Whether this backward call is the one to record now. A call made inside the one being
+        recorded (a reentrant checkpoint, a hook's `autograd.grad`, also on an engine thread) or
+        inside gradviz's own work is part of it; one that another thread makes meanwhile runs
+        unrecorded and is counted (`overlapped`): the capture of a call is not shared."""
+        me = threading.get_ident()
+        with self._claim:
+            busy = self._busy
+            if busy is None and self._active is None and not self._mode.paused:
+                self._busy = me
+                return True
+        if busy is not None and busy != me and _current_autograd_node() is None:
+            before = self.unobserved
+            self._count(args, kwargs)
+            self.overlapped += self.unobserved - before
+            self.unobserved = before
+        return False
 
     def _count(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         tensors = args[0] if args else kwargs.get("tensors", kwargs.get("outputs"))

@@ -258,6 +258,14 @@ def remarks(captured: Captured, total: int, fail: bool = True) -> None:
     elsewhere = started.sentence() if started is not None else None
     if elsewhere is not None:
         err.print(f"[dim]note:[/] The script {escape(elsewhere.removeprefix('it '))}.")
+    overlapped = getattr(getattr(captured.run, "recorder", None), "overlapped", 0)
+    if overlapped:
+        n = f"{overlapped:,} backward call{'s' if overlapped != 1 else ''}"
+        err.print(
+            f"[dim]note:[/] {n} ran in another thread while gradviz recorded one, and "
+            f"{'were' if overlapped != 1 else 'was'} not recorded (gradviz records one backward "
+            "call at a time)."
+        )
     if fail and captured.error is not None:
         raise captured.error
 
