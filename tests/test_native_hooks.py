@@ -220,6 +220,18 @@ def test_check_says_whether_the_hooks_are_used(
     assert "turned off by GRADVIZ_NATIVE=0" in capsys.readouterr().out
 
 
+def test_check_says_how_to_build_them(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setattr(native, "_loaded", [])
+    monkeypatch.setenv("GRADVIZ_CACHE", str(tmp_path))
+    monkeypatch.delenv("GRADVIZ_NATIVE", raising=False)
+    assert native.main(["--check"]) == 1
+    out = capsys.readouterr().out
+    assert "not built for this gradviz and torch" in out and str(tmp_path) in out
+    assert "`python -m graphviz_grad.native` builds them" in out
+
+
 def test_turned_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GRADVIZ_NATIVE", "0")
     assert native._load() is None

@@ -119,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         module = load()
         if module is None:
             off = os.environ.get("GRADVIZ_NATIVE", "1") == "0"
-            why = "turned off by GRADVIZ_NATIVE=0" if off else f"not built ({build_dir()})"
+            why = (
+                "turned off by GRADVIZ_NATIVE=0"
+                if off
+                else f"not built for this gradviz and torch ({build_dir()}); "
+                "`python -m graphviz_grad.native` builds them (g++ and ninja)"
+            )
             print(f"gradviz native hooks: {why}")
             return 1
         print(f"gradviz native hooks: in use ({module.__file__})")
