@@ -423,13 +423,11 @@ def test_layers_called_from_a_method_are_named_from_the_model(tmp_path: Path) ->
     assert modules == {"model.emb", "model.lstm", "model.head"}
 
 
-def test_a_backward_call_another_thread_makes_meanwhile_runs_unrecorded_and_counted(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """One backward call is recorded at a time: a second thread's call that starts while the first
-    thread's is being set up runs as without gradviz, and is counted (two captures at once
-    crashed gradviz's own code)."""
+def _race(monkeypatch: pytest.MonkeyPatch, a_waits_for_b: bool) -> tuple[Recorder, torch.Tensor]:
+    """Thread A's backward call is held up just before its graph is walked; thread B calls
+    backward meanwhile. A waits for B's call to be done (`a_waits_for_b`) or for 0.3 s."""
     import threading
+    import time
 
     from graphviz_grad.capture.watch import Watch
 
@@ -440,7 +438,10 @@ def test_a_backward_call_another_thread_makes_meanwhile_runs_unrecorded_and_coun
     def slow(self: Watch, *args: object) -> None:
         if threading.get_ident() == first:
             a_started.set()
-            assert b_done.wait(10)
+            if a_waits_for_b:
+                assert b_done.wait(10)
+            else:
+                time.sleep(0.3)
         note_call(self, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Watch, "note_call", slow)
@@ -457,10 +458,29 @@ def test_a_backward_call_another_thread_makes_meanwhile_runs_unrecorded_and_coun
         w = torch.tensor([2.0, 1.0], requires_grad=True)
         (w * w).sum().backward()
         worker.join()
-    assert len(rec.calls) == 1
-    assert rec.graph().leaves[0].grad.data == [4.0, 2.0]  # type: ignore[union-attr]
-    assert rec.overlapped == 1
+    assert rec.graph(1).leaves[0].grad.data == [4.0, 2.0]  # type: ignore[union-attr]
     assert v.grad is not None and v.grad.tolist() == (v.detach().cos() * 3.0).tolist()
+    return rec, v
+
+
+def test_a_backward_call_of_another_thread_waits_its_turn_and_is_recorded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One backward call is recorded at a time (two captures at once crashed gradviz's own code,
+    or numbered two calls 1): a call another thread makes meanwhile is recorded after it."""
+    rec, v = _race(monkeypatch, a_waits_for_b=False)
+    assert [c.number for c in rec.calls] == [1, 2] and rec.overlapped == 0
+    assert rec.graph(2).leaves[0].grad.data == v.grad.tolist()  # type: ignore[union-attr]
+
+
+def test_a_call_that_waits_its_turn_in_vain_runs_unrecorded_and_is_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from graphviz_grad.capture import recorder
+
+    monkeypatch.setattr(recorder, "TURN_WAIT", 0.2)
+    rec, _ = _race(monkeypatch, a_waits_for_b=True)
+    assert len(rec.calls) == 1 and rec.overlapped == 1
 
 
 def test_a_fused_rnn_kernels_workspace_is_shown_by_shape_not_by_its_bytes() -> None:

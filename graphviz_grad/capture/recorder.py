@@ -47,6 +47,9 @@ from .subprocesses import Subprocesses
 from .tensor_hooks import TensorHooks
 from .watch import Watch, scripts_own
 
+#: Seconds a backward call of another thread waits for the one being recorded to finish.
+TURN_WAIT = 5.0
+
 
 def _current_autograd_node() -> Any:
     """The autograd node the engine runs in this thread now, if any (None outside backward)."""
@@ -100,10 +103,12 @@ class Recorder:
         self.subprocesses = Subprocesses()
         self._saved: dict[str, Any] = {}
         self._active: CallCapture | None = None
-        #: The thread whose backward call is being recorded: one call is recorded at a time.
+        #: The thread whose backward call is being recorded, which holds `_turn`: one call is
+        #: recorded at a time, and another thread's waits its turn (`_take_turn`).
         self._busy: int | None = None
-        self._claim = threading.Lock()
-        #: Backward calls another thread made while one was being recorded: run, not recorded.
+        self._turn = threading.Lock()
+        #: Backward calls of other threads that waited `TURN_WAIT` seconds in vain: run, not
+        #: recorded.
         self.overlapped = 0
         self._entered = False
         self._patched = False
@@ -327,28 +332,39 @@ class Recorder:
                 return self._intercept(original, kind, args, kwargs)
             finally:
                 self._busy = None
+                self._turn.release()
 
         intercepted.__wrapped__ = original  # type: ignore[attr-defined]
         intercepted.__doc__ = original.__doc__
         return intercepted
 
     def _take_turn(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-        """Whether this backward call is the one to record now. A call made inside the one being
-        recorded (a reentrant checkpoint, a hook's `autograd.grad`, also on an engine thread) or
-        inside gradviz's own work is part of it; one that another thread makes meanwhile runs
-        unrecorded and is counted (`overlapped`): the capture of a call is not shared."""
+        """Whether to record this backward call; True holds `_turn` (released by the caller).
+
+        A call made inside the one being recorded (a reentrant checkpoint, a hook's
+        `autograd.grad`, also on an engine thread) is part of it, as is one inside gradviz's own
+        work. A call of another thread waits until the one being recorded is done, then is
+        recorded in turn (threads training one model, Hogwild style, lose no call); one that
+        waits `TURN_WAIT` seconds in vain runs unrecorded and is counted (`overlapped`)."""
         me = threading.get_ident()
-        with self._claim:
-            busy = self._busy
-            if busy is None and self._active is None and not self._mode.paused:
-                self._busy = me
-                return True
-        if busy is not None and busy != me and _current_autograd_node() is None:
+        busy = self._busy
+        if busy == me or _current_autograd_node() is not None:
+            return False
+        if busy is None and (self._active is not None or self._mode.paused):
+            return False  # gradviz's own work, in the recording thread
+        if not self._turn.acquire(timeout=TURN_WAIT):
             before = self.unobserved
             self._count(args, kwargs)
             self.overlapped += self.unobserved - before
             self.unobserved = before
-        return False
+            return False
+        if not self._entered:  # recording stopped while this call waited
+            self._turn.release()
+            if self._patched:
+                self._count(args, kwargs)
+            return False
+        self._busy = me
+        return True
 
     def _count(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         tensors = args[0] if args else kwargs.get("tensors", kwargs.get("outputs"))
