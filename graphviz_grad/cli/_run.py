@@ -238,13 +238,6 @@ def expr_graph(
     )
 
 
-def recorder_wait() -> float:
-    """How long a backward call of another thread waits for the one being recorded."""
-    from ..capture import recorder
-
-    return recorder.TURN_WAIT
-
-
 def remarks(captured: Captured, total: int, fail: bool = True) -> None:
     """Tell the user, on stderr, where the gradients came from and what else to know; a script
     that died in or after the call shown fails now (`fail`), after its graph was shown."""
@@ -267,9 +260,11 @@ def remarks(captured: Captured, total: int, fail: bool = True) -> None:
         err.print(f"[dim]note:[/] The script {escape(elsewhere.removeprefix('it '))}.")
     overlapped = getattr(getattr(captured.run, "recorder", None), "overlapped", 0)
     if overlapped:
+        from ..capture.recorder import TURN_WAIT
+
         n = f"{overlapped:,} backward call{'s' if overlapped != 1 else ''}"
         err.print(
-            f"[dim]note:[/] {n} of other threads waited {recorder_wait():g} s in vain for the "
+            f"[dim]note:[/] {n} of other threads waited {TURN_WAIT:g} s in vain for the "
             f"one gradviz was recording, and {'were' if overlapped != 1 else 'was'} run "
             "unrecorded (gradviz records one backward call at a time)."
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..model import CallInfo, Finding, Graph, Node, Severity, TensorSummary, has_nonfinite
-from ._common import at_line, leaf_where, listing, node_ref, plural
+from ._common import at_line, leaf_where, leaves_below, listing, node_ref, plural
 
 #: Why an op makes NaN/Inf from finite inputs, by the op's backward name.
 _DOMAINS: dict[str, str] = {
@@ -205,7 +205,7 @@ def _empty_finding(graph: Graph, root: Node, reducer: Node, severity: Severity) 
         result = f"so {node_ref(reducer)} averages nothing and gives {_what(value)}"
     else:
         result = f"so {node_ref(reducer)} adds up nothing and gives {_format(value)}"
-    leaves = _leaves_below(graph, reducer)
+    leaves = leaves_below(graph, reducer.id)
     starved = (
         f"; no gradient reaches {listing([n.label for n in leaves])} from it" if leaves else ""
     )
@@ -254,18 +254,3 @@ def _made_empty(graph: Graph, reducer: Node) -> tuple[Node, str]:
 
 def _shape(s: TensorSummary) -> str:
     return "[" + ", ".join(map(str, s.shape)) + "]"
-
-
-def _leaves_below(graph: Graph, start: Node) -> list[Node]:
-    seen = {start.id}
-    stack = [start.id]
-    leaves = []
-    while stack:
-        n = stack.pop()
-        if graph.nodes[n].kind == "leaf":
-            leaves.append(graph.nodes[n])
-        for e in graph.inputs[n]:
-            if e.src not in seen:
-                seen.add(e.src)
-                stack.append(e.src)
-    return sorted(leaves, key=lambda x: x.id)
