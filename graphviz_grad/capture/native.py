@@ -1,8 +1,10 @@
-"""The optional C++ part of capture: gradient pre-hooks that do not enter Python per node.
+"""The optional C++ part of capture: gradient pre-hooks that do not enter Python per node, and
+the statistics of a tensor without a Python call per reduction.
 
 gradviz runs in pure Python. Built once, the C++ pre-hooks (`_native.cpp`) take over the
-hooking of each backward call's nodes, the cost that grows with every node of every call
-(`docs/performance.md`). Everything shown stays the same (the test suite runs both ways).
+hooking of each backward call's nodes, the cost that grows with every node of every call, and
+`cpu_stats` the reductions that summarise each large CPU tensor (`docs/performance.md`).
+Everything shown stays the same (the test suite runs both ways).
 
     python -m graphviz_grad.native          # build it (g++ and ninja; about 20 s, once)
     python -m graphviz_grad.native --check  # say whether it is built and used
@@ -19,6 +21,12 @@ import os
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import torch
 
 SOURCE = Path(__file__).with_name("_native.cpp")
 
@@ -71,6 +79,13 @@ def hooks() -> ModuleType | None:
     ):
         return None
     return module
+
+
+def stats() -> Callable[[list[torch.Tensor]], list[tuple[float, float, float, float]]] | None:
+    """The extension's `cpu_stats` (`summary._cpu_stats` of each tensor, the same numbers bit for
+    bit), or None when it is not built or turned off."""
+    module = _loaded[0] if _loaded else load()
+    return None if module is None else getattr(module, "cpu_stats", None)
 
 
 def _load() -> ModuleType | None:

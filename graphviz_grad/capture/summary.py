@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..model import TensorSummary
+from .native import stats
 
 if TYPE_CHECKING:
     from typing_extensions import TypeIs  # a torch dependency; for the type checker only
@@ -228,7 +229,12 @@ def _large_cpu(
 
 
 def _cpu_stats(t: torch.Tensor) -> tuple[float, float, float, float]:
-    """(float64 sum, min, max, float64 norm) of a float32/float64 CPU tensor (see `_large_cpu`)."""
+    """(float64 sum, min, max, float64 norm) of a float32/float64 CPU tensor (see `_large_cpu`);
+    in C++ where built (`native.stats`): the same calls, without a Python call for each."""
+    if type(t) in PLAIN_TYPES and t.numel() < WORKSPACE_MIN:
+        found = stats()
+        if found is not None:
+            return found([t])[0]
     d = as_double(t)
     lo, hi = torch.aminmax(t)
     return float(d.sum()), float(lo), float(hi), float(torch.linalg.vector_norm(d))
@@ -569,8 +575,14 @@ def _row_stats(same: list[torch.Tensor]) -> list[tuple[float, float, float, floa
 
 def _each_stats(group: list[torch.Tensor]) -> list[tuple[float, float, float, float]]:
     """(sum, min, max, norm) of each CPU tensor, each number read on its own (on the CPU there
-    is no copy to save, and stacking them costs more)."""
-    return [_cpu_stats(t.detach()) for t in group]
+    is no copy to save, and stacking them costs more); in one C++ call where built (it reads
+    them with autograd off, so they need no `detach`)."""
+    found = stats()
+    if found is None or not all(
+        type(t) in PLAIN_TYPES and t.numel() < WORKSPACE_MIN for t in group
+    ):
+        return [_cpu_stats(t.detach()) for t in group]
+    return found(group)
 
 
 def _large_summary(

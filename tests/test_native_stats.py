@@ -1,0 +1,172 @@
+"""The C++ statistics (`native.stats`) give the numbers of the Python ones, bit for bit.
+
+A summary of a float32/float64 CPU tensor of more than 16 numbers is its float64 sum, its extremes
+and its float64 norm. Where the extension is built, `summary._cpu_stats` and `_each_stats` take
+them from C++ with the same ATen calls; these tests compute them both ways, on tensors of every
+kind that reaches them, and require the same bits (NaN and -0.0 included). They skip where the
+extension is not built (no g++).
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+
+from graphviz_grad.capture import native, summary
+from graphviz_grad.capture.summary import summarize, summarize_many
+
+built = pytest.mark.skipif(
+    native.load() is None, reason="the C++ statistics are not built (make native, g++ needed)"
+)
+
+
+def _bits(values: Any) -> Any:
+    """Numbers as their IEEE bytes, so NaN equals NaN and -0.0 differs from 0.0."""
+    if isinstance(values, float):
+        return struct.pack("<d", values)
+    if isinstance(values, (list, tuple)):
+        return [_bits(v) for v in values]
+    return values
+
+
+def _summary_bits(s: Any) -> Any:
+    if s is None:
+        return None
+    return [_bits(getattr(s, f)) for f in type(s).__dataclass_fields__]
+
+
+def _at(t: torch.Tensor, i: int) -> tuple[int, ...]:
+    return tuple(int(k) for k in torch.unravel_index(torch.tensor(i), t.shape))
+
+
+def _tensors(seed: int, count: int) -> Iterator[torch.Tensor]:
+    rng = random.Random(seed)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(count):
+        n = rng.choice([17, 31, 100, 1000, 4097, 65_536, 100_003, (1 << 20) - 1])
+        dtype = rng.choice([torch.float32, torch.float64])
+        t = torch.randn(n, generator=gen, dtype=dtype) * 10 ** rng.uniform(-30, 30)
+        kind = rng.random()
+        if kind < 0.25:  # non-contiguous
+            t = t[: n - n % 2].reshape(-1, 2).t()
+        elif kind < 0.4:  # a strided slice
+            t = t[::3]
+        elif kind < 0.5:  # a matrix
+            t = t[: n - n % 4].reshape(4, -1)
+        special = rng.random()
+        if special < 0.1:
+            t = t.clone()  # with the same strides
+            t[_at(t, rng.randrange(t.numel()))] = float("nan")
+        elif special < 0.2:
+            t = t.clone()
+            t[_at(t, rng.randrange(t.numel()))] = rng.choice([float("inf"), float("-inf")])
+        elif special < 0.25:
+            t = torch.zeros_like(t).neg()  # -0.0 everywhere
+        grad = rng.random()
+        if grad < 0.2:
+            t = t.clone().requires_grad_()
+        elif grad < 0.3:
+            t = torch.nn.Parameter(t.clone())
+        elif grad < 0.4:
+            t = t.clone().requires_grad_() * 1.0  # not a leaf: it has a grad_fn
+        yield t
+
+
+@pytest.fixture
+def threads(request: pytest.FixtureRequest) -> Iterator[int]:
+    saved = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    try:
+        yield request.param
+    finally:
+        torch.set_num_threads(saved)
+
+
+@built
+@pytest.mark.parametrize("threads", [1, 2], indirect=True)
+@pytest.mark.parametrize("seed", range(3))
+def test_cpu_stats_are_the_python_numbers_bit_for_bit(
+    seed: int, threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cpp = native.stats()
+    assert cpp is not None
+    tensors = list(_tensors(seed, 40))
+    both = cpp(tensors)
+    with monkeypatch.context() as m:
+        m.setattr(native, "_loaded", [None])
+        assert native.stats() is None
+        python = [summary._cpu_stats(t.detach()) for t in tensors]
+    assert len(both) == len(tensors)
+    for t, a, b in zip(tensors, both, python):
+        assert _bits(a) == _bits(b), (t.dtype, tuple(t.shape), t.stride())
+
+
+@built
+@pytest.mark.parametrize("threads", [1, 2], indirect=True)
+@pytest.mark.parametrize("seed", range(3))
+def test_summaries_are_the_same_with_and_without_the_extension(
+    seed: int, threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tensors: list[torch.Tensor | None] = list(_tensors(100 + seed, 40))
+    # several of one shape: some go as rows of one stacked tensor, the rest one by one
+    gen = torch.Generator().manual_seed(seed)
+    tensors += [torch.randn(64, 64, generator=gen) for _ in range(5)] + [None]
+    one = [None if t is None else summarize(t) for t in tensors]
+    many = summarize_many(tensors)
+    with monkeypatch.context() as m:
+        m.setattr(native, "_loaded", [None])
+        one_python = [None if t is None else summarize(t) for t in tensors]
+        many_python = summarize_many(tensors)
+    assert [_summary_bits(s) for s in one] == [_summary_bits(s) for s in one_python]
+    assert [_summary_bits(s) for s in many] == [_summary_bits(s) for s in many_python]
+    assert [_summary_bits(s) for s in many] == [_summary_bits(s) for s in one]
+
+
+@built
+def test_the_numbers_are_torchs_own_float64_reductions() -> None:
+    cpp = native.stats()
+    assert cpp is not None
+    t = torch.randn(3000, dtype=torch.float32) * 1e20
+    ((total, lo, hi, norm),) = cpp([t])
+    assert total == t.sum(dtype=torch.float64).item()
+    assert norm == torch.linalg.vector_norm(t, dtype=torch.float64).item()
+    assert (lo, hi) == (t.min().item(), t.max().item())
+
+
+@built
+def test_what_the_extension_does_not_take_stays_in_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tensor subclass, and a float32 tensor large enough for the reused float64 buffer, are
+    summarised in Python (the subclass's own `__torch_function__` runs, as it always did)."""
+    cpp = native.stats()
+    assert cpp is not None
+    calls: list[int] = []
+
+    def spy(tensors: list[torch.Tensor]) -> Any:
+        calls.append(len(tensors))
+        return cpp(tensors)
+
+    monkeypatch.setattr(summary, "stats", lambda: spy)
+
+    class Marked(torch.Tensor):
+        pass
+
+    marked = torch.randn(100).as_subclass(Marked)
+    big = torch.randn(summary.WORKSPACE_MIN)
+    assert summarize(marked).mean == pytest.approx(marked.double().mean().item())
+    assert summarize(big).norm == torch.linalg.vector_norm(big, dtype=torch.float64).item()
+    assert calls == []
+    assert summarize_many([marked, big, marked * 2]) == [
+        summarize(marked),
+        summarize(big),
+        summarize(marked * 2),
+    ]
+    assert calls == []
+    summarize(torch.randn(100))
+    assert calls == [1]
+    summarize_many([torch.randn(100), torch.randn(200), torch.randn(300, 2).t()])
+    assert calls == [1, 3]
