@@ -48,7 +48,11 @@ def summarize_small(t: torch.Tensor) -> TensorSummary:
     if type(t) in PLAIN_TYPES and t.is_cpu and t.layout == torch.strided:  # `_plain_small`
         numel = t.numel()
         if 0 < numel <= DATA_LIMIT and t.dtype in _PLAIN_DTYPES:
-            return _small(t.tolist(), tuple(t.shape), dtype_name(t.dtype), numel)
+            try:
+                data = t.tolist()
+            except RuntimeError:  # its memory freed (`freed`): said by `summarize`
+                return summarize(t)
+            return _small(data, tuple(t.shape), dtype_name(t.dtype), numel)
     return summarize(t)
 
 
@@ -57,7 +61,7 @@ def summarize(t: torch.Tensor, limit: int = DATA_LIMIT) -> TensorSummary:
     if type(t) in PLAIN_TYPES and t.dtype in _REDUCED and t.layout == torch.strided and t.is_cpu:
         # the common case on the per-op path, without the checks for odd tensors below
         numel = t.numel()
-        if numel > limit:
+        if numel > limit and not freed(t):
             try:
                 found = _large_cpu(t.detach(), tuple(t.shape), dtype_name(t.dtype), numel)
             except Exception:  # a storage freed under the tensor: said below
@@ -74,6 +78,8 @@ def summarize(t: torch.Tensor, limit: int = DATA_LIMIT) -> TensorSummary:
             return TensorSummary(shape, dtype, numel, note="meta tensor: no data")
         if numel == 0:
             return TensorSummary(shape, dtype, 0)
+        if freed(t):
+            return TensorSummary(shape, dtype, numel, note=FREED_NOTE)
         with torch.no_grad():
             if t.is_complex():
                 return _complex(t.detach(), shape, dtype, numel, limit)
@@ -82,6 +88,22 @@ def summarize(t: torch.Tensor, limit: int = DATA_LIMIT) -> TensorSummary:
             return _large(t.detach(), shape, dtype, numel)
     except Exception as exc:  # a tensor subclass or device we cannot read: say so, never fail
         return TensorSummary(shape, dtype, int(t.numel()), note=f"unreadable: {type(exc).__name__}")
+
+
+#: The note of a tensor whose memory is gone (`freed`).
+FREED_NOTE = "no data: its memory was freed (resized to 0, as FSDP frees a gathered parameter)"
+
+
+def freed(t: torch.Tensor) -> bool:
+    """Whether `t` has elements but no memory behind them (`untyped_storage().resize_(0)`, what
+    FSDP does to a parameter's gathered copy between uses): reading it would crash the process
+    (PyTorch's reductions do not check), so it is never read."""
+    if type(t) not in PLAIN_TYPES or t.layout != torch.strided or t.numel() == 0:
+        return False  # a subclass's storage is its own business (read under `try`)
+    try:
+        return t.untyped_storage().nbytes() == 0
+    except (RuntimeError, NotImplementedError, TypeError):
+        return False
 
 
 _SPARSE_LAYOUTS = (
@@ -363,7 +385,7 @@ def reads_later(t: torch.Tensor) -> bool:
 
 def _on_device_kind(t: torch.Tensor) -> str | None:
     if _plain_small(t) and t.dtype in _FLOAT_KINDS:
-        return "small"
+        return None if freed(t) else "small"
     if _plain_large(t):
         return "large"
     return None
@@ -473,6 +495,8 @@ def summarize_many(
                 together.setdefault(t.device, []).append(k)
         elif t.is_cpu:
             out[k] = summarize_small(t)
+        elif freed(t):
+            out[k] = summarize(t)
         elif t.dtype in _FLOAT_KINDS:
             together.setdefault(t.device, []).append(k)
         else:
@@ -526,6 +550,7 @@ def _plain_large(t: torch.Tensor) -> bool:
         and t.dtype in (torch.float32, torch.float64)
         and t.numel() > DATA_LIMIT
         and t.device.type != "meta"
+        and not freed(t)
     )
 
 
