@@ -20,6 +20,7 @@ from __future__ import annotations
 from ._forward import USER_FRAMES, op_record
 from ._snapshot import gradient_edge, saved_attrs
 from .calls import CallSpec, capture_calls, no_graph, parse_call_spec, run_recorded
+from .fsdp import gathered
 from .naming import unregistered, unwrap
 from .recorder import Recorder, record, trace
 from .runner import (
@@ -50,6 +51,7 @@ __all__ = [
     "capture_calls",
     "capture_script",
     "dtype_name",
+    "gathered",
     "gradient_edge",
     "in_big_stack",
     "live_status",

@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from .fsdp import gathered
+
 _MAX_ITEMS = 64
 
 #: Modules that wrap the user's model and hold it in one attribute: their parameters are the
@@ -260,9 +262,14 @@ class Names:
         for sub_name, sub in module.named_modules(remove_duplicate=False):
             if sub_name:
                 self._modules.setdefault(id(sub), f"{name}.{sub_name}")
+        full = gathered(module)  # FSDP2: the graph's leaf is a gathered copy of the shard
         for pname, p in module.named_parameters(remove_duplicate=False):
             self._qualified.add(f"{name}.{pname}")
             self._add(f"{name}.{pname}", p)
+            if full:
+                leaf = full.get(id(p))
+                if leaf is not None:
+                    self._add(f"{name}.{pname}", leaf)
         for bname, b in module.named_buffers(remove_duplicate=False):
             # every buffer: one that takes no gradient is an op's input (a BatchNorm's
             # `running_mean`), drawn under its name

@@ -285,8 +285,14 @@ def _lower(learning_rates: Mapping[str, float]) -> str:
     )
 
 
+def _unread(s: TensorSummary) -> bool:
+    return s.data is None and s.mean is None and s.numel > 0
+
+
 def _same(a: TensorSummary | None, b: TensorSummary | None) -> bool:
-    if a is None or b is None:
+    """Whether two values were read and are the same (one that could not be read, a meta
+    tensor or one whose memory FSDP freed, is the same as nothing)."""
+    if a is None or b is None or _unread(a) or _unread(b):
         return False
     return (a.shape, a.data, a.norm, a.mean, a.min, a.max) == (
         b.shape,

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..capture import saved_attrs, unregistered, unwrap
+from ..capture import gathered, saved_attrs, unregistered, unwrap
 from ..capture.naming import own_object
 from ..capture.recorder import CREATE_GRAPH_KEY
 from ..model import CallInfo, Finding, Graph, display_path
@@ -120,7 +120,11 @@ def unused(
         groups: dict[bool, list[str]] = {True: [], False: []}
         elsewhere: list[str] = []
         elsewhere_ids: list[int] = []
+        full = gathered(module)  # FSDP2: the graph holds a gathered copy of each shard
         for pname, p in module.named_parameters():
+            if full and (leaf := full.get(id(p))) is not None and id(leaf) in in_graph:
+                seen.add(id(p))
+                continue
             if id(p) in stepped:  # `stepped_unreached` says more about it
                 continue
             if _swapped(module, pname, p, call_params):

@@ -5,14 +5,11 @@ checked against torch's own."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
-from training_run import SCRIPTS, TORCHRUN, run
+from training_run import SCRIPTS, run, torchrun_gradviz
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
@@ -22,31 +19,6 @@ pytestmark = pytest.mark.skipif(
 SCRIPT = str(SCRIPTS / "ddp_train.py")
 
 
-def _launch() -> list[str]:
-    """torchrun for 2 ranks on a free local port, running gradviz."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return [*TORCHRUN, "--nproc-per-node", "2", "--master-port", str(port), "-m", "graphviz_grad"]
-
-
-#: What PyTorch prints when a rank's gloo threads outlive its interpreter at exit: a race in torch
-#: itself, without gradviz too (`python -m torch.distributed.run` on ddp_nan_rank.py, rank 0
-#: ending 2 s after rank 1, aborted 2 times in 12 on a busy machine; an upstream fix was tried and
-#: withdrawn: pytorch/pytorch#179291). Under gradviz rank 1 ends first, while rank 0 draws.
-_EXIT_RACE = "terminate called without an active exception"
-
-
-def _torchrun(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """`run` gradviz under torchrun; launched again (twice at most) when a rank died in
-    PyTorch's exit race rather than in anything the test checks."""
-    for _ in range(2):
-        done = run([*_launch(), *args], **kwargs)
-        if _EXIT_RACE not in done.stderr or "SIGABRT" not in done.stderr:
-            return done
-    return run([*_launch(), *args], **kwargs)
-
-
 def _close(a: object, b: object) -> bool:
     return bool(torch.allclose(torch.tensor(a), torch.tensor(b), rtol=1e-5, atol=1e-7))
 
@@ -54,7 +26,7 @@ def _close(a: object, b: object) -> bool:
 @pytest.mark.slow
 def test_every_rank_writes_its_own_file_with_local_and_reduced_grads(tmp_path: Path) -> None:
     out = tmp_path / "ddp-{rank}.json"
-    done = _torchrun(["render", SCRIPT, "-o", str(out)], REF_DIR=str(tmp_path), timeout=240)
+    done = torchrun_gradviz(["render", SCRIPT, "-o", str(out)], REF_DIR=str(tmp_path), timeout=240)
     assert done.returncode == 0, done.stderr
     for rank in (0, 1):
         graph = json.loads((tmp_path / f"ddp-{rank}.json").read_text())
@@ -76,7 +48,7 @@ def test_every_rank_writes_its_own_file_with_local_and_reduced_grads(tmp_path: P
 
 @pytest.mark.slow
 def test_one_rank_draws_and_says_which(tmp_path: Path) -> None:
-    done = _torchrun(["tree", SCRIPT, "--rank", "1"], REF_DIR=str(tmp_path), timeout=240)
+    done = torchrun_gradviz(["tree", SCRIPT, "--rank", "1"], REF_DIR=str(tmp_path), timeout=240)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("#0 MeanBackward0") == 1
     assert done.stderr.count("note: rank 1 of 2") == 1
@@ -107,7 +79,7 @@ def test_rank_without_torchrun_is_a_usage_error() -> None:
 @pytest.mark.slow
 def test_doctor_on_rank_0_reports_a_nan_from_rank_1(tmp_path: Path) -> None:
     script = str(SCRIPTS / "ddp_nan_rank.py")
-    done = _torchrun(["doctor", script], cwd=tmp_path, timeout=240)
+    done = torchrun_gradviz(["doctor", script], cwd=tmp_path, timeout=240)
     # torchrun exits 1 when a rank fails, and says which code that rank had.
     assert done.returncode == 1 and "exitcode  : 10" in done.stderr, done.stdout + done.stderr
     assert "On rank 1, the local gradient of" in done.stdout
