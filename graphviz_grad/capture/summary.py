@@ -7,6 +7,7 @@ This runs on the per-op recording path, so it is written for speed: a small tens
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -70,6 +71,9 @@ def summarize(t: torch.Tensor, limit: int = DATA_LIMIT) -> TensorSummary:
                 return found
     shape = tuple(int(d) for d in t.shape)
     dtype = dtype_name(t.dtype)
+    local = _local_part(t)
+    if local is not None:
+        return _part_summary(t, local, shape, dtype, limit)
     try:
         numel = t.numel()
         if t.is_sparse or t.layout != torch.strided:
@@ -88,6 +92,38 @@ def summarize(t: torch.Tensor, limit: int = DATA_LIMIT) -> TensorSummary:
             return _large(t.detach(), shape, dtype, numel)
     except Exception as exc:  # a tensor subclass or device we cannot read: say so, never fail
         return TensorSummary(shape, dtype, int(t.numel()), note=f"unreadable: {type(exc).__name__}")
+
+
+def _local_part(t: torch.Tensor) -> torch.Tensor | None:
+    """A `DTensor`'s local tensor (read without any communication), or None for another tensor.
+
+    Reductions on a DTensor give this rank's numbers under the whole tensor's shape (the mean of
+    a shard divided by the whole size) or wait for the other ranks (a collective that only this
+    rank makes hangs): its statistics are its local part's, and say so."""
+    if type(t) in PLAIN_TYPES:
+        return None
+    kind = getattr(sys.modules.get("torch.distributed.tensor"), "DTensor", None)
+    if kind is None or not isinstance(t, kind):
+        return None
+    try:
+        with torch.no_grad():
+            local: torch.Tensor = t.to_local()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 (said as unreadable by `summarize`)
+        return None
+    return local
+
+
+def _part_summary(
+    t: torch.Tensor, local: torch.Tensor, shape: tuple[int, ...], dtype: str, limit: int
+) -> TensorSummary:
+    found = summarize(local, limit)
+    placements: Any = getattr(t, "placements", ())
+    partial = any(getattr(p, "is_partial", lambda: False)() for p in placements)
+    whole = f"{dtype}[{', '.join(map(str, shape))}]"
+    where = ", ".join(repr(p) for p in placements)
+    what = "this rank's partial sums" if partial else "this rank's part"
+    note = f"{what} of DTensor {whole} {where}"
+    return replace(found, note=note if found.note is None else f"{note}; {found.note}")
 
 
 #: The note of a tensor whose memory is gone (`freed`).
