@@ -35,6 +35,8 @@ from .summary import (
     dtype_name,
     reads_later,
     reduce_on_device,
+    shape_of,
+    size_ints,
     summarize,
     summarize_small,
     summarize_unread,
@@ -331,6 +333,22 @@ def _plumbing_ops() -> tuple[Any, ...]:
 _PLUMBING = _plumbing_ops()
 _PLUMBING_IDS = frozenset(map(id, _PLUMBING))
 
+_queries: dict[int, tuple[Any, Any]] = {}
+
+
+def _is_query(func: Any) -> bool:
+    """An op that neither returns a tensor nor writes one: a size or layout query (`sym_size`,
+    `prim.layout`, which a tensor subclass such as a jagged nested tensor answers through the
+    dispatcher). It makes no node and changes nothing: passed straight on, for reading its
+    input's `grad_fn` there never returns (torch 2.13, a nested tensor's `prim.layout`)."""
+    try:
+        schema = func._schema
+    except AttributeError:
+        return False
+    if schema.is_mutable:
+        return False
+    return not any("Tensor" in str(r.type) for r in schema.returns)
+
 
 class ViewCache:
     """What gradviz made of views of leaves (a copy, a summary), by storage and by view: an
@@ -542,7 +560,7 @@ def readable(t: torch.Tensor) -> bool:
 
 
 def shape_only(t: torch.Tensor) -> TensorSummary:
-    return TensorSummary(tuple(int(d) for d in t.shape), dtype_name(t.dtype), t.numel())
+    return TensorSummary(shape_of(t), dtype_name(t.dtype), t.numel())
 
 
 class LateConstant:
@@ -579,8 +597,9 @@ class LateConstant:
         t = self.tensor()
         if t is not None:
             return t
-        shape = tuple(int(d) for d in self.shape)
-        return TensorSummary(shape, dtype_name(self.dtype), self.shape.numel())
+        shape = size_ints(self.shape)
+        numel = math.prod(shape) if -1 not in shape else 0
+        return TensorSummary(shape, dtype_name(self.dtype), numel)
 
 
 #: The `LateConstant`s made since the dispatch mode last looked (`ForwardRecorder._new_record`).
@@ -680,7 +699,7 @@ class ForwardRecorder(TorchDispatchMode):
     supports_higher_order_operators = True
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        if id(func) in _PLUMBING_IDS:
+        if id(func) in _PLUMBING_IDS or per_op(_queries, func, _is_query):
             return func(*args, **(kwargs or {}))
         if type(func) is not _OVERLOAD and isinstance(func, _HIGHER_ORDER):
             # its body's ops are not recorded; its outputs' values are, when an op reads them

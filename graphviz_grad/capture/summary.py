@@ -69,6 +69,8 @@ def summarize(t: torch.Tensor, limit: int = DATA_LIMIT) -> TensorSummary:
                 found = None
             if found is not None:
                 return found
+    if t.is_nested:
+        return _nested(t, limit)
     shape = tuple(int(d) for d in t.shape)
     dtype = dtype_name(t.dtype)
     local = _local_part(t)
@@ -92,6 +94,50 @@ def summarize(t: torch.Tensor, limit: int = DATA_LIMIT) -> TensorSummary:
             return _large(t.detach(), shape, dtype, numel)
     except Exception as exc:  # a tensor subclass or device we cannot read: say so, never fail
         return TensorSummary(shape, dtype, int(t.numel()), note=f"unreadable: {type(exc).__name__}")
+
+
+def shape_of(t: torch.Tensor) -> tuple[int, ...]:
+    """`t.shape` as ints; a nested tensor's ragged dimension (a symbolic size) as -1."""
+    try:
+        return tuple(int(d) for d in t.shape)
+    except Exception:  # noqa: BLE001 (a nested int `j1`, or no sizes at all: strided nested)
+        return tuple(_size_or_ragged(t, i) for i in range(t.dim()))
+
+
+def _size_or_ragged(t: torch.Tensor, i: int) -> int:
+    try:
+        return int(t.size(i))
+    except Exception:  # noqa: BLE001
+        return -1
+
+
+def size_ints(size: Sequence[Any]) -> tuple[int, ...]:
+    """A size as ints, a nested tensor's ragged size (a symbolic `j1`) as -1."""
+    found = []
+    for d in size:
+        try:
+            found.append(int(d))
+        except Exception:  # noqa: BLE001
+            found.append(-1)
+    return tuple(found)
+
+
+def _nested(t: torch.Tensor, limit: int) -> TensorSummary:
+    """A nested tensor: the statistics of all its components' numbers together (a jagged one's
+    packed `values()`), under its shape with the ragged dimension as -1."""
+    shape, dtype = shape_of(t), dtype_name(t.dtype)
+    try:
+        with torch.no_grad():
+            t = t.detach()
+            parts = [c.reshape(-1) for c in t.unbind()]
+            flat = torch.cat(parts) if parts else torch.empty(0, dtype=t.dtype, device=t.device)
+        found = summarize(flat, limit)
+    except Exception as exc:  # noqa: BLE001 (said, never raised)
+        return TensorSummary(shape, dtype, 0, note=f"unreadable: {type(exc).__name__}")
+    note = f"nested tensor of {len(parts)} components: statistics of all their numbers"
+    return replace(
+        found, shape=shape, note=note if found.note is None else f"{note}; {found.note}"
+    )
 
 
 def _local_part(t: torch.Tensor) -> torch.Tensor | None:
