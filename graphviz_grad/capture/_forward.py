@@ -336,18 +336,35 @@ _PLUMBING_IDS = frozenset(map(id, _PLUMBING))
 _queries: dict[int, tuple[Any, Any]] = {}
 
 
+#: Size and layout queries (`aten::sym_size`, `prim::layout`): a tensor subclass such as a jagged
+#: nested tensor answers them through the dispatcher. A number out, nothing written.
+_QUERIES = frozenset(
+    {
+        "aten::sym_size",
+        "aten::sym_stride",
+        "aten::sym_numel",
+        "aten::sym_storage_offset",
+        "aten::is_contiguous",
+        "aten::is_strides_like_format",
+        "aten::is_non_overlapping_and_dense",
+        "aten::dim",
+        "aten::size",
+        "aten::stride",
+        "aten::numel",
+        "aten::storage_offset",
+    }
+)
+
+
 def _is_query(func: Any) -> bool:
-    """An op that neither returns a tensor nor writes one: a size or layout query (`sym_size`,
-    `prim.layout`, which a tensor subclass such as a jagged nested tensor answers through the
-    dispatcher). It makes no node and changes nothing: passed straight on, for reading its
-    input's `grad_fn` there never returns (torch 2.13, a nested tensor's `prim.layout`)."""
+    """A size or layout query (`_QUERIES`, or any `prim::` op such as `prim::layout`): it makes
+    no node and changes nothing, so it passes straight on; reading its input's `grad_fn` there
+    never returns (torch 2.13, a jagged nested tensor's `prim::layout`)."""
     try:
-        schema = func._schema
+        name = func._schema.name
     except AttributeError:
         return False
-    if schema.is_mutable:
-        return False
-    return not any("Tensor" in str(r.type) for r in schema.returns)
+    return name in _QUERIES or name.startswith("prim::")
 
 
 class ViewCache:

@@ -719,22 +719,14 @@ def _user_frames(exc: BaseException) -> list[traceback.FrameSummary]:
 
 def _own_frame(exc: BaseException) -> str | None:
     """Where in gradviz's own code `exc` was raised (`capture/summary.py:509`), when the
-    innermost frame of its traceback that is not torch's or the standard library's is gradviz's:
-    a bug of gradviz's, not the script's (`int()` of a nested tensor's ragged size raises in
-    torch, called by gradviz). A dispatch mode's hook that passed the script's op on to torch,
-    which raised, is not gradviz's doing."""
-    from ._forward import _MODE_HOOKS, _OWN_DIR, USER_FRAMES
+    innermost frame of its traceback is gradviz's: a bug of gradviz's, not the script's."""
+    from ._forward import _OWN_DIR
 
     frames = traceback.extract_tb(exc.__traceback__)
-    for k in range(len(frames) - 1, -1, -1):
-        frame = frames[k]
-        if frame.filename.startswith(_OWN_DIR):
-            if frame.name in _MODE_HOOKS and k < len(frames) - 1:
-                continue  # the op it passed on raised
-            return f"{Path(frame.filename).relative_to(_OWN_DIR).as_posix()}:{frame.lineno}"
-        if USER_FRAMES.is_user(frame.filename):
-            return None
-    return None
+    if not frames or not frames[-1].filename.startswith(_OWN_DIR):
+        return None
+    last = frames[-1]
+    return f"{Path(last.filename).relative_to(_OWN_DIR).as_posix()}:{last.lineno}"
 
 
 def user_traceback(exc: BaseException) -> str:

@@ -135,9 +135,7 @@ def _nested(t: torch.Tensor, limit: int) -> TensorSummary:
     except Exception as exc:  # noqa: BLE001 (said, never raised)
         return TensorSummary(shape, dtype, 0, note=f"unreadable: {type(exc).__name__}")
     note = f"nested tensor of {len(parts)} components: statistics of all their numbers"
-    return replace(
-        found, shape=shape, note=note if found.note is None else f"{note}; {found.note}"
-    )
+    return replace(found, shape=shape, note=note if found.note is None else f"{note}; {found.note}")
 
 
 def _local_part(t: torch.Tensor) -> torch.Tensor | None:

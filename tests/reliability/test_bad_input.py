@@ -521,29 +521,6 @@ def test_an_error_inside_gradviz_is_reported_as_gradviz_s_bug(
     assert not (tmp_path / "out.json").exists()
 
 
-def test_an_error_torch_raises_for_gradviz_is_gradviz_s_bug(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """gradviz calls torch, torch raises (its innermost frame is torch's, not gradviz's): still
-    gradviz's bug, not the script's (as `int()` of a nested tensor's ragged size was)."""
-    import functools
-
-    from graphviz_grad.capture import summary
-
-    script = tmp_path / "script.py"
-    script.write_text(
-        "import torch\nw = torch.randn(100, requires_grad=True)\n(w * 2.0).sum().backward()\n",
-        encoding="utf-8",
-    )
-    monkeypatch.setattr(summary, "stats", lambda: None)  # the Python statistics, which
-    monkeypatch.setattr(summary, "as_double", functools.partial(torch.functional.einsum, "?"))
-    monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["render", "script.py", "-o", "out.json"])
-    assert result.exit_code == EXIT_CODES["internal"] == 70, result.stderr
-    assert "(raised in gradviz's own code, capture/summary.py:" in result.stderr
-    assert "shows the same error" not in result.stderr
-
-
 def test_an_op_of_the_script_that_fails_under_the_recorder_is_the_script_s_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
