@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
+from typer.exceptions import TyperException
 
 from .._gc import end_startup
-from ..errors import GradvizError, Interrupted, OutputError, UsageError
+from ..errors import GradvizError, InternalError, Interrupted, OutputError, UsageError
 from ._app import err
 from ._ranks import NotDrawing, share_report, stop_unless_drawing, with_rank_findings
 
@@ -52,6 +53,32 @@ def reported() -> Iterator[None]:
     except KeyboardInterrupt:
         err.print("[red]interrupted[/]: no output was written.")
         raise typer.Exit(Interrupted.exit_code) from None
+    except (typer.Exit, typer.Abort, TyperException):
+        raise  # typer's own ways out (`Exit` is a RuntimeError to Python)
+    except Exception as exc:  # gradviz's bug: one sentence, the traceback for the report, 70
+        report(internal_error(exc))
+        raise typer.Exit(InternalError.exit_code) from None
+
+
+def internal_error(exc: BaseException) -> InternalError:
+    """An exception that escaped gradviz's own code outside the script (building the graphs
+    after it ended, drawing, writing), as one sentence that says so and where, with the whole
+    traceback as details."""
+    import traceback
+
+    own = Path(__file__).resolve().parents[1]
+    where = ""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename.startswith(str(own)):
+            where = f", {Path(frame.filename).relative_to(own).as_posix()}:{frame.lineno}"
+            break
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return InternalError(
+        f"gradviz failed: {type(exc).__name__}: {first} (raised in gradviz's own code{where}).",
+        hint="This is a bug in gradviz, not in your script: please report it with the command, "
+        "the script and the traceback above.",
+        details="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    )
 
 
 def report(exc: GradvizError) -> None:

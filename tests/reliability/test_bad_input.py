@@ -521,6 +521,36 @@ def test_an_error_inside_gradviz_is_reported_as_gradviz_s_bug(
     assert not (tmp_path / "out.json").exists()
 
 
+def test_an_error_in_gradviz_after_the_script_ended_is_one_sentence_and_exit_70(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception out of gradviz's own code once the script has ended (building the graphs)
+    printed a rich traceback dump and exit 1: now the sentence, the hint, the traceback for the
+    report, and 70; nothing is written."""
+    from graphviz_grad.capture import _snapshot
+
+    def broken(self: object) -> None:
+        raise ValueError("a bug of gradviz's\nsecond line")
+
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import torch\nw = torch.randn(3, requires_grad=True)\n(w * 2.0).sum().backward()\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(_snapshot.CallCapture, "build", broken)
+    monkeypatch.chdir(tmp_path)
+    for command in (["render", "script.py", "-o", "out.json"], ["tree", "script.py"]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == EXIT_CODES["internal"] == 70, result.output
+        assert "error: gradviz failed: ValueError: a bug of gradviz's (raised in gradviz's " in (
+            " ".join(result.stderr.split())
+        )
+        assert "This is a bug in gradviz, not in your script" in result.stderr
+        assert "in broken" in result.stderr  # the traceback, for the report
+        assert "╭" not in result.stderr  # no rich traceback dump
+    assert not (tmp_path / "out.json").exists()
+
+
 def test_an_op_of_the_script_that_fails_under_the_recorder_is_the_script_s_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
