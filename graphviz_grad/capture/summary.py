@@ -76,6 +76,9 @@ def summarize(t: torch.Tensor, limit: int = DATA_LIMIT) -> TensorSummary:
     local = _local_part(t)
     if local is not None:
         return _part_summary(t, local, shape, dtype, limit)
+    kept = _unmasked(t)
+    if kept is not None:
+        return _unmasked_summary(kept, shape, dtype, t.numel(), limit)
     try:
         numel = t.numel()
         if t.is_sparse or t.layout != torch.strided:
@@ -155,6 +158,36 @@ def _local_part(t: torch.Tensor) -> torch.Tensor | None:
     except Exception:  # noqa: BLE001 (said as unreadable by `summarize`)
         return None
     return local
+
+
+def _unmasked(t: torch.Tensor) -> torch.Tensor | None:
+    """A `MaskedTensor`'s numbers that its mask keeps, as a plain 1-D tensor, or None for
+    another tensor (torch's reductions on a MaskedTensor give MaskedTensors, not numbers)."""
+    if type(t) in PLAIN_TYPES:
+        return None
+    kind = getattr(sys.modules.get("torch.masked.maskedtensor.core"), "MaskedTensor", None)
+    if kind is None or not isinstance(t, kind):
+        return None
+    try:
+        with torch.no_grad():
+            data = t.get_data().detach()  # type: ignore[attr-defined]
+            mask = t.get_mask().detach()  # type: ignore[attr-defined]
+            if data.layout != torch.strided or mask.layout != torch.strided:
+                return None
+            return data[mask.expand_as(data)]
+    except Exception:  # noqa: BLE001 (said as unreadable by `summarize`)
+        return None
+
+
+def _unmasked_summary(
+    kept: torch.Tensor, shape: tuple[int, ...], dtype: str, numel: int, limit: int
+) -> TensorSummary:
+    note = f"masked tensor: statistics of the {kept.numel()} of {numel} numbers its mask keeps"
+    if kept.numel() == 0:
+        return TensorSummary(shape, dtype, numel, note="masked tensor: every number masked")
+    # the kept numbers alone would read as the whole tensor's: statistics only, with the note
+    found = summarize(kept, limit if kept.numel() == numel else 0)
+    return replace(found, shape=shape, note=note if found.note is None else f"{note}; {found.note}")
 
 
 def _part_summary(
