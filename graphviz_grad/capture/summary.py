@@ -141,16 +141,22 @@ def _nested(t: torch.Tensor, limit: int) -> TensorSummary:
     return replace(found, shape=shape, note=note if found.note is None else f"{note}; {found.note}")
 
 
+def _is_a(t: torch.Tensor, module: str, name: str) -> bool:
+    """Whether `t` is a `module.name` tensor subclass (never true while the script has not
+    imported that module, which is then not imported here either)."""
+    if type(t) in PLAIN_TYPES:
+        return False
+    kind = getattr(sys.modules.get(module), name, None)
+    return kind is not None and isinstance(t, kind)
+
+
 def _local_part(t: torch.Tensor) -> torch.Tensor | None:
     """A `DTensor`'s local tensor (read without any communication), or None for another tensor.
 
     Reductions on a DTensor give this rank's numbers under the whole tensor's shape (the mean of
     a shard divided by the whole size) or wait for the other ranks (a collective that only this
     rank makes hangs): its statistics are its local part's, and say so."""
-    if type(t) in PLAIN_TYPES:
-        return None
-    kind = getattr(sys.modules.get("torch.distributed.tensor"), "DTensor", None)
-    if kind is None or not isinstance(t, kind):
+    if not _is_a(t, "torch.distributed.tensor", "DTensor"):
         return None
     try:
         with torch.no_grad():
@@ -163,10 +169,7 @@ def _local_part(t: torch.Tensor) -> torch.Tensor | None:
 def _unmasked(t: torch.Tensor) -> torch.Tensor | None:
     """A `MaskedTensor`'s numbers that its mask keeps, as a plain 1-D tensor, or None for
     another tensor (torch's reductions on a MaskedTensor give MaskedTensors, not numbers)."""
-    if type(t) in PLAIN_TYPES:
-        return None
-    kind = getattr(sys.modules.get("torch.masked.maskedtensor.core"), "MaskedTensor", None)
-    if kind is None or not isinstance(t, kind):
+    if not _is_a(t, "torch.masked.maskedtensor.core", "MaskedTensor"):
         return None
     try:
         with torch.no_grad():
