@@ -313,33 +313,15 @@ _OVERLOAD = torch._ops.OpOverload
 _HIGHER_ORDER = torch._ops.HigherOrderOperator
 
 
-def _plumbing_ops() -> tuple[Any, ...]:
-    """The profiler's `record_function` ops (every `optimizer.zero_grad()` and `step()` runs
-    two): no tensor in, none out, nothing to record."""
-    found = []
-    for packet, overload in (
-        ("_record_function_enter_new", "default"),
-        ("_record_function_enter", "default"),
-        ("_record_function_exit", "_RecordFunction"),
-        ("_record_function_exit", "default"),
-    ):
-        with contextlib.suppress(AttributeError, RuntimeError):  # an op this PyTorch lacks
-            found.append(getattr(getattr(torch.ops.profiler, packet), overload))
-    return tuple(found)
-
-
-#: The ops `__torch_dispatch__` passes straight on, by id (an op's `__hash__` is slow Python);
-#: the tuple holds them, so that their ids stay theirs.
-_PLUMBING = _plumbing_ops()
-_PLUMBING_IDS = frozenset(map(id, _PLUMBING))
-
-_queries: dict[int, tuple[Any, Any]] = {}
-
-
-#: Size and layout queries (`aten::sym_size`, `prim::layout`): a tensor subclass such as a jagged
-#: nested tensor answers them through the dispatcher. A number out, nothing written.
-_QUERIES = frozenset(
+#: The ops `__torch_dispatch__` passes straight on, by schema name: the profiler's
+#: `record_function` ops (every `optimizer.zero_grad()` and `step()` runs two: no tensor in, none
+#: out), and the size and layout queries a tensor subclass such as a jagged nested tensor answers
+#: through the dispatcher (a number out, nothing written), with every `prim::` op.
+_PASSING = frozenset(
     {
+        "profiler::_record_function_enter_new",
+        "profiler::_record_function_enter",
+        "profiler::_record_function_exit",
         "aten::sym_size",
         "aten::sym_stride",
         "aten::sym_numel",
@@ -355,16 +337,18 @@ _QUERIES = frozenset(
     }
 )
 
+_passing: dict[int, tuple[Any, Any]] = {}
 
-def _is_query(func: Any) -> bool:
-    """A size or layout query (`_QUERIES`, or any `prim::` op such as `prim::layout`): it makes
-    no node and changes nothing, so it passes straight on; reading its input's `grad_fn` there
-    never returns (torch 2.13, a jagged nested tensor's `prim::layout`)."""
+
+def _passes(func: Any) -> bool:
+    """Whether `__torch_dispatch__` passes `func` straight on (`_PASSING`): it makes no node and
+    changes nothing, and reading its input's `grad_fn` inside a size query never returns (torch
+    2.13, a jagged nested tensor's `prim::layout`)."""
     try:
         name = func._schema.name
     except AttributeError:
         return False
-    return name in _QUERIES or name.startswith("prim::")
+    return name in _PASSING or name.startswith("prim::")
 
 
 class ViewCache:
@@ -716,7 +700,7 @@ class ForwardRecorder(TorchDispatchMode):
     supports_higher_order_operators = True
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        if id(func) in _PLUMBING_IDS or per_op(_queries, func, _is_query):
+        if per_op(_passing, func, _passes):
             return func(*args, **(kwargs or {}))
         if type(func) is not _OVERLOAD and isinstance(func, _HIGHER_ORDER):
             # its body's ops are not recorded; its outputs' values are, when an op reads them

@@ -100,29 +100,29 @@ def summarize(t: torch.Tensor, limit: int = DATA_LIMIT) -> TensorSummary:
 
 
 def shape_of(t: torch.Tensor) -> tuple[int, ...]:
-    """`t.shape` as ints; a nested tensor's ragged dimension (a symbolic size) as -1."""
+    """`t.shape` as ints (`size_ints`); a strided nested tensor, which has no sizes, by each
+    dimension's (-1 where it is ragged)."""
     try:
-        return tuple(int(d) for d in t.shape)
-    except Exception:  # noqa: BLE001 (a nested int `j1`, or no sizes at all: strided nested)
+        size = t.shape
+    except RuntimeError:  # a strided nested tensor: "NestedTensorImpl doesn't support sizes"
         return tuple(_size_or_ragged(t, i) for i in range(t.dim()))
+    return size_ints(size)
 
 
 def _size_or_ragged(t: torch.Tensor, i: int) -> int:
     try:
         return int(t.size(i))
-    except Exception:  # noqa: BLE001
+    except RuntimeError:
         return -1
 
 
 def size_ints(size: Sequence[Any]) -> tuple[int, ...]:
-    """A size as ints, a nested tensor's ragged size (a symbolic `j1`) as -1."""
-    found = []
-    for d in size:
-        try:
-            found.append(int(d))
-        except Exception:  # noqa: BLE001
-            found.append(-1)
-    return tuple(found)
+    """A size as ints; a nested tensor's ragged size (a symbolic `j1`, whose `int()` raises) as
+    -1."""
+    try:
+        return tuple(int(d) for d in size)
+    except Exception:  # noqa: BLE001 (AttributeError from torch's NestedIntNode)
+        return tuple(d if isinstance(d, int) else -1 for d in size)
 
 
 def _nested(t: torch.Tensor, limit: int) -> TensorSummary:
