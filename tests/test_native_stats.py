@@ -170,3 +170,94 @@ def test_what_the_extension_does_not_take_stays_in_python(monkeypatch: pytest.Mo
     assert calls == [1]
     summarize_many([torch.randn(100), torch.randn(200), torch.randn(300, 2).t()])
     assert calls == [1, 3]
+
+
+def _every_kind() -> list[Any]:
+    """One batch with every kind of item `summarize_many` gets, in the order they may come."""
+    gen = torch.Generator().manual_seed(7)
+    base = torch.randn(6, 40, generator=gen, dtype=torch.float64)
+    freed = torch.randn(64)
+    freed.untyped_storage().resize_(0)  # as FSDP frees a gathered parameter
+
+    class Marked(torch.Tensor):
+        pass
+
+    nan = torch.randn(50, generator=gen)
+    nan[3] = float("nan")
+    inf = torch.randn(5, 10, generator=gen).t()
+    inf[1, 1] = float("-inf")
+    return [
+        base,
+        base.view(-1),  # the same memory, another shape
+        base,  # the same tensor again
+        base.t(),  # not contiguous
+        base.t(),  # ... twice, a new view object each time
+        base[1],  # a row: contiguous, at an offset
+        torch._neg_view(base),  # the same memory read negated
+        torch.nn.Parameter(torch.randn(30, generator=gen)),
+        torch.randn(30, generator=gen, requires_grad=True) * 2.0,  # with a grad_fn
+        torch.randn(30, generator=gen).as_subclass(Marked),
+        freed,
+        nan,
+        inf,
+        torch.full((40,), float("nan")),
+        torch.randn(16, generator=gen),  # few numbers: kept in full
+        torch.randn(100, generator=gen).half(),
+        torch.arange(100),
+        torch.randn(summary.WORKSPACE_MIN, generator=gen),
+        torch.randn(40, generator=gen, dtype=torch.cfloat),
+        torch.empty(0, 3),
+        None,
+    ]
+
+
+@built
+@pytest.mark.parametrize("threads", [1, 2], indirect=True)
+def test_a_batch_of_every_kind_is_summarised_as_in_python(
+    threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`summarize_many` through `native.summaries` gives what it gives in Python and what
+    `summarize` gives one at a time, bit for bit, for every kind of item in one batch."""
+    items = _every_kind()
+    assert len(items) >= summary.NATIVE_MIN
+    many = summarize_many(items)
+    one = [None if t is None else summarize(t) for t in items]
+    with monkeypatch.context() as m:
+        m.setattr(native, "_loaded", [None])
+        assert native.summaries() is None
+        many_python = summarize_many(items)
+    assert [_summary_bits(s) for s in many] == [_summary_bits(s) for s in many_python]
+    assert [_summary_bits(s) for s in many] == [_summary_bits(s) for s in one]
+    assert many[6] is not None and many[0] is not None and many[6].mean == -many[0].mean
+
+
+@built
+def test_the_extension_takes_exactly_the_plain_large_finite_tensors() -> None:
+    """What `native.summaries` answers for, and what it leaves to Python (None): a subclass,
+    freed memory, a NaN or an Inf, a lazily negated view, few numbers, other dtypes, a tensor for
+    the reused buffer, an empty one."""
+    found = native.summaries()
+    assert found is not None
+    items = _every_kind()
+    got = found(items, summary.DATA_LIMIT, summary.WORKSPACE_MIN, summary.TensorSummary)
+    taken = [k for k, s in enumerate(got) if s is not None]
+    assert taken == [0, 1, 2, 3, 4, 5, 7, 8]
+    assert got[1].shape == (240,) and got[0].shape == (6, 40)
+    assert got[1].mean == got[0].mean and got[3].norm == got[0].norm
+
+
+@built
+def test_short_batches_stay_in_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = native.summaries()
+    assert real is not None
+
+    def spy(items: list[Any], *rest: Any) -> Any:
+        calls.append(len(items))
+        return real(items, *rest)
+
+    monkeypatch.setattr(summary, "summaries", lambda: spy)
+    summarize_many([torch.randn(100)] * (summary.NATIVE_MIN - 1))
+    assert calls == []
+    summarize_many([torch.randn(100)] * summary.NATIVE_MIN)
+    assert calls == [summary.NATIVE_MIN]

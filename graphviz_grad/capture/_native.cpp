@@ -24,6 +24,8 @@
 #include <torch/csrc/autograd/python_function.h>
 #include <torch/csrc/autograd/python_variable.h>
 
+#include <cmath>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <tuple>
@@ -179,6 +181,7 @@ size_t hooks_on(const py::handle& obj) {
 }
 
 using Stats = std::tuple<double, double, double, double>;
+Stats stats_of(const at::Tensor& t);
 
 // (float64 sum, min, max, float64 norm) of each float32/float64 CPU tensor: `summary._cpu_stats`
 // (`float(d.sum())`, `torch.aminmax(t)`, `torch.linalg.vector_norm(d)` with `d = t.double()`).
@@ -187,16 +190,85 @@ std::vector<Stats> cpu_stats(const std::vector<at::Tensor>& tensors) {
   found.reserve(tensors.size());
   py::gil_scoped_release nogil;  // as torch's own ops, which let other threads run meanwhile
   at::NoGradGuard no_grad;
-  for (const auto& t : tensors) {
-    const at::Tensor d = t.scalar_type() == at::kDouble ? t : t.to(at::kDouble);
-    auto extremes = at::aminmax(t);
-    const double total = d.sum().item<double>();
-    const double lo = std::get<0>(extremes).item<double>();
-    const double hi = std::get<1>(extremes).item<double>();
-    const double norm = at::linalg_vector_norm(d, 2).item<double>();
-    found.emplace_back(total, lo, hi, norm);
-  }
+  for (const auto& t : tensors) found.push_back(stats_of(t));
   return found;
+}
+
+// The float64 numbers of `t`, as `cpu_stats` reads them (autograd off, the GIL released).
+Stats stats_of(const at::Tensor& t) {
+  const at::Tensor d = t.scalar_type() == at::kDouble ? t : t.to(at::kDouble);
+  auto extremes = at::aminmax(t);
+  return Stats(d.sum().item<double>(), std::get<0>(extremes).item<double>(),
+               std::get<1>(extremes).item<double>(), at::linalg_vector_norm(d, 2).item<double>());
+}
+
+// Whether `obj` is a tensor `summaries` reads: a plain `torch.Tensor` or `nn.Parameter` (a
+// subclass decides what reading it means), strided, float32/float64 on the CPU, with more than
+// `limit` and fewer than `most` elements and memory behind them (FSDP frees a gathered
+// parameter's: `summary.freed`).
+bool readable_large(PyObject* obj, int64_t limit, int64_t most) {
+  PyTypeObject* type = Py_TYPE(obj);
+  if (type != (PyTypeObject*)THPVariableClass && type != (PyTypeObject*)ParameterClass)
+    return false;
+  const at::Tensor& t = THPVariable_Unpack(obj);
+  if (!t.defined() || t.layout() != at::kStrided || !t.device().is_cpu()) return false;
+  if (t.is_neg() || t.is_conj()) return false;  // a lazy view: its memory is not its numbers
+  const auto dtype = t.scalar_type();
+  if (dtype != at::kFloat && dtype != at::kDouble) return false;
+  const int64_t n = t.numel();
+  if (n <= limit || n >= most || !t.has_storage()) return false;
+  return t.storage().nbytes() > 0;
+}
+
+// `summary.summarize_many`'s large CPU tensors in one call: for each item that `readable_large`
+// accepts and whose numbers are all finite, `make(shape, dtype, numel, None, min, max, mean,
+// norm)` (a `TensorSummary`, with the numbers of `_large_many` bit for bit); None for the rest,
+// which Python summarises (a NaN or an Inf takes `_masked`). The same memory read twice (the
+// same tensor, or a contiguous view of it: a full reduction of contiguous memory does not depend
+// on the shape) is reduced once, as `_repeats` does.
+py::list summaries(const py::list& items, int64_t limit, int64_t most, const py::object& make) {
+  const size_t n = items.size();
+  std::vector<at::Tensor> tensors(n);
+  std::vector<int64_t> source(n, -1);  // the item whose numbers item k takes (-1: none)
+  std::vector<size_t> todo;
+  std::map<std::tuple<const void*, int64_t, int>, size_t> first;
+  for (size_t k = 0; k < n; ++k) {
+    PyObject* obj = items[k].ptr();
+    if (!readable_large(obj, limit, most)) continue;
+    const at::Tensor& t = THPVariable_Unpack(obj);
+    tensors[k] = t;
+    source[k] = static_cast<int64_t>(k);
+    if (t.is_contiguous()) {
+      auto key = std::make_tuple(t.const_data_ptr(), t.numel(), static_cast<int>(t.scalar_type()));
+      auto found = first.emplace(key, k);
+      if (!found.second) {
+        source[k] = static_cast<int64_t>(found.first->second);
+        continue;
+      }
+    }
+    todo.push_back(k);
+  }
+  std::vector<Stats> numbers(n);
+  {
+    py::gil_scoped_release nogil;
+    at::NoGradGuard no_grad;
+    for (size_t k : todo) numbers[k] = stats_of(tensors[k]);
+  }
+  py::list out(n);
+  const py::str f32("float32"), f64("float64");
+  for (size_t k = 0; k < n; ++k) {
+    out[k] = py::none();
+    if (source[k] < 0) continue;
+    const auto& [total, lo, hi, norm] = numbers[source[k]];
+    if (!std::isfinite(total)) continue;
+    const at::Tensor& t = tensors[k];
+    py::tuple shape(t.dim());
+    for (int64_t d = 0; d < t.dim(); ++d) shape[d] = py::int_(t.size(d));
+    const int64_t numel = t.numel();
+    out[k] = make(shape, t.scalar_type() == at::kDouble ? f64 : f32, numel, py::none(), lo, hi,
+                  total / static_cast<double>(numel), norm);
+  }
+  return out;
 }
 
 }  // namespace
@@ -205,6 +277,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "gradviz's C++ gradient pre-hooks and statistics (graphviz_grad.capture.native)";
   m.def("hooks_on", &hooks_on);
   m.def("cpu_stats", &cpu_stats, py::arg("tensors"));
+  m.def("summaries", &summaries, py::arg("items"), py::arg("limit"), py::arg("most"),
+        py::arg("make"));
   py::class_<Hooks>(m, "Hooks")
       .def(py::init<const py::list&, const std::vector<int64_t>&, size_t, py::object>(),
            py::arg("nodes"), py::arg("leaves"), py::arg("batch") = 0,

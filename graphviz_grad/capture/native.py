@@ -3,7 +3,8 @@ the statistics of a tensor without a Python call per reduction.
 
 gradviz runs in pure Python. Built once, the C++ pre-hooks (`_native.cpp`) take over the
 hooking of each backward call's nodes, the cost that grows with every node of every call, and
-`cpu_stats` the reductions that summarise each large CPU tensor (`docs/performance.md`).
+`cpu_stats` the reductions that summarise each large CPU tensor, and `summaries` a whole batch of
+them with the checks that pick them out (`docs/performance.md`).
 Everything shown stays the same (the test suite runs both ways).
 
     python -m graphviz_grad.native          # build it (g++ and ninja; about 20 s, once)
@@ -21,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -86,6 +87,13 @@ def stats() -> Callable[[list[torch.Tensor]], list[tuple[float, float, float, fl
     bit), or None when it is not built or turned off."""
     module = _loaded[0] if _loaded else load()
     return None if module is None else getattr(module, "cpu_stats", None)
+
+
+def summaries() -> Callable[..., list[Any]] | None:
+    """The extension's `summaries` (the large CPU tensors of `summary.summarize_many`, with the
+    same numbers bit for bit), or None when it is not built or turned off."""
+    module = _loaded[0] if _loaded else load()
+    return None if module is None else getattr(module, "summaries", None)
 
 
 def _load() -> ModuleType | None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..model import TensorSummary
-from .native import stats
+from .native import stats, summaries
 
 if TYPE_CHECKING:
     from typing_extensions import TypeIs  # a torch dependency; for the type checker only
@@ -582,10 +582,18 @@ def summarize_many(
     """
     if len(tensors) == 1 and not isinstance(tensors[0], OnDevice):  # nothing to batch
         return [None if tensors[0] is None else summarize(tensors[0])]
+    done = _native_many(tensors)
+    return _python_many(tensors) if done is None else done
+
+
+def _python_many(
+    tensors: Sequence[torch.Tensor | OnDevice | None],
+) -> list[TensorSummary | None]:
+    """`summarize_many` in Python."""
     again = _repeats(tensors)
     if again:
         twice = {k for k, _ in again}
-        done = summarize_many([None if k in twice else t for k, t in enumerate(tensors)])
+        done = _python_many([None if k in twice else t for k, t in enumerate(tensors)])
         for k, seen in again:
             first, t = done[seen], tensors[k]
             if first is not None and t is not None and first.shape != tuple(t.shape):
@@ -634,6 +642,29 @@ def summarize_many(
     return out
 
 
+#: Batches at least this long take the C++ path (`_native_many`): below, its call costs more
+#: than it saves.
+NATIVE_MIN = 8
+
+
+def _native_many(
+    tensors: Sequence[torch.Tensor | OnDevice | None],
+) -> list[TensorSummary | None] | None:
+    """`summarize_many` with its large plain CPU float tensors summarised in one C++ call
+    (`native.summaries`: the checks of `_plain_large`, the numbers of `_large_many` bit for bit,
+    the repeats of `_repeats`), and the rest as before; None where the extension is not built."""
+    found = summaries() if len(tensors) >= NATIVE_MIN else None
+    if found is None:
+        return None
+    done: list[TensorSummary | None] = found(list(tensors), DATA_LIMIT, WORKSPACE_MIN, TensorSummary)
+    rest = [t if s is None else None for t, s in zip(tensors, done)]
+    if any(t is not None for t in rest):
+        for k, s in enumerate(_python_many(rest)):
+            if s is not None:
+                done[k] = s
+    return done
+
+
 def _repeats(tensors: Sequence[torch.Tensor | OnDevice | None]) -> list[tuple[int, int]]:
     """(k, j): tensor k holds what tensor j before it holds, so its summary is j's (with its own
     shape): the same tensor twice (a gradient an add passes on), or a contiguous view of the same
@@ -651,6 +682,8 @@ def _repeats(tensors: Sequence[torch.Tensor | OnDevice | None]) -> list[tuple[in
             and t.layout == torch.strided
             and t.numel() > DATA_LIMIT
             and t.is_contiguous()
+            and not t.is_neg()  # a lazily negated view holds other numbers in that memory
+            and not t.is_conj()
         ):
             key = (t.device, t.dtype, t.data_ptr(), t.numel())
         seen = first.setdefault(key, k)
