@@ -181,6 +181,36 @@ def test_a_target_no_backward_call_computed_says_so_truly(tmp_path: Path) -> Non
     assert "gradients computed by gradviz (not by a backward call of the script)" in result.stdout
 
 
+@pytest.mark.parametrize("command", ["tree", "doctor"])
+def test_a_target_backpropagated_by_an_earlier_call_shows_that_call(
+    tmp_path: Path, command: str
+) -> None:
+    """`--target loss_a`, where `loss_a.backward()` ran before another call: gradviz shows the
+    script's own call 1 (with the gradient the script got), not a re-run of its own on a freed
+    graph that reports "backward-twice" against the script."""
+    script = tmp_path / "two.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.tensor([1.0, 2.0], requires_grad=True)\n"
+        "v = torch.tensor([3.0], requires_grad=True)\n"
+        "loss_a = (w ** 2).sum()\n"
+        "loss_a.backward()\n"
+        "for _ in range(3):\n"
+        "    loss_b = (v * 3).sum()\n"
+        "    loss_b.backward()\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, [command, str(script), "--target", "loss_a"])
+    assert result.exit_code == 0, result.output
+    assert "backward-twice" not in result.output
+    assert "showing backward call 1 of 4" in " ".join(result.stderr.split()) or command == "doctor"
+    if command == "tree":
+        assert "grad=[2.0, 4.0]" in result.stdout  # w.grad after the script's call
+        result = runner.invoke(app, [command, str(script), "--target", "loss_b"])
+        assert result.exit_code == 0, result.output
+        assert "showing backward call 4 of 4" in " ".join(result.stderr.split())
+
+
 def test_call_numbers_have_thousands_separators(tmp_path: Path) -> None:
     """As the progress line and the Ctrl-C message write them: `1,200`, not `1200`."""
     script = tmp_path / "loop.py"

@@ -249,6 +249,8 @@ class CallCapture:
         #: The earlier backward call whose root this call's root was (one graph backwarded
         #: again with `retain_graph`), if any.
         self.same_graph_as: int | None = None
+        #: Its root is the variable `--target` names (`Recorder(pin=...)`): built and kept.
+        self.pinned = False
         #: The call was made with `create_graph=True` (`CallInfo.differentiable`).
         self.differentiable = False
         #: Numbers the leaf tensors (`LeafStep.tensor`); the recorder gives its own.

@@ -76,8 +76,13 @@ class Recorder:
         namespaces: Sequence[Mapping[str, Any]] = (),
         values: bool = True,
         stop_after: int | None = None,
+        pin: str | None = None,
     ) -> None:
         self.calls: list[CallInfo] = []
+        #: A variable name (`--target`): the last backward call whose root the code holds under
+        #: this name is built and kept as well, whatever `keep` drops.
+        self._pin = pin
+        self._pinned: int | None = None
         #: Backward calls made after recording stopped (`stop_after`): counted, not recorded.
         self.unobserved = 0
         self.graphs: dict[int, Graph] = {}
@@ -443,6 +448,9 @@ class Recorder:
         )
         capture.leaves_run = kind == "backward" and not _has_inputs(args, kwargs)
         capture.same_graph_as = same
+        capture.pinned = self._pin is not None and any(
+            self._pin in names.for_output(node, nr) for node, nr in roots
+        )
         capture.differentiable = differentiable
         capture.serials = self._serials
         capture.other_thread = threading.get_ident() != getattr(self, "_thread", None)
@@ -490,6 +498,9 @@ class Recorder:
     def _decide(self, capture: CallCapture) -> str:
         """Whether a call's graph is built now, later (it stays the last one), or never."""
         keep, number = self._keep, capture.number or 0
+        if capture.pinned:
+            self._pinned = number  # the one before it is kept no more, unless `keep` keeps it
+            return "now"
         if isinstance(keep, int) and keep < 0:
             # DDP's all-reduced gradients are read right after the call
             return "now" if capture.dist is not None else "later"
@@ -506,7 +517,7 @@ class Recorder:
         if not (isinstance(self._keep, int) and self._keep < 0):
             return
         numbers = sorted([*self.graphs, *(c.number or 0 for c in self._later)])
-        dropped = set(numbers[: max(0, len(numbers) + self._keep)])
+        dropped = set(numbers[: max(0, len(numbers) + self._keep)]) - {self._pinned}
         for n in dropped & self.graphs.keys():
             del self.graphs[n]
         for capture in [c for c in self._later if (c.number or 0) in dropped]:

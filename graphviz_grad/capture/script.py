@@ -50,7 +50,11 @@ def capture_script(
     keep: int | str = options.call
     # `--call N`: nothing after call N can be shown, so the rest of the script runs unobserved
     stop = options.call if options.call > 0 and options.target is None else None
-    run = run_script(path, argv, lambda ns: Recorder(keep=keep, namespaces=ns, stop_after=stop))
+    run = run_script(
+        path,
+        argv,
+        lambda ns: Recorder(keep=keep, namespaces=ns, stop_after=stop, pin=options.target),
+    )
     if run.error is not None and not failed_in_backward(run, options):
         if not _completed_before_error(run, options):
             raise _none_completed(run.error, run, options)
