@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -499,3 +500,33 @@ def test_a_fused_rnn_kernels_workspace_is_shown_by_shape_not_by_its_bytes() -> N
     for _, saved in found:
         assert saved.summary is None and saved.text is not None
         assert saved.text.startswith("workspace uint8[") and "(no values)" in saved.text
+
+
+def test_a_failed_backward_shows_no_partial_gradient_on_a_leaf() -> None:
+    """Anomaly mode stops the call at SqrtBackward0: `w`'s AccumulateGrad never runs and `w.grad`
+    stays None, though one of its three consumers passed a gradient on before the error. The
+    leaf shows no gradient, not the part that arrived."""
+    w = torch.nn.Parameter(torch.tensor([1.0, 0.0, 2.0]))
+    with gg.record() as rec, torch.autograd.set_detect_anomaly(True), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = torch.sqrt(w * w - w * w)
+        loss = (r * 0.0 + w).sum()
+        with pytest.raises(RuntimeError, match="SqrtBackward0"):
+            loss.backward()
+    assert w.grad is None
+    (leaf,) = rec.graph().leaves
+    assert leaf.names == ("w",) and leaf.grad is None
+
+
+def test_autograd_grad_of_one_leaf_shows_no_gradient_on_the_others() -> None:
+    """`autograd.grad(loss, [x])` gives `x` its gradient (as torch computes it) and no other
+    leaf any: `w`'s `exp` did not even run, so a part that reached it is not a gradient."""
+    x = torch.tensor(2.0, requires_grad=True)
+    w = torch.tensor(3.0, requires_grad=True)
+    v = torch.tensor(5.0, requires_grad=True)
+    with gg.record() as rec:
+        loss = x * w + w.exp() + x * v
+        (expected,) = torch.autograd.grad(loss, [x])
+    by_name = {n.names[0]: n for n in rec.graph().leaves}
+    assert by_name["x"].grad is not None and by_name["x"].grad.data == expected.item() == 8.0
+    assert by_name["w"].grad is None and by_name["v"].grad is None

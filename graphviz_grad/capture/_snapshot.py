@@ -689,7 +689,9 @@ class CallCapture:
     def _sum_into_leaves(self) -> None:
         """The gradients that flowed into each leaf that did not run, summed, and summarised in
         one batch (one read of an accelerator, not one per leaf), into `_leaf_sums`; once (the
-        call's light record and its graph both read them)."""
+        call's light record and its graph both read them). A leaf with a consumer that did not
+        run (the call raised before it, or `autograd.grad` did not need it) got no whole
+        gradient: it gets none, not the part that arrived."""
         if self._summed:
             return
         self._summed = True
@@ -698,9 +700,15 @@ class CallCapture:
             src = self.sources[dst][k]
             if src is not None:
                 found.setdefault(src, []).append(g)
+        partial = {
+            src
+            for dst, srcs in enumerate(self.sources)
+            for k, src in enumerate(srcs)
+            if src in found and (dst, k) not in self.edge_grads
+        }
         totals: dict[int, torch.Tensor] = {}
         for i, raw in found.items():
-            if i in self.leaf_grads or i in self.node_grads or not raw:
+            if i in self.leaf_grads or i in self.node_grads or not raw or i in partial:
                 continue
             total = raw[0]
             for g in raw[1:]:
