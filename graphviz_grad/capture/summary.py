@@ -656,7 +656,9 @@ def _native_many(
     found = summaries() if len(tensors) >= NATIVE_MIN else None
     if found is None:
         return None
-    done: list[TensorSummary | None] = found(list(tensors), DATA_LIMIT, WORKSPACE_MIN, TensorSummary)
+    done: list[TensorSummary | None] = found(
+        list(tensors), DATA_LIMIT, WORKSPACE_MIN, TensorSummary
+    )
     rest = [t if s is None else None for t, s in zip(tensors, done)]
     if any(t is not None for t in rest):
         for k, s in enumerate(_python_many(rest)):

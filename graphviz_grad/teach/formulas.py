@@ -104,6 +104,7 @@ class Ctx:
         if self.placeholder is None:
             named = {symbol(self.graph.nodes[e.src]) for e in self.graph.inputs[self.node.id]}
             named.update(name for _, name in self.node.operands if name)
+            named.add(self.out_name)  # `c = torch.cat([x, h])` must not read `cat([c, h])`
             # `model.c` reads as c too (the polynomial tutorial's `self.c * x ** 2`)
             clash = any(n == "c" or n.endswith(".c") for n in named if n)
             self.placeholder = "const" if clash else "c"
@@ -491,20 +492,42 @@ def _joined(kind: str) -> Callable[[Ctx], Formula]:
     """cat / stack: each input gets its own piece of the output's gradient."""
 
     def build(c: Ctx) -> Formula:
+        # an input that needs no gradient has no edge but keeps its place (its slot) in the
+        # list: `cat([x, h])` with a constant `x` gives `h` piece 1, not piece 0
         slots = sorted(c.edge_slots)
         dim = c.param("dim")
-        names = ", ".join(c.s(k) for k in slots)
+        names = [c.s(k) if k in slots else c.constant() for k in range(slots[-1] + 1)]
+        if _more_after(c, slots, kind, dim):
+            names.append("…")
         piece = "slice" if kind == "cat" else "index"
         return Formula(
-            f"{kind}([{names}], dim={dim})",
+            f"{kind}([{', '.join(names)}], dim={dim})",
             None,
             chains=tuple(
-                Chain(k, f"{c.grad_name} {piece} {i} along dim {dim}", c.shape(k))
-                for i, k in enumerate(slots)
+                Chain(k, f"{c.grad_name} {piece} {k} along dim {dim}", c.shape(k)) for k in slots
             ),
         )
 
     return build
+
+
+def _more_after(c: Ctx, slots: list[int], kind: str, dim: object) -> bool:
+    """Whether the output holds more pieces than the inputs up to the last slot with an edge
+    (constant inputs after it, which left no trace in the graph)."""
+    out = c.node.value.shape if c.node.value is not None else None
+    try:
+        d = int(str(dim)) % len(out) if out else None
+    except ValueError:  # not saved ("?")
+        d = None
+    if out is None or d is None:
+        return False
+    count = slots[-1] + 1
+    if kind != "cat":
+        return out[d] > count
+    sizes = [c.summary(k) for k in range(count)]
+    if any(s is None or s.shape is None or len(s.shape) != len(out) for s in sizes):
+        return False
+    return sum(s.shape[d] for s in sizes if s is not None and s.shape is not None) < out[d]
 
 
 def _copy_slices(c: Ctx) -> Formula:

@@ -4,6 +4,7 @@ upstream gradient is the gradient PyTorch recorded on the edge (the chain rule, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -156,3 +157,33 @@ def test_negative_dims_and_indices_read_as_the_user_wrote_them() -> None:
     texts = [t for step in Explanation(graph).steps() for _, t in step.lines]
     assert any("log_softmax(x, dim=-1)" in t for t in texts), texts
     assert not any("18446744073709551" in t for t in texts)
+
+
+@pytest.mark.parametrize(
+    ("build", "forward", "pieces"),
+    [
+        (lambda x, h: torch.cat([x, h], dim=1), "cat([const, h], dim=1)", {1: "slice 1"}),
+        (lambda x, h: torch.cat([h, x], dim=1), "cat([h, …], dim=1)", {0: "slice 0"}),
+        (lambda x, h: torch.cat([h, x, h], dim=1), "cat([h, const, h], dim=1)",
+         {0: "slice 0", 2: "slice 2"}),
+        (lambda x, h: torch.stack([x, h]), "stack([const, h], dim=0)", {1: "index 1"}),
+    ],
+)  # fmt: skip
+def test_cat_keeps_the_place_of_an_input_that_needs_no_gradient(
+    build: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    forward: str,
+    pieces: dict[int, str],
+) -> None:
+    """`c = cat([x, h])` with a constant `x`: `h` gets slice 1 of c's gradient, as torch gives
+    it; the constant keeps its place in the list and does not take the output's name `c`."""
+    x = torch.tensor([[1.0, 2.0]])
+    w = torch.tensor([[3.0, 4.0]], requires_grad=True)
+    with gg.record() as rec:
+        h = w * 1.0
+        c = build(x, h)
+        graph = rec.trace(c.sum())
+    cat = next(n for n in graph.nodes if n.op in ("CatBackward0", "StackBackward0"))
+    found = formula(Ctx(graph, cat, out_name="c", grad_name="∂L/∂c"))
+    assert found is not None
+    assert found.forward == forward
+    assert {ch.slot: ch.rule.split("∂L/∂c ")[1].split(" along")[0] for ch in found.chains} == pieces
