@@ -47,6 +47,7 @@ from ._run import (
     call_spec,
     captures,
     check_output,
+    data_to_stdout,
     draw,
     in_thread,
     output_format,
@@ -146,7 +147,8 @@ def doctor(
             from ..diagnose import has_errors, not_run
             from ..errors import FindingsError
 
-            with script_stdout(quiet, data_on_stdout=output == "-"):
+            # a report piped or redirected is data too, as a piped tree is (`doctor x.py | grep`)
+            with script_stdout(quiet, data_on_stdout=output == "-" or data_to_stdout()):
                 found, total = captures(script, args, spec, target, grad_output)
             level = str(fail_on.value)
             failed = False

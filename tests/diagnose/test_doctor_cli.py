@@ -192,3 +192,22 @@ def test_doctor_says_when_the_checks_across_calls_had_nothing_to_compare() -> No
     assert "made no backward call, so the checks across calls" in err and "loss-diverges" in err
     code, _, err = gradviz("doctor", "samples/training_loop.py", "-q")
     assert code == 0 and "had nothing to compare" not in err and "no backward call" not in err
+
+
+def test_a_piped_report_holds_no_print_of_the_script(tmp_path: Path) -> None:
+    """`gradviz doctor train.py | grep ...`: stdout is not a terminal, so the script's prints go
+    to stderr and the pipe holds the report alone (as a piped tree does)."""
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.tensor(1.0, requires_grad=True)\n"
+        "loss = (w * 3 - 1) ** 2\n"
+        "print('epoch 1 loss', loss.item())\n"
+        "loss.backward()\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["doctor", str(script)])  # stdout: not a terminal
+    assert result.exit_code == 0, result.output
+    assert "epoch 1 loss" not in result.stdout
+    assert "epoch 1 loss 4.0" in result.stderr
+    assert "no findings" in result.stdout
