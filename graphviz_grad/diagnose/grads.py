@@ -91,7 +91,9 @@ def _nonfinite_finding(
     value = node.value
     count = getattr(grad, field)
     users = [graph.nodes[e.dst] for e in graph.consumers[node.id]]
-    via = f" (coming back through {node_ref(users[0])})" if users else ""
+    via = f" (coming back through {node_ref(users[0])}{at_line(users[0].line)})" if users else ""
+    #: where to look: the op above, whose backward formula made it from a finite value
+    culprit = node
     if value is not None and (value.nan or value.inf):
         why = f"its forward value was already non-finite ({value.nan} NaN, {value.inf} Inf)"
         hint = "Fix the forward computation first: find where the value became non-finite."
@@ -101,6 +103,7 @@ def _nonfinite_finding(
             hint = f"Fix the forward computation first: `{cause}` says {says}."
     else:
         why = "its forward value was finite, so the backward formula of the op above made it"
+        culprit = users[0] if users and users[0].line is not None else node
         hint = (
             "Look for sqrt, log, division or pow at 0 (or overflow) in the op above; add an "
             "epsilon (`torch.sqrt(x + 1e-12)`) or use a safe formulation."
@@ -125,6 +128,8 @@ def _nonfinite_finding(
         f"The first {word} gradient in backward order appears at {node_ref(node)}"
         f"{at_line(line)}{via}: {count} of {grad.numel} elements; {why}."
     )
+    if culprit is not node:  # reported where the op above ran (its line is the one to fix)
+        file, line = leaf_where(graph, culprit)
     return Finding(code, "error", message, file, line, (node.id,), hint)
 
 

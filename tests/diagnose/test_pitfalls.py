@@ -159,6 +159,24 @@ def test_nan_finding_says_whether_forward_was_finite() -> None:
     assert all("forward value was finite" in f.message for f in found)
 
 
+def test_a_nan_made_by_a_backward_formula_is_reported_at_that_ops_line(tmp_path: Path) -> None:
+    """`h = x * w` then `r = torch.sqrt(h)` at h = 0: the first NaN gradient is `h`'s, but the
+    formula that made it is sqrt's, so the finding points at sqrt's line (6), the one to fix."""
+    [f] = _coded(
+        tmp_path,
+        "import torch\n"
+        "w = torch.tensor([1.0, 2.0, 0.5], requires_grad=True)\n"
+        "x = torch.tensor([4.0, 0.0, 1.0])\n"
+        "\n"
+        "h = x * w\n"
+        "r = torch.sqrt(h)\n"
+        "(r * torch.tensor([1.0, 0.0, 1.0])).sum().backward()\n",
+        "grad-nan",
+    )
+    assert f.line == 6
+    assert "`h` at line 5 (coming back through #2 SqrtBackward0 `r` at line 6)" in f.message
+
+
 def test_accumulation_before_a_step_is_info(tmp_path: Path) -> None:
     script = tmp_path / "micro.py"
     script.write_text(
