@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import sys
 import weakref
 from collections.abc import Callable
@@ -225,6 +226,26 @@ class _UserFrames:
 
 
 USER_FRAMES = _UserFrames()
+
+#: Where anomaly mode keeps a node's forward stack (`torch.autograd.set_detect_anomaly`).
+_TRACE_KEY = "traceback_"
+_TRACE_FILE = re.compile(r'\s*File "([^"]+)"')
+
+
+def trim_forward_trace(meta: dict[str, Any]) -> None:
+    """Anomaly mode keeps each node's forward stack, which PyTorch prints when the node's
+    backward fails ("Traceback of forward call that caused the error"). Under gradviz it begins
+    with gradviz's own frames (the thread that runs the script, the CLI): they are dropped, so
+    it reads as under `python script.py`."""
+    trace = meta.get(_TRACE_KEY)
+    if not isinstance(trace, list):
+        return
+    for k, entry in enumerate(trace):
+        found = _TRACE_FILE.match(entry) if isinstance(entry, str) else None
+        if found is not None and USER_FRAMES.is_user(found[1]):
+            if k:
+                meta[_TRACE_KEY] = trace[k:]
+            return
 
 
 class ModuleStack:
@@ -791,6 +812,8 @@ class ForwardRecorder(TorchDispatchMode):
                 if record is None:
                     record = self._new_record(func, args, where, module, before)
                 meta[META_KEY] = existing = record
+                if _TRACE_KEY in meta:
+                    trim_forward_trace(meta)
             if existing is record and self.values and not record.has(t.output_nr):
                 self.keep_value(record, t.output_nr, t)
         if type(out) is not tuple and type(out) is not list and written_args(func) is not None:

@@ -399,6 +399,23 @@ _NO_GRAPH = {
 }
 
 
+
+_ANOMALY = re.compile(r"Error detected in (\w+)\. Traceback of forward call that caused the error:")
+_TRACE_FILE = re.compile(r'File "([^"]+)", line (\d+)')
+
+
+def _anomaly_forward(message: str) -> tuple[str, str, int] | None:
+    """For anomaly mode's "Error detected in SqrtBackward0. Traceback of forward call ...":
+    the node and the innermost frame of the script's own code in that forward trace."""
+    found = _ANOMALY.match(message.strip())
+    if found is None:
+        return None
+    frames = [(f, int(n)) for f, n in _TRACE_FILE.findall(message) if USER_FRAMES.is_user(f)]
+    if not frames:
+        return None
+    return (found[1], *frames[-1])
+
+
 class Watch:
     """The diagnostic side of a recording (see the module docstring)."""
 
@@ -591,6 +608,10 @@ class Watch:
                     return
                 filename, lineno = frame.f_code.co_filename, frame.f_lineno
         text = " ".join(_INTERNAL.sub("", str(message).strip().split("\n")[0]).split())
+        forward = _anomaly_forward(str(message))
+        if forward is not None:  # at the op's forward line, which is what its trace gives
+            node, filename, lineno = forward
+            text = f"Error detected in {node}, whose forward call is this line (anomaly mode)."
         found = ScriptWarning(category.__name__, text, filename, lineno)
         if found not in self.warnings:
             self.warnings.append(found)

@@ -168,6 +168,14 @@ _READ_IT = "Read the warning: PyTorch raises it when the result is likely not wh
 #: Hints for the warnings learners meet most, by a piece of PyTorch's text.
 _WARNING_HINTS = (
     (
+        "whose forward call is this line (anomaly mode)",
+        "Anomaly mode stopped the backward call at the first op whose backward formula failed or "
+        "returned NaN: the op of this line. A NaN there comes from its formula at the edge of "
+        "its domain (sqrt, log, division or pow at 0): add an epsilon or clamp its input "
+        "(`torch.sqrt(x + 1e-12)`). Without anomaly mode, `gradviz doctor` follows the NaN "
+        "through the whole graph (`grad-nan`).",
+    ),
+    (
         "Converting a tensor with requires_grad=True to a scalar",
         "The value left the graph as a Python number (`float(t)`, `torch.tensor([t1, t2])`, "
         "numpy): no gradient flows back through it. If a number is what you want (logging), "

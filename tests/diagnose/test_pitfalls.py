@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from graphviz_grad.capture import Captured, CaptureOptions, capture_script
+from graphviz_grad.cli import app
 from graphviz_grad.diagnose import CODES, has_errors, with_findings
 from graphviz_grad.diagnose.loop import diverges as loop_diverges
 from graphviz_grad.errors import ScriptError
@@ -3003,3 +3005,33 @@ def test_experts_no_token_reaches_are_named_as_such(tmp_path: Path) -> None:
     [f] = [f for f in found if f.severity == "warning"]
     assert "Their modules (`model.experts.1` and `model.experts.2`) never ran" in f.message
     assert f.hint is not None and "balance the routing" in f.hint
+
+
+def test_anomaly_modes_error_is_reported_at_the_forward_line_with_the_scripts_own_trace(
+    tmp_path: Path,
+) -> None:
+    """Under `set_detect_anomaly(True)` PyTorch warns "Error detected in SqrtBackward0" with the
+    forward call's stack: the finding is at the `sqrt` line (not the backward call's), and the
+    printed stack holds the script's frames only, as under `python script.py`."""
+    script = tmp_path / "anomaly.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.nn.Parameter(torch.tensor([1.0, 0.0, 2.0]))\n"
+        "with torch.autograd.set_detect_anomaly(True):\n"
+        "    r = torch.sqrt(w * w - w * w)\n"
+        "    loss = (r * 0.0 + w).sum()\n"
+        "    try:\n"
+        "        loss.backward()\n"
+        "    except RuntimeError as e:\n"
+        "        print('caught', e)\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["doctor", str(script)])
+    assert result.exit_code == 0, result.output
+    [f] = [f for f in run(script).graph.findings if f.code == "torch-warning"]
+    assert f.line == 4
+    assert "Error detected in SqrtBackward0, whose forward call is this line" in f.message
+    assert "Anomaly mode stopped the backward call" in (f.hint or "")
+    trace = result.stderr.split("Traceback of forward call that caused the error:")[1]
+    assert "graphviz_grad" not in trace.split("(Triggered internally")[0]
+    assert 'anomaly.py", line 4' in trace
