@@ -399,7 +399,6 @@ _NO_GRAPH = {
 }
 
 
-
 _ANOMALY = re.compile(r"Error detected in (\w+)\. Traceback of forward call that caused the error:")
 _TRACE_FILE = re.compile(r'File "([^"]+)", line (\d+)')
 
