@@ -124,10 +124,13 @@ class Explanation:
                 )
             if skipped:
                 ids = ", ".join(f"#{n.id}" for n in skipped[:10])
-                lines.append(
-                    f"{len(skipped)} node(s) did not run in this call (the gradients asked for "
-                    f"do not need them): {ids}"
+                failed = self.graph.backward_failed
+                why = (
+                    f"the call raised first: {failed}"
+                    if failed is not None
+                    else "the gradients asked for do not need them"
                 )
+                lines.append(f"{len(skipped)} node(s) did not run in this call ({why}): {ids}")
         return lines
 
     # -- pieces ------------------------------------------------------------------------------

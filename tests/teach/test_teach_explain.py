@@ -204,6 +204,30 @@ def test_a_leaf_whose_gradient_autograd_grad_returned_is_explained(tmp_path: Pat
     assert "did not run in this call" not in out
 
 
+def test_nodes_a_failed_call_never_reached_are_said_to_be_cut_off_by_the_error(
+    tmp_path: Path,
+) -> None:
+    """Anomaly mode stops the call at SqrtBackward0: the nodes below it did not run because the
+    call raised, not because "the gradients asked for do not need them"."""
+    out = _explained(
+        tmp_path,
+        "nan.py",
+        "import torch\n"
+        "w = torch.nn.Parameter(torch.tensor([1.0, 0.0, 2.0]))\n"
+        "with torch.autograd.set_detect_anomaly(True):\n"
+        "    r = torch.sqrt(w * w - w * w)\n"
+        "    loss = (r * 0.0 + w).sum()\n"
+        "    try:\n"
+        "        loss.backward()\n"
+        "    except RuntimeError:\n"
+        "        pass\n",
+    )
+    said = " ".join(out.split())
+    assert "did not run in this call (the call raised first: Function 'SqrtBackward0'" in said
+    assert "do not need them" not in said
+    assert "∂loss/∂w = —" in said
+
+
 def test_an_in_place_leaky_relu_has_its_formula(tmp_path: Path) -> None:
     """`nn.LeakyReLU(inplace=True)` (DCGAN's discriminator) makes `LeakyReluBackward1`, which
     saves its result: the same rule as the out-of-place op, on the input as it was."""
