@@ -530,3 +530,22 @@ def test_autograd_grad_of_one_leaf_shows_no_gradient_on_the_others() -> None:
     by_name = {n.names[0]: n for n in rec.graph().leaves}
     assert by_name["x"].grad is not None and by_name["x"].grad.data == expected.item() == 8.0
     assert by_name["w"].grad is None and by_name["v"].grad is None
+
+
+def test_a_temporary_input_freed_before_the_build_says_its_value_was_not_kept() -> None:
+    """`torch.zeros(6, 4).scatter_add(0, idx, m)`: the zeros are a large input that needs no
+    gradient, read when the graph is built (most calls of a loop are never shown), and gone by
+    then. The summary says so instead of showing "0 NaN" over no numbers; a named input that
+    lives on is read."""
+    m = torch.randn(8, 4, requires_grad=True)
+    idx = torch.tensor([1, 2, 3, 4, 5, 0, 3, 5]).unsqueeze(1).expand(-1, 4)
+    kept = torch.ones(6, 4)
+    with gg.record() as rec:
+        b = torch.zeros(6, 4).scatter_add(0, idx, m) * kept
+        b.sum().backward()
+    by_op = {n.op: dict(n.constants) for n in rec.graph().nodes if n.kind == "op"}
+    zeros, gone = by_op["ScatterAddBackward0"][0], "not kept: a temporary input (freed before"
+    assert zeros.note is not None and zeros.note.startswith(gone)
+    assert zeros.min is None and zeros.shape == (6, 4)
+    named = by_op["MulBackward0"][1]
+    assert named.mean == 1.0 and named.note is None

@@ -621,7 +621,20 @@ class LateConstant:
             return t
         shape = size_ints(self.shape)
         numel = math.prod(shape) if -1 not in shape else 0
-        return TensorSummary(shape, dtype_name(self.dtype), numel)
+        return TensorSummary(shape, dtype_name(self.dtype), numel, note=self._why_unread())
+
+    def _why_unread(self) -> str:
+        t = self.ref()
+        if t is None:
+            return GONE_NOTE
+        if self.version is not None and t._version != self.version:
+            return CHANGED_NOTE
+        return "not read: this kind of tensor is not read"
+
+
+#: Why a large input that needs no gradient shows no numbers (`LateConstant.settled`).
+GONE_NOTE = "not kept: a temporary input (freed before its graph was built)"
+CHANGED_NOTE = "not kept: written in place after the op read it"
 
 
 #: The `LateConstant`s made since the dispatch mode last looked (`ForwardRecorder._new_record`).
