@@ -149,7 +149,7 @@ def steps(
             if every is None and k > 1:
                 recorded += (
                     f"; the table shows every {ordinal(k)} and the last (`--every 1` shows "
-                    "all, `--format csv` has every value)"
+                    "all, `--format csv` has every call)"
                 )
             err.print(f"[dim]note:[/] {recorded}.")
         if run.error is not None:  # the calls before the error are shown; now report it

@@ -362,7 +362,7 @@ class StepsTable:
             yield Group(*body, Text("over all calls", style="bold"), *spark)
             return
         note = Text(
-            f"One column per leaf needs {need} columns; `--format csv` has every value.",
+            f"One column per leaf needs {need} columns; `--format csv` has them all.",
             style="dim",
         )
         narrow: list[Text | Table] = [head, self.table(leaves=False), *warn, Text("")]
