@@ -213,14 +213,23 @@ def _rsub(c: Ctx) -> Formula:
 
 
 def _mul(c: Ctx) -> Formula:
+    # PyTorch's gradient of a complex product is the conjugate Wirtinger one: ∂L/∂a = g · conj(b)
+    def other(k: int) -> str:
+        real = c.v(k) is not None  # a real number (a complex one has no scalar value here)
+        return f"conj({c.s(k)})" if _is_complex(c.node) and not real else c.s(k)
+
     return Formula(
         f"{c.s(0)} · {c.s(1)}",
         f"{c.num(0)} · {c.num(1)}",
         (
-            _loc(c, 0, c.s(1), None, lambda: _need(c.v(1))),
-            _loc(c, 1, c.s(0), None, lambda: _need(c.v(0))),
+            _loc(c, 0, other(1), None, lambda: _need(c.v(1))),
+            _loc(c, 1, other(0), None, lambda: _need(c.v(0))),
         ),
     )
+
+
+def _is_complex(node: Node) -> bool:
+    return (node.dtype or "").startswith("complex")
 
 
 def _div(c: Ctx) -> Formula:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from helpers.cli import cli_output
 from helpers.golden import check_golden as check_file
 from typer.testing import CliRunner
@@ -377,3 +378,26 @@ def test_a_wrapped_step_title_goes_on_indented(tmp_path: Path) -> None:
     first = next(i for i, line in enumerate(lines) if line.startswith("step 1 "))
     assert len(lines[first]) <= 60 and lines[first + 1].startswith("    ")
     assert not lines[first + 1].startswith("     ")  # four spaces, then the source goes on
+
+
+def test_a_complex_product_is_explained_with_the_conjugate_torch_uses(tmp_path: Path) -> None:
+    """PyTorch's gradient of `z * c` for complex tensors is `g · conj(c)` (the conjugate
+    Wirtinger derivative): explain wrote `⊙ c`. A real number factor stays as it is."""
+    out = _explained(
+        tmp_path,
+        "cplx.py",
+        "import torch\n"
+        "z = torch.tensor([1 + 2j, -1j], requires_grad=True)\n"
+        "c = torch.tensor([1 + 1j, 2 - 1j])\n"
+        "loss = (z * c * 0.5).abs().sum()\n"
+        "loss.backward()\n",
+    )
+    said = " ".join(out.split())
+    assert "∂loss/∂z = ∂loss/∂#3 ⊙ conj(c)" in said
+    assert "⊙ 0.5" in said and "conj(0.5)" not in said
+    z = torch.tensor([1 + 2j, -1j], requires_grad=True)
+    c = torch.tensor([1 + 1j, 2 - 1j])
+    w = z * c
+    (g,) = torch.autograd.grad((w * 0.5).abs().sum(), [w])
+    (gz,) = torch.autograd.grad((z * c * 0.5).abs().sum(), [z])
+    assert torch.allclose(gz, g * c.conj())  # the rule the text states, as torch computes it
