@@ -6,7 +6,7 @@ import re
 import statistics
 from collections.abc import Collection, Iterator, Sequence
 
-from ..model import Finding, Graph, Node, TensorSummary, rebinding_update
+from ..model import Finding, Graph, Node, Severity, TensorSummary, rebinding_update
 from ._common import (
     MOVES,
     at_line,
@@ -101,6 +101,26 @@ def _nonfinite_finding(
             cause = why_loss[0].code
             says = "when it began" if cause == "loop-nonfinite" else "where"
             hint = f"Fix the forward computation first: `{cause}` says {says}."
+        cleaned = next(((u, c) for u in users if (c := _cleaned(graph, u)) is not None), None)
+        if cleaned is not None:  # the op above made NaN that `nan_to_num` then hid
+            above, fixer = cleaned
+            culprit = above
+            softmax = above.op in ("SoftmaxBackward0", "LogSoftmaxBackward0")
+            why += (
+                f"; and {node_ref(above)}{at_line(above.line)} made NaN at "
+                f"{plural(above.value.nan if above.value else 0, 'element')} in the forward pass"
+                f"{' (a softmax over only -inf: a row masked in full)' if softmax else ''}, "
+                f"which {node_ref(fixer)}{at_line(fixer.line)} replaced. Backward still runs "
+                "through them, and its formula multiplies by that NaN"
+            )
+            hint = (
+                "Keep the NaN from being made instead of replacing it: give a fully masked row "
+                "a finite score (mask with a large negative number, or fill the padded rows "
+                "before the softmax), or drop those rows from the loss."
+                if softmax
+                else "Keep the NaN from being made instead of replacing it: give the op safe "
+                "inputs there (clamp, an epsilon), then `nan_to_num` is not needed."
+            )
     else:
         why = "its forward value was finite, so the backward formula of the op above made it"
         culprit = users[0] if users and users[0].line is not None else node
@@ -130,11 +150,32 @@ def _nonfinite_finding(
     )
     if culprit is not node:  # reported where the op above ran (its line is the one to fix)
         file, line = leaf_where(graph, culprit)
-    return Finding(code, "error", message, file, line, (node.id,), hint)
+    severity: Severity = "error"
+    leaves = [g for n in graph.nodes if n.kind == "leaf" for g in _grads(n)]
+    if leaves and not any(g.nan or g.inf for g in leaves):
+        # a backward step below dropped it (`masked_fill`, `where`): the leaves are fine
+        severity = "warning"
+        message = (
+            message[:-1] + "; no leaf's gradient is NaN or Inf (a backward step below drops it)."
+        )
+    return Finding(code, severity, message, file, line, (node.id,), hint)
 
 
 #: Ops whose forward pass drops elements that their backward still sends a zero gradient to.
 _SELECTS = frozenset({"WhereBackward0", "MaskedFillBackward0", "MaskedFillBackward1"})
+
+
+def _cleaned(graph: Graph, above: Node) -> Node | None:
+    """The `nan_to_num` that replaced NaN in the forward value of `above`, if one did."""
+    value = above.value
+    if value is None or not value.nan:
+        return None
+    for edge in graph.consumers[above.id]:
+        fixer = graph.nodes[edge.dst]
+        out = fixer.value
+        if fixer.op == "NanToNumBackward0" and out is not None and not out.nan:
+            return fixer
+    return None
 
 
 def _masked_out(graph: Graph, above: Node) -> Node | None:

@@ -179,6 +179,33 @@ def test_a_nan_made_by_a_backward_formula_is_reported_at_that_ops_line(tmp_path:
     assert "`h` at line 5 (coming back through #2 SqrtBackward0 `r` at line 6)" in f.message
 
 
+def test_a_nan_that_nan_to_num_hid_and_masked_fill_drops_is_a_warning(tmp_path: Path) -> None:
+    """A fully padded sequence: softmax over a row of only -inf makes NaN, `nan_to_num` hides it
+    in the forward pass, backward still multiplies by it, and `masked_fill`'s backward drops it:
+    every leaf's gradient is finite (as torch computes them). A warning at the softmax line that
+    names `nan_to_num`, not an error that says to fix the -inf mask."""
+    source = (
+        "import torch, torch.nn.functional as F\n"
+        "q = torch.randn(2, 4, 8, requires_grad=True)\n"
+        "k = torch.randn(2, 4, 8, requires_grad=True)\n"
+        "pad = torch.tensor([[False] * 4, [True] * 4])\n"
+        "att = q @ k.transpose(-2, -1)\n"
+        "att = att.masked_fill(pad[:, None, :], float('-inf'))\n"
+        "w = F.softmax(att, dim=-1)\n"
+        "w = torch.nan_to_num(w, nan=0.0)\n"
+        "w.pow(2).mean().backward()\n"
+    )
+    [f] = _coded(tmp_path, source, "grad-nan")
+    assert (f.severity, f.line) == ("warning", 7)
+    said = " ".join(f.message.split())
+    assert "(a softmax over only -inf: a row masked in full), which #" in said
+    assert "NanToNumBackward0 `w` at line 8 replaced" in said
+    assert "no leaf's gradient is NaN or Inf" in said
+    namespace: dict[str, object] = {}
+    exec(source.replace(".backward()", ".backward(); gq, gk = q.grad, k.grad"), namespace)
+    assert torch.isfinite(namespace["gq"]).all() and torch.isfinite(namespace["gk"]).all()
+
+
 def test_accumulation_before_a_step_is_info(tmp_path: Path) -> None:
     script = tmp_path / "micro.py"
     script.write_text(
