@@ -838,7 +838,7 @@ class CallCapture:
             return Node(
                 i,
                 "op",
-                type(node).__name__,
+                op_name(node),
                 names,
                 shape,
                 dtype,
@@ -853,7 +853,7 @@ class CallCapture:
         return Node(
             i,
             "op",
-            type(node).__name__,
+            op_name(node),
             names,
             shape,
             dtype,
@@ -952,6 +952,19 @@ class CallCapture:
                     grad = outs[nr].grad if nr < len(outs) else nodes[src].grad
                 edges.append(Edge(src, dst, k, nr, grad))
         return edges
+
+
+def op_name(node: Any) -> str:
+    """The node's class name (`MulBackward0`); for a C++ node of torch's that has no class of
+    its own (`CppFunction`), the last part of its `name()`
+    (`torch::jit::(anonymous namespace)::DifferentiableGraphBackward`)."""
+    kind = type(node).__name__
+    if kind != "CppFunction":
+        return kind
+    try:
+        return str(node.name()).rsplit("::", 1)[-1] or kind
+    except Exception:  # a node without a name: its class stands
+        return kind
 
 
 def with_rank(graph: Graph, rank: int, world: int, reduced: bool) -> Graph:

@@ -231,7 +231,10 @@ class Explanation:
     def _computed(self, node: Node) -> list[Line]:
         """A node without a formula: what its backward received and returned, as recorded."""
         function = custom_function(node)
-        if function in TORCH_FUNCTIONS:
+        if node.op in TORCH_NODES:
+            last = f" (last op: {node.aten})" if node.aten else ""
+            head = f"{node.op} is {TORCH_NODES[node.op]}{last}"
+        elif function in TORCH_FUNCTIONS:
             head = f"{node.op} is {TORCH_FUNCTIONS[function]}"
         elif function is not None:
             head = f"{function}.backward is your own code (a custom autograd.Function)"
@@ -376,6 +379,13 @@ TORCH_FUNCTIONS = {
     "ScanAutogradOp": "scan's backward (the backward of its body, step by step)",
     "MapAutogradOp": "map's backward (the backward of its body, per slice)",
     "WhileLoopAutogradOp": "while_loop's backward (the backward of its body, per iteration)",
+}
+
+
+#: C++ nodes of torch's own that are not an op's (`Node.op` is their `name()`'s last part).
+TORCH_NODES = {
+    "DifferentiableGraphBackward": "TorchScript's backward of a `@torch.jit.script` function's "
+    "fused graph, run as one node from the function's second call on",
 }
 
 

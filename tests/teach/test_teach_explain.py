@@ -401,3 +401,25 @@ def test_a_complex_product_is_explained_with_the_conjugate_torch_uses(tmp_path: 
     (g,) = torch.autograd.grad((w * 0.5).abs().sum(), [w])
     (gz,) = torch.autograd.grad((z * c * 0.5).abs().sum(), [z])
     assert torch.allclose(gz, g * c.conj())  # the rule the text states, as torch computes it
+
+
+def test_a_torchscript_fused_backward_is_named_and_explained(tmp_path: Path) -> None:
+    """From its second call on, a `@torch.jit.script` function runs as one fused node whose
+    class is torch's generic `CppFunction`: it is named by its `name()`
+    (`DifferentiableGraphBackward`) and explained as TorchScript's, not "no formula for
+    CppFunction (aten.mul.Tensor)"."""
+    out = _explained(
+        tmp_path,
+        "jit.py",
+        "import torch\n"
+        "@torch.jit.script\n"
+        "def gate(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:\n"
+        "    return a * torch.sigmoid(a) * torch.tanh(b)\n"
+        "a = torch.randn(4, requires_grad=True)\n"
+        "b = torch.randn(4, requires_grad=True)\n"
+        "for _ in range(3):\n"
+        "    gate(a * 1.0, b * 1.0).sum().backward()\n",
+    )
+    said = " ".join(out.split())
+    assert "DifferentiableGraphBackward is TorchScript's backward of a `@torch.jit.script`" in said
+    assert "CppFunction" not in said
