@@ -211,6 +211,28 @@ def test_a_target_backpropagated_by_an_earlier_call_shows_that_call(
         assert "showing backward call 4 of 4" in " ".join(result.stderr.split())
 
 
+@pytest.mark.parametrize("command", ["tree", "doctor"])
+def test_a_target_inside_a_freed_graph_says_so_instead_of_blaming_the_script(
+    tmp_path: Path, command: str
+) -> None:
+    """`--target hidden`, an intermediate tensor of a graph the script's one backward call freed:
+    gradviz cannot compute its gradients again. It says so (the root error), not a
+    `backward-twice` error at the script's correct line (`doctor` exited 10)."""
+    script = tmp_path / "flat.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.tensor(1.5, requires_grad=True)\n"
+        "hidden = w * 3.0\n"
+        "loss = hidden.sin() ** 2\n"
+        "loss.backward()\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, [command, str(script), "--target", "hidden"])
+    assert result.exit_code == 5, result.output
+    assert "backward-twice" not in result.output
+    assert "The graph of `hidden` was already freed by a backward call" in result.stderr
+
+
 def test_call_numbers_have_thousands_separators(tmp_path: Path) -> None:
     """As the progress line and the Ctrl-C message write them: `1,200`, not `1200`."""
     script = tmp_path / "loop.py"
