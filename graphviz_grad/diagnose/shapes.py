@@ -250,7 +250,7 @@ def warned(caught: Iterable[WarningLike], found: Sequence[Finding]) -> list[Find
         if (file, w.line) in explained:
             continue
         text = w.message if w.message.endswith((".", "!", "?")) else w.message + "."
-        message = f"PyTorch warned{at_line(w.line)} ({w.category}): {text}"
+        message = f"Warned{at_line(w.line)} ({w.category}): {text}"
         hint = next((h for piece, h in _WARNING_HINTS if piece in w.message), _READ_IT)
         benign = next((h for piece, h in _PYTORCHS_OWN if piece in w.message), None)
         if benign is None:

@@ -490,7 +490,7 @@ def test_broadcast_finding_gives_both_shapes() -> None:
 
 def test_torch_warning_keeps_pytorchs_words_and_line() -> None:
     f = run(PITFALLS / "torch_warning.py").graph.findings[0]
-    assert f.message.startswith("PyTorch warned at line 15 (UserWarning): The .grad attribute")
+    assert f.message.startswith("Warned at line 15 (UserWarning): The .grad attribute")
 
 
 def test_loop_nonfinite_names_the_first_call_and_the_forward() -> None:
