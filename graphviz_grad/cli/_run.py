@@ -314,11 +314,24 @@ def check_output(out: str, script: Path | None, fmt: str) -> None:
     if out == "-":
         if fmt not in TEXT_FORMATS:
             raise OutputError(
-                f"{fmt.upper()} cannot be written to the terminal.",
+                f"{fmt.upper()} cannot be written to stdout (-o -): gradviz writes only DOT and "
+                "JSON there.",
                 hint="Use -o FILE, or --format dot / --format json for stdout.",
             )
         return
     target = Path(out)
+    if out.endswith(("/", os.sep)) or target.is_dir():
+        folder = out.rstrip("/" + os.sep) or out
+        raise OutputError(
+            f"The output `{out}` names a folder, not a file"
+            + ("." if target.is_dir() else f", and the folder `{folder}` does not exist."),
+            hint=f"Name a file in it: -o {folder}/graph.{fmt}.",
+        )
+    if target.is_file() and not target.stat().st_mode & 0o222:
+        raise OutputError(
+            f"The output `{out}` is read-only; gradviz does not replace it.",
+            hint=f"Make it writable (chmod u+w {out}) or choose another file with -o.",
+        )
     same = script is not None and script.exists() and target.exists()
     if same and target.resolve() == script.resolve():  # type: ignore[union-attr]
         raise OutputError(

@@ -232,6 +232,13 @@ TABLE: tuple[Bad, ...] = (
     ),
     Bad("output is a folder", None, ("render", LINEAR, "-o", "{tmp}", "-f", "json"), 7, "folder"),
     Bad(
+        "output names a missing folder",
+        None,
+        ("render", LINEAR, "-o", "{tmp}/newdir/"),
+        7,
+        "names a folder, not a file, and the folder",
+    ),
+    Bad(
         "output is the script",
         _leaf("loss = (w * 2).sum()\n"),
         ("render", S, "-o", S, "-f", "dot"),
@@ -590,3 +597,20 @@ def test_backward_on_a_number_names_the_item_line(
         "hint: `.backward()` was called on a Python number, not a tensor: `.item()` at line 3 "
         "turned the loss into a number" in " ".join(result.stderr.split())
     )
+
+
+def test_a_read_only_output_is_not_replaced(tmp_path: Path) -> None:
+    """`-o out.svg` where out.svg is read-only: gradviz refuses (exit 7) before running the
+    script, and the file keeps its bytes (it replaces files atomically, which a read-only mode
+    would not stop)."""
+    out = tmp_path / "out.svg"
+    out.write_text("mine", encoding="utf-8")
+    out.chmod(0o444)
+    try:
+        linear = LINEAR.format(samples=SAMPLES)
+        result = CliRunner().invoke(app, ["render", linear, "-o", str(out)])
+        assert result.exit_code == 7, result.output
+        assert "is read-only; gradviz does not replace it" in result.stderr
+        assert out.read_text(encoding="utf-8") == "mine"
+    finally:
+        out.chmod(0o644)
