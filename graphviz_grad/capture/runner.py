@@ -24,7 +24,7 @@ import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from ..errors import (
     GradvizError,
@@ -810,6 +810,10 @@ def _wait(worker: threading.Thread, timeout: float | None, done: threading.Event
     deadline = None if timeout is None else _now() + timeout
     asked: Any = None  # the recording asked to stop the script at a safe point
     grace: float | None = None  # when it is stopped from outside if no safe point did it
+    #: When the stop was raised into the script's thread, how long it may take, and the exit
+    #: code if it never arrives: a thread blocked in C (`time.sleep`, a read, a lock) runs no
+    #: bytecode, so the exception waits forever (a Ctrl-C ends such a call in plain Python).
+    sent: tuple[float, float, int] | None = None
     while not done.is_set():
         try:
             done.wait(0.05)
@@ -822,6 +826,7 @@ def _wait(worker: threading.Thread, timeout: float | None, done: threading.Event
             grace = _now() + _STOP_GRACE if first and asked is not None else None
             if grace is None:
                 _raise_in(worker, KeyboardInterrupt)
+                sent = (_now(), _STUCK if first else _STUCK_AGAIN, Interrupted.exit_code)
             continue
         if grace is not None and _now() > grace and not asked.busy():
             # the script runs no op (it sleeps, loads data, computes in plain Python): stop it
@@ -829,6 +834,8 @@ def _wait(worker: threading.Thread, timeout: float | None, done: threading.Event
             grace = None
             if asked.take_stop() and any(run.recorder is asked for run in _LIVE):
                 _raise_in(worker, asked.stopping)
+                code = Interrupted.exit_code if interrupted else TimeoutError_.exit_code
+                sent = (_now(), _STUCK, code)
         if deadline is not None and not timed_out and _now() > deadline:
             timed_out = True
             if interrupted is None:
@@ -836,8 +843,32 @@ def _wait(worker: threading.Thread, timeout: float | None, done: threading.Event
             grace = _now() + _STOP_GRACE if interrupted is None and asked is not None else None
             if grace is None:
                 _raise_in(worker, _ScriptTimeout)
+                sent = (_now(), _STUCK, TimeoutError_.exit_code)
+        if sent is not None and _now() > sent[0] + sent[1] and not done.is_set():
+            _quit_stuck(sent[2])
     if timed_out and interrupted is None and asked is None:
         raise _timeout_error(timeout)
+
+
+#: Seconds a script's thread has to stop once the stop is raised in it, then gradviz quits
+#: without it (after a second Ctrl-C, sooner).
+_STUCK = 3.0
+_STUCK_AGAIN = 1.0
+
+
+def _quit_stuck(code: int) -> NoReturn:
+    """The script's thread did not stop: it is blocked in a call that runs no Python (a long
+    `time.sleep`, a read that waits, a lock). Say so and end the process without it; nothing is
+    drawn, and no file is half written (outputs are replaced whole)."""
+    sys.stderr.write(
+        "error: The script did not stop: it is blocked in a call Python cannot interrupt from "
+        "another thread (time.sleep, a read that waits, a lock), so gradviz quit without "
+        "drawing.\nhint: Run it with `python` to see where it waits; gradviz runs the script "
+        "in a thread of its own, where Ctrl-C does not end such a call.\n"
+    )
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(code)
 
 
 def _timeout_error(timeout: float | None) -> TimeoutError_:

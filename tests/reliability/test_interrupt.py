@@ -184,3 +184,41 @@ def test_timeout_writes_the_last_completed_call_and_exits_11(tmp_path: Path) -> 
     assert nodes[data["root"]]["value"]["data"] == pytest.approx(loss.item())
     (leaf,) = [n for n in data["nodes"] if n["kind"] == "leaf"]
     assert leaf["grad"]["data"] == pytest.approx(grad.item())
+
+
+@pytest.mark.parametrize("how", ["timeout", "ctrl-c"])
+def test_a_script_blocked_in_a_call_python_cannot_interrupt_is_left(
+    tmp_path: Path, how: str
+) -> None:
+    """`time.sleep(1000)` after a backward call: the stop raised into the script's thread never
+    arrives (a thread blocked in C runs no bytecode), so gradviz said nothing and waited for
+    ever. It now quits a few seconds later with the exit code of the stop, says why, and writes
+    no file."""
+    script = tmp_path / "sleep.py"
+    script.write_text(
+        "import time, torch\n"
+        "w = torch.ones(2, requires_grad=True)\n"
+        "(w * 2).sum().backward()\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(1000)\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "sleep.json"
+    if how == "timeout":
+        result = subprocess.run(
+            [*GRADVIZ, "render", str(script), "--timeout", "1", "-o", str(out)],
+            cwd=tmp_path,
+            env=ENV,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 11, result.stderr
+    else:
+        result = ctrl_c("render", str(script), "-o", str(out), cwd=tmp_path, times=2)
+        assert result.returncode == 130, result.stderr
+    assert "The script did not stop: it is blocked in a call Python cannot interrupt" in (
+        result.stderr
+    )
+    assert not out.exists()
