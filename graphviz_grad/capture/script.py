@@ -184,7 +184,8 @@ def _trace_named(run: Any, name: str, options: CaptureOptions) -> Graph:
     value: Any = ns[name]
     if not isinstance(value, torch_tensor):
         raise RootError(
-            f"`{name}` is a {type(value).__name__}, not a tensor.", hint=_candidates_hint(ns)
+            f"`{name}` is {_article(type(value).__name__)} {type(value).__name__}, not a tensor.",
+            hint=_candidates_hint(ns),
         )
     if value.grad_fn is None and not value.requires_grad:
         leaf = _a_leaf_name(ns)
@@ -210,6 +211,10 @@ def _trace_named(run: Any, name: str, options: CaptureOptions) -> Graph:
             "or pass `retain_graph=True` to backward.",
         )
     return graph
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def _tensor_type() -> Any:

@@ -86,7 +86,11 @@ TimeoutOpt = Annotated[
 QuietOpt = Annotated[
     bool,
     typer.Option(
-        "--quiet", "-q", help="Hide what the script itself prints.", rich_help_panel=RUN_PANEL
+        "--quiet",
+        "-q",
+        help="Hide what the script prints to stdout, and Python's warnings for it (its stderr "
+        "and logging still show).",
+        rich_help_panel=RUN_PANEL,
     ),
 ]
 
