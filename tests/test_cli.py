@@ -216,8 +216,9 @@ def test_a_target_inside_a_freed_graph_says_so_instead_of_blaming_the_script(
     tmp_path: Path, command: str
 ) -> None:
     """`--target hidden`, an intermediate tensor of a graph the script's one backward call freed:
-    gradviz cannot compute its gradients again. It says so (the root error), not a
-    `backward-twice` error at the script's correct line (`doctor` exited 10)."""
+    gradviz cannot compute its gradients again. It draws what it has and says so in its notes,
+    without a `backward-twice` error at the script's correct line (`doctor` exited 10): that
+    failed pass is gradviz's own, not the script's."""
     script = tmp_path / "flat.py"
     script.write_text(
         "import torch\n"
@@ -228,9 +229,10 @@ def test_a_target_inside_a_freed_graph_says_so_instead_of_blaming_the_script(
         encoding="utf-8",
     )
     result = runner.invoke(app, [command, str(script), "--target", "hidden"])
-    assert result.exit_code == 5, result.output
+    assert result.exit_code == 0, result.output
     assert "backward-twice" not in result.output
-    assert "The graph of `hidden` was already freed by a backward call" in result.stderr
+    if command == "tree":
+        assert "no backward call of the script (1 backward call) computed" in result.stderr
 
 
 def test_call_numbers_have_thousands_separators(tmp_path: Path) -> None:
@@ -278,7 +280,7 @@ BAD = [
     ("missing file", ["render", "nope.py"], 3, "There is no file"),
     ("a folder", ["render", "samples"], 3, "is a folder"),
     ("unknown suffix", ["render", "samples/linear.py", "-o", "x.txt"], 7, "cannot tell the format"),
-    ("svg to stdout", ["render", "samples/linear.py", "-o", "-", "-f", "svg"], 7, "terminal"),
+    ("svg to stdout", ["render", "samples/linear.py", "-o", "-", "-f", "svg"], 7, "to stdout"),
     ("missing folder", ["render", "samples/linear.py", "-o", "no/such/x.svg"], 7, "does not exist"),
     ("call out of range", ["render", "samples/linear.py", "-c", "5"], 6, "no backward call 5"),
     ("only one call", ["render", "samples/linear.py", "-c", "5"], 6, "only call is 1 (or -1"),

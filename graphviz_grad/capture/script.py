@@ -203,7 +203,7 @@ def _trace_named(run: Any, name: str, options: CaptureOptions) -> Graph:
                 return graph
     extra = [run.locals] if run.locals else []  # names of a `def main()` script's variables
     graph = run.recorder.trace(value, grad_output=options.grad_output, namespaces=extra)
-    if graph.graph_was_freed:  # gradviz's own pass failed on it: nothing of the script's
+    if graph.grad_source == "none" and graph.graph_was_freed:
         raise RootError(
             f"The graph of `{name}` was already freed by a backward call, so gradviz "
             "cannot compute its gradients again.",

@@ -172,7 +172,11 @@ def twice(
     made_before: Collection[int] = (),
     made_since: Collection[int] = (),
 ) -> list[Finding]:
-    """[backward-twice]: this call goes through saved tensors an earlier call freed."""
+    """[backward-twice]: this call goes through saved tensors an earlier call freed. Not for a
+    graph whose gradients gradviz computed itself (`--target` on a tensor of a freed graph):
+    that pass is gradviz's, not a call of the script's."""
+    if graph.grad_source not in ("backward", "autograd.grad"):
+        return []
     failed = graph.graph_was_freed
     freed = [n for n in graph.nodes if n.saved and any(s.state == "freed" for s in n.saved)]
     if not failed:
