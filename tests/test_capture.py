@@ -549,3 +549,27 @@ def test_a_temporary_input_freed_before_the_build_says_its_value_was_not_kept() 
     assert zeros.min is None and zeros.shape == (6, 4)
     named = by_op["MulBackward0"][1]
     assert named.mean == 1.0 and named.note is None
+
+
+def test_a_pinned_name_keeps_its_call_and_builds_no_graph_before_it_is_asked() -> None:
+    """`Recorder(pin="loss_a")` (what `--target loss_a` asks): the last call whose root the code
+    holds as `loss_a` stays, with the gradient the code got, among a loop's later calls that
+    `keep=-1` drops; and no call's graph is built while the loop runs (`--target loss` on a
+    long loop pins every call)."""
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    built_during: list[int] = []
+    with gg.capture.Recorder(keep=-1, pin="loss_a") as rec:
+        loss_a = (w**2).sum()
+        loss_a.backward()
+        for _ in range(20):
+            loss_b = (w * 3.0).sum()
+            loss_b.backward()
+            built_during.append(len(rec.graphs))
+    assert built_during == [0] * 20
+    first = rec.graph(1)
+    assert first.nodes[0].names == ("loss_a",)
+    (leaf,) = first.leaves
+    assert leaf.grad is not None and leaf.grad.data == [2.0, 4.0]
+    assert rec.graph(-1).nodes[0].names == ("loss_b",)
+    with pytest.raises(gg.errors.CallError):
+        rec.graph(2)  # neither pinned nor among the last

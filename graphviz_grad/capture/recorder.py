@@ -498,10 +498,11 @@ class Recorder:
     def _decide(self, capture: CallCapture) -> str:
         """Whether a call's graph is built now, later (it stays the last one), or never."""
         keep, number = self._keep, capture.number or 0
-        if capture.pinned:
-            self._pinned = number  # the one before it is kept no more, unless `keep` keeps it
-            return "now"
-        if isinstance(keep, int) and keep < 0:
+        if capture.pinned:  # kept (the one before it no more, unless `keep` keeps it) ...
+            self._pinned = number
+            if not (isinstance(keep, int) and keep < 0):
+                return "now"
+        if isinstance(keep, int) and keep < 0:  # ... and built only once it stays kept
             # DDP's all-reduced gradients are read right after the call
             return "now" if capture.dist is not None else "later"
         if keep == "all":
