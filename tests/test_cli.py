@@ -235,6 +235,24 @@ def test_a_target_inside_a_freed_graph_says_so_instead_of_blaming_the_script(
         assert "no backward call of the script (1 backward call) computed" in result.stderr
 
 
+def test_a_range_past_the_last_call_says_which_calls_are_shown(tmp_path: Path) -> None:
+    """`--call 1:99` on a script of 3 calls draws calls 1 to 3, and says so (it was silent)."""
+    script = tmp_path / "three.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.tensor(1.0, requires_grad=True)\n"
+        "for _ in range(3):\n"
+        "    (w * 2).backward()\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["tree", str(script), "--call", "1:99"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert "--call 1:99 names calls up to 99; the script made 3, so calls 1 to 3 are shown." in said
+    result = runner.invoke(app, ["tree", str(script), "--call", "2:3"])
+    assert result.exit_code == 0 and "names calls up to" not in result.stderr
+
+
 def test_call_numbers_have_thousands_separators(tmp_path: Path) -> None:
     """As the progress line and the Ctrl-C message write them: `1,200`, not `1200`."""
     script = tmp_path / "loop.py"

@@ -241,7 +241,14 @@ def captures(
             share_report(graphs[-1])
         stop_unless_drawing()
         found = [with_findings(Captured(g, run)) for g in graphs]
-        return found, run.recorder.total_calls
+        total = run.recorder.total_calls
+        if spec.last is not None and spec.last > total:
+            first = spec.first if spec.first is not None else 1
+            err.print(
+                f"[dim]note:[/] --call {first}:{spec.last} names calls up to {spec.last:,}; the "
+                f"script made {total:,}, so calls {first:,} to {total:,} are shown."
+            )
+        return found, total
     options = CaptureOptions(target=target, call=spec.single or -1, grad_output=grad_output)
     captured = capture_script(file, args or [], options)
     share_report(captured.graph)
