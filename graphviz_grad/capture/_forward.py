@@ -229,7 +229,8 @@ USER_FRAMES = _UserFrames()
 
 #: Where anomaly mode keeps a node's forward stack (`torch.autograd.set_detect_anomaly`).
 _TRACE_KEY = "traceback_"
-_TRACE_FILE = re.compile(r'\s*File "([^"]+)"')
+#: A frame of a formatted stack ("  File "x.py", line 8, in <module>"): its file and line.
+TRACE_FRAME = re.compile(r'\s*File "([^"]+)", line (\d+)')
 
 
 def trim_forward_trace(meta: dict[str, Any]) -> None:
@@ -241,7 +242,7 @@ def trim_forward_trace(meta: dict[str, Any]) -> None:
     if not isinstance(trace, list):
         return
     for k, entry in enumerate(trace):
-        found = _TRACE_FILE.match(entry) if isinstance(entry, str) else None
+        found = TRACE_FRAME.match(entry) if isinstance(entry, str) else None
         if found is not None and USER_FRAMES.is_user(found[1]):
             if k:
                 meta[_TRACE_KEY] = trace[k:]

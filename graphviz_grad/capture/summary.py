@@ -138,7 +138,16 @@ def _nested(t: torch.Tensor, limit: int) -> TensorSummary:
     except Exception as exc:  # noqa: BLE001 (said, never raised)
         return TensorSummary(shape, dtype, 0, note=f"unreadable: {type(exc).__name__}")
     note = f"nested tensor of {len(parts)} components: statistics of all their numbers"
-    return replace(found, shape=shape, note=note if found.note is None else f"{note}; {found.note}")
+    return _noted(found, note, shape)
+
+
+def _noted(found: TensorSummary, note: str, shape: tuple[int, ...] | None = None) -> TensorSummary:
+    """`found` (the summary of what was read in a tensor's place: its local part, its kept or
+    packed numbers) with `note` before its own, under the tensor's `shape` when given."""
+    joined = note if found.note is None else f"{note}; {found.note}"
+    return (
+        replace(found, note=joined) if shape is None else replace(found, shape=shape, note=joined)
+    )
 
 
 def _is_a(t: torch.Tensor, module: str, name: str) -> bool:
@@ -190,7 +199,7 @@ def _unmasked_summary(
         return TensorSummary(shape, dtype, numel, note="masked tensor: every number masked")
     # the kept numbers alone would read as the whole tensor's: statistics only, with the note
     found = summarize(kept, limit if kept.numel() == numel else 0)
-    return replace(found, shape=shape, note=note if found.note is None else f"{note}; {found.note}")
+    return _noted(found, note, shape)
 
 
 def _part_summary(
@@ -203,7 +212,7 @@ def _part_summary(
     where = ", ".join(repr(p) for p in placements)
     what = "this rank's partial sums" if partial else "this rank's part"
     note = f"{what} of DTensor {whole} {where}"
-    return replace(found, note=note if found.note is None else f"{note}; {found.note}")
+    return _noted(found, note)
 
 
 #: The note of a tensor whose memory is gone (`freed`).

@@ -41,7 +41,7 @@ import torch
 
 from ..model import rebinding_update
 from . import clips, masks
-from ._forward import _TORCH_DIR, USER_FRAMES, aten_name, op_record, per_op
+from ._forward import _TORCH_DIR, TRACE_FRAME, USER_FRAMES, aten_name, op_record, per_op
 from ._weak import keep_while_alive
 from .compiled import compiling
 from .hook_ids import private_hook_ids
@@ -400,7 +400,6 @@ _NO_GRAPH = {
 
 
 _ANOMALY = re.compile(r"Error detected in (\w+)\. Traceback of forward call that caused the error:")
-_TRACE_FILE = re.compile(r'File "([^"]+)", line (\d+)')
 
 
 def _anomaly_forward(message: str) -> tuple[str, str, int] | None:
@@ -409,7 +408,7 @@ def _anomaly_forward(message: str) -> tuple[str, str, int] | None:
     found = _ANOMALY.match(message.strip())
     if found is None:
         return None
-    frames = [(f, int(n)) for f, n in _TRACE_FILE.findall(message) if USER_FRAMES.is_user(f)]
+    frames = [(f, int(n)) for f, n in TRACE_FRAME.findall(message) if USER_FRAMES.is_user(f)]
     if not frames:
         return None
     return (found[1], *frames[-1])

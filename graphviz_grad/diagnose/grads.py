@@ -151,7 +151,7 @@ def _nonfinite_finding(
     if culprit is not node:  # reported where the op above ran (its line is the one to fix)
         file, line = leaf_where(graph, culprit)
     severity: Severity = "error"
-    leaves = [g for n in graph.nodes if n.kind == "leaf" for g in _grads(n)]
+    leaves = [g for n in graph.leaves for g in _grads(n)]
     if leaves and not any(g.nan or g.inf for g in leaves):
         # a backward step below dropped it (`masked_fill`, `where`): the leaves are fine
         severity = "warning"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.gradviz_proc import ENV, GRADVIZ
+from helpers.gradviz_proc import gradviz
 
 from graphviz_grad.capture import Captured, CaptureOptions, capture_script
 from graphviz_grad.diagnose import CODES, has_errors, with_findings
@@ -3053,15 +3053,7 @@ def test_anomaly_modes_error_is_reported_at_the_forward_line_with_the_scripts_ow
         encoding="utf-8",
     )
     # a fresh process: Python prints a warning once per place, so in-process it may not show
-    result = subprocess.run(
-        [*GRADVIZ, "doctor", str(script)],
-        cwd=tmp_path,
-        env=ENV,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = gradviz("doctor", str(script), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     [f] = [f for f in run(script).graph.findings if f.code == "torch-warning"]
     assert f.line == 4

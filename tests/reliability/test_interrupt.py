@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.gradviz_proc import ENV, GRADVIZ, ctrl_c
+from helpers.gradviz_proc import ENV, GRADVIZ, ctrl_c, gradviz
 from helpers.oracle import close
 from typer.testing import CliRunner
 
@@ -205,15 +205,7 @@ def test_a_script_blocked_in_a_call_python_cannot_interrupt_is_left(
     )
     out = tmp_path / "sleep.json"
     if how == "timeout":
-        result = subprocess.run(
-            [*GRADVIZ, "render", str(script), "--timeout", "1", "-o", str(out)],
-            cwd=tmp_path,
-            env=ENV,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = gradviz("render", str(script), "--timeout", "1", "-o", str(out), cwd=tmp_path)
         assert result.returncode == 11, result.stderr
     else:
         result = ctrl_c("render", str(script), "-o", str(out), cwd=tmp_path, times=2)
