@@ -122,7 +122,10 @@ def test_summarize_many_equals_summarize_bit_for_bit() -> None:
     assert summarize_many(tensors) == [None if t is None else summarize(t) for t in tensors]
 
 
+@pytest.mark.usefixtures("aten_stats")
 def test_tensors_read_together_are_summarised_as_one_at_a_time_bit_for_bit() -> None:
+    """`read_together` is for tensors off the CPU, which `summarize` reads with the same ATen
+    reductions there (`aten_stats`)."""
     from graphviz_grad.capture.summary import read_together
 
     tensors = mixed_floats()
@@ -259,6 +262,18 @@ def test_a_view_of_a_leaf_is_read_once_until_its_own_storage_is_written(
 # -- the accelerator's path, taken on the CPU (`summary.CPU_AS_DEVICE`) --------------------------
 
 
+@pytest.fixture
+def aten_stats(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C++ extension off: on a device, the statistics are ATen's reductions, which these
+    tests take on the CPU and compare with what `summarize` reads there; with the extension on,
+    `summarize` may read a CPU tensor in one C++ pass (`native.fused`), which adds in another
+    order."""
+    from graphviz_grad.capture import native
+
+    monkeypatch.setattr(native, "_loaded", [None])
+
+
+@pytest.mark.usefixtures("aten_stats")
 def test_summaries_worked_out_on_the_device_are_read_as_summarize_reads_them() -> None:
     """`reduce_on_device` reads nothing; what `summarize_many` reads back later is `summarize`'s
     summary, bit for bit for finite tensors. With a NaN or an Inf among many numbers, the
@@ -323,6 +338,7 @@ def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return reads
 
 
+@pytest.mark.usefixtures("aten_stats")
 def test_a_recording_over_its_memory_budget_reads_no_value_during_the_forward_pass(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -354,6 +370,7 @@ def test_a_recording_over_its_memory_budget_reads_no_value_during_the_forward_pa
     assert late.graph(-1) == usual.graph(-1)
 
 
+@pytest.mark.usefixtures("aten_stats")
 @pytest.mark.parametrize("name", ["mlp.py", "transformer.py", "quadratic.py"])
 def test_the_accelerators_path_over_its_budget_gives_torchs_values_and_gradients(
     name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
@@ -378,6 +395,7 @@ def test_the_accelerators_path_over_its_budget_gives_torchs_values_and_gradients
         assert mismatches(rec.graph(number), expected) == [], f"call {number}"
 
 
+@pytest.mark.usefixtures("aten_stats")
 def test_the_gradients_of_leaves_that_did_not_run_are_read_together(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -407,6 +425,7 @@ def test_the_gradients_of_leaves_that_did_not_run_are_read_together(
     assert all(step.grad is not None for step in rec.calls[-1].leaves)
 
 
+@pytest.mark.usefixtures("aten_stats")
 @pytest.mark.parametrize("budget", [None, 4096])
 def test_on_the_accelerators_path_a_backward_call_reads_the_device_twice(
     budget: int | None, monkeypatch: pytest.MonkeyPatch

@@ -3,9 +3,11 @@ the statistics of a tensor without a Python call per reduction.
 
 gradviz runs in pure Python. Built once, the C++ pre-hooks (`_native.cpp`) take over the
 hooking of each backward call's nodes, the cost that grows with every node of every call, and
-`cpu_stats` the reductions that summarise each large CPU tensor, and `summaries` a whole batch of
-them with the checks that pick them out (`docs/performance.md`).
-Everything shown stays the same (the test suite runs both ways).
+`cpu_stats` the reductions that summarise each large CPU tensor (one pass over the memory where
+the CPU has AVX2: `fused`), and `summaries` a whole batch of them with the checks that pick them
+out (`docs/performance.md`). Everything shown stays the same (the test suite runs both ways), but
+for the last bits of a large tensor's float64 mean and norm, which depend on the order of the
+additions (as ATen's own do between CPUs).
 
     python -m graphviz_grad.native          # build it (g++ and ninja; about 20 s, once)
     python -m graphviz_grad.native --check  # say whether it is built and used
@@ -87,6 +89,22 @@ def stats() -> Callable[[list[torch.Tensor]], list[tuple[float, float, float, fl
     bit), or None when it is not built or turned off."""
     module = _loaded[0] if _loaded else load()
     return None if module is None else getattr(module, "cpu_stats", None)
+
+
+def fused() -> bool:
+    """Whether `cpu_stats` and `summaries` read a contiguous float32/float64 tensor in one pass
+    (a CPU with AVX2): 3-60 times faster than ATen's three reductions at every size, so every such
+    tensor goes to C++, however large. The sum and the norm are then float64 sums added in
+    another order than ATen's: the same to ~1e-15 relative, not bit for bit."""
+    module = _loaded[0] if _loaded else load()
+    return module is not None and bool(getattr(module, "fused", False))
+
+
+def summary_one() -> Callable[..., Any] | None:
+    """The extension's `summary_one` (`summary.summarize` of one plain large float CPU tensor
+    with finite numbers, else None), or None when it is not built or turned off."""
+    module = _loaded[0] if _loaded else load()
+    return None if module is None else getattr(module, "summary_one", None)
 
 
 def summaries() -> Callable[..., list[Any]] | None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..model import TensorSummary
-from .native import stats, summaries
+from .native import fused, stats, summaries, summary_one
 
 if TYPE_CHECKING:
     from typing_extensions import TypeIs  # a torch dependency; for the type checker only
@@ -59,7 +59,12 @@ def summarize_small(t: torch.Tensor) -> TensorSummary:
 
 def summarize(t: torch.Tensor, limit: int = DATA_LIMIT) -> TensorSummary:
     """A summary of `t`'s current contents (never raises: odd tensors get a `note`)."""
-    if type(t) in PLAIN_TYPES and t.dtype in _REDUCED and t.layout == torch.strided and t.is_cpu:
+    one = summary_one()
+    if one is not None:  # the common case on the per-op path, in one C++ call
+        found = one(t, limit, sys.maxsize if fused() else WORKSPACE_MIN, TensorSummary)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+    elif type(t) in PLAIN_TYPES and t.dtype in _REDUCED and t.layout == torch.strided and t.is_cpu:
         # the common case on the per-op path, without the checks for odd tensors below
         numel = t.numel()
         if numel > limit and not freed(t):
@@ -378,7 +383,7 @@ def _large_cpu(
 def _cpu_stats(t: torch.Tensor) -> tuple[float, float, float, float]:
     """(float64 sum, min, max, float64 norm) of a float32/float64 CPU tensor (see `_large_cpu`);
     in C++ where built (`native.stats`): the same calls, without a Python call for each."""
-    if type(t) in PLAIN_TYPES and t.numel() < WORKSPACE_MIN:
+    if type(t) in PLAIN_TYPES and (t.numel() < WORKSPACE_MIN or fused()):
         found = stats()
         if found is not None:
             return found([t])[0]
@@ -665,9 +670,8 @@ def _native_many(
     found = summaries() if len(tensors) >= NATIVE_MIN else None
     if found is None:
         return None
-    done: list[TensorSummary | None] = found(
-        list(tensors), DATA_LIMIT, WORKSPACE_MIN, TensorSummary
-    )
+    most = sys.maxsize if fused() else WORKSPACE_MIN
+    done: list[TensorSummary | None] = found(list(tensors), DATA_LIMIT, most, TensorSummary)
     rest = [t if s is None else None for t, s in zip(tensors, done)]
     if any(t is not None for t in rest):
         for k, s in enumerate(_python_many(rest)):
@@ -729,8 +733,9 @@ def _large_many(group: list[torch.Tensor]) -> list[TensorSummary]:
     stats: list[tuple[float, float, float, float]] = [(0.0, 0.0, 0.0, 0.0)] * len(group)
     rows: dict[tuple[int, ...], list[int]] = {}
     alone: list[int] = []
+    one_pass = fused()  # each alone in C++ is faster than rows, and gives its numbers everywhere
     for j, t in enumerate(group):
-        if t.is_cpu and t.numel() <= ROW_LIMIT and t.is_contiguous():
+        if not one_pass and t.is_cpu and t.numel() <= ROW_LIMIT and t.is_contiguous():
             rows.setdefault(tuple(t.shape), []).append(j)
         else:
             alone.append(j)
@@ -764,7 +769,7 @@ def _each_stats(group: list[torch.Tensor]) -> list[tuple[float, float, float, fl
     them with autograd off, so they need no `detach`)."""
     found = stats()
     if found is None or not all(
-        type(t) in PLAIN_TYPES and t.numel() < WORKSPACE_MIN for t in group
+        type(t) in PLAIN_TYPES and (t.numel() < WORKSPACE_MIN or fused()) for t in group
     ):
         return [_cpu_stats(t.detach()) for t in group]
     return found(group)
