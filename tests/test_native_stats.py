@@ -359,3 +359,67 @@ def test_short_batches_stay_in_python(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls == []
     summarize_many([torch.randn(100)] * summary.NATIVE_MIN)
     assert calls == [summary.NATIVE_MIN]
+
+
+def _layouts() -> list[torch.Tensor]:
+    """Tensors whose numbers are not their memory's in order: slices, chunks, permutations of
+    slices, expanded ones."""
+    gen = torch.Generator().manual_seed(11)
+    gates = torch.randn(97, 204, generator=gen, dtype=torch.float64)
+    m = torch.randn(300, 70, generator=gen)
+    a = torch.randn(5, 6, 7, 8, generator=gen, dtype=torch.float64)
+    return [
+        *gates.chunk(4, 1),  # an LSTM's gates
+        m[::3],
+        m.t()[::2],
+        m[:, ::5],
+        m[5:200:7, 3:60:2],
+        a.permute(2, 0, 3, 1)[:, 1:, ::2],
+        a[..., 3],
+        a.transpose(0, 2)[1:4],
+        torch.randn(3, 1, generator=gen).expand(3, 10_000),
+        torch.randn(1, generator=gen, dtype=torch.float64).expand(5_000),
+        torch.randn(4, 5_000, generator=gen)[:, 7:],
+    ]
+
+
+@built
+@pytest.mark.parametrize("threads", [1, 2], indirect=True)
+def test_any_layout_gives_the_numbers_of_its_contiguous_copy(threads: int) -> None:
+    cpp = native.stats()
+    assert cpp is not None
+    for t in _layouts():
+        assert not t.is_contiguous()
+        found = cpp([t])[0]
+        assert _bits(found) == _bits(cpp([t.contiguous()])[0]), (tuple(t.shape), t.stride())
+        assert _close(t, found, _aten(t))
+
+
+def _aten(t: torch.Tensor) -> tuple[float, float, float, float]:
+    d = t.double()
+    return float(d.sum()), float(t.min()), float(t.max()), float(torch.linalg.vector_norm(d))
+
+
+@built
+def test_an_expanded_tensor_is_read_without_a_copy() -> None:
+    """A number expanded to 2^27 elements (1 GiB as float64) is summarised in blocks: the
+    process's peak memory grows by far less than a copy of it."""
+    code = (
+        "import resource, torch\n"
+        "from graphviz_grad.capture.summary import summarize\n"
+        "t = torch.full((1,), 0.5, dtype=torch.float64).expand(1 << 27)\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "s = summarize(t)\n"
+        "grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+        "assert (s.min, s.max, s.mean) == (0.5, 0.5, 0.5), s\n"
+        "print(grew // 1024)\n"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    grew_mib = int(done.stdout.strip().splitlines()[-1])
+    limit = 200 if native.fused() else 2048  # without AVX2, ATen's reductions (no copy either)
+    assert grew_mib < limit, done.stdout

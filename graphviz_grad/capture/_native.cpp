@@ -237,14 +237,55 @@ __attribute__((target("avx2,fma"))) Part block_of(const T* p, int64_t n) {
   return part;
 }
 
+// The numbers of a tensor that is not dense (a strided slice, an `expand`), in its logical order,
+// without a copy of it: each block is gathered into a buffer of `kBlock` numbers, so the blocks are
+// those of a contiguous copy and so are the bits, and an expanded tensor costs no memory.
 template <typename T>
-Part blocks_of(const T* p, int64_t n) {
+struct Strided {
+  const T* base;
+  std::vector<int64_t> sizes, strides;
+
+  void gather(int64_t start, int64_t count, T* out) const {
+    const int64_t nd = static_cast<int64_t>(sizes.size());
+    if (nd == 0) {
+      out[0] = base[0];
+      return;
+    }
+    std::vector<int64_t> idx(nd);
+    int64_t rest = start, off = 0;
+    for (int64_t d = nd - 1; d >= 0; --d) {
+      idx[d] = rest % sizes[d];
+      rest /= sizes[d];
+      off += idx[d] * strides[d];
+    }
+    const int64_t last = nd - 1, inner = sizes[last], step = strides[last];
+    for (int64_t k = 0; k < count;) {
+      const int64_t run = std::min(inner - idx[last], count - k);
+      const T* p = base + off;
+      if (step == 1)
+        std::copy(p, p + run, out + k);
+      else
+        for (int64_t r = 0; r < run; ++r) out[k + r] = p[r * step];
+      k += run;
+      off += run * step;
+      idx[last] += run;
+      for (int64_t d = last; d > 0 && idx[d] == sizes[d]; --d) {  // carry to the next dimension
+        off += strides[d - 1] - sizes[d] * strides[d];
+        idx[d] = 0;
+        ++idx[d - 1];
+      }
+    }
+  }
+};
+
+// The blocks' parts added in order (the same bits at any number of threads).
+template <typename Block>
+Part over_blocks(int64_t n, const Block& one) {
   const int64_t blocks = (n + kBlock - 1) / kBlock;
-  auto one = [&](int64_t b) { return block_of(p + b * kBlock, std::min(kBlock, n - b * kBlock)); };
-  if (blocks == 1) return one(0);
+  if (blocks == 1) return one(0, n);
   std::vector<Part> parts(blocks);
   at::parallel_for(0, blocks, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) parts[b] = one(b);
+    for (int64_t b = begin; b < end; ++b) parts[b] = one(b * kBlock, std::min(kBlock, n - b * kBlock));
   });
   Part all = parts[0];
   for (int64_t b = 1; b < blocks; ++b) {
@@ -254,6 +295,22 @@ Part blocks_of(const T* p, int64_t n) {
     all.hi = parts[b].hi > all.hi ? parts[b].hi : all.hi;
   }
   return all;
+}
+
+template <typename T>
+Part dense_blocks(const T* p, int64_t n) {
+  return over_blocks(n, [p](int64_t start, int64_t count) { return block_of(p + start, count); });
+}
+
+template <typename T>
+Part strided_blocks(const at::Tensor& t) {
+  Strided<T> walk{t.const_data_ptr<T>(), t.sizes().vec(), t.strides().vec()};
+  return over_blocks(t.numel(), [&walk](int64_t start, int64_t count) {
+    thread_local std::vector<T> buffer;
+    buffer.resize(kBlock);
+    walk.gather(start, count, buffer.data());
+    return block_of(buffer.data(), count);
+  });
 }
 
 const bool kFused = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -273,16 +330,18 @@ bool fusable(const at::Tensor& t) {
 
 // The numbers of a `fusable` tensor. Memory that holds exactly its numbers (contiguous, or a
 // permutation of that: a transpose) is read in memory order, so a tensor and its transpose get the
-// same bits; any other layout (a strided slice) is read from a contiguous copy, so it gets the bits
-// of that copy. min and max mean something only where the sum is finite (a NaN is skipped there).
+// same bits; any other layout (a strided slice, an expanded tensor) is read in logical order, block
+// by block (`Strided`), with the bits of a contiguous copy. min and max mean something only where
+// the sum is finite (a NaN is skipped there).
 Stats fused_stats(const at::Tensor& t) {
   Part all{0, 0, 0, 0};
 #ifdef GRADVIZ_FUSED
-  const at::Tensor d = t.is_non_overlapping_and_dense() ? t : t.contiguous();
-  const int64_t n = d.numel();
-  // the lowest address of dense memory: its data pointer (PyTorch has no negative strides)
-  all = d.scalar_type() == at::kDouble ? blocks_of(d.const_data_ptr<double>(), n)
-                                       : blocks_of(d.const_data_ptr<float>(), n);
+  const bool f64 = t.scalar_type() == at::kDouble;
+  if (t.is_non_overlapping_and_dense())  // its lowest address is its data pointer
+    all = f64 ? dense_blocks(t.const_data_ptr<double>(), t.numel())
+              : dense_blocks(t.const_data_ptr<float>(), t.numel());
+  else
+    all = f64 ? strided_blocks<double>(t) : strided_blocks<float>(t);
 #endif
   if (t.is_neg()) return Stats(-all.total, -all.hi, -all.lo, std::sqrt(all.sq));
   return Stats(all.total, all.lo, all.hi, std::sqrt(all.sq));
