@@ -14,6 +14,7 @@ the extension is not built (no g++).
 from __future__ import annotations
 
 import math
+import os
 import random
 import struct
 from collections.abc import Iterator
@@ -423,3 +424,49 @@ def test_an_expanded_tensor_is_read_without_a_copy() -> None:
     grew_mib = int(done.stdout.strip().splitlines()[-1])
     limit = 200 if native.fused() else 2048  # without AVX2, ATen's reductions (no copy either)
     assert grew_mib < limit, done.stdout
+
+
+@pytest.fixture
+def aten_in_cpp() -> Iterator[None]:
+    """The extension with its one-pass statistics off (`GRADVIZ_FUSED=0`): ATen's calls in C++."""
+    before = native.fused()
+    native.set_fused(False)
+    try:
+        assert not native.fused()
+        yield
+    finally:
+        native.set_fused(True)
+        assert native.fused() == before
+
+
+@built
+@pytest.mark.usefixtures("aten_in_cpp")
+@pytest.mark.parametrize("seed", range(2))
+def test_with_the_one_pass_off_cpp_gives_atens_numbers_bit_for_bit(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a CPU without AVX2 gets, and `GRADVIZ_FUSED=0` anywhere: the very numbers of the
+    Python path, through `cpu_stats`, `summary_one` and `summaries`."""
+    cpp = native.stats()
+    assert cpp is not None
+    tensors = list(_tensors(300 + seed, 30)) + _layouts()
+    both = cpp(tensors)
+    one = [summarize(t) for t in tensors]
+    many = summarize_many(tensors)
+    with monkeypatch.context() as m:
+        m.setattr(native, "_loaded", [None])
+        python = [summary._cpu_stats(t.detach()) for t in tensors]
+        one_python = [summarize(t) for t in tensors]
+    assert [_bits(a) for a in both] == [_bits(b) for b in python]
+    assert [_summary_bits(s) for s in one] == [_summary_bits(s) for s in one_python]
+    assert [_summary_bits(s) for s in many] == [_summary_bits(s) for s in one_python]
+
+
+def test_gradviz_fused_0_turns_the_one_pass_off() -> None:
+    import subprocess
+    import sys
+
+    code = "from graphviz_grad.capture import native; print(native.fused())"
+    env = {**os.environ, "GRADVIZ_FUSED": "0"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.stdout.strip() == "False", done.stderr

@@ -28,6 +28,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -317,11 +318,14 @@ const bool kFused = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fm
 #else
 const bool kFused = false;
 #endif
+// Whether the one-pass statistics are used (`use_fused`: `GRADVIZ_FUSED=0` turns them off).
+std::atomic<bool> fused_on{kFused};
 
 // Whether `fused_stats` reads `t`: float32/float64 CPU memory (a lazily negated view of it too:
 // its numbers are the memory's negated exactly), not an all-zero tensor without memory.
 bool fusable(const at::Tensor& t) {
-  if (!kFused || !t.defined() || t.layout() != at::kStrided || !t.device().is_cpu()) return false;
+  if (!fused_on.load(std::memory_order_relaxed)) return false;
+  if (!t.defined() || t.layout() != at::kStrided || !t.device().is_cpu()) return false;
   const auto dtype = t.scalar_type();
   if (dtype != at::kFloat && dtype != at::kDouble) return false;
   if (t._is_zerotensor()) return false;
@@ -466,7 +470,11 @@ py::object summary_one(const py::handle& obj, int64_t limit, int64_t most, const
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "gradviz's C++ gradient pre-hooks and statistics (graphviz_grad.capture.native)";
   m.def("hooks_on", &hooks_on);
-  m.attr("fused") = kFused;
+  m.attr("fused") = kFused;  // whether this CPU can (AVX2)
+  m.def("use_fused", [](bool on) {
+    fused_on = on && kFused;
+    return fused_on.load();
+  });
   m.def("cpu_stats", &cpu_stats, py::arg("tensors"));
   m.def("summary_one", &summary_one, py::arg("tensor"), py::arg("limit"), py::arg("most"),
         py::arg("make"));

@@ -13,7 +13,8 @@ additions (as ATen's own do between CPUs).
     python -m graphviz_grad.native --check  # say whether it is built and used
 
 The build is kept under `$GRADVIZ_CACHE` (default `~/.cache/gradviz`), one per source, torch
-and Python version, and found there at import. `GRADVIZ_NATIVE=0` turns it off.
+and Python version, and found there at import. `GRADVIZ_NATIVE=0` turns it off;
+`GRADVIZ_FUSED=0` keeps it but reads the statistics with ATen's reductions (their exact bits).
 """
 
 from __future__ import annotations
@@ -92,12 +93,26 @@ def stats() -> Callable[[list[torch.Tensor]], list[tuple[float, float, float, fl
 
 
 def fused() -> bool:
-    """Whether `cpu_stats` and `summaries` read a contiguous float32/float64 tensor in one pass
-    (a CPU with AVX2): 3-60 times faster than ATen's three reductions at every size, so every such
-    tensor goes to C++, however large. The sum and the norm are then float64 sums added in
-    another order than ATen's: the same to ~1e-15 relative, not bit for bit."""
+    """Whether `cpu_stats` and `summaries` read a float32/float64 CPU tensor in one pass (a CPU
+    with AVX2, unless `GRADVIZ_FUSED=0` or `set_fused(False)`): 3-60 times faster than ATen's
+    three reductions at every size, so every such tensor goes to C++, however large. The sum and
+    the norm are then float64 sums added in another order than ATen's: the same to ~1e-15
+    relative, not bit for bit (`GRADVIZ_FUSED=0` gives ATen's numbers exactly)."""
     module = _loaded[0] if _loaded else load()
-    return module is not None and bool(getattr(module, "fused", False))
+    return module is not None and _fused_on[0] and bool(getattr(module, "fused", False))
+
+
+#: Whether the one-pass statistics are wanted (`set_fused`).
+_fused_on = [os.environ.get("GRADVIZ_FUSED", "1") != "0"]
+
+
+def set_fused(on: bool) -> bool:
+    """Use the one-pass statistics or ATen's reductions (in C++ all the same); says whether they
+    are used now (never where the CPU cannot)."""
+    _fused_on[0] = on
+    module = _loaded[0] if _loaded else load()
+    use = getattr(module, "use_fused", None)
+    return bool(use(on)) if use is not None else False
 
 
 def summary_one() -> Callable[..., Any] | None:
@@ -129,6 +144,9 @@ def _load() -> ModuleType | None:
         spec.loader.exec_module(module)
     except (ImportError, OSError):
         return None
+    use = getattr(module, "use_fused", None)
+    if use is not None:
+        use(_fused_on[0])
     return module
 
 
