@@ -470,3 +470,26 @@ def test_gradviz_fused_0_turns_the_one_pass_off() -> None:
     env = {**os.environ, "GRADVIZ_FUSED": "0"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.stdout.strip() == "False", done.stderr
+
+
+@built
+@pytest.mark.parametrize("one_pass", [True, False])
+def test_memory_freed_or_shrunk_under_a_view_is_never_read(one_pass: bool) -> None:
+    """A view into a storage that FSDP freed (or that shrank) would crash the process if read:
+    C++ gives non-finite numbers for it, and `summarize` says the memory is gone."""
+    cpp = native.stats()
+    assert cpp is not None
+    native.set_fused(one_pass)
+    try:
+        t = torch.randn(1000)
+        view = t[500:]
+        t.untyped_storage().resize_(0)
+        assert not any(math.isfinite(v) for v in cpp([view])[0])
+        assert summarize(view).note == summary.FREED_NOTE
+        assert summarize_many([view] * summary.NATIVE_MIN)[0].note == summary.FREED_NOTE  # type: ignore[union-attr]
+        shrunk = torch.randn(1000, dtype=torch.float64)
+        tail = shrunk[600:]
+        shrunk.untyped_storage().resize_(8 * 100)  # 100 numbers left: the view lies past them
+        assert not math.isfinite(cpp([tail])[0][0])
+    finally:
+        native.set_fused(True)

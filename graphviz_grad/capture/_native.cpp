@@ -321,6 +321,19 @@ const bool kFused = false;
 // Whether the one-pass statistics are used (`use_fused`: `GRADVIZ_FUSED=0` turns them off).
 std::atomic<bool> fused_on{kFused};
 
+// Whether every number of strided `t` lies in its memory: not a storage freed or shrunk under it
+// (FSDP frees a gathered parameter's), which a reduction would read and crash the process.
+bool covered(const at::Tensor& t) {
+  if (!t.has_storage() || !t.const_data_ptr()) return false;
+  int64_t last = t.storage_offset();
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    if (t.stride(d) < 0) return false;
+    last += (t.size(d) - 1) * t.stride(d);
+  }
+  return (last + 1) * static_cast<int64_t>(t.element_size()) <=
+         static_cast<int64_t>(t.storage().nbytes());
+}
+
 // Whether `fused_stats` reads `t`: float32/float64 CPU memory (a lazily negated view of it too:
 // its numbers are the memory's negated exactly), not an all-zero tensor without memory.
 bool fusable(const at::Tensor& t) {
@@ -328,8 +341,7 @@ bool fusable(const at::Tensor& t) {
   if (!t.defined() || t.layout() != at::kStrided || !t.device().is_cpu()) return false;
   const auto dtype = t.scalar_type();
   if (dtype != at::kFloat && dtype != at::kDouble) return false;
-  if (t._is_zerotensor()) return false;
-  return t.numel() > 0 && t.has_storage() && t.const_data_ptr() != nullptr;
+  return !t._is_zerotensor() && t.numel() > 0 && covered(t);
 }
 
 // The numbers of a `fusable` tensor. Memory that holds exactly its numbers (contiguous, or a
@@ -365,6 +377,11 @@ std::vector<Stats> cpu_stats(const std::vector<at::Tensor>& tensors) {
 // The float64 numbers of `t`, as `cpu_stats` reads them (autograd off, the GIL released).
 Stats stats_of(const at::Tensor& t) {
   if (fusable(t)) return fused_stats(t);
+  if (t.layout() == at::kStrided && t.device().is_cpu() && t.numel() > 0 &&
+      !t._is_zerotensor() && !covered(t)) {
+    const double nan = std::nan("");
+    return Stats(nan, nan, nan, nan);  // not finite: the caller's Python path says what it is
+  }
   const at::Tensor d = t.scalar_type() == at::kDouble ? t : t.to(at::kDouble);
   auto extremes = at::aminmax(t);
   return Stats(d.sum().item<double>(), std::get<0>(extremes).item<double>(),

@@ -86,8 +86,9 @@ def hooks() -> ModuleType | None:
 
 
 def stats() -> Callable[[list[torch.Tensor]], list[tuple[float, float, float, float]]] | None:
-    """The extension's `cpu_stats` (`summary._cpu_stats` of each tensor, the same numbers bit for
-    bit), or None when it is not built or turned off."""
+    """The extension's `cpu_stats` (`summary._cpu_stats` of each tensor: in one pass where
+    `fused`, else with the same ATen calls, bit for bit), or None when it is not built or turned
+    off."""
     module = _loaded[0] if _loaded else load()
     return None if module is None else getattr(module, "cpu_stats", None)
 
@@ -124,7 +125,7 @@ def summary_one() -> Callable[..., Any] | None:
 
 def summaries() -> Callable[..., list[Any]] | None:
     """The extension's `summaries` (the large CPU tensors of `summary.summarize_many`, with the
-    same numbers bit for bit), or None when it is not built or turned off."""
+    numbers of `cpu_stats`), or None when it is not built or turned off."""
     module = _loaded[0] if _loaded else load()
     return None if module is None else getattr(module, "summaries", None)
 

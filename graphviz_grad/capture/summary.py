@@ -382,7 +382,8 @@ def _large_cpu(
 
 def _cpu_stats(t: torch.Tensor) -> tuple[float, float, float, float]:
     """(float64 sum, min, max, float64 norm) of a float32/float64 CPU tensor (see `_large_cpu`);
-    in C++ where built (`native.stats`): the same calls, without a Python call for each."""
+    in C++ where built (`native.stats`): in one pass over its memory where `native.fused` (at any
+    size), else the same calls without a Python call for each."""
     if type(t) in PLAIN_TYPES and (t.numel() < WORKSPACE_MIN or fused()):
         found = stats()
         if found is not None:
@@ -666,7 +667,8 @@ def _native_many(
 ) -> list[TensorSummary | None] | None:
     """`summarize_many` with its large plain CPU float tensors summarised in one C++ call
     (`native.summaries`: the checks of `_plain_large`, the numbers of `_large_many` bit for bit,
-    the repeats of `_repeats`), and the rest as before; None where the extension is not built."""
+    the repeats of `_repeats`), and the rest as before; None where the extension is not built.
+    With `native.fused`, tensors of any size go to C++ (else those below `WORKSPACE_MIN`)."""
     found = summaries() if len(tensors) >= NATIVE_MIN else None
     if found is None:
         return None
