@@ -1,11 +1,13 @@
-"""The statistics of one large CPU tensor: ATen's three reductions against the C++ one-pass kernel.
+"""The statistics of one CPU tensor: ATen's three reductions against the C++ one-pass kernel.
 
     python benchmarks/native_stats.py            # one thread
     python benchmarks/native_stats.py --threads 2
 
-For each dtype and size, the best of 5 runs of 200 reads, in microseconds a tensor, and the
-largest relative difference of the four numbers between the two (sum and norm are float64 sums
-added in different orders; min and max must agree exactly).
+For each dtype and size, the best of 5 runs of up to 200 reads, in microseconds a tensor: ATen's
+reductions called from Python (`summary._cpu_stats` without the extension), the same ATen calls
+from C++ (`GRADVIZ_FUSED=0`, or a CPU without AVX2), and the one-pass kernel; then the largest
+relative difference of the four numbers between ATen's and the kernel's (sum and norm are float64
+sums added in different orders; min and max must agree exactly).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def main() -> None:
     if module is None or not getattr(module, "fused", False):
         raise SystemExit("the C++ one-pass statistics are not built here (no AVX2 or no compiler)")
     print(f"threads {torch.get_num_threads()}")
-    print(f"{'dtype':8} {'elements':>9} {'ATen us':>9} {'C++ us':>8} {'ratio':>6} {'rel diff':>9}")
+    head = f"{'dtype':8} {'elements':>9} {'ATen/Py us':>10} {'ATen/C++ us':>11} {'1-pass us':>9}"
+    print(f"{head} {'× Py':>6} {'× C++':>6} {'rel diff':>9}")
     for dtype in (torch.float32, torch.float64):
         for n in (20, 1_000, 4_947, 19_788, 100_000, 1_000_000, 10_000_000):
             t = torch.randn(n, dtype=dtype)
@@ -51,9 +54,15 @@ def main() -> None:
             rel = max(abs(x - y) / abs(x) for x, y in zip(a, c))
             reps = max(2, min(200, 20_000_000 // n))
             ta = best(lambda ts: [aten(x) for x in ts], [t] * reps)
+            native.set_fused(False)
+            try:
+                tb = best(module.cpu_stats, [t] * reps)
+            finally:
+                native.set_fused(True)
             tc = best(module.cpu_stats, [t] * reps)
             name = str(dtype).removeprefix("torch.")
-            print(f"{name:8} {n:>9} {ta:>9.2f} {tc:>8.2f} {ta / tc:>5.1f}× {rel:>9.1e}")
+            row = f"{name:8} {n:>9} {ta:>10.2f} {tb:>11.2f} {tc:>9.2f}"
+            print(f"{row} {ta / tc:>5.1f}× {tb / tc:>5.1f}× {rel:>9.1e}")
 
 
 if __name__ == "__main__":
