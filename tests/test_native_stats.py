@@ -493,3 +493,18 @@ def test_memory_freed_or_shrunk_under_a_view_is_never_read(one_pass: bool) -> No
         assert not math.isfinite(cpp([tail])[0][0])
     finally:
         native.set_fused(True)
+
+
+@built
+def test_check_says_how_the_statistics_are_read(capsys: pytest.CaptureFixture[str]) -> None:
+    assert native.main(["--check"]) == 0
+    one_pass = "tensor statistics: one pass over each tensor (AVX2)"
+    no_avx2 = "tensor statistics: ATen's reductions (this CPU has no AVX2)"
+    assert (one_pass if native.fused() else no_avx2) in capsys.readouterr().out
+    native.set_fused(False)
+    try:
+        assert native.main(["--check"]) == 0
+    finally:
+        native.set_fused(True)
+    out = capsys.readouterr().out
+    assert "ATen's reductions (GRADVIZ_FUSED=0)" in out or no_avx2 in out

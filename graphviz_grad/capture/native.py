@@ -188,6 +188,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gradviz native hooks: {why}")
             return 1
         print(f"gradviz native hooks: in use ({module.__file__})")
+        if fused():
+            how = "one pass over each tensor (AVX2)"
+        elif getattr(module, "fused", False):
+            how = "ATen's reductions (GRADVIZ_FUSED=0)"
+        else:
+            how = "ATen's reductions (this CPU has no AVX2)"
+        print(f"tensor statistics: {how}")
         return 0
     try:
         path = build(verbose="-v" in args)
