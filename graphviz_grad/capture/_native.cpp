@@ -202,7 +202,7 @@ struct Part {
 };
 typedef double v4d __attribute__((vector_size(32)));
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)  // GCC vector code
 #define GRADVIZ_FUSED 1
 // Compiled for AVX2 (called only where the CPU has it); a lambda would not inherit the target.
 template <typename T>
@@ -314,7 +314,13 @@ Part strided_blocks(const at::Tensor& t) {
   });
 }
 
-const bool kFused = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+// Asked while the library loads: `__builtin_cpu_init` first, since libgcc's own initialiser of
+// the CPU model may not have run yet then (GCC's manual).
+bool cpu_has_avx2() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+const bool kFused = cpu_has_avx2();
 #else
 const bool kFused = false;
 #endif
