@@ -491,6 +491,11 @@ def plural(n: int, noun: str) -> str:
     return f"{n:,} {noun}{_s(n)}"
 
 
+def article(word: str) -> str:
+    """``a`` or ``an`` before `word`, by its first letter: `an int`, `a float`, `an Add...`."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def _findings_summary(findings: tuple[Finding, ...]) -> str:
     """``no findings``, ``1 finding (cut)``, ``3 findings (grad-nan, cut)``: each code once."""
     if not findings:

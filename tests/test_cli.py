@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from helpers.cli import invoke_script
 from helpers.golden import check_golden as check_file
 from typer.testing import CliRunner
 
@@ -188,8 +189,7 @@ def test_a_target_backpropagated_by_an_earlier_call_shows_that_call(
     """`--target loss_a`, where `loss_a.backward()` ran before another call: gradviz shows the
     script's own call 1 (with the gradient the script got), not a re-run of its own on a freed
     graph that reports "backward-twice" against the script."""
-    script = tmp_path / "two.py"
-    script.write_text(
+    source = (
         "import torch\n"
         "w = torch.tensor([1.0, 2.0], requires_grad=True)\n"
         "v = torch.tensor([3.0], requires_grad=True)\n"
@@ -197,16 +197,15 @@ def test_a_target_backpropagated_by_an_earlier_call_shows_that_call(
         "loss_a.backward()\n"
         "for _ in range(3):\n"
         "    loss_b = (v * 3).sum()\n"
-        "    loss_b.backward()\n",
-        encoding="utf-8",
+        "    loss_b.backward()\n"
     )
-    result = runner.invoke(app, [command, str(script), "--target", "loss_a"])
+    result = invoke_script(tmp_path, "two.py", source, command, "--target", "loss_a")
     assert result.exit_code == 0, result.output
     assert "backward-twice" not in result.output
     assert "showing backward call 1 of 4" in " ".join(result.stderr.split()) or command == "doctor"
     if command == "tree":
         assert "grad=[2.0, 4.0]" in result.stdout  # w.grad after the script's call
-        result = runner.invoke(app, [command, str(script), "--target", "loss_b"])
+        result = invoke_script(tmp_path, "two.py", source, command, "--target", "loss_b")
         assert result.exit_code == 0, result.output
         assert "showing backward call 4 of 4" in " ".join(result.stderr.split())
 
@@ -219,16 +218,14 @@ def test_a_target_inside_a_freed_graph_says_so_instead_of_blaming_the_script(
     gradviz cannot compute its gradients again. It draws what it has and says so in its notes,
     without a `backward-twice` error at the script's correct line (`doctor` exited 10): that
     failed pass is gradviz's own, not the script's."""
-    script = tmp_path / "flat.py"
-    script.write_text(
+    source = (
         "import torch\n"
         "w = torch.tensor(1.5, requires_grad=True)\n"
         "hidden = w * 3.0\n"
         "loss = hidden.sin() ** 2\n"
-        "loss.backward()\n",
-        encoding="utf-8",
+        "loss.backward()\n"
     )
-    result = runner.invoke(app, [command, str(script), "--target", "hidden"])
+    result = invoke_script(tmp_path, "flat.py", source, command, "--target", "hidden")
     assert result.exit_code == 0, result.output
     assert "backward-twice" not in result.output
     if command == "tree":
@@ -237,19 +234,17 @@ def test_a_target_inside_a_freed_graph_says_so_instead_of_blaming_the_script(
 
 def test_a_range_past_the_last_call_says_which_calls_are_shown(tmp_path: Path) -> None:
     """`--call 1:99` on a script of 3 calls draws calls 1 to 3, and says so (it was silent)."""
-    script = tmp_path / "three.py"
-    script.write_text(
+    source = (
         "import torch\n"
         "w = torch.tensor(1.0, requires_grad=True)\n"
         "for _ in range(3):\n"
-        "    (w * 2).backward()\n",
-        encoding="utf-8",
+        "    (w * 2).backward()\n"
     )
-    result = runner.invoke(app, ["tree", str(script), "--call", "1:99"])
+    result = invoke_script(tmp_path, "three.py", source, "tree", "--call", "1:99")
     assert result.exit_code == 0, result.output
     said = " ".join(result.stderr.split())
     assert "--call 1:99 names calls up to 99; the script made 3, so calls 1 to 3 are shown." in said
-    result = runner.invoke(app, ["tree", str(script), "--call", "2:3"])
+    result = invoke_script(tmp_path, "three.py", source, "tree", "--call", "2:3")
     assert result.exit_code == 0 and "names calls up to" not in result.stderr
 
 

@@ -412,6 +412,18 @@ bool readable_large(PyObject* obj, int64_t limit, int64_t most) {
   return t.storage().nbytes() > 0;
 }
 
+// `make(shape, dtype, numel, None, min, max, mean, norm)`: the `TensorSummary` of float32/float64
+// tensor `t` with these numbers; None if they are not finite (Python's masked statistics then).
+py::object summary_of(const at::Tensor& t, const Stats& numbers, const py::object& make) {
+  const auto& [total, lo, hi, norm] = numbers;
+  if (!std::isfinite(total)) return py::none();
+  py::tuple shape(t.dim());
+  for (int64_t d = 0; d < t.dim(); ++d) shape[d] = py::int_(t.size(d));
+  const int64_t numel = t.numel();
+  return make(shape, py::str(t.scalar_type() == at::kDouble ? "float64" : "float32"), numel,
+              py::none(), lo, hi, total / static_cast<double>(numel), norm);
+}
+
 // `summary.summarize_many`'s large CPU tensors in one call: for each item that `readable_large`
 // accepts and whose numbers are all finite, `make(shape, dtype, numel, None, min, max, mean,
 // norm)` (a `TensorSummary`, with the numbers of `_large_many` bit for bit); None for the rest,
@@ -447,19 +459,8 @@ py::list summaries(const py::list& items, int64_t limit, int64_t most, const py:
     for (size_t k : todo) numbers[k] = stats_of(tensors[k]);
   }
   py::list out(n);
-  const py::str f32("float32"), f64("float64");
-  for (size_t k = 0; k < n; ++k) {
-    out[k] = py::none();
-    if (source[k] < 0) continue;
-    const auto& [total, lo, hi, norm] = numbers[source[k]];
-    if (!std::isfinite(total)) continue;
-    const at::Tensor& t = tensors[k];
-    py::tuple shape(t.dim());
-    for (int64_t d = 0; d < t.dim(); ++d) shape[d] = py::int_(t.size(d));
-    const int64_t numel = t.numel();
-    out[k] = make(shape, t.scalar_type() == at::kDouble ? f64 : f32, numel, py::none(), lo, hi,
-                  total / static_cast<double>(numel), norm);
-  }
+  for (size_t k = 0; k < n; ++k)
+    out[k] = source[k] < 0 ? py::none() : summary_of(tensors[k], numbers[source[k]], make);
   return out;
 }
 
@@ -479,13 +480,7 @@ py::object summary_one(const py::handle& obj, int64_t limit, int64_t most, const
   } catch (const std::exception&) {
     return py::none();  // an odd tensor: the Python path reads it under its own `try`
   }
-  const auto& [total, lo, hi, norm] = numbers;
-  if (!std::isfinite(total)) return py::none();
-  py::tuple shape(t.dim());
-  for (int64_t d = 0; d < t.dim(); ++d) shape[d] = py::int_(t.size(d));
-  const int64_t numel = t.numel();
-  return make(shape, py::str(t.scalar_type() == at::kDouble ? "float64" : "float32"), numel,
-              py::none(), lo, hi, total / static_cast<double>(numel), norm);
+  return summary_of(t, numbers, make);
 }
 
 }  // namespace

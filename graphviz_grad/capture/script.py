@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CallError, Interrupted, RootError, ScriptExitError, TimeoutError_
-from ..model import Graph
+from ..model import Graph, article
 from .modules import ModuleRun
 
 
@@ -184,7 +184,7 @@ def _trace_named(run: Any, name: str, options: CaptureOptions) -> Graph:
     value: Any = ns[name]
     if not isinstance(value, torch_tensor):
         raise RootError(
-            f"`{name}` is {_article(type(value).__name__)} {type(value).__name__}, not a tensor.",
+            f"`{name}` is {article(type(value).__name__)} {type(value).__name__}, not a tensor.",
             hint=_candidates_hint(ns),
         )
     if value.grad_fn is None and not value.requires_grad:
@@ -211,10 +211,6 @@ def _trace_named(run: Any, name: str, options: CaptureOptions) -> Graph:
             "or pass `retain_graph=True` to backward.",
         )
     return graph
-
-
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def _tensor_type() -> Any:

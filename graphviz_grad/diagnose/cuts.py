@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
-from ..model import Finding, Graph, display_path
+from ..model import Finding, Graph, article, display_path
 from ._common import at_line, listing, node_ref, outside_optimizers, source_line
 
 
@@ -235,8 +235,7 @@ def _finding(
     source = ""
     of = "on" if kind in ("no_grad", "inference_mode", "function") else "of"  # an op on, `.x` of
     if cut.source not in (None, "leaf"):
-        article = "an" if cut.source[:1] in "AEIOU" else "a"
-        source = f" {of} {article} {cut.source} output"
+        source = f" {of} {article(cut.source)} {cut.source} output"
     if cut.source == "leaf":
         source = f" {of} a leaf"
     into = listing([node_ref(graph.nodes[i]) for i in ids], 3, quote=False)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.gradviz_proc import gradviz
+from helpers.scripts import ANOMALY_SQRT
 
 from graphviz_grad.capture import Captured, CaptureOptions, capture_script
 from graphviz_grad.diagnose import CODES, has_errors, with_findings
@@ -3040,18 +3041,7 @@ def test_anomaly_modes_error_is_reported_at_the_forward_line_with_the_scripts_ow
     forward call's stack: the finding is at the `sqrt` line (not the backward call's), and the
     printed stack holds the script's frames only, as under `python script.py`."""
     script = tmp_path / "anomaly.py"
-    script.write_text(
-        "import torch\n"
-        "w = torch.nn.Parameter(torch.tensor([1.0, 0.0, 2.0]))\n"
-        "with torch.autograd.set_detect_anomaly(True):\n"
-        "    r = torch.sqrt(w * w - w * w)\n"
-        "    loss = (r * 0.0 + w).sum()\n"
-        "    try:\n"
-        "        loss.backward()\n"
-        "    except RuntimeError as e:\n"
-        "        print('caught', e)\n",
-        encoding="utf-8",
-    )
+    script.write_text(ANOMALY_SQRT, encoding="utf-8")
     # a fresh process: Python prints a warning once per place, so in-process it may not show
     result = gradviz("doctor", str(script), cwd=tmp_path)
     assert result.returncode == 0, result.stderr

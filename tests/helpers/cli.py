@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from graphviz_grad.cli import app
 
@@ -21,3 +21,11 @@ def cli_output(
     )
     assert result.exit_code == 0, result.stderr
     return result.stdout
+
+
+def invoke_script(tmp_path: Path, name: str, source: str, command: str, *args: str) -> Result:
+    """`gradviz COMMAND SCRIPT ARGS` in process, on a script `name` made of `source` in
+    `tmp_path`; the result whatever it is (exit code, stdout and stderr apart)."""
+    script = tmp_path / name
+    script.write_text(source, encoding="utf-8")
+    return CliRunner().invoke(app, [command, str(script), *args])

@@ -23,3 +23,17 @@ for step in range(6):
     g_loss.backward()
     opt_g.step()
 """
+
+#: Anomaly mode on a `sqrt` at 0: the backward call stops at SqrtBackward0 ("Function
+#: 'SqrtBackward0' returned nan values"), which the script catches; `sqrt` is line 4.
+ANOMALY_SQRT = """\
+import torch
+w = torch.nn.Parameter(torch.tensor([1.0, 0.0, 2.0]))
+with torch.autograd.set_detect_anomaly(True):
+    r = torch.sqrt(w * w - w * w)
+    loss = (r * 0.0 + w).sum()
+    try:
+        loss.backward()
+    except RuntimeError as e:
+        print('caught', e)
+"""

@@ -8,6 +8,7 @@ import pytest
 import torch
 from helpers.cli import cli_output
 from helpers.golden import check_golden as check_file
+from helpers.scripts import ANOMALY_SQRT
 from typer.testing import CliRunner
 
 from graphviz_grad.capture import CaptureOptions, capture_script
@@ -210,19 +211,7 @@ def test_nodes_a_failed_call_never_reached_are_said_to_be_cut_off_by_the_error(
 ) -> None:
     """Anomaly mode stops the call at SqrtBackward0: the nodes below it did not run because the
     call raised, not because "the gradients asked for do not need them"."""
-    out = _explained(
-        tmp_path,
-        "nan.py",
-        "import torch\n"
-        "w = torch.nn.Parameter(torch.tensor([1.0, 0.0, 2.0]))\n"
-        "with torch.autograd.set_detect_anomaly(True):\n"
-        "    r = torch.sqrt(w * w - w * w)\n"
-        "    loss = (r * 0.0 + w).sum()\n"
-        "    try:\n"
-        "        loss.backward()\n"
-        "    except RuntimeError:\n"
-        "        pass\n",
-    )
+    out = _explained(tmp_path, "nan.py", ANOMALY_SQRT)
     said = " ".join(out.split())
     assert "did not run in this call (the call raised first: Function 'SqrtBackward0'" in said
     assert "do not need them" not in said
