@@ -15,6 +15,8 @@
 // call and four wrapped results per reduction: where the CPU has AVX2, in one pass over its memory
 // (`fused_stats`); elsewhere with the very ATen calls of `summary._cpu_stats`. `summaries` does it
 // for a batch of `summary.summarize_many`, `summary_one` for one `summary.summarize`.
+//
+// `json_rows` writes the rows of `render.json.write_json` (nodes, edges), byte for byte Python's.
 #include <ATen/ATen.h>
 #include <Python.h>
 #include <pybind11/pybind11.h>
@@ -29,11 +31,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
+#include <cstdlib>
 #include <cmath>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <tuple>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -485,6 +491,444 @@ py::object summary_one(const py::handle& obj, int64_t limit, int64_t most, const
 
 }  // namespace
 
+
+// ---- JSON rows (`render.json.write_json`) -----------------------------------------------------
+//
+// `json_rows(items, kind, sep, fallback)` is `sep.join(map(row, items))` where `row` is
+// `render.json._node_json` (kind 0), `_edge_json` (kind 1) or `_input_edge_json` (kind 2), byte
+// for byte: Python's float repr (`PyOS_double_to_string`, 'r'), its JSON string escapes, the same
+// keys in the same order. A row holding a value of a type those functions are not written for
+// here (a float where an int goes, a tuple in `data`, a string that is not UTF-8) is
+// `fallback(item)`, Python's own row. A 100,000-node chain's rows take ~2 s in Python.
+namespace json_rows_impl {
+
+struct Unwritable {};  // a value this writer does not know: the row is Python's
+
+PyObject* k_names[32];
+enum Key {
+  kId, kKind, kOp, kNames, kShape, kDtype, kValue, kGrad, kOutputs, kSaved, kModule, kModuleType,
+  kFile, kLine, kOrder, kAten, kConstants, kCheckpointed, kHooked, kSyncedGrad, kData, kMin,
+  kMax, kMean, kNorm, kNan, kInf, kNote, kName, kSummary, kNode, kText
+};
+PyObject* k_state;
+PyObject* k_src;
+PyObject* k_dst;
+PyObject* k_index;
+PyObject* k_output_nr;
+
+void intern_keys() {
+  static const char* names[] = {
+      "id", "kind", "op", "names", "shape", "dtype", "value", "grad", "outputs", "saved",
+      "module", "module_type", "file", "line", "order", "aten", "constants", "checkpointed",
+      "hooked", "synced_grad", "data", "min", "max", "mean", "norm", "nan", "inf", "note",
+      "name", "summary", "node", "text"};
+  for (int k = 0; k < 32; ++k) k_names[k] = PyUnicode_InternFromString(names[k]);
+  k_state = PyUnicode_InternFromString("state");
+  k_src = PyUnicode_InternFromString("src");
+  k_dst = PyUnicode_InternFromString("dst");
+  k_index = PyUnicode_InternFromString("index");
+  k_output_nr = PyUnicode_InternFromString("output_nr");
+}
+
+py::object get(PyObject* obj, PyObject* name) {
+  PyObject* found = PyObject_GetAttr(obj, name);
+  if (found == nullptr) {
+    PyErr_Clear();
+    throw Unwritable{};
+  }
+  return py::reinterpret_steal<py::object>(found);
+}
+
+py::object get(PyObject* obj, Key key) { return get(obj, k_names[key]); }
+
+void put_int(std::string& s, PyObject* x) {  // `_int`
+  if (x == Py_None) {
+    s += "null";
+  } else if (x == Py_True) {
+    s += "true";
+  } else if (x == Py_False) {
+    s += "false";
+  } else if (PyLong_CheckExact(x)) {
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(x, &overflow);
+    if (overflow != 0 || (v == -1 && PyErr_Occurred())) {
+      PyErr_Clear();
+      throw Unwritable{};
+    }
+    s += std::to_string(v);
+  } else {
+    throw Unwritable{};
+  }
+}
+
+// `float.__repr__` of a finite `x`: its shortest round-trip digits (`std::to_chars`, as
+// Python's `dtoa` picks them), laid out as Python does: an exponent below 1e-4 and from 1e16 on
+// ("1e-05", "1e+16"), else fixed with at least one digit after the point ("0.0001", "3.0").
+void put_repr(std::string& s, double x) {
+  char buf[48];
+  auto done = std::to_chars(buf, buf + sizeof buf, x, std::chars_format::scientific);
+  *done.ptr = '\0';
+  const char* p = buf;
+  if (*p == '-') {
+    s += '-';
+    ++p;
+  }
+  char digits[24];
+  int nd = 0;
+  for (; *p != 'e'; ++p) {
+    if (*p != '.') digits[nd++] = *p;
+  }
+  int exp10 = std::atoi(p + 1);
+  int decpt = exp10 + 1;  // the point sits after this many digits
+  if (decpt <= -4 || decpt > 16) {
+    s += digits[0];
+    if (nd > 1) {
+      s += '.';
+      s.append(digits + 1, nd - 1);
+    }
+    s += exp10 < 0 ? "e-" : "e+";
+    int size = std::abs(exp10);
+    if (size < 10) s += '0';
+    s += std::to_string(size);
+  } else if (decpt <= 0) {
+    s += "0.";
+    s.append(-decpt, '0');
+    s.append(digits, nd);
+  } else if (decpt >= nd) {
+    s.append(digits, nd);
+    s.append(decpt - nd, '0');
+    s += ".0";
+  } else {
+    s.append(digits, decpt);
+    s += '.';
+    s.append(digits + decpt, nd - decpt);
+  }
+}
+
+void put_float(std::string& s, double x) {  // `float.__repr__`, or `_encode_number`'s string
+  if (std::isnan(x)) {
+    s += "\"nan\"";
+  } else if (std::isinf(x)) {
+    s += x > 0 ? "\"inf\"" : "\"-inf\"";
+  } else {
+    put_repr(s, x);
+  }
+}
+
+void put_num(std::string& s, PyObject* x) {  // `_num`
+  if (PyFloat_Check(x)) {
+    put_float(s, PyFloat_AS_DOUBLE(x));
+  } else {
+    put_int(s, x);
+  }
+}
+
+void put_str(std::string& s, PyObject* x) {  // `_str`: `json.encoder.encode_basestring`
+  if (x == Py_None) {
+    s += "null";
+    return;
+  }
+  if (!PyUnicode_Check(x)) throw Unwritable{};
+  Py_ssize_t n = 0;
+  const char* text = PyUnicode_AsUTF8AndSize(x, &n);
+  if (text == nullptr) {  // a lone surrogate
+    PyErr_Clear();
+    throw Unwritable{};
+  }
+  static const char hex[] = "0123456789abcdef";
+  s += '"';
+  for (Py_ssize_t k = 0; k < n; ++k) {
+    unsigned char c = static_cast<unsigned char>(text[k]);
+    switch (c) {
+      case '"': s += "\\\""; break;
+      case '\\': s += "\\\\"; break;
+      case '\b': s += "\\b"; break;
+      case '\f': s += "\\f"; break;
+      case '\n': s += "\\n"; break;
+      case '\r': s += "\\r"; break;
+      case '\t': s += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          s += "\\u00";
+          s += hex[c >> 4];
+          s += hex[c & 15];
+        } else {
+          s += static_cast<char>(c);
+        }
+    }
+  }
+  s += '"';
+}
+
+void put_dims(std::string& s, PyObject* shape) {  // `_dims`
+  if (shape == Py_None) {
+    s += "null";
+    return;
+  }
+  if (!PyTuple_Check(shape)) throw Unwritable{};
+  s += '[';
+  for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(shape); ++k) {
+    if (k) s += ", ";
+    put_int(s, PyTuple_GET_ITEM(shape, k));
+  }
+  s += ']';
+}
+
+void put_data(std::string& s, PyObject* data) {  // `_dumps(_map_data(data, _encode_number))`
+  if (PyList_CheckExact(data)) {
+    s += '[';
+    for (Py_ssize_t k = 0; k < PyList_GET_SIZE(data); ++k) {
+      if (k) s += ", ";
+      put_data(s, PyList_GET_ITEM(data, k));
+    }
+    s += ']';
+  } else if (PyUnicode_Check(data)) {
+    put_str(s, data);
+  } else {
+    put_num(s, data);
+  }
+}
+
+void put_summary(std::string& s, PyObject* summary) {  // `_summary_json`
+  if (summary == Py_None) {
+    s += "null";
+    return;
+  }
+  py::object lo = get(summary, kMin), data = get(summary, kData), note = get(summary, kNote);
+  py::object hi = get(summary, kMax), mean = get(summary, kMean), norm = get(summary, kNorm);
+  s += "{\"shape\": ";
+  put_dims(s, get(summary, kShape).ptr());
+  s += ", \"dtype\": ";
+  put_str(s, get(summary, kDtype).ptr());
+  if (data.ptr() != Py_None) {
+    s += ", \"data\": ";
+    if (PyList_CheckExact(data.ptr())) {
+      put_data(s, data.ptr());
+    } else {
+      put_num(s, data.ptr());
+    }
+  }
+  s += ", \"min\": ";
+  put_num(s, lo.ptr());
+  s += ", \"max\": ";
+  put_num(s, hi.ptr());
+  s += ", \"mean\": ";
+  put_num(s, mean.ptr());
+  s += ", \"norm\": ";
+  put_num(s, norm.ptr());
+  s += ", \"nan\": ";
+  put_int(s, get(summary, kNan).ptr());
+  s += ", \"inf\": ";
+  put_int(s, get(summary, kInf).ptr());
+  if (note.ptr() != Py_None) {
+    s += ", \"note\": ";
+    put_str(s, note.ptr());
+  }
+  s += '}';
+}
+
+// `_dumps(_saved_to_dict(saved))`
+void put_saved(std::string& s, PyObject* saved) {
+  s += "{\"name\": ";
+  put_str(s, get(saved, kName).ptr());
+  s += ", \"kind\": ";
+  put_str(s, get(saved, kKind).ptr());
+  s += ", \"summary\": ";
+  put_summary(s, get(saved, kSummary).ptr());
+  s += ", \"node\": ";
+  put_int(s, get(saved, kNode).ptr());
+  s += ", \"text\": ";
+  put_str(s, get(saved, kText).ptr());
+  s += ", \"state\": ";
+  put_str(s, get(saved, k_state).ptr());
+  s += '}';
+}
+
+// The text of the constants' summaries, by summary: a loop's steps pass the same numbers, which
+// share one summary (`_forward._number`). Only within one `json_rows` call, which holds them.
+thread_local std::unordered_map<PyObject*, std::string> shared_text;
+
+void put_node(std::string& s, PyObject* n) {  // `_node_json`
+  py::object value = get(n, kValue), grad = get(n, kGrad), kind = get(n, kKind);
+  std::string value_text, grad_text;
+  put_summary(value_text, value.ptr());
+  put_summary(grad_text, grad.ptr());
+  int op = PyObject_RichCompareBool(kind.ptr(), k_names[kOp], Py_EQ);  // kind == "op"
+  if (op < 0) {
+    PyErr_Clear();
+    throw Unwritable{};
+  }
+  s += "{\"id\": ";
+  put_int(s, get(n, kId).ptr());
+  s += ", \"kind\": ";
+  put_str(s, kind.ptr());
+  s += ", \"op\": ";
+  put_str(s, op ? get(n, kOp).ptr() : Py_None);
+  s += ", \"names\": ";
+  py::object names = get(n, kNames);
+  if (!PyTuple_Check(names.ptr())) throw Unwritable{};
+  s += '[';
+  for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(names.ptr()); ++k) {
+    if (k) s += ", ";
+    put_str(s, PyTuple_GET_ITEM(names.ptr(), k));
+  }
+  s += "], \"shape\": ";
+  put_dims(s, get(n, kShape).ptr());
+  s += ", \"dtype\": ";
+  put_str(s, get(n, kDtype).ptr());
+  s += ", \"value\": ";
+  s += value_text;
+  s += ", \"grad\": ";
+  s += grad_text;
+  if (op) {
+    py::object outputs = get(n, kOutputs);
+    if (!PyTuple_Check(outputs.ptr())) throw Unwritable{};
+    s += ", \"outputs\": [";
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(outputs.ptr()); ++k) {
+      PyObject* o = PyTuple_GET_ITEM(outputs.ptr(), k);
+      py::object v = get(o, kValue), g = get(o, kGrad);
+      if (k) s += ", ";
+      s += "{\"value\": ";
+      if (v.ptr() == value.ptr()) {
+        s += value_text;
+      } else {
+        put_summary(s, v.ptr());
+      }
+      s += ", \"grad\": ";
+      if (g.ptr() == grad.ptr()) {
+        s += grad_text;
+      } else {
+        put_summary(s, g.ptr());
+      }
+      s += '}';
+    }
+    s += ']';
+  }
+  s += ", \"saved\": [";
+  py::object saved = get(n, kSaved);
+  if (!PyTuple_Check(saved.ptr())) throw Unwritable{};
+  for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(saved.ptr()); ++k) {
+    if (k) s += ", ";
+    put_saved(s, PyTuple_GET_ITEM(saved.ptr(), k));
+  }
+  s += "], \"module\": ";
+  put_str(s, get(n, kModule).ptr());
+  s += ", \"module_type\": ";
+  put_str(s, get(n, kModuleType).ptr());
+  s += ", \"file\": ";
+  put_str(s, get(n, kFile).ptr());
+  s += ", \"line\": ";
+  put_int(s, get(n, kLine).ptr());
+  s += ", \"order\": ";
+  put_int(s, get(n, kOrder).ptr());
+  s += ", \"aten\": ";
+  put_str(s, get(n, kAten).ptr());
+  s += ", \"constants\": [";
+  py::object constants = get(n, kConstants);
+  if (!PyTuple_Check(constants.ptr())) throw Unwritable{};
+  for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(constants.ptr()); ++k) {
+    PyObject* pair = PyTuple_GET_ITEM(constants.ptr(), k);
+    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) throw Unwritable{};
+    if (k) s += ", ";
+    s += "{\"index\": ";
+    put_int(s, PyTuple_GET_ITEM(pair, 0));
+    s += ", \"value\": ";
+    PyObject* summary = PyTuple_GET_ITEM(pair, 1);
+    auto found = shared_text.find(summary);
+    if (found == shared_text.end()) {
+      std::string text;
+      put_summary(text, summary);
+      if (shared_text.size() < 4096) shared_text.emplace(summary, text);
+      s += text;
+    } else {
+      s += found->second;
+    }
+    s += '}';
+  }
+  s += ']';
+  for (Key key : {kCheckpointed, kHooked}) {
+    int on = PyObject_IsTrue(get(n, key).ptr());
+    if (on < 0) {
+      PyErr_Clear();
+      throw Unwritable{};
+    }
+    if (on) {
+      s += key == kCheckpointed ? ", \"checkpointed\": true" : ", \"hooked\": true";
+    }
+  }
+  py::object synced = get(n, kSyncedGrad);
+  if (synced.ptr() != Py_None) {
+    s += ", \"synced_grad\": ";
+    put_summary(s, synced.ptr());
+  }
+  s += '}';
+}
+
+void put_edge(std::string& s, PyObject* e) {  // `_edge_json`
+  s += "{\"src\": ";
+  put_int(s, get(e, k_src).ptr());
+  s += ", \"dst\": ";
+  put_int(s, get(e, k_dst).ptr());
+  s += ", \"index\": ";
+  put_int(s, get(e, k_index).ptr());
+  s += ", \"output_nr\": ";
+  put_int(s, get(e, k_output_nr).ptr());
+  s += ", \"grad\": ";
+  put_summary(s, get(e, kGrad).ptr());
+  s += '}';
+}
+
+void put_input_edge(std::string& s, PyObject* use) {  // `_input_edge_json` (an `InputUse`)
+  if (!PyTuple_Check(use) || PyTuple_GET_SIZE(use) < 3) throw Unwritable{};
+  s += "{\"src\": ";
+  put_int(s, PyTuple_GET_ITEM(use, 0));
+  s += ", \"dst\": ";
+  put_int(s, PyTuple_GET_ITEM(use, 1));
+  s += ", \"index\": ";
+  put_int(s, PyTuple_GET_ITEM(use, 2));
+  s += ", \"output_nr\": 0, \"grad\": null}";
+}
+
+py::object decoded(const std::string& s) {
+  PyObject* text = PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), nullptr);
+  if (text == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(text);
+}
+
+py::object json_rows(const py::sequence& items, int kind, const std::string& sep,
+                     const py::object& fallback) {
+  std::string s;
+  py::list pieces;  // the text so far and Python's rows, where a row fell back to Python
+  shared_text.clear();
+  size_t n = py::len(items);
+  for (size_t k = 0; k < n; ++k) {
+    py::object item = items[k];
+    if (k) s += sep;
+    size_t mark = s.size();
+    try {
+      if (kind == 0) {
+        put_node(s, item.ptr());
+      } else if (kind == 1) {
+        put_edge(s, item.ptr());
+      } else {
+        put_input_edge(s, item.ptr());
+      }
+    } catch (const Unwritable&) {
+      s.resize(mark);
+      py::object row = fallback(item);  // a str, which may hold what UTF-8 cannot
+      pieces.append(decoded(s));
+      pieces.append(row);
+      s.clear();
+    }
+  }
+  shared_text.clear();
+  if (pieces.empty()) return decoded(s);
+  pieces.append(decoded(s));
+  return py::str("").attr("join")(pieces);
+}
+
+}  // namespace json_rows_impl
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "gradviz's C++ gradient pre-hooks and statistics (graphviz_grad.capture.native)";
   m.def("hooks_on", &hooks_on);
@@ -498,6 +942,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("make"));
   m.def("summaries", &summaries, py::arg("items"), py::arg("limit"), py::arg("most"),
         py::arg("make"));
+  json_rows_impl::intern_keys();
+  m.def("json_rows", &json_rows_impl::json_rows, py::arg("items"), py::arg("kind"),
+        py::arg("sep"), py::arg("fallback"));
   py::class_<Hooks>(m, "Hooks")
       .def(py::init<const py::list&, const std::vector<int64_t>&, size_t, py::object>(),
            py::arg("nodes"), py::arg("leaves"), py::arg("batch") = 0,

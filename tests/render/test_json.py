@@ -3,6 +3,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import random
+import struct
 from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
@@ -21,11 +23,32 @@ from helpers.graphs import (
 )
 
 from graphviz_grad.errors import GradvizError
-from graphviz_grad.model import Graph, Node, Output, TensorSummary
+from graphviz_grad.model import Edge, Graph, Node, Output, TensorSummary
 from graphviz_grad.render import from_dict, to_dict, to_json
+from graphviz_grad.render import json as json_module
 from graphviz_grad.render.json import write_json
 
 ALL = [lesson, diamond, multi_output, nasty, large_values]
+
+
+def _native_rows() -> Any:
+    from graphviz_grad.capture import native
+
+    module = native.load()
+    return None if module is None else getattr(module, "json_rows", None)
+
+
+@pytest.fixture(params=["python", "c++"])
+def rows(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Rows written by Python's `_node_json` and the rest, or by the extension's `json_rows`
+    (skipped where it is not built)."""
+    if request.param == "c++":
+        if _native_rows() is None:
+            pytest.skip("the C++ extension is not built (make native, g++ needed)")
+        monkeypatch.setattr(json_module, "NATIVE_ROWS", [True])
+    else:
+        monkeypatch.setattr(json_module, "NATIVE_ROWS", [False])
+    return str(request.param)
 
 
 def schema() -> dict[str, Any]:
@@ -173,12 +196,12 @@ def every_key() -> Graph:
 
 
 @pytest.mark.parametrize("make", [*ALL, every_key, lambda: chain(3)])
-def test_streamed_text_is_the_encoders(make: Callable[[], Graph]) -> None:
+def test_streamed_text_is_the_encoders(make: Callable[[], Graph], rows: str) -> None:
     graph = make()
     assert to_json(graph) == _reference(graph)
 
 
-def test_streamed_in_chunks(tmp_path: Any) -> None:
+def test_streamed_in_chunks(tmp_path: Any, rows: str) -> None:
     graph = chain(5000)  # more rows than one chunk
     path = tmp_path / "chain.json"
     with path.open("w", encoding="utf-8") as f:
@@ -209,7 +232,7 @@ def with_inputs(n: int) -> Graph:
     return dataclasses.replace(graph, nodes=tuple(nodes))
 
 
-def test_streamed_inputs_are_the_encoders() -> None:
+def test_streamed_inputs_are_the_encoders(rows: str) -> None:
     graph = with_inputs(3000)
     assert len(graph.input_nodes) < len(graph.input_edges) == 2999
     assert to_json(graph) == _reference(graph)
@@ -227,3 +250,59 @@ def test_input_uses_make_the_input_nodes_and_edges() -> None:
     assert [(u.name, u.value) for u in made] == [
         (n.names[0] if n.names else None, n.value) for n in graph.input_nodes
     ]
+
+
+def _floats(seed: int, count: int) -> list[float]:
+    """Doubles of every kind: any bits, float32 values, plain sizes, large and tiny integers."""
+    rng = random.Random(seed)
+    found = [0.0, -0.0, 1e-5, 1e-4, 9.999e-5, 1e16, 9999999999999998.0, 1e15, 5e-324, 1e22, 1e23]
+    found += [1.7976931348623157e308, 2.2250738585072014e-308, 0.1, 1 / 3, 147642.15625]
+    for _ in range(count):
+        kind = rng.random()
+        if kind < 0.4:
+            found.append(struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0])
+        elif kind < 0.7:
+            found.append(struct.unpack("<f", struct.pack("<I", rng.getrandbits(32)))[0])
+        elif kind < 0.85:
+            found.append(rng.uniform(-1e6, 1e6))
+        else:
+            found.append(float(rng.randint(-(10**18), 10**18)) * 10.0 ** rng.randint(-30, 30))
+    return found
+
+
+def test_native_floats_are_pythons_repr(rows: str) -> None:
+    """`float.__repr__`'s text for every float, NaN and Inf as the strings: the C++ writer lays
+    out `std::to_chars`'s shortest digits as Python does."""
+    xs = _floats(0, 100_000)
+    edges = tuple(
+        Edge(k, k + 1, 0, 0, TensorSummary((), "float64", 1, x, x, x, x, abs(x)))
+        for k, x in enumerate(xs)
+    )
+    graph = Graph(nodes=lesson().nodes, edges=edges)
+    assert to_json(graph) == _reference(graph)
+
+
+def odd_values() -> Graph:
+    """Values the C++ writer does not write itself (its rows are Python's): a float where an int
+    goes, a tuple in `data`, a huge int, a lone surrogate in a name, a NaN count that is a
+    float; and values it does write: every JSON escape in a note, strings, None and NaN in
+    nested `data`, a bool."""
+    g = lesson()
+    nodes = list(g.nodes)
+    odd = TensorSummary((2,), "float32", 2, (1.0, 2.0), 1.0, 2.0, 1.5, 2.2, nan=0.0)
+    text = TensorSummary(
+        (), "bool", 1, True, True, True, 1.0, 1.0, note='\x00\x1f"\\\b\f\n\r\té\x7f'
+    )
+    nodes[0] = dataclasses.replace(nodes[0], line=3.0, value=odd, names=("\ud800",))  # type: ignore[arg-type]
+    nodes[1] = dataclasses.replace(nodes[1], order=10**30)
+    nodes[3] = dataclasses.replace(nodes[3], value=text)
+    nodes[2] = dataclasses.replace(
+        nodes[2],
+        value=TensorSummary((1,), "str", 1, ["a", [1, None, float("nan")]]),  # type: ignore[list-item]
+    )
+    return dataclasses.replace(g, nodes=tuple(nodes))
+
+
+def test_odd_values_are_pythons_rows(rows: str) -> None:
+    graph = odd_values()
+    assert to_json(graph) == _reference(graph)
