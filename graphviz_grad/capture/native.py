@@ -6,9 +6,8 @@ hooking of each backward call's nodes, the cost that grows with every node of ev
 `cpu_stats` the reductions that summarise each large CPU tensor (one pass over the memory where
 the CPU has AVX2: `fused`), and `summaries` a whole batch of them with the checks that pick them
 out (`docs/performance.md`), and `json_rows` the rows of a big graph's JSON. Everything shown
-stays the same (the test suite runs both ways), but
-for the last bits of a large tensor's float64 mean and norm, which depend on the order of the
-additions (as ATen's own do between CPUs).
+stays the same (the test suite runs both ways), but for the last bits of a large tensor's float64
+mean and norm, which depend on the order of the additions (as ATen's own do between CPUs).
 
     python -m graphviz_grad.native          # build it (g++ and ninja; about 20 s, once)
     python -m graphviz_grad.native --check  # say whether it is built and used
