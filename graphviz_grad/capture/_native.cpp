@@ -495,7 +495,8 @@ py::object summary_one(const py::handle& obj, int64_t limit, int64_t most, const
 // ---- JSON rows (`render.json.write_json`) -----------------------------------------------------
 //
 // `json_rows(items, kind, sep, fallback)` is `sep.join(map(row, items))` where `row` is
-// `render.json._node_json` (kind 0), `_edge_json` (kind 1) or `_input_edge_json` (kind 2), byte
+// `render.json._node_json` (kind 0), `_edge_json` (1), `_input_edge_json` (2) or `_input_json`
+// (3), byte
 // for byte: Python's float repr (`PyOS_double_to_string`, 'r'), its JSON string escapes, the same
 // keys in the same order. A row holding a value of a type those functions are not written for
 // here (a float where an int goes, a tuple in `data`, a string that is not UTF-8) is
@@ -748,6 +749,18 @@ void put_saved(std::string& s, PyObject* saved) {
 // share one summary (`_forward._number`). Only within one `json_rows` call, which holds them.
 thread_local std::unordered_map<PyObject*, std::string> shared_text;
 
+void put_shared(std::string& s, PyObject* summary) {  // `_shared_json`
+  auto found = shared_text.find(summary);
+  if (found == shared_text.end()) {
+    std::string text;
+    put_summary(text, summary);
+    if (shared_text.size() < 4096) shared_text.emplace(summary, text);
+    s += text;
+  } else {
+    s += found->second;
+  }
+}
+
 void put_node(std::string& s, PyObject* n) {  // `_node_json`
   py::object value = get(n, kValue), grad = get(n, kGrad), kind = get(n, kKind);
   std::string value_text, grad_text;
@@ -833,16 +846,7 @@ void put_node(std::string& s, PyObject* n) {  // `_node_json`
     s += "{\"index\": ";
     put_int(s, PyTuple_GET_ITEM(pair, 0));
     s += ", \"value\": ";
-    PyObject* summary = PyTuple_GET_ITEM(pair, 1);
-    auto found = shared_text.find(summary);
-    if (found == shared_text.end()) {
-      std::string text;
-      put_summary(text, summary);
-      if (shared_text.size() < 4096) shared_text.emplace(summary, text);
-      s += text;
-    } else {
-      s += found->second;
-    }
+    put_shared(s, PyTuple_GET_ITEM(pair, 1));
     s += '}';
   }
   s += ']';
@@ -889,6 +893,30 @@ void put_input_edge(std::string& s, PyObject* use) {  // `_input_edge_json` (an 
   s += ", \"output_nr\": 0, \"grad\": null}";
 }
 
+void put_input_node(std::string& s, PyObject* use) {  // `_input_json` (an `InputUse`)
+  if (!PyTuple_Check(use) || PyTuple_GET_SIZE(use) < 5) throw Unwritable{};
+  PyObject* name = PyTuple_GET_ITEM(use, 3);
+  PyObject* value = PyTuple_GET_ITEM(use, 4);
+  s += "{\"id\": ";
+  put_int(s, PyTuple_GET_ITEM(use, 0));
+  s += ", \"kind\": \"input\", \"op\": null, \"names\": ";
+  if (name == Py_None) {
+    s += "[]";
+  } else {
+    s += '[';
+    put_str(s, name);
+    s += ']';
+  }
+  s += ", \"shape\": ";
+  put_dims(s, get(value, kShape).ptr());
+  s += ", \"dtype\": ";
+  put_str(s, get(value, kDtype).ptr());
+  s += ", \"value\": ";
+  put_shared(s, value);
+  s += ", \"grad\": null, \"saved\": [], \"module\": null, \"module_type\": null, "
+       "\"file\": null, \"line\": null, \"order\": null, \"aten\": null, \"constants\": []}";
+}
+
 py::object decoded(const std::string& s) {
   PyObject* text = PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), nullptr);
   if (text == nullptr) throw py::error_already_set();
@@ -910,8 +938,10 @@ py::object json_rows(const py::sequence& items, int kind, const std::string& sep
         put_node(s, item.ptr());
       } else if (kind == 1) {
         put_edge(s, item.ptr());
-      } else {
+      } else if (kind == 2) {
         put_input_edge(s, item.ptr());
+      } else {
+        put_input_node(s, item.ptr());
       }
     } catch (const Unwritable&) {
       s.resize(mark);

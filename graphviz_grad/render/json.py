@@ -227,7 +227,7 @@ def write_json(graph: Graph, out: TextIO, indent: int | None = 1) -> None:
     rows: dict[str, Iterable[str]] = {
         "nodes": itertools.chain(
             _native_chunks(graph.nodes, _NODES, sep),
-            _chunks((_input_json(u) for u in graph.input_uses() if u.new), sep),
+            _native_chunks((u for u in graph.input_uses() if u.new), _INPUTS, sep),
         ),
         "edges": itertools.chain(
             _native_chunks(graph.edges, _EDGES, sep),
@@ -266,14 +266,14 @@ def _chunks(rows: Iterable[str], sep: str) -> Iterator[str]:
 
 
 #: What `_native_chunks` writes: nodes (`_node_json`), edges (`_edge_json`), the input edges
-#: (`_input_edge_json`), numbered as the C++ `json_rows` numbers them.
-_NODES, _EDGES, _INPUT_EDGES = 0, 1, 2
+#: (`_input_edge_json`) and nodes (`_input_json`), numbered as the C++ `json_rows` numbers them.
+_NODES, _EDGES, _INPUT_EDGES, _INPUTS = 0, 1, 2, 3
 
 
 def _native_chunks(items: Iterable[Any], kind: int, sep: str) -> Iterator[str]:
     """The rows of `items` as `_chunks` gives them, written by the C++ `json_rows` where it is
     loaded: the same bytes, several times faster (a row it does not know is Python's own)."""
-    row = (_node_json, _edge_json, _input_edge_json)[kind]
+    row = (_node_json, _edge_json, _input_edge_json, _input_json)[kind]
     native = _json_rows()
     rest = iter(items)
     for part in iter(lambda: list(itertools.islice(rest, _CHUNK)), []):
