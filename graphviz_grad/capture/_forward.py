@@ -327,9 +327,6 @@ def per_op(cache: dict[int, tuple[Any, Any]], func: Any, make: Callable[[Any], A
     return hit[1]
 
 
-_writes: dict[int, tuple[Any, Any]] = {}
-
-
 _DETACH = torch.ops.aten.detach.default
 _OVERLOAD = torch._ops.OpOverload
 _HIGHER_ORDER = torch._ops.HigherOrderOperator
@@ -359,9 +356,6 @@ _PASSING = frozenset(
     }
 )
 
-_passing: dict[int, tuple[Any, Any]] = {}
-
-
 def _passes(func: Any) -> bool:
     """Whether `__torch_dispatch__` passes `func` straight on (`_PASSING`): it makes no node and
     changes nothing, and reading its input's `grad_fn` inside a size query never returns (torch
@@ -371,6 +365,34 @@ def _passes(func: Any) -> bool:
     except AttributeError:
         return False
     return name in _PASSING or name.startswith("prim::")
+
+
+class OpInfo:
+    """What recording needs to know of an op, worked out once per op (`op_info`): the dispatch
+    mode reads one object per op instead of looking each fact up in its own cache."""
+
+    __slots__ = ("func", "passes", "writes", "aten", "operands")
+
+    def __init__(self, func: Any) -> None:
+        self.func = func  # held, so that its id stays its own (`op_info` is keyed by id)
+        #: `__torch_dispatch__` passes it straight on (`_passes`).
+        self.passes = _passes(func)
+        #: The arguments it writes in place, from `(args, kwargs)` (`written_args`), or None.
+        self.writes = _written_args(func)
+        self.aten = str(func)
+        #: Positions of its tensor and `Scalar` arguments (`operand_positions`).
+        self.operands = _operand_positions_of(func)
+
+
+_infos: dict[int, OpInfo] = {}
+
+
+def op_info(func: Any) -> OpInfo:
+    """The `OpInfo` of `func`, keyed by `id` (an op's own `__hash__` is slow Python code)."""
+    info = _infos.get(id(func))
+    if info is None:
+        info = _infos[id(func)] = OpInfo(func)
+    return info
 
 
 class ViewCache:
@@ -416,7 +438,7 @@ class ViewCache:
 def written_args(func: Any) -> Any:
     """For an op that writes some of its arguments in place (`add_`, `out=`, the optimizer's
     `_foreach_add_`), a function giving those arguments from `(args, kwargs)`; else None."""
-    return per_op(_writes, func, _written_args)
+    return op_info(func).writes
 
 
 #: Ops that write arguments their schema does not mark as written: the batch norms update their
@@ -470,12 +492,11 @@ def _tensors(out: Any) -> list[torch.Tensor]:
 
 #: Schema types of the arguments that are operands of an op (drawn as its inputs).
 _OPERAND_TYPES = frozenset({"Tensor", "Optional[Tensor]", "number"})
-_operand_positions: dict[int, tuple[Any, frozenset[int]]] = {}
 
 
 def operand_positions(func: Any) -> frozenset[int]:
     """Positions of `func`'s tensor and `Scalar` arguments (not dims, sizes or flags)."""
-    return per_op(_operand_positions, func, _operand_positions_of)  # type: ignore[no-any-return]
+    return op_info(func).operands
 
 
 def _operand_positions_of(func: Any) -> frozenset[int]:
@@ -487,7 +508,7 @@ def _operand_positions_of(func: Any) -> frozenset[int]:
 
 
 def _constants(
-    func: Any, args: tuple[Any, ...], before: dict[int, Any] | None = None
+    info: OpInfo | None, args: tuple[Any, ...], before: dict[int, Any] | None = None
 ) -> tuple[tuple[tuple[int, Any], ...], tuple[tuple[int, Any], ...]]:
     """Inputs that do not require grad (the `x` in `x * w`), by argument position, and which of
     them are operands; Python numbers too (`w * 2` reaches the dispatcher as `mul(w, 2)`).
@@ -495,7 +516,7 @@ def _constants(
     `before`: what the op received in the positions it wrote (`_constants_before_write`)."""
     found = []
     operands: list[tuple[int, Any]] = []
-    positions = operand_positions(func)
+    positions = info.operands if info is not None else frozenset()
     key: list[Any] = []  # each number's position, shared summary and whether it is an operand
     numbers_only = True
     for i, a in enumerate(args):
@@ -665,11 +686,8 @@ def _number_summary(x: float) -> TensorSummary:
     return TensorSummary((), kind, 1, x, nan=int(math.isnan(x)), inf=int(math.isinf(x)))
 
 
-_aten_names: dict[int, tuple[Any, str]] = {}
-
-
 def aten_name(func: Any) -> str:
-    return per_op(_aten_names, func, str)  # type: ignore[no-any-return]
+    return op_info(func).aten
 
 
 class ForwardRecorder(TorchDispatchMode):
@@ -735,7 +753,8 @@ class ForwardRecorder(TorchDispatchMode):
     supports_higher_order_operators = True
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        if per_op(_passing, func, _passes):
+        info = op_info(func)
+        if info.passes:
             return func(*args, **(kwargs or {}))
         if type(func) is not _OVERLOAD and isinstance(func, _HIGHER_ORDER):
             # its body's ops are not recorded; its outputs' values are, when an op reads them
@@ -747,7 +766,7 @@ class ForwardRecorder(TorchDispatchMode):
         grad = torch.is_grad_enabled()
         if self.values and not self.paused and grad:
             self._adopt(args)
-        writes = written_args(func)
+        writes = info.writes
         before = None
         if writes is not None:
             written = writes(args, kwargs)
@@ -772,7 +791,7 @@ class ForwardRecorder(TorchDispatchMode):
             hooked = saved_hooks()
             if hooked is not None:  # now, not at flush: the next op may be outside the region
                 where = (*where, hooked)
-            self.pending.append((func, out, args, where, self.modules.current(), before))
+            self.pending.append((info, out, args, where, self.modules.current(), before))
         return out
 
     def safe_point(self) -> None:
@@ -807,13 +826,13 @@ class ForwardRecorder(TorchDispatchMode):
         pending, self.pending = self.pending, []
         self.paused += 1
         try:
-            for func, out, args, where, module, before in pending:
-                self._resolve(func, out, args, where, module, before)
+            for info, out, args, where, module, before in pending:
+                self._resolve(info, out, args, where, module, before)
         finally:
             self.paused -= 1
 
     def _resolve(
-        self, func: Any, out: Any, args: Any, where: Any, module: Any, before: Any = None
+        self, info: OpInfo, out: Any, args: Any, where: Any, module: Any, before: Any = None
     ) -> None:
         record: OpRecord | None = None
         for t in (out,) if isinstance(out, torch.Tensor) else _tensors(out):
@@ -824,17 +843,17 @@ class ForwardRecorder(TorchDispatchMode):
             existing = meta.get(META_KEY)
             if existing is None:
                 if record is None:
-                    record = self._new_record(func, args, where, module, before)
+                    record = self._new_record(info.func, args, where, module, before, info)
                 meta[META_KEY] = existing = record
                 if _TRACE_KEY in meta:
                     trim_forward_trace(meta)
             if existing is record and self.values and not record.has(t.output_nr):
                 self.keep_value(record, t.output_nr, t)
-        if type(out) is not tuple and type(out) is not list and written_args(func) is not None:
-            self._write_through_view(func, out, args, where, module, before)
+        if type(out) is not tuple and type(out) is not list and info.writes is not None:
+            self._write_through_view(info, out, args, where, module, before)
 
     def _write_through_view(
-        self, func: Any, out: Any, args: Any, where: Any, module: Any, before: Any
+        self, info: OpInfo, out: Any, args: Any, where: Any, module: Any, before: Any
     ) -> None:
         """An in-place op on a view (`buf[i] = x`: `copy_` into `buf.select(0, i)`) gives the
         view's base a new node (`CopySlices`): the op's line, module and the base's new value
@@ -843,7 +862,7 @@ class ForwardRecorder(TorchDispatchMode):
         node: Any = None if base is None else base.grad_fn
         if base is None or node is None or node.metadata.get(META_KEY) is not None:
             return
-        record = self._new_record(func, args, where, module, before)
+        record = self._new_record(info.func, args, where, module, before, info)
         node.metadata[META_KEY] = record
         if self.values:
             self.keep_value(record, base.output_nr, base)
@@ -933,19 +952,27 @@ class ForwardRecorder(TorchDispatchMode):
             self.keep_value(record, t.output_nr, t)
 
     def _new_record(
-        self, func: Any, args: Any, where: Any, module: Any, before: Any = None
+        self,
+        func: Any,
+        args: Any,
+        where: Any,
+        module: Any,
+        before: Any = None,
+        info: OpInfo | None = None,
     ) -> OpRecord:
         self.seq += 1
         if self.seq - self._pass_start == LONG_PASS:
             self.full_collections.hold()
         path, root, mtype, scopes = module
-        constants, operands = _constants(func, args, before) if self.values else ((), ())
+        if info is None and func is not None:
+            info = op_info(func)
+        constants, operands = _constants(info, args, before) if self.values else ((), ())
         if LATE:
             self.deferred.late(LATE)
             LATE.clear()
         return OpRecord(
             seq=self.seq,
-            aten=None if func is None else aten_name(func),
+            aten=None if info is None else info.aten,
             out0=None,
             more=None,
             module_path=path,
