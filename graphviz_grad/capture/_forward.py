@@ -249,6 +249,9 @@ def trim_forward_trace(meta: dict[str, Any]) -> None:
             return
 
 
+_NO_MODULE = (None, None, None, ())
+
+
 class ModuleStack:
     """Which `nn.Module` forward is running, as a path from the outermost module."""
 
@@ -259,6 +262,8 @@ class ModuleStack:
         #: Per stack level, the scopes up to it: (path, class name, call number) each.
         self.scopes: list[tuple[tuple[tuple[str, ...], str, int], ...]] = []
         self.calls = 0
+        #: `current()`, made again only when the stack changes (every op reads it).
+        self._current: tuple[Any, ...] = _NO_MODULE
 
     def install(self) -> None:
         from torch.nn.modules import module as nn_module
@@ -277,6 +282,7 @@ class ModuleStack:
         self._handles = []
         self.stack.clear()
         self.scopes.clear()
+        self._current = _NO_MODULE
 
     def _child_name(self, parent: Any, child: Any) -> str:
         entry = self._paths.get(id(parent))
@@ -299,6 +305,7 @@ class ModuleStack:
         self.calls += 1
         outer = self.scopes[-1] if self.scopes else ()
         self.scopes.append((*outer, (self.stack[-1][1], type(module).__name__, self.calls)))
+        self._current = self._now()
 
     def _pop(self, module: Any, args: Any, output: Any) -> None:
         if compiling():
@@ -309,11 +316,17 @@ class ModuleStack:
             if self.stack[i][0] is module:
                 del self.stack[i:]
                 del self.scopes[i:]
+                self._current = self._now()
                 return
 
     def current(self) -> tuple[tuple[str, ...] | None, Any, str | None, Any]:
+        """(module path, a weak reference to the outermost module, the class name, the scopes)
+        of the module whose forward is running; all None (scopes empty) outside any."""
+        return self._current  # type: ignore[return-value]
+
+    def _now(self) -> tuple[Any, ...]:
         if not self.stack:
-            return None, None, None, ()
+            return _NO_MODULE
         module, path = self.stack[-1]
         return path, weakref.ref(self.stack[0][0]), type(module).__name__, self.scopes[-1]
 
