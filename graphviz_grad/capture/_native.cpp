@@ -728,6 +728,18 @@ void put_summary(std::string& s, PyObject* summary) {  // `_summary_json`
   s += '}';
 }
 
+// `[each(x) for x in items]` of a tuple, as the encoder writes a list ("[a, b]").
+template <typename Each>
+void put_list(std::string& s, PyObject* items, const Each& each) {
+  if (!PyTuple_Check(items)) throw Unwritable{};
+  s += '[';
+  for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(items); ++k) {
+    if (k) s += ", ";
+    each(PyTuple_GET_ITEM(items, k));
+  }
+  s += ']';
+}
+
 // `_dumps(_saved_to_dict(saved))`
 void put_saved(std::string& s, PyObject* saved) {
   s += "{\"name\": ";
@@ -778,14 +790,8 @@ void put_node(std::string& s, PyObject* n) {  // `_node_json`
   s += ", \"op\": ";
   put_str(s, op ? get(n, kOp).ptr() : Py_None);
   s += ", \"names\": ";
-  py::object names = get(n, kNames);
-  if (!PyTuple_Check(names.ptr())) throw Unwritable{};
-  s += '[';
-  for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(names.ptr()); ++k) {
-    if (k) s += ", ";
-    put_str(s, PyTuple_GET_ITEM(names.ptr(), k));
-  }
-  s += "], \"shape\": ";
+  put_list(s, get(n, kNames).ptr(), [&](PyObject* name) { put_str(s, name); });
+  s += ", \"shape\": ";
   put_dims(s, get(n, kShape).ptr());
   s += ", \"dtype\": ";
   put_str(s, get(n, kDtype).ptr());
@@ -794,62 +800,46 @@ void put_node(std::string& s, PyObject* n) {  // `_node_json`
   s += ", \"grad\": ";
   s += grad_text;
   if (op) {
-    py::object outputs = get(n, kOutputs);
-    if (!PyTuple_Check(outputs.ptr())) throw Unwritable{};
-    s += ", \"outputs\": [";
-    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(outputs.ptr()); ++k) {
-      PyObject* o = PyTuple_GET_ITEM(outputs.ptr(), k);
-      py::object v = get(o, kValue), g = get(o, kGrad);
-      if (k) s += ", ";
+    s += ", \"outputs\": ";
+    put_list(s, get(n, kOutputs).ptr(), [&](PyObject* o) {
+      // the node's own value and gradient, almost always: their text is written already
+      auto put_same = [&](Key key, const py::object& own, const std::string& own_text) {
+        py::object found = get(o, key);
+        if (found.ptr() == own.ptr()) {
+          s += own_text;
+        } else {
+          put_summary(s, found.ptr());
+        }
+      };
       s += "{\"value\": ";
-      if (v.ptr() == value.ptr()) {
-        s += value_text;
-      } else {
-        put_summary(s, v.ptr());
-      }
+      put_same(kValue, value, value_text);
       s += ", \"grad\": ";
-      if (g.ptr() == grad.ptr()) {
-        s += grad_text;
-      } else {
-        put_summary(s, g.ptr());
-      }
+      put_same(kGrad, grad, grad_text);
       s += '}';
-    }
-    s += ']';
+    });
   }
-  s += ", \"saved\": [";
-  py::object saved = get(n, kSaved);
-  if (!PyTuple_Check(saved.ptr())) throw Unwritable{};
-  for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(saved.ptr()); ++k) {
-    if (k) s += ", ";
-    put_saved(s, PyTuple_GET_ITEM(saved.ptr(), k));
+  s += ", \"saved\": ";
+  put_list(s, get(n, kSaved).ptr(), [&](PyObject* saved) { put_saved(s, saved); });
+  for (auto [label, key] : {std::pair{", \"module\": ", kModule},
+                            {", \"module_type\": ", kModuleType}, {", \"file\": ", kFile}}) {
+    s += label;
+    put_str(s, get(n, key).ptr());
   }
-  s += "], \"module\": ";
-  put_str(s, get(n, kModule).ptr());
-  s += ", \"module_type\": ";
-  put_str(s, get(n, kModuleType).ptr());
-  s += ", \"file\": ";
-  put_str(s, get(n, kFile).ptr());
-  s += ", \"line\": ";
-  put_int(s, get(n, kLine).ptr());
-  s += ", \"order\": ";
-  put_int(s, get(n, kOrder).ptr());
+  for (auto [label, key] : {std::pair{", \"line\": ", kLine}, {", \"order\": ", kOrder}}) {
+    s += label;
+    put_int(s, get(n, key).ptr());
+  }
   s += ", \"aten\": ";
   put_str(s, get(n, kAten).ptr());
-  s += ", \"constants\": [";
-  py::object constants = get(n, kConstants);
-  if (!PyTuple_Check(constants.ptr())) throw Unwritable{};
-  for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(constants.ptr()); ++k) {
-    PyObject* pair = PyTuple_GET_ITEM(constants.ptr(), k);
+  s += ", \"constants\": ";
+  put_list(s, get(n, kConstants).ptr(), [&](PyObject* pair) {
     if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) throw Unwritable{};
-    if (k) s += ", ";
     s += "{\"index\": ";
     put_int(s, PyTuple_GET_ITEM(pair, 0));
     s += ", \"value\": ";
     put_shared(s, PyTuple_GET_ITEM(pair, 1));
     s += '}';
-  }
-  s += ']';
+  });
   for (Key key : {kCheckpointed, kHooked}) {
     int on = PyObject_IsTrue(get(n, key).ptr());
     if (on < 0) {
