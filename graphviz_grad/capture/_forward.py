@@ -369,6 +369,7 @@ _PASSING = frozenset(
     }
 )
 
+
 def _passes(func: Any) -> bool:
     """Whether `__torch_dispatch__` passes `func` straight on (`_PASSING`): it makes no node and
     changes nothing, and reading its input's `grad_fn` inside a size query never returns (torch
