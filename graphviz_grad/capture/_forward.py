@@ -385,7 +385,7 @@ class OpInfo:
     """What recording needs to know of an op, worked out once per op (`op_info`): the dispatch
     mode reads one object per op instead of looking each fact up in its own cache."""
 
-    __slots__ = ("func", "passes", "writes", "aten", "operands")
+    __slots__ = ("func", "passes", "writes", "aten", "operands", "watch_kind")
 
     def __init__(self, func: Any) -> None:
         self.func = func  # held, so that its id stays its own (`op_info` is keyed by id)
@@ -396,6 +396,8 @@ class OpInfo:
         self.aten = str(func)
         #: Positions of its tensor and `Scalar` arguments (`operand_positions`).
         self.operands = _operand_positions_of(func)
+        #: What `capture.watch` makes of it (its `_classify`), once it has looked.
+        self.watch_kind: int | None = None
 
 
 _infos: dict[int, OpInfo] = {}
@@ -793,7 +795,7 @@ class ForwardRecorder(TorchDispatchMode):
         if func is _DETACH and self._made is not None and self._saving(args):
             return out  # autograd keeping an op's output for backward: not the user's cut
         if self.watch is not None and not self.paused:
-            self.watch.op(func, args, out, grad, kwargs)
+            self.watch.op(func, args, out, grad, kwargs, info)
         if not self.paused and grad:
             frame = USER_FRAMES.find(sys._getframe(1))
             where: tuple[Any, ...] = (None, None)
@@ -946,8 +948,12 @@ class ForwardRecorder(TorchDispatchMode):
     def _adopt(self, args: Any) -> None:
         for a in args:
             if isinstance(a, torch.Tensor):
-                if a.grad_fn is not None:
-                    self._adopt_one(a)
+                node: Any = a.grad_fn
+                if node is not None:
+                    record = node.metadata.get(META_KEY)
+                    # the usual case needs no call: the op that made the tensor recorded it
+                    if type(record) is not OpRecord or record.aten is None:
+                        self._adopt_one(a)
             elif isinstance(a, (list, tuple)):
                 for t in a:
                     if isinstance(t, torch.Tensor) and t.grad_fn is not None:

@@ -22,7 +22,6 @@ the rest is weak references and plain numbers.
 
 from __future__ import annotations
 
-import contextlib
 import linecache
 import math
 import os
@@ -628,9 +627,17 @@ class Watch:
             self.grad_called[module] = True
 
     # -- every aten op (the hot path) --------------------------------------------------------
-    def op(self, func: Any, args: Any, out: Any, grad: bool, kwargs: Any = None) -> None:
-        """Look at one op that just ran; `grad` says whether grad mode was on."""
-        kind = per_op(self._kinds, func, _classify)
+    def op(
+        self, func: Any, args: Any, out: Any, grad: bool, kwargs: Any = None, info: Any = None
+    ) -> None:
+        """Look at one op that just ran; `grad` says whether grad mode was on; `info`: its
+        `_forward.OpInfo`, where its kind is kept."""
+        if info is None:
+            kind = per_op(self._kinds, func, _classify)
+        else:
+            kind = info.watch_kind
+            if kind is None:
+                kind = info.watch_kind = _classify(func)
         if kind == _PLAIN:
             if not grad or self.marks:
                 self._plain(func, args, out, grad)
@@ -642,9 +649,11 @@ class Watch:
             self._nondiff(func, args, out, grad)
         elif kind in (_MASK, _INPLACE_MASK):
             if grad:
-                # a tensor it cannot read (sparse, nested) is no mask to report
-                with contextlib.suppress(Exception):
+                # not `contextlib.suppress`, whose calls cost at every add and mul
+                try:  # noqa: SIM105
                     self.masks.op(func, args, kwargs, out, _where)
+                except Exception:  # a tensor it cannot read (sparse, nested) is no mask
+                    pass
             if kind == _INPLACE_MASK:
                 self._write(func, args)
             elif not grad or self.marks:
