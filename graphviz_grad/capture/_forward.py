@@ -795,7 +795,7 @@ class ForwardRecorder(TorchDispatchMode):
         if func is _DETACH and self._made is not None and self._saving(args):
             return out  # autograd keeping an op's output for backward: not the user's cut
         if self.watch is not None and not self.paused:
-            self.watch.op(func, args, out, grad, kwargs, info)
+            self.watch.op(info, args, out, grad, kwargs)
         if not self.paused and grad:
             frame = USER_FRAMES.find(sys._getframe(1))
             where: tuple[Any, ...] = (None, None)

@@ -40,7 +40,7 @@ import torch
 
 from ..model import rebinding_update
 from . import clips, masks
-from ._forward import _TORCH_DIR, TRACE_FRAME, USER_FRAMES, aten_name, op_record, per_op
+from ._forward import _TORCH_DIR, TRACE_FRAME, USER_FRAMES, aten_name, op_record
 from ._weak import keep_while_alive
 from .compiled import compiling
 from .hook_ids import private_hook_ids
@@ -417,7 +417,6 @@ class Watch:
     """The diagnostic side of a recording (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._kinds: dict[int, tuple[Any, int]] = {}
         self.marks = 0
         #: The tensors cut from the graph, by id: (a weak reference, the `Cut`). Kept here, not
         #: on the tensor: an attribute would go into the user's `torch.save` of it.
@@ -627,17 +626,13 @@ class Watch:
             self.grad_called[module] = True
 
     # -- every aten op (the hot path) --------------------------------------------------------
-    def op(
-        self, func: Any, args: Any, out: Any, grad: bool, kwargs: Any = None, info: Any = None
-    ) -> None:
-        """Look at one op that just ran; `grad` says whether grad mode was on; `info`: its
-        `_forward.OpInfo`, where its kind is kept."""
-        if info is None:
-            kind = per_op(self._kinds, func, _classify)
-        else:
-            kind = info.watch_kind
-            if kind is None:
-                kind = info.watch_kind = _classify(func)
+    def op(self, info: Any, args: Any, out: Any, grad: bool, kwargs: Any = None) -> None:
+        """Look at one op that just ran (`info`: its `_forward.OpInfo`, which keeps what this
+        makes of it); `grad` says whether grad mode was on."""
+        func = info.func
+        kind = info.watch_kind
+        if kind is None:
+            kind = info.watch_kind = _classify(func)
         if kind == _PLAIN:
             if not grad or self.marks:
                 self._plain(func, args, out, grad)
