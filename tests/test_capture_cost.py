@@ -4,6 +4,7 @@ unobserved without changing a value; the progress line's status."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -117,9 +118,9 @@ def test_the_profilers_record_function_ops_pass_straight_through(
     with Recorder() as rec:
         original = rec.watch.op
 
-        def op(func: object, *rest: object) -> object:
-            seen.append(str(func))
-            return original(func, *rest)
+        def op(info: Any, *rest: object) -> object:  # the op's `_forward.OpInfo`
+            seen.append(info.aten)
+            return original(info, *rest)
 
         monkeypatch.setattr(rec.watch, "op", op)
         w = torch.nn.Parameter(torch.ones(3))
