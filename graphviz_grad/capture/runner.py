@@ -705,8 +705,13 @@ def _exit_code(code: Any) -> int:
     return 1
 
 
+#: A terminal's escape sequence (colour, bold) in an exception's text: torch's own messages
+#: carry some (`torch.load`'s "weights only" error), which a pipe would show as `[1m`.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    text = _ESCAPES.sub("", str(exc)).strip()
     return text.split("\n")[0] if text else "(no message)"
 
 

@@ -577,6 +577,27 @@ def test_an_op_of_the_script_that_fails_under_the_recorder_is_the_script_s_error
     assert "gradviz's own code" not in result.stderr
 
 
+def test_a_script_error_with_terminal_escapes_reads_plain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch's own messages carry bold escapes (`torch.load`'s "weights only" error): the one
+    sentence gradviz prints has the words, not `[1m` (as a pipe would show them)."""
+    script = tmp_path / "script.py"
+    script.write_text(
+        'raise RuntimeError("load failed, \\x1b[1mdo this only if you trust it\\x1b[0m. Or not")\n',
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["render", "script.py", "-o", "out.json"])
+    assert result.exit_code == 4, result.stderr
+    assert "raised RuntimeError: load failed, do this only if you trust it. Or not" in " ".join(
+        result.stderr.split()
+    )
+    # the script's traceback above it is as `python script.py` prints it, escapes and all
+    sentence = next(line for line in result.stderr.splitlines() if line.startswith("error:"))
+    assert "\x1b" not in sentence and "[1m" not in sentence
+
+
 def test_backward_on_a_number_names_the_item_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
