@@ -34,6 +34,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <cmath>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -690,37 +691,36 @@ void put_data(std::string& s, PyObject* data) {  // `_dumps(_map_data(data, _enc
   }
 }
 
+// `, "a": .., "b": ..` of attributes of `obj`, keyed by their names (interned ASCII strings,
+// `intern_keys`), each written by its writer; from `{` instead of `, ` when `open`.
+using Put = void (*)(std::string&, PyObject*);
+using Fields = std::initializer_list<std::pair<PyObject*, Put>>;
+void put_keys(std::string& s, PyObject* obj, Fields fields, bool open = false) {
+  const char* sep = open ? "{\"" : ", \"";
+  for (const auto& [name, put] : fields) {
+    s += sep;
+    s += PyUnicode_AsUTF8(name);
+    s += "\": ";
+    put(s, get(obj, name).ptr());
+    sep = ", \"";
+  }
+}
+
 void put_summary(std::string& s, PyObject* summary) {  // `_summary_json`
   if (summary == Py_None) {
     s += "null";
     return;
   }
-  py::object lo = get(summary, kMin), data = get(summary, kData), note = get(summary, kNote);
-  py::object hi = get(summary, kMax), mean = get(summary, kMean), norm = get(summary, kNorm);
-  s += "{\"shape\": ";
-  put_dims(s, get(summary, kShape).ptr());
-  s += ", \"dtype\": ";
-  put_str(s, get(summary, kDtype).ptr());
+  put_keys(s, summary, {{k_names[kShape], put_dims}, {k_names[kDtype], put_str}}, true);
+  py::object data = get(summary, kData);
   if (data.ptr() != Py_None) {
     s += ", \"data\": ";
-    if (PyList_CheckExact(data.ptr())) {
-      put_data(s, data.ptr());
-    } else {
-      put_num(s, data.ptr());
-    }
+    put_data(s, data.ptr());
   }
-  s += ", \"min\": ";
-  put_num(s, lo.ptr());
-  s += ", \"max\": ";
-  put_num(s, hi.ptr());
-  s += ", \"mean\": ";
-  put_num(s, mean.ptr());
-  s += ", \"norm\": ";
-  put_num(s, norm.ptr());
-  s += ", \"nan\": ";
-  put_int(s, get(summary, kNan).ptr());
-  s += ", \"inf\": ";
-  put_int(s, get(summary, kInf).ptr());
+  put_keys(s, summary,
+           {{k_names[kMin], put_num}, {k_names[kMax], put_num}, {k_names[kMean], put_num},
+            {k_names[kNorm], put_num}, {k_names[kNan], put_int}, {k_names[kInf], put_int}});
+  py::object note = get(summary, kNote);
   if (note.ptr() != Py_None) {
     s += ", \"note\": ";
     put_str(s, note.ptr());
@@ -740,21 +740,18 @@ void put_list(std::string& s, PyObject* items, const Each& each) {
   s += ']';
 }
 
+// `{"a": .., "b": ..}` of attributes of `obj`, keyed by their names, each by its writer.
+void put_fields(std::string& s, PyObject* obj, Fields fields) {
+  put_keys(s, obj, fields, true);
+  s += '}';
+}
+
 // `_dumps(_saved_to_dict(saved))`
 void put_saved(std::string& s, PyObject* saved) {
-  s += "{\"name\": ";
-  put_str(s, get(saved, kName).ptr());
-  s += ", \"kind\": ";
-  put_str(s, get(saved, kKind).ptr());
-  s += ", \"summary\": ";
-  put_summary(s, get(saved, kSummary).ptr());
-  s += ", \"node\": ";
-  put_int(s, get(saved, kNode).ptr());
-  s += ", \"text\": ";
-  put_str(s, get(saved, kText).ptr());
-  s += ", \"state\": ";
-  put_str(s, get(saved, k_state).ptr());
-  s += '}';
+  put_fields(s, saved,
+             {{k_names[kName], put_str}, {k_names[kKind], put_str},
+              {k_names[kSummary], put_summary}, {k_names[kNode], put_int},
+              {k_names[kText], put_str}, {k_state, put_str}});
 }
 
 // The text of the constants' summaries, by summary: a loop's steps pass the same numbers, which
@@ -859,17 +856,9 @@ void put_node(std::string& s, PyObject* n) {  // `_node_json`
 }
 
 void put_edge(std::string& s, PyObject* e) {  // `_edge_json`
-  s += "{\"src\": ";
-  put_int(s, get(e, k_src).ptr());
-  s += ", \"dst\": ";
-  put_int(s, get(e, k_dst).ptr());
-  s += ", \"index\": ";
-  put_int(s, get(e, k_index).ptr());
-  s += ", \"output_nr\": ";
-  put_int(s, get(e, k_output_nr).ptr());
-  s += ", \"grad\": ";
-  put_summary(s, get(e, kGrad).ptr());
-  s += '}';
+  put_fields(s, e,
+             {{k_src, put_int}, {k_dst, put_int}, {k_index, put_int}, {k_output_nr, put_int},
+              {k_names[kGrad], put_summary}});
 }
 
 void put_input_edge(std::string& s, PyObject* use) {  // `_input_edge_json` (an `InputUse`)
