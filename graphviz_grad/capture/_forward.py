@@ -391,10 +391,10 @@ class OpInfo:
         self.func = func  # held, so that its id stays its own (`op_info` is keyed by id)
         #: `__torch_dispatch__` passes it straight on (`_passes`).
         self.passes = _passes(func)
-        #: The arguments it writes in place, from `(args, kwargs)` (`written_args`), or None.
+        #: The arguments it writes in place, from `(args, kwargs)` (`_written_args`), or None.
         self.writes = _written_args(func)
         self.aten = str(func)
-        #: Positions of its tensor and `Scalar` arguments (`operand_positions`).
+        #: Positions of its tensor and `Scalar` arguments (`_operand_positions_of`).
         self.operands = _operand_positions_of(func)
         #: What `capture.watch` makes of it (its `_classify`), once it has looked.
         self.watch_kind: int | None = None
@@ -451,12 +451,6 @@ class ViewCache:
         self._count = 0
 
 
-def written_args(func: Any) -> Any:
-    """For an op that writes some of its arguments in place (`add_`, `out=`, the optimizer's
-    `_foreach_add_`), a function giving those arguments from `(args, kwargs)`; else None."""
-    return op_info(func).writes
-
-
 #: Ops that write arguments their schema does not mark as written: the batch norms update their
 #: running statistics (arguments 3 and 4) when training (argument 5).
 _UNDECLARED_WRITES = frozenset(
@@ -508,11 +502,6 @@ def _tensors(out: Any) -> list[torch.Tensor]:
 
 #: Schema types of the arguments that are operands of an op (drawn as its inputs).
 _OPERAND_TYPES = frozenset({"Tensor", "Optional[Tensor]", "number"})
-
-
-def operand_positions(func: Any) -> frozenset[int]:
-    """Positions of `func`'s tensor and `Scalar` arguments (not dims, sizes or flags)."""
-    return op_info(func).operands
 
 
 def _operand_positions_of(func: Any) -> frozenset[int]:
@@ -700,10 +689,6 @@ def _number_summary(x: float) -> TensorSummary:
     if math.isfinite(x):
         return TensorSummary((), kind, 1, x, min=x, max=x, mean=x, norm=abs(x))
     return TensorSummary((), kind, 1, x, nan=int(math.isnan(x)), inf=int(math.isinf(x)))
-
-
-def aten_name(func: Any) -> str:
-    return op_info(func).aten
 
 
 class ForwardRecorder(TorchDispatchMode):

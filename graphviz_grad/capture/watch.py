@@ -40,7 +40,7 @@ import torch
 
 from ..model import rebinding_update
 from . import clips, masks
-from ._forward import _TORCH_DIR, TRACE_FRAME, USER_FRAMES, aten_name, op_record
+from ._forward import _TORCH_DIR, TRACE_FRAME, USER_FRAMES, op_record
 from ._weak import keep_while_alive
 from .compiled import compiling
 from .hook_ids import private_hook_ids
@@ -639,7 +639,7 @@ class Watch:
         elif kind == _DETACH:
             self._cut_by_view(func, args, out)
         elif kind == _INPLACE:
-            self._write(func, args)
+            self._write(info, args)
         elif kind == _NONDIFF:
             self._nondiff(func, args, out, grad)
         elif kind in (_MASK, _INPLACE_MASK):
@@ -650,7 +650,7 @@ class Watch:
                 except Exception:  # a tensor it cannot read (sparse, nested) is no mask
                     pass
             if kind == _INPLACE_MASK:
-                self._write(func, args)
+                self._write(info, args)
             elif not grad or self.marks:
                 self._plain(func, args, out, grad)
         else:
@@ -829,11 +829,11 @@ class Watch:
                 self.unreached_params[id(p)] = p
             self.unreached_count = len(params)
 
-    def _write(self, func: Any, args: Any) -> None:
+    def _write(self, info: Any, args: Any) -> None:
         t = args[0] if args else None
         if not isinstance(t, torch.Tensor) or t.is_inference():
             return
-        aten = aten_name(func)
+        aten = info.aten
         # the user's line that made the write: inside an optimizer step, the `step()` call
         self.note_write(t, aten, _where(), t._version + 1)
         if self.learning is not None and (seen := self.learning.get(id(t))) is not None:
