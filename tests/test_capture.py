@@ -87,6 +87,19 @@ def test_a_complex_graph_matches_autograd(tmp_path: Path) -> None:
     assert wrong == []
 
 
+def test_numbers_whose_squares_pass_the_float_range_match_autograd(tmp_path: Path) -> None:
+    """A diverging float64 model: a small tensor near 1e154 has squares that sum past the float
+    range. Its norm is inf, as torch's `vector_norm` gives (gradviz failed with OverflowError)."""
+    graph, wrong = one_call_against_autograd(
+        tmp_path,
+        "w = torch.tensor([1.3e154, -1.3e154, 2.0], dtype=torch.float64, requires_grad=True)",
+        "loss = (w * 3.0).sum() + w.abs().max()",
+        "loss.backward()",
+    )
+    assert any(n.value is not None and n.value.norm == float("inf") for n in graph.nodes)
+    assert wrong == []
+
+
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_every_op_node_has_a_value(name: str, capsys: pytest.CaptureFixture) -> None:
     rec, _, ns = run_with_oracle(SAMPLES / name)

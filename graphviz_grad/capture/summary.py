@@ -327,7 +327,7 @@ def _small(data: Any, shape: tuple[int, ...], dtype: str, numel: int) -> TensorS
         min=min(finite),
         max=max(finite),
         mean=_fsum(finite) / len(finite),
-        norm=math.sqrt(math.fsum(v * v for v in finite)),
+        norm=math.sqrt(_fsum([v * v for v in finite])),
         nan=nan,
         inf=inf,
     )
@@ -358,7 +358,9 @@ def _finite_stats(flat: list[float]) -> tuple[float, float, float, float] | None
         return None
     if not math.isfinite(total) or not flat:
         return None
-    return min(flat), max(flat), total / len(flat), math.sqrt(math.fsum(v * v for v in flat))
+    # squares past the float range (|v| near 1e154 and up) sum to an infinity, as PyTorch's
+    # `vector_norm` gives, where `fsum` raises
+    return min(flat), max(flat), total / len(flat), math.sqrt(_fsum([v * v for v in flat]))
 
 
 #: Dtypes whose statistics `_large` computes in three reductions.

@@ -205,7 +205,10 @@ def _mean(values: list[float]) -> float | None:
         return None
     if min(values) == max(values):
         return values[0]
-    total = math.fsum(values)
+    try:
+        total = math.fsum(values)
+    except OverflowError:  # finite numbers whose sum is past the float range: fsum raises
+        total = math.inf
     if math.isfinite(total):
         return total / len(values)
     return math.fsum(v / len(values) for v in values)

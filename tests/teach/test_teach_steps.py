@@ -258,6 +258,12 @@ def test_sparkline_shows_nan_and_inf() -> None:
     assert sparkline(long, width=10) == "▁▃▅▆█!!!!!"
 
 
+def test_sparkline_of_huge_finite_numbers_averages_them() -> None:
+    """A diverging loss near the float range: the sum of a bucket overflows, and `math.fsum`
+    raises on that rather than giving inf (steps crashed with OverflowError)."""
+    assert sparkline([1e308, 1.2e308, 1.5e308, 1.7e308], width=2) == "▁█"
+
+
 def test_json_of_a_loop_that_turned_nan_is_valid_json() -> None:
     from graphviz_grad.model import CallInfo, LeafStep, TensorSummary
 
