@@ -107,6 +107,9 @@ def magnitude(s: TensorSummary | None) -> float | str | None:
         return "zero"
     if s.norm is None or s.numel == 0 or s.norm != s.norm:
         return None
+    if s.norm == math.inf:  # finite numbers whose squares pass the float range: the largest
+        big = max(abs(s.min or 0.0), abs(s.max or 0.0))  # of them bounds the RMS
+        return round(math.log10(big), 3) if 0 < big < math.inf else "bad"
     return round(math.log10(s.norm / math.sqrt(s.numel)), 3)
 
 

@@ -263,3 +263,30 @@ def test_cli_renders_html(tmp_path: Path) -> None:
     assert isinstance(strings, list)
     texts = [strings[v] for lines in steps["lines"] for _, v in lines]
     assert any("-4.0 · 2.0 = -8.0" in t for t in texts)  # explain's chain rule, in the page
+
+
+def test_a_page_of_numbers_whose_norm_passes_the_float_range(tmp_path: Path) -> None:
+    """A diverging float64 model (numbers near 1e154 and up: finite, their norm inf): the page's
+    colouring by magnitude takes the largest number's log10 (the page failed: "Out of range
+    float values are not JSON compliant")."""
+    script = tmp_path / "big.py"
+    script.write_text(
+        "import torch\n"
+        "w = torch.tensor([1.3e154, -1.3e154], dtype=torch.float64, requires_grad=True)\n"
+        "(w * 2.0).sum().backward()\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "big.html"
+    proc = subprocess.run(
+        [sys.executable, "-m", "graphviz_grad", "render", str(script), "-o", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = data_block(out.read_text(encoding="utf-8"))
+    vmag = data["vmag"]
+    assert isinstance(vmag, list)
+    assert vmag[:3] == ["zero", 154.415, 154.114]  # the sum (0), w * 2, w
+
