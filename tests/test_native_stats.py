@@ -508,3 +508,64 @@ def test_check_says_how_the_statistics_are_read(capsys: pytest.CaptureFixture[st
         native.set_fused(True)
     out = capsys.readouterr().out
     assert "ATen's reductions (GRADVIZ_FUSED=0)" in out or no_avx2 in out
+
+
+def _python_small(t: torch.Tensor, monkeypatch: pytest.MonkeyPatch) -> Any:
+    with monkeypatch.context() as m:
+        m.setattr(native, "_loaded", [None])
+        return summary.summarize_small(t)
+
+
+@built
+@pytest.mark.parametrize("seed", range(3))
+def test_a_few_numbers_summarised_in_cpp_are_pythons_summary(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`small_one`, the short path of `summarize_small` (a chain's scalars, a bias, a loss), gives
+    the very summary Python's path gives: the data as `tolist()`, min and max as Python picks them
+    (0.0 before -0.0), mean and norm from exact sums, and None where Python must say more (a NaN,
+    an Inf, squares past the float range, float16), whatever the strides."""
+    assert native.small_one() is not None
+    rng = random.Random(seed)
+    odd = [0.0, -0.0, 1e154, -1.3e154, 5e-324, math.nan, math.inf, 1e308, 3.4e38]
+    taken = 0
+    for _ in range(3000):
+        shape = rng.choice([(), (1,), (5,), (16,), (1, 5), (2, 3), (4, 4), (3, 1), (2, 2, 2)])
+        values = [
+            rng.choice(odd) if rng.random() < 0.2 else rng.gauss(0, 10 ** rng.uniform(-30, 30))
+            for _ in range(math.prod(shape))
+        ]
+        dtype = rng.choice([torch.float32, torch.float64, torch.float64, torch.float16])
+        t = torch.tensor(values, dtype=torch.float64).to(dtype).reshape(shape)
+        if t.dim() == 2 and rng.random() < 0.3:
+            t = t.t()
+        if t.dim() >= 1 and t.shape[-1] > 1 and rng.random() < 0.2:
+            t = t[..., ::2]
+        if rng.random() < 0.1:
+            t = torch.nn.Parameter(t.clone())
+        made = native.small_one()(t, summary.DATA_LIMIT, summary.TensorSummary)  # type: ignore[misc]
+        taken += made is not None
+        expected = _python_small(t, monkeypatch)
+        got = summary.summarize_small(t)
+        assert type(got) is type(expected)
+        assert repr(got) == repr(expected), (shape, dtype, values)
+        assert _bits([got.min, got.max, got.mean, got.norm]) == _bits(
+            [expected.min, expected.max, expected.mean, expected.norm]
+        )
+    assert taken > 1000  # many went through C++
+
+
+@built
+def test_a_few_numbers_in_cpp_leave_freed_and_lazy_tensors_to_python(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    small_one = native.small_one()
+    assert small_one is not None
+    freed = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    freed.data.untyped_storage().resize_(0)
+    lazy = torch.tensor([1.0, -2.0])._neg_view()
+    ints = torch.tensor([1, 2])
+    for t in (freed, lazy, ints, torch.zeros(0)):
+        assert small_one(t, summary.DATA_LIMIT, summary.TensorSummary) is None
+        assert summary.summarize_small(t) == _python_small(t, monkeypatch)
+    assert summary.summarize_small(lazy).data == [-1.0, 2.0]

@@ -471,6 +471,206 @@ py::list summaries(const py::list& items, int64_t limit, int64_t most, const py:
   return out;
 }
 
+// ---- a few numbers: `summary.summarize_small` -----------------------------------------------
+
+// `math.fsum(values)` (CPython's `math_fsum`: Shewchuk's partials, then the sum rounded half-even
+// across them) for finite values; false where an intermediate sum overflows (`fsum` raises).
+bool exact_sum(const std::vector<double>& values, double& out) {
+  double partials[64];  // at most 32 partials can be nonzero for doubles: 64 is plenty
+  int n = 0;
+  for (double x : values) {
+    int i = 0;
+    for (int j = 0; j < n; ++j) {
+      double y = partials[j];
+      if (std::fabs(x) < std::fabs(y)) std::swap(x, y);
+      const double hi = x + y;
+      const double lo = y - (hi - x);
+      if (lo != 0.0) partials[i++] = lo;
+      x = hi;
+    }
+    n = i;
+    if (x != 0.0) {
+      if (!std::isfinite(x)) return false;
+      if (n >= 64) return false;
+      partials[n++] = x;
+    }
+  }
+  double hi = 0.0;
+  if (n > 0) {
+    double lo = 0.0;
+    hi = partials[--n];
+    while (n > 0) {
+      const double x = hi;
+      const double y = partials[--n];
+      hi = x + y;
+      lo = y - (hi - x);
+      if (lo != 0.0) break;
+    }
+    if (n > 0 && ((lo < 0.0 && partials[n - 1] < 0.0) || (lo > 0.0 && partials[n - 1] > 0.0))) {
+      const double y = lo * 2.0;
+      const double x = hi + y;
+      if (y == x - hi) hi = x;
+    }
+  }
+  out = hi;
+  return true;
+}
+
+// How `TensorSummary` objects are made here: by filling the slots of the class (`make`) directly,
+// which is what its `__init__` (`model._fast_init`) does, without the Python call. Only when its
+// slots are exactly these, in this order; otherwise `make(...)` is called.
+const char* const kSummarySlots[] = {"shape", "dtype", "numel", "data", "min", "max",
+                                     "mean",  "norm",  "nan",   "inf",  "note"};
+constexpr int kSummaryFields = 11;
+struct SummaryMaker {
+  PyObject* type = nullptr;  // the class these descriptors are of (borrowed: the class lives on)
+  bool direct = false;
+  PyObject* slot[kSummaryFields] = {};
+};
+SummaryMaker summary_maker;
+
+void learn_maker(PyObject* type) {
+  summary_maker = SummaryMaker{};
+  summary_maker.type = type;
+  if (!PyType_Check(type)) return;
+  py::object slots = py::reinterpret_borrow<py::object>(type).attr("__dict__").attr("get")("__slots__");
+  if (!py::isinstance<py::tuple>(slots) || py::len(slots) != kSummaryFields) return;
+  PyObject* dict = ((PyTypeObject*)type)->tp_dict;
+  for (int k = 0; k < kSummaryFields; ++k) {
+    if (py::str(py::tuple(slots)[k]).cast<std::string>() != kSummarySlots[k]) return;
+    PyObject* descr = PyDict_GetItemString(dict, kSummarySlots[k]);  // borrowed
+    if (descr == nullptr || Py_TYPE(descr)->tp_descr_set == nullptr) return;
+    summary_maker.slot[k] = descr;
+  }
+  summary_maker.direct = true;
+}
+
+// `make(shape, dtype, numel, data, lo, hi, mean, norm)` (nan = inf = 0, note = None), each
+// argument a new reference that this takes over.
+py::object new_summary(PyObject* make, PyObject* shape, PyObject* dtype, PyObject* numel,
+                       PyObject* data, PyObject* lo, PyObject* hi, PyObject* mean, PyObject* norm) {
+  if (summary_maker.type != make) learn_maker(make);
+  PyObject* fields[kSummaryFields] = {shape, dtype, numel, data, lo, hi, mean, norm,
+                                      PyLong_FromLong(0), PyLong_FromLong(0), Py_NewRef(Py_None)};
+  for (PyObject* f : fields)
+    if (f == nullptr) {
+      for (PyObject* g : fields) Py_XDECREF(g);
+      throw py::error_already_set();
+    }
+  PyObject* made = nullptr;
+  if (summary_maker.direct) {
+    PyTypeObject* type = (PyTypeObject*)make;
+    made = type->tp_alloc(type, 0);
+    for (int k = 0; made != nullptr && k < kSummaryFields; ++k) {
+      PyObject* descr = summary_maker.slot[k];
+      if (Py_TYPE(descr)->tp_descr_set(descr, made, fields[k]) < 0) Py_CLEAR(made);
+    }
+  } else {
+    PyObject* args = PyTuple_Pack(8, shape, dtype, numel, data, lo, hi, mean, norm);
+    if (args != nullptr) made = PyObject_Call(make, args, nullptr);
+    Py_XDECREF(args);
+  }
+  for (PyObject* f : fields) Py_DECREF(f);
+  if (made == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(made);
+}
+
+PyObject* interned_dtype(bool f64) {
+  static PyObject* names[2] = {PyUnicode_InternFromString("float32"),
+                               PyUnicode_InternFromString("float64")};
+  return Py_NewRef(names[f64 ? 1 : 0]);
+}
+
+// `summary.summarize_small(t)` of a plain strided float32/float64 CPU tensor of 1 to `limit`
+// numbers in at most two dimensions, every number (and every square) finite: the same
+// `TensorSummary`, data as `t.tolist()` gives it, statistics as `summary._small` computes them
+// (min and max as Python's `min`/`max` pick them, mean and norm from `math.fsum`). None for
+// anything else, which Python's path summarises (a NaN, an Inf, a sum past the float range).
+py::object small_one(const py::handle& obj, int64_t limit, const py::object& make) {
+  PyObject* ptr = obj.ptr();
+  PyTypeObject* type = Py_TYPE(ptr);
+  if (type != (PyTypeObject*)THPVariableClass && type != (PyTypeObject*)ParameterClass)
+    return py::none();
+  const at::Tensor& t = THPVariable_Unpack(ptr);
+  if (!t.defined() || t.layout() != at::kStrided || !t.device().is_cpu()) return py::none();
+  if (t.is_neg() || t.is_conj() || t._is_zerotensor()) return py::none();
+  const auto dtype = t.scalar_type();
+  if (dtype != at::kFloat && dtype != at::kDouble) return py::none();
+  const int64_t dim = t.dim(), n = t.numel();
+  if (dim > 2 || n < 1 || n > limit || !t.has_storage()) return py::none();
+  // the memory the numbers take must be there (FSDP frees a gathered parameter's: `freed`)
+  int64_t last = t.storage_offset();
+  for (int64_t d = 0; d < dim; ++d) {
+    if (t.stride(d) < 0) return py::none();
+    last += (t.size(d) - 1) * t.stride(d);
+  }
+  if ((last + 1) * static_cast<int64_t>(t.element_size()) >
+      static_cast<int64_t>(t.storage().nbytes()))
+    return py::none();
+  const bool f64 = dtype == at::kDouble;
+  const int64_t rows = dim == 2 ? t.size(0) : 1, cols = dim == 0 ? 1 : t.size(dim - 1);
+  const int64_t row_stride = dim == 2 ? t.stride(0) : 0, col_stride = dim == 0 ? 0 : t.stride(dim - 1);
+  std::vector<double> flat;
+  flat.reserve(n);
+  const char* base = static_cast<const char*>(t.storage().data()) +
+                     t.storage_offset() * static_cast<int64_t>(t.element_size());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const int64_t at = r * row_stride + c * col_stride;
+      const double v = f64 ? reinterpret_cast<const double*>(base)[at]
+                           : static_cast<double>(reinterpret_cast<const float*>(base)[at]);
+      if (!std::isfinite(v)) return py::none();
+      flat.push_back(v);
+    }
+  PyObject* shape = PyTuple_New(dim);
+  if (shape == nullptr) throw py::error_already_set();
+  for (int64_t d = 0; d < dim; ++d) PyTuple_SET_ITEM(shape, d, PyLong_FromLongLong(t.size(d)));
+  if (dim == 0) {  // `_small`'s one number: min = max = mean = the number, norm sqrt(v * v)
+    const double v = flat[0];
+    PyObject* data = PyFloat_FromDouble(v);
+    return new_summary(make.ptr(), shape, interned_dtype(f64), PyLong_FromLongLong(n), data,
+                       Py_NewRef(data), Py_NewRef(data), Py_NewRef(data),
+                       PyFloat_FromDouble(std::sqrt(v * v)));
+  }
+  double total = 0.0, squares = 0.0;
+  std::vector<double> sq(flat.size());
+  for (size_t k = 0; k < flat.size(); ++k) {
+    sq[k] = flat[k] * flat[k];
+    if (!std::isfinite(sq[k])) {
+      Py_DECREF(shape);
+      return py::none();
+    }
+  }
+  if (!exact_sum(flat, total) || !exact_sum(sq, squares)) {
+    Py_DECREF(shape);
+    return py::none();
+  }
+  // the data as `tolist()` nests it; min and max the first of the smallest and largest, as
+  // Python's `min` and `max` of the flat list give them (the same float objects)
+  PyObject* data = PyList_New(dim == 2 ? rows : cols);
+  if (data == nullptr) {
+    Py_DECREF(shape);
+    throw py::error_already_set();
+  }
+  PyObject *lo = nullptr, *hi = nullptr;
+  double lo_v = 0.0, hi_v = 0.0;
+  for (int64_t r = 0; r < rows; ++r) {
+    PyObject* row = dim == 2 ? PyList_New(cols) : data;
+    for (int64_t c = 0; c < cols; ++c) {
+      const double v = flat[r * cols + c];
+      PyObject* item = PyFloat_FromDouble(v);
+      PyList_SET_ITEM(row, c, item);
+      if (lo == nullptr || v < lo_v) lo = item, lo_v = v;
+      if (hi == nullptr || v > hi_v) hi = item, hi_v = v;
+    }
+    if (dim == 2) PyList_SET_ITEM(data, r, row);
+  }
+  return new_summary(make.ptr(), shape, interned_dtype(f64), PyLong_FromLongLong(n), data,
+                     Py_NewRef(lo), Py_NewRef(hi),
+                     PyFloat_FromDouble(total / static_cast<double>(n)),
+                     PyFloat_FromDouble(std::sqrt(squares)));
+}
+
 // `summary.summarize(t)` of one tensor that `readable_large` accepts and whose numbers are all
 // finite: `make(shape, dtype, numel, None, min, max, mean, norm)`, as `summaries` makes it; None
 // for anything else (Python's path says what it is). What the Python path costs around the
@@ -949,6 +1149,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cpu_stats", &cpu_stats, py::arg("tensors"));
   m.def("summary_one", &summary_one, py::arg("tensor"), py::arg("limit"), py::arg("most"),
         py::arg("make"));
+  m.def("small_one", &small_one, py::arg("tensor"), py::arg("limit"), py::arg("make"));
   m.def("summaries", &summaries, py::arg("items"), py::arg("limit"), py::arg("most"),
         py::arg("make"));
   json_rows_impl::intern_keys();

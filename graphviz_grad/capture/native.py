@@ -123,6 +123,13 @@ def summary_one() -> Callable[..., Any] | None:
     return None if module is None else getattr(module, "summary_one", None)
 
 
+def small_one() -> Callable[..., Any] | None:
+    """The extension's `small_one` (`summary.summarize_small` of a few finite float32/float64
+    CPU numbers, else None), or None when it is not built or turned off."""
+    module = _loaded[0] if _loaded else load()
+    return None if module is None else getattr(module, "small_one", None)
+
+
 def summaries() -> Callable[..., list[Any]] | None:
     """The extension's `summaries` (the large CPU tensors of `summary.summarize_many`, with the
     numbers of `cpu_stats`), or None when it is not built or turned off."""

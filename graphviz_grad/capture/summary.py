@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..model import TensorSummary
-from .native import fused, stats, summaries, summary_one
+from .native import fused, small_one, stats, summaries, summary_one
 
 if TYPE_CHECKING:
     from typing_extensions import TypeIs  # a torch dependency; for the type checker only
@@ -46,6 +46,11 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def summarize_small(t: torch.Tensor) -> TensorSummary:
     """`summarize(t)`, on a short path for a few numbers on the CPU (a chain's scalars)."""
+    one = small_one()
+    if one is not None:  # finite float32/float64 numbers, in one C++ call
+        found = one(t, DATA_LIMIT, TensorSummary)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
     if type(t) in PLAIN_TYPES and t.is_cpu and t.layout == torch.strided:  # `_plain_small`
         numel = t.numel()
         if 0 < numel <= DATA_LIMIT and t.dtype in _PLAIN_DTYPES:
