@@ -231,6 +231,62 @@ def test_items_of_a_parameter_group_list_give_way_to_module_names(tmp_path: Path
     assert names == [("extra[0]",), ("model.bias",), ("model.weight",)], names
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        "model[0] = torch.nn.Linear(2, 2)",  # a new layer: new parameters
+        "model[0].weight = torch.nn.Parameter(torch.ones(2, 2))",
+        "model[0]._parameters['weight'] = torch.nn.Parameter(torch.ones(2, 2))",  # no hook sees it
+        "model.add_module('extra', torch.nn.Linear(2, 2))",
+        "model[0].register_buffer('scale', torch.tensor(2.0))",
+    ],
+)
+def test_a_model_changed_between_calls_is_named_as_it_is_at_the_call(
+    tmp_path: Path, change: str
+) -> None:
+    """A model's names are read once and reused while nothing in it changes (a training loop
+    names the same model at every call); a layer, parameter or buffer added or replaced in
+    between, by any route, is named at the next call."""
+    graph = graph_of(
+        tmp_path,
+        "model = torch.nn.Sequential(torch.nn.Linear(2, 2))",
+        "for step in range(3):",
+        f"    if step == 2: {change}",
+        "    out = model(torch.ones(1, 2))",
+        "    if hasattr(model, 'extra'): out = model.extra(out)",
+        "    if hasattr(model[0], 'scale'): out = out * model[0].scale",
+        "    out.sum().backward()",
+    )
+    names = {name for n in graph.nodes for name in n.names}
+    names |= {u.name for u in graph.input_uses() if u.name}
+    assert {"model.0.weight", "model.0.bias"} <= names, names
+    if "extra" in change:
+        assert {"model.extra.weight", "model.extra.bias"} <= names, names
+    if "scale" in change:
+        assert "model.0.scale" in names, names
+
+
+def test_a_models_layout_is_read_again_only_when_it_changed() -> None:
+    from graphviz_grad.capture import naming
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
+    first = naming._layout(model)
+    assert naming._layout(model) is first
+    assert [name for name, _ in first.tensors] == ["0.weight", "0.bias"]
+    model[0].bias = torch.nn.Parameter(torch.zeros(2))
+    second = naming._layout(model)
+    assert second is not first and second.tensors[1][1] is model[0].bias
+    del model[1]
+    assert naming._layout(model).layers == ((model[0], "0"),)
+
+    class Own(torch.nn.Module):  # walks its layers its own way: read every time
+        def named_parameters(self, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+            return super().named_parameters(*args, **kwargs)
+
+    own = Own()
+    assert naming._layout(own) is not naming._layout(own)
+
+
 TRAINER = (
     "class Trainer:",
     "    def __init__(self, model):",

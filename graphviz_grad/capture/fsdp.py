@@ -40,3 +40,16 @@ def gathered(module: torch.nn.Module) -> dict[int, torch.Tensor]:
             if isinstance(shard, torch.Tensor) and isinstance(full, torch.Tensor):
                 found[id(shard)] = full
     return found
+
+
+def sharded(layers: Any) -> bool:
+    """Whether one of `layers` (modules) is FSDP2's (`fully_shard` makes its class an
+    `FSDPModule`): only then can `gathered` find anything in a model made of them."""
+    if "torch.distributed.fsdp" not in sys.modules:
+        return False
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:
+        return False
+    return any(isinstance(layer, FSDPModule) for layer in layers)
+

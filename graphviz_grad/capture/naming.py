@@ -18,12 +18,13 @@ import functools
 import itertools
 import linecache
 import sys
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 
-from .fsdp import gathered
+from .fsdp import gathered, sharded
 
 _MAX_ITEMS = 64
 
@@ -162,6 +163,98 @@ def _own_class(value: Any, is_user: Any) -> bool:
     return bool(path) and is_user(path)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """What a model holds, as `Names` names it: its layers (`named_modules`, the model itself
+    left out) and its parameters then its buffers (`named_parameters`, `named_buffers`), every
+    alias included, with the names relative to the model; and the `shape` they were read from."""
+
+    shape: tuple[Any, ...] | None
+    layers: tuple[tuple[torch.nn.Module, str], ...]
+    tensors: tuple[tuple[str, torch.Tensor], ...]
+    #: A layer is FSDP2's (`fsdp.sharded`): its parameters' leaves are looked up (`gathered`).
+    sharded: bool = False
+
+
+#: Each model's `_Layout`, read again only when its `shape` changed: a training loop names the
+#: same model at every backward call, and walking it through `named_modules`,
+#: `named_parameters` and `named_buffers` each time cost more than the rest of the naming.
+_LAYOUTS: weakref.WeakKeyDictionary[torch.nn.Module, _Layout] = weakref.WeakKeyDictionary()
+
+_WALKS = ("named_modules", "named_parameters", "named_buffers", "_named_members")
+#: Classes that walk their layers as `nn.Module` does (none of `_WALKS` overridden).
+_PLAIN_KINDS: set[type] = set()
+
+
+def _plain(kind: type) -> bool:
+    if kind in _PLAIN_KINDS:
+        return True
+    if any(getattr(kind, walk, None) is not getattr(torch.nn.Module, walk) for walk in _WALKS):
+        return False
+    _PLAIN_KINDS.add(kind)
+    return True
+
+
+def _shape(module: torch.nn.Module) -> tuple[Any, ...] | None:
+    """Every layer, parameter and buffer of `module` by key and identity, in the order of the
+    registries `named_modules` and `_named_members` read: equal only if they would give the same
+    names for the same objects. None where a class walks its layers its own way (it overrides
+    one of those methods): then it is read every time."""
+    found: list[Any] = []
+    stack = [module]
+    seen = 0
+    while stack:
+        m = stack.pop()
+        if type(m) not in _PLAIN_KINDS and not _plain(type(m)):
+            return None
+        d = m.__dict__
+        layers, params, buffers = d.get("_modules"), d.get("_parameters"), d.get("_buffers")
+        if type(layers) is not dict or type(params) is not dict or type(buffers) is not dict:
+            return None
+        found.append(id(m))
+        found.append(id(type(m)))  # `fully_shard` changes a layer's class
+        found.append(tuple(layers))
+        found.append(tuple(map(id, layers.values())))
+        found.append(tuple(params))
+        found.append(tuple(map(id, params.values())))
+        found.append(tuple(buffers))
+        found.append(tuple(map(id, buffers.values())))
+        seen += 1
+        if seen > _MAX_LAYERS:
+            return None
+        stack.extend(v for v in reversed(layers.values()) if v is not None)
+    return tuple(found)
+
+
+#: Models with more layers than this are read every time (their shape costs as much).
+_MAX_LAYERS = 4096
+
+
+def _layout(module: torch.nn.Module) -> _Layout:
+    """`module`'s `_Layout`: the one read before while its shape is the same, else read now."""
+    shape = _shape(module)
+    try:
+        known = _LAYOUTS.get(module)
+    except TypeError:  # not weakly referenceable, or unhashable: read every time
+        known = None
+    if known is not None and shape is not None and known.shape == shape:
+        return known
+    layers = tuple(
+        (sub, sub_name) for sub_name, sub in module.named_modules(remove_duplicate=False) if sub_name
+    )
+    tensors = (
+        *module.named_parameters(remove_duplicate=False),
+        *module.named_buffers(remove_duplicate=False),
+    )
+    layout = _Layout(shape, layers, tuple(tensors), sharded([module, *(s for s, _ in layers)]))
+    if shape is not None:
+        try:
+            _LAYOUTS[module] = layout
+        except TypeError:
+            pass
+    return layout
+
+
 class Names:
     """Variable names by tensor identity, in the order they were first seen."""
 
@@ -257,24 +350,23 @@ class Names:
     def _add_module(self, name: str, module: torch.nn.Module) -> None:
         self._keep.append(module)
         self._modules.setdefault(id(module), name)
+        layout = _layout(module)
         # its layers too: one called from a method other than `forward` (`model.loss(x)`
         # calling `self.lstm`) is the outermost module running, and is named `model.lstm`
-        for sub_name, sub in module.named_modules(remove_duplicate=False):
-            if sub_name:
-                self._modules.setdefault(id(sub), f"{name}.{sub_name}")
-        full = gathered(module)  # FSDP2: the graph's leaf is a gathered copy of the shard
-        for pname, p in module.named_parameters(remove_duplicate=False):
-            self._qualified.add(f"{name}.{pname}")
-            self._add(f"{name}.{pname}", p)
+        for sub, sub_name in layout.layers:
+            self._modules.setdefault(id(sub), f"{name}.{sub_name}")
+        # FSDP2: the graph's leaf is a gathered copy of the shard
+        full = gathered(module) if layout.sharded else None
+        # every buffer too: one that takes no gradient is an op's input (a BatchNorm's
+        # `running_mean`), drawn under its name
+        for tname, t in layout.tensors:
+            qualified = f"{name}.{tname}"
+            self._qualified.add(qualified)
+            self._add(qualified, t)
             if full:
-                leaf = full.get(id(p))
+                leaf = full.get(id(t))
                 if leaf is not None:
-                    self._add(f"{name}.{pname}", leaf)
-        for bname, b in module.named_buffers(remove_duplicate=False):
-            # every buffer: one that takes no gradient is an op's input (a BatchNorm's
-            # `running_mean`), drawn under its name
-            self._qualified.add(f"{name}.{bname}")
-            self._add(f"{name}.{bname}", b)
+                    self._add(qualified, leaf)
         self._models.append((name, module))
 
     def _add_unregistered(self) -> None:
