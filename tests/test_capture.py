@@ -287,6 +287,25 @@ def test_a_models_layout_is_read_again_only_when_it_changed() -> None:
     assert naming._layout(own) is not naming._layout(own)
 
 
+def test_a_batch_of_gradients_under_vmap_is_counted_not_drawn(tmp_path: Path) -> None:
+    """`autograd.grad(..., is_grads_batched=True)` runs the backward pass under vmap: its hooks
+    would see batched tensors (gradviz failed: "Batching rule not implemented for aten::detach").
+    The script's own backward calls around it are drawn as ever; alone, it is said plainly."""
+    from graphviz_grad.errors import RootError
+
+    batched = (
+        "(jac,) = torch.autograd.grad(x @ w, w, grad_outputs=torch.eye(5), is_grads_batched=True)"
+    )
+    lines = ("w = torch.randn(4, requires_grad=True)", "x = torch.randn(5, 4)", batched)
+    graph = graph_of(
+        tmp_path, *lines, "(x @ w).pow(2).sum().backward()", "assert jac.shape == (5, 4)"
+    )
+    assert {name for n in graph.leaves for name in n.names} == {"w"}
+    assert any(n.grad is not None for n in graph.leaves)
+    with pytest.raises(RootError, match="one call of `torch.autograd.grad"):
+        graph_of(tmp_path, *lines)
+
+
 TRAINER = (
     "class Trainer:",
     "    def __init__(self, model):",

@@ -52,4 +52,3 @@ def sharded(layers: Any) -> bool:
     except ImportError:
         return False
     return any(isinstance(layer, FSDPModule) for layer in layers)
-

@@ -13,6 +13,7 @@ not listed as its name.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -240,7 +241,9 @@ def _layout(module: torch.nn.Module) -> _Layout:
     if known is not None and shape is not None and known.shape == shape:
         return known
     layers = tuple(
-        (sub, sub_name) for sub_name, sub in module.named_modules(remove_duplicate=False) if sub_name
+        (sub, sub_name)
+        for sub_name, sub in module.named_modules(remove_duplicate=False)
+        if sub_name
     )
     tensors = (
         *module.named_parameters(remove_duplicate=False),
@@ -248,10 +251,8 @@ def _layout(module: torch.nn.Module) -> _Layout:
     )
     layout = _Layout(shape, layers, tuple(tensors), sharded([module, *(s for s, _ in layers)]))
     if shape is not None:
-        try:
+        with contextlib.suppress(TypeError):  # not weakly referenceable, or unhashable
             _LAYOUTS[module] = layout
-        except TypeError:
-            pass
     return layout
 
 

@@ -85,6 +85,8 @@ class Recorder:
         self._pinned: int | None = None
         #: Backward calls made after recording stopped (`stop_after`): counted, not recorded.
         self.unobserved = 0
+        #: `autograd.grad` calls with `is_grads_batched=True` (counted in `unobserved`, not drawn).
+        self.batched = 0
         self.graphs: dict[int, Graph] = {}
         #: Calls that may still be shown (`keep=-N`), built only once no later call replaced
         #: them: a loop's every call would otherwise be built and dropped (`_build_later`).
@@ -385,6 +387,12 @@ class Recorder:
         # `torch.func.grad` computing its gradient, or the function `torch.func.vjp` returned:
         # not a backward call of the script's, and on wrapped tensors without storage
         if in_functorch() or functorch_wrapped(_as_list(tensors)):
+            return original(*args, **kwargs)
+        if kind == "autograd.grad" and _grads_batched(args, kwargs):
+            # a batch of gradients under vmap (a Jacobian's rows): the hooks would see batched
+            # tensors, which cannot be read one by one; counted, not drawn
+            self.batched += 1
+            self._count(args, kwargs)
             return original(*args, **kwargs)
         self._mode.flush()
         self._mode.new_pass()
@@ -718,6 +726,12 @@ def _create_graph(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> b
         return bool(kwargs["create_graph"])
     position = 3 if kind == "backward" else 4
     return bool(args[position]) if len(args) > position else False
+
+
+def _grads_batched(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """`torch.autograd.grad(..., is_grads_batched=True)` (its eighth argument)."""
+    flag = kwargs.get("is_grads_batched", args[7] if len(args) > 7 else False)
+    return bool(flag)
 
 
 def _has_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:

@@ -94,6 +94,17 @@ def pick_graph(run: Any, options: CaptureOptions) -> Graph:
             hint="To see a worker's graph, call its function in the main process (`train(...)` "
             "instead of `mp.Process(target=train, ...).start()`), for a step or two.",
         )
+    batched = getattr(rec, "batched", 0)
+    if batched and not candidates:
+        calls = "one call" if batched == 1 else f"{batched:,} calls"
+        raise RootError(
+            f"The script's gradients came from {calls} of `torch.autograd.grad(..., "
+            "is_grads_batched=True)`: a batch of gradients at once, under vmap, which gradviz "
+            "does not draw.",
+            hint="Make the same call once without `is_grads_batched`, with one row of "
+            "`grad_outputs` (or keep the output in a variable and pass `--target NAME`): "
+            "gradviz draws that graph and its gradients.",
+        )
     hint = _candidates_hint(ns)
     functional = _uses_torch_func(run)
     if not candidates and rec.graph_ops == 0 and run.exited:

@@ -289,4 +289,3 @@ def test_a_page_of_numbers_whose_norm_passes_the_float_range(tmp_path: Path) -> 
     vmag = data["vmag"]
     assert isinstance(vmag, list)
     assert vmag[:3] == ["zero", 154.415, 154.114]  # the sum (0), w * 2, w
-
