@@ -385,7 +385,7 @@ class OpInfo:
     """What recording needs to know of an op, worked out once per op (`op_info`): the dispatch
     mode reads one object per op instead of looking each fact up in its own cache."""
 
-    __slots__ = ("func", "passes", "writes", "aten", "operands", "watch_kind")
+    __slots__ = ("func", "passes", "writes", "aten", "operands", "watch_kind", "masking")
 
     def __init__(self, func: Any) -> None:
         self.func = func  # held, so that its id stays its own (`op_info` is keyed by id)
@@ -398,6 +398,8 @@ class OpInfo:
         self.operands = _operand_positions_of(func)
         #: What `capture.watch` makes of it (its `_classify`), once it has looked.
         self.watch_kind: int | None = None
+        #: It is one of `masks.MASKING_OPS` (`add`, `mul`...), once the watch has looked.
+        self.masking: bool | None = None
 
 
 _infos: dict[int, OpInfo] = {}

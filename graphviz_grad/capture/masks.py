@@ -156,6 +156,12 @@ def _name(func: Any) -> str:
     return str(func._schema.name)
 
 
+def is_masking(func: Any) -> bool:
+    """Whether `func` is one of `MASKING_OPS`, which `Masks.op` looks into only when its result
+    has two dimensions or more."""
+    return _name(func) in MASKING_OPS
+
+
 def _short(name: str) -> str:
     return name.removeprefix("aten::")
 

@@ -643,7 +643,12 @@ class Watch:
         elif kind == _NONDIFF:
             self._nondiff(func, args, out, grad)
         elif kind in (_MASK, _INPLACE_MASK):
-            if grad:
+            masking = info.masking
+            if masking is None:
+                masking = info.masking = masks.is_masking(func)
+            # an add or mul whose result has fewer than two dimensions masks no scores: the
+            # call would find nothing (the most common case of the most common ops)
+            if grad and not (masking and isinstance(out, torch.Tensor) and out.dim() < 2):
                 # not `contextlib.suppress`, whose calls cost at every add and mul
                 try:  # noqa: SIM105
                     self.masks.op(func, args, kwargs, out, _where)
@@ -866,7 +871,13 @@ class Watch:
         """The cut inputs of a new graph op (by argument position); notes the leaves it uses."""
         found: list[tuple[int, Cut]] = []
         for i, a in enumerate(args):
-            for t in (a,) if isinstance(a, torch.Tensor) else _each_tensor((a,)):
+            if isinstance(a, torch.Tensor):
+                tensors: Any = (a,)
+            elif isinstance(a, (list, tuple)):
+                tensors = [b for b in a if isinstance(b, torch.Tensor)]
+            else:  # a number, a dtype, None: no tensor (most ops take one)
+                tensors = ()
+            for t in tensors:
                 if t.requires_grad:
                     if t.grad_fn is None:
                         if self.used.get(id(t)) is not t:
