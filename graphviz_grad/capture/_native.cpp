@@ -419,17 +419,7 @@ bool readable_large(PyObject* obj, int64_t limit, int64_t most) {
   return t.storage().nbytes() > 0;
 }
 
-// `make(shape, dtype, numel, None, min, max, mean, norm)`: the `TensorSummary` of float32/float64
-// tensor `t` with these numbers; None if they are not finite (Python's masked statistics then).
-py::object summary_of(const at::Tensor& t, const Stats& numbers, const py::object& make) {
-  const auto& [total, lo, hi, norm] = numbers;
-  if (!std::isfinite(total)) return py::none();
-  py::tuple shape(t.dim());
-  for (int64_t d = 0; d < t.dim(); ++d) shape[d] = py::int_(t.size(d));
-  const int64_t numel = t.numel();
-  return make(shape, py::str(t.scalar_type() == at::kDouble ? "float64" : "float32"), numel,
-              py::none(), lo, hi, total / static_cast<double>(numel), norm);
-}
+py::object summary_of(const at::Tensor& t, const Stats& numbers, const py::object& make);
 
 // `summary.summarize_many`'s large CPU tensors in one call: for each item that `readable_large`
 // accepts and whose numbers are all finite, `make(shape, dtype, numel, None, min, max, mean,
@@ -579,6 +569,21 @@ PyObject* interned_dtype(bool f64) {
   static PyObject* names[2] = {PyUnicode_InternFromString("float32"),
                                PyUnicode_InternFromString("float64")};
   return Py_NewRef(names[f64 ? 1 : 0]);
+}
+
+// `make(shape, dtype, numel, None, min, max, mean, norm)`: the `TensorSummary` of float32/float64
+// tensor `t` with these numbers; None if they are not finite (Python's masked statistics then).
+py::object summary_of(const at::Tensor& t, const Stats& numbers, const py::object& make) {
+  const auto& [total, lo, hi, norm] = numbers;
+  if (!std::isfinite(total)) return py::none();
+  const int64_t dim = t.dim(), numel = t.numel();
+  PyObject* shape = PyTuple_New(dim);
+  if (shape == nullptr) throw py::error_already_set();
+  for (int64_t d = 0; d < dim; ++d) PyTuple_SET_ITEM(shape, d, PyLong_FromLongLong(t.size(d)));
+  return new_summary(make.ptr(), shape, interned_dtype(t.scalar_type() == at::kDouble),
+                     PyLong_FromLongLong(numel), Py_NewRef(Py_None), PyFloat_FromDouble(lo),
+                     PyFloat_FromDouble(hi), PyFloat_FromDouble(total / static_cast<double>(numel)),
+                     PyFloat_FromDouble(norm));
 }
 
 // `summary.summarize_small(t)` of a plain strided float32/float64 CPU tensor of 1 to `limit`

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from helpers import graphs
 from helpers.browser import Dom
+from helpers.gradviz_proc import gradviz
 from helpers.html_graphs import BAD, HOSTILE, blocks, decode, expected, hostile, modules
 from hypothesis import given
 from hypothesis import strategies as st
@@ -277,13 +278,7 @@ def test_a_page_of_numbers_whose_norm_passes_the_float_range(tmp_path: Path) -> 
         encoding="utf-8",
     )
     out = tmp_path / "big.html"
-    proc = subprocess.run(
-        [sys.executable, "-m", "graphviz_grad", "render", str(script), "-o", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = gradviz("render", str(script), "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     data = data_block(out.read_text(encoding="utf-8"))
     vmag = data["vmag"]
