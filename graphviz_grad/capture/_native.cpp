@@ -535,40 +535,38 @@ void learn_maker(PyObject* type) {
   summary_maker.direct = true;
 }
 
-// `make(shape, dtype, numel, data, lo, hi, mean, norm)` (nan = inf = 0, note = None), each
-// argument a new reference that this takes over.
-py::object new_summary(PyObject* make, PyObject* shape, PyObject* dtype, PyObject* numel,
-                       PyObject* data, PyObject* lo, PyObject* hi, PyObject* mean, PyObject* norm) {
-  if (summary_maker.type != make) learn_maker(make);
-  PyObject* fields[kSummaryFields] = {shape, dtype, numel, data, lo, hi, mean, norm,
-                                      PyLong_FromLong(0), PyLong_FromLong(0), Py_NewRef(Py_None)};
-  for (PyObject* f : fields)
-    if (f == nullptr) {
-      for (PyObject* g : fields) Py_XDECREF(g);
+// `make(shape, dtype, numel, data, lo, hi, mean, norm)`, with nan = inf = 0 and note = None.
+py::object new_summary(const py::object& make, py::object shape, py::object dtype,
+                       py::object numel, py::object data, py::object lo, py::object hi,
+                       py::object mean, py::object norm) {
+  if (summary_maker.type != make.ptr()) learn_maker(make.ptr());
+  if (!summary_maker.direct) return make(shape, dtype, numel, data, lo, hi, mean, norm);
+  // never released: a static py::object would be let go after the interpreter is gone
+  static PyObject* const zero = PyLong_FromLong(0);
+  const PyObject* fields[kSummaryFields] = {shape.ptr(), dtype.ptr(), numel.ptr(), data.ptr(),
+                                            lo.ptr(),    hi.ptr(),    mean.ptr(),  norm.ptr(),
+                                            zero,        zero,        Py_None};
+  PyTypeObject* type = (PyTypeObject*)make.ptr();
+  py::object made = py::reinterpret_steal<py::object>(type->tp_alloc(type, 0));
+  if (!made) throw py::error_already_set();
+  for (int k = 0; k < kSummaryFields; ++k) {
+    PyObject* descr = summary_maker.slot[k];
+    if (Py_TYPE(descr)->tp_descr_set(descr, made.ptr(), const_cast<PyObject*>(fields[k])) < 0)
       throw py::error_already_set();
-    }
-  PyObject* made = nullptr;
-  if (summary_maker.direct) {
-    PyTypeObject* type = (PyTypeObject*)make;
-    made = type->tp_alloc(type, 0);
-    for (int k = 0; made != nullptr && k < kSummaryFields; ++k) {
-      PyObject* descr = summary_maker.slot[k];
-      if (Py_TYPE(descr)->tp_descr_set(descr, made, fields[k]) < 0) Py_CLEAR(made);
-    }
-  } else {
-    PyObject* args = PyTuple_Pack(8, shape, dtype, numel, data, lo, hi, mean, norm);
-    if (args != nullptr) made = PyObject_Call(make, args, nullptr);
-    Py_XDECREF(args);
   }
-  for (PyObject* f : fields) Py_DECREF(f);
-  if (made == nullptr) throw py::error_already_set();
-  return py::reinterpret_steal<py::object>(made);
+  return made;
 }
 
-PyObject* interned_dtype(bool f64) {
+py::str interned_dtype(bool f64) {
   static PyObject* names[2] = {PyUnicode_InternFromString("float32"),
                                PyUnicode_InternFromString("float64")};
-  return Py_NewRef(names[f64 ? 1 : 0]);
+  return py::reinterpret_borrow<py::str>(names[f64 ? 1 : 0]);
+}
+
+py::tuple shape_of(const at::Tensor& t) {
+  py::tuple shape(t.dim());
+  for (int64_t d = 0; d < t.dim(); ++d) shape[d] = py::int_(t.size(d));
+  return shape;
 }
 
 // `make(shape, dtype, numel, None, min, max, mean, norm)`: the `TensorSummary` of float32/float64
@@ -576,14 +574,10 @@ PyObject* interned_dtype(bool f64) {
 py::object summary_of(const at::Tensor& t, const Stats& numbers, const py::object& make) {
   const auto& [total, lo, hi, norm] = numbers;
   if (!std::isfinite(total)) return py::none();
-  const int64_t dim = t.dim(), numel = t.numel();
-  PyObject* shape = PyTuple_New(dim);
-  if (shape == nullptr) throw py::error_already_set();
-  for (int64_t d = 0; d < dim; ++d) PyTuple_SET_ITEM(shape, d, PyLong_FromLongLong(t.size(d)));
-  return new_summary(make.ptr(), shape, interned_dtype(t.scalar_type() == at::kDouble),
-                     PyLong_FromLongLong(numel), Py_NewRef(Py_None), PyFloat_FromDouble(lo),
-                     PyFloat_FromDouble(hi), PyFloat_FromDouble(total / static_cast<double>(numel)),
-                     PyFloat_FromDouble(norm));
+  const int64_t numel = t.numel();
+  return new_summary(make, shape_of(t), interned_dtype(t.scalar_type() == at::kDouble),
+                     py::int_(numel), py::none(), py::float_(lo), py::float_(hi),
+                     py::float_(total / static_cast<double>(numel)), py::float_(norm));
 }
 
 // `summary.summarize_small(t)` of a plain strided float32/float64 CPU tensor of 1 to `limit`
@@ -614,66 +608,50 @@ py::object small_one(const py::handle& obj, int64_t limit, const py::object& mak
     return py::none();
   const bool f64 = dtype == at::kDouble;
   const int64_t rows = dim == 2 ? t.size(0) : 1, cols = dim == 0 ? 1 : t.size(dim - 1);
-  const int64_t row_stride = dim == 2 ? t.stride(0) : 0, col_stride = dim == 0 ? 0 : t.stride(dim - 1);
+  const int64_t row_step = dim == 2 ? t.stride(0) : 0, col_step = dim == 0 ? 0 : t.stride(dim - 1);
   std::vector<double> flat;
   flat.reserve(n);
   const char* base = static_cast<const char*>(t.storage().data()) +
                      t.storage_offset() * static_cast<int64_t>(t.element_size());
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) {
-      const int64_t at = r * row_stride + c * col_stride;
+      const int64_t at = r * row_step + c * col_step;
       const double v = f64 ? reinterpret_cast<const double*>(base)[at]
                            : static_cast<double>(reinterpret_cast<const float*>(base)[at]);
       if (!std::isfinite(v)) return py::none();
       flat.push_back(v);
     }
-  PyObject* shape = PyTuple_New(dim);
-  if (shape == nullptr) throw py::error_already_set();
-  for (int64_t d = 0; d < dim; ++d) PyTuple_SET_ITEM(shape, d, PyLong_FromLongLong(t.size(d)));
   if (dim == 0) {  // `_small`'s one number: min = max = mean = the number, norm sqrt(v * v)
     const double v = flat[0];
-    PyObject* data = PyFloat_FromDouble(v);
-    return new_summary(make.ptr(), shape, interned_dtype(f64), PyLong_FromLongLong(n), data,
-                       Py_NewRef(data), Py_NewRef(data), Py_NewRef(data),
-                       PyFloat_FromDouble(std::sqrt(v * v)));
+    py::float_ data(v);
+    return new_summary(make, shape_of(t), interned_dtype(f64), py::int_(n), data, data, data,
+                       data, py::float_(std::sqrt(v * v)));
   }
-  double total = 0.0, squares = 0.0;
   std::vector<double> sq(flat.size());
   for (size_t k = 0; k < flat.size(); ++k) {
     sq[k] = flat[k] * flat[k];
-    if (!std::isfinite(sq[k])) {
-      Py_DECREF(shape);
-      return py::none();
-    }
+    if (!std::isfinite(sq[k])) return py::none();
   }
-  if (!exact_sum(flat, total) || !exact_sum(sq, squares)) {
-    Py_DECREF(shape);
-    return py::none();
-  }
+  double total = 0.0, squares = 0.0;
+  if (!exact_sum(flat, total) || !exact_sum(sq, squares)) return py::none();
   // the data as `tolist()` nests it; min and max the first of the smallest and largest, as
   // Python's `min` and `max` of the flat list give them (the same float objects)
-  PyObject* data = PyList_New(dim == 2 ? rows : cols);
-  if (data == nullptr) {
-    Py_DECREF(shape);
-    throw py::error_already_set();
-  }
-  PyObject *lo = nullptr, *hi = nullptr;
+  py::list data(dim == 2 ? rows : cols);
+  py::object lo, hi;
   double lo_v = 0.0, hi_v = 0.0;
   for (int64_t r = 0; r < rows; ++r) {
-    PyObject* row = dim == 2 ? PyList_New(cols) : data;
+    py::list row = dim == 2 ? py::list(cols) : data;
     for (int64_t c = 0; c < cols; ++c) {
       const double v = flat[r * cols + c];
-      PyObject* item = PyFloat_FromDouble(v);
-      PyList_SET_ITEM(row, c, item);
-      if (lo == nullptr || v < lo_v) lo = item, lo_v = v;
-      if (hi == nullptr || v > hi_v) hi = item, hi_v = v;
+      py::float_ item(v);
+      row[c] = item;
+      if (!lo || v < lo_v) lo = item, lo_v = v;
+      if (!hi || v > hi_v) hi = item, hi_v = v;
     }
-    if (dim == 2) PyList_SET_ITEM(data, r, row);
+    if (dim == 2) data[r] = row;
   }
-  return new_summary(make.ptr(), shape, interned_dtype(f64), PyLong_FromLongLong(n), data,
-                     Py_NewRef(lo), Py_NewRef(hi),
-                     PyFloat_FromDouble(total / static_cast<double>(n)),
-                     PyFloat_FromDouble(std::sqrt(squares)));
+  return new_summary(make, shape_of(t), interned_dtype(f64), py::int_(n), data, lo, hi,
+                     py::float_(total / static_cast<double>(n)), py::float_(std::sqrt(squares)));
 }
 
 // `summary.summarize(t)` of one tensor that `readable_large` accepts and whose numbers are all
