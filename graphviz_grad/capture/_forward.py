@@ -15,7 +15,6 @@ import os
 import re
 import sys
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -331,15 +330,6 @@ class ModuleStack:
         return path, weakref.ref(self.stack[0][0]), type(module).__name__, self.scopes[-1]
 
 
-def per_op(cache: dict[int, tuple[Any, Any]], func: Any, make: Callable[[Any], Any]) -> Any:
-    """`make(func)`, once per op: keyed by `id` (an op's own `__hash__` is slow Python code);
-    the cache holds `func` itself, so that its id stays its own."""
-    hit = cache.get(id(func))
-    if hit is None:
-        hit = cache[id(func)] = (func, make(func))
-    return hit[1]
-
-
 _DETACH = torch.ops.aten.detach.default
 _OVERLOAD = torch._ops.OpOverload
 _HIGHER_ORDER = torch._ops.HigherOrderOperator
@@ -385,7 +375,7 @@ class OpInfo:
     """What recording needs to know of an op, worked out once per op (`op_info`): the dispatch
     mode reads one object per op instead of looking each fact up in its own cache."""
 
-    __slots__ = ("func", "passes", "writes", "aten", "operands", "watch_kind", "masking")
+    __slots__ = ("func", "passes", "writes", "aten", "operands", "watch_kind", "mask_name")
 
     def __init__(self, func: Any) -> None:
         self.func = func  # held, so that its id stays its own (`op_info` is keyed by id)
@@ -398,8 +388,8 @@ class OpInfo:
         self.operands = _operand_positions_of(func)
         #: What `capture.watch` makes of it (its `_classify`), once it has looked.
         self.watch_kind: int | None = None
-        #: It is one of `masks.MASKING_OPS` (`add`, `mul`...), once the watch has looked.
-        self.masking: bool | None = None
+        #: Its schema name (`aten::add`), as `capture.masks` reads it, once the watch has looked.
+        self.mask_name: str | None = None
 
 
 _infos: dict[int, OpInfo] = {}

@@ -543,15 +543,15 @@ py::object new_summary(const py::object& make, py::object shape, py::object dtyp
   if (!summary_maker.direct) return make(shape, dtype, numel, data, lo, hi, mean, norm);
   // never released: a static py::object would be let go after the interpreter is gone
   static PyObject* const zero = PyLong_FromLong(0);
-  const PyObject* fields[kSummaryFields] = {shape.ptr(), dtype.ptr(), numel.ptr(), data.ptr(),
-                                            lo.ptr(),    hi.ptr(),    mean.ptr(),  norm.ptr(),
-                                            zero,        zero,        Py_None};
+  PyObject* fields[kSummaryFields] = {shape.ptr(), dtype.ptr(), numel.ptr(), data.ptr(),
+                                      lo.ptr(),    hi.ptr(),    mean.ptr(),  norm.ptr(),
+                                      zero,        zero,        Py_None};
   PyTypeObject* type = (PyTypeObject*)make.ptr();
   py::object made = py::reinterpret_steal<py::object>(type->tp_alloc(type, 0));
   if (!made) throw py::error_already_set();
   for (int k = 0; k < kSummaryFields; ++k) {
     PyObject* descr = summary_maker.slot[k];
-    if (Py_TYPE(descr)->tp_descr_set(descr, made.ptr(), const_cast<PyObject*>(fields[k])) < 0)
+    if (Py_TYPE(descr)->tp_descr_set(descr, made.ptr(), fields[k]) < 0)
       throw py::error_already_set();
   }
   return made;

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ._forward import _OWN_DIR, _TORCH_DIR, per_op
+from ._forward import _OWN_DIR, _TORCH_DIR
 
 #: Attention ops that take an additive mask, and the name of that argument.
 ATTENTION_OPS = {
@@ -74,11 +74,10 @@ class Masks:
     uses: dict[tuple[Any, ...], MaskUse] = field(default_factory=dict)
     #: id of masked scores -> (a weak reference to them, the use they would make).
     _pending: dict[int, tuple[Any, MaskUse]] = field(default_factory=dict)
-    _names: dict[int, tuple[Any, Any]] = field(default_factory=dict)
 
-    def op(self, func: Any, args: Any, kwargs: Any, out: Any, where: Any) -> None:
-        """One op of `OPS` that just ran; `where()` gives the user's (file, line)."""
-        name = per_op(self._names, func, _name)
+    def op(self, name: str, func: Any, args: Any, kwargs: Any, out: Any, where: Any) -> None:
+        """One op of `OPS` that just ran (`name`: its `op_name`, which the watch keeps on the
+        op's `OpInfo`); `where()` gives the user's (file, line)."""
         if name in MASKING_OPS:  # the most common by far (every add and mul): fast when small
             if isinstance(out, torch.Tensor) and out.dim() >= 2 and len(args) >= 2:
                 self._masking(name, args, out, where)
@@ -152,14 +151,9 @@ def _made_by_torch() -> bool:
     return frame is not None and frame.f_code.co_filename.startswith(_TORCH_DIR)
 
 
-def _name(func: Any) -> str:
+def op_name(func: Any) -> str:
+    """`func`'s schema name (`aten::add`), as `OPS` and the other sets here spell it."""
     return str(func._schema.name)
-
-
-def is_masking(func: Any) -> bool:
-    """Whether `func` is one of `MASKING_OPS`, which `Masks.op` looks into only when its result
-    has two dimensions or more."""
-    return _name(func) in MASKING_OPS
 
 
 def _short(name: str) -> str:

@@ -643,15 +643,16 @@ class Watch:
         elif kind == _NONDIFF:
             self._nondiff(func, args, out, grad)
         elif kind in (_MASK, _INPLACE_MASK):
-            masking = info.masking
-            if masking is None:
-                masking = info.masking = masks.is_masking(func)
+            name = info.mask_name
+            if name is None:
+                name = info.mask_name = masks.op_name(func)
             # an add or mul whose result has fewer than two dimensions masks no scores: the
             # call would find nothing (the most common case of the most common ops)
-            if grad and not (masking and isinstance(out, torch.Tensor) and out.dim() < 2):
+            small = isinstance(out, torch.Tensor) and out.dim() < 2
+            if grad and not (small and name in masks.MASKING_OPS):
                 # not `contextlib.suppress`, whose calls cost at every add and mul
                 try:  # noqa: SIM105
-                    self.masks.op(func, args, kwargs, out, _where)
+                    self.masks.op(name, func, args, kwargs, out, _where)
                 except Exception:  # a tensor it cannot read (sparse, nested) is no mask
                     pass
             if kind == _INPLACE_MASK:
