@@ -245,3 +245,35 @@ def test_the_build_is_named_by_source_torch_and_python(monkeypatch: pytest.Monke
     assert native.build_name() != name
     monkeypatch.setenv("GRADVIZ_CACHE", "/nowhere/cache")
     assert native.build_dir().parent == Path("/nowhere/cache/native")
+
+
+@built
+def test_batches_also_close_by_bytes_and_both_hooks_close_them_at_the_same_node(
+    python_hooks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large gradients are summarised once they take `GRAD_BATCH_BYTES`, long before
+    `GRAD_BATCH` nodes (held, they would keep the engine from reusing their memory); the C++
+    and the Python hooks close each batch at the same node, so that even a gradient changed in
+    place around that node reads the same both ways."""
+    from graphviz_grad.capture import _snapshot
+
+    monkeypatch.setattr(_snapshot, "GRAD_BATCH_BYTES", 3 * 64 * 4)  # three nodes' gradients
+    batches: list[int] = []
+    summarize = _snapshot.CallCapture._summarize
+
+    def counted(self: Any) -> None:
+        batches.append(len(self._pending))
+        summarize(self)
+
+    monkeypatch.setattr(_snapshot.CallCapture, "_summarize", counted)
+
+    def code() -> None:
+        x = torch.ones(64, requires_grad=True)
+        y = x
+        for i in range(20):
+            y = _ScaleInPlace.apply(y) if i % 4 == 0 else y * 1.5
+        y.sum().backward()
+
+    native_graphs, python_graphs = _both(code, python_hooks)
+    assert native_graphs == python_graphs
+    assert batches.count(3) >= 10  # every third op node, both ways (20 ops + the sum)

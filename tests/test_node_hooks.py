@@ -150,3 +150,21 @@ def test_a_hook_another_thread_registers_meanwhile_gets_pytorchs_handle() -> Non
         thread.start()
         thread.join()
     assert len(handles) == 1 and isinstance(handles[0], RemovableHandle)
+
+
+def test_a_leaf_used_at_every_step_gets_torchs_gradient_summed_as_it_arrives() -> None:
+    """`autograd.grad(loss, [w])` runs no `AccumulateGrad`: the gradient of a weight an unrolled
+    loop uses at every step is the sum of what each step passed it. gradviz adds the parts as
+    they arrive (one tensor held a leaf, not one a step), in the order torch adds them."""
+    torch.manual_seed(0)
+    w = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
+    u = torch.randn(3, 3, requires_grad=True)
+    with record() as rec:
+        h = torch.ones(2, 3, dtype=torch.float64)
+        for _ in range(30):
+            h = torch.tanh(h @ w) * 1.1
+        loss = (h * h).sum() + (u * 2.0).sum()
+        (expected,) = torch.autograd.grad(loss, [w])
+    by_name = {n.names[0]: n for n in rec.graph().leaves}
+    assert by_name["w"].grad is not None and by_name["w"].grad.data == expected.tolist()
+    assert by_name["u"].grad is None  # not asked for: its `mul` did not run

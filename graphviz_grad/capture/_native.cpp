@@ -59,9 +59,23 @@ struct Store {
   bool live = true;
   std::vector<char> leaf;  // per node: a leaf, whose gradients wait for the end of the call
   size_t batch = 0;        // call `on_batch` once this many op nodes' are kept (0: never)
+  size_t batch_bytes = 0;  // or once their gradients take this many bytes (0: never)
   size_t ops = 0;          // op nodes' gradients kept since the last call of `on_batch`
+  size_t bytes = 0;        // and their bytes (as `_snapshot._nbytes` counts them)
   py::object on_batch;  // called with the GIL held, outside `lock`
 };
+
+size_t nbytes(const variable_list& grads) {
+  size_t total = 0;
+  for (const auto& g : grads) {
+    if (!g.defined()) continue;
+    try {
+      total += static_cast<size_t>(g.numel()) * g.element_size();
+    } catch (...) {  // a tensor whose size is not known here counts for nothing
+    }
+  }
+  return total;
+}
 
 struct GradPre final : FunctionPreHook {
   std::shared_ptr<Store> store;
@@ -76,9 +90,14 @@ struct GradPre final : FunctionPreHook {
       store->kept.emplace_back(slot, grads);
       // at the very op node where the Python pre-hooks summarise (`_pre_hook`): the same
       // gradients are read before their nodes run, the others after
-      if (!store->leaf[slot] && ++store->ops == store->batch) {
-        store->ops = 0;
-        full = true;
+      if (!store->leaf[slot]) {
+        store->bytes += nbytes(grads);
+        if (++store->ops == store->batch ||
+            (store->batch_bytes != 0 && store->bytes >= store->batch_bytes)) {
+          store->ops = 0;
+          store->bytes = 0;
+          full = true;
+        }
       }
     }
     if (full) {
@@ -109,9 +128,10 @@ py::object wrap(const at::Tensor& t) {
 class Hooks {
  public:
   Hooks(const py::list& nodes, const std::vector<int64_t>& leaves, size_t batch,
-        py::object on_batch)
+        size_t batch_bytes, py::object on_batch)
       : store_(std::make_shared<Store>()) {
     store_->batch = batch;
+    store_->batch_bytes = batch_bytes;
     store_->leaf.assign(nodes.size(), 0);
     for (int64_t i : leaves) {
       if (i < 0 || static_cast<size_t>(i) >= nodes.size()) throw py::index_error("leaf index");
@@ -1139,8 +1159,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("json_rows", &json_rows_impl::json_rows, py::arg("items"), py::arg("kind"),
         py::arg("sep"), py::arg("fallback"));
   py::class_<Hooks>(m, "Hooks")
-      .def(py::init<const py::list&, const std::vector<int64_t>&, size_t, py::object>(),
-           py::arg("nodes"), py::arg("leaves"), py::arg("batch") = 0,
+      .def(py::init<const py::list&, const std::vector<int64_t>&, size_t, size_t, py::object>(),
+           py::arg("nodes"), py::arg("leaves"), py::arg("batch") = 0, py::arg("batch_bytes") = 0,
            py::arg("on_batch") = py::none())
       .def("take", &Hooks::take)
       .def("detach", &Hooks::detach);

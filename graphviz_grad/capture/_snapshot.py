@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any, cast
 
@@ -56,10 +56,26 @@ from .tensor_hooks import hooked_outputs
 
 #: Above this many nodes, saved tensors are listed by name only (reading them all is slow).
 SAVED_LIMIT = 20_000
-#: Gradients seen by the pre-hooks are summarised in batches of this many nodes.
+#: Gradients seen by the pre-hooks are summarised in batches of this many nodes, or sooner once
+#: they take this many bytes: held longer, they keep the engine from reusing their memory, and
+#: the script pays for the fresh pages it takes instead (an unrolled RNN's backward).
 GRAD_BATCH = 4096
+GRAD_BATCH_BYTES = 16 << 20
 
 saved_attrs_cache: dict[type, tuple[str, ...]] = {}
+
+
+def _nbytes(grads: tuple[torch.Tensor | None, ...]) -> int:
+    """The bytes of a node's gradients, as the C++ hooks count them (`GradPre`)."""
+    total = 0
+    for g in grads:
+        if g is not None:
+            try:  # noqa: SIM105 (at every node: `contextlib.suppress` costs a call)
+                total += g.numel() * g.element_size()
+            except (RuntimeError, NotImplementedError, TypeError):
+                pass  # a tensor whose size is not known here counts for nothing
+    return total
+
 
 _mixin = torch.autograd.function._HookMixin
 _registering = threading.Lock()
@@ -231,7 +247,13 @@ class CallCapture:
         self.loose: dict[tuple[int, int], torch.Tensor | OnDevice] = {}
         self.node_grads: dict[int, tuple[TensorSummary | None, ...]] = {}
         self.edge_grads: dict[tuple[int, int], TensorSummary | torch.Tensor | OnDevice | None] = {}
-        self.leaf_edge_raw: dict[tuple[int, int], torch.Tensor] = {}
+        #: Per leaf, the sum of the gradients its consumers passed it so far (in the order they
+        #: arrived, as `_sum_into_leaves` adds them): one tensor a leaf, not one an edge (an
+        #: unrolled RNN's weight gets one from every step).
+        self.leaf_edge_sums: dict[int, torch.Tensor] = {}
+        #: What the hooks' sums run under: the recorder's `off` where the call builds graph
+        #: (`create_graph=True`, the dispatch mode then stays on), else nothing.
+        self.quiet: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
         self.leaf_grads: dict[int, TensorSummary | None] = {}
         self.order: list[int] = []
         self._order_of: list[int | None] = []
@@ -269,6 +291,7 @@ class CallCapture:
         self.hooked_nodes: set[int] = set()
         self._hooked_keys: set[int | tuple[int, int]] = set()
         self._pending: list[tuple[int, tuple[torch.Tensor | None, ...]]] = []
+        self._pending_bytes = 0
         self._leaf_pending: list[tuple[int, tuple[torch.Tensor | None, ...]]] = []
         self._gc: contextlib.ExitStack | None = None
         #: The C++ pre-hooks of this call (`capture.native`), between `attach` and `detach`.
@@ -428,7 +451,7 @@ class CallCapture:
         if hooks is not None:  # the C++ pre-hooks, where built (`capture.native`)
             try:
                 self._native = hooks.Hooks(
-                    self.nodes, sorted(leaf_kinds), GRAD_BATCH, self._take_native
+                    self.nodes, sorted(leaf_kinds), GRAD_BATCH, GRAD_BATCH_BYTES, self._take_native
                 )
             except TypeError:  # a kind of node it does not know: Python's hooks then
                 hooks = None
@@ -489,7 +512,8 @@ class CallCapture:
         def hook(grad_outputs: tuple[torch.Tensor | None, ...]) -> None:
             self.order.append(i)
             self._pending.append((i, tuple(grad_outputs)))
-            if len(self._pending) >= GRAD_BATCH:
+            self._pending_bytes += _nbytes(grad_outputs)
+            if len(self._pending) >= GRAD_BATCH or self._pending_bytes >= GRAD_BATCH_BYTES:
                 self._summarize()
 
         return hook
@@ -508,19 +532,19 @@ class CallCapture:
     def _take_native(self) -> None:
         """What the C++ pre-hooks kept since the last take, filed as the Python hooks file it
         (`_pre_hook`, `_leaf_pre_hook`); called by them at the op node where `_pre_hook` would
-        summarise (every `GRAD_BATCH` op nodes), and at the end."""
+        summarise (every `GRAD_BATCH` op nodes or `GRAD_BATCH_BYTES`), and at the end."""
         order, grads = self._native.take()
         leaves, pending, leaf_pending = self._leaf_set, self._pending, self._leaf_pending
         self.order += order
         for i, g in zip(order, grads):
             (leaf_pending if i in leaves else pending).append((i, g))
-        if len(pending) >= GRAD_BATCH:
-            self._summarize()
+        self._summarize()  # at a batch's end; at the call's end `detach` does so anyway
 
     def _summarize(self) -> None:
         """Summarise the gradients the pre-hooks kept; large ones wait for `build` when the
         capture defers (most calls of a loop are never drawn)."""
         pending, self._pending = self._pending, []
+        self._pending_bytes = 0
         flat = [g for _, grads in pending for g in grads]
         now: list[torch.Tensor | None]
         if self.deferred is not None and not self.deferred.eager:
@@ -625,8 +649,14 @@ class CallCapture:
             for k, leaf in wanted:
                 g = grad_inputs[k] if k < len(grad_inputs) else None
                 self.edge_grads[(i, k)] = None if g is None else self._keep(("e", i, k), g)
-                if leaf and g is not None:
-                    self.leaf_edge_raw[(i, k)] = g.detach()
+                if leaf and g is not None and (src := self.sources[i][k]) is not None:
+                    g = g.detach()
+                    total = self.leaf_edge_sums.get(src)
+                    if total is None:
+                        self.leaf_edge_sums[src] = g
+                    else:
+                        with self.quiet():
+                            self.leaf_edge_sums[src] = total + g
 
         return hook
 
@@ -695,25 +725,19 @@ class CallCapture:
         if self._summed:
             return
         self._summed = True
-        found: dict[int, list[torch.Tensor]] = {}
-        for (dst, k), g in self.leaf_edge_raw.items():
-            src = self.sources[dst][k]
-            if src is not None:
-                found.setdefault(src, []).append(g)
+        sums = self.leaf_edge_sums
         partial = {
             src
             for dst, srcs in enumerate(self.sources)
             for k, src in enumerate(srcs)
-            if src in found and (dst, k) not in self.edge_grads
+            if src in sums and (dst, k) not in self.edge_grads
         }
-        totals: dict[int, torch.Tensor] = {}
-        for i, raw in found.items():
-            if i in self.leaf_grads or i in self.node_grads or not raw or i in partial:
-                continue
-            total = raw[0]
-            for g in raw[1:]:
-                total = total + g
-            totals[i] = total
+        totals = {
+            i: total
+            for i, total in sums.items()
+            if i not in self.leaf_grads and i not in self.node_grads and i not in partial
+        }
+        self.leaf_edge_sums = {}
         self._leaf_sums = dict(zip(totals, summarize_many(list(totals.values()))))
 
     def info(self, graph: Graph) -> CallInfo:
@@ -816,7 +840,7 @@ class CallCapture:
     def release(self) -> None:
         self.nodes, self.nrs, self.roots = [], [], []
         self.index = {}
-        self.leaf_edge_raw = {}
+        self.leaf_edge_sums = {}
         self._pending = []
         self._leaf_pending = []
         self.node_grads, self.edge_grads, self.saved_values, self.loose = {}, {}, {}, {}

@@ -460,6 +460,8 @@ class Recorder:
             self._pin in names.for_output(node, nr) for node, nr in roots
         )
         capture.differentiable = differentiable
+        if differentiable:  # the dispatch mode stays on: gradviz's own sums must not pass it
+            capture.quiet = self._mode.off
         capture.serials = self._serials
         capture.other_thread = threading.get_ident() != getattr(self, "_thread", None)
         capture.grad_scale = root_scale(roots)
