@@ -41,6 +41,7 @@ from ._weak import keep_while_alive
 from .functions import saved_tensors
 from .naming import Names
 from .summary import (
+    PLAIN_TYPES,
     OnDevice,
     dtype_name,
     reads_later,
@@ -63,6 +64,20 @@ GRAD_BATCH = 4096
 GRAD_BATCH_BYTES = 16 << 20
 
 saved_attrs_cache: dict[type, tuple[str, ...]] = {}
+
+
+def _same_kind(total: torch.Tensor, g: torch.Tensor) -> bool:
+    """Whether `total.add_(g)` makes what `total + g` makes: a plain strided tensor of the same
+    shape, dtype and device (no broadcast, no type promotion)."""
+    return (
+        total.shape == g.shape
+        and total.dtype == g.dtype
+        and total.device == g.device
+        and total.layout == torch.strided
+        and g.layout == torch.strided
+        and type(total) in PLAIN_TYPES
+        and type(g) in PLAIN_TYPES
+    )
 
 
 def _nbytes(grads: tuple[torch.Tensor | None, ...]) -> int:
@@ -251,6 +266,8 @@ class CallCapture:
         #: arrived, as `_sum_into_leaves` adds them): one tensor a leaf, not one an edge (an
         #: unrolled RNN's weight gets one from every step).
         self.leaf_edge_sums: dict[int, torch.Tensor] = {}
+        #: The leaves whose sum is a tensor of gradviz's own (added into in place).
+        self._own_sums: set[int] = set()
         #: What the hooks' sums run under: the recorder's `off` where the call builds graph
         #: (`create_graph=True`, the dispatch mode then stays on), else nothing.
         self.quiet: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
@@ -650,15 +667,24 @@ class CallCapture:
                 g = grad_inputs[k] if k < len(grad_inputs) else None
                 self.edge_grads[(i, k)] = None if g is None else self._keep(("e", i, k), g)
                 if leaf and g is not None and (src := self.sources[i][k]) is not None:
-                    g = g.detach()
-                    total = self.leaf_edge_sums.get(src)
-                    if total is None:
-                        self.leaf_edge_sums[src] = g
-                    else:
-                        with self.quiet():
-                            self.leaf_edge_sums[src] = total + g
+                    self._add_to_leaf(src, g.detach())
 
         return hook
+
+    def _add_to_leaf(self, src: int, g: torch.Tensor) -> None:
+        """Add `g` to the sum of what leaf `src` got so far: the first part is held as it is,
+        the second makes a tensor of gradviz's own, and the rest are added into that one in
+        place (the same additions in the same order: the same numbers as `a + b`)."""
+        total = self.leaf_edge_sums.get(src)
+        if total is None:
+            self.leaf_edge_sums[src] = g
+            return
+        with self.quiet():
+            if src in self._own_sums and _same_kind(total, g):
+                total.add_(g)
+            else:
+                self.leaf_edge_sums[src] = total + g
+                self._own_sums.add(src)
 
     def detach(self) -> None:
         """Remove the hooks and summarise the gradients still waiting."""
@@ -737,7 +763,7 @@ class CallCapture:
             for i, total in sums.items()
             if i not in self.leaf_grads and i not in self.node_grads and i not in partial
         }
-        self.leaf_edge_sums = {}
+        self.leaf_edge_sums, self._own_sums = {}, set()
         self._leaf_sums = dict(zip(totals, summarize_many(list(totals.values()))))
 
     def info(self, graph: Graph) -> CallInfo:
@@ -840,7 +866,7 @@ class CallCapture:
     def release(self) -> None:
         self.nodes, self.nrs, self.roots = [], [], []
         self.index = {}
-        self.leaf_edge_sums = {}
+        self.leaf_edge_sums, self._own_sums = {}, set()
         self._pending = []
         self._leaf_pending = []
         self.node_grads, self.edge_grads, self.saved_values, self.loose = {}, {}, {}, {}
