@@ -268,6 +268,9 @@ class CallCapture:
         self.leaf_edge_sums: dict[int, torch.Tensor] = {}
         #: The leaves whose sum is a tensor of gradviz's own (added into in place).
         self._own_sums: set[int] = set()
+        #: The engine runs each device's nodes on a thread of its own: two consumers of one
+        #: leaf (`w` and `w.cuda()`) may hand it their parts at once.
+        self._sum_lock = threading.Lock()
         #: What the hooks' sums run under: the recorder's `off` where the call builds graph
         #: (`create_graph=True`, the dispatch mode then stays on), else nothing.
         self.quiet: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
@@ -675,16 +678,17 @@ class CallCapture:
         """Add `g` to the sum of what leaf `src` got so far: the first part is held as it is,
         the second makes a tensor of gradviz's own, and the rest are added into that one in
         place (the same additions in the same order: the same numbers as `a + b`)."""
-        total = self.leaf_edge_sums.get(src)
-        if total is None:
-            self.leaf_edge_sums[src] = g
-            return
-        with self.quiet():
-            if src in self._own_sums and _same_kind(total, g):
-                total.add_(g)
-            else:
-                self.leaf_edge_sums[src] = total + g
-                self._own_sums.add(src)
+        with self._sum_lock:
+            total = self.leaf_edge_sums.get(src)
+            if total is None:
+                self.leaf_edge_sums[src] = g
+                return
+            with self.quiet():
+                if src in self._own_sums and _same_kind(total, g):
+                    total.add_(g)
+                else:
+                    self.leaf_edge_sums[src] = total + g
+                    self._own_sums.add(src)
 
     def detach(self) -> None:
         """Remove the hooks and summarise the gradients still waiting."""
