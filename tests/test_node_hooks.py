@@ -168,4 +168,3 @@ def test_a_leaf_used_at_every_step_gets_torchs_gradient_summed_as_it_arrives() -
     by_name = {n.names[0]: n for n in rec.graph().leaves}
     assert by_name["w"].grad is not None and by_name["w"].grad.data == expected.tolist()
     assert by_name["u"].grad is None  # not asked for: its `mul` did not run
-
