@@ -107,6 +107,48 @@ class FullCollections:
             gc.set_threshold(young, middle, saved)
 
 
+#: The youngest generation's threshold while recording (CPython's default is 700).
+RECORDING_YOUNG = 5000
+
+
+class YoungCollections:
+    """Young collections five to seven times rarer while recording (`RECORDING_YOUNG`).
+
+    A recording keeps a few small objects for every op and every backward call (op records,
+    summaries, each call's light record); each collection of the middle generation counts
+    toward a full one, and a full one walks every record kept since the script's first backward
+    call. At 700 allocations a young collection, a loop of 30,000 small backward calls
+    (`dynamic_net`) made 28 full collections: 4.4 s of its 40. At 5,000 it makes 5 (0.6 s):
+    the same objects are collected, in fewer walks. A script that tunes the collector itself (a
+    threshold of its own, 0 to turn it off) is left as it is, and so is one that changes it
+    while recording.
+    """
+
+    def __init__(self) -> None:
+        self._saved: int | None = None
+
+    def hold(self) -> None:
+        if self._saved is not None:
+            return
+        young, middle, oldest = gc.get_threshold()
+        if young != _DEFAULT_YOUNG:
+            return
+        self._saved = young
+        gc.set_threshold(RECORDING_YOUNG, middle, oldest)
+
+    def release(self) -> None:
+        saved, self._saved = self._saved, None
+        if saved is None:
+            return
+        young, middle, oldest = gc.get_threshold()
+        if young == RECORDING_YOUNG:
+            gc.set_threshold(saved, middle, oldest)
+
+
+#: CPython's youngest threshold, which a script that did not tune the collector has.
+_DEFAULT_YOUNG = 700
+
+
 class Settled:
     """What the script has made by its first backward call, frozen out of full collections.
 

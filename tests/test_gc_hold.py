@@ -1,5 +1,6 @@
 """A long forward pass holds off full garbage collections until the next backward call (they
-walk every op record again, for no garbage), and gives the script's own thresholds back."""
+walk every op record again, for no garbage); young collections are rarer while recording; the
+script's own thresholds come back."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import pytest
 import torch
 
 import graphviz_grad as gg
-from graphviz_grad._gc import _NEVER, LONG_PASS
+from graphviz_grad._gc import _NEVER, LONG_PASS, RECORDING_YOUNG
 
 
 @pytest.fixture(autouse=True)
 def thresholds() -> Iterator[tuple[int, int, int]]:
     before = gc.get_threshold()
-    yield before
+    gc.set_threshold(700, 10, 10)  # CPython's defaults: a script that did not tune them
+    yield gc.get_threshold()
     gc.set_threshold(*before)
 
 
@@ -38,8 +40,9 @@ def test_full_collections_wait_for_the_backward_call(thresholds: tuple[int, int,
         short = _long_pass(rec, 100)
         short_pass = gc.get_threshold()
         short.backward()
-    assert during == (*thresholds[:2], _NEVER)  # the young generations are still collected
-    assert after == short_pass == thresholds
+    # the young generations are still collected, less often
+    assert during == (RECORDING_YOUNG, thresholds[1], _NEVER)
+    assert after == short_pass == (RECORDING_YOUNG, *thresholds[1:])
     assert gc.get_threshold() == thresholds
 
 
@@ -93,3 +96,23 @@ def test_a_freeze_from_before_the_recording_is_left_alone() -> None:
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_young_collections_are_rarer_while_recording_and_the_default_comes_back() -> None:
+    with gg.record():
+        during = gc.get_threshold()
+        with gg.record():  # a recording inside another changes nothing more
+            inner = gc.get_threshold()
+        after_inner = gc.get_threshold()
+    assert during == inner == after_inner == (RECORDING_YOUNG, 10, 10)
+    assert gc.get_threshold() == (700, 10, 10)
+
+
+def test_a_script_that_tunes_the_collector_is_left_as_it_is() -> None:
+    gc.set_threshold(100_000, 50, 100)
+    with gg.record():
+        assert gc.get_threshold() == (100_000, 50, 100)
+    gc.set_threshold(0, 10, 10)  # collections off
+    with gg.record():
+        assert gc.get_threshold() == (0, 10, 10)
+    assert gc.get_threshold() == (0, 10, 10)

@@ -25,7 +25,7 @@ from torch.optim.optimizer import (
     register_optimizer_step_pre_hook,
 )
 
-from .._gc import Settled
+from .._gc import Settled, YoungCollections
 from ..errors import CallError, RootError
 from ..model import CallInfo, Graph
 from ._forward import _TORCH_DIR, USER_FRAMES, ForwardRecorder, ModuleStack
@@ -103,6 +103,8 @@ class Recorder:
         self._scalers = ScalerCalls()
         #: The script's objects by its first backward call, out of full collections (`_gc`).
         self._settled = Settled()
+        #: Young collections rarer while recording (`_gc.YoungCollections`).
+        self._young = YoungCollections()
         #: Hooks the script puts on tensors ops made (`capture.tensor_hooks`).
         self._tensor_hooks = TensorHooks()
         self._serials = Serials()
@@ -166,6 +168,7 @@ class Recorder:
             self._step_hook = register_optimizer_step_post_hook(self._stepped)
             self._step_pre_hook = register_optimizer_step_pre_hook(self._step_starts)
         self._mode.__enter__()
+        self._young.hold()
         self._entered = True
         self._thread = threading.get_ident()  # the dispatch mode sees this thread's ops only
         _RECORDING.add(self)
@@ -241,6 +244,7 @@ class Recorder:
         finally:
             self._mode.full_collections.release()
             self._settled.release()
+            self._young.release()
             for part in self._parts():
                 part.remove()
 
@@ -260,6 +264,7 @@ class Recorder:
         self._mode.pending = []
         self._mode.full_collections.release()
         self._settled.release()
+        self._young.release()
 
     def _step_starts(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self.watch.note_optimizer(optimizer)
