@@ -77,7 +77,38 @@ LONG_PASS = BIG_GRAPH
 _NEVER = 2**31 - 1
 
 
-class FullCollections:
+class _Threshold:
+    """One generation's collection threshold set to `value` while held, and given back at
+    `release` (unless the script set its own meanwhile). `only_from`: hold only while the
+    threshold is that (a script that tuned the collector keeps its tuning)."""
+
+    def __init__(self, generation: int, value: int, only_from: int | None = None) -> None:
+        self._generation = generation
+        self._value = value
+        self._only_from = only_from
+        self._saved: int | None = None
+
+    def hold(self) -> None:
+        if self._saved is not None:
+            return
+        now = list(gc.get_threshold())
+        if self._only_from is not None and now[self._generation] != self._only_from:
+            return
+        self._saved, now[self._generation] = now[self._generation], self._value
+        gc.set_threshold(*now)
+
+    def release(self) -> None:
+        """The user's threshold back (unless the script set its own meanwhile)."""
+        saved, self._saved = self._saved, None
+        if saved is None:
+            return
+        now = list(gc.get_threshold())
+        if now[self._generation] == self._value:
+            now[self._generation] = saved
+            gc.set_threshold(*now)
+
+
+class FullCollections(_Threshold):
     """Full collections held off while a long forward pass is recorded.
 
     Each op of the pass leaves a few small objects in its node's metadata; in a pass of a
@@ -88,31 +119,17 @@ class FullCollections:
     """
 
     def __init__(self) -> None:
-        self._saved: int | None = None
-
-    def hold(self) -> None:
-        if self._saved is not None:
-            return
-        young, middle, oldest = gc.get_threshold()
-        self._saved = oldest
-        gc.set_threshold(young, middle, _NEVER)
-
-    def release(self) -> None:
-        """The user's threshold back (unless the script set its own meanwhile)."""
-        saved, self._saved = self._saved, None
-        if saved is None:
-            return
-        young, middle, oldest = gc.get_threshold()
-        if oldest == _NEVER:
-            gc.set_threshold(young, middle, saved)
+        super().__init__(2, _NEVER)
 
 
-#: The youngest generation's threshold while recording (CPython's default is 700).
+#: The youngest generation's threshold while recording, and CPython's default (3.10 to 3.12),
+#: which a script that did not tune the collector has.
 RECORDING_YOUNG = 5000
+_DEFAULT_YOUNG = 700
 
 
-class YoungCollections:
-    """Young collections five to seven times rarer while recording (`RECORDING_YOUNG`).
+class YoungCollections(_Threshold):
+    """Young collections about seven times rarer while recording (`RECORDING_YOUNG`).
 
     A recording keeps a few small objects for every op and every backward call (op records,
     summaries, each call's light record); each collection of the middle generation counts
@@ -125,28 +142,7 @@ class YoungCollections:
     """
 
     def __init__(self) -> None:
-        self._saved: int | None = None
-
-    def hold(self) -> None:
-        if self._saved is not None:
-            return
-        young, middle, oldest = gc.get_threshold()
-        if young != _DEFAULT_YOUNG:
-            return
-        self._saved = young
-        gc.set_threshold(RECORDING_YOUNG, middle, oldest)
-
-    def release(self) -> None:
-        saved, self._saved = self._saved, None
-        if saved is None:
-            return
-        young, middle, oldest = gc.get_threshold()
-        if young == RECORDING_YOUNG:
-            gc.set_threshold(saved, middle, oldest)
-
-
-#: CPython's youngest threshold, which a script that did not tune the collector has.
-_DEFAULT_YOUNG = 700
+        super().__init__(0, RECORDING_YOUNG, only_from=_DEFAULT_YOUNG)
 
 
 class Settled:
