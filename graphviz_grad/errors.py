@@ -113,6 +113,10 @@ class Interrupted(GradvizError):
     exit_code = 130
 
 
+#: The reader of gradviz's output went away (`gradviz tree big.py | head`): 128 + SIGPIPE, the
+#: status a shell gives a program that a closed pipe stopped.
+PIPE_CLOSED = 141
+
 #: Exit codes, as documented in the README.
 EXIT_CODES: dict[str, int] = {
     "ok": 0,
@@ -128,5 +132,6 @@ EXIT_CODES: dict[str, int] = {
     "timeout": TimeoutError_.exit_code,
     "plot-missing": PlotMissingError.exit_code,
     "interrupted": Interrupted.exit_code,
+    "pipe-closed": PIPE_CLOSED,
     "internal": InternalError.exit_code,
 }

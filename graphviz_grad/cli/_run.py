@@ -23,7 +23,14 @@ from rich.markup import escape
 from typer.exceptions import TyperException
 
 from .._gc import end_startup
-from ..errors import GradvizError, InternalError, Interrupted, OutputError, UsageError
+from ..errors import (
+    PIPE_CLOSED,
+    GradvizError,
+    InternalError,
+    Interrupted,
+    OutputError,
+    UsageError,
+)
 from ._app import err
 from ._ranks import NotDrawing, share_report, stop_unless_drawing, with_rank_findings
 
@@ -55,9 +62,21 @@ def reported() -> Iterator[None]:
         raise typer.Exit(Interrupted.exit_code) from None
     except (typer.Exit, typer.Abort, TyperException):
         raise  # typer's own ways out (`Exit` is a RuntimeError to Python)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as `cat` does
+        _stdout_to_devnull()
+        raise typer.Exit(PIPE_CLOSED) from None
     except Exception as exc:  # gradviz's bug: one sentence, the traceback for the report, 70
         report(internal_error(exc))
         raise typer.Exit(InternalError.exit_code) from None
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null: what is still buffered for the closed pipe is dropped, not
+    written at exit (which would raise again, with Python's own traceback)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def internal_error(exc: BaseException) -> InternalError:

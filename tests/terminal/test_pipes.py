@@ -199,3 +199,33 @@ def test_quiet_hides_the_scripts_warnings_but_doctor_still_reports_them(tmp_path
     assert loud.returncode == 0 and "align_corners" in loud.stderr
     doctor = run([*GRADVIZ, "doctor", str(path), "-q"])
     assert "torch-warning" in doctor.stdout and "align_corners" in doctor.stdout
+
+
+def test_a_reader_that_stops_early_ends_gradviz_quietly(tmp_path: Path) -> None:
+    """`gradviz tree big.py | head`: the pipe closes while gradviz still writes. It stops with
+    the shell's status for that (141), no traceback and no "bug in gradviz"."""
+    import subprocess
+
+    from graphviz_grad.errors import EXIT_CODES
+
+    script = tmp_path / "chain.py"
+    script.write_text(
+        "import torch\nx = torch.tensor(1.0, requires_grad=True)\ny = x\n"
+        "for _ in range(3000):\n    y = y * 1.0001 + 0.1\ny.backward()\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen(
+        [*GRADVIZ, "tree", str(script)],
+        env=ENV,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.read(64)  # what `head -c 64` reads, then it exits
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    code = proc.wait(timeout=120)
+    assert first
+    assert code == EXIT_CODES["pipe-closed"] == 141, stderr
+    assert "Traceback" not in stderr and "bug in gradviz" not in stderr
